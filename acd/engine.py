@@ -1,0 +1,636 @@
+"""The ACD engine: queues, agents and the longest-idle strategy, sans-IO (STYLE §1).
+
+`Acd` takes inputs with the current time (`now`, monotonic seconds) and returns lists of
+commands (`OfferCall`, `CancelOffer`, `QueueTimeout`) and queue-log events (`QueueEvent`) in the
+order the caller must act on them. It keeps its own timers (ring timeout, max wait, wrap-up end);
+the owner asks `get_timer()` and calls `handle_timer(now)` when it is due. No I/O, no clock, no
+randomness: the same inputs always give the same outputs.
+
+Routing rules (SPEC ACD-1 longest-idle, ACD-4 subset):
+
+- Longest idle: a call goes to the IDLE agent of its queue that has been idle the longest and has
+  not been offered this call yet; ties by agent id.
+- Idle since: the time an agent became available (login, end of call, end of wrap-up). An agent
+  whose phone did not answer or refused goes to the *back* of the line (idle since = the time of
+  the failure): it is most likely away from its desk, and keeping it first would make every next
+  caller ring it for a whole ring timeout first, which costs service level (SPEC RPT-3: answered
+  within 15 s). An agent whose ring was stopped because the caller left (abandon, max wait)
+  keeps its place: it did nothing wrong.
+- Tried set: an agent is not offered the same call again after a no-answer or reject, while
+  other calls may still go to it at once. The set persists for the call's lifetime, with one
+  exception: an agent that *becomes available* (login, end of call, end of wrap-up) takes the
+  longest-waiting call of its queues even if it tried it before, since at that point no untried
+  idle agent exists for that call (otherwise the call would be ringing). Without that, a queue
+  with one agent would never retry a call. An agent that merely returns to idle after a failed
+  or withdrawn offer only takes calls it has not tried.
+- Order of waiting calls: higher priority first; within a priority, calls put back after a
+  failed offer first (the queue head, SPEC ACD-4), then by enqueue order. An agent serving
+  several queues takes the first call in that order across its queues.
+- Max wait runs from `enqueue` and is not restarted by re-queues. When it hits while the call is
+  ringing an agent: `CancelOffer`, then `QueueTimeout`.
+- Timers due at the same instant run in the order max wait, ring timeout, wrap-up end.
+- A phone that unregisters while ringing: `CancelOffer`, the agent is logged out, the call goes
+  back to the head and is offered to the next agent. While talking: the call goes on and the
+  agent is logged out when it ends.
+
+Invariant after every method returns: no waiting call has an idle, untried agent in its queue.
+`replace_specs` is the one exception until the next `handle_timer` (see there).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable
+
+from acd.agent import AgentEvent, AgentRecord, AgentState, next_agent_state
+from acd.errors import DuplicateCall, NotOffered, UnknownAgent, UnknownCall, UnknownQueue
+from acd.events import (
+    CancelOffer,
+    Command,
+    OfferCall,
+    QueueEvent,
+    QueueEventKind,
+    QueueSnapshot,
+    QueueTimeout,
+)
+from acd.queue import CallEvent, CallRecord, CallState, QueueRecord, next_call_state
+from acd.spec import AgentSpec, QueueSpec, validate_specs
+
+_K = QueueEventKind
+
+# Timer kinds, in the order they run when due at the same instant.
+_MAX_WAIT = 0
+_RING_TIMEOUT = 1
+_WRAP_UP_END = 2
+
+_Timer = tuple[float, int, int, str, int]  # (deadline, kind, seq, call or agent id, serial)
+
+
+class Acd:
+    """Automatic call distribution over a set of queues and agents (see the module docstring
+    for the routing rules). Agents start logged out."""
+
+    def __init__(self, queues: Iterable[QueueSpec], agents: Iterable[AgentSpec]) -> None:
+        queue_specs, agent_specs = validate_specs(queues, agents)
+        self._queues: dict[str, QueueRecord] = {}
+        self._agents: dict[str, AgentRecord] = {}
+        self._calls: dict[str, CallRecord] = {}
+        self._timers: list[_Timer] = []
+        self._seq = 0  # enqueue order, global across queues
+        self._serial = 0  # call incarnations, offers, wrap-ups, timers
+        self._last_now = 0.0
+        self._reload_pending = False
+        for q_spec in queue_specs:
+            self._queues[q_spec.name] = QueueRecord(q_spec)
+        for a_spec in agent_specs:
+            self._agents[a_spec.agent_id] = AgentRecord(a_spec.agent_id, a_spec.queues)
+            for name in a_spec.queues:
+                self._queues[name].members[a_spec.agent_id] = None
+
+    # ---------------------------------------------------------------------------------------
+    # Agents
+
+    def agent_available(self, agent_id: str, now: float) -> list[Command]:
+        """The agent's phone registered. A logged-out agent becomes idle and may at once be
+        offered the longest-waiting call of its queues; in any other state nothing changes (a
+        REGISTER refresh), except that a logout pending from an unregister during a call is
+        forgotten."""
+        self._tick(now)
+        agent = self._agents.get(agent_id)
+        if agent is None or agent.retired:
+            raise UnknownAgent(agent_id)
+        out: list[Command] = []
+        before = agent.state
+        self._agent_to(agent, AgentEvent.AVAILABLE, now, out)
+        if before is AgentState.LOGGED_OUT:
+            self._agent_ready(agent, now, out, fresh=True)
+        else:
+            agent.logout_pending = False
+        return out
+
+    def agent_unavailable(self, agent_id: str, now: float) -> list[Command]:
+        """The agent's phone unregistered (or its registration expired): the agent is logged
+        out. If it was ringing: `CancelOffer`, the call goes back to its queue head and the
+        next agent is offered it. If it was talking: logged out when the call ends."""
+        self._tick(now)
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            raise UnknownAgent(agent_id)
+        out: list[Command] = []
+        if agent.state is AgentState.TALKING:
+            agent.logout_pending = True
+            return out
+        call = None
+        if agent.state is AgentState.RINGING and agent.call_id is not None:
+            call = self._calls[agent.call_id]
+        if call is not None:
+            next_call_state(call.call_id, call.state, CallEvent.AGENT_GONE)
+            out.append(
+                self._event(
+                    _K.RINGCANCELED,
+                    call,
+                    now,
+                    {"reason": "agent_unavailable", "ring": now - call.offered_at},
+                )
+            )
+            out.append(CancelOffer(call.call_id, agent.agent_id, "agent_unavailable"))
+        self._agent_to(agent, AgentEvent.UNAVAILABLE, now, out, call_id=agent.call_id)
+        agent.call_id = None
+        agent.logout_pending = False
+        if call is not None:
+            self._requeue(call, CallEvent.AGENT_GONE)
+            self._dispatch_call(call, now, out)
+        self._forget_if_retired(agent)
+        return out
+
+    def agent_state(self, agent_id: str) -> AgentState:
+        """The agent's current state."""
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            raise UnknownAgent(agent_id)
+        return agent.state
+
+    # ---------------------------------------------------------------------------------------
+    # Calls
+
+    def enqueue(self, call_id: str, queue: str, now: float, priority: int = 0) -> list[Command]:
+        """A call joins `queue` (higher `priority` waits ahead of lower); the longest-idle agent
+        is offered it at once if there is one. Starts the call's max-wait clock."""
+        self._tick(now)
+        q = self._queues.get(queue)
+        if q is None or q.draining:
+            raise UnknownQueue(queue)
+        if call_id in self._calls:
+            raise DuplicateCall(call_id)
+        self._seq += 1
+        call = CallRecord(call_id, q.spec, priority, now, self._seq, self._next_serial())
+        self._calls[call_id] = call
+        q.calls[call_id] = call
+        position = q.add_waiting(call)
+        self._push_timer(now + q.spec.max_wait, _MAX_WAIT, call_id, call.serial)
+        out: list[Command] = [
+            self._event(_K.ENTER, call, now, {"priority": priority, "position": position})
+        ]
+        self._dispatch_call(call, now, out)
+        return out
+
+    def abandon(self, call_id: str, now: float) -> list[Command]:
+        """The caller hung up (or CANCELled) while queued or ringing: the call leaves the ACD;
+        if an agent was ringing, `CancelOffer` and that agent may take another call."""
+        self._tick(now)
+        call = self._call(call_id)
+        next_call_state(call_id, call.state, CallEvent.ABANDON)
+        agent = self._ringing_agent(call)
+        q = self._queues[call.queue]
+        data: dict[str, object] = {"waited": now - call.enqueued_at}
+        if agent is None:
+            data["position"] = q.remove_waiting(call)
+        else:
+            data["ring"] = now - call.offered_at
+        out: list[Command] = [self._event(_K.ABANDON, call, now, data)]
+        if agent is not None:
+            out.append(CancelOffer(call_id, agent.agent_id, "abandoned"))
+        self._finish(call, CallEvent.ABANDON)
+        if agent is not None:
+            self._withdraw_offer(agent, call_id, now, out)
+        return out
+
+    def agent_answered(self, call_id: str, agent_id: str, now: float) -> list[Command]:
+        """The ringing agent answered: the call is connected and leaves the queue."""
+        self._tick(now)
+        call, agent = self._offer_pair(call_id, agent_id, CallEvent.ANSWER)
+        call.state = next_call_state(call_id, call.state, CallEvent.ANSWER)
+        call.connected_at = now
+        self._leave_queue(call)
+        out: list[Command] = [
+            self._event(
+                _K.CONNECT,
+                call,
+                now,
+                {
+                    "waited": now - call.enqueued_at,
+                    "ring": now - call.offered_at,
+                    "attempt": call.attempts,
+                },
+            )
+        ]
+        self._agent_to(agent, AgentEvent.ANSWER, now, out, call_id=call_id)
+        return out
+
+    def agent_rejected(self, call_id: str, agent_id: str, now: float, reason: str) -> list[Command]:
+        """The agent's phone refused the call (486, 603, another error, unreachable): the agent
+        is idle again at the back of the line and will not be offered this call again; the call
+        goes back to its queue head and the next agent is offered it."""
+        self._tick(now)
+        call, agent = self._offer_pair(call_id, agent_id, CallEvent.REJECT)
+        out: list[Command] = [
+            self._event(_K.REJECT, call, now, {"reason": reason, "ring": now - call.offered_at})
+        ]
+        self._offer_failed(call, agent, CallEvent.REJECT, AgentEvent.REJECT, now, out)
+        return out
+
+    def call_ended(self, call_id: str, agent_id: str, now: float) -> list[Command]:
+        """A connected call ended (either side hung up). The agent enters wrap-up if the call's
+        queue has `wrap_up` > 0 (a timer ends it), else it is idle at once and may be offered
+        the longest-waiting call of its queues, even one it did not answer before."""
+        self._tick(now)
+        call, agent = self._offer_pair(call_id, agent_id, CallEvent.END)
+        out: list[Command] = [
+            self._event(_K.COMPLETE, call, now, {"talk": now - call.connected_at})
+        ]
+        self._finish(call, CallEvent.END)
+        agent.call_id = None
+        if call.spec.wrap_up > 0:
+            self._agent_to(agent, AgentEvent.HANGUP, now, out, call_id=call_id)
+            agent.wrap_up_serial = self._next_serial()
+            self._push_timer(
+                now + call.spec.wrap_up, _WRAP_UP_END, agent.agent_id, agent.wrap_up_serial
+            )
+            self._settle(agent, now, out)
+        else:
+            self._agent_to(agent, AgentEvent.HANGUP_NO_WRAP_UP, now, out, call_id=call_id)
+            self._agent_ready(agent, now, out, fresh=True)
+        return out
+
+    # ---------------------------------------------------------------------------------------
+    # Timers
+
+    def get_timer(self) -> float | None:
+        """The time `handle_timer` must next be called, or None when no timer runs."""
+        if self._reload_pending:
+            return self._last_now
+        while self._timers:
+            if self._timer_valid(self._timers[0]):
+                return self._timers[0][0]
+            heapq.heappop(self._timers)
+        return None
+
+    def handle_timer(self, now: float) -> list[Command]:
+        """Run every timer due at `now`, earliest first: max wait (`CancelOffer` if ringing,
+        then `QueueTimeout`), ring timeout (`CancelOffer`, call back to the queue head, next
+        agent offered), wrap-up end (agent idle, may be offered a call). Also applies a pending
+        `replace_specs`."""
+        self._tick(now)
+        out: list[Command] = []
+        if self._reload_pending:
+            self._apply_reload(now, out)
+        while self._timers and self._timers[0][0] <= now:
+            timer = heapq.heappop(self._timers)
+            if not self._timer_valid(timer):
+                continue
+            _, kind, _, key, _ = timer
+            if kind == _MAX_WAIT:
+                self._max_wait(self._calls[key], now, out)
+            elif kind == _RING_TIMEOUT:
+                self._ring_timeout(self._calls[key], now, out)
+            else:
+                agent = self._agents[key]
+                self._agent_to(agent, AgentEvent.WRAP_UP_END, now, out)
+                self._agent_ready(agent, now, out, fresh=True)
+        return out
+
+    # ---------------------------------------------------------------------------------------
+    # Views and configuration
+
+    def queue_snapshot(self, queue: str, now: float) -> QueueSnapshot:
+        """Waiting and ringing counts, longest wait and agents by state for one queue."""
+        q = self._queues.get(queue)
+        if q is None:
+            raise UnknownQueue(queue)
+        agents = {state.value: 0 for state in AgentState}
+        for agent_id in q.members:
+            agents[self._agents[agent_id].state.value] += 1
+        longest = max((now - c.enqueued_at for c in q.calls.values()), default=0.0)
+        return QueueSnapshot(
+            queue=queue,
+            at=now,
+            waiting=len(q.calls),
+            ringing=len(q.calls) - len(q.waiting),
+            longest_wait=longest,
+            agents=agents,
+            draining=q.draining,
+        )
+
+    def replace_specs(self, queues: Iterable[QueueSpec], agents: Iterable[AgentSpec]) -> None:
+        """Swap in new queue and agent specs (config reload); calls in progress are untouched.
+
+        Validation happens first: on `InvalidSpec` the old specs stay in force. Then:
+        - a call keeps the queue spec it was enqueued with (ring timeout, max wait, wrap-up);
+        - a removed queue that still holds calls drains: no new calls, its agents keep serving
+          it until its last call leaves;
+        - a removed agent that is ringing or talking finishes that call and is then logged out
+          and forgotten; one that is idle or in wrap-up is logged out at the next
+          `handle_timer`; a new agent starts logged out (call `agent_available` for it if its
+          phone is registered);
+        - changed memberships take effect for routing at once.
+
+        This method returns nothing, so the effects that produce commands (logging out removed
+        agents, offering waiting calls to agents that joined their queue) wait for the next
+        `handle_timer`: `get_timer()` reports a due timer until then.
+        """
+        queue_specs, agent_specs = validate_specs(queues, agents)
+        new_queues = {spec.name: spec for spec in queue_specs}
+        for name, q in list(self._queues.items()):
+            if name in new_queues:
+                q.spec = new_queues[name]
+                q.draining = False
+            elif q.calls:
+                q.draining = True
+            else:
+                del self._queues[name]
+        for name, spec in new_queues.items():
+            if name not in self._queues:
+                self._queues[name] = QueueRecord(spec)
+        new_agents = {spec.agent_id: spec for spec in agent_specs}
+        for agent_id, agent in list(self._agents.items()):
+            a_spec = new_agents.get(agent_id)
+            if a_spec is None:
+                agent.retired = True
+                agent.queues = ()
+                if agent.state is AgentState.LOGGED_OUT:
+                    del self._agents[agent_id]
+                continue
+            agent.retired = False
+            draining = tuple(
+                name
+                for name in agent.queues
+                if name in self._queues
+                and self._queues[name].draining
+                and name not in a_spec.queues
+            )
+            agent.queues = a_spec.queues + draining
+        for agent_id, a_spec in new_agents.items():
+            if agent_id not in self._agents:
+                self._agents[agent_id] = AgentRecord(agent_id, a_spec.queues)
+        for q in self._queues.values():
+            q.members.clear()
+            q.idle.clear()
+        for agent in self._agents.values():
+            for name in agent.queues:
+                q = self._queues[name]
+                q.members[agent.agent_id] = None
+                if agent.state is AgentState.IDLE:
+                    q.add_idle(agent.idle_key)
+        self._reload_pending = True
+
+    # ---------------------------------------------------------------------------------------
+    # Internals: agents
+
+    def _agent_to(
+        self,
+        agent: AgentRecord,
+        event: AgentEvent,
+        now: float,
+        out: list[Command],
+        *,
+        call_id: str | None = None,
+        idle_since: float | None = None,
+    ) -> None:
+        """Apply `event` to the agent through the table, keep the idle indexes in step and emit
+        AGENT_STATE when the state changes. Entering IDLE sets `idle_since` (default `now`)."""
+        old = agent.state
+        new = next_agent_state(agent.agent_id, old, event)
+        if new is old:
+            return
+        if old is AgentState.IDLE:
+            for name in agent.queues:
+                self._queues[name].remove_idle(agent.idle_key)
+        agent.state = new
+        agent.state_since = now
+        if new is AgentState.IDLE:
+            agent.idle_since = now if idle_since is None else idle_since
+            for name in agent.queues:
+                self._queues[name].add_idle(agent.idle_key)
+        out.append(
+            QueueEvent(
+                kind=_K.AGENT_STATE,
+                call_id=call_id,
+                agent_id=agent.agent_id,
+                queue=None,
+                at=now,
+                data={"from": old.value, "to": new.value, "event": event.value},
+            )
+        )
+
+    def _settle(self, agent: AgentRecord, now: float, out: list[Command]) -> bool:
+        """Log the agent out if a logout is pending (unregistered during a call, or removed by a
+        reload) and it has just left its call; return True if it did."""
+        if not (agent.logout_pending or agent.retired):
+            return False
+        if agent.state not in (AgentState.IDLE, AgentState.WRAP_UP):
+            return False
+        self._agent_to(agent, AgentEvent.UNAVAILABLE, now, out)
+        agent.logout_pending = False
+        self._forget_if_retired(agent)
+        return True
+
+    def _agent_ready(self, agent: AgentRecord, now: float, out: list[Command], fresh: bool) -> None:
+        """The agent has just entered IDLE: offer it the best call of its queues. A `fresh`
+        agent (it became available) may take a call it tried before; otherwise only untried."""
+        if self._settle(agent, now, out):
+            return
+        best: CallRecord | None = None
+        untried_by = None if fresh else agent.agent_id
+        for name in agent.queues:
+            call = self._queues[name].first_waiting(untried_by)
+            if call is not None and (best is None or call.key < best.key):
+                best = call
+        if best is not None:
+            self._offer(best, agent, now, out)
+
+    def _forget_if_retired(self, agent: AgentRecord) -> None:
+        if agent.retired and agent.state is AgentState.LOGGED_OUT:
+            del self._agents[agent.agent_id]
+
+    def _withdraw_offer(
+        self, agent: AgentRecord, call_id: str, now: float, out: list[Command]
+    ) -> None:
+        """The caller left while `agent` was ringing: the agent is idle again with its place in
+        line kept, and may take another call it has not tried."""
+        self._agent_to(
+            agent,
+            AgentEvent.OFFER_WITHDRAWN,
+            now,
+            out,
+            call_id=call_id,
+            idle_since=agent.idle_since,
+        )
+        agent.call_id = None
+        self._agent_ready(agent, now, out, fresh=False)
+
+    # ---------------------------------------------------------------------------------------
+    # Internals: calls
+
+    def _call(self, call_id: str) -> CallRecord:
+        call = self._calls.get(call_id)
+        if call is None:
+            raise UnknownCall(call_id)
+        return call
+
+    def _ringing_agent(self, call: CallRecord) -> AgentRecord | None:
+        if call.state is not CallState.RINGING or call.agent_id is None:
+            return None
+        return self._agents[call.agent_id]
+
+    def _offer_pair(
+        self, call_id: str, agent_id: str, event: CallEvent
+    ) -> tuple[CallRecord, AgentRecord]:
+        """Check that `event` from `agent_id` is legal for the call (ringing that agent for
+        ANSWER/REJECT, connected with it for END) and return both records, unchanged."""
+        call = self._call(call_id)
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            raise UnknownAgent(agent_id)
+        next_call_state(call_id, call.state, event)
+        if call.agent_id != agent_id:
+            raise NotOffered(call_id, agent_id, call.state.value, event.value, call.agent_id)
+        return call, agent
+
+    def _event(
+        self, kind: QueueEventKind, call: CallRecord, now: float, data: dict[str, object]
+    ) -> QueueEvent:
+        return QueueEvent(
+            kind=kind,
+            call_id=call.call_id,
+            agent_id=call.agent_id,
+            queue=call.queue,
+            at=now,
+            data=data,
+        )
+
+    def _dispatch_call(self, call: CallRecord, now: float, out: list[Command]) -> None:
+        """Offer a waiting call to the longest-idle agent of its queue it has not tried."""
+        agent_id = self._queues[call.queue].first_idle(call.tried)
+        if agent_id is not None:
+            self._offer(call, self._agents[agent_id], now, out)
+
+    def _offer(self, call: CallRecord, agent: AgentRecord, now: float, out: list[Command]) -> None:
+        self._queues[call.queue].remove_waiting(call)
+        call.state = next_call_state(call.call_id, call.state, CallEvent.OFFER)
+        call.agent_id = agent.agent_id
+        call.offered_at = now
+        call.offer_serial = self._next_serial()
+        call.attempts += 1
+        call.tried.add(agent.agent_id)
+        out.append(
+            self._event(
+                _K.OFFER,
+                call,
+                now,
+                {"ring_timeout": call.spec.ring_timeout, "attempt": call.attempts},
+            )
+        )
+        self._agent_to(agent, AgentEvent.OFFER, now, out, call_id=call.call_id)
+        agent.call_id = call.call_id
+        out.append(OfferCall(call.call_id, agent.agent_id, call.queue, call.spec.ring_timeout))
+        self._push_timer(
+            now + call.spec.ring_timeout, _RING_TIMEOUT, call.call_id, call.offer_serial
+        )
+
+    def _requeue(self, call: CallRecord, event: CallEvent) -> None:
+        """Put a call whose offer failed back at the head of its queue."""
+        call.state = next_call_state(call.call_id, call.state, event)
+        call.agent_id = None
+        call.requeue_at_head()
+        self._queues[call.queue].add_waiting(call)
+
+    def _offer_failed(
+        self,
+        call: CallRecord,
+        agent: AgentRecord,
+        call_event: CallEvent,
+        agent_event: AgentEvent,
+        now: float,
+        out: list[Command],
+    ) -> None:
+        """No answer or reject: the agent goes idle at the back of the line, the call back to
+        its queue head; the call is offered to the next agent first, then the agent may take a
+        call it has not tried."""
+        self._agent_to(agent, agent_event, now, out, call_id=call.call_id)
+        agent.call_id = None
+        self._requeue(call, call_event)
+        self._dispatch_call(call, now, out)
+        self._agent_ready(agent, now, out, fresh=False)
+
+    def _leave_queue(self, call: CallRecord) -> None:
+        """The call is no longer in its queue (connected or gone); drop a drained queue."""
+        q = self._queues[call.queue]
+        del q.calls[call.call_id]
+        if q.draining and not q.calls:
+            del self._queues[q.name]
+            for agent_id in q.members:
+                agent = self._agents[agent_id]
+                if agent.state is AgentState.IDLE:
+                    q.remove_idle(agent.idle_key)
+                agent.queues = tuple(name for name in agent.queues if name != q.name)
+
+    def _finish(self, call: CallRecord, event: CallEvent) -> None:
+        """Move the call to a final state and forget it."""
+        call.state = next_call_state(call.call_id, call.state, event)
+        if event is not CallEvent.END:
+            self._leave_queue(call)
+        del self._calls[call.call_id]
+
+    def _max_wait(self, call: CallRecord, now: float, out: list[Command]) -> None:
+        agent = self._ringing_agent(call)
+        if agent is not None:
+            out.append(CancelOffer(call.call_id, agent.agent_id, "max_wait"))
+        else:
+            self._queues[call.queue].remove_waiting(call)
+        waited = now - call.enqueued_at
+        out.append(QueueTimeout(call.call_id, call.queue, waited))
+        out.append(self._event(_K.TIMEOUT, call, now, {"waited": waited}))
+        self._finish(call, CallEvent.MAX_WAIT)
+        if agent is not None:
+            self._withdraw_offer(agent, call.call_id, now, out)
+
+    def _ring_timeout(self, call: CallRecord, now: float, out: list[Command]) -> None:
+        agent = self._ringing_agent(call)
+        if agent is None:
+            raise RuntimeError(f"ring timer fired for call {call.call_id!r} that rings nobody")
+        out.append(self._event(_K.RINGNOANSWER, call, now, {"ring": now - call.offered_at}))
+        out.append(CancelOffer(call.call_id, agent.agent_id, "ring_timeout"))
+        self._offer_failed(call, agent, CallEvent.RING_TIMEOUT, AgentEvent.RING_TIMEOUT, now, out)
+
+    # ---------------------------------------------------------------------------------------
+    # Internals: time and reload
+
+    def _tick(self, now: float) -> None:
+        if now > self._last_now:
+            self._last_now = now
+
+    def _next_serial(self) -> int:
+        self._serial += 1
+        return self._serial
+
+    def _push_timer(self, deadline: float, kind: int, key: str, serial: int) -> None:
+        heapq.heappush(self._timers, (deadline, kind, self._next_serial(), key, serial))
+
+    def _timer_valid(self, timer: _Timer) -> bool:
+        _, kind, _, key, serial = timer
+        if kind == _WRAP_UP_END:
+            agent = self._agents.get(key)
+            return (
+                agent is not None
+                and agent.state is AgentState.WRAP_UP
+                and agent.wrap_up_serial == serial
+            )
+        call = self._calls.get(key)
+        if call is None:
+            return False
+        if kind == _MAX_WAIT:
+            return call.serial == serial and call.state in (CallState.WAITING, CallState.RINGING)
+        return call.state is CallState.RINGING and call.offer_serial == serial
+
+    def _apply_reload(self, now: float, out: list[Command]) -> None:
+        """Finish a `replace_specs`: log out removed agents that are idle or in wrap-up, then
+        offer waiting calls (in queue order) to idle agents that can now take them."""
+        self._reload_pending = False
+        for agent in list(self._agents.values()):
+            self._settle(agent, now, out)
+        waiting = sorted(
+            (call for call in self._calls.values() if call.state is CallState.WAITING),
+            key=lambda call: call.key,
+        )
+        for call in waiting:
+            self._dispatch_call(call, now, out)

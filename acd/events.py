@@ -1,0 +1,101 @@
+"""What the ACD engine returns: commands for the B2BUA and events for the queue log.
+
+The engine never calls out (STYLE §1); every public method returns a list of these frozen
+Structs in the order the caller must act on them (e.g. `CancelOffer` to the agent that did not
+answer comes before the `OfferCall` to the next one).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import msgspec
+
+
+class OfferCall(msgspec.Struct, frozen=True):
+    """Ring `agent_id` for `call_id`; report the outcome with `agent_answered` or
+    `agent_rejected`. The engine itself ends the ring after `ring_timeout` seconds."""
+
+    call_id: str
+    agent_id: str
+    queue: str
+    ring_timeout: float
+
+
+class CancelOffer(msgspec.Struct, frozen=True):
+    """Stop ringing `agent_id` for `call_id` (send CANCEL on that agent leg).
+
+    `reason`: ``"ring_timeout"``, ``"abandoned"`` (caller gone), ``"max_wait"`` (caller leaves
+    with `QueueTimeout`), ``"agent_unavailable"`` (the agent's phone unregistered)."""
+
+    call_id: str
+    agent_id: str
+    reason: str
+
+
+class QueueTimeout(msgspec.Struct, frozen=True):
+    """The call waited its queue's `max_wait` and left the queue; the B2BUA answers the caller
+    with the configured failure response (later: overflow, SPEC ACD-2)."""
+
+    call_id: str
+    queue: str
+    waited: float
+
+
+class QueueEventKind(enum.StrEnum):
+    """Kinds of `QueueEvent`, one per state change (SPEC RPT-1 queue log).
+
+    - ENTER: call joined a queue (data: priority, position).
+    - OFFER: call offered to an agent (data: ring_timeout, attempt).
+    - RINGNOANSWER: the agent did not answer within ring_timeout; call back at the queue head.
+    - REJECT: the agent's phone refused (486/603/error/unreachable); call back at the head.
+    - RINGCANCELED: the ringing agent's phone unregistered; call back at the head.
+    - CONNECT: the agent answered (data: waited, ring, attempt).
+    - ABANDON: the caller left while queued or ringing (data: waited, position or ring).
+    - TIMEOUT: max wait reached; the call left the queue (data: waited).
+    - COMPLETE: a connected call ended (data: talk).
+    - AGENT_STATE: an agent changed state (data: from, to, event).
+    """
+
+    ENTER = "ENTER"
+    OFFER = "OFFER"
+    RINGNOANSWER = "RINGNOANSWER"
+    REJECT = "REJECT"
+    RINGCANCELED = "RINGCANCELED"
+    CONNECT = "CONNECT"
+    ABANDON = "ABANDON"
+    TIMEOUT = "TIMEOUT"
+    COMPLETE = "COMPLETE"
+    AGENT_STATE = "AGENT_STATE"
+
+
+class QueueEvent(msgspec.Struct, frozen=True):
+    """One queue-log line. `kind` is a `QueueEventKind` (a `str`); `at` the engine time."""
+
+    kind: str
+    call_id: str | None
+    agent_id: str | None
+    queue: str | None
+    at: float
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class QueueSnapshot(msgspec.Struct, frozen=True):
+    """Real-time view of one queue (SPEC ACD-9).
+
+    `waiting` counts every call in the queue not yet answered, `ringing` the part of them being
+    offered to an agent right now; `longest_wait` is the age of the oldest of them (0.0 when
+    none). `agents` counts the queue's agents by state value (``"idle"`` …), every state
+    present. `draining` is true for a queue removed by a reload that still holds calls."""
+
+    queue: str
+    at: float
+    waiting: int
+    ringing: int
+    longest_wait: float
+    agents: dict[str, int]
+    draining: bool = False
+
+
+Command = OfferCall | CancelOffer | QueueTimeout | QueueEvent

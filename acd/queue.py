@@ -1,0 +1,200 @@
+"""Calls in queues: the call state table and the per-queue ordered indexes.
+
+Each queue keeps two sorted lists, maintained with `bisect` so that the hot decisions do not scan
+every agent or call:
+
+- `idle`: ``(idle_since, agent_id)`` of its IDLE agents — the first entry not yet tried for a
+  call is the longest-idle agent (SPEC ACD-1).
+- `waiting`: ``(-priority, rank, seq, call_id)`` of its calls not being offered — higher priority
+  first; within a priority, calls put back after a failed offer (rank 0) before the others
+  (rank 1), then by enqueue order (`seq`, global across queues, so an agent serving several
+  queues can compare heads).
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+from collections.abc import Container, Mapping
+from types import MappingProxyType
+
+from acd.spec import QueueSpec
+from acd.table import format_table, lookup
+
+
+class CallState(enum.Enum):
+    """Where a call is in the ACD. ENDED, ABANDONED and TIMED_OUT are final: the engine forgets
+    the call after reaching one of them."""
+
+    WAITING = "waiting"
+    RINGING = "ringing"
+    CONNECTED = "connected"
+    ENDED = "ended"
+    ABANDONED = "abandoned"
+    TIMED_OUT = "timed_out"
+
+
+class CallEvent(enum.Enum):
+    """Inputs of the call state machine."""
+
+    OFFER = "offer"
+    RING_TIMEOUT = "ring_timeout"
+    REJECT = "reject"
+    AGENT_GONE = "agent_gone"
+    ANSWER = "answer"
+    ABANDON = "abandon"
+    MAX_WAIT = "max_wait"
+    END = "end"
+
+
+_C = CallState
+_V = CallEvent
+
+CALL_TRANSITIONS: Mapping[tuple[CallState, CallEvent], CallState] = MappingProxyType(
+    {
+        (_C.WAITING, _V.OFFER): _C.RINGING,
+        (_C.WAITING, _V.ABANDON): _C.ABANDONED,
+        (_C.WAITING, _V.MAX_WAIT): _C.TIMED_OUT,
+        (_C.RINGING, _V.RING_TIMEOUT): _C.WAITING,
+        (_C.RINGING, _V.REJECT): _C.WAITING,
+        (_C.RINGING, _V.AGENT_GONE): _C.WAITING,
+        (_C.RINGING, _V.ANSWER): _C.CONNECTED,
+        (_C.RINGING, _V.ABANDON): _C.ABANDONED,
+        (_C.RINGING, _V.MAX_WAIT): _C.TIMED_OUT,
+        (_C.CONNECTED, _V.END): _C.ENDED,
+    }
+)
+
+
+def next_call_state(call_id: str, state: CallState, event: CallEvent) -> CallState:
+    """The state `event` leads to; raises `IllegalTransition` if the table has no entry."""
+    return lookup(CALL_TRANSITIONS, "call", call_id, state, event)
+
+
+def format_call_table() -> str:
+    """The call transition table as text, for supervisors and docs."""
+    return format_table(CALL_TRANSITIONS, CallState, CallEvent)
+
+
+class CallRecord:
+    """The engine's mutable record of one call (internal).
+
+    `spec` is the queue spec captured at enqueue: a reload does not change the ring timeout,
+    max wait or wrap-up of a call already in progress (STYLE §4). `tried` holds every agent the
+    call has been offered to; `serial` tells this call apart from a later one reusing its id,
+    `offer_serial` one offer from the next (stale timers are recognised by them).
+    """
+
+    __slots__ = (
+        "call_id",
+        "queue",
+        "spec",
+        "priority",
+        "enqueued_at",
+        "seq",
+        "serial",
+        "state",
+        "requeued",
+        "key",
+        "agent_id",
+        "offered_at",
+        "offer_serial",
+        "attempts",
+        "tried",
+        "connected_at",
+    )
+
+    def __init__(
+        self,
+        call_id: str,
+        spec: QueueSpec,
+        priority: int,
+        enqueued_at: float,
+        seq: int,
+        serial: int,
+    ) -> None:
+        self.call_id = call_id
+        self.queue = spec.name
+        self.spec = spec
+        self.priority = priority
+        self.enqueued_at = enqueued_at
+        self.seq = seq
+        self.serial = serial
+        self.state = CallState.WAITING
+        self.requeued = False
+        self.key: tuple[int, int, int, str] = (-priority, 1, seq, call_id)
+        self.agent_id: str | None = None
+        self.offered_at = 0.0
+        self.offer_serial = 0
+        self.attempts = 0
+        self.tried: set[str] = set()
+        self.connected_at = 0.0
+
+    def requeue_at_head(self) -> None:
+        """Mark the call as put back after a failed offer: ahead of every call of its priority
+        that has not been offered yet (SPEC ACD-4: back to the queue head, not the tail)."""
+        self.requeued = True
+        self.key = (-self.priority, 0, self.seq, self.call_id)
+
+
+class QueueRecord:
+    """One queue at run time (internal): its spec, members and ordered indexes.
+
+    `calls` holds the queue's calls that are waiting or ringing; connected calls have left the
+    queue. A queue removed by a reload while it still holds calls is `draining`: it takes no new
+    calls and disappears when the last one leaves.
+    """
+
+    __slots__ = ("name", "spec", "draining", "members", "idle", "waiting", "calls")
+
+    def __init__(self, spec: QueueSpec) -> None:
+        self.name = spec.name
+        self.spec = spec
+        self.draining = False
+        self.members: dict[str, None] = {}
+        self.idle: list[tuple[float, str]] = []
+        self.waiting: list[tuple[int, int, int, str]] = []
+        self.calls: dict[str, CallRecord] = {}
+
+    # -- idle agents -------------------------------------------------------------------------
+
+    def add_idle(self, key: tuple[float, str]) -> None:
+        bisect.insort(self.idle, key)
+
+    def remove_idle(self, key: tuple[float, str]) -> None:
+        i = bisect.bisect_left(self.idle, key)
+        if i == len(self.idle) or self.idle[i] != key:
+            raise RuntimeError(f"queue {self.name!r}: idle index lost agent {key[1]!r}")
+        del self.idle[i]
+
+    def first_idle(self, exclude: Container[str]) -> str | None:
+        """The longest-idle agent not in `exclude` (the call's tried set), or None."""
+        for _, agent_id in self.idle:
+            if agent_id not in exclude:
+                return agent_id
+        return None
+
+    # -- waiting calls -----------------------------------------------------------------------
+
+    def add_waiting(self, call: CallRecord) -> int:
+        """Insert `call` in order; return its 1-based position."""
+        i = bisect.bisect_left(self.waiting, call.key)
+        self.waiting.insert(i, call.key)
+        return i + 1
+
+    def remove_waiting(self, call: CallRecord) -> int:
+        """Remove `call`; return the 1-based position it had."""
+        i = bisect.bisect_left(self.waiting, call.key)
+        if i == len(self.waiting) or self.waiting[i] != call.key:
+            raise RuntimeError(f"queue {self.name!r}: waiting index lost call {call.call_id!r}")
+        del self.waiting[i]
+        return i + 1
+
+    def first_waiting(self, untried_by: str | None) -> CallRecord | None:
+        """The first waiting call in order, skipping calls already offered to `untried_by`
+        (no skipping when it is None)."""
+        for key in self.waiting:
+            call = self.calls[key[3]]
+            if untried_by is None or untried_by not in call.tried:
+                return call
+        return None

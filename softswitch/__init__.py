@@ -1,0 +1,1 @@
+"""hotline softswitch: SIP core (sans-IO), transports, registrar, B2BUA, dialplan, CLI."""

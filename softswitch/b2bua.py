@@ -1,0 +1,681 @@
+"""B2BUA call control: a trunk call is queued, rung to an agent, bridged and torn down.
+
+Each call has an inbound leg (`a`, the carrier's dialog, where we are UAS) and at most one
+current outbound leg (`b`, towards the agent's phone, where we are UAC). The ACD engine picks
+agents and keeps time for ring timeouts and maximum waits; this module turns its commands into
+SIP and SIP events back into ACD inputs, and writes the CDR and queue log as things happen.
+
+All signalling goes through the sans-IO `TransactionLayer`; the only I/O here is the CDR
+store. Times: `now` is monotonic (as for the transaction layer), CDR rows get wall-clock
+`now + wall_offset`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import deque
+from collections.abc import Callable, Iterable
+from enum import Enum
+from typing import Any
+
+from acd import Acd, CancelOffer, OfferCall, QueueEvent, QueueTimeout
+from media import MediaEngine
+from softswitch.sip.build import make_response, new_call_id, new_tag
+from softswitch.sip.dialog import Dialog
+from softswitch.sip.errors import DialogError, SipParseError, TransactionError
+from softswitch.sip.location import LocationService
+from softswitch.sip.message import Headers, Request, Response, parse_uri
+from softswitch.sip.transaction import (
+    AckReceived,
+    AckTimeout,
+    RequestReceived,
+    ResponseReceived,
+    Target,
+    TransactionLayer,
+    TransactionTimeout,
+)
+from softswitch.transport import bare_host
+
+log = logging.getLogger("hotline.call")
+
+# Headers describing the caller that travel from the trunk leg to the agent leg (SIP-4).
+IDENTITY_HEADERS = ("p-asserted-identity", "privacy", "diversion", "history-info")
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, REFER, NOTIFY, MESSAGE, REGISTER"
+
+
+class CallState(Enum):
+    QUEUED = "queued"
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    ENDED = "ended"
+
+
+class Leg:
+    """One side of a call: its dialog (once known) and where to send to."""
+
+    __slots__ = (
+        "leg_id",
+        "direction",
+        "target",
+        "dialog",
+        "invite",
+        "invite_key",
+        "agent_id",
+        "got_provisional",
+        "cancelled",
+        "cancel_sent",
+        "ack",
+        "ended",
+    )
+
+    def __init__(self, leg_id: str, direction: str, target: Target) -> None:
+        self.leg_id = leg_id
+        self.direction = direction
+        self.target = target
+        self.dialog: Dialog | None = None
+        self.invite: Request | None = None
+        self.invite_key: tuple | None = None
+        self.agent_id: str | None = None
+        self.got_provisional = False
+        self.cancelled = False
+        self.cancel_sent = False
+        self.ack: Request | None = None
+        self.ended = False
+
+
+class Call:
+    __slots__ = (
+        "call_id",
+        "state",
+        "a",
+        "b",
+        "trunk",
+        "caller",
+        "called",
+        "queue",
+        "agent_id",
+        "identity",
+        "started",
+        "answered",
+        "log",
+        "legs",
+    )
+
+    def __init__(self, call_id: str, a: Leg, trunk: str, caller: str, called: str) -> None:
+        self.call_id = call_id
+        self.state = CallState.QUEUED
+        self.a = a
+        self.b: Leg | None = None
+        self.trunk = trunk
+        self.caller = caller
+        self.called = called
+        self.queue: str | None = None
+        self.agent_id: str | None = None
+        self.identity: list[tuple[str, str]] = []
+        self.started = 0.0
+        self.answered: float | None = None
+        self.log: logging.LoggerAdapter = logging.LoggerAdapter(log, {})
+        self.legs: list[Leg] = [a]
+
+
+class _CallLog(logging.LoggerAdapter):
+    """Prefixes every line with the call id and the inbound Call-ID (STYLE §3)."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = self.extra or {}
+        return f"call={extra['call']} sip={extra['sip']} {msg}", kwargs
+
+
+class B2bua:
+    """Call control for queued trunk calls."""
+
+    def __init__(
+        self,
+        txn: TransactionLayer,
+        acd: Acd,
+        location: LocationService,
+        cdr: Any,
+        media: MediaEngine,
+        contact_for: Callable[[str], str],
+        realm: str,
+        timeout_response: Callable[[str], int],
+        wall_offset: float = 0.0,
+        cleanup_delay: float = 40.0,
+    ) -> None:
+        self.txn = txn
+        self.acd = acd
+        self.location = location
+        self.cdr = cdr
+        self.media = media
+        self.contact_for = contact_for
+        self.realm = realm
+        self.timeout_response = timeout_response
+        self.wall_offset = wall_offset
+        self.cleanup_delay = cleanup_delay
+        self.calls: dict[str, Call] = {}
+        self._by_invite: dict[tuple, Call] = {}  # a-leg INVITE server txn -> call
+        self._clients: dict[tuple, tuple] = {}  # client txn -> (call, leg, purpose, extra)
+        self._dialogs: dict[tuple, tuple[Call, Leg]] = {}
+        self._graveyard: deque[tuple[float, list[tuple], list[tuple]]] = deque()
+        self._ids = itertools.count(1)
+        self.counters = {"calls": 0, "answered": 0, "abandoned": 0, "timeouts": 0}
+
+    # --- timers --------------------------------------------------------------------------
+    def get_timer(self) -> float | None:
+        acd_timer = self.acd.get_timer()
+        grave = self._graveyard[0][0] if self._graveyard else None
+        if acd_timer is None:
+            return grave
+        return acd_timer if grave is None else min(acd_timer, grave)
+
+    def handle_timer(self, now: float) -> None:
+        self.apply(self.acd.handle_timer(now), now)
+        while self._graveyard and self._graveyard[0][0] <= now:
+            _, client_keys, dialog_ids = self._graveyard.popleft()
+            for key in client_keys:
+                self._clients.pop(key, None)
+            for dialog_id in dialog_ids:
+                self._dialogs.pop(dialog_id, None)
+
+    def wall(self, now: float) -> float:
+        return now + self.wall_offset
+
+    # --- a new call from a trunk ---------------------------------------------------------
+    def start_call(
+        self,
+        ev: RequestReceived,
+        trunk: str,
+        caller: str,
+        called: str,
+        queue: str,
+        now: float,
+    ) -> None:
+        request = ev.request
+        call_id = f"{int(self.wall(now))}-{next(self._ids)}"
+        a = Leg(f"{call_id}-a", "in", ev.source)
+        a.invite = request
+        a.invite_key = ev.key
+        call = Call(call_id, a, trunk, caller, called)
+        call.log = _CallLog(log, {"call": call_id, "sip": request.call_id})
+        call.started = now
+        call.queue = queue
+        call.identity = [
+            (name, value) for name, value in request.headers if name in IDENTITY_HEADERS
+        ]
+        try:
+            a.dialog = Dialog.as_uas(request, new_tag())
+        except (DialogError, SipParseError) as exc:
+            self._respond(ev.key, make_response(request, 400, str(exc)), now)
+            return
+        if a.dialog.route_set:
+            a.target = self._hop_target(a.dialog, ev.source.transport)
+        self.calls[call_id] = call
+        self._by_invite[ev.key] = call
+        self._dialogs[a.dialog.id] = (call, a)
+        self.counters["calls"] += 1
+        self.media.allocate(a.leg_id, request.body or None)
+        wall = self.wall(now)
+        self.cdr.call_started(
+            call_id=call_id,
+            sip_call_id=request.call_id,
+            trunk=trunk,
+            caller=caller,
+            called=called,
+            start=wall,
+            pai=request.headers.get("p-asserted-identity"),
+            diversion=request.headers.get("diversion"),
+        )
+        self.cdr.leg_started(
+            leg_id=a.leg_id,
+            call_id=call_id,
+            direction="in",
+            sip_call_id=request.call_id,
+            peer=f"{ev.source.host}:{ev.source.port}",
+            start=wall,
+        )
+        call.log.info(
+            "incoming from trunk %s caller=%s called=%s -> queue %s", trunk, caller, called, queue
+        )
+        # The caller waits with ringback (no music on hold until the media engine exists).
+        self._respond(ev.key, self._a_response(call, 180), now)
+        self.cdr.call_update(call_id, queue=queue, queued=wall)
+        self.apply(self.acd.enqueue(call_id, queue, now), now)
+
+    def _a_response(self, call: Call, status: int, reason: str = "", body: bytes = b"") -> Response:
+        a = call.a
+        assert a.invite is not None and a.dialog is not None
+        extra = [("contact", f"<{self.contact_for(a.target.transport)}>")]
+        if body:
+            extra.append(("content-type", "application/sdp"))
+        return make_response(
+            a.invite, status, reason, to_tag=a.dialog.local_tag, body=body, extra=extra
+        )
+
+    # --- ACD commands -------------------------------------------------------------------
+    def apply(self, commands: Iterable[Any], now: float) -> None:
+        for cmd in commands:
+            if isinstance(cmd, QueueEvent):
+                self.cdr.queue_event(
+                    self.wall(cmd.at), cmd.call_id, cmd.queue, cmd.agent_id, str(cmd.kind), cmd.data
+                )
+            elif isinstance(cmd, OfferCall):
+                self._offer(cmd, now)
+            elif isinstance(cmd, CancelOffer):
+                self._cancel_offer(cmd, now)
+            elif isinstance(cmd, QueueTimeout):
+                self._queue_timeout(cmd, now)
+
+    def _offer(self, cmd: OfferCall, now: float) -> None:
+        call = self.calls.get(cmd.call_id)
+        if call is None or call.state == CallState.ENDED:
+            return
+        bindings = self.location.lookup(cmd.agent_id, now)
+        if not bindings:
+            # The registration vanished between the ACD's choice and now: log the agent out,
+            # which puts the call back at the head of the queue.
+            call.log.warning("agent %s has no registered contact", cmd.agent_id)
+            self.apply(self.acd.agent_unavailable(cmd.agent_id, now), now)
+            return
+        binding = bindings[0]
+        a = call.a
+        assert a.invite is not None
+        leg = Leg(
+            f"{call.call_id}-b{len(call.legs)}",
+            "out",
+            Target(binding.transport, bare_host(binding.source[0]), binding.source[1]),
+        )
+        leg.agent_id = cmd.agent_id
+        call.legs.append(leg)
+        call.b = leg
+        call.state = CallState.RINGING
+        host = self.contact_for(leg.target.transport).split("@", 1)[1].split(";")[0]
+        headers = Headers()
+        headers.add("max-forwards", "70")
+        caller = call.caller or "anonymous"
+        headers.add("from", f'"{caller}" <sip:{caller}@{host}>;tag={new_tag()}')
+        headers.add("to", f"<sip:{cmd.agent_id}@{self.realm}>")
+        headers.add("call-id", new_call_id(host))
+        headers.add("cseq", "1 INVITE")
+        headers.add("contact", f"<{self.contact_for(leg.target.transport)}>")
+        headers.add("allow", ALLOW)
+        for name, value in call.identity:
+            headers.add(name, value)
+        # Associated data for the agent's desktop (screen pop, INT-1).
+        headers.add("x-hotline-call-id", call.call_id)
+        headers.add("x-hotline-queue", cmd.queue)
+        headers.add("x-hotline-called", call.called)
+        body = self.media.allocate(leg.leg_id, a.invite.body or None) or b""
+        if body:
+            headers.add("content-type", a.invite.headers.get("content-type") or "application/sdp")
+        invite = Request("INVITE", binding.contact, headers, body)
+        leg.invite = invite
+        leg.invite_key = self.txn.send_request(invite, leg.target, now)
+        self._clients[leg.invite_key] = (call, leg, "invite", None)
+        wall = self.wall(now)
+        self.cdr.leg_started(
+            leg_id=leg.leg_id,
+            call_id=call.call_id,
+            direction="out",
+            sip_call_id=invite.call_id,
+            peer=f"{leg.target.host}:{leg.target.port}",
+            start=wall,
+        )
+        self.cdr.call_update(call.call_id, agent=cmd.agent_id, ringing=wall)
+        call.log.info("offering to agent %s at %s", cmd.agent_id, binding.contact)
+
+    def _cancel_offer(self, cmd: CancelOffer, now: float) -> None:
+        call = self.calls.get(cmd.call_id)
+        if call is None:
+            return
+        leg = call.b
+        if leg is None or leg.agent_id != cmd.agent_id:
+            return
+        call.log.info("stop ringing agent %s (%s)", cmd.agent_id, cmd.reason)
+        call.b = None
+        if call.state == CallState.RINGING:
+            call.state = CallState.QUEUED
+        self._cancel_leg(call, leg, now, cmd.reason)
+
+    def _cancel_leg(self, call: Call, leg: Leg, now: float, reason: str) -> None:
+        leg.cancelled = True
+        self.cdr.leg_update(leg.leg_id, disposition=reason, end=self.wall(now))
+        if leg.got_provisional:
+            self._send_cancel(call, leg, now)
+        # else: RFC 3261 §9.1 — CANCEL only once a provisional response has arrived
+
+    def _send_cancel(self, call: Call, leg: Leg, now: float) -> None:
+        if leg.cancel_sent or leg.invite_key is None:
+            return
+        leg.cancel_sent = True
+        key = self.txn.send_cancel(leg.invite_key, now)
+        if key is not None:
+            self._clients[key] = (call, leg, "cancel", None)
+
+    def _queue_timeout(self, cmd: QueueTimeout, now: float) -> None:
+        call = self.calls.get(cmd.call_id)
+        if call is None or call.state == CallState.ENDED:
+            return
+        status = self.timeout_response(cmd.queue)
+        call.log.info("max wait reached in queue %s after %.1f s", cmd.queue, cmd.waited)
+        self.counters["timeouts"] += 1
+        self._respond(call.a.invite_key, self._a_response(call, status), now)
+        self._end(call, now, "timeout", "system", status)
+
+    # --- responses on our client transactions -------------------------------------------
+    def on_response(self, ev: ResponseReceived, now: float) -> None:
+        entry = self._clients.get(ev.key)
+        if entry is None:
+            return
+        call, leg, purpose, extra = entry
+        status = ev.response.status
+        if purpose == "invite":
+            self._invite_response(call, leg, ev, now)
+        elif purpose == "relay":
+            self._relay_response(call, leg, ev.response, extra, now)
+        if status >= 200 and purpose != "invite":
+            self._clients.pop(ev.key, None)
+
+    def _invite_response(self, call: Call, leg: Leg, ev: ResponseReceived, now: float) -> None:
+        response = ev.response
+        status = response.status
+        if status < 200:
+            if status == 100:
+                return
+            leg.got_provisional = True
+            if leg.cancelled:
+                self._send_cancel(call, leg, now)
+                return
+            if call.b is leg and call.state == CallState.RINGING:
+                body = self.media.update(leg.leg_id, response.body) if response.body else b""
+                self._respond(call.a.invite_key, self._a_response(call, status, body=body), now)
+                self.cdr.leg_update(leg.leg_id, ringing=self.wall(now))
+            return
+        if status < 300:
+            self._agent_2xx(call, leg, ev, now)
+            return
+        # A final failure: the phone refused, is busy, or the CANCEL took effect (487).
+        self._clients.pop(ev.key, None)
+        self.media.release(leg.leg_id)
+        leg.ended = True
+        if leg.cancelled:
+            return
+        self.cdr.leg_update(
+            leg.leg_id, end=self.wall(now), sip_cause=status, disposition="rejected"
+        )
+        if call.b is leg:
+            call.b = None
+            if call.state == CallState.RINGING:
+                call.state = CallState.QUEUED
+            call.log.info("agent %s answered %d; trying the next agent", leg.agent_id, status)
+            assert leg.agent_id is not None
+            self.apply(self.acd.agent_rejected(call.call_id, leg.agent_id, now, str(status)), now)
+
+    def _agent_2xx(self, call: Call, leg: Leg, ev: ResponseReceived, now: float) -> None:
+        response = ev.response
+        assert leg.invite is not None
+        to_tag = response.to.tag
+        if leg.dialog is not None and ev.retransmission and leg.dialog.remote_tag == to_tag:
+            if leg.ack is not None:
+                self.txn.send_ack(leg.ack, leg.target)  # our ACK was lost: resend (§13.2.2.4)
+            return
+        try:
+            dialog = Dialog.as_uac(leg.invite, response)
+        except (DialogError, SipParseError) as exc:
+            call.log.warning("unusable 2xx from agent: %s", exc)
+            return
+        ack = dialog.ack(leg.invite.cseq[0])
+        self.txn.send_ack(ack, leg.target)
+        if (
+            leg.dialog is not None
+            or leg.cancelled
+            or call.b is not leg
+            or call.state
+            in (
+                CallState.ENDED,
+                CallState.ANSWERED,
+            )
+        ):
+            # A forked second 2xx, or an answer after we gave up on this phone: hang it up.
+            self._bye_dialog(call, leg, dialog, now)
+            return
+        leg.dialog = dialog
+        leg.ack = ack
+        self._dialogs[dialog.id] = (call, leg)
+        call.state = CallState.ANSWERED
+        call.agent_id = leg.agent_id
+        call.answered = now
+        self.counters["answered"] += 1
+        body = self.media.update(leg.leg_id, response.body) if response.body else b""
+        self._respond(call.a.invite_key, self._a_response(call, 200, body=body), now)
+        wall = self.wall(now)
+        self.cdr.leg_update(leg.leg_id, answer=wall, sip_cause=response.status)
+        self.cdr.call_update(call.call_id, answer=wall, agent=leg.agent_id, wait=now - call.started)
+        self.cdr.leg_update(call.a.leg_id, answer=wall)
+        call.log.info("answered by agent %s", leg.agent_id)
+        assert leg.agent_id is not None
+        self.apply(self.acd.agent_answered(call.call_id, leg.agent_id, now), now)
+
+    def on_timeout(self, ev: TransactionTimeout, now: float) -> None:
+        entry = self._clients.pop(ev.key, None)
+        if entry is None:
+            return
+        call, leg, purpose, extra = entry
+        if purpose == "invite" and not leg.cancelled and call.b is leg:
+            call.b = None
+            if call.state == CallState.RINGING:
+                call.state = CallState.QUEUED
+            leg.ended = True
+            self.media.release(leg.leg_id)
+            self.cdr.leg_update(
+                leg.leg_id, end=self.wall(now), sip_cause=408, disposition="no_response"
+            )
+            call.log.info("agent %s phone did not respond", leg.agent_id)
+            assert leg.agent_id is not None
+            self.apply(self.acd.agent_rejected(call.call_id, leg.agent_id, now, "408"), now)
+        elif purpose == "relay":
+            server_key, origin = extra
+            request = self.txn.server_request(server_key)
+            if request is not None:
+                self._respond(server_key, make_response(request, 408), now)
+
+    # --- requests from the peers ---------------------------------------------------------
+    def on_cancel(self, ev: RequestReceived, now: float) -> None:
+        """CANCEL from the trunk (§9.2): 200 to the CANCEL, 487 to the INVITE."""
+        call = self._by_invite.get(ev.cancelled) if ev.cancelled is not None else None
+        if call is None:
+            self._respond(ev.key, make_response(ev.request, 481), now)
+            return
+        self._respond(ev.key, make_response(ev.request, 200), now)
+        if call.state in (CallState.ANSWERED, CallState.ENDED):
+            return
+        self._respond(call.a.invite_key, self._a_response(call, 487), now)
+        call.log.info("caller cancelled while %s", call.state.value)
+        self.counters["abandoned"] += 1
+        leg = call.b
+        call.b = None
+        self._end(call, now, "abandoned", "caller", 487)
+        self.apply(self.acd.abandon(call.call_id, now), now)
+        if leg is not None and not leg.cancelled:
+            self._cancel_leg(call, leg, now, "caller_cancelled")
+
+    def on_ack(self, ev: AckReceived, now: float) -> None:
+        found = self._find_dialog(ev.request)
+        if found is not None:
+            call, leg = found
+            if leg.dialog is not None:
+                leg.dialog.confirmed = True
+
+    def on_ack_timeout(self, ev: AckTimeout, now: float) -> None:
+        call = self._by_invite.get(ev.key)
+        if call is None or call.state == CallState.ENDED:
+            return
+        call.log.warning("caller never acknowledged our 200 OK; releasing the call")
+        self._hangup(call, call.a, now, "system", 408)
+
+    def in_dialog(self, ev: RequestReceived, now: float) -> bool:
+        """Handle a request carrying a To tag. False when no dialog matches (caller sends 481)."""
+        found = self._find_dialog(ev.request)
+        if found is None:
+            return False
+        call, leg = found
+        request = ev.request
+        assert leg.dialog is not None
+        try:
+            leg.dialog.check_remote_cseq(request)
+        except DialogError as exc:
+            self._respond(ev.key, make_response(request, 500, str(exc)), now)
+            return True
+        if request.method == "BYE":
+            self._respond(ev.key, make_response(request, 200), now)
+            side = "caller" if leg is call.a else "agent"
+            self._hangup(call, leg, now, side, None)
+            return True
+        other = self._other(call, leg)
+        if other is None or other.dialog is None or other.ended:
+            self._respond(ev.key, make_response(request, 480, "Peer not connected"), now)
+            return True
+        if request.method in ("INVITE", "UPDATE"):
+            leg.dialog.update_target(request)
+        body = request.body
+        if body and request.method in ("INVITE", "UPDATE"):
+            body = self.media.update(other.leg_id, body)
+        extra = [
+            (n, v)
+            for n, v in request.headers
+            if n in ("content-type", "event", "subscription-state", "info-package")
+        ]
+        relayed = other.dialog.new_request(request.method, body, extra)
+        if request.method in ("INVITE", "UPDATE"):
+            relayed.headers.add("contact", f"<{self.contact_for(other.target.transport)}>")
+        key = self.txn.send_request(relayed, other.target, now)
+        self._clients[key] = (call, other, "relay", (ev.key, leg))
+        call.log.info(
+            "relayed %s from the %s", request.method, "caller" if leg is call.a else "agent"
+        )
+        return True
+
+    def _relay_response(
+        self, call: Call, leg: Leg, response: Response, extra: tuple, now: float
+    ) -> None:
+        server_key, origin = extra
+        request = self.txn.server_request(server_key)
+        status = response.status
+        if status == 100:
+            return
+        if 200 <= status < 300 and response.cseq[1] == "INVITE" and leg.dialog is not None:
+            # We terminate the re-INVITE on this side and answer the other side ourselves.
+            self.txn.send_ack(leg.dialog.ack(response.cseq[0]), leg.target)
+            leg.dialog.update_target(response)
+        if request is None:
+            return
+        body = response.body
+        if body and response.cseq[1] in ("INVITE", "UPDATE"):
+            body = self.media.update(origin.leg_id, body)
+        extra_headers = [(n, v) for n, v in response.headers if n == "content-type"] if body else []
+        if response.cseq[1] in ("INVITE", "UPDATE") and status < 300:
+            extra_headers.append(("contact", f"<{self.contact_for(origin.target.transport)}>"))
+        reply = make_response(request, status, response.reason, body=body, extra=extra_headers)
+        self._respond(server_key, reply, now)
+
+    # --- tear-down -----------------------------------------------------------------------
+    def _hangup(self, call: Call, from_leg: Leg, now: float, side: str, cause: int | None) -> None:
+        """One side hung up (or we release): BYE the other confirmed leg(s), end the call."""
+        for leg in (call.a, call.b):
+            if leg is None or leg is from_leg or leg.ended or leg.dialog is None:
+                continue
+            if leg is call.a and call.state != CallState.ANSWERED:
+                continue
+            self._bye_dialog(call, leg, leg.dialog, now)
+        if from_leg is not None and side == "system" and from_leg.dialog is not None:
+            self._bye_dialog(call, from_leg, from_leg.dialog, now)
+        agent = call.agent_id
+        was_answered = call.state == CallState.ANSWERED
+        self._end(call, now, "answered" if was_answered else "failed", side, cause)
+        if was_answered and agent is not None:
+            self.apply(self.acd.call_ended(call.call_id, agent, now), now)
+
+    def _bye_dialog(self, call: Call, leg: Leg, dialog: Dialog, now: float) -> None:
+        bye = dialog.new_request("BYE")
+        key = self.txn.send_request(bye, leg.target, now)
+        self._clients[key] = (call, leg, "bye", None)
+        leg.ended = True
+
+    def _end(self, call: Call, now: float, disposition: str, side: str, cause: int | None) -> None:
+        if call.state == CallState.ENDED:
+            return
+        wall = self.wall(now)
+        talk = (now - call.answered) if call.answered is not None else 0.0
+        wait = (call.answered if call.answered is not None else now) - call.started
+        call.state = CallState.ENDED
+        fields: dict[str, Any] = {
+            "end": wall,
+            "talk": talk,
+            "wait": wait,
+            "disposition": disposition,
+            "hangup_side": side,
+        }
+        if cause is not None:
+            fields["sip_cause"] = cause
+        self.cdr.call_update(call.call_id, **fields)
+        for leg in call.legs:
+            self.media.release(leg.leg_id)
+            if not leg.cancelled:
+                self.cdr.leg_update(leg.leg_id, end=wall)
+            leg.ended = True
+        call.log.info("ended: %s, hung up by %s, talk %.1f s", disposition, side, talk)
+        self.calls.pop(call.call_id, None)
+        self._by_invite.pop(call.a.invite_key, None)
+        dialog_ids = [leg.dialog.id for leg in call.legs if leg.dialog is not None]
+        client_keys = [k for leg in call.legs if (k := leg.invite_key) is not None]
+        self._graveyard.append((now + self.cleanup_delay, client_keys, dialog_ids))
+
+    def shutdown(self, now: float) -> None:
+        """Node stopping: release every call cleanly so no CDR is left open."""
+        for call in list(self.calls.values()):
+            if call.state == CallState.ANSWERED:
+                self._hangup(call, call.a, now, "system", 503)
+                continue
+            leg = call.b
+            self._respond(call.a.invite_key, self._a_response(call, 503), now)
+            self._end(call, now, "shutdown", "system", 503)
+            if leg is not None:
+                self._cancel_leg(call, leg, now, "shutdown")
+
+    # --- helpers -------------------------------------------------------------------------
+    def _find_dialog(self, request: Request) -> tuple[Call, Leg] | None:
+        try:
+            local = request.to.tag
+            remote = request.from_.tag
+        except SipParseError:
+            return None
+        if local is None or remote is None:
+            return None
+        return self._dialogs.get((request.call_id, local, remote))
+
+    @staticmethod
+    def _other(call: Call, leg: Leg) -> Leg | None:
+        return call.b if leg is call.a else call.a
+
+    def _respond(self, key: tuple | None, response: Response, now: float) -> None:
+        if key is None:
+            return
+        try:
+            self.txn.send_response(key, response, now)
+        except TransactionError as exc:
+            log.debug("response %d not sent: %s", response.status, exc)
+
+    @staticmethod
+    def _hop_target(dialog: Dialog, transport: str) -> Target:
+        host, port, hop_transport = dialog.next_hop()
+        return Target(hop_transport or transport, bare_host(host), port or 5060)
+
+
+def uri_user(uri: str) -> str:
+    """The user part of a sip: URI, or '' (tel: URIs give their number)."""
+    parsed = parse_uri(uri)
+    if parsed.is_sip:
+        return parsed.user or ""
+    if parsed.scheme == "tel":
+        return parsed.opaque.split(";")[0]
+    return ""

@@ -1,0 +1,315 @@
+"""Call detail records and the queue log in SQLite (SPEC RPT-1).
+
+One row per call (``calls``), one per call leg (``legs``) and one per ACD event
+(``queue_log``). Every write is its own committed transaction, so what was written before a
+crash is in the database after it.
+
+Durability: the database runs in WAL mode with ``synchronous=NORMAL`` by default. A commit
+then writes the WAL frames to the file (into the OS page cache) without ``fsync``; a killed
+process (``kill -9``, a crash) loses nothing that was committed, because the kernel still
+writes those pages. Only an OS crash or power loss can lose the most recent commits (the
+database stays consistent). ``synchronous="FULL"`` makes each commit fsync the WAL and
+survive power loss too, at the price of one fsync per write.
+
+Times are wall-clock epoch seconds (floats), passed in by the caller; this module reads no
+clock. ``wait`` and ``talk`` are derived when ``answer``/``end`` are written, unless given.
+
+This store is blocking and meant to be called from the event loop thread: a commit in WAL
+mode without fsync takes a few microseconds (see the figure in the project notes).
+"""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import msgspec
+
+SCHEMA_VERSION = 1
+
+#: Columns of each table, in order; the first is the key. Updates may name only these.
+CALL_COLUMNS = (
+    "call_id", "sip_call_id", "trunk", "caller", "called", "queue", "agent",
+    "start", "queued", "ringing", "answer", "end", "wait", "talk",
+    "disposition", "hangup_side", "sip_cause", "pai", "diversion",
+)  # fmt: skip
+LEG_COLUMNS = (
+    "leg_id", "call_id", "direction", "sip_call_id", "peer",
+    "start", "ringing", "answer", "end", "sip_cause", "disposition",
+)  # fmt: skip
+QUEUE_LOG_COLUMNS = ("id", "at", "call_id", "queue", "agent", "event", "data")
+
+TABLES: dict[str, tuple[str, ...]] = {
+    "calls": CALL_COLUMNS,
+    "legs": LEG_COLUMNS,
+    "queue_log": QUEUE_LOG_COLUMNS,
+}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS calls (
+    call_id TEXT PRIMARY KEY, sip_call_id TEXT, trunk TEXT, caller TEXT, called TEXT,
+    queue TEXT, agent TEXT, start REAL NOT NULL, queued REAL, ringing REAL, answer REAL,
+    "end" REAL, wait REAL, talk REAL, disposition TEXT, hangup_side TEXT,
+    sip_cause INTEGER, pai TEXT, diversion TEXT
+);
+CREATE INDEX IF NOT EXISTS calls_start ON calls (start);
+CREATE TABLE IF NOT EXISTS legs (
+    leg_id TEXT PRIMARY KEY, call_id TEXT NOT NULL, direction TEXT NOT NULL
+        CHECK (direction IN ('in', 'out')),
+    sip_call_id TEXT, peer TEXT, start REAL NOT NULL, ringing REAL, answer REAL, "end" REAL,
+    sip_cause INTEGER, disposition TEXT
+);
+CREATE INDEX IF NOT EXISTS legs_call_id ON legs (call_id);
+CREATE TABLE IF NOT EXISTS queue_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, call_id TEXT, queue TEXT,
+    agent TEXT, event TEXT NOT NULL, data TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_log_call_id ON queue_log (call_id);
+CREATE INDEX IF NOT EXISTS queue_log_at ON queue_log (at);
+"""
+
+
+def _quote(column: str) -> str:
+    # Identifiers come only from the whitelists above; quoting also covers "end".
+    return f'"{column}"'
+
+
+class CdrStore:
+    """The CDR and queue-log database of one node (one connection, autocommit, WAL).
+
+    Raises `ValueError` for a column or table name outside the schema (field names never
+    reach SQL unchecked) and `KeyError` for an update of a call or leg that was never started;
+    `sqlite3.Error` passes through for storage failures (disk full, database locked).
+    """
+
+    def __init__(
+        self, path: str | Path, *, synchronous: Literal["NORMAL", "FULL"] = "NORMAL"
+    ) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
+        self.path = Path(path)
+        # isolation_level=None: autocommit, each statement is its own transaction.
+        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            self._db.close()
+            raise sqlite3.OperationalError(f"cannot use WAL journal mode on {self.path}: {mode}")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._transaction():
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            row = self._db.execute("SELECT max(version) FROM schema_version").fetchone()
+            version = row[0]
+            if version is None:
+                self._db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif version > SCHEMA_VERSION:
+                raise sqlite3.DatabaseError(
+                    f"{self.path} has schema version {version}, newer than this program's "
+                    f"{SCHEMA_VERSION}"
+                )
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    # ------------------------------------------------------------------ writes
+
+    def call_started(
+        self,
+        call_id: str,
+        *,
+        start: float,
+        sip_call_id: str | None = None,
+        trunk: str | None = None,
+        caller: str | None = None,
+        called: str | None = None,
+        pai: str | None = None,
+        diversion: str | None = None,
+    ) -> None:
+        """Insert the row of a new call (inbound INVITE accepted)."""
+        self._insert(
+            "calls",
+            {
+                "call_id": call_id, "start": start, "sip_call_id": sip_call_id,
+                "trunk": trunk, "caller": caller, "called": called, "pai": pai,
+                "diversion": diversion,
+            },
+        )  # fmt: skip
+
+    def call_update(self, call_id: str, **fields: Any) -> None:
+        """Set columns of a call, e.g. ``queued=t``, ``answer=t, agent="1001"``.
+
+        Writing ``answer`` also sets ``wait`` (answer - queued) and writing ``end`` sets
+        ``talk`` (end - answer, 0 if never answered) and, for an unanswered queued call,
+        ``wait`` (end - queued), unless those are given explicitly.
+        """
+
+        def value(column: str) -> str:
+            # The new value if this update sets it (SET sees the old row), else the column.
+            return f":{column}" if column in fields else _quote(column)
+
+        answer, queued, wait = value("answer"), value("queued"), value("wait")
+        extra: dict[str, str] = {}
+        if "answer" in fields and "wait" not in fields:
+            extra["wait"] = f"CASE WHEN {queued} IS NULL THEN wait ELSE {answer} - {queued} END"
+        if "end" in fields:
+            if "talk" not in fields:
+                extra["talk"] = f"CASE WHEN {answer} IS NULL THEN 0 ELSE :end - {answer} END"
+            if "wait" not in fields and "answer" not in fields:
+                extra["wait"] = (
+                    f"CASE WHEN {queued} IS NOT NULL AND {answer} IS NULL AND {wait} IS NULL "
+                    f"THEN :end - {queued} ELSE {wait} END"
+                )
+        self._update("calls", "call_id", call_id, fields, extra)
+
+    def leg_started(
+        self,
+        leg_id: str,
+        *,
+        call_id: str,
+        direction: Literal["in", "out"],
+        start: float,
+        sip_call_id: str | None = None,
+        peer: str | None = None,
+    ) -> None:
+        """Insert the row of a new call leg (``in``: from the caller, ``out``: to an agent)."""
+        if direction not in ("in", "out"):
+            raise ValueError(f"direction must be 'in' or 'out', not {direction!r}")
+        self._insert(
+            "legs",
+            {
+                "leg_id": leg_id, "call_id": call_id, "direction": direction,
+                "start": start, "sip_call_id": sip_call_id, "peer": peer,
+            },
+        )  # fmt: skip
+
+    def leg_update(self, leg_id: str, **fields: Any) -> None:
+        """Set columns of a leg, e.g. ``ringing=t`` or ``end=t, sip_cause=487``."""
+        self._update("legs", "leg_id", leg_id, fields, {})
+
+    def queue_event(
+        self,
+        at: float,
+        call_id: str | None,
+        queue: str | None,
+        agent: str | None,
+        event: str,
+        data: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Append an ACD event (``enter``, ``ring``, ``no_answer``, ``connect``, ``abandon``…).
+
+        ``data`` is stored as JSON. Returns the event's id.
+        """
+        encoded = msgspec.json.encode(data).decode() if data is not None else None
+        cursor = self._db.execute(
+            "INSERT INTO queue_log (at, call_id, queue, agent, event, data) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (at, call_id, queue, agent, event, encoded),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def _insert(self, table: str, values: dict[str, Any]) -> None:
+        columns = ", ".join(_quote(c) for c in values)
+        marks = ", ".join(f":{c}" for c in values)
+        self._db.execute(f"INSERT INTO {table} ({columns}) VALUES ({marks})", values)
+
+    def _update(
+        self, table: str, key: str, key_value: str, fields: dict[str, Any], extra: dict[str, str]
+    ) -> None:
+        allowed = TABLES[table]
+        for name in fields:
+            if name not in allowed or name == key:
+                raise ValueError(f"{table} has no updatable column {name!r}")
+        if not fields:
+            raise ValueError("nothing to update")
+        assignments = [f"{_quote(c)} = :{c}" for c in fields]
+        assignments += [f"{_quote(c)} = {expr}" for c, expr in extra.items()]
+        params = dict(fields)
+        params["_key"] = key_value
+        cursor = self._db.execute(
+            f"UPDATE {table} SET {', '.join(assignments)} WHERE {_quote(key)} = :_key", params
+        )
+        if cursor.rowcount == 0:
+            raise KeyError(f"no {table} row {key_value!r}")
+
+    # ------------------------------------------------------------------ reads
+
+    def get_call(self, call_id: str) -> dict[str, Any] | None:
+        """The row of one call as a dict, or None."""
+        row = self._db.execute("SELECT * FROM calls WHERE call_id = ?", (call_id,)).fetchone()
+        return dict(row) if row is not None else None
+
+    def get_legs(self, call_id: str) -> list[dict[str, Any]]:
+        """The legs of one call, in start order."""
+        rows = self._db.execute(
+            "SELECT * FROM legs WHERE call_id = ? ORDER BY start, rowid", (call_id,)
+        )
+        return [dict(r) for r in rows]
+
+    def get_queue_log(self, call_id: str | None = None) -> list[dict[str, Any]]:
+        """Queue-log events (of one call, or all), in order; ``data`` decoded from JSON."""
+        if call_id is None:
+            rows = self._db.execute("SELECT * FROM queue_log ORDER BY id")
+        else:
+            rows = self._db.execute(
+                "SELECT * FROM queue_log WHERE call_id = ? ORDER BY id", (call_id,)
+            )
+        out = []
+        for row in rows:
+            item = dict(row)
+            if item["data"] is not None:
+                item["data"] = msgspec.json.decode(item["data"])
+            out.append(item)
+        return out
+
+    def export_csv(self, table: str, fileobj: IO[str]) -> int:
+        """Write ``table`` as CSV with a header row to a text file; return the row count.
+
+        Open the file with ``newline=""`` as the csv module requires.
+        """
+        if table not in TABLES:
+            raise ValueError(f"unknown table {table!r}; one of {', '.join(TABLES)}")
+        columns = TABLES[table]
+        writer = csv.writer(fileobj)
+        writer.writerow(columns)
+        count = 0
+        select = ", ".join(_quote(c) for c in columns)
+        for row in self._db.execute(f"SELECT {select} FROM {table} ORDER BY rowid"):
+            writer.writerow(tuple(row))
+            count += 1
+        return count
+
+    def close(self) -> None:
+        """Checkpoint the WAL into the database file and close."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self._db.close()
+
+    def __enter__(self) -> CdrStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT/ROLLBACK on an autocommit connection."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")

@@ -1,0 +1,880 @@
+"""The node's configuration: YAML files validated into one frozen value (STYLE §4, SPEC DP-9).
+
+A configuration directory holds ``node.yaml`` (optional: every key has a default),
+``trunks.yaml``, ``agents.yaml``, ``queues.yaml`` and ``dialplan.yaml``. `load_config` reads
+them all and returns a frozen `Config`, or raises `ConfigError` listing *every* problem of
+*every* file as ``file:line: path: message``. Running code receives the `Config` value; a
+reload builds a new value and swaps it, so calls in progress keep the one they started with.
+
+The reference in ``docs/admin.md`` is generated from these Structs by `admin_reference`
+(``python -m softswitch.config --reference > docs/admin.md``); a test keeps the two equal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import re
+import sys
+from collections.abc import Iterable
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from softswitch.config_yaml import (
+    ConfigIssue,
+    KeyPath,
+    StructBuilder,
+    StructCheck,
+    YamlDocument,
+    parse_yaml,
+    render_reference,
+)
+from softswitch.dialplan import (
+    Action,
+    CallMatch,
+    Dialplan,
+    NumberMatch,
+    NumberRule,
+    Route,
+    RouteResult,
+    normalize,
+    replacement_problem,
+    route,
+)
+from softswitch.errors import ConfigError
+
+__all__ = [
+    "Action",
+    "Agent",
+    "AuthConfig",
+    "CallMatch",
+    "Config",
+    "ConfigError",
+    "ConfigIssue",
+    "Dialplan",
+    "Digest",
+    "LimitsConfig",
+    "NodeConfig",
+    "NumberMatch",
+    "NumberRule",
+    "Queue",
+    "RegistrarConfig",
+    "Route",
+    "RouteResult",
+    "Trunk",
+    "admin_reference",
+    "check_command",
+    "load_config",
+    "normalize",
+    "parse_host_port",
+    "route",
+    "trunk_for_source",
+]
+
+_NAME = r"^[A-Za-z0-9_.-]+$"
+
+#: Digest algorithms of RFC 8760 that the registrar implements.
+Algorithm = Literal["MD5", "SHA-256"]
+
+IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+# --------------------------------------------------------------------------- node.yaml
+
+
+class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The SIP node itself: where it listens and its RFC 3261 timer values."""
+
+    sip_listen: Annotated[
+        tuple[str, ...],
+        Meta(
+            min_length=1,
+            description="Addresses to listen on, each `HOST:PORT` (IPv6 as `[::1]:5060`, "
+            "quoted in YAML); UDP and TCP are opened on each.",
+        ),
+    ] = ("127.0.0.1:5060",)
+    realm: Annotated[
+        str,
+        Meta(
+            min_length=1,
+            description="Digest realm of challenges (RFC 3261 §22.1); HA1 "
+            "values in agents.yaml are computed with it.",
+        ),
+    ] = "hotline.local"
+    user_agent: Annotated[
+        str, Meta(min_length=1, description="Value of the Server and User-Agent headers.")
+    ] = "hotline"
+    max_message_size: Annotated[
+        int,
+        Meta(
+            ge=1300,
+            le=1048576,
+            description="Largest SIP message accepted, in bytes; larger ones are refused (SIP-8).",
+        ),
+    ] = 65535
+    t1: Annotated[
+        float, Meta(gt=0, description="RFC 3261 §17.1.1.1 T1, RTT estimate, seconds.")
+    ] = 0.5
+    t2: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description="RFC 3261 §17.1.2.2 T2, maximum retransmit interval of "
+            "non-INVITE requests and INVITE responses, seconds (>= t1).",
+        ),
+    ] = 4.0
+    t4: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description="RFC 3261 §17.1.2.2 T4, maximum time a message stays in "
+            "the network, seconds.",
+        ),
+    ] = 5.0
+    tcp_idle_timeout: Annotated[
+        float, Meta(gt=0, description="Close a TCP connection idle this long, seconds.")
+    ] = 300.0
+
+    @property
+    def listen_addresses(self) -> tuple[tuple[str, int], ...]:
+        """``sip_listen`` parsed into (host, port) pairs (validated at load)."""
+        return tuple(parse_host_port(text) for text in self.sip_listen)
+
+
+class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Digest authentication of agents' phones (SIP-5, RFC 8760) and brute-force defence."""
+
+    algorithms: Annotated[
+        tuple[Algorithm, ...],
+        Meta(
+            min_length=1,
+            description="Algorithms offered, one challenge each, in this "
+            "order. Put MD5 first for phones (and SIPp) that read only the first challenge.",
+        ),
+    ] = ("MD5", "SHA-256")
+    nonce_lifetime: Annotated[
+        float,
+        Meta(ge=1, description="Seconds a nonce is accepted; later use gets `stale=true`."),
+    ] = 300.0
+    max_failures: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="Failed authentications from one source, within "
+            "`failure_window`, before that source is banned (SIP-8).",
+        ),
+    ] = 10
+    failure_window: Annotated[
+        float, Meta(gt=0, description="Window for counting failures, seconds.")
+    ] = 60.0
+    ban_seconds: Annotated[
+        float, Meta(ge=0, description="How long a banned source is refused, seconds.")
+    ] = 60.0
+
+
+class RegistrarConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """REGISTER expiry limits (RFC 3261 §10.3)."""
+
+    min_expires: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="Shorter requested expiry gets 423 Interval Too Brief "
+            "(RFC 3261 §10.3 step 7), seconds.",
+        ),
+    ] = 60
+    max_expires: Annotated[
+        int, Meta(ge=1, description="Longer requested expiry is shortened to this, seconds.")
+    ] = 3600
+    default_expires: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="Expiry when the REGISTER asks for none, seconds "
+            "(between min_expires and max_expires).",
+        ),
+    ] = 3600
+
+
+class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Per-source protection limits (SIP-8)."""
+
+    max_transactions_per_source: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="Concurrent server transactions allowed from one source "
+            "address; more get 503.",
+        ),
+    ] = 200
+    requests_per_second_per_source: Annotated[
+        float, Meta(gt=0, description="Request rate allowed from one source address.")
+    ] = 500.0
+
+
+class NodeFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``node.yaml``: four optional sections."""
+
+    node: Annotated[NodeConfig, Meta(description="Listening addresses and SIP timers.")] = (
+        NodeConfig()
+    )
+    auth: Annotated[AuthConfig, Meta(description="Digest authentication.")] = AuthConfig()
+    registrar: Annotated[RegistrarConfig, Meta(description="Registration expiry.")] = (
+        RegistrarConfig()
+    )
+    limits: Annotated[LimitsConfig, Meta(description="Per-source limits.")] = LimitsConfig()
+
+
+# --------------------------------------------------------------------------- trunks.yaml
+
+
+class Digest(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Credentials a trunk's peer must present (digest authentication of its requests)."""
+
+    username: Annotated[str, Meta(min_length=1, description="Digest user name.")]
+    password: Annotated[str, Meta(min_length=1, description="Digest password.")]
+
+
+class Trunk(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
+    """A carrier trunk (SIP-4): who may send calls on it and how its numbers are rewritten."""
+
+    name: Annotated[str, Meta(pattern=_NAME, description="Unique trunk name.")]
+    acl: Annotated[
+        tuple[str, ...],
+        Meta(
+            description="Source networks (CIDR, e.g. `127.0.0.0/8`, `::1/128`) whose "
+            "requests belong to this trunk. IPv4-mapped IPv6 sources match IPv4 entries."
+        ),
+    ] = ()
+    digest: Annotated[
+        Digest | None,
+        Meta(description="Also require digest authentication from the peer; null for ACL only."),
+    ] = None
+    called_rules: Annotated[
+        tuple[NumberRule, ...],
+        Meta(description="Rules applied in order to inbound called numbers."),
+    ] = ()
+    calling_rules: Annotated[
+        tuple[NumberRule, ...],
+        Meta(description="Rules applied in order to inbound calling numbers."),
+    ] = ()
+    caller_id: Annotated[
+        Annotated[str, Meta(pattern=r"^\+?[0-9]+$")] | None,
+        Meta(
+            description="Fixed caller id (the hotline number) of outbound calls on this "
+            "trunk; other caller ids are refused (SIP-4)."
+        ),
+    ] = None
+
+    @cached_property
+    def networks(self) -> tuple[IpNetwork, ...]:
+        """The parsed ACL (validated at load)."""
+        return tuple(ipaddress.ip_network(entry, strict=True) for entry in self.acl)
+
+    def matches(self, host: str) -> bool:
+        """True if a request from source address ``host`` belongs to this trunk by ACL.
+
+        ``host`` is an IP literal as the socket reports it (brackets and an IPv6 zone are
+        tolerated); an IPv4-mapped IPv6 address (``::ffff:127.0.0.1``, as a dual-stack
+        socket reports IPv4 peers) also matches IPv4 entries, and vice versa.
+        """
+        addresses = _address_forms(host)
+        return any(a in net for a in addresses for net in self.networks if a.version == net.version)
+
+    def normalize_called(self, number: str) -> str:
+        """The called number after this trunk's ``called_rules``."""
+        return normalize(number, self.called_rules)
+
+    def normalize_calling(self, number: str) -> str:
+        """The calling number after this trunk's ``calling_rules``."""
+        return normalize(number, self.calling_rules)
+
+
+def _address_forms(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    text = host.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    text = text.split("%", 1)[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return []
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped
+        return [address] if mapped is None else [address, mapped]
+    return [address, ipaddress.IPv6Address(f"::ffff:{address}")]
+
+
+class TrunksFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``trunks.yaml``."""
+
+    trunks: Annotated[
+        tuple[Trunk, ...],
+        Meta(
+            description="Trunks, tried in order; the first whose ACL matches the source "
+            "owns the request."
+        ),
+    ] = ()
+
+
+# --------------------------------------------------------------------------- agents.yaml
+
+
+class Agent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """An agent and the SIP account of their phone (SIP-5)."""
+
+    id: Annotated[
+        str,
+        Meta(
+            pattern=r"^[A-Za-z0-9._~-]+$",
+            description="Agent id, also the SIP user name "
+            "the phone registers and authenticates with. `id: 1001` is read as the text "
+            "`1001`.",
+        ),
+    ]
+    name: Annotated[str, Meta(description="Display name.")] = ""
+    password: Annotated[
+        str | None,
+        Meta(description="Digest password. Give either this or HA1 values, not both."),
+    ] = None
+    ha1_md5: Annotated[
+        Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{32}$")] | None,
+        Meta(description="MD5(id:realm:password) in hex, instead of `password`."),
+    ] = None
+    ha1_sha256: Annotated[
+        Annotated[str, Meta(pattern=r"^[0-9a-fA-F]{64}$")] | None,
+        Meta(description="SHA-256(id:realm:password) in hex, instead of `password`."),
+    ] = None
+    queues: Annotated[
+        tuple[str, ...], Meta(description="Names of the queues the agent serves.")
+    ] = ()
+    algorithms: Annotated[
+        tuple[Algorithm, ...] | None,
+        Meta(description="Digest algorithms offered to this agent, overriding `auth.algorithms`."),
+    ] = None
+
+    def ha1(self, algorithm: str, realm: str) -> str | None:
+        """The stored credential for ``algorithm`` (RFC 8760 §3: H(username:realm:password)).
+
+        None if the agent has no credential for that algorithm (only the other HA1).
+        """
+        if self.password is not None:
+            data = f"{self.id}:{realm}:{self.password}".encode()
+            if algorithm == "MD5":
+                return hashlib.md5(data).hexdigest()
+            if algorithm == "SHA-256":
+                return hashlib.sha256(data).hexdigest()
+            return None
+        stored = {"MD5": self.ha1_md5, "SHA-256": self.ha1_sha256}.get(algorithm)
+        return stored.lower() if stored is not None else None
+
+
+class AgentsFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``agents.yaml``."""
+
+    agents: Annotated[tuple[Agent, ...], Meta(description="Agents.")] = ()
+
+
+# --------------------------------------------------------------------------- queues.yaml
+
+
+class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A call queue (ACD-1, ACD-2)."""
+
+    name: Annotated[str, Meta(pattern=_NAME, description="Unique queue name.")]
+    strategy: Annotated[
+        Literal["longest_idle"],
+        Meta(description="How the next agent is chosen: the agent idle longest."),
+    ] = "longest_idle"
+    ring_timeout: Annotated[
+        float,
+        Meta(
+            ge=1,
+            description="Seconds an agent's phone rings before the call returns "
+            "to the head of the queue and the next agent rings.",
+        ),
+    ] = 15.0
+    max_wait: Annotated[
+        float,
+        Meta(ge=1, description="Seconds a caller may wait before getting `timeout_response`."),
+    ] = 300.0
+    wrap_up: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description="Seconds of wrap-up after each call before the "
+            "agent is offered the next one.",
+        ),
+    ] = 0.0
+    timeout_response: Annotated[
+        int,
+        Meta(
+            ge=400,
+            le=699,
+            description="SIP final response sent to a caller whose wait exceeded `max_wait`.",
+        ),
+    ] = 480
+
+
+class QueuesFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``queues.yaml``."""
+
+    queues: Annotated[tuple[Queue, ...], Meta(description="Queues.")] = ()
+
+
+# --------------------------------------------------------------------------- the value
+
+
+class Config(msgspec.Struct, frozen=True, dict=True):
+    """The whole validated configuration of a node. Built by `load_config`."""
+
+    node: NodeConfig
+    auth: AuthConfig
+    registrar: RegistrarConfig
+    limits: LimitsConfig
+    trunks: tuple[Trunk, ...]
+    agents: tuple[Agent, ...]
+    queues: tuple[Queue, ...]
+    dialplan: Dialplan
+
+    @cached_property
+    def agents_by_id(self) -> dict[str, Agent]:
+        return {agent.id: agent for agent in self.agents}
+
+    @cached_property
+    def queues_by_name(self) -> dict[str, Queue]:
+        return {queue.name: queue for queue in self.queues}
+
+    def agent(self, agent_id: str) -> Agent | None:
+        """The agent with this id (SIP user name), if configured."""
+        return self.agents_by_id.get(agent_id)
+
+    def queue(self, name: str) -> Queue | None:
+        """The queue with this name, if configured."""
+        return self.queues_by_name.get(name)
+
+    def algorithms_for(self, agent: Agent) -> tuple[str, ...]:
+        """Digest algorithms offered to ``agent``, in order."""
+        return agent.algorithms if agent.algorithms is not None else self.auth.algorithms
+
+    def trunk_for_source(self, host: str) -> Trunk | None:
+        """The first trunk whose ACL contains source address ``host``."""
+        return trunk_for_source(self, host)
+
+
+def trunk_for_source(config: Config, host: str) -> Trunk | None:
+    """The first trunk of ``config`` whose ACL contains ``host``, or None (then 403)."""
+    for trunk in config.trunks:
+        if trunk.matches(host):
+            return trunk
+    return None
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """Parse ``HOST:PORT`` (IPv6 as ``[ADDR]:PORT``) into (host, port); ValueError if not.
+
+    The host must be an IP literal: a listening address is a bind address.
+    """
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or text[end + 1 : end + 2] != ":":
+            raise ValueError(f"expected [IPv6]:PORT, got {text!r}")
+        host, port_text = text[1:end], text[end + 2 :]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError as exc:
+            raise ValueError(f"invalid IPv6 address {host!r}") from exc
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host:
+            raise ValueError(f"expected HOST:PORT, got {text!r}")
+        if ":" in host:
+            raise ValueError(f"write an IPv6 address in brackets, e.g. [::1]:5060, got {text!r}")
+        try:
+            ipaddress.IPv4Address(host)
+        except ValueError as exc:
+            raise ValueError(f"invalid IPv4 address {host!r}") from exc
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"invalid port {port_text!r} (1-65535)")
+    return host, int(port_text)
+
+
+# --------------------------------------------------------------------------- loading
+
+#: (file name, Struct type of the file, required?)
+FILES: tuple[tuple[str, type[msgspec.Struct], bool], ...] = (
+    ("node.yaml", NodeFile, False),
+    ("trunks.yaml", TrunksFile, True),
+    ("agents.yaml", AgentsFile, True),
+    ("queues.yaml", QueuesFile, True),
+    ("dialplan.yaml", Dialplan, True),
+)
+
+
+class _Loaded:
+    """One file after structural validation."""
+
+    def __init__(self, doc: YamlDocument, builder: StructBuilder, value: Any) -> None:
+        self.doc = doc
+        self.builder = builder
+        self.value = value
+
+    def items(self, key: str) -> list[tuple[int, Any]]:
+        """Successfully built items of the top-level list ``key``, with their indexes."""
+        return self.builder.built_items.get((key,), [])
+
+    def raw_names(self, key: str, field: str) -> set[str]:
+        """The ``field`` texts of the raw top-level list ``key`` (even of broken items)."""
+        root = self.doc.value if isinstance(self.doc.value, dict) else {}
+        entries = root.get(key)
+        if not isinstance(entries, list):
+            return set()
+        return {str(e[field]) for e in entries if isinstance(e, dict) and field in e}
+
+
+def load_config(directory: str | Path) -> Config:
+    """Load and validate every file of the configuration ``directory``.
+
+    Raises `ConfigError` with all problems found, each with file, line and path.
+    """
+    base = Path(directory)
+    issues: list[ConfigIssue] = []
+    if not base.is_dir():
+        raise ConfigError([ConfigIssue(str(base), None, "", "configuration directory not found")])
+    loaded: dict[str, _Loaded] = {}
+    for name, file_type, required in FILES:
+        path = base / name
+        if not path.is_file():
+            if required:
+                issues.append(ConfigIssue(name, None, "", f"file not found in {base}"))
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            issues.append(ConfigIssue(name, None, "", f"cannot read: {exc}"))
+            continue
+        doc = parse_yaml(text, name, issues)
+        if doc is None:
+            continue
+        builder = StructBuilder(doc, issues)
+        builder.checks = _item_checks(builder)
+        root = {} if doc.value is None else doc.value
+        ok, value = builder.build(root, file_type)
+        loaded[name] = _Loaded(doc, builder, value if ok else None)
+    _cross_checks(loaded, issues)
+    if issues:
+        order = {name: i for i, (name, _, _) in enumerate(FILES)}
+        issues.sort(key=lambda i: (order.get(i.file, -1), i.line or 0))
+        raise ConfigError(issues)
+    node_file = loaded["node.yaml"].value if "node.yaml" in loaded else NodeFile()
+    return Config(
+        node=node_file.node,
+        auth=node_file.auth,
+        registrar=node_file.registrar,
+        limits=node_file.limits,
+        trunks=loaded["trunks.yaml"].value.trunks,
+        agents=loaded["agents.yaml"].value.agents,
+        queues=loaded["queues.yaml"].value.queues,
+        dialplan=loaded["dialplan.yaml"].value,
+    )
+
+
+def _duplicates(values: Iterable[str]) -> set[str]:
+    seen: set[str] = set()
+    dups: set[str] = set()
+    for value in values:
+        (dups if value in seen else seen).add(value)
+    return dups
+
+
+def _compile(builder: StructBuilder, regex: str, path: KeyPath) -> bool:
+    try:
+        re.compile(regex)
+    except re.error as exc:
+        builder.error(path, f"invalid regular expression: {exc}")
+        return False
+    return True
+
+
+def _item_checks(b: StructBuilder) -> dict[type, StructCheck]:
+    """Semantic checks of single values, run as each is built (errors via ``b``)."""
+
+    def node(value: NodeConfig, path: KeyPath) -> None:
+        seen: dict[tuple[str, int], int] = {}
+        for i, text in enumerate(value.sip_listen):
+            try:
+                address = parse_host_port(text)
+            except ValueError as exc:
+                b.error((*path, "sip_listen", i), str(exc))
+                continue
+            if address in seen:
+                b.error((*path, "sip_listen", i), f"duplicate of sip_listen[{seen[address]}]")
+            seen.setdefault(address, i)
+        if value.t2 < value.t1:
+            b.error((*path, "t2"), f"t2 ({value.t2}) must be >= t1 ({value.t1})")
+
+    def auth(value: AuthConfig, path: KeyPath) -> None:
+        for dup in sorted(_duplicates(value.algorithms)):
+            b.error((*path, "algorithms"), f"algorithm {dup} listed twice")
+
+    def registrar(value: RegistrarConfig, path: KeyPath) -> None:
+        if value.min_expires > value.max_expires:
+            b.error((*path, "max_expires"), "max_expires must be >= min_expires")
+        elif not value.min_expires <= value.default_expires <= value.max_expires:
+            b.error(
+                (*path, "default_expires"),
+                "default_expires must be between min_expires and max_expires",
+            )
+
+    def trunk(value: Trunk, path: KeyPath) -> None:
+        problems = 0
+        for i, entry in enumerate(value.acl):
+            try:
+                ipaddress.ip_network(entry, strict=True)
+            except ValueError as exc:
+                problems += 1
+                b.error((*path, "acl", i), f"invalid network: {exc}")
+        if not problems:
+            _ = value.networks  # parse once now; cached on the frozen value
+        if not value.acl and value.digest is None:
+            b.error(path, "a trunk needs an `acl` or `digest` (or both)")
+
+    def rule(value: NumberRule, path: KeyPath) -> None:
+        if _compile(b, value.match, (*path, "match")):
+            problem = replacement_problem(value)
+            if problem:
+                b.error((*path, "replace"), problem)
+
+    def agent(value: Agent, path: KeyPath) -> None:
+        has_ha1 = value.ha1_md5 is not None or value.ha1_sha256 is not None
+        if value.password is not None and has_ha1:
+            key = "ha1_md5" if value.ha1_md5 is not None else "ha1_sha256"
+            b.error((*path, key), "give either `password` or HA1 values, not both")
+        elif value.password is None and not has_ha1:
+            b.error(path, "needs `password`, `ha1_md5` or `ha1_sha256`")
+        for dup in sorted(_duplicates(value.algorithms or ())):
+            b.error((*path, "algorithms"), f"algorithm {dup} listed twice")
+        for dup in sorted(_duplicates(value.queues)):
+            b.error((*path, "queues"), f"queue `{dup}` listed twice")
+
+    def number_match(value: NumberMatch, path: KeyPath) -> None:
+        given = [k for k in ("exact", "prefix", "regex") if getattr(value, k) is not None]
+        if len(given) != 1:
+            b.error(
+                path,
+                "give exactly one of `exact`, `prefix`, `regex`"
+                + (f" (got {', '.join(given)})" if given else ""),
+            )
+        if value.regex is not None and _compile(b, value.regex, (*path, "regex")):
+            _ = value.pattern  # compile once now; cached on the frozen value
+
+    def call_match(value: CallMatch, path: KeyPath) -> None:
+        if value.called is None and value.calling is None:
+            b.error(path, "needs `called` and/or `calling`")
+
+    def action(value: Action, path: KeyPath) -> None:
+        if (value.queue is None) == (value.respond is None):
+            b.error(path, "give exactly one of `queue` or `respond`")
+        if value.reason is not None and value.respond is None:
+            b.error((*path, "reason"), "`reason` goes with `respond`")
+
+    return {
+        NodeConfig: node,
+        AuthConfig: auth,
+        RegistrarConfig: registrar,
+        Trunk: trunk,
+        NumberRule: rule,
+        Agent: agent,
+        NumberMatch: number_match,
+        CallMatch: call_match,
+        Action: action,
+    }
+
+
+def _report_duplicates(
+    loaded: _Loaded, items: list[tuple[int, Any]], key: str, field: str, what: str
+) -> None:
+    first: dict[str, int] = {}
+    for index, item in items:
+        value = getattr(item, field)
+        if value in first:
+            loaded.builder.error(
+                (key, index, field), f"duplicate {what} `{value}` (first is {key}[{first[value]}])"
+            )
+        else:
+            first[value] = index
+
+
+def _cross_checks(loaded: dict[str, _Loaded], issues: list[ConfigIssue]) -> None:
+    """Checks across items and files: uniqueness and references."""
+    queues = loaded.get("queues.yaml")
+    if (
+        queues is not None
+        and queues.value is None
+        and ("queues",) not in queues.builder.built_items
+    ):
+        queues = None  # no usable list of queues: its own errors are reported, skip references
+    known_queues: set[str] = set()
+    if queues is not None:
+        _report_duplicates(queues, queues.items("queues"), "queues", "name", "queue name")
+        known_queues = {q.name for _, q in queues.items("queues")}
+        known_queues |= queues.raw_names("queues", "name")
+    listing = ", ".join(sorted(known_queues)) or "none"
+
+    trunks = loaded.get("trunks.yaml")
+    if trunks is not None:
+        _report_duplicates(trunks, trunks.items("trunks"), "trunks", "name", "trunk name")
+
+    node = loaded.get("node.yaml")
+    if node is None:
+        default_algorithms: tuple[str, ...] | None = AuthConfig().algorithms
+    elif node.value is not None:
+        default_algorithms = node.value.auth.algorithms
+    else:
+        default_algorithms = None  # node.yaml is broken; its own errors are reported
+
+    agents = loaded.get("agents.yaml")
+    if agents is not None:
+        _report_duplicates(agents, agents.items("agents"), "agents", "id", "agent id")
+        for index, agent in agents.items("agents"):
+            for qi, queue in enumerate(agent.queues):
+                if queues is not None and queue not in known_queues:
+                    agents.builder.error(
+                        ("agents", index, "queues", qi),
+                        f"unknown queue `{queue}` (queues.yaml defines: {listing})",
+                    )
+            offered = agent.algorithms or default_algorithms
+            has_ha1 = agent.ha1_md5 is not None or agent.ha1_sha256 is not None
+            if agent.password is None and has_ha1 and offered is not None:
+                for algorithm in offered:
+                    if agent.ha1(algorithm, "") is None:
+                        field = "ha1_md5" if algorithm == "MD5" else "ha1_sha256"
+                        agents.builder.error(
+                            ("agents", index),
+                            f"{algorithm} is offered to this agent but `{field}` is not "
+                            "given (add it, or set `algorithms`)",
+                        )
+
+    dialplan = loaded.get("dialplan.yaml")
+    if dialplan is not None:
+        routes = dialplan.items("routes")
+        _report_duplicates(dialplan, routes, "routes", "name", "route name")
+        actions: list[tuple[KeyPath, Action]] = [
+            (("routes", i, "action"), r.action) for i, r in routes
+        ]
+        if dialplan.value is not None:
+            actions.append((("default",), dialplan.value.default))
+        for path, act in actions:
+            if act.queue is not None and queues is not None and act.queue not in known_queues:
+                dialplan.builder.error(
+                    (*path, "queue"),
+                    f"unknown queue `{act.queue}` (queues.yaml defines: {listing})",
+                )
+
+
+def check_command(config_dir: str | Path) -> int:
+    """``hotline check``: print every error to stderr and return 2, or a summary and 0."""
+    try:
+        config = load_config(config_dir)
+    except ConfigError as exc:
+        for issue in exc.errors:
+            print(issue, file=sys.stderr)
+        return 2
+    print(f"config OK: {summary(config)}")
+    return 0
+
+
+def summary(config: Config) -> str:
+    """``1 trunk, 8 agents, 1 queue, 2 routes``."""
+
+    def count(n: int, word: str) -> str:
+        return f"{n} {word}{'' if n == 1 else 's'}"
+
+    return ", ".join(
+        (
+            count(len(config.trunks), "trunk"),
+            count(len(config.agents), "agent"),
+            count(len(config.queues), "queue"),
+            count(len(config.dialplan.routes), "route"),
+        )
+    )
+
+
+# --------------------------------------------------------------------------- reference
+
+
+_FILE_INTRO = {
+    "node.yaml": "Optional; every key has a default. Sections `node`, `auth`, `registrar`, "
+    "`limits`.",
+    "trunks.yaml": "Carrier trunks. A request is attributed to the first trunk whose `acl` "
+    "contains its source address.",
+    "agents.yaml": "Agents and their phones' SIP accounts.",
+    "queues.yaml": "Call queues.",
+    "dialplan.yaml": "Routing of inbound calls, after the trunk's number normalisation.",
+}
+
+_PREAMBLE = """\
+# hotline administration: configuration reference
+
+<!-- Generated by `python -m softswitch.config --reference > docs/admin.md` from the
+     structs in softswitch/config.py and softswitch/dialplan.py; edit those, not this file. -->
+
+A node reads its configuration from one directory (`hotline serve --config DIR`; the shipped
+demo is `config/`). The files are YAML; their names are fixed.
+
+## Checking a configuration
+
+`hotline check --config DIR` loads every file and reports every problem, one per line, as
+`file:line: path: message`, then exits with status 2; a valid configuration prints a summary
+such as `config OK: 1 trunk, 8 agents, 1 queue, 2 routes` and exits with 0.
+`hotline serve` refuses to start on an invalid configuration in the same way.
+
+    queues.yaml:14: queues[2].ring_timeout: Expected `float` >= 1.0, got 0.5
+    agents.yaml:9: agents[3].queues[0]: unknown queue `genral` (queues.yaml defines: general)
+
+Unknown keys are errors (a misspelt key would otherwise be ignored silently), as are
+duplicate keys, duplicate names, references to undefined queues, invalid networks, regular
+expressions and listen addresses.
+
+Numbers and ids may be written without quotes: where a field is text, the value is taken as
+written (`exact: 9000` is the text `9000`, `prefix: 010` stays `010`, not octal 8).
+Regular expressions are Python `re` syntax; quote them in single quotes (`'^\\+86'`).
+
+## Number normalisation
+
+A trunk's `called_rules` and `calling_rules` rewrite the numbers of each inbound call before
+routing: each rule in order does `re.sub(match, replace, number, count=1)`. For example
+`{match: '^\\+86', replace: ''}` strips the country code and `{match: '^0', replace: ''}` a
+leading 0.
+
+## Routing
+
+Routes are tried in order; a route matches when each condition it gives (`called`,
+`calling`) matches. A condition is one of `exact`, `prefix`, or `regex` (which must match the
+whole number). The first matching route's action applies; otherwise `default` does.
+An action is `{queue: NAME}` or `{respond: CODE, reason: TEXT}`.
+"""
+
+
+def admin_reference() -> str:
+    """The text of ``docs/admin.md``, generated from the configuration Structs."""
+    return render_reference(
+        _PREAMBLE,
+        [
+            (f"{name}{'' if required else ' (optional)'}", _FILE_INTRO[name], tp)
+            for name, tp, required in FILES
+        ],
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--reference"]:
+        sys.stdout.write(admin_reference())
+    elif len(sys.argv) == 2:
+        raise SystemExit(check_command(sys.argv[1]))
+    else:
+        raise SystemExit("usage: python -m softswitch.config (--reference | CONFIG_DIR)")

@@ -1,0 +1,125 @@
+"""The asyncio edge of a node: sockets, the one timer, signals, and the CDR store's life.
+
+Everything protocol-shaped happens in `Switch`; this module only moves bytes between it and
+the transports and calls `handle_timer` when the earliest deadline passes (aioquic's pattern).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from pathlib import Path
+
+from softswitch.cdr import CdrStore
+from softswitch.config import Config
+from softswitch.switch import Switch
+from softswitch.transport import TransportManager, hostport
+
+log = logging.getLogger("hotline.node")
+
+
+class Node:
+    def __init__(self, config: Config, listen: list[tuple[str, int]], data_dir: Path) -> None:
+        self.config = config
+        self.listen = listen
+        self.data_dir = data_dir
+        self.switch: Switch | None = None
+        self.transports: TransportManager | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cdr = CdrStore(self.data_dir / "hotline.db")
+        self.transports = TransportManager(
+            self._receive, self.config.node.max_message_size, self.config.node.tcp_idle_timeout
+        )
+        try:
+            for host, port in self.listen:
+                await self.transports.listen(host, port)
+            sent_by: dict[str, str] = {}
+            for transport, host, port in self.transports.bound:
+                sent_by.setdefault(transport, hostport(host, port))
+            self.switch = Switch(self.config, cdr, sent_by, wall_offset=time.time() - loop.time())
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, self._stopping.set)
+            bound = ", ".join(f"{t} {hostport(h, p)}" for t, h, p in self.transports.bound)
+            log.info("hotline listening on %s; data in %s", bound, self.data_dir)
+            await self._stopping.wait()
+            log.info("stopping: releasing %d calls", len(self.switch.b2bua.calls))
+            self.switch.shutdown(loop.time())
+            self._flush()
+            # Give BYE/CANCEL a moment to leave and their answers to arrive.
+            deadline = loop.time() + 1.0
+            while self.switch.b2bua.calls and loop.time() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.1)
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            await self.transports.close()
+            cdr.close()
+            log.info("stopped")
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _receive(self, data: bytes, source) -> None:  # type: ignore[no-untyped-def]
+        switch = self.switch
+        if switch is None:
+            return  # still starting: the peer retransmits
+        try:
+            switch.receive(data, source, asyncio.get_running_loop().time())
+        except Exception:
+            # A bug must not take the node down with every call on it; log it loudly.
+            log.exception("error handling a message from %s", source)
+        self._flush()
+
+    def _flush(self) -> None:
+        switch = self.switch
+        assert switch is not None and self.transports is not None
+        outbox = switch.outbox
+        if outbox:
+            send = self.transports.send
+            for message in outbox:
+                send(message)
+            outbox.clear()
+        self._schedule()
+
+    def _schedule(self) -> None:
+        assert self.switch is not None
+        when = self.switch.get_timer()
+        if when == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = when
+        if when is not None:
+            self._timer = asyncio.get_running_loop().call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        assert self.switch is not None
+        self._timer = None
+        self._timer_at = None
+        try:
+            self.switch.handle_timer(asyncio.get_running_loop().time())
+        except Exception:
+            log.exception("error in timer handling")
+        self._flush()
+
+
+def run_node(config: Config, listen: list[tuple[str, int]], data_dir: Path) -> int:
+    """Run until SIGINT/SIGTERM; uvloop when installed, plain asyncio otherwise."""
+    node = Node(config, listen, data_dir)
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(node.run())
+    else:
+        uvloop.run(node.run())
+    return 0

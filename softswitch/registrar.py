@@ -1,0 +1,158 @@
+"""The registrar (RFC 3261 §10.3) for agents' phones, with digest authentication (RFC 8760).
+
+REGISTER → challenge (one WWW-Authenticate per configured algorithm, MD5 first in the demo) →
+verified credentials → the location service → 200 OK listing the AOR's bindings. Unknown users
+and wrong passwords get the same 403 (SIP-8: no extension enumeration); repeated failures from
+one address ban it for a while. An agent becomes available to the ACD when its AOR gets its
+first binding and unavailable when the last one goes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+
+from softswitch.config import Config
+from softswitch.sip.auth import DigestServer
+from softswitch.sip.build import make_response
+from softswitch.sip.errors import SipParseError
+from softswitch.sip.location import (
+    ContactSpec,
+    IntervalTooBriefError,
+    LocationService,
+    OutOfOrderRequestError,
+    RegisterOutcome,
+    RegistrarError,
+    TooManyContactsError,
+)
+from softswitch.sip.message import Request, Response, parse_name_addr, parse_uri
+from softswitch.sip.ratelimit import FailureTracker
+from softswitch.sip.transaction import Target
+
+log = logging.getLogger("hotline.registrar")
+
+
+class AgentReachability(msgspec.Struct, frozen=True):
+    """An agent's phone became reachable (first binding) or unreachable (last one gone)."""
+
+    agent_id: str
+    reachable: bool
+
+
+class Registrar:
+    def __init__(
+        self,
+        config: Config,
+        digest: DigestServer,
+        location: LocationService,
+        failures: FailureTracker,
+    ) -> None:
+        self.config = config
+        self.digest = digest
+        self.location = location
+        self.failures = failures
+        self.counters = {"registered": 0, "auth_failures": 0, "banned": 0}
+
+    def handle(
+        self, request: Request, source: Target, now: float
+    ) -> tuple[Response, list[AgentReachability]]:
+        """Answer one REGISTER; also report agents whose reachability changed."""
+        if self.failures.is_banned(source.host, now):
+            self.counters["banned"] += 1
+            return make_response(request, 403), []
+        try:
+            aor_user = parse_uri(request.to.uri).user or ""
+        except SipParseError as exc:
+            return make_response(request, 400, f"Bad To: {exc}"), []
+        agent = self.config.agent(aor_user)
+        algorithms = self.config.algorithms_for(agent) if agent else self.config.auth.algorithms
+        credentials = request.headers.get("authorization")
+        if credentials is None:
+            return self._challenge(request, now, False, algorithms), []
+
+        def lookup_ha1(username: str, algorithm: str) -> str | None:
+            found = self.config.agent(username)
+            return found.ha1(algorithm, self.digest.realm) if found is not None else None
+
+        result = self.digest.verify(credentials, "REGISTER", now, lookup_ha1)
+        if result.stale:
+            return self._challenge(request, now, True, algorithms), []
+        if not result.ok or result.username != aor_user:
+            self.counters["auth_failures"] += 1
+            banned = self.failures.record_failure(source.host, now)
+            log.warning(
+                "REGISTER for %r from %s:%d refused (%s)%s",
+                aor_user,
+                source.host,
+                source.port,
+                result.reason if result.ok is False else "user mismatch",
+                "; source banned" if banned else "",
+            )
+            return make_response(request, 403), []
+        try:
+            outcome = self._apply(request, aor_user, source, now)
+        except IntervalTooBriefError:
+            return make_response(
+                request, 423, extra=[("min-expires", str(self.location.min_expires))]
+            ), []
+        except OutOfOrderRequestError as exc:
+            return make_response(request, 500, f"Out of order: {exc}"), []
+        except TooManyContactsError as exc:
+            return make_response(request, 403, str(exc)), []
+        except (RegistrarError, SipParseError, ValueError) as exc:
+            return make_response(request, 400, str(exc)), []
+        self.counters["registered"] += 1
+        contacts = [
+            (
+                "contact",
+                f"<{b.contact}>;expires={b.expires_in(now)}" + (f";q={b.q}" if b.q != 1.0 else ""),
+            )
+            for b in outcome.bindings
+        ]
+        changes: list[AgentReachability] = []
+        if outcome.aor_was_empty and not outcome.aor_now_empty:
+            changes.append(AgentReachability(aor_user, True))
+            log.info("agent %s registered from %s:%d", aor_user, source.host, source.port)
+        elif outcome.aor_now_empty and not outcome.aor_was_empty:
+            changes.append(AgentReachability(aor_user, False))
+            log.info("agent %s unregistered", aor_user)
+        return make_response(request, 200, extra=contacts), changes
+
+    def _apply(self, request: Request, aor: str, source: Target, now: float) -> RegisterOutcome:
+        call_id = request.call_id
+        cseq = request.cseq[0]
+        expires_header = request.headers.get("expires")
+        default = int(expires_header) if expires_header and expires_header.isdigit() else None
+        values = request.headers.get_all("contact")
+        if values == ["*"]:
+            if default != 0:
+                raise RegistrarError("Contact: * needs Expires: 0")  # §10.3 step 6
+            return self.location.remove_all(aor, call_id, cseq, now)
+        specs: list[ContactSpec] = []
+        for value in values:
+            if value == "*":
+                raise RegistrarError("Contact: * mixed with other contacts")
+            addr = parse_name_addr(value)
+            params = dict(addr.params)
+            expires_param = params.pop("expires", None)
+            q_param = params.pop("q", None)
+            expires = int(expires_param) if expires_param is not None else default
+            q = float(q_param) if q_param is not None else None
+            specs.append(ContactSpec(addr.uri, expires, q, params))
+        return self.location.register(
+            aor,
+            specs,
+            call_id,
+            cseq,
+            now,
+            (source.host, source.port),
+            source.transport,
+            request.headers.get("user-agent"),
+        )
+
+    def _challenge(
+        self, request: Request, now: float, stale: bool, algorithms: tuple[str, ...]
+    ) -> Response:
+        values = self.digest.challenge(now, stale=stale, algorithms=algorithms)
+        return make_response(request, 401, extra=[("www-authenticate", v) for v in values])

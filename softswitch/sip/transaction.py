@@ -1,0 +1,542 @@
+"""The SIP transaction layer (RFC 3261 §17, amended by RFC 6026), sans-IO.
+
+`TransactionLayer` takes parsed messages and the current time, and gives back events for the
+transaction user (TU) plus `SendMessage` commands in `outbox`; the adapter drains the outbox,
+writes the bytes, and calls `handle_timer(now)` at `get_timer()`.
+
+Four machines live here, each with the timers named as in the RFC:
+- INVITE client (§17.1.1): Timer A retransmits over UDP (T1, doubling), B gives up (64*T1),
+  D absorbs response retransmissions after a non-2xx (32 s UDP), M keeps the Accepted state
+  for forked/retransmitted 2xx (RFC 6026 §7.2). ACK for a non-2xx is generated here.
+- non-INVITE client (§17.1.2): Timer E retransmits (T1 doubling to T2, T2 once provisional),
+  F gives up (64*T1), K absorbs response retransmissions (T4).
+- INVITE server (§17.2.1): 100 Trying is sent at once; Timer G retransmits a non-2xx final
+  (UDP), H waits for its ACK (64*T1), I absorbs ACK retransmissions (T4), L keeps the Accepted
+  state (RFC 6026 §7.1). The 2xx itself is retransmitted (T1 doubling to T2) until its ACK
+  arrives or 64*T1 passes, which is the UAS core's duty in §13.3.1.4, kept here beside the
+  other timers so the B2BUA does not need its own clock.
+- non-INVITE server (§17.2.2): Timer J keeps the last response for request retransmissions.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from enum import Enum
+
+import msgspec
+
+from .build import make_response, new_branch
+from .errors import TransactionError
+from .message import Headers, Request, Response, Via, parse_via, split_list
+
+
+class Target(msgspec.Struct, frozen=True):
+    """Where a message goes or came from: transport (UDP/TCP/TLS), host and port."""
+
+    transport: str
+    host: str
+    port: int
+
+
+class SendMessage(msgspec.Struct, frozen=True):
+    data: bytes
+    target: Target
+
+
+class RequestReceived(msgspec.Struct, frozen=True):
+    """A new request for the TU. For CANCEL, `cancelled` names the INVITE server transaction
+    it matches (RFC 3261 §9.2), or is None when there is none (answer 481)."""
+
+    request: Request
+    source: Target
+    key: tuple
+    cancelled: tuple | None = None
+
+
+class AckReceived(msgspec.Struct, frozen=True):
+    """An ACK for a 2xx (its own transaction-less request, §17.1.1.3)."""
+
+    request: Request
+    source: Target
+
+
+class ResponseReceived(msgspec.Struct, frozen=True):
+    response: Response
+    key: tuple
+    retransmission: bool = False
+
+
+class TransactionTimeout(msgspec.Struct, frozen=True):
+    """Timer B or F fired: the TU treats it as a 408 (§8.1.3.1)."""
+
+    key: tuple
+    request: Request
+
+
+class AckTimeout(msgspec.Struct, frozen=True):
+    """A 2xx to an INVITE was never acknowledged within 64*T1 (§13.3.1.4): send BYE."""
+
+    key: tuple
+    request: Request
+
+
+class TransportError(msgspec.Struct, frozen=True):
+    key: tuple
+    request: Request
+
+
+Event = RequestReceived | AckReceived | ResponseReceived | TransactionTimeout | AckTimeout
+
+
+class State(Enum):
+    CALLING = "calling"
+    TRYING = "trying"
+    PROCEEDING = "proceeding"
+    COMPLETED = "completed"
+    CONFIRMED = "confirmed"
+    ACCEPTED = "accepted"
+    TERMINATED = "terminated"
+
+
+class Timers(msgspec.Struct):
+    """RFC 3261 §17.1.1.1 timer values, in seconds."""
+
+    T1: float = 0.5
+    T2: float = 4.0
+    T4: float = 5.0
+
+
+class _Transaction:
+    __slots__ = (
+        "key",
+        "request",
+        "target",
+        "reliable",
+        "state",
+        "last_data",
+        "interval",
+        "deadlines",
+        "response",
+        "ack_key",
+        "source_host",
+    )
+
+    def __init__(self, key: tuple, request: Request, target: Target, state: State) -> None:
+        self.key = key
+        self.request = request
+        self.target = target
+        self.reliable = target.transport != "UDP"
+        self.state = state
+        self.last_data = b""
+        self.interval = 0.0
+        self.deadlines: dict[str, float] = {}
+        self.response: Response | None = None
+        self.ack_key: tuple | None = None
+        self.source_host = target.host
+
+
+class TransactionLayer:
+    """All client and server transactions of one node."""
+
+    def __init__(
+        self,
+        sent_by: dict[str, str],
+        timers: Timers | None = None,
+        max_server_per_source: int = 0,
+    ) -> None:
+        """`sent_by` maps a transport name to the host:port put in our Via headers."""
+        self.sent_by = sent_by
+        self.timers = timers or Timers()
+        self.max_server_per_source = max_server_per_source
+        self.outbox: list[SendMessage] = []
+        self._client: dict[tuple, _Transaction] = {}
+        self._server: dict[tuple, _Transaction] = {}
+        self._accepted: dict[tuple, _Transaction] = {}  # (call-id, cseq) -> INVITE server
+        self._per_source: dict[str, int] = {}
+        self._heap: list[tuple[float, int, tuple, str, bool]] = []
+        self._seq = itertools.count()
+        self.counters = {"retransmissions": 0, "rejected_overload": 0, "stray_responses": 0}
+
+    # --- timers -------------------------------------------------------------------------
+    def _arm(self, txn: _Transaction, name: str, when: float, client: bool) -> None:
+        txn.deadlines[name] = when
+        heapq.heappush(self._heap, (when, next(self._seq), txn.key, name, client))
+
+    def get_timer(self) -> float | None:
+        heap = self._heap
+        while heap:
+            when, _, key, name, client = heap[0]
+            txn = (self._client if client else self._server).get(key)
+            if txn is not None and txn.deadlines.get(name) == when:
+                return when
+            heapq.heappop(heap)  # stale entry
+        return None
+
+    def handle_timer(self, now: float) -> list[Event]:
+        events: list[Event] = []
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            when, _, key, name, client = heapq.heappop(heap)
+            txn = (self._client if client else self._server).get(key)
+            if txn is None or txn.deadlines.get(name) != when:
+                continue
+            del txn.deadlines[name]
+            getattr(self, f"_fire_{name}")(txn, now, events)
+        return events
+
+    def __len__(self) -> int:
+        return len(self._client) + len(self._server)
+
+    # --- sending requests ----------------------------------------------------------------
+    def send_request(self, request: Request, target: Target, now: float) -> tuple:
+        """Start a client transaction: add our Via with a fresh branch and send."""
+        branch = new_branch()
+        request.headers.prepend("via", self._via(target.transport, branch))
+        key = (branch, request.method)
+        if request.method == "ACK":
+            raise TransactionError("ACK for a 2xx is sent with send_ack(), not a transaction")
+        state = State.CALLING if request.method == "INVITE" else State.TRYING
+        txn = _Transaction(key, request, target, state)
+        txn.last_data = request.to_bytes()
+        self._client[key] = txn
+        self.outbox.append(SendMessage(txn.last_data, target))
+        T1 = self.timers.T1
+        if request.method == "INVITE":
+            if not txn.reliable:
+                txn.interval = T1
+                self._arm(txn, "timer_a", now + T1, True)
+            self._arm(txn, "timer_b", now + 64 * T1, True)
+        else:
+            if not txn.reliable:
+                txn.interval = T1
+                self._arm(txn, "timer_e", now + T1, True)
+            self._arm(txn, "timer_f", now + 64 * T1, True)
+        return key
+
+    def send_ack(self, ack: Request, target: Target) -> None:
+        """Send an ACK for a 2xx end to end (§13.2.2.4): a new branch, no transaction."""
+        ack.headers.remove("via")
+        ack.headers.prepend("via", self._via(target.transport, new_branch()))
+        self.outbox.append(SendMessage(ack.to_bytes(), target))
+
+    def send_cancel(self, invite_key: tuple, now: float) -> tuple | None:
+        """CANCEL a pending INVITE client transaction (§9.1); None if nothing to cancel."""
+        txn = self._client.get(invite_key)
+        if txn is None or txn.state not in (State.CALLING, State.PROCEEDING):
+            return None
+        inv = txn.request
+        headers = Headers()
+        headers.add("via", inv.headers.get_all("via")[0])
+        for name in ("route", "from", "to", "call-id", "max-forwards"):
+            for value in inv.headers.get_all(name):
+                headers.add(name, value)
+        headers.add("cseq", f"{inv.cseq[0]} CANCEL")
+        cancel = Request("CANCEL", inv.uri, headers)
+        key = (invite_key[0], "CANCEL")
+        ctxn = _Transaction(key, cancel, txn.target, State.TRYING)
+        ctxn.last_data = cancel.to_bytes()
+        self._client[key] = ctxn
+        self.outbox.append(SendMessage(ctxn.last_data, txn.target))
+        T1 = self.timers.T1
+        if not ctxn.reliable:
+            ctxn.interval = T1
+            self._arm(ctxn, "timer_e", now + T1, True)
+        self._arm(ctxn, "timer_f", now + 64 * T1, True)
+        return key
+
+    def _via(self, transport: str, branch: str) -> str:
+        return f"SIP/2.0/{transport} {self.sent_by[transport]};branch={branch};rport"
+
+    # --- receiving responses -------------------------------------------------------------
+    def receive_response(self, response: Response, now: float) -> list[Event]:
+        via_value = response.headers.get("via")
+        if via_value is None:
+            return []
+        via = parse_via(split_list(via_value)[0])
+        key = (via.branch, response.cseq[1])
+        txn = self._client.get(key)
+        if txn is None:
+            self.counters["stray_responses"] += 1
+            return []
+        status = response.status
+        if txn.request.method == "INVITE":
+            return self._invite_client_response(txn, response, now)
+        # non-INVITE client, §17.1.2.2
+        if txn.state in (State.COMPLETED, State.TERMINATED):
+            return []
+        if status < 200:
+            txn.state = State.PROCEEDING
+            return [ResponseReceived(response, key)]
+        txn.state = State.COMPLETED
+        txn.deadlines.clear()
+        if txn.reliable:
+            self._terminate_client(txn)
+        else:
+            self._arm(txn, "timer_k", now + self.timers.T4, True)
+        return [ResponseReceived(response, key)]
+
+    def _invite_client_response(
+        self, txn: _Transaction, response: Response, now: float
+    ) -> list[Event]:
+        status = response.status
+        key = txn.key
+        if txn.state in (State.CALLING, State.PROCEEDING):
+            if status < 200:
+                txn.state = State.PROCEEDING
+                txn.deadlines.pop("timer_a", None)
+                return [ResponseReceived(response, key)]
+            txn.deadlines.clear()
+            if status < 300:
+                # RFC 6026 §7.2: Accepted, pass 2xx (also forked ones) up for Timer M.
+                txn.state = State.ACCEPTED
+                self._arm(txn, "timer_m", now + 64 * self.timers.T1, True)
+                return [ResponseReceived(response, key)]
+            txn.state = State.COMPLETED
+            txn.last_data = self._ack_for(txn.request, response).to_bytes()
+            self.outbox.append(SendMessage(txn.last_data, txn.target))
+            if txn.reliable:
+                self._terminate_client(txn)
+            else:
+                self._arm(txn, "timer_d", now + 32.0, True)
+            return [ResponseReceived(response, key)]
+        if txn.state == State.ACCEPTED and 200 <= status < 300:
+            return [ResponseReceived(response, key, retransmission=True)]
+        if txn.state == State.COMPLETED and status >= 300:
+            self.counters["retransmissions"] += 1
+            self.outbox.append(SendMessage(txn.last_data, txn.target))  # re-ACK, §17.1.1.2
+        return []
+
+    @staticmethod
+    def _ack_for(invite: Request, response: Response) -> Request:
+        """ACK for a non-2xx final response, §17.1.1.3."""
+        headers = Headers()
+        headers.add("via", invite.headers.get_all("via")[0])
+        for name in ("route", "from", "call-id", "max-forwards"):
+            for value in invite.headers.get_all(name):
+                headers.add(name, value)
+        headers.add("to", response.headers.get("to") or "")
+        headers.add("cseq", f"{invite.cseq[0]} ACK")
+        return Request("ACK", invite.uri, headers)
+
+    def _terminate_client(self, txn: _Transaction) -> None:
+        txn.state = State.TERMINATED
+        txn.deadlines.clear()
+        self._client.pop(txn.key, None)
+
+    # client timers ------------------------------------------------------------------------
+    def _retransmit(self, txn: _Transaction, name: str, now: float, cap: float | None) -> None:
+        self.counters["retransmissions"] += 1
+        self.outbox.append(SendMessage(txn.last_data, txn.target))
+        txn.interval = txn.interval * 2 if cap is None else min(txn.interval * 2, cap)
+        self._arm(txn, name, now + txn.interval, name not in ("timer_g", "timer_2xx"))
+
+    def _fire_timer_a(self, txn: _Transaction, now: float, events: list) -> None:
+        if txn.state == State.CALLING:
+            self._retransmit(txn, "timer_a", now, None)
+
+    def _fire_timer_b(self, txn: _Transaction, now: float, events: list) -> None:
+        if txn.state == State.CALLING or txn.state == State.PROCEEDING:
+            events.append(TransactionTimeout(txn.key, txn.request))
+        self._terminate_client(txn)
+
+    def _fire_timer_d(self, txn: _Transaction, now: float, events: list) -> None:
+        self._terminate_client(txn)
+
+    def _fire_timer_m(self, txn: _Transaction, now: float, events: list) -> None:
+        self._terminate_client(txn)
+
+    def _fire_timer_e(self, txn: _Transaction, now: float, events: list) -> None:
+        if txn.state == State.PROCEEDING:
+            txn.interval = self.timers.T2 / 2  # §17.1.2.2: T2 once a provisional arrived
+        if txn.state in (State.TRYING, State.PROCEEDING):
+            self._retransmit(txn, "timer_e", now, self.timers.T2)
+
+    def _fire_timer_f(self, txn: _Transaction, now: float, events: list) -> None:
+        if txn.state in (State.TRYING, State.PROCEEDING):
+            events.append(TransactionTimeout(txn.key, txn.request))
+        self._terminate_client(txn)
+
+    def _fire_timer_k(self, txn: _Transaction, now: float, events: list) -> None:
+        self._terminate_client(txn)
+
+    # --- receiving requests --------------------------------------------------------------
+    def receive_request(self, request: Request, source: Target, now: float) -> list[Event]:
+        """Match a request to a server transaction (§17.2.3) or start a new one."""
+        via_values = request.headers.get_all("via")
+        via = parse_via(via_values[0])
+        # RFC 3581 §4 / RFC 3261 §18.2.1: record where the request really came from.
+        via.params["received"] = source.host
+        if "rport" in via.params:
+            via.params["rport"] = str(source.port)
+        via_values[0] = str(via)
+        request.headers.remove("via")
+        for value in via_values:
+            request.headers.add("via", value)
+        reply_to = self._reply_target(via, source)
+        method = request.method
+        key = (via.branch, f"{via.host}:{via.port}", "INVITE" if method == "ACK" else method)
+        txn = self._server.get(key)
+        if method == "ACK":
+            if (
+                txn is not None
+                and txn.request.method == "INVITE"
+                and txn.state
+                in (
+                    State.COMPLETED,
+                    State.CONFIRMED,
+                )
+            ):
+                if txn.state == State.COMPLETED:
+                    txn.state = State.CONFIRMED
+                    txn.deadlines.clear()
+                    if txn.reliable:
+                        self._terminate_server(txn)
+                    else:
+                        self._arm(txn, "timer_i", now + self.timers.T4, False)
+                return []  # ACK for a non-2xx is absorbed, §17.2.1
+            accepted = self._accepted.get((request.call_id, request.cseq[0]))
+            if accepted is not None:
+                accepted.deadlines.pop("timer_2xx", None)
+                accepted.deadlines.pop("timer_2xx_giveup", None)
+                self._accepted.pop((request.call_id, request.cseq[0]), None)
+            return [AckReceived(request, source)]
+        if txn is not None:
+            # A retransmission: resend the last response if any (§17.2.1, §17.2.2).
+            if txn.last_data and txn.state != State.TERMINATED:
+                self.counters["retransmissions"] += 1
+                self.outbox.append(SendMessage(txn.last_data, txn.target))
+            return []
+        if self.max_server_per_source:
+            count = self._per_source.get(source.host, 0)
+            if count >= self.max_server_per_source:
+                # SIP-8: a flood from one source is refused before the TU sees it.
+                self.counters["rejected_overload"] += 1
+                if method != "ACK":
+                    busy = make_response(request, 503, extra=[("retry-after", "5")])
+                    self.outbox.append(SendMessage(busy.to_bytes(), reply_to))
+                return []
+        if method == "INVITE":
+            txn = _Transaction(key, request, reply_to, State.PROCEEDING)
+            self._add_server(txn, source.host)
+            # §17.2.1: 100 Trying at once, so the client's Timer A stops.
+            self._send_server(txn, make_response(request, 100), now)
+            return [RequestReceived(request, source, key)]
+        txn = _Transaction(key, request, reply_to, State.TRYING)
+        self._add_server(txn, source.host)
+        cancelled = None
+        if method == "CANCEL":
+            inv_key = (via.branch, f"{via.host}:{via.port}", "INVITE")
+            inv = self._server.get(inv_key)
+            if inv is not None and inv.state == State.PROCEEDING:
+                cancelled = inv_key
+        return [RequestReceived(request, source, key, cancelled)]
+
+    @staticmethod
+    def _reply_target(via: Via, source: Target) -> Target:
+        """§18.2.2 with RFC 3581: reply to the source address; the port from rport if asked."""
+        if source.transport != "UDP" or "rport" in via.params:
+            return source
+        port = via.port or 5060
+        return Target(source.transport, source.host, port)
+
+    def _add_server(self, txn: _Transaction, host: str) -> None:
+        self._server[txn.key] = txn
+        txn.source_host = host
+        self._per_source[host] = self._per_source.get(host, 0) + 1
+
+    def _terminate_server(self, txn: _Transaction) -> None:
+        txn.state = State.TERMINATED
+        txn.deadlines.clear()
+        if self._server.pop(txn.key, None) is not None:
+            source_host = txn.source_host
+            left = self._per_source.get(source_host, 1) - 1
+            if left > 0:
+                self._per_source[source_host] = left
+            else:
+                self._per_source.pop(source_host, None)
+        if txn.ack_key is not None:
+            self._accepted.pop(txn.ack_key, None)
+
+    def server_request(self, key: tuple) -> Request | None:
+        txn = self._server.get(key)
+        return txn.request if txn is not None else None
+
+    def server_state(self, key: tuple) -> State | None:
+        txn = self._server.get(key)
+        return txn.state if txn is not None else None
+
+    def send_response(self, key: tuple, response: Response, now: float) -> None:
+        """Send a response in a server transaction. Raises TransactionError if it is over."""
+        txn = self._server.get(key)
+        if txn is None:
+            raise TransactionError(f"no server transaction {key}")
+        if txn.state not in (State.TRYING, State.PROCEEDING):
+            if txn.state == State.ACCEPTED and 200 <= response.status < 300:
+                # Another 2xx retransmitted by the TU is passed through (RFC 6026 §7.1).
+                self.outbox.append(SendMessage(response.to_bytes(), txn.target))
+                return
+            raise TransactionError(f"transaction {key} is {txn.state.value}; cannot respond")
+        self._send_server(txn, response, now)
+
+    def _send_server(self, txn: _Transaction, response: Response, now: float) -> None:
+        data = response.to_bytes()
+        txn.last_data = data
+        self.outbox.append(SendMessage(data, txn.target))
+        status = response.status
+        if status < 200:
+            if txn.state == State.TRYING:
+                txn.state = State.PROCEEDING
+            return
+        T1 = self.timers.T1
+        txn.response = response
+        if txn.request.method != "INVITE":
+            txn.state = State.COMPLETED
+            if txn.reliable:
+                self._terminate_server(txn)
+            else:
+                self._arm(txn, "timer_j", now + 64 * T1, False)
+            return
+        if status < 300:
+            # RFC 6026 §7.1: Accepted; §13.3.1.4: retransmit the 2xx until the ACK.
+            txn.state = State.ACCEPTED
+            txn.ack_key = (txn.request.call_id, txn.request.cseq[0])
+            self._accepted[txn.ack_key] = txn
+            # armed before Timer L so that, firing at the same instant, it is seen first
+            self._arm(txn, "timer_2xx_giveup", now + 64 * T1, False)
+            self._arm(txn, "timer_l", now + 64 * T1, False)
+            if not txn.reliable:
+                txn.interval = T1
+                self._arm(txn, "timer_2xx", now + T1, False)
+            return
+        txn.state = State.COMPLETED
+        if not txn.reliable:
+            txn.interval = T1
+            self._arm(txn, "timer_g", now + T1, False)
+        self._arm(txn, "timer_h", now + 64 * T1, False)
+
+    # server timers ------------------------------------------------------------------------
+    def _fire_timer_g(self, txn: _Transaction, now: float, events: list) -> None:
+        if txn.state == State.COMPLETED:
+            self._retransmit(txn, "timer_g", now, self.timers.T2)
+
+    def _fire_timer_h(self, txn: _Transaction, now: float, events: list) -> None:
+        self._terminate_server(txn)  # no ACK came; §17.2.1 says inform the TU: nothing to do
+
+    def _fire_timer_i(self, txn: _Transaction, now: float, events: list) -> None:
+        self._terminate_server(txn)
+
+    def _fire_timer_j(self, txn: _Transaction, now: float, events: list) -> None:
+        self._terminate_server(txn)
+
+    def _fire_timer_l(self, txn: _Transaction, now: float, events: list) -> None:
+        self._terminate_server(txn)
+
+    def _fire_timer_2xx(self, txn: _Transaction, now: float, events: list) -> None:
+        if txn.ack_key is not None and txn.ack_key in self._accepted:
+            self._retransmit(txn, "timer_2xx", now, self.timers.T2)
+
+    def _fire_timer_2xx_giveup(self, txn: _Transaction, now: float, events: list) -> None:
+        if txn.ack_key is not None and self._accepted.pop(txn.ack_key, None) is not None:
+            txn.deadlines.pop("timer_2xx", None)
+            events.append(AckTimeout(txn.key, txn.request))

@@ -1,0 +1,308 @@
+"""The node's SIP core without sockets: bytes and time in, datagrams and timers out.
+
+`Switch` parses what the transports deliver, refuses what must be refused (malformed → 400,
+unknown method → 501, unknown trunk source → 403, floods → dropped or 503), feeds the
+transaction layer, and hands transaction events to the registrar and the B2BUA. The asyncio
+node drains `outbox` after every call and arms one timer at `get_timer()`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from acd import Acd, AgentSpec, QueueSpec
+from media import MediaEngine, PassThroughMedia
+from softswitch.b2bua import ALLOW, B2bua, uri_user
+from softswitch.config import Config
+from softswitch.dialplan import normalize
+from softswitch.registrar import AgentReachability, Registrar
+from softswitch.sip.auth import DigestServer
+from softswitch.sip.build import make_response
+from softswitch.sip.errors import SipParseError
+from softswitch.sip.location import LocationService
+from softswitch.sip.message import Request, Response, parse_message, parse_uri
+from softswitch.sip.ratelimit import FailureTracker, RateLimiter
+from softswitch.sip.transaction import (
+    AckReceived,
+    AckTimeout,
+    RequestReceived,
+    ResponseReceived,
+    SendMessage,
+    Target,
+    Timers,
+    TransactionLayer,
+    TransactionTimeout,
+)
+
+log = logging.getLogger("hotline.sip")
+
+# Methods this node knows (SIP-1); anything else is answered 501.
+KNOWN_METHODS = frozenset(
+    {
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "INFO",
+        "REFER",
+        "NOTIFY",
+        "SUBSCRIBE",
+        "PRACK",
+        "UPDATE",
+        "MESSAGE",
+        "PUBLISH",
+    }
+)
+# Option tags we support in Require (RFC 3261 §8.2.2.3); none yet.
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
+
+
+def acd_specs(config: Config) -> tuple[list[QueueSpec], list[AgentSpec]]:
+    queues = [
+        QueueSpec(q.name, q.strategy, float(q.ring_timeout), float(q.max_wait), float(q.wrap_up))
+        for q in config.queues
+    ]
+    agents = [AgentSpec(a.id, tuple(a.queues)) for a in config.agents]
+    return queues, agents
+
+
+class Switch:
+    """Everything of one node between the sockets and the CDR store."""
+
+    def __init__(
+        self,
+        config: Config,
+        cdr: Any,
+        sent_by: dict[str, str],
+        media: MediaEngine | None = None,
+        wall_offset: float = 0.0,
+        secret: bytes | None = None,
+    ) -> None:
+        self.config = config
+        node = config.node
+        self.max_size = node.max_message_size
+        self.sent_by = sent_by
+        self.txn = TransactionLayer(
+            sent_by,
+            Timers(node.t1, node.t2, node.t4),
+            max_server_per_source=config.limits.max_transactions_per_source,
+        )
+        self.location = LocationService(
+            config.registrar.min_expires,
+            config.registrar.max_expires,
+            config.registrar.default_expires,
+        )
+        auth = config.auth
+        self.digest = DigestServer(
+            secret or secrets.token_bytes(32), node.realm, auth.algorithms, auth.nonce_lifetime
+        )
+        self.failures = FailureTracker(auth.max_failures, auth.failure_window, auth.ban_seconds)
+        rate = config.limits.requests_per_second_per_source
+        self.limiter = RateLimiter(rate, burst=max(rate * 2, 10))
+        self.registrar = Registrar(config, self.digest, self.location, self.failures)
+        queues, agents = acd_specs(config)
+        self.acd = Acd(queues, agents)
+        self.b2bua = B2bua(
+            self.txn,
+            self.acd,
+            self.location,
+            cdr,
+            media or PassThroughMedia(),
+            self.contact_for,
+            node.realm,
+            self._timeout_response,
+            wall_offset,
+            cleanup_delay=64 * node.t1 + 8,
+        )
+        self.counters = {"malformed": 0, "rate_limited": 0, "forbidden": 0, "not_found": 0}
+
+    @property
+    def outbox(self) -> list[SendMessage]:
+        return self.txn.outbox
+
+    def contact_for(self, transport: str) -> str:
+        hostport = self.sent_by.get(transport) or self.sent_by["UDP"]
+        suffix = "" if transport == "UDP" else f";transport={transport.lower()}"
+        return f"sip:hotline@{hostport}{suffix}"
+
+    def _timeout_response(self, queue: str) -> int:
+        found = self.config.queue(queue)
+        return found.timeout_response if found is not None else 480
+
+    # --- input ---------------------------------------------------------------------------
+    def receive(self, data: bytes, source: Target, now: float) -> None:
+        """One datagram or framed stream message from `source`."""
+        if not self.limiter.allow(source.host, now):
+            self.counters["rate_limited"] += 1
+            return
+        try:
+            message = parse_message(data, self.max_size)
+        except SipParseError as exc:
+            self.counters["malformed"] += 1
+            self._reject_malformed(exc, source)
+            return
+        if isinstance(message, Response):
+            self._dispatch(self.txn.receive_response(message, now), now)
+            return
+        if message.method not in KNOWN_METHODS:
+            # RFC 3261 §8.2.1: 501 for methods we do not know; an unknown ACK-like never.
+            self._reply_stateless(
+                message, source, make_response(message, 501, extra=[("allow", ALLOW)])
+            )
+            return
+        try:
+            events = self.txn.receive_request(message, source, now)
+        except SipParseError as exc:
+            self.counters["malformed"] += 1
+            self._reject_malformed(exc, source)
+            return
+        self._dispatch(events, now)
+
+    def _reject_malformed(self, exc: SipParseError, source: Target) -> None:
+        """§16.3 / §18: a malformed request gets 400 when it can be addressed; else dropped."""
+        log.info("malformed message from %s:%d: %s", source.host, source.port, exc)
+        partial = exc.partial
+        if not exc.is_request or not isinstance(partial, Request) or partial.method == "ACK":
+            return
+        try:
+            reason = f"Bad Request ({exc})"[:120].replace("\r", " ").replace("\n", " ")
+            response = make_response(partial, exc.status, reason if exc.status == 400 else "")
+            self._reply_stateless(partial, source, response)
+        except SipParseError:
+            return  # even the Via is unusable: nowhere to answer
+
+    def _reply_stateless(self, request: Request, source: Target, response: Response) -> None:
+        via = request.top_via
+        port = (
+            source.port
+            if (source.transport != "UDP" or "rport" in via.params)
+            else (via.port or 5060)
+        )
+        self.txn.outbox.append(
+            SendMessage(response.to_bytes(), Target(source.transport, source.host, port))
+        )
+
+    def _dispatch(self, events: list, now: float) -> None:
+        b2bua = self.b2bua
+        for ev in events:
+            if isinstance(ev, RequestReceived):
+                self._request(ev, now)
+            elif isinstance(ev, ResponseReceived):
+                b2bua.on_response(ev, now)
+            elif isinstance(ev, AckReceived):
+                b2bua.on_ack(ev, now)
+            elif isinstance(ev, TransactionTimeout):
+                b2bua.on_timeout(ev, now)
+            elif isinstance(ev, AckTimeout):
+                b2bua.on_ack_timeout(ev, now)
+
+    def _request(self, ev: RequestReceived, now: float) -> None:
+        request = ev.request
+        method = request.method
+        if method == "CANCEL":
+            self.b2bua.on_cancel(ev, now)
+            return
+        has_to_tag = request.to.tag is not None
+        if has_to_tag:
+            if not self.b2bua.in_dialog(ev, now):
+                self._respond(ev, make_response(request, 481), now)
+            return
+        if method == "REGISTER":
+            response, changes = self.registrar.handle(request, ev.source, now)
+            self._respond(ev, response, now)
+            self._reachability(changes, now)
+        elif method == "OPTIONS":
+            self._respond(
+                ev,
+                make_response(
+                    request,
+                    200,
+                    extra=[
+                        ("allow", ALLOW),
+                        ("accept", "application/sdp"),
+                        ("user-agent", self.config.node.user_agent),
+                    ],
+                ),
+                now,
+            )
+        elif method == "INVITE":
+            self._new_call(ev, now)
+        elif method == "BYE":
+            self._respond(ev, make_response(request, 481), now)
+        else:
+            self._respond(ev, make_response(request, 405, extra=[("allow", ALLOW)]), now)
+
+    def _new_call(self, ev: RequestReceived, now: float) -> None:
+        request = ev.request
+        unsupported = [
+            tag
+            for value in request.headers.get_all("require")
+            for tag in (t.strip() for t in value.split(","))
+            if tag and tag not in SUPPORTED_EXTENSIONS
+        ]
+        if unsupported:
+            self._respond(
+                ev,
+                make_response(request, 420, extra=[("unsupported", ", ".join(unsupported))]),
+                now,
+            )
+            return
+        max_forwards = request.headers.get("max-forwards")
+        if max_forwards is not None and int(max_forwards) == 0:
+            self._respond(ev, make_response(request, 483), now)
+            return
+        trunk = self.config.trunk_for_source(ev.source.host)
+        if trunk is None:
+            self.counters["forbidden"] += 1
+            log.warning("INVITE from unknown source %s:%d refused", ev.source.host, ev.source.port)
+            self._respond(ev, make_response(request, 403), now)
+            return
+        uri = parse_uri(request.uri)
+        if uri.scheme not in ("sip", "sips", "tel"):
+            self._respond(ev, make_response(request, 416), now)
+            return
+        called = normalize(uri_user(request.uri) or uri_user(request.to.uri), trunk.called_rules)
+        calling = normalize(uri_user(request.from_.uri), trunk.calling_rules)
+        result = self.config.dialplan.route(called, calling)
+        if result.queue is None:
+            status = result.respond or 404
+            self.counters["not_found"] += status == 404
+            log.info("call from %s to %s: dialplan answers %d", calling, called, status)
+            self._respond(ev, make_response(request, status, result.reason or ""), now)
+            return
+        self.b2bua.start_call(ev, trunk.name, calling, called, result.queue, now)
+
+    def _respond(self, ev: RequestReceived, response: Response, now: float) -> None:
+        self.txn.send_response(ev.key, response, now)
+
+    def _reachability(self, changes: list[AgentReachability], now: float) -> None:
+        for change in changes:
+            if change.reachable:
+                commands = self.acd.agent_available(change.agent_id, now)
+            else:
+                commands = self.acd.agent_unavailable(change.agent_id, now)
+            self.b2bua.apply(commands, now)
+
+    # --- time ------------------------------------------------------------------------------
+    def get_timer(self) -> float | None:
+        timers = [
+            t
+            for t in (self.txn.get_timer(), self.b2bua.get_timer(), self.location.get_timer())
+            if t is not None
+        ]
+        return min(timers) if timers else None
+
+    def handle_timer(self, now: float) -> None:
+        self._dispatch(self.txn.handle_timer(now), now)
+        self.b2bua.handle_timer(now)
+        expired = self.location.handle_timer(now)
+        self._reachability(
+            [AgentReachability(e.aor, False) for e in expired if e.aor_now_empty], now
+        )
+
+    def shutdown(self, now: float) -> None:
+        self.b2bua.shutdown(now)

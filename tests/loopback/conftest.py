@@ -1,0 +1,119 @@
+"""Fixtures for loopback tests: factories for the hotline node, pjsua2 agents and SIPp runs.
+
+Every test under tests/loopback/ is marked `loopback` (select or skip them with
+`-m loopback` / `-m "not loopback"`). Each factory ends what it started when the test ends,
+even on failure; when a test fails, the diagnostics of every peer and node it used (events,
+log tails, SIPp error logs) are attached to the report as extra sections. The per-test time
+limit comes from pytest-timeout (`timeout = 120` in pyproject.toml).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .harness import (
+    HotlineNode,
+    PjAgent,
+    Sipp,
+    require_pjsua2,
+    require_sipp,
+)
+
+LOOPBACK_DIR = Path(__file__).resolve().parent
+PEERS_KEY = pytest.StashKey[list[Any]]()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test collected from this directory as `loopback`."""
+    for item in items:
+        if LOOPBACK_DIR in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.loopback)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """On a failed test, add each used peer's diagnostics as a report section."""
+    report = yield
+    if report.failed and report.when in ("call", "setup"):
+        for peer in item.stash.get(PEERS_KEY, []):
+            name = getattr(peer, "name", type(peer).__name__)
+            report.sections.append((f"loopback: {name}", peer.describe()))
+    return report
+
+
+def _register(request: pytest.FixtureRequest, peer: Any) -> None:
+    request.node.stash.setdefault(PEERS_KEY, []).append(peer)
+
+
+@pytest.fixture
+def node(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., HotlineNode]]:
+    """Factory: `node(queues={...}, agents={...}, extra_args=[...])` -> a started HotlineNode.
+
+    Keyword arguments other than HotlineNode's own are per-file config overrides.
+    """
+    started: list[HotlineNode] = []
+
+    def make(**kwargs: Any) -> HotlineNode:
+        name = f"node{len(started) + 1}"
+        hotline = HotlineNode(tmp_path / name, name=name, **kwargs)
+        started.append(hotline)
+        _register(request, hotline)
+        return hotline.start()
+
+    yield make
+    for hotline in reversed(started):
+        hotline.stop()
+
+
+@pytest.fixture
+def pjagent(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., PjAgent]]:
+    """Factory: `pjagent(user="1001", registrar=node, auto_answer=200, ...)` -> started agent.
+
+    `registrar` may be a HotlineNode (its address is used) or "HOST:PORT". The password
+    defaults to the demo one, `pw<user>`. Waits for the agent's "ready" event only; wait for
+    "registered" in the test.
+    """
+    require_pjsua2()
+    started: list[PjAgent] = []
+
+    def make(**kwargs: Any) -> PjAgent:
+        registrar = kwargs.get("registrar")
+        if registrar is not None and not isinstance(registrar, str):
+            kwargs["registrar"] = registrar.address
+        kwargs.setdefault("log_dir", tmp_path / "agents")
+        agent = PjAgent(**kwargs)
+        started.append(agent)
+        _register(request, agent)
+        return agent.start()
+
+    yield make
+    for agent in reversed(started):
+        agent.stop()
+
+
+@pytest.fixture
+def sipp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Sipp]]:
+    """Factory: `sipp("scenario.xml", remote=node.address, ...)` -> a Sipp, not yet started.
+
+    Call `.start()` then `.wait()`, or `.run()`; `.check()` raises with SIPp's logs unless it
+    exited 0. Any SIPp still running at the end of the test is stopped.
+    """
+    require_sipp()
+    created: list[Sipp] = []
+
+    def make(scenario: str | Path | None = None, **kwargs: Any) -> Sipp:
+        kwargs.setdefault("work_dir", tmp_path / "sipp")
+        run = Sipp(scenario, **kwargs)
+        created.append(run)
+        _register(request, run)
+        return run
+
+    yield make
+    for run in reversed(created):
+        run.stop()

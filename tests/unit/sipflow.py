@@ -1,0 +1,199 @@
+"""Drive a `Switch` with raw SIP text and virtual time: a pure (socket-free) test peer kit."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from softswitch.cdr import CdrStore
+from softswitch.config import load_config
+from softswitch.sip.message import Request, Response, parse_message
+from softswitch.sip.transaction import Target
+from softswitch.switch import Switch
+
+ROOT = Path(__file__).resolve().parents[2]
+NODE = "127.0.0.1:5060"
+
+
+class Harness:
+    """A switch on the demo config, its outbox split per destination, and a clock."""
+
+    def __init__(self, tmp_path: Path, config_dir: Path | None = None) -> None:
+        self.config = load_config(config_dir or ROOT / "config")
+        self.cdr = CdrStore(tmp_path / "hotline.db")
+        self.switch = Switch(self.config, self.cdr, {"UDP": NODE, "TCP": NODE}, secret=b"k" * 32)
+        self.now = 1000.0
+        self.sent: list[tuple[Target, Request | Response]] = []
+
+    def deliver(self, text: str, source: Target) -> None:
+        self.switch.receive(text.replace("\n", "\r\n").encode(), source, self.now)
+        self._collect()
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock, firing every timer due on the way."""
+        end = self.now + seconds
+        while True:
+            when = self.switch.get_timer()
+            if when is None or when > end:
+                break
+            self.now = max(self.now, when)
+            self.switch.handle_timer(self.now)
+            self._collect()
+        self.now = end
+
+    def _collect(self) -> None:
+        for message in self.switch.outbox:
+            self.sent.append((message.target, parse_message(message.data)))
+        self.switch.outbox.clear()
+
+    def take(self, port: int) -> list[Request | Response]:
+        """Messages sent to 127.0.0.1:`port` since the last take, in order."""
+        mine = [m for t, m in self.sent if t.port == port]
+        self.sent = [(t, m) for t, m in self.sent if t.port != port]
+        return mine
+
+
+class Trunk:
+    """The carrier side: sends an INVITE to a number and follows the dialog."""
+
+    def __init__(self, h: Harness, port: int = 5090, call_id: str = "trunk-call-1") -> None:
+        self.h = h
+        self.port = port
+        self.source = Target("UDP", "127.0.0.1", port)
+        self.call_id = call_id
+        self.to_tag: str | None = None
+        self.cseq = 1
+
+    def headers(self, method: str, cseq: int, branch: str, to_tag: str | None = None) -> str:
+        to = "<sip:9000@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")
+        return (
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch};rport\n"
+            f'From: "Caller" <sip:+8613800000001@127.0.0.1:{self.port}>;tag=trk\n'
+            f"To: {to}\nCall-ID: {self.call_id}\nCSeq: {cseq} {method}\nMax-Forwards: 70\n"
+        )
+
+    def invite(self, number: str = "9000", extra: str = "") -> None:
+        sdp = (
+            "v=0\no=- 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n"
+            "m=audio 6000 RTP/AVP 0 101\na=rtpmap:101 telephone-event/8000\n"
+        )
+        body = sdp.replace("\n", "\r\n")
+        self.h.deliver(
+            f"INVITE sip:{number}@127.0.0.1 SIP/2.0\n"
+            + self.headers("INVITE", 1, "z9hG4bKinv1")
+            + f"Contact: <sip:carrier@127.0.0.1:{self.port}>\n{extra}"
+            + f"Content-Type: application/sdp\nContent-Length: {len(body)}\n\n"
+            + sdp,
+            self.source,
+        )
+
+    def ack(self) -> None:
+        self.h.deliver(
+            "ACK sip:hotline@127.0.0.1:5060 SIP/2.0\n"
+            + self.headers("ACK", 1, "z9hG4bKack1", self.to_tag)
+            + "Content-Length: 0\n\n",
+            self.source,
+        )
+
+    def cancel(self) -> None:
+        self.h.deliver(
+            "CANCEL sip:9000@127.0.0.1 SIP/2.0\n"
+            + self.headers("CANCEL", 1, "z9hG4bKinv1")
+            + "Content-Length: 0\n\n",
+            self.source,
+        )
+
+    def bye(self) -> None:
+        self.cseq += 1
+        self.h.deliver(
+            "BYE sip:hotline@127.0.0.1:5060 SIP/2.0\n"
+            + self.headers("BYE", self.cseq, f"z9hG4bKbye{self.cseq}", self.to_tag)
+            + "Content-Length: 0\n\n",
+            self.source,
+        )
+
+
+class Phone:
+    """An agent's phone: registers with digest and answers requests sent to its port."""
+
+    def __init__(self, h: Harness, agent: str, port: int, password: str | None = None) -> None:
+        self.h = h
+        self.agent = agent
+        self.port = port
+        self.password = password or f"pw{agent}"
+        self.source = Target("UDP", "127.0.0.1", port)
+        self.reg_cseq = 0
+
+    def register(self, expires: int = 3600) -> Response:
+        first = self._register(expires, None)
+        assert first.status == 401, first
+        challenge = first.headers.get("www-authenticate") or ""
+        return self._register(expires, challenge)
+
+    def _register(self, expires: int, challenge: str | None) -> Response:
+        self.reg_cseq += 1
+        auth = ""
+        if challenge is not None:
+            params = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge))
+            realm, nonce = params["realm"], params["nonce"]
+            uri = "sip:127.0.0.1"
+            ha1 = hashlib.md5(f"{self.agent}:{realm}:{self.password}".encode()).hexdigest()
+            ha2 = hashlib.md5(f"REGISTER:{uri}".encode()).hexdigest()
+            response = hashlib.md5(f"{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}".encode())
+            auth = (
+                f'Authorization: Digest username="{self.agent}", realm="{realm}", '
+                f'nonce="{nonce}", uri="{uri}", response="{response.hexdigest()}", '
+                f'algorithm=MD5, qop=auth, nc=00000001, cnonce="c0ffee"\n'
+            )
+        self.h.deliver(
+            "REGISTER sip:127.0.0.1 SIP/2.0\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bKreg{self.reg_cseq};rport\n"
+            f"From: <sip:{self.agent}@127.0.0.1>;tag=ph{self.agent}\n"
+            f"To: <sip:{self.agent}@127.0.0.1>\nCall-ID: reg-{self.agent}\n"
+            f"CSeq: {self.reg_cseq} REGISTER\nMax-Forwards: 70\n"
+            f"Contact: <sip:{self.agent}@127.0.0.1:{self.port}>\nExpires: {expires}\n"
+            f"{auth}Content-Length: 0\n\n",
+            self.source,
+        )
+        (response,) = self.h.take(self.port)
+        assert isinstance(response, Response)
+        return response
+
+    def reply(self, request: Request, status: int, to_tag: str = "ph", sdp: bool = False) -> None:
+        """Answer `request` (an INVITE/CANCEL/BYE we received) with `status`."""
+        lines = [f"SIP/2.0 {status} X"]
+        for name in ("via", "from", "call-id", "cseq"):
+            for value in (
+                request.headers.get_all(name) if name == "via" else [request.headers.get(name)]
+            ):
+                lines.append(f"{name}: {value}")
+        to = request.headers.get("to") or ""
+        if status > 100 and ";tag=" not in to:
+            to += f";tag={to_tag}"
+        lines.append(f"To: {to}")
+        lines.append(f"Contact: <sip:{self.agent}@127.0.0.1:{self.port}>")
+        body = ""
+        if sdp:
+            body = (
+                "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                "m=audio 7000 RTP/AVP 0\r\n"
+            )
+            lines.append("Content-Type: application/sdp")
+        lines.append(f"Content-Length: {len(body)}")
+        self.h.switch.receive(
+            ("\r\n".join(lines) + "\r\n\r\n" + body).encode(), self.source, self.h.now
+        )
+        self.h._collect()
+
+    def bye(self, invite: Request, to_tag: str = "ph") -> None:
+        """Hang up from the phone (we are the UAS of `invite`'s dialog)."""
+        frm = invite.headers.get("from") or ""
+        to = (invite.headers.get("to") or "") + f";tag={to_tag}"
+        self.h.deliver(
+            f"BYE sip:hotline@127.0.0.1:5060 SIP/2.0\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bKphbye;rport\n"
+            f"From: {to}\nTo: {frm}\nCall-ID: {invite.call_id}\nCSeq: 1 BYE\n"
+            "Max-Forwards: 70\nContent-Length: 0\n\n",
+            self.source,
+        )
