@@ -137,7 +137,7 @@ class B2bua:
         location: LocationService,
         cdr: Any,
         media: MediaEngine,
-        contact_for: Callable[[str], str],
+        contact_for: Callable[[Target], str],
         realm: str,
         timeout_response: Callable[[str], int],
         wall_offset: float = 0.0,
@@ -245,7 +245,7 @@ class B2bua:
     def _a_response(self, call: Call, status: int, reason: str = "", body: bytes = b"") -> Response:
         a = call.a
         assert a.invite is not None and a.dialog is not None
-        extra = [("contact", f"<{self.contact_for(a.target.transport)}>")]
+        extra = [("contact", f"<{self.contact_for(a.target)}>")]
         if body:
             extra.append(("content-type", "application/sdp"))
         return make_response(
@@ -289,7 +289,7 @@ class B2bua:
         call.legs.append(leg)
         call.b = leg
         call.state = CallState.RINGING
-        host = self.contact_for(leg.target.transport).split("@", 1)[1].split(";")[0]
+        host = self.contact_for(leg.target).split("@", 1)[1].split(";")[0]
         headers = Headers()
         headers.add("max-forwards", "70")
         caller = call.caller or "anonymous"
@@ -297,7 +297,7 @@ class B2bua:
         headers.add("to", f"<sip:{cmd.agent_id}@{self.realm}>")
         headers.add("call-id", new_call_id(host))
         headers.add("cseq", "1 INVITE")
-        headers.add("contact", f"<{self.contact_for(leg.target.transport)}>")
+        headers.add("contact", f"<{self.contact_for(leg.target)}>")
         headers.add("allow", ALLOW)
         for name, value in call.identity:
             headers.add(name, value)
@@ -547,7 +547,7 @@ class B2bua:
         ]
         relayed = other.dialog.new_request(request.method, body, extra)
         if request.method in ("INVITE", "UPDATE"):
-            relayed.headers.add("contact", f"<{self.contact_for(other.target.transport)}>")
+            relayed.headers.add("contact", f"<{self.contact_for(other.target)}>")
         key = self.txn.send_request(relayed, other.target, now)
         self._clients[key] = (call, other, "relay", (ev.key, leg))
         call.log.info(
@@ -574,7 +574,7 @@ class B2bua:
             body = self.media.update(origin.leg_id, body)
         extra_headers = [(n, v) for n, v in response.headers if n == "content-type"] if body else []
         if response.cseq[1] in ("INVITE", "UPDATE") and status < 300:
-            extra_headers.append(("contact", f"<{self.contact_for(origin.target.transport)}>"))
+            extra_headers.append(("contact", f"<{self.contact_for(origin.target)}>"))
         reply = make_response(request, status, response.reason, body=body, extra=extra_headers)
         self._respond(server_key, reply, now)
 

@@ -43,7 +43,10 @@ class Node:
                 await self.transports.listen(host, port)
             sent_by: dict[str, str] = {}
             for transport, host, port in self.transports.bound:
-                sent_by.setdefault(transport, hostport(host, port))
+                family = "6" if ":" in host else ""
+                sent_by.setdefault(transport + family, hostport(host, port))
+            for transport, host, port in self.transports.bound:
+                sent_by.setdefault(transport, hostport(host, port))  # IPv6-only nodes
             self.switch = Switch(self.config, cdr, sent_by, wall_offset=time.time() - loop.time())
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self._stopping.set)

@@ -83,6 +83,7 @@ class Switch:
         secret: bytes | None = None,
     ) -> None:
         self.config = config
+        self._trunk_sources: dict[str, bool] = {}
         node = config.node
         self.max_size = node.max_message_size
         self.sent_by = sent_by
@@ -90,6 +91,7 @@ class Switch:
             sent_by,
             Timers(node.t1, node.t2, node.t4),
             max_server_per_source=config.limits.max_transactions_per_source,
+            limit_exempt=self.is_trunk_source,
         )
         self.location = LocationService(
             config.registrar.min_expires,
@@ -120,12 +122,23 @@ class Switch:
         )
         self.counters = {"malformed": 0, "rate_limited": 0, "forbidden": 0, "not_found": 0}
 
+    def is_trunk_source(self, host: str) -> bool:
+        """Whether `host` is inside a trunk's ACL (cached: asked for every request)."""
+        known = self._trunk_sources.get(host)
+        if known is None:
+            if len(self._trunk_sources) > 4096:
+                self._trunk_sources.clear()
+            known = self._trunk_sources[host] = self.config.trunk_for_source(host) is not None
+        return known
+
     @property
     def outbox(self) -> list[SendMessage]:
         return self.txn.outbox
 
-    def contact_for(self, transport: str) -> str:
-        hostport = self.sent_by.get(transport) or self.sent_by["UDP"]
+    def contact_for(self, target: Target) -> str:
+        """Our Contact URI for a dialog with `target` (same transport and address family)."""
+        hostport = self.txn.local_address(target)
+        transport = target.transport
         suffix = "" if transport == "UDP" else f";transport={transport.lower()}"
         return f"sip:hotline@{hostport}{suffix}"
 
@@ -136,7 +149,8 @@ class Switch:
     # --- input ---------------------------------------------------------------------------
     def receive(self, data: bytes, source: Target, now: float) -> None:
         """One datagram or framed stream message from `source`."""
-        if not self.limiter.allow(source.host, now):
+        # SIP-8 flood limits apply to phones and strangers; a trunk carries every caller.
+        if not self.is_trunk_source(source.host) and not self.limiter.allow(source.host, now):
             self.counters["rate_limited"] += 1
             return
         try:

@@ -3,16 +3,22 @@
 Sans-IO: bytes in, `Request`/`Response` objects out, and back to bytes. Header values stay
 strings until a caller asks for a structured view (`via`, `cseq`, `name_addr` ...), because a
 B2BUA touches only a handful of headers per message and parsing the rest would be wasted work
-on the hot path.
+on the hot path. The headers every element needs (Via, From, To, Call-ID, CSeq, Max-Forwards,
+Content-Length, a request's Contact) are validated on the way in, so a malformed message is
+refused once at the edge instead of failing somewhere deep in the call logic.
 
 Every malformed input raises `SipParseError` (carrying, for requests, enough of the message to
-answer 400 when the essentials could be read); nothing else escapes `parse_message`.
+answer 400 when the essentials could be read); nothing else escapes `parse_message` or
+`StreamFramer.feed`. Choices for the cases RFC 4475 §3.1.2 leaves to the implementation are
+listed in tests/unit/test_message_vectors.py.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterator
+from urllib.parse import unquote
 
 from .errors import SipParseError
 
@@ -82,9 +88,67 @@ LIST_HEADERS = frozenset(
     }
 )
 
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9\-.!%*_+`'~]+$")
-_STATUS_LINE_RE = re.compile(r"^SIP/(\d+)\.(\d+) (\d{3}) ?(.*)$")
-_SPACE_IN_HEADER_NAME = re.compile(r"[ \t]")
+# Methods registered with IANA for SIP. A request whose CSeq method does not match its start
+# line is answered 400, or 501 when the start-line method is none of these (RFC 4475 §3.1.2.18).
+_REGISTERED_METHODS = frozenset(
+    {
+        "INVITE",
+        "ACK",
+        "BYE",
+        "CANCEL",
+        "OPTIONS",
+        "REGISTER",
+        "INFO",
+        "PRACK",
+        "UPDATE",
+        "SUBSCRIBE",
+        "NOTIFY",
+        "REFER",
+        "MESSAGE",
+        "PUBLISH",
+    }
+)
+
+_TOKEN_RE = re.compile(r"[A-Za-z0-9\-.!%*_+`'~]+")  # RFC 3261 §25.1 token (use fullmatch)
+_token = _TOKEN_RE.fullmatch
+_STATUS_LINE_RE = re.compile(r"SIP/([0-9]+)\.([0-9]+) ([0-9]{3})(?: (.*))?")
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")  # RFC 3986 §3.1
+_HOSTPORT_RE = re.compile(r"([A-Za-z0-9\-._]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?")
+_URI_FORBIDDEN_RE = re.compile(r'[\x00-\x20\x7f<>"]')  # never unescaped in a URI (§25.1)
+_VIA_PROTOCOL_RE = re.compile(r"SIP[ \t]*/[ \t]*([0-9]+\.[0-9]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)")
+_KNOWN_PARAM_NAMES = frozenset(
+    {"tag", "branch", "rport", "received", "lr", "transport", "user", "maddr", "ttl",
+     "expires", "q", "method", "ob", "reg-id", "+sip.instance", "refresher"}
+)
+_MAX_DIGITS = 10  # longer decimal numbers are out of range for every SIP field we convert
+
+
+def _uint(text: str, what: str) -> int:
+    """A non-negative decimal (ASCII digits only; `str.isdigit` also accepts '²')."""
+    if not text or len(text) > _MAX_DIGITS or not text.isascii() or not text.isdigit():
+        raise SipParseError(f"bad {what} {text[:20]!r}")
+    return int(text)
+
+
+def _build_name_tables() -> dict[str, str]:
+    keys: dict[str, str] = {}
+    longs = set(COMPACT_FORMS.values()) | set(CANONICAL_NAMES) | set(LIST_HEADERS)
+    longs |= {
+        "max-forwards", "content-length", "content-type", "cseq", "call-id", "expires",
+        "user-agent", "server", "authorization", "proxy-authorization", "www-authenticate",
+        "proxy-authenticate", "authentication-info", "min-expires", "retry-after", "date",
+        "timestamp", "warning", "organization", "priority", "reply-to", "privacy",
+        "p-asserted-identity", "content-disposition", "content-language", "mime-version",
+        "rseq", "rack", "min-se", "reason", "replaces", "error-info", "alert-info",
+        "call-info", "in-reply-to", "subscription-state",
+    }
+    for long in longs:
+        keys[long] = long
+        keys[canonical_name(long)] = long
+    for short, long in COMPACT_FORMS.items():
+        keys[short] = long
+        keys[short.upper()] = long
+    return keys
 
 
 def canonical_name(name: str) -> str:
@@ -95,8 +159,15 @@ def canonical_name(name: str) -> str:
         return "-".join(part.capitalize() for part in name.split("-"))
 
 
+_NAME_KEYS = _build_name_tables()  # wire spelling -> key, for names seen on every message
+_WIRE_NAMES = {key: canonical_name(key) for key in set(_NAME_KEYS.values())}
+
+
 def normalise_name(name: str) -> str:
     """Lower-case long form of a header name (compact forms expanded)."""
+    key = _NAME_KEYS.get(name)
+    if key is not None:
+        return key
     low = name.lower()
     return COMPACT_FORMS.get(low, low)
 
@@ -214,6 +285,9 @@ class Headers:
         for i, (k, v) in enumerate(self._items):
             if k == key:
                 parts = split_list(v) if key in LIST_HEADERS else [v]
+                if not parts:  # an empty header line holds no element: drop it, look on
+                    del self._items[i]
+                    return self.pop_first(name)
                 first, rest = parts[0], parts[1:]
                 if rest:
                     self._items[i] = (key, ", ".join(rest))
@@ -245,10 +319,10 @@ class Message:
 
     @property
     def top_via(self) -> Via:
-        value = self.headers.get("via")
-        if value is None:
+        vias = self.headers.get_all("via")
+        if not vias:
             raise SipParseError("missing Via")
-        return parse_via(split_list(value)[0])
+        return parse_via(vias[0])
 
     @property
     def from_(self) -> NameAddr:
@@ -260,14 +334,15 @@ class Message:
 
     def to_bytes(self) -> bytes:
         """Serialise with a correct Content-Length (RFC 3261 §18.3 requires it on streams)."""
+        wire = _WIRE_NAMES
         lines = [self.start_line()]
-        for name, value in self.headers:
-            if name == "content-length":
-                continue
-            lines.append(f"{canonical_name(name)}: {value}")
-        lines.append(f"Content-Length: {len(self.body)}")
-        head = "\r\n".join(lines) + "\r\n\r\n"
-        return head.encode("utf-8") + self.body
+        lines += [
+            f"{wire.get(name) or canonical_name(name)}: {value}"
+            for name, value in self.headers._items
+            if name != "content-length"
+        ]
+        lines.append(f"Content-Length: {len(self.body)}\r\n\r\n")
+        return "\r\n".join(lines).encode("utf-8") + self.body
 
 
 class Request(Message):
@@ -291,7 +366,7 @@ class Request(Message):
 
 
 class Response(Message):
-    """A SIP response."""
+    """A SIP response. An empty `reason` gets the standard phrase; a parsed one stays as sent."""
 
     __slots__ = ("status", "reason")
 
@@ -354,15 +429,28 @@ REASONS = {
 
 
 class Via:
-    """One Via element: `SIP/2.0/UDP host:port;branch=...;rport` (RFC 3261 §20.42)."""
+    """One Via element: `SIP/2.0/UDP host:port;branch=...;rport` (RFC 3261 §20.42).
 
-    __slots__ = ("transport", "host", "port", "params")
+    `version` is the protocol version the element was written with; it is "2.0" except on
+    hops of another SIP version, which are kept so that such a request can still be answered
+    505 (RFC 4475 §3.1.2.16).
+    """
 
-    def __init__(self, transport: str, host: str, port: int | None, params: dict[str, str | None]):
+    __slots__ = ("transport", "host", "port", "params", "version")
+
+    def __init__(
+        self,
+        transport: str,
+        host: str,
+        port: int | None,
+        params: dict[str, str | None],
+        version: str = "2.0",
+    ):
         self.transport = transport
         self.host = host
         self.port = port
         self.params = params
+        self.version = version
 
     @property
     def branch(self) -> str | None:
@@ -370,11 +458,15 @@ class Via:
 
     def __str__(self) -> str:
         hostport = self.host if self.port is None else f"{self.host}:{self.port}"
-        return f"SIP/2.0/{self.transport} {hostport}{format_params(self.params)}"
+        return f"SIP/{self.version}/{self.transport} {hostport}{format_params(self.params)}"
 
 
 class SipUri:
-    """A sip:/sips: URI (RFC 3261 §19.1). Other schemes keep only `scheme` and `opaque`."""
+    """A sip:/sips: URI (RFC 3261 §19.1). Other schemes keep only `scheme` and `opaque`.
+
+    `user`, `password`, `params` and `uri_headers` keep their %-escapes as sent; `unescape`
+    turns them into characters where the application needs them (RFC 4475 §3.1.1.3).
+    """
 
     __slots__ = ("scheme", "user", "password", "host", "port", "params", "uri_headers", "opaque")
 
@@ -430,9 +522,38 @@ class NameAddr:
     def __str__(self) -> str:
         disp = ""
         if self.display:
-            escaped = self.display.replace("\\", "\\\\").replace('"', '\\"')
-            disp = f'"{escaped}" '
+            disp = f'"{_quote_display(self.display)}" '
         return f"{disp}<{self.uri}>{format_params(self.params)}"
+
+
+def _quote_display(text: str) -> str:
+    """Body of a quoted-string (RFC 3261 §25.1): escape `\\`, `"` and control characters;
+    CR and LF cannot be quoted at all and become spaces, so no value can inject a header."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return text
+    out = []
+    for ch in text:
+        if ch in "\r\n":
+            out.append(" ")
+        elif ch in '"\\' or ord(ch) < 0x20 or ch == "\x7f":
+            out.append("\\" + ch)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def unescape(text: str) -> str:
+    """Undo %HH escapes of a URI component (RFC 3261 §19.1.2), once and never recursively.
+
+    `%00` becomes a NUL character, so an AOR such as `null-%00-null` keeps its full length
+    (RFC 4475 §3.1.1.4). Raises `SipParseError` if the bytes are not UTF-8.
+    """
+    if "%" not in text:
+        return text
+    try:
+        return unquote(text, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise SipParseError(f"escaped octets are not UTF-8 in {text[:40]!r}") from exc
 
 
 def format_params(params: dict[str, str | None]) -> str:
@@ -440,18 +561,23 @@ def format_params(params: dict[str, str | None]) -> str:
 
 
 def parse_params(text: str) -> dict[str, str | None]:
-    """Parse `;a=b;c` into a dict (names lower-cased; quoted values kept quoted)."""
+    """Parse `;a=b;c` into a dict (names lower-cased; quoted values kept quoted).
+
+    Empty elements (`;;`) are skipped: they are not in the grammar, but some deployed phones
+    emit a trailing `;` and nothing is ambiguous about it.
+    """
     params: dict[str, str | None] = {}
     if not text:
         return params
     for part in _split_outside_quotes(text, ";"):
-        part = part.strip()
-        if not part:
-            continue
         name, sep, value = part.partition("=")
         name = name.strip().lower()
-        if not name or not _TOKEN_RE.match(name):
-            raise SipParseError(f"bad parameter name {name!r}")
+        if not name:
+            if sep:
+                raise SipParseError(f"parameter without a name in {text[:40]!r}")
+            continue
+        if name not in _KNOWN_PARAM_NAMES and not _token(name):
+            raise SipParseError(f"bad parameter name {name[:40]!r}")
         params[name] = value.strip() if sep else None
     return params
 
@@ -480,53 +606,55 @@ def _split_outside_quotes(text: str, sep: str) -> list[str]:
 
 
 def parse_hostport(text: str) -> tuple[str, int | None]:
-    """`host`, `host:port`, `[v6]` or `[v6]:port` (RFC 3261 §25.1 hostport)."""
-    text = text.strip()
-    if not text:
-        raise SipParseError("empty host")
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise SipParseError(f"unterminated IPv6 reference in {text!r}")
-        host = text[: end + 1]
-        rest = text[end + 1 :]
-        if rest and not rest.startswith(":"):
-            raise SipParseError(f"bad hostport {text!r}")
-        port_text = rest[1:] if rest else None
-    else:
-        host, sep, port_text_raw = text.partition(":")
-        port_text = port_text_raw if sep else None
-        if not host or any(c in host for c in ' \t<>"[]@'):
-            raise SipParseError(f"bad host {host!r}")
-    port: int | None = None
-    if port_text is not None:
-        if not port_text.isdigit() or not (0 < int(port_text) < 65536):
-            raise SipParseError(f"bad port in {text!r}")
-        port = int(port_text)
+    """`host`, `host:port`, `[v6]` or `[v6]:port` (RFC 3261 §25.1 hostport).
+
+    The host is a hostname (letters, digits, `-`, `.`, and `_` which deployed DNS names use),
+    an IPv4 address or a bracketed IPv6 reference, which is checked to be a real address.
+    """
+    m = _HOSTPORT_RE.fullmatch(text.strip(" \t"))
+    if m is None:
+        raise SipParseError(f"bad hostport {text[:60]!r}")
+    host, port_text = m.group(1, 2)
+    if host[0] == "[":
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError as exc:
+            raise SipParseError(f"bad IPv6 reference {host[:60]!r}") from exc
+    if port_text is None:
+        return host, None
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise SipParseError(f"bad port in {text[:60]!r}")
     return host, port
 
 
 def parse_uri(text: str) -> SipUri:
-    """Parse a URI; sip/sips get full structure, other schemes stay opaque."""
+    """Parse a URI; sip/sips get full structure, other schemes stay opaque.
+
+    The userinfo ends at the first `@`: the user part may hold `;`, `?` and `/` (RFC 3261
+    §25.1 user-unreserved, RFC 4475 §3.1.1.2 and §3.1.1.9), while `@` occurs nowhere else in
+    a well-formed SIP URI. Escapes are kept; see `unescape`.
+    """
     text = text.strip()
     scheme, sep, rest = text.partition(":")
-    if not sep or not scheme or not scheme[0].isalpha():
-        raise SipParseError(f"URI without scheme: {text!r}")
+    if not sep or not _SCHEME_RE.fullmatch(scheme):
+        raise SipParseError(f"URI without scheme: {text[:60]!r}")
+    if _URI_FORBIDDEN_RE.search(text):
+        raise SipParseError(f"unescaped characters in URI {text[:60]!r}")
     scheme = scheme.lower()
-    if any(c in text for c in " \t\r\n<>"):
-        raise SipParseError(f"unescaped characters in URI {text!r}")
-    if scheme not in ("sip", "sips"):
+    if scheme != "sip" and scheme != "sips":
         return SipUri(scheme, opaque=rest)
-    rest, _, uri_headers = rest.partition("?")
     user: str | None = None
     password: str | None = None
-    if "@" in rest:
-        userinfo, _, rest = rest.rpartition("@")
+    userinfo, at, hostpart = rest.partition("@")
+    if at:
         user, psep, pw = userinfo.partition(":")
         if psep:
             password = pw
         if not user:
-            raise SipParseError(f"empty user part in {text!r}")
+            raise SipParseError(f"empty user part in {text[:60]!r}")
+        rest = hostpart
+    rest, _, uri_headers = rest.partition("?")
     hostport, _, param_text = rest.partition(";")
     host, port = parse_hostport(hostport)
     params = parse_params(param_text)
@@ -534,48 +662,66 @@ def parse_uri(text: str) -> SipUri:
 
 
 def parse_name_addr(text: str) -> NameAddr:
-    """Parse From/To/Contact/Route-style values: name-addr or addr-spec, then params."""
+    """Parse From/To/Contact/Route-style values: name-addr or addr-spec, then params.
+
+    Liberal where nothing is ambiguous: LWS inside `< >` (RFC 4475 §3.1.2.14) and an unquoted
+    display name of non-token characters (§3.1.2.15, e.g. UTF-8 names from deployed phones)
+    are accepted; `str(NameAddr)` always writes a correctly quoted form. An addr-spec holding
+    `?` (URI headers) is refused: it must be enclosed in `< >` (RFC 3261 §20.10, §3.1.2.13).
+    """
     text = text.strip()
     if not text:
         raise SipParseError("empty address")
     display: str | None = None
     rest = text
-    if rest.startswith('"'):
-        i = 1
-        chars: list[str] = []
-        while i < len(rest):
-            ch = rest[i]
-            if ch == "\\" and i + 1 < len(rest):
-                chars.append(rest[i + 1])
-                i += 2
-                continue
-            if ch == '"':
-                break
-            chars.append(ch)
-            i += 1
-        else:
+    if rest[0] == '"':
+        end = rest.find('"', 1)
+        if end < 0:
             raise SipParseError("unterminated display name")
-        display = "".join(chars)
-        rest = rest[i + 1 :].lstrip()
+        if "\\" in rest[1:end] or rest[end - 1] == "\\":
+            i = 1
+            chars: list[str] = []
+            n = len(rest)
+            while i < n:
+                ch = rest[i]
+                if ch == "\\" and i + 1 < n:
+                    chars.append(rest[i + 1])
+                    i += 2
+                    continue
+                if ch == '"':
+                    break
+                chars.append(ch)
+                i += 1
+            else:
+                raise SipParseError("unterminated display name")
+            end = i
+            display = "".join(chars)
+        else:
+            display = rest[1:end]
+        rest = rest[end + 1 :].lstrip()
         if not rest.startswith("<"):
             raise SipParseError("quoted display name not followed by <uri>")
     lt = rest.find("<")
     if lt >= 0:
         if display is None:
             token_display = rest[:lt].strip()
+            if '"' in token_display:
+                raise SipParseError("stray quote in display name")
             display = token_display or None
         gt = rest.find(">", lt)
         if gt < 0:
             raise SipParseError("unterminated <uri>")
         uri = rest[lt + 1 : gt].strip()
         param_text = rest[gt + 1 :].strip()
-        if param_text and not param_text.startswith(";"):
-            raise SipParseError(f"junk after <uri>: {param_text!r}")
-        params = parse_params(param_text[1:] if param_text else "")
+        if param_text and param_text[0] != ";":
+            raise SipParseError(f"junk after <uri>: {param_text[:40]!r}")
+        params = parse_params(param_text[1:])
     else:
         # addr-spec form: parameters after ';' belong to the header, not the URI (§20.10).
         uri, _, param_text = rest.partition(";")
         uri = uri.strip()
+        if "?" in uri:
+            raise SipParseError("a URI with headers must be enclosed in <>")
         params = parse_params(param_text)
     if uri != "*":
         parse_uri(uri)  # validate the scheme and structure
@@ -583,34 +729,32 @@ def parse_name_addr(text: str) -> NameAddr:
 
 
 def parse_via(text: str) -> Via:
-    """Parse one Via element."""
+    """Parse one Via element (LWS around `/` and `;` allowed, RFC 4475 §3.1.1.1)."""
     text = text.strip()
-    proto, _, rest = text.partition(" ")
-    parts = [p.strip() for p in proto.split("/")]
-    if len(parts) != 3 or parts[0].upper() != "SIP" or not parts[2]:
-        # Allow LWS around the slashes (RFC 4475 §3.1.1.1 "wsinv").
-        m = re.match(r"^\s*SIP\s*/\s*2\.0\s*/\s*([A-Za-z0-9\-]+)\s+(.*)$", text, re.I)
-        if not m:
-            raise SipParseError(f"bad Via {text!r}")
-        transport, rest = m.group(1), m.group(2)
-    else:
-        transport = parts[2]
-    hostport, _, param_text = rest.strip().partition(";")
+    m = _VIA_PROTOCOL_RE.match(text)
+    if m is None:
+        raise SipParseError(f"bad Via {text[:60]!r}")
+    version, transport = m.group(1, 2)
+    rest = text[m.end() :]
+    if not rest or rest[0] not in " \t":
+        raise SipParseError(f"bad Via {text[:60]!r}")
+    hostport, _, param_text = rest.partition(";")
     # a comment such as "(c)" may follow the sent-by; ignore it (RFC 3261 §20.42)
-    hostport = hostport.split("(")[0].strip()
-    host, port = parse_hostport(hostport.replace(" ", ""))
-    return Via(transport.upper(), host, port, parse_params(param_text))
+    hostport = hostport.split("(")[0]
+    host, port = parse_hostport(hostport.replace(" ", "").replace("\t", ""))
+    return Via(transport.upper(), host, port, parse_params(param_text), version)
 
 
 def parse_cseq(text: str) -> tuple[int, str]:
+    """`number method`; the number must be below 2**31 (RFC 3261 §8.1.1.5)."""
     parts = text.split()
-    if len(parts) != 2 or not parts[0].isdigit():
-        raise SipParseError(f"bad CSeq {text!r}")
-    number = int(parts[0])
+    if len(parts) != 2:
+        raise SipParseError(f"bad CSeq {text[:40]!r}")
+    number = _uint(parts[0], "CSeq number")
     if number >= 2**31:
         raise SipParseError("CSeq number out of range")
-    if not _TOKEN_RE.match(parts[1]):
-        raise SipParseError(f"bad CSeq method {parts[1]!r}")
+    if not _token(parts[1]):
+        raise SipParseError(f"bad CSeq method {parts[1][:40]!r}")
     return number, parts[1]
 
 
@@ -620,183 +764,289 @@ def parse_cseq(text: str) -> tuple[int, str]:
 def parse_message(data: bytes, max_size: int = 65535) -> Request | Response:
     """Parse one complete SIP message (a datagram, or one framed by `StreamFramer`).
 
-    Raises `SipParseError`; `err.request_line` tells whether it looked like a request so the
-    transport can answer 400 (RFC 3261 §16.3 / §18: malformed responses are dropped).
+    Raises `SipParseError`; `err.is_request` tells whether it looked like a request and
+    `err.partial` carries the request as far as it was read, so the transport can answer
+    `err.status` (400, 501, 505, 513) to it; malformed responses are dropped (RFC 3261 §16.3,
+    §18). A datagram's octets after Content-Length are ignored (§18.3, RFC 4475 §3.1.1.8).
     """
-    if len(data) > max_size:
-        raise SipParseError(f"message of {len(data)} bytes exceeds {max_size}", status=513)
     head_end = data.find(b"\r\n\r\n")
-    sep_len = 4
-    if head_end < 0:
-        head_end = data.find(b"\n\n")
-        sep_len = 2
-        if head_end < 0:
-            # A datagram may end right after the last header line's CRLF.
-            if data.endswith(b"\r\n"):
-                head_end, sep_len = len(data) - 2, 2
-            else:
-                raise SipParseError("no end of headers")
+    lf_end = data.find(b"\n\n", 0, head_end if head_end >= 0 else len(data))
+    if lf_end >= 0:
+        head_end, body_start = lf_end, lf_end + 2  # tolerate bare-LF line ends
+    elif head_end >= 0:
+        body_start = head_end + 4
+    elif data.endswith(b"\n"):
+        # A datagram may end right after the last header line's line end.
+        head_end = body_start = len(data)
+    else:
+        raise SipParseError(
+            "no end of headers", is_request=not data.startswith(b"SIP/"), status=_size(data, max_size)
+        )
     try:
         head = data[:head_end].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SipParseError("headers are not UTF-8") from exc
-    body = data[head_end + sep_len :]
-    lines = head.replace("\r\n", "\n").split("\n")
-    while lines and not lines[0]:
-        lines.pop(0)  # RFC 3261 §7.5: ignore CRLFs before the start line
-    if not lines:
+        raise SipParseError("headers are not UTF-8", is_request=not data.startswith(b"SIP/")) from exc
+    if "\n" in head:
+        head = head.replace("\r\n", "\n")
+        lines = head.split("\n")
+    else:
+        lines = [head]
+    if "\r" in head:
+        raise SipParseError("bare CR in headers", is_request=not data.startswith(b"SIP/"))
+    first = 0
+    while first < len(lines) and not lines[first]:
+        first += 1  # RFC 3261 §7.5: ignore CRLFs before the start line
+    if first == len(lines):
         raise SipParseError("empty message")
-    start = lines[0]
-    headers = _parse_header_lines(lines[1:])
+    start = lines[first]
+    is_request = not start.startswith("SIP/")
+    try:
+        headers = _parse_header_lines(lines, first + 1)
+    except SipParseError as exc:
+        exc.is_request = is_request
+        raise
     msg: Request | Response
-    if start.startswith("SIP/"):
-        m = _STATUS_LINE_RE.match(start)
+    if not is_request:
+        m = _STATUS_LINE_RE.fullmatch(start)
         if not m:
-            raise SipParseError(f"bad status line {start!r}")
-        if (m.group(1), m.group(2)) != ("2", "0"):
+            raise SipParseError(f"bad status line {start[:60]!r}")
+        if m.group(1, 2) != ("2", "0"):
             raise SipParseError("unsupported SIP version")
         status = int(m.group(3))
         if not 100 <= status <= 699:
             raise SipParseError(f"status code {status} out of range")
-        msg = Response(status, m.group(4), headers)
+        msg = Response(status, "", headers)
+        msg.reason = m.group(4) or ""  # as sent, even when empty (RFC 4475 §3.1.1.13)
     else:
+        # Runs of SP between the elements are tolerated (RFC 4475 §3.1.2.9, §3.1.2.10); the
+        # elements are stored apart and re-serialised with single SPs, so none is forwarded.
         parts = start.split(" ")
         if len(parts) != 3:
-            raise SipParseError(f"bad request line {start!r}", is_request=True)
+            parts = [p for p in parts if p]
+        if len(parts) != 3:
+            partial = Request(parts[0] if parts else "", "", headers)
+            raise SipParseError(
+                f"bad request line {start[:60]!r}", is_request=True, partial=partial
+            )
         method, uri, version = parts
-        if not _TOKEN_RE.match(method):
-            raise SipParseError(f"bad method {method!r}", is_request=True)
-        if version.upper() != SIP_VERSION:
-            raise SipParseError(f"unsupported version {version!r}", is_request=True, status=505)
         msg = Request(method, uri, headers)
+        if not _token(method):
+            raise SipParseError(f"bad method {method[:40]!r}", is_request=True, partial=msg)
+        if version != SIP_VERSION and version.upper() != SIP_VERSION:
+            raise SipParseError(
+                f"unsupported version {version[:20]!r}", is_request=True, status=505, partial=msg
+            )
         try:
-            parse_uri(uri)
+            parsed_uri = parse_uri(uri)
         except SipParseError as exc:
             raise SipParseError(str(exc), is_request=True, partial=msg) from exc
+        if parsed_uri.uri_headers:
+            # RFC 3261 §19.1.1 table 1: headers are not allowed in a Request-URI (RFC 4475
+            # §3.1.2.11 permits refusing them with 400, which is safer than forwarding them).
+            raise SipParseError("headers in the Request-URI", is_request=True, partial=msg)
     _check_essentials(msg)
-    msg.body = _apply_content_length(msg, body)
+    if len(data) > max_size:
+        raise SipParseError(
+            f"message of {len(data)} bytes exceeds {max_size}",
+            status=513,
+            is_request=is_request,
+            partial=msg if is_request else None,
+        )
+    msg.body = _apply_content_length(msg, data, body_start)
     return msg
 
 
-def _parse_header_lines(lines: list[str]) -> Headers:
+def _size(data: bytes, max_size: int) -> int:
+    return 513 if len(data) > max_size else 400
+
+
+def _parse_header_lines(lines: list[str], first: int) -> Headers:
     items: list[tuple[str, str]] = []
-    for line in lines:
-        if line[:1] in (" ", "\t"):
-            # RFC 3261 §7.3.1 header folding: continuation of the previous line.
+    append = items.append
+    keys = _NAME_KEYS
+    for i in range(first, len(lines)):
+        line = lines[i]
+        if not line:
+            raise SipParseError("empty line inside the headers")
+        if line[0] == " " or line[0] == "\t":
+            # RFC 3261 §7.3.1 header folding: the line end and leading LWS become one SP.
             if not items:
                 raise SipParseError("continuation line before any header")
             name, value = items[-1]
-            items[-1] = (name, f"{value} {line.strip()}")
+            more = line.strip(" \t")
+            items[-1] = (name, f"{value} {more}" if value and more else value or more)
             continue
         name, sep, value = line.partition(":")
         if not sep:
             raise SipParseError(f"header line without colon: {line[:40]!r}")
-        name = name.rstrip(" \t")
-        if not name or not _TOKEN_RE.match(name):
-            raise SipParseError(f"bad header name {name[:40]!r}")
-        items.append((normalise_name(name), value.strip()))
+        key = keys.get(name)
+        if key is None:
+            name = name.rstrip(" \t")
+            key = keys.get(name)
+            if key is None:
+                if not _token(name):
+                    raise SipParseError(f"bad header name {name[:40]!r}")
+                low = name.lower()
+                key = COMPACT_FORMS.get(low, low)
+        append((key, value.strip(" \t")))
     return Headers(items)
 
 
-_REQUIRED = ("via", "from", "to", "call-id", "cseq")
-
-
 def _check_essentials(msg: Request | Response) -> None:
+    """Validate the headers every element relies on (RFC 3261 §8.1.1, §8.2.2)."""
     is_request = isinstance(msg, Request)
+    first: dict[str, str] = {}
+    vias: list[str] = []
+    contacts: list[str] = []
+    for key, value in msg.headers._items:
+        if key == "via":
+            vias.append(value)
+        elif key == "contact":
+            contacts.append(value)
+        elif key not in first:
+            first[key] = value
     try:
-        for key in _REQUIRED:
-            if msg.headers.get(key) is None:
-                raise SipParseError(f"missing {canonical_name(key)} header")
-        number, method = msg.cseq
+        if not vias:
+            raise SipParseError("missing Via header")
+        for name in ("from", "to", "call-id", "cseq"):
+            if name not in first:
+                raise SipParseError(f"missing {canonical_name(name)} header")
+        if not first["call-id"]:
+            raise SipParseError("empty Call-ID")
+        number, method = parse_cseq(first["cseq"])
         if is_request and method != msg.method:  # type: ignore[union-attr]
-            raise SipParseError("CSeq method does not match the request method")
-        for via in msg.headers.get_all("via"):
-            parse_via(via)
-        msg.from_  # noqa: B018 - validates the From header
-        msg.to  # noqa: B018
-        max_forwards = msg.headers.get("max-forwards")
-        if max_forwards is not None and (not max_forwards.isdigit() or int(max_forwards) > 255):
-            raise SipParseError("bad Max-Forwards")
+            unknown = msg.method not in _REGISTERED_METHODS  # type: ignore[union-attr]
+            raise SipParseError(
+                "CSeq method does not match the request method", status=501 if unknown else 400
+            )
+        for value in vias:
+            elements = split_list(value)
+            if not elements:
+                raise SipParseError("empty Via header")
+            for via in elements:
+                parse_via(via)
+        parse_name_addr(first["from"])
+        parse_name_addr(first["to"])
+        max_forwards = first.get("max-forwards")
+        if max_forwards is not None and _uint(max_forwards, "Max-Forwards") > 255:
+            raise SipParseError("Max-Forwards above 255")
         if is_request:
-            for contact in msg.headers.get_all("contact"):
-                if contact != "*":
-                    parse_name_addr(contact)
+            for value in contacts:
+                for contact in split_list(value):
+                    if contact != "*":
+                        parse_name_addr(contact)
     except SipParseError as exc:
         exc.is_request = is_request
         exc.partial = msg if is_request else None
         raise
 
 
-def _apply_content_length(msg: Request | Response, body: bytes) -> bytes:
+def _apply_content_length(msg: Request | Response, data: bytes, body_start: int) -> bytes:
     value = msg.headers.get("content-length")
     if value is None:
-        return body  # datagram without Content-Length: the rest is the body (§18.3)
-    if not value.isdigit():
+        return data[body_start:]  # datagram without Content-Length: the rest is the body (§18.3)
+    is_request = isinstance(msg, Request)
+    try:
+        length = _uint(value, "Content-Length")  # RFC 4475 §3.1.2.3: "-999" and "five" refused
+    except SipParseError as exc:
         raise SipParseError(
-            "bad Content-Length",
-            is_request=isinstance(msg, Request),
-            partial=msg if isinstance(msg, Request) else None,
-        )
-    length = int(value)
-    if length > len(body):
+            str(exc), is_request=is_request, partial=msg if is_request else None
+        ) from exc
+    if body_start + length > len(data):
+        # RFC 4475 §3.1.2.2: on a datagram, a short body is an error (400).
         raise SipParseError(
             "Content-Length larger than the body",
-            is_request=isinstance(msg, Request),
-            partial=msg if isinstance(msg, Request) else None,
+            is_request=is_request,
+            partial=msg if is_request else None,
         )
-    return body[:length]
+    return data[body_start : body_start + length]
+
+
+_PING = b"\r\n\r\n"
 
 
 class StreamFramer:
     """Frames SIP messages on a byte stream by Content-Length (RFC 3261 §18.3).
 
-    Keep-alive CRLFs between messages (RFC 5626 §3.5.1) are skipped and reported via
-    `keepalives` so the transport can answer a double-CRLF ping with a single CRLF.
+    Keep-alive CRLFs between messages (RFC 5626 §3.5.1) are skipped; each double-CRLF ping,
+    even one split across reads, is counted in `keepalives` so the transport can answer it
+    with a single CRLF. After `feed` raises, the stream cannot be resynchronised: close it.
     """
 
-    __slots__ = ("_buffer", "max_size", "keepalives")
+    __slots__ = ("_buffer", "max_size", "keepalives", "_scan_from", "_ping_state")
 
     def __init__(self, max_size: int = 65535) -> None:
         self._buffer = bytearray()
         self.max_size = max_size
         self.keepalives = 0
+        self._scan_from = 0  # where the search for the end of the headers resumes
+        self._ping_state = 0  # octets of b"\r\n\r\n" seen so far between messages
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add bytes; return every complete message now available. Raises SipParseError."""
-        self._buffer += data
-        out: list[bytes] = []
         buf = self._buffer
-        while True:
-            skipped = 0
-            while skipped < len(buf) and buf[skipped] in (13, 10):
-                skipped += 1
-            if skipped:
-                if skipped >= 4 and buf[:4] == b"\r\n\r\n":
-                    self.keepalives += 1
-                del buf[:skipped]
-            head_end = buf.find(b"\r\n\r\n")
+        buf += data
+        out: list[bytes] = []
+        while buf:
+            if buf[0] in (13, 10):
+                self._skip_keepalives()
+                if not buf:
+                    break
+            head_end = buf.find(b"\r\n\r\n", self._scan_from)
             if head_end < 0:
                 if len(buf) > self.max_size:
-                    raise SipParseError("headers exceed the maximum message size", status=513)
-                return out
-            length = _content_length_of(bytes(buf[:head_end]))
+                    raise SipParseError(
+                        "headers exceed the maximum message size",
+                        status=513,
+                        is_request=not buf.startswith(b"SIP/"),
+                    )
+                self._scan_from = max(0, len(buf) - 3)
+                break
+            length = _content_length_of(buf, head_end)
             total = head_end + 4 + length
             if total > self.max_size:
-                raise SipParseError(f"message of {total} bytes exceeds {self.max_size}", status=513)
+                raise SipParseError(
+                    f"message of {total} bytes exceeds {self.max_size}",
+                    status=513,
+                    is_request=not buf.startswith(b"SIP/"),
+                )
             if len(buf) < total:
-                return out
+                self._scan_from = head_end  # the header end is known; only the body is missing
+                break
             out.append(bytes(buf[:total]))
             del buf[:total]
+            self._scan_from = 0
+        return out
+
+    def _skip_keepalives(self) -> None:
+        buf = self._buffer
+        n = 0
+        size = len(buf)
+        while n < size and buf[n] in (13, 10):
+            n += 1
+        run = _PING[: self._ping_state] + bytes(buf[:n])
+        del buf[:n]
+        self._scan_from = 0
+        pings = run.count(_PING)
+        self.keepalives += pings
+        if buf:
+            self._ping_state = 0  # a message starts: whatever came before was not a ping
+            return
+        tail = run[run.rfind(_PING) + 4 :] if pings else run
+        state = 3
+        while state and not tail.endswith(_PING[:state]):
+            state -= 1
+        self._ping_state = state
 
 
 _CL_RE = re.compile(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*(\S*)")
 
 
-def _content_length_of(head: bytes) -> int:
-    m = _CL_RE.search(head)
+def _content_length_of(buf: bytes | bytearray, head_end: int) -> int:
+    m = _CL_RE.search(buf, 0, head_end)
     if m is None:
         raise SipParseError("stream message without Content-Length")  # mandatory on streams
     value = m.group(1)
-    if not value.isdigit():
-        raise SipParseError("bad Content-Length")
+    if not value.isdigit() or len(value) > _MAX_DIGITS:  # bytes.isdigit is ASCII-only
+        raise SipParseError(f"bad Content-Length {value[:20]!r}")
     return int(value)

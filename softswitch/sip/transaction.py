@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections.abc import Callable
 from enum import Enum
 
 import msgspec
@@ -144,11 +145,15 @@ class TransactionLayer:
         sent_by: dict[str, str],
         timers: Timers | None = None,
         max_server_per_source: int = 0,
+        limit_exempt: Callable[[str], bool] | None = None,
     ) -> None:
-        """`sent_by` maps a transport name to the host:port put in our Via headers."""
+        """`sent_by` maps a transport name ("UDP", "TCP"; "UDP6", "TCP6" for IPv6 peers) to
+        the host:port put in our Via headers."""
         self.sent_by = sent_by
         self.timers = timers or Timers()
         self.max_server_per_source = max_server_per_source
+        # Sources the per-source cap does not apply to (trunks carry every caller's traffic).
+        self.limit_exempt = limit_exempt or (lambda host: False)
         self.outbox: list[SendMessage] = []
         self._client: dict[tuple, _Transaction] = {}
         self._server: dict[tuple, _Transaction] = {}
@@ -192,7 +197,7 @@ class TransactionLayer:
     def send_request(self, request: Request, target: Target, now: float) -> tuple:
         """Start a client transaction: add our Via with a fresh branch and send."""
         branch = new_branch()
-        request.headers.prepend("via", self._via(target.transport, branch))
+        request.headers.prepend("via", self._via(target, branch))
         key = (branch, request.method)
         if request.method == "ACK":
             raise TransactionError("ACK for a 2xx is sent with send_ack(), not a transaction")
@@ -217,7 +222,7 @@ class TransactionLayer:
     def send_ack(self, ack: Request, target: Target) -> None:
         """Send an ACK for a 2xx end to end (§13.2.2.4): a new branch, no transaction."""
         ack.headers.remove("via")
-        ack.headers.prepend("via", self._via(target.transport, new_branch()))
+        ack.headers.prepend("via", self._via(target, new_branch()))
         self.outbox.append(SendMessage(ack.to_bytes(), target))
 
     def send_cancel(self, invite_key: tuple, now: float) -> tuple | None:
@@ -245,8 +250,17 @@ class TransactionLayer:
         self._arm(ctxn, "timer_f", now + 64 * T1, True)
         return key
 
-    def _via(self, transport: str, branch: str) -> str:
-        return f"SIP/2.0/{transport} {self.sent_by[transport]};branch={branch};rport"
+    def _via(self, target: Target, branch: str) -> str:
+        return f"SIP/2.0/{target.transport} {self.local_address(target)};branch={branch};rport"
+
+    def local_address(self, target: Target) -> str:
+        """Our host:port for messages to `target`: the IPv6 address for IPv6 peers."""
+        sent_by = self.sent_by
+        if ":" in target.host:
+            found = sent_by.get(target.transport + "6")
+            if found is not None:
+                return found
+        return sent_by.get(target.transport) or sent_by[next(iter(sent_by))]
 
     # --- receiving responses -------------------------------------------------------------
     def receive_response(self, response: Response, now: float) -> list[Event]:
@@ -407,7 +421,7 @@ class TransactionLayer:
                 self.counters["retransmissions"] += 1
                 self.outbox.append(SendMessage(txn.last_data, txn.target))
             return []
-        if self.max_server_per_source:
+        if self.max_server_per_source and not self.limit_exempt(source.host):
             count = self._per_source.get(source.host, 0)
             if count >= self.max_server_per_source:
                 # SIP-8: a flood from one source is refused before the TU sees it.

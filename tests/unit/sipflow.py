@@ -81,7 +81,7 @@ class Trunk:
         body = sdp.replace("\n", "\r\n")
         self.h.deliver(
             f"INVITE sip:{number}@127.0.0.1 SIP/2.0\n"
-            + self.headers("INVITE", 1, "z9hG4bKinv1")
+            + self.headers("INVITE", 1, f"z9hG4bKinv{self.call_id}")
             + f"Contact: <sip:carrier@127.0.0.1:{self.port}>\n{extra}"
             + f"Content-Type: application/sdp\nContent-Length: {len(body)}\n\n"
             + sdp,
@@ -91,7 +91,7 @@ class Trunk:
     def ack(self) -> None:
         self.h.deliver(
             "ACK sip:hotline@127.0.0.1:5060 SIP/2.0\n"
-            + self.headers("ACK", 1, "z9hG4bKack1", self.to_tag)
+            + self.headers("ACK", 1, f"z9hG4bKack{self.call_id}", self.to_tag)
             + "Content-Length: 0\n\n",
             self.source,
         )
@@ -99,7 +99,7 @@ class Trunk:
     def cancel(self) -> None:
         self.h.deliver(
             "CANCEL sip:9000@127.0.0.1 SIP/2.0\n"
-            + self.headers("CANCEL", 1, "z9hG4bKinv1")
+            + self.headers("CANCEL", 1, f"z9hG4bKinv{self.call_id}")
             + "Content-Length: 0\n\n",
             self.source,
         )
@@ -108,7 +108,7 @@ class Trunk:
         self.cseq += 1
         self.h.deliver(
             "BYE sip:hotline@127.0.0.1:5060 SIP/2.0\n"
-            + self.headers("BYE", self.cseq, f"z9hG4bKbye{self.cseq}", self.to_tag)
+            + self.headers("BYE", self.cseq, f"z9hG4bKbye{self.call_id}{self.cseq}", self.to_tag)
             + "Content-Length: 0\n\n",
             self.source,
         )
@@ -192,7 +192,7 @@ class Phone:
         to = (invite.headers.get("to") or "") + f";tag={to_tag}"
         self.h.deliver(
             f"BYE sip:hotline@127.0.0.1:5060 SIP/2.0\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bKphbye;rport\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bKphbye{invite.call_id[:8]};rport\n"
             f"From: {to}\nTo: {frm}\nCall-ID: {invite.call_id}\nCSeq: 1 BYE\n"
             "Max-Forwards: 70\nContent-Length: 0\n\n",
             self.source,
