@@ -15,10 +15,10 @@ from typing import Any
 from acd import Acd, AgentSpec, QueueSpec
 from media import MediaEngine, PassThroughMedia
 from softswitch.b2bua import ALLOW, B2bua, uri_user
-from softswitch.config import Config
+from softswitch.config import Config, Trunk
 from softswitch.dialplan import normalize
 from softswitch.registrar import AgentReachability, Registrar
-from softswitch.sip.auth import DigestServer
+from softswitch.sip.auth import DigestServer, ha1
 from softswitch.sip.build import make_response
 from softswitch.sip.errors import SipParseError
 from softswitch.sip.location import LocationService
@@ -275,6 +275,8 @@ class Switch:
             log.warning("INVITE from unknown source %s:%d refused", ev.source.host, ev.source.port)
             self._respond(ev, make_response(request, 403), now)
             return
+        if trunk.digest is not None and not self._trunk_authenticated(ev, trunk, now):
+            return
         uri = parse_uri(request.uri)
         if uri.scheme not in ("sip", "sips", "tel"):
             self._respond(ev, make_response(request, 416), now)
@@ -289,6 +291,40 @@ class Switch:
             self._respond(ev, make_response(request, status, result.reason or ""), now)
             return
         self.b2bua.start_call(ev, trunk.name, calling, called, result.queue, now)
+
+    def _trunk_authenticated(self, ev: RequestReceived, trunk: Trunk, now: float) -> bool:
+        """Trunks with `digest` configured must also authenticate (SIP-4); else 407."""
+        request = ev.request
+        assert trunk.digest is not None
+        username, password = trunk.digest.username, trunk.digest.password
+        value = request.headers.get("proxy-authorization") or request.headers.get(
+            "authorization"
+        )
+        stale = False
+        if value is not None:
+
+            def lookup_ha1(user: str, algorithm: str) -> str | None:
+                if user != username:
+                    return None
+                return ha1(username, self.digest.realm, password, algorithm)
+
+            result = self.digest.verify(value, "INVITE", now, lookup_ha1)
+            if result.ok:
+                return True
+            stale = result.stale
+            if not stale:
+                self.failures.record_failure(ev.source.host, now)
+                log.warning("trunk %s: INVITE from %s with bad credentials (%s)", trunk.name,
+                            ev.source.host, result.reason)
+                self._respond(ev, make_response(request, 403), now)
+                return False
+        challenges = self.digest.challenge(now, stale=stale)
+        self._respond(
+            ev,
+            make_response(request, 407, extra=[("proxy-authenticate", c) for c in challenges]),
+            now,
+        )
+        return False
 
     def _respond(self, ev: RequestReceived, response: Response, now: float) -> None:
         self.txn.send_response(ev.key, response, now)

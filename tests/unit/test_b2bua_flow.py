@@ -149,3 +149,42 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(h: Harness) -> None
     ghost = Phone(h, "7777", 5102, password="nope")
     a, b = wrong.register(), ghost.register()
     assert (a.status, a.reason) == (b.status, b.reason) == (403, "Forbidden")
+
+
+def test_trunk_with_digest_must_authenticate(tmp_path: Path) -> None:
+    import hashlib
+    import re
+    import shutil
+
+    from sipflow import ROOT
+
+    config_dir = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config_dir)
+    (config_dir / "trunks.yaml").write_text(
+        "trunks:\n  - name: carrier\n    acl: [127.0.0.0/8]\n"
+        "    digest: {username: ims, password: s3cret}\n"
+    )
+    h = Harness(tmp_path, config_dir)
+    trunk = Trunk(h)
+    trunk.invite()
+    first = h.take(trunk.port)
+    assert statuses(first) == [100, 407, ]
+    challenge = first[1].headers.get("proxy-authenticate") or ""
+    nonce = re.search(r'nonce="([^"]+)"', challenge).group(1)  # type: ignore[union-attr]
+    realm = re.search(r'realm="([^"]+)"', challenge).group(1)  # type: ignore[union-attr]
+
+    def credentials(password: str) -> str:
+        ha1 = hashlib.md5(f"ims:{realm}:{password}".encode()).hexdigest()
+        ha2 = hashlib.md5(b"INVITE:sip:9000@127.0.0.1").hexdigest()
+        response = hashlib.md5(f"{ha1}:{nonce}:{ha2}".encode()).hexdigest()
+        return (
+            f'Proxy-Authorization: Digest username="ims", realm="{realm}", nonce="{nonce}", '
+            f'uri="sip:9000@127.0.0.1", response="{response}", algorithm=MD5\n'
+        )
+
+    wrong = Trunk(h, call_id="t-wrong")
+    wrong.invite(extra=credentials("guess"))
+    assert statuses(h.take(trunk.port)) == [100, 403]
+    right = Trunk(h, call_id="t-right")
+    right.invite(extra=credentials("s3cret"))
+    assert statuses(h.take(trunk.port)) == [100, 180]
