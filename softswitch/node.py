@@ -54,6 +54,7 @@ class Node:
             log.info("hotline listening on %s; data in %s", bound, self.data_dir)
             await self._stopping.wait()
             log.info("stopping: releasing %d calls", len(self.switch.b2bua.calls))
+            log.info("counters: %s", self.switch.stats())
             self.switch.shutdown(loop.time())
             self._flush()
             # Give BYE/CANCEL a moment to leave and their answers to arrive.

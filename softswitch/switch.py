@@ -337,6 +337,22 @@ class Switch:
                 commands = self.acd.agent_unavailable(change.agent_id, now)
             self.b2bua.apply(commands, now)
 
+    def stats(self) -> dict[str, int]:
+        """Every counter of the node's layers, flat, for logs and (later) the API."""
+        out: dict[str, int] = {}
+        for prefix, counters in (
+            ("sip", self.counters),
+            ("txn", self.txn.counters),
+            ("registrar", self.registrar.counters),
+            ("calls", self.b2bua.counters),
+        ):
+            for name, value in counters.items():
+                out[f"{prefix}.{name}"] = int(value)
+        out["txn.live"] = len(self.txn)
+        out["calls.live"] = len(self.b2bua.calls)
+        out["registrar.bindings"] = self.location.binding_count
+        return out
+
     # --- time ------------------------------------------------------------------------------
     def get_timer(self) -> float | None:
         timers = [

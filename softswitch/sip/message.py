@@ -115,10 +115,28 @@ _STATUS_LINE_RE = re.compile(r"SIP/([0-9]+)\.([0-9]+) ([0-9]{3})(?: (.*))?")
 _SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*")  # RFC 3986 §3.1
 _HOSTPORT_RE = re.compile(r"([A-Za-z0-9\-._]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?")
 _URI_FORBIDDEN_RE = re.compile(r'[\x00-\x20\x7f<>"]')  # never unescaped in a URI (§25.1)
-_VIA_PROTOCOL_RE = re.compile(r"SIP[ \t]*/[ \t]*([0-9]+\.[0-9]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)")
+_VIA_PROTOCOL_RE = re.compile(
+    r"SIP[ \t]*/[ \t]*([0-9]+\.[0-9]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)", re.IGNORECASE
+)
 _KNOWN_PARAM_NAMES = frozenset(
-    {"tag", "branch", "rport", "received", "lr", "transport", "user", "maddr", "ttl",
-     "expires", "q", "method", "ob", "reg-id", "+sip.instance", "refresher"}
+    {
+        "tag",
+        "branch",
+        "rport",
+        "received",
+        "lr",
+        "transport",
+        "user",
+        "maddr",
+        "ttl",
+        "expires",
+        "q",
+        "method",
+        "ob",
+        "reg-id",
+        "+sip.instance",
+        "refresher",
+    }
 )
 _MAX_DIGITS = 10  # longer decimal numbers are out of range for every SIP field we convert
 
@@ -134,13 +152,42 @@ def _build_name_tables() -> dict[str, str]:
     keys: dict[str, str] = {}
     longs = set(COMPACT_FORMS.values()) | set(CANONICAL_NAMES) | set(LIST_HEADERS)
     longs |= {
-        "max-forwards", "content-length", "content-type", "cseq", "call-id", "expires",
-        "user-agent", "server", "authorization", "proxy-authorization", "www-authenticate",
-        "proxy-authenticate", "authentication-info", "min-expires", "retry-after", "date",
-        "timestamp", "warning", "organization", "priority", "reply-to", "privacy",
-        "p-asserted-identity", "content-disposition", "content-language", "mime-version",
-        "rseq", "rack", "min-se", "reason", "replaces", "error-info", "alert-info",
-        "call-info", "in-reply-to", "subscription-state",
+        "max-forwards",
+        "content-length",
+        "content-type",
+        "cseq",
+        "call-id",
+        "expires",
+        "user-agent",
+        "server",
+        "authorization",
+        "proxy-authorization",
+        "www-authenticate",
+        "proxy-authenticate",
+        "authentication-info",
+        "min-expires",
+        "retry-after",
+        "date",
+        "timestamp",
+        "warning",
+        "organization",
+        "priority",
+        "reply-to",
+        "privacy",
+        "p-asserted-identity",
+        "content-disposition",
+        "content-language",
+        "mime-version",
+        "rseq",
+        "rack",
+        "min-se",
+        "reason",
+        "replaces",
+        "error-info",
+        "alert-info",
+        "call-info",
+        "in-reply-to",
+        "subscription-state",
     }
     for long in longs:
         keys[long] = long
@@ -769,6 +816,10 @@ def parse_message(data: bytes, max_size: int = 65535) -> Request | Response:
     `err.status` (400, 501, 505, 513) to it; malformed responses are dropped (RFC 3261 §16.3,
     §18). A datagram's octets after Content-Length are ignored (§18.3, RFC 4475 §3.1.1.8).
     """
+    if data[:1] in (b"\r", b"\n"):
+        data = data.lstrip(b"\r\n")  # RFC 3261 §7.5: ignore CRLFs before the start line
+        if not data:
+            raise SipParseError("empty message (keep-alive)")
     head_end = data.find(b"\r\n\r\n")
     lf_end = data.find(b"\n\n", 0, head_end if head_end >= 0 else len(data))
     if lf_end >= 0:
@@ -777,15 +828,20 @@ def parse_message(data: bytes, max_size: int = 65535) -> Request | Response:
         body_start = head_end + 4
     elif data.endswith(b"\n"):
         # A datagram may end right after the last header line's line end.
-        head_end = body_start = len(data)
+        body_start = len(data)
+        head_end = body_start - (2 if data.endswith(b"\r\n") else 1)
     else:
         raise SipParseError(
-            "no end of headers", is_request=not data.startswith(b"SIP/"), status=_size(data, max_size)
+            "no end of headers",
+            is_request=not data.startswith(b"SIP/"),
+            status=_size(data, max_size),
         )
     try:
         head = data[:head_end].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SipParseError("headers are not UTF-8", is_request=not data.startswith(b"SIP/")) from exc
+        raise SipParseError(
+            "headers are not UTF-8", is_request=not data.startswith(b"SIP/")
+        ) from exc
     if "\n" in head:
         head = head.replace("\r\n", "\n")
         lines = head.split("\n")
@@ -793,17 +849,20 @@ def parse_message(data: bytes, max_size: int = 65535) -> Request | Response:
         lines = [head]
     if "\r" in head:
         raise SipParseError("bare CR in headers", is_request=not data.startswith(b"SIP/"))
-    first = 0
-    while first < len(lines) and not lines[first]:
-        first += 1  # RFC 3261 §7.5: ignore CRLFs before the start line
-    if first == len(lines):
-        raise SipParseError("empty message")
-    start = lines[first]
+    start = lines[0]
     is_request = not start.startswith("SIP/")
     try:
-        headers = _parse_header_lines(lines, first + 1)
+        headers = _parse_header_lines(lines)
     except SipParseError as exc:
         exc.is_request = is_request
+        if is_request:
+            # Keep what can be read so the transport may still answer 400 (RFC 4475 §3.1.2).
+            parts = start.split()
+            exc.partial = Request(
+                parts[0] if parts else "",
+                parts[1] if len(parts) > 1 else "",
+                _parse_header_lines(lines, skip_bad=True),
+            )
         raise
     msg: Request | Response
     if not is_request:
@@ -860,17 +919,23 @@ def _size(data: bytes, max_size: int) -> int:
     return 513 if len(data) > max_size else 400
 
 
-def _parse_header_lines(lines: list[str], first: int) -> Headers:
+def _parse_header_lines(lines: list[str], skip_bad: bool = False) -> Headers:
+    """Header lines after the start line `lines[0]`; `skip_bad` drops malformed lines
+    instead of raising (used only to salvage a partial request for a 400)."""
     items: list[tuple[str, str]] = []
     append = items.append
     keys = _NAME_KEYS
-    for i in range(first, len(lines)):
+    for i in range(1, len(lines)):
         line = lines[i]
         if not line:
+            if skip_bad:
+                continue
             raise SipParseError("empty line inside the headers")
         if line[0] == " " or line[0] == "\t":
             # RFC 3261 §7.3.1 header folding: the line end and leading LWS become one SP.
             if not items:
+                if skip_bad:
+                    continue
                 raise SipParseError("continuation line before any header")
             name, value = items[-1]
             more = line.strip(" \t")
@@ -878,6 +943,8 @@ def _parse_header_lines(lines: list[str], first: int) -> Headers:
             continue
         name, sep, value = line.partition(":")
         if not sep:
+            if skip_bad:
+                continue
             raise SipParseError(f"header line without colon: {line[:40]!r}")
         key = keys.get(name)
         if key is None:
@@ -885,6 +952,8 @@ def _parse_header_lines(lines: list[str], first: int) -> Headers:
             key = keys.get(name)
             if key is None:
                 if not _token(name):
+                    if skip_bad:
+                        continue
                     raise SipParseError(f"bad header name {name[:40]!r}")
                 low = name.lower()
                 key = COMPACT_FORMS.get(low, low)
