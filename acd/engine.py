@@ -23,9 +23,10 @@ Routing rules (SPEC ACD-1 longest-idle, ACD-4 subset):
   idle agent exists for that call (otherwise the call would be ringing). Without that, a queue
   with one agent would never retry a call. An agent that merely returns to idle after a failed
   or withdrawn offer only takes calls it has not tried.
-- Order of waiting calls: higher priority first; within a priority, calls put back after a
-  failed offer first (the queue head, SPEC ACD-4), then by enqueue order. An agent serving
-  several queues takes the first call in that order across its queues.
+- Order of waiting calls: higher priority first, then enqueue order; an agent serving several
+  queues takes the first call in that order across its queues (the longest waiting). A call put
+  back after a failed offer keeps its place, which is the head of its queue (SPEC ACD-4, see
+  `acd.queue`): no call that arrived later gets ahead of it.
 - Max wait runs from `enqueue` and is not restarted by re-queues. When it hits while the call is
   ringing an agent: `CancelOffer`, then `QueueTimeout`.
 - Timers due at the same instant run in the order max wait, ring timeout, wrap-up end.
@@ -528,10 +529,9 @@ class Acd:
         )
 
     def _requeue(self, call: CallRecord, event: CallEvent) -> None:
-        """Put a call whose offer failed back at the head of its queue."""
+        """Put a call whose offer failed back in its queue, in its original place (the head)."""
         call.state = next_call_state(call.call_id, call.state, event)
         call.agent_id = None
-        call.requeue_at_head()
         self._queues[call.queue].add_waiting(call)
 
     def _offer_failed(

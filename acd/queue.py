@@ -5,10 +5,15 @@ every agent or call:
 
 - `idle`: ``(idle_since, agent_id)`` of its IDLE agents — the first entry not yet tried for a
   call is the longest-idle agent (SPEC ACD-1).
-- `waiting`: ``(-priority, rank, seq, call_id)`` of its calls not being offered — higher priority
-  first; within a priority, calls put back after a failed offer (rank 0) before the others
-  (rank 1), then by enqueue order (`seq`, global across queues, so an agent serving several
-  queues can compare heads).
+- `waiting`: ``(-priority, seq, call_id)`` of its calls not being offered — higher priority
+  first, then enqueue order (`seq`, global across queues, so an agent serving several queues
+  compares the heads by waiting time).
+
+A call put back after a failed offer keeps its `seq`, so it returns to the head (SPEC ACD-4),
+ahead of every call that arrived after it. It does not jump over a call that has waited longer:
+within one queue and priority such a call cannot exist unless it too was offered and put back
+(a call is offered before any later one while it has an eligible agent), so this is the head;
+across the queues of a multi-queue agent, the longest-waiting call goes first.
 """
 
 from __future__ import annotations
@@ -94,7 +99,6 @@ class CallRecord:
         "seq",
         "serial",
         "state",
-        "requeued",
         "key",
         "agent_id",
         "offered_at",
@@ -121,20 +125,13 @@ class CallRecord:
         self.seq = seq
         self.serial = serial
         self.state = CallState.WAITING
-        self.requeued = False
-        self.key: tuple[int, int, int, str] = (-priority, 1, seq, call_id)
+        self.key: tuple[int, int, str] = (-priority, seq, call_id)
         self.agent_id: str | None = None
         self.offered_at = 0.0
         self.offer_serial = 0
         self.attempts = 0
         self.tried: set[str] = set()
         self.connected_at = 0.0
-
-    def requeue_at_head(self) -> None:
-        """Mark the call as put back after a failed offer: ahead of every call of its priority
-        that has not been offered yet (SPEC ACD-4: back to the queue head, not the tail)."""
-        self.requeued = True
-        self.key = (-self.priority, 0, self.seq, self.call_id)
 
 
 class QueueRecord:
@@ -153,7 +150,7 @@ class QueueRecord:
         self.draining = False
         self.members: dict[str, None] = {}
         self.idle: list[tuple[float, str]] = []
-        self.waiting: list[tuple[int, int, int, str]] = []
+        self.waiting: list[tuple[int, int, str]] = []
         self.calls: dict[str, CallRecord] = {}
 
     # -- idle agents -------------------------------------------------------------------------
@@ -194,7 +191,7 @@ class QueueRecord:
         """The first waiting call in order, skipping calls already offered to `untried_by`
         (no skipping when it is None)."""
         for key in self.waiting:
-            call = self.calls[key[3]]
+            call = self.calls[key[2]]
             if untried_by is None or untried_by not in call.tried:
                 return call
         return None

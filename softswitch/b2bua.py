@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable
 from enum import Enum
 from typing import Any
 
-from acd import Acd, CancelOffer, OfferCall, QueueEvent, QueueTimeout
+from acd import Acd, AcdError, CancelOffer, OfferCall, QueueEvent, QueueTimeout
 from media import MediaEngine
 from softswitch.sip.build import make_response, new_call_id, new_tag
 from softswitch.sip.dialog import Dialog
@@ -240,7 +240,7 @@ class B2bua:
         # The caller waits with ringback (no music on hold until the media engine exists).
         self._respond(ev.key, self._a_response(call, 180), now)
         self.cdr.call_update(call_id, queue=queue, queued=wall)
-        self.apply(self.acd.enqueue(call_id, queue, now), now)
+        self.acd_input(now, self.acd.enqueue, call_id, queue, now)
 
     def _a_response(self, call: Call, status: int, reason: str = "", body: bytes = b"") -> Response:
         a = call.a
@@ -253,6 +253,19 @@ class B2bua:
         )
 
     # --- ACD commands -------------------------------------------------------------------
+    def acd_input(self, now: float, method: Callable[..., list[Any]], *args: Any) -> None:
+        """Call `method(*args)` on the ACD and carry out what it answers.
+
+        An `AcdError` (e.g. a 200 OK racing a ring-timeout CANCEL) is a state mismatch between
+        the network and the queue, not a reason to lose the call: it is logged and ignored.
+        """
+        try:
+            commands = method(*args)
+        except AcdError as exc:
+            log.warning("ACD refused %s%s: %s", method.__name__, args, exc)
+            return
+        self.apply(commands, now)
+
     def apply(self, commands: Iterable[Any], now: float) -> None:
         for cmd in commands:
             if isinstance(cmd, QueueEvent):
@@ -275,7 +288,7 @@ class B2bua:
             # The registration vanished between the ACD's choice and now: log the agent out,
             # which puts the call back at the head of the queue.
             call.log.warning("agent %s has no registered contact", cmd.agent_id)
-            self.apply(self.acd.agent_unavailable(cmd.agent_id, now), now)
+            self.acd_input(now, self.acd.agent_unavailable, cmd.agent_id, now)
             return
         binding = bindings[0]
         a = call.a
@@ -409,7 +422,9 @@ class B2bua:
                 call.state = CallState.QUEUED
             call.log.info("agent %s answered %d; trying the next agent", leg.agent_id, status)
             assert leg.agent_id is not None
-            self.apply(self.acd.agent_rejected(call.call_id, leg.agent_id, now, str(status)), now)
+            self.acd_input(
+                now, self.acd.agent_rejected, call.call_id, leg.agent_id, now, str(status)
+            )
 
     def _agent_2xx(self, call: Call, leg: Leg, ev: ResponseReceived, now: float) -> None:
         response = ev.response
@@ -454,7 +469,7 @@ class B2bua:
         self.cdr.leg_update(call.a.leg_id, answer=wall)
         call.log.info("answered by agent %s", leg.agent_id)
         assert leg.agent_id is not None
-        self.apply(self.acd.agent_answered(call.call_id, leg.agent_id, now), now)
+        self.acd_input(now, self.acd.agent_answered, call.call_id, leg.agent_id, now)
 
     def on_timeout(self, ev: TransactionTimeout, now: float) -> None:
         entry = self._clients.pop(ev.key, None)
@@ -472,7 +487,7 @@ class B2bua:
             )
             call.log.info("agent %s phone did not respond", leg.agent_id)
             assert leg.agent_id is not None
-            self.apply(self.acd.agent_rejected(call.call_id, leg.agent_id, now, "408"), now)
+            self.acd_input(now, self.acd.agent_rejected, call.call_id, leg.agent_id, now, "408")
         elif purpose == "relay":
             server_key, origin = extra
             request = self.txn.server_request(server_key)
@@ -495,7 +510,7 @@ class B2bua:
         leg = call.b
         call.b = None
         self._end(call, now, "abandoned", "caller", 487)
-        self.apply(self.acd.abandon(call.call_id, now), now)
+        self.acd_input(now, self.acd.abandon, call.call_id, now)
         if leg is not None and not leg.cancelled:
             self._cancel_leg(call, leg, now, "caller_cancelled")
 
@@ -593,7 +608,7 @@ class B2bua:
         was_answered = call.state == CallState.ANSWERED
         self._end(call, now, "answered" if was_answered else "failed", side, cause)
         if was_answered and agent is not None:
-            self.apply(self.acd.call_ended(call.call_id, agent, now), now)
+            self.acd_input(now, self.acd.call_ended, call.call_id, agent, now)
 
     def _bye_dialog(self, call: Call, leg: Leg, dialog: Dialog, now: float) -> None:
         bye = dialog.new_request("BYE")

@@ -297,9 +297,7 @@ class Switch:
         request = ev.request
         assert trunk.digest is not None
         username, password = trunk.digest.username, trunk.digest.password
-        value = request.headers.get("proxy-authorization") or request.headers.get(
-            "authorization"
-        )
+        value = request.headers.get("proxy-authorization") or request.headers.get("authorization")
         stale = False
         if value is not None:
 
@@ -314,8 +312,12 @@ class Switch:
             stale = result.stale
             if not stale:
                 self.failures.record_failure(ev.source.host, now)
-                log.warning("trunk %s: INVITE from %s with bad credentials (%s)", trunk.name,
-                            ev.source.host, result.reason)
+                log.warning(
+                    "trunk %s: INVITE from %s with bad credentials (%s)",
+                    trunk.name,
+                    ev.source.host,
+                    result.reason,
+                )
                 self._respond(ev, make_response(request, 403), now)
                 return False
         challenges = self.digest.challenge(now, stale=stale)
@@ -332,10 +334,9 @@ class Switch:
     def _reachability(self, changes: list[AgentReachability], now: float) -> None:
         for change in changes:
             if change.reachable:
-                commands = self.acd.agent_available(change.agent_id, now)
+                self.b2bua.acd_input(now, self.acd.agent_available, change.agent_id, now)
             else:
-                commands = self.acd.agent_unavailable(change.agent_id, now)
-            self.b2bua.apply(commands, now)
+                self.b2bua.acd_input(now, self.acd.agent_unavailable, change.agent_id, now)
 
     def stats(self) -> dict[str, int]:
         """Every counter of the node's layers, flat, for logs and (later) the API."""

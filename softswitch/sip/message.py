@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 from urllib.parse import unquote
 
 from .errors import SipParseError
@@ -117,6 +118,15 @@ _HOSTPORT_RE = re.compile(r"([A-Za-z0-9\-._]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}
 _URI_FORBIDDEN_RE = re.compile(r'[\x00-\x20\x7f<>"]')  # never unescaped in a URI (§25.1)
 _VIA_PROTOCOL_RE = re.compile(
     r"SIP[ \t]*/[ \t]*([0-9]+\.[0-9]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)", re.IGNORECASE
+)
+# The common sip:/sips: URI in one match (hostname or IPv4 host, no `@` after the userinfo);
+# anything else takes the general path in `parse_uri`, which gives the same result.
+_SIP_URI_FAST_RE = re.compile(
+    r"([sS][iI][pP][sS]?):"
+    r"(?:([^@:\x00-\x20\x7f<>\"]+)(?::([^@\x00-\x20\x7f<>\"]*))?@)?"
+    r"([A-Za-z0-9\-._]+)(?::([0-9]{1,5}))?"
+    r"(;[^?@\x00-\x20\x7f<>\"]*)?"
+    r"(?:\?([^@\x00-\x20\x7f<>\"]*))?"
 )
 _KNOWN_PARAM_NAMES = frozenset(
     {
@@ -683,6 +693,21 @@ def parse_uri(text: str) -> SipUri:
     a well-formed SIP URI. Escapes are kept; see `unescape`.
     """
     text = text.strip()
+    m = _SIP_URI_FAST_RE.fullmatch(text)
+    if m is not None:
+        scheme, user, password, host, port_text, param_text, uri_headers = m.groups()
+        port = int(port_text) if port_text is not None else None
+        if port is None or 0 < port < 65536:
+            return SipUri(
+                scheme.lower(),
+                user,
+                host.lower(),
+                port,
+                parse_params(param_text[1:]) if param_text else {},
+                uri_headers or "",
+                password,
+            )
+    # The general path: other schemes, IPv6 references, and every error message.
     scheme, sep, rest = text.partition(":")
     if not sep or not _SCHEME_RE.fullmatch(scheme):
         raise SipParseError(f"URI without scheme: {text[:60]!r}")
@@ -896,10 +921,10 @@ def parse_message(data: bytes, max_size: int = 65535) -> Request | Response:
                 f"unsupported version {version[:20]!r}", is_request=True, status=505, partial=msg
             )
         try:
-            parsed_uri = parse_uri(uri)
+            has_headers = _request_uri_has_headers(uri)
         except SipParseError as exc:
             raise SipParseError(str(exc), is_request=True, partial=msg) from exc
-        if parsed_uri.uri_headers:
+        if has_headers:
             # RFC 3261 §19.1.1 table 1: headers are not allowed in a Request-URI (RFC 4475
             # §3.1.2.11 permits refusing them with 400, which is safer than forwarding them).
             raise SipParseError("headers in the Request-URI", is_request=True, partial=msg)
@@ -961,6 +986,19 @@ def _parse_header_lines(lines: list[str], skip_bad: bool = False) -> Headers:
     return Headers(items)
 
 
+@lru_cache(maxsize=4096)
+def _valid_name_addr(text: str) -> None:
+    """`parse_name_addr` as a check, remembered: a call's From, To and Contact values recur
+    in each of its messages. Only successes are cached (a raise is never stored)."""
+    parse_name_addr(text)
+
+
+@lru_cache(maxsize=4096)
+def _request_uri_has_headers(uri: str) -> bool:
+    """Validate a Request-URI (raises SipParseError); True if it carries `?headers`."""
+    return bool(parse_uri(uri).uri_headers)
+
+
 def _check_essentials(msg: Request | Response) -> None:
     """Validate the headers every element relies on (RFC 3261 §8.1.1, §8.2.2)."""
     is_request = isinstance(msg, Request)
@@ -994,8 +1032,8 @@ def _check_essentials(msg: Request | Response) -> None:
                 raise SipParseError("empty Via header")
             for via in elements:
                 parse_via(via)
-        parse_name_addr(first["from"])
-        parse_name_addr(first["to"])
+        _valid_name_addr(first["from"])
+        _valid_name_addr(first["to"])
         max_forwards = first.get("max-forwards")
         if max_forwards is not None and _uint(max_forwards, "Max-Forwards") > 255:
             raise SipParseError("Max-Forwards above 255")
@@ -1003,7 +1041,7 @@ def _check_essentials(msg: Request | Response) -> None:
             for value in contacts:
                 for contact in split_list(value):
                     if contact != "*":
-                        parse_name_addr(contact)
+                        _valid_name_addr(contact)
     except SipParseError as exc:
         exc.is_request = is_request
         exc.partial = msg if is_request else None

@@ -426,6 +426,18 @@ def test_multi_queue_agent_is_offered_calls_from_either_queue() -> None:
     assert offers(acd.enqueue("c3", "q2", 12.0)) == []
 
 
+def test_requeued_call_does_not_jump_over_a_longer_waiting_call_of_another_queue() -> None:
+    acd = Acd(
+        [QueueSpec("q1"), QueueSpec("q2")],
+        [AgentSpec("a2", ("q2",)), AgentSpec("a12", ("q1", "q2"))],
+    )
+    acd.enqueue("old-q1", "q1", 10.0)  # nobody in q1 is logged in
+    acd.agent_available("a2", 11.0)
+    acd.enqueue("new-q2", "q2", 12.0)  # rings a2
+    acd.handle_timer(27.0)  # a2 did not answer: new-q2 is back at the head of q2
+    assert offers(acd.agent_available("a12", 28.0)) == [("old-q1", "a12")]
+
+
 def test_higher_priority_waits_ahead_and_fifo_within_a_priority() -> None:
     acd = make_acd(("a1",))
     acd.enqueue("low1", "general", 1.0)
