@@ -296,7 +296,7 @@ class B2bua:
         leg = Leg(
             f"{call.call_id}-b{len(call.legs)}",
             "out",
-            Target(binding.transport, bare_host(binding.source[0]), binding.source[1]),
+            phone_target(binding.contact, binding.source, binding.transport),
         )
         leg.agent_id = cmd.agent_id
         call.legs.append(leg)
@@ -684,6 +684,27 @@ class B2bua:
     def _hop_target(dialog: Dialog, transport: str) -> Target:
         host, port, hop_transport = dialog.next_hop()
         return Target(hop_transport or transport, bare_host(host), port or 5060)
+
+
+def phone_target(contact: str, source: tuple[str, int], transport: str) -> Target:
+    """Where to send requests for a registered phone.
+
+    Over TCP the phone's own connection is reused (its listening port may be closed to us).
+    Over UDP the Contact is used when its host is the address the REGISTER came from; when
+    the two differ the phone sits behind NAT and its private Contact is unreachable, so the
+    request goes to the source address of the registration (the NAT binding it keeps open).
+    """
+    source_host = bare_host(source[0])
+    if transport != "UDP":
+        return Target(transport, source_host, source[1])
+    try:
+        uri = parse_uri(contact)
+    except SipParseError:
+        return Target(transport, source_host, source[1])
+    host = bare_host(uri.host)
+    if uri.is_sip and host == source_host:
+        return Target(transport, host, uri.port or 5060)
+    return Target(transport, source_host, source[1])
 
 
 def uri_user(uri: str) -> str:

@@ -168,7 +168,10 @@ def test_trunk_with_digest_must_authenticate(tmp_path: Path) -> None:
     trunk = Trunk(h)
     trunk.invite()
     first = h.take(trunk.port)
-    assert statuses(first) == [100, 407, ]
+    assert statuses(first) == [
+        100,
+        407,
+    ]
     challenge = first[1].headers.get("proxy-authenticate") or ""
     nonce = re.search(r'nonce="([^"]+)"', challenge).group(1)  # type: ignore[union-attr]
     realm = re.search(r'realm="([^"]+)"', challenge).group(1)  # type: ignore[union-attr]
@@ -188,3 +191,18 @@ def test_trunk_with_digest_must_authenticate(tmp_path: Path) -> None:
     right = Trunk(h, call_id="t-right")
     right.invite(extra=credentials("s3cret"))
     assert statuses(h.take(trunk.port)) == [100, 180]
+
+
+def test_phone_target_uses_contact_unless_behind_nat() -> None:
+    from softswitch.b2bua import phone_target
+
+    # same host, other port: a registration on behalf of the phone -> the Contact
+    assert phone_target("sip:1001@127.0.0.1:5300", ("127.0.0.1", 40000), "UDP").port == 5300
+    # private Contact, public source: NAT -> the registration's source
+    behind = phone_target("sip:1001@192.168.1.20:5060", ("203.0.113.9", 61000), "UDP")
+    assert (behind.host, behind.port) == ("203.0.113.9", 61000)
+    # TCP: reuse the phone's connection
+    assert (
+        phone_target("sip:1001@127.0.0.1:5300;transport=tcp", ("127.0.0.1", 40001), "TCP").port
+        == 40001
+    )
