@@ -34,6 +34,7 @@ from softswitch.sip.transaction import (
     Target,
     TransactionLayer,
     TransactionTimeout,
+    TransportError,
 )
 from softswitch.transport import bare_host
 
@@ -471,7 +472,7 @@ class B2bua:
         assert leg.agent_id is not None
         self.acd_input(now, self.acd.agent_answered, call.call_id, leg.agent_id, now)
 
-    def on_timeout(self, ev: TransactionTimeout, now: float) -> None:
+    def on_timeout(self, ev: TransactionTimeout | TransportError, now: float) -> None:
         entry = self._clients.pop(ev.key, None)
         if entry is None:
             return

@@ -36,7 +36,10 @@ class Node:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cdr = CdrStore(self.data_dir / "hotline.db")
         self.transports = TransportManager(
-            self._receive, self.config.node.max_message_size, self.config.node.tcp_idle_timeout
+            self._receive,
+            self.config.node.max_message_size,
+            self.config.node.tcp_idle_timeout,
+            failed=self._transport_failed,
         )
         try:
             for host, port in self.listen:
@@ -82,6 +85,11 @@ class Node:
             # A bug must not take the node down with every call on it; log it loudly.
             log.exception("error handling a message from %s", source)
         self._flush()
+
+    def _transport_failed(self, target) -> None:  # type: ignore[no-untyped-def]
+        if self.switch is not None:
+            self.switch.transport_failed(target, asyncio.get_running_loop().time())
+            self._flush()
 
     def _flush(self) -> None:
         switch = self.switch

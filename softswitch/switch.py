@@ -34,6 +34,7 @@ from softswitch.sip.transaction import (
     Timers,
     TransactionLayer,
     TransactionTimeout,
+    TransportError,
 )
 
 log = logging.getLogger("hotline.sip")
@@ -209,7 +210,7 @@ class Switch:
                 b2bua.on_response(ev, now)
             elif isinstance(ev, AckReceived):
                 b2bua.on_ack(ev, now)
-            elif isinstance(ev, TransactionTimeout):
+            elif isinstance(ev, TransactionTimeout | TransportError):
                 b2bua.on_timeout(ev, now)
             elif isinstance(ev, AckTimeout):
                 b2bua.on_ack_timeout(ev, now)
@@ -370,6 +371,10 @@ class Switch:
         self._reachability(
             [AgentReachability(e.aor, False) for e in expired if e.aor_now_empty], now
         )
+
+    def transport_failed(self, target: Target, now: float) -> None:
+        """A connection to `target` could not be made: fail what waits on it at once."""
+        self._dispatch(self.txn.transport_failed(target, now), now)
 
     def shutdown(self, now: float) -> None:
         self.b2bua.shutdown(now)

@@ -707,7 +707,11 @@ def parse_uri(text: str) -> SipUri:
                 uri_headers or "",
                 password,
             )
-    # The general path: other schemes, IPv6 references, and every error message.
+    return _parse_uri_general(text)
+
+
+def _parse_uri_general(text: str) -> SipUri:
+    """`parse_uri` without the fast path: other schemes, IPv6 references, every error."""
     scheme, sep, rest = text.partition(":")
     if not sep or not _SCHEME_RE.fullmatch(scheme):
         raise SipParseError(f"URI without scheme: {text[:60]!r}")
@@ -873,7 +877,19 @@ def parse_message(data: bytes, max_size: int = 65535) -> Request | Response:
     else:
         lines = [head]
     if "\r" in head:
-        raise SipParseError("bare CR in headers", is_request=not data.startswith(b"SIP/"))
+        # A CR not followed by LF: some elements end a line there, others do not; refusing it
+        # keeps a header from being smuggled past one of them.
+        is_request = not data.startswith(b"SIP/")
+        clean = [line for line in lines if "\r" not in line]
+        partial = None
+        if is_request and clean and clean[0] == lines[0]:
+            parts = lines[0].split()
+            partial = Request(
+                parts[0] if parts else "",
+                parts[1] if len(parts) > 1 else "",
+                _parse_header_lines(clean, skip_bad=True),
+            )
+        raise SipParseError("bare CR in headers", is_request=is_request, partial=partial)
     start = lines[0]
     is_request = not start.startswith("SIP/")
     try:

@@ -27,7 +27,7 @@ from enum import Enum
 
 import msgspec
 
-from .build import make_response, new_branch
+from .build import MAGIC_COOKIE, make_response, new_branch, new_tag
 from .errors import TransactionError
 from .message import Headers, Request, Response, Via, parse_via, split_list
 
@@ -83,11 +83,23 @@ class AckTimeout(msgspec.Struct, frozen=True):
 
 
 class TransportError(msgspec.Struct, frozen=True):
+    """The request could not be sent (TCP connect refused …): §8.1.3.1 treats it as a 503."""
+
     key: tuple
     request: Request
 
 
-Event = RequestReceived | AckReceived | ResponseReceived | TransactionTimeout | AckTimeout
+Event = (
+    RequestReceived
+    | AckReceived
+    | ResponseReceived
+    | TransactionTimeout
+    | AckTimeout
+    | TransportError
+)
+
+# RFC 3261 §18.1.1: a request larger than this goes over TCP when UDP was chosen.
+UDP_MAX_REQUEST = 1300
 
 
 class State(Enum):
@@ -121,6 +133,7 @@ class _Transaction:
         "response",
         "ack_key",
         "source_host",
+        "to_tags",
     )
 
     def __init__(self, key: tuple, request: Request, target: Target, state: State) -> None:
@@ -135,6 +148,7 @@ class _Transaction:
         self.response: Response | None = None
         self.ack_key: tuple | None = None
         self.source_host = target.host
+        self.to_tags: set[str | None] = set()  # To tags of 2xx seen (INVITE client)
 
 
 class TransactionLayer:
@@ -196,14 +210,21 @@ class TransactionLayer:
     # --- sending requests ----------------------------------------------------------------
     def send_request(self, request: Request, target: Target, now: float) -> tuple:
         """Start a client transaction: add our Via with a fresh branch and send."""
-        branch = new_branch()
-        request.headers.prepend("via", self._via(target, branch))
-        key = (branch, request.method)
         if request.method == "ACK":
             raise TransactionError("ACK for a 2xx is sent with send_ack(), not a transaction")
+        branch = new_branch()
+        request.headers.prepend("via", self._via(target, branch))
+        data = request.to_bytes()
+        if target.transport == "UDP" and len(data) > UDP_MAX_REQUEST:
+            # RFC 3261 §18.1.1: too big for UDP without fragmentation risk -> TCP.
+            target = Target("TCP", target.host, target.port)
+            request.headers.pop_first("via")
+            request.headers.prepend("via", self._via(target, branch))
+            data = request.to_bytes()
+        key = (branch, request.method)
         state = State.CALLING if request.method == "INVITE" else State.TRYING
         txn = _Transaction(key, request, target, state)
-        txn.last_data = request.to_bytes()
+        txn.last_data = data
         self._client[key] = txn
         self.outbox.append(SendMessage(txn.last_data, target))
         T1 = self.timers.T1
@@ -248,7 +269,23 @@ class TransactionLayer:
             ctxn.interval = T1
             self._arm(ctxn, "timer_e", now + T1, True)
         self._arm(ctxn, "timer_f", now + 64 * T1, True)
+        # FIX (helper review): RFC 3261 §9.1 — if the INVITE gets no final response within
+        # 64*T1 of the CANCEL, the client transaction is destroyed (TU sees a timeout).
+        self._arm(txn, "timer_b", now + 64 * T1, True)
         return key
+
+    def transport_failed(self, target: Target, now: float) -> list[Event]:
+        """Nothing can be sent to `target`: end its pending client transactions (§8.1.3.1)."""
+        events: list[Event] = []
+        for txn in list(self._client.values()):
+            if txn.target == target and txn.state in (
+                State.CALLING,
+                State.TRYING,
+                State.PROCEEDING,
+            ):
+                events.append(TransportError(txn.key, txn.request))
+                self._terminate_client(txn)
+        return events
 
     def _via(self, target: Target, branch: str) -> str:
         return f"SIP/2.0/{target.transport} {self.local_address(target)};branch={branch};rport"
@@ -297,6 +334,11 @@ class TransactionLayer:
         key = txn.key
         if txn.state in (State.CALLING, State.PROCEEDING):
             if status < 200:
+                if txn.state == State.CALLING:
+                    # FIX (helper review): RFC 3261 §17.1.1.2 — Timer B only bounds the
+                    # Calling state; a phone that rings longer than 64*T1 is not a timeout.
+                    # The TU ends a long ring with CANCEL, which re-arms B (send_cancel).
+                    txn.deadlines.pop("timer_b", None)
                 txn.state = State.PROCEEDING
                 txn.deadlines.pop("timer_a", None)
                 return [ResponseReceived(response, key)]
@@ -304,6 +346,7 @@ class TransactionLayer:
             if status < 300:
                 # RFC 6026 §7.2: Accepted, pass 2xx (also forked ones) up for Timer M.
                 txn.state = State.ACCEPTED
+                txn.to_tags = {response.to.tag}
                 self._arm(txn, "timer_m", now + 64 * self.timers.T1, True)
                 return [ResponseReceived(response, key)]
             txn.state = State.COMPLETED
@@ -315,7 +358,12 @@ class TransactionLayer:
                 self._arm(txn, "timer_d", now + 32.0, True)
             return [ResponseReceived(response, key)]
         if txn.state == State.ACCEPTED and 200 <= status < 300:
-            return [ResponseReceived(response, key, retransmission=True)]
+            # FIX (helper review): a 2xx with a new To tag comes from another fork (§13.2.2.4,
+            # RFC 6026 §7.2) and is not a retransmission; both reach the TU either way.
+            to_tag = response.to.tag
+            seen = to_tag in txn.to_tags
+            txn.to_tags.add(to_tag)
+            return [ResponseReceived(response, key, retransmission=seen)]
         if txn.state == State.COMPLETED and status >= 300:
             self.counters["retransmissions"] += 1
             self.outbox.append(SendMessage(txn.last_data, txn.target))  # re-ACK, §17.1.1.2
@@ -378,7 +426,8 @@ class TransactionLayer:
     def receive_request(self, request: Request, source: Target, now: float) -> list[Event]:
         """Match a request to a server transaction (§17.2.3) or start a new one."""
         via_values = request.headers.get_all("via")
-        via = parse_via(via_values[0])
+        top_via_as_sent = via_values[0]
+        via = parse_via(top_via_as_sent)
         # RFC 3581 §4 / RFC 3261 §18.2.1: record where the request really came from.
         via.params["received"] = source.host
         if "rport" in via.params:
@@ -389,7 +438,8 @@ class TransactionLayer:
             request.headers.add("via", value)
         reply_to = self._reply_target(via, source)
         method = request.method
-        key = (via.branch, f"{via.host}:{via.port}", "INVITE" if method == "ACK" else method)
+        branch_id = _branch_id(request, via.branch, top_via_as_sent)
+        key = (branch_id, f"{via.host}:{via.port}", "INVITE" if method == "ACK" else method)
         txn = self._server.get(key)
         if method == "ACK":
             if (
@@ -427,7 +477,10 @@ class TransactionLayer:
                 # SIP-8: a flood from one source is refused before the TU sees it.
                 self.counters["rejected_overload"] += 1
                 if method != "ACK":
-                    busy = make_response(request, 503, extra=[("retry-after", "5")])
+                    # FIX (helper review): a final response needs a To tag (§8.2.6.2).
+                    busy = make_response(
+                        request, 503, to_tag=new_tag(), extra=[("retry-after", "5")]
+                    )
                     self.outbox.append(SendMessage(busy.to_bytes(), reply_to))
                 return []
         if method == "INVITE":
@@ -440,7 +493,7 @@ class TransactionLayer:
         self._add_server(txn, source.host)
         cancelled = None
         if method == "CANCEL":
-            inv_key = (via.branch, f"{via.host}:{via.port}", "INVITE")
+            inv_key = (branch_id, f"{via.host}:{via.port}", "INVITE")
             inv = self._server.get(inv_key)
             if inv is not None and inv.state == State.PROCEEDING:
                 cancelled = inv_key
@@ -554,3 +607,17 @@ class TransactionLayer:
         if txn.ack_key is not None and self._accepted.pop(txn.ack_key, None) is not None:
             txn.deadlines.pop("timer_2xx", None)
             events.append(AckTimeout(txn.key, txn.request))
+
+
+def _branch_id(request: Request, branch: str | None, top_via: str) -> str:
+    """The branch, or for an RFC 2543 client (no magic cookie) a stand-in built from what
+    §17.2.3 matches on: Request-URI, From tag, Call-ID, CSeq number and the top Via.
+
+    FIX (helper review): keying such requests by their (absent or non-unique) branch alone
+    made every branchless request from one host look like a retransmission of the first.
+    The To tag is left out so the ACK for a non-2xx still matches its INVITE.
+    """
+    if branch is not None and branch.startswith(MAGIC_COOKIE):
+        return branch
+    from_tag = request.from_.tag
+    return f"2543|{request.uri}|{from_tag}|{request.call_id}|{request.cseq[0]}|{top_via}"

@@ -102,8 +102,10 @@ class TransportManager:
         receive: Receiver,
         max_size: int = 65535,
         idle_timeout: float = 300.0,
+        failed: Callable[[Target], None] | None = None,
     ) -> None:
         self.receive = receive
+        self.failed = failed
         self.max_size = max_size
         self.idle_timeout = idle_timeout
         self.loop = asyncio.get_running_loop()
@@ -171,6 +173,8 @@ class TransportManager:
                 await self.loop.create_connection(lambda: _TcpConnection(self), host, port)
             except OSError as exc:
                 log.warning("TCP connect to %s:%d failed: %s", host, port, exc)
+                if self.failed is not None:
+                    self.failed(Target("TCP", host, port))
             finally:
                 self._pending.pop(key, None)
 
