@@ -394,11 +394,11 @@ class B2bua:
         response = ev.response
         status = response.status
         if status < 200:
-            if status == 100:
-                return
-            leg.got_provisional = True
+            leg.got_provisional = True  # any 1xx, 100 included, allows a CANCEL (§9.1)
             if leg.cancelled:
                 self._send_cancel(call, leg, now)
+                return
+            if status == 100:
                 return
             if call.b is leg and call.state == CallState.RINGING:
                 body = self.media.update(leg.leg_id, response.body) if response.body else b""
@@ -498,9 +498,13 @@ class B2bua:
     # --- requests from the peers ---------------------------------------------------------
     def on_cancel(self, ev: RequestReceived, now: float) -> None:
         """CANCEL from the trunk (§9.2): 200 to the CANCEL, 487 to the INVITE."""
-        call = self._by_invite.get(ev.cancelled) if ev.cancelled is not None else None
-        if call is None:
+        if ev.cancelled is None:
             self._respond(ev.key, make_response(ev.request, 481), now)
+            return
+        call = self._by_invite.get(ev.cancelled)
+        if call is None:
+            # The INVITE already got its final answer: the CANCEL has no effect (§9.2).
+            self._respond(ev.key, make_response(ev.request, 200), now)
             return
         self._respond(ev.key, make_response(ev.request, 200), now)
         if call.state in (CallState.ANSWERED, CallState.ENDED):

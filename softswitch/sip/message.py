@@ -862,15 +862,13 @@ def parse_message(data: bytes, max_size: int = 65535) -> Request | Response:
     else:
         raise SipParseError(
             "no end of headers",
-            is_request=not data.startswith(b"SIP/"),
+            is_request=_is_request_data(data),
             status=_size(data, max_size),
         )
     try:
         head = data[:head_end].decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise SipParseError(
-            "headers are not UTF-8", is_request=not data.startswith(b"SIP/")
-        ) from exc
+        raise SipParseError("headers are not UTF-8", is_request=_is_request_data(data)) from exc
     if "\n" in head:
         head = head.replace("\r\n", "\n")
         lines = head.split("\n")
@@ -879,7 +877,7 @@ def parse_message(data: bytes, max_size: int = 65535) -> Request | Response:
     if "\r" in head:
         # A CR not followed by LF: some elements end a line there, others do not; refusing it
         # keeps a header from being smuggled past one of them.
-        is_request = not data.startswith(b"SIP/")
+        is_request = _is_request_data(data)
         clean = [line for line in lines if "\r" not in line]
         partial = None
         if is_request and clean and clean[0] == lines[0]:
@@ -891,7 +889,7 @@ def parse_message(data: bytes, max_size: int = 65535) -> Request | Response:
             )
         raise SipParseError("bare CR in headers", is_request=is_request, partial=partial)
     start = lines[0]
-    is_request = not start.startswith("SIP/")
+    is_request = start[:4].upper() != "SIP/"
     try:
         headers = _parse_header_lines(lines)
     except SipParseError as exc:
@@ -954,6 +952,12 @@ def parse_message(data: bytes, max_size: int = 65535) -> Request | Response:
         )
     msg.body = _apply_content_length(msg, data, body_start)
     return msg
+
+
+def _is_request_data(data: bytes | bytearray) -> bool:
+    """Whether octets look like a request: a status line starts `SIP/` (any case), and a
+    malformed response must be dropped, never answered (RFC 3261 §16.3, §18.1.2)."""
+    return bytes(data[:4]).upper() != b"SIP/"
 
 
 def _size(data: bytes, max_size: int) -> int:
@@ -1121,7 +1125,7 @@ class StreamFramer:
                     raise SipParseError(
                         "headers exceed the maximum message size",
                         status=513,
-                        is_request=not buf.startswith(b"SIP/"),
+                        is_request=_is_request_data(buf),
                     )
                 self._scan_from = max(0, len(buf) - 3)
                 break
@@ -1131,7 +1135,7 @@ class StreamFramer:
                 raise SipParseError(
                     f"message of {total} bytes exceeds {self.max_size}",
                     status=513,
-                    is_request=not buf.startswith(b"SIP/"),
+                    is_request=_is_request_data(buf),
                 )
             if len(buf) < total:
                 self._scan_from = head_end  # the header end is known; only the body is missing

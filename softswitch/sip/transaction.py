@@ -495,8 +495,8 @@ class TransactionLayer:
         if method == "CANCEL":
             inv_key = (branch_id, f"{via.host}:{via.port}", "INVITE")
             inv = self._server.get(inv_key)
-            if inv is not None and inv.state == State.PROCEEDING:
-                cancelled = inv_key
+            if inv is not None and inv.request.method == "INVITE":
+                cancelled = inv_key  # matched even if already answered (§9.2: then no effect)
         return [RequestReceived(request, source, key, cancelled)]
 
     @staticmethod
