@@ -1,11 +1,12 @@
-"""Media handling behind the B2BUA: the per-leg `allocate / update / release` interface.
+"""Media handling behind the B2BUA: SDP offers and answers crossing a call, leg by leg.
 
-This package will hold the C-accelerated RTP engine (issue 4). Until then the only engine is
-`PassThroughMedia`: it does not anchor RTP at all. SDP offers and answers travel between the
-legs unchanged, so RTP flows directly between the carrier and the agent's phone, and the node
-can neither record nor detect in-band DTMF. The B2BUA calls the interface at the same points
-an anchoring engine needs (leg created, remote SDP known, leg gone), so swapping the engine in
-does not change call control.
+The B2BUA tells the engine about every SDP that crosses the call (RFC 3264 offer/answer):
+an offer received on one leg and forwarded on another, and the answer coming back. The
+engine returns the SDP to forward, which names its own address and ports when it anchors the
+media (the C RTP engine of issue 4) or is the same SDP when it does not.
+
+`PassThroughMedia` does not anchor RTP: SDP travels unchanged, RTP flows directly between the
+carrier and the agent's phone, and the node can neither record nor detect in-band DTMF.
 """
 
 from __future__ import annotations
@@ -14,13 +15,15 @@ from typing import Protocol
 
 
 class MediaEngine(Protocol):
-    """What call control needs from a media engine, one leg at a time."""
+    """What call control needs from a media engine."""
 
-    def allocate(self, leg_id: str, remote_sdp: bytes | None) -> bytes | None:
-        """A new leg: returns the SDP to offer/answer towards the other side."""
+    def offer(self, from_leg: str, to_leg: str, sdp: bytes | None) -> bytes | None:
+        """An offer (or no SDP: a delayed offer) arrived on `from_leg` and goes to `to_leg`;
+        returns the SDP to send on `to_leg`."""
 
-    def update(self, leg_id: str, remote_sdp: bytes) -> bytes:
-        """New remote SDP on a leg (answer, re-INVITE, UPDATE): returns SDP for the other leg."""
+    def answer(self, from_leg: str, to_leg: str, sdp: bytes) -> bytes:
+        """The answer to our offer on `from_leg` arrived; returns the answer to send on
+        `to_leg` (which made the original offer). Empty bytes when there is no SDP."""
 
     def release(self, leg_id: str) -> None:
         """The leg is gone: free its ports and state."""
@@ -29,18 +32,14 @@ class MediaEngine(Protocol):
 class PassThroughMedia:
     """No anchoring: SDP is relayed unchanged and nothing is allocated."""
 
-    def __init__(self) -> None:
-        self.legs: set[str] = set()
+    def offer(self, from_leg: str, to_leg: str, sdp: bytes | None) -> bytes | None:
+        return sdp
 
-    def allocate(self, leg_id: str, remote_sdp: bytes | None) -> bytes | None:
-        self.legs.add(leg_id)
-        return remote_sdp
-
-    def update(self, leg_id: str, remote_sdp: bytes) -> bytes:
-        return remote_sdp
+    def answer(self, from_leg: str, to_leg: str, sdp: bytes) -> bytes:
+        return sdp
 
     def release(self, leg_id: str) -> None:
-        self.legs.discard(leg_id)
+        return None
 
 
 __all__ = ["MediaEngine", "PassThroughMedia"]

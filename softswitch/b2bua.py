@@ -215,7 +215,6 @@ class B2bua:
         self._by_invite[ev.key] = call
         self._dialogs[a.dialog.id] = (call, a)
         self.counters["calls"] += 1
-        self.media.allocate(a.leg_id, request.body or None)
         wall = self.wall(now)
         self.cdr.call_started(
             call_id=call_id,
@@ -319,7 +318,7 @@ class B2bua:
         headers.add("x-hotline-call-id", call.call_id)
         headers.add("x-hotline-queue", cmd.queue)
         headers.add("x-hotline-called", call.called)
-        body = self.media.allocate(leg.leg_id, a.invite.body or None) or b""
+        body = self.media.offer(a.leg_id, leg.leg_id, a.invite.body or None) or b""
         if body:
             headers.add("content-type", a.invite.headers.get("content-type") or "application/sdp")
         invite = Request("INVITE", binding.contact, headers, body)
@@ -401,7 +400,7 @@ class B2bua:
             if status == 100:
                 return
             if call.b is leg and call.state == CallState.RINGING:
-                body = self.media.update(leg.leg_id, response.body) if response.body else b""
+                body = self.media.answer(leg.leg_id, call.a.leg_id, response.body)
                 self._respond(call.a.invite_key, self._a_response(call, status, body=body), now)
                 self.cdr.leg_update(leg.leg_id, ringing=self.wall(now))
             return
@@ -462,7 +461,7 @@ class B2bua:
         call.agent_id = leg.agent_id
         call.answered = now
         self.counters["answered"] += 1
-        body = self.media.update(leg.leg_id, response.body) if response.body else b""
+        body = self.media.answer(leg.leg_id, call.a.leg_id, response.body)
         self._respond(call.a.invite_key, self._a_response(call, 200, body=body), now)
         wall = self.wall(now)
         self.cdr.leg_update(leg.leg_id, answer=wall, sip_cause=response.status)
@@ -558,8 +557,8 @@ class B2bua:
         if request.method in ("INVITE", "UPDATE"):
             leg.dialog.update_target(request)
         body = request.body
-        if body and request.method in ("INVITE", "UPDATE"):
-            body = self.media.update(other.leg_id, body)
+        if request.method in ("INVITE", "UPDATE"):
+            body = self.media.offer(leg.leg_id, other.leg_id, body or None) or b""
         extra = [
             (n, v)
             for n, v in request.headers
@@ -590,8 +589,8 @@ class B2bua:
         if request is None:
             return
         body = response.body
-        if body and response.cseq[1] in ("INVITE", "UPDATE"):
-            body = self.media.update(origin.leg_id, body)
+        if response.cseq[1] in ("INVITE", "UPDATE") and 180 <= status < 300:
+            body = self.media.answer(leg.leg_id, origin.leg_id, body)
         extra_headers = [(n, v) for n, v in response.headers if n == "content-type"] if body else []
         if response.cseq[1] in ("INVITE", "UPDATE") and status < 300:
             extra_headers.append(("contact", f"<{self.contact_for(origin.target)}>"))
