@@ -118,8 +118,12 @@ class Binding(msgspec.Struct, frozen=True):
     params: dict[str, str | None] = {}
 
     def expires_in(self, now: float) -> int:
-        """Whole seconds left, for the Contact's expires parameter of a 200 OK (§10.3 step 8)."""
-        return max(0, math.ceil(self.expires_at - now))
+        """Whole seconds left, for the Contact's expires parameter of a 200 OK (§10.3 step 8).
+
+        Rounded down (with a margin for float noise: `now + 300 - now` may be 300.0000000002),
+        because a registrar may shorten an interval but never lengthen it.
+        """
+        return max(0, math.floor(self.expires_at - now + 1e-6))
 
 
 class RegisterOutcome(msgspec.Struct, frozen=True):

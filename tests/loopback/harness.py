@@ -994,3 +994,17 @@ class HotlineNode:
                 f"node log tail ({self.log_path}):\n{read_tail(self.log_path)}",
             ]
         )
+
+
+def queue_override(**fields: Any) -> dict[str, Any]:
+    """queues.yaml with one queue `general`: the shipped settings changed by `fields`."""
+    general = {
+        "name": "general",
+        "strategy": "longest_idle",
+        "ring_timeout": 15,
+        "max_wait": 300,
+        "wrap_up": 0,
+        "timeout_response": 480,
+    }
+    general.update(fields)
+    return {"queues": [general]}

@@ -40,7 +40,8 @@ def test_register_stores_binding_with_request_details() -> None:
     assert binding == outcome.bindings[0]
     assert binding.contact == PHONE
     assert binding.expires_at == 1120.0
-    assert binding.expires_in(1000.5) == 120
+    assert binding.expires_in(1000.5) == 119  # 119.5 s left: rounded down, never lengthened
+    assert binding.expires_in(1000.0) == 120
     assert binding.call_id == "call-1" and binding.cseq == 1
     assert binding.source == SOURCE and binding.transport == "udp"
     assert binding.user_agent == "TestPhone/1.0"
@@ -244,3 +245,13 @@ def test_restore_loads_unexpired_bindings() -> None:
     assert [b.contact for b in fresh.lookup(AOR, now=200.0)] == [SOFTPHONE]
     assert fresh.get_timer() == 500.0
     assert fresh.binding_count == 1
+
+
+def test_granted_expiry_never_exceeds_the_request_despite_float_noise() -> None:
+    # (now + 300) - now == 300.0000000000002 for this now: the 200 OK must still say 300.
+    location = LocationService(60, 3600, 3600)
+    now = 1852.793011947
+    outcome = location.register(
+        "a", [ContactSpec("sip:a@127.0.0.1:5", 300)], "c", 1, now, ("127.0.0.1", 5), "UDP"
+    )
+    assert outcome.bindings[0].expires_in(now) == 300
