@@ -644,7 +644,8 @@ class B2bua:
             leg.ended = True
         call.log.info("ended: %s, hung up by %s, talk %.1f s", disposition, side, talk)
         self.calls.pop(call.call_id, None)
-        self._by_invite.pop(call.a.invite_key, None)
+        if call.a.invite_key is not None:
+            self._by_invite.pop(call.a.invite_key, None)
         dialog_ids = [leg.dialog.id for leg in call.legs if leg.dialog is not None]
         client_keys = [k for leg in call.legs if (k := leg.invite_key) is not None]
         self._graveyard.append((now + self.cleanup_delay, client_keys, dialog_ids))
