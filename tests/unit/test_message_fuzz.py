@@ -17,12 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from softswitch.sip.errors import SipParseError
+from softswitch.sip.headers import _SIP_URI_FAST_RE, _parse_uri_general
 from softswitch.sip.message import (
-    _SIP_URI_FAST_RE,
     Request,
     Response,
     StreamFramer,
-    _parse_uri_general,
     parse_message,
     parse_name_addr,
     parse_uri,
