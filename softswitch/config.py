@@ -208,16 +208,47 @@ class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         Meta(
             ge=1,
             description="Concurrent server transactions allowed from one source "
-            "address; more get 503.",
+            "address; more get 503. Trunk sources (inside a trunk's `acl`) are exempt.",
         ),
     ] = 200
     requests_per_second_per_source: Annotated[
-        float, Meta(gt=0, description="Request rate allowed from one source address.")
+        float,
+        Meta(
+            gt=0,
+            description="Request rate allowed from one source address (trunks exempt).",
+        ),
     ] = 500.0
 
 
+class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """RTP anchoring in the node's media engine (MED-1)."""
+
+    anchor: Annotated[
+        bool,
+        Meta(
+            description="Anchor every call's RTP in the node (SDP rewritten to `rtp_ip`). "
+            "`false`: SDP passes through and RTP flows between the phones directly."
+        ),
+    ] = True
+    rtp_ip: Annotated[
+        str, Meta(description="Local IP address of the RTP sockets, written into SDP.")
+    ] = "127.0.0.1"
+    port_min: Annotated[
+        int, Meta(ge=1024, le=65534, description="First RTP port (even; RTCP is +1).")
+    ] = 20000
+    port_max: Annotated[int, Meta(ge=1025, le=65535, description="Last RTP port.")] = 29999
+    rtp_timeout: Annotated[
+        float,
+        Meta(
+            ge=1,
+            description="Seconds without RTP on an active (not held) leg before the call is "
+            "released (MED-3).",
+        ),
+    ] = 30.0
+
+
 class NodeFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """``node.yaml``: four optional sections."""
+    """``node.yaml``: five optional sections."""
 
     node: Annotated[NodeConfig, Meta(description="Listening addresses and SIP timers.")] = (
         NodeConfig()
@@ -227,6 +258,7 @@ class NodeFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         RegistrarConfig()
     )
     limits: Annotated[LimitsConfig, Meta(description="Per-source limits.")] = LimitsConfig()
+    media: Annotated[MediaConfig, Meta(description="RTP anchoring.")] = MediaConfig()
 
 
 # --------------------------------------------------------------------------- trunks.yaml
@@ -269,6 +301,13 @@ class Trunk(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
             "trunk; other caller ids are refused (SIP-4)."
         ),
     ] = None
+    direct_media: Annotated[
+        bool,
+        Meta(
+            description="Calls from this trunk keep RTP off the node even when "
+            "`media.anchor` is on (SDP passes through)."
+        ),
+    ] = False
 
     @cached_property
     def networks(self) -> tuple[IpNetwork, ...]:
@@ -356,6 +395,13 @@ class Agent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         tuple[Algorithm, ...] | None,
         Meta(description="Digest algorithms offered to this agent, overriding `auth.algorithms`."),
     ] = None
+    direct_media: Annotated[
+        bool,
+        Meta(
+            description="Calls to this agent keep RTP off the node even when `media.anchor` "
+            "is on (the phone and the carrier exchange RTP directly)."
+        ),
+    ] = False
 
     def ha1(self, algorithm: str, realm: str) -> str | None:
         """The stored credential for ``algorithm`` (RFC 8760 §3: H(username:realm:password)).
@@ -436,6 +482,7 @@ class Config(msgspec.Struct, frozen=True, dict=True):
     auth: AuthConfig
     registrar: RegistrarConfig
     limits: LimitsConfig
+    media: MediaConfig
     trunks: tuple[Trunk, ...]
     agents: tuple[Agent, ...]
     queues: tuple[Queue, ...]
@@ -576,6 +623,7 @@ def load_config(directory: str | Path) -> Config:
         auth=node_file.auth,
         registrar=node_file.registrar,
         limits=node_file.limits,
+        media=node_file.media,
         trunks=loaded["trunks.yaml"].value.trunks,
         agents=loaded["agents.yaml"].value.agents,
         queues=loaded["queues.yaml"].value.queues,
@@ -616,6 +664,14 @@ def _item_checks(b: StructBuilder) -> dict[type, StructCheck]:
             seen.setdefault(address, i)
         if value.t2 < value.t1:
             b.error((*path, "t2"), f"t2 ({value.t2}) must be >= t1 ({value.t1})")
+
+    def media(value: MediaConfig, path: KeyPath) -> None:
+        try:
+            ipaddress.ip_address(value.rtp_ip)
+        except ValueError:
+            b.error((*path, "rtp_ip"), f"{value.rtp_ip!r} is not an IP address")
+        if value.port_max - value.port_min < 3:
+            b.error((*path, "port_max"), "port_max must be at least port_min + 3 (two legs)")
 
     def auth(value: AuthConfig, path: KeyPath) -> None:
         for dup in sorted(_duplicates(value.algorithms)):
@@ -684,6 +740,7 @@ def _item_checks(b: StructBuilder) -> dict[type, StructCheck]:
 
     return {
         NodeConfig: node,
+        MediaConfig: media,
         AuthConfig: auth,
         RegistrarConfig: registrar,
         Trunk: trunk,
