@@ -11,7 +11,18 @@ carrier and the agent's phone, and the node can neither record nor detect in-ban
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+try:  # the engine's own exception base, raised by every engine call
+    from media._rtp import MediaError
+except ImportError:  # the C extension is not built: only PassThroughMedia is usable
+
+    class MediaError(Exception):  # type: ignore[no-redef]
+        """Base of media engine errors (stand-in while the extension is not built)."""
+
+
+if TYPE_CHECKING:
+    from media.engine import RtpEngine
 
 
 class MediaEngine(Protocol):
@@ -19,7 +30,8 @@ class MediaEngine(Protocol):
 
     def offer(self, from_leg: str, to_leg: str, sdp: bytes | None) -> bytes | None:
         """An offer (or no SDP: a delayed offer) arrived on `from_leg` and goes to `to_leg`;
-        returns the SDP to send on `to_leg`."""
+        returns the SDP to send on `to_leg`. Raises `MediaError` (a `ValueError` subclass for
+        SDP the engine cannot serve, e.g. no G.711)."""
 
     def answer(self, from_leg: str, to_leg: str, sdp: bytes) -> bytes:
         """The answer to our offer on `from_leg` arrived; returns the answer to send on
@@ -42,4 +54,13 @@ class PassThroughMedia:
         return None
 
 
-__all__ = ["MediaEngine", "PassThroughMedia"]
+def __getattr__(name: str) -> object:
+    # `from media import RtpEngine` imports the extension only when asked for.
+    if name == "RtpEngine":
+        from media.engine import RtpEngine
+
+        return RtpEngine
+    raise AttributeError(name)
+
+
+__all__ = ["MediaEngine", "MediaError", "PassThroughMedia", "RtpEngine"]

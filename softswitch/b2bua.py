@@ -20,7 +20,7 @@ from enum import Enum
 from typing import Any
 
 from acd import Acd, AcdError, CancelOffer, OfferCall, QueueEvent, QueueTimeout
-from media import MediaEngine
+from media import MediaEngine, MediaError, PassThroughMedia
 from softswitch.sip.build import make_response, new_call_id, new_tag
 from softswitch.sip.dialog import Dialog
 from softswitch.sip.errors import DialogError, SipParseError, TransactionError
@@ -68,6 +68,7 @@ class Leg:
         "cancel_sent",
         "ack",
         "ended",
+        "media",
     )
 
     def __init__(self, leg_id: str, direction: str, target: Target) -> None:
@@ -83,6 +84,7 @@ class Leg:
         self.cancel_sent = False
         self.ack: Request | None = None
         self.ended = False
+        self.media: MediaEngine = PassThroughMedia()
 
 
 class Call:
@@ -143,12 +145,16 @@ class B2bua:
         timeout_response: Callable[[str], int],
         wall_offset: float = 0.0,
         cleanup_delay: float = 40.0,
+        direct_media: Callable[[str, str], bool] | None = None,
     ) -> None:
         self.txn = txn
         self.acd = acd
         self.location = location
         self.cdr = cdr
         self.media = media
+        self.passthrough = PassThroughMedia()
+        # (trunk, agent) -> keep RTP off the node for this pair (direct_media in the config)
+        self.direct_media = direct_media or (lambda trunk, agent: False)
         self.contact_for = contact_for
         self.realm = realm
         self.timeout_response = timeout_response
@@ -195,6 +201,7 @@ class B2bua:
         request = ev.request
         call_id = f"{int(self.wall(now))}-{next(self._ids)}"
         a = Leg(f"{call_id}-a", "in", ev.source)
+        a.media = self.media
         a.invite = request
         a.invite_key = ev.key
         call = Call(call_id, a, trunk, caller, called)
@@ -318,7 +325,16 @@ class B2bua:
         headers.add("x-hotline-call-id", call.call_id)
         headers.add("x-hotline-queue", cmd.queue)
         headers.add("x-hotline-called", call.called)
-        body = self.media.offer(a.leg_id, leg.leg_id, a.invite.body or None) or b""
+        leg.media = self.passthrough if self.direct_media(call.trunk, cmd.agent_id) else self.media
+        try:
+            body = leg.media.offer(a.leg_id, leg.leg_id, a.invite.body or None) or b""
+        except MediaError as exc:
+            # The caller's SDP cannot be served (no G.711) or no RTP ports are left.
+            status = 488 if isinstance(exc, ValueError) else 503
+            call.log.warning("media refused the caller's offer: %s", exc)
+            call.b = None
+            self._fail_call(call, status, now)
+            return
         if body:
             headers.add("content-type", a.invite.headers.get("content-type") or "application/sdp")
         invite = Request("INVITE", binding.contact, headers, body)
@@ -400,7 +416,11 @@ class B2bua:
             if status == 100:
                 return
             if call.b is leg and call.state == CallState.RINGING:
-                body = self.media.answer(leg.leg_id, call.a.leg_id, response.body)
+                try:
+                    body = leg.media.answer(leg.leg_id, call.a.leg_id, response.body)
+                except MediaError as exc:
+                    call.log.warning("early media SDP from agent unusable: %s", exc)
+                    body = b""
                 self._respond(call.a.invite_key, self._a_response(call, status, body=body), now)
                 self.cdr.leg_update(leg.leg_id, ringing=self.wall(now))
             return
@@ -409,7 +429,7 @@ class B2bua:
             return
         # A final failure: the phone refused, is busy, or the CANCEL took effect (487).
         self._clients.pop(ev.key, None)
-        self.media.release(leg.leg_id)
+        leg.media.release(leg.leg_id)
         leg.ended = True
         if leg.cancelled:
             return
@@ -454,6 +474,18 @@ class B2bua:
             # A forked second 2xx, or an answer after we gave up on this phone: hang it up.
             self._bye_dialog(call, leg, dialog, now)
             return
+        try:
+            body = leg.media.answer(leg.leg_id, call.a.leg_id, response.body)
+        except MediaError as exc:
+            # The phone answered with SDP we cannot bridge: hang it up, try the next agent.
+            call.log.warning("agent %s answered with unusable SDP: %s", leg.agent_id, exc)
+            self._bye_dialog(call, leg, dialog, now)
+            call.b = None
+            call.state = CallState.QUEUED
+            leg.media.release(leg.leg_id)
+            self.cdr.leg_update(leg.leg_id, end=self.wall(now), disposition="bad_sdp")
+            self.acd_input(now, self.acd.agent_rejected, call.call_id, leg.agent_id, now, "sdp")
+            return
         leg.dialog = dialog
         leg.ack = ack
         self._dialogs[dialog.id] = (call, leg)
@@ -461,7 +493,6 @@ class B2bua:
         call.agent_id = leg.agent_id
         call.answered = now
         self.counters["answered"] += 1
-        body = self.media.answer(leg.leg_id, call.a.leg_id, response.body)
         self._respond(call.a.invite_key, self._a_response(call, 200, body=body), now)
         wall = self.wall(now)
         self.cdr.leg_update(leg.leg_id, answer=wall, sip_cause=response.status)
@@ -481,7 +512,7 @@ class B2bua:
             if call.state == CallState.RINGING:
                 call.state = CallState.QUEUED
             leg.ended = True
-            self.media.release(leg.leg_id)
+            leg.media.release(leg.leg_id)
             self.cdr.leg_update(
                 leg.leg_id, end=self.wall(now), sip_cause=408, disposition="no_response"
             )
@@ -558,7 +589,12 @@ class B2bua:
             leg.dialog.update_target(request)
         body = request.body
         if request.method in ("INVITE", "UPDATE"):
-            body = self.media.offer(leg.leg_id, other.leg_id, body or None) or b""
+            try:
+                body = self._call_media(call).offer(leg.leg_id, other.leg_id, body or None) or b""
+            except MediaError as exc:
+                call.log.warning("re-offer refused by media: %s", exc)
+                self._respond(ev.key, make_response(request, 488), now)
+                return True
         extra = [
             (n, v)
             for n, v in request.headers
@@ -590,7 +626,11 @@ class B2bua:
             return
         body = response.body
         if response.cseq[1] in ("INVITE", "UPDATE") and 180 <= status < 300:
-            body = self.media.answer(leg.leg_id, origin.leg_id, body)
+            try:
+                body = self._call_media(call).answer(leg.leg_id, origin.leg_id, body)
+            except MediaError as exc:
+                call.log.warning("re-answer refused by media: %s", exc)
+                status, body = 488, b""
         extra_headers = [(n, v) for n, v in response.headers if n == "content-type"] if body else []
         if response.cseq[1] in ("INVITE", "UPDATE") and status < 300:
             extra_headers.append(("contact", f"<{self.contact_for(origin.target)}>"))
@@ -638,7 +678,7 @@ class B2bua:
             fields["sip_cause"] = cause
         self.cdr.call_update(call.call_id, **fields)
         for leg in call.legs:
-            self.media.release(leg.leg_id)
+            leg.media.release(leg.leg_id)
             if not leg.cancelled:
                 self.cdr.leg_update(leg.leg_id, end=wall)
             leg.ended = True
@@ -663,6 +703,34 @@ class B2bua:
                 self._cancel_leg(call, leg, now, "shutdown")
 
     # --- helpers -------------------------------------------------------------------------
+    def _call_media(self, call: Call) -> MediaEngine:
+        """The engine serving the call's connected legs (the answered agent leg's choice)."""
+        return call.b.media if call.b is not None else call.a.media
+
+    def _fail_call(self, call: Call, status: int, now: float) -> None:
+        """Refuse a not yet answered call (e.g. 488 for SDP we cannot serve)."""
+        self._respond(call.a.invite_key, self._a_response(call, status), now)
+        self._end(call, now, "failed", "system", status)
+        self.acd_input(now, self.acd.abandon, call.call_id, now)
+
+    def on_media_event(self, event: Any, now: float) -> None:
+        """Events of the RTP engine: a dead media path releases its call (MED-3)."""
+        leg_id = getattr(event, "leg_id", None)
+        if leg_id is None:
+            return
+        call = self.calls.get(leg_id.rsplit("-", 1)[0])
+        if call is None:
+            return
+        kind = type(event).__name__
+        if kind == "RtpTimeout":
+            leg = next((x for x in call.legs if x.leg_id == leg_id), None)
+            if leg is None or leg.ended or call.state != CallState.ANSWERED:
+                return
+            call.log.warning("no RTP on %s for %d ms: releasing the call", leg_id, event.silent_ms)
+            self._hangup(call, leg, now, "system", 408)  # BYE to both sides
+        elif kind == "DtmfDigit":
+            call.log.info("DTMF %s on %s (%s)", event.digit, leg_id, event.source)
+
     def _find_dialog(self, request: Request) -> tuple[Call, Leg] | None:
         try:
             local = request.to.tag

@@ -11,11 +11,15 @@ import logging
 import signal
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from softswitch.cdr import CdrStore
 from softswitch.config import Config
 from softswitch.switch import Switch
 from softswitch.transport import TransportManager, hostport
+
+if TYPE_CHECKING:
+    from media.engine import RtpEngine
 
 log = logging.getLogger("hotline.node")
 
@@ -30,6 +34,7 @@ class Node:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._stopping = asyncio.Event()
+        self._media: RtpEngine | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -50,7 +55,12 @@ class Node:
                 sent_by.setdefault(transport + family, hostport(host, port))
             for transport, host, port in self.transports.bound:
                 sent_by.setdefault(transport, hostport(host, port))  # IPv6-only nodes
-            self.switch = Switch(self.config, cdr, sent_by, wall_offset=time.time() - loop.time())
+            media = self._media_engine()
+            self.switch = Switch(
+                self.config, cdr, sent_by, media=media, wall_offset=time.time() - loop.time()
+            )
+            if media is not None:
+                media.attach(loop, self._media_event)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self._stopping.set)
             bound = ", ".join(f"{t} {hostport(h, p)}" for t, h, p in self.transports.bound)
@@ -69,8 +79,38 @@ class Node:
             if self._timer is not None:
                 self._timer.cancel()
             await self.transports.close()
+            if self._media is not None:
+                self._media.close()
             cdr.close()
             log.info("stopped")
+
+    def _media_engine(self) -> RtpEngine | None:
+        """The RTP engine when `media.anchor` is on (the default), else None (pass-through)."""
+        settings = self.config.media
+        if not settings.anchor:
+            log.info("media anchoring off: SDP passes through, RTP flows end to end")
+            return None
+        from media.engine import RtpEngine
+
+        self._media = RtpEngine(
+            settings.rtp_ip, settings.port_min, settings.port_max, settings.rtp_timeout
+        )
+        log.info(
+            "anchoring RTP on %s ports %d-%d",
+            settings.rtp_ip,
+            settings.port_min,
+            settings.port_max,
+        )
+        return self._media
+
+    def _media_event(self, event) -> None:  # type: ignore[no-untyped-def]
+        if self.switch is None:
+            return
+        try:
+            self.switch.media_event(event, asyncio.get_running_loop().time())
+        except Exception:
+            log.exception("error handling media event %s", event)
+        self._flush()
 
     def stop(self) -> None:
         self._stopping.set()

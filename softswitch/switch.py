@@ -120,6 +120,7 @@ class Switch:
             self._timeout_response,
             wall_offset,
             cleanup_delay=64 * node.t1 + 8,
+            direct_media=self._direct_media,
         )
         self.counters = {"malformed": 0, "rate_limited": 0, "forbidden": 0, "not_found": 0}
 
@@ -142,6 +143,16 @@ class Switch:
         transport = target.transport
         suffix = "" if transport == "UDP" else f";transport={transport.lower()}"
         return f"sip:hotline@{hostport}{suffix}"
+
+    def _direct_media(self, trunk: str, agent_id: str) -> bool:
+        """Whether a call between `trunk` and `agent_id` keeps RTP off the node."""
+        found = next((t for t in self.config.trunks if t.name == trunk), None)
+        agent = self.config.agent(agent_id)
+        return bool((found and found.direct_media) or (agent and agent.direct_media))
+
+    def media_event(self, event: Any, now: float) -> None:
+        """An event of the RTP engine (RTP timeout, DTMF …), on the event loop."""
+        self.b2bua.on_media_event(event, now)
 
     def _timeout_response(self, queue: str) -> int:
         found = self.config.queue(queue)

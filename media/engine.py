@@ -1,0 +1,658 @@
+"""`RtpEngine`: the anchoring media engine, a thin Python layer over the C extension `_rtp`.
+
+The C side (media/src/rtp_*.c) owns the RTP/RTCP sockets in one worker thread and does all
+per-packet work without the GIL: relay between bridged legs with SSRC/sequence/timestamp
+continuity, G.711 μ-law ⇄ A-law transcoding, RFC 4733 receive/send/relay, in-band DTMF
+detection, playback, mixing, record taps, counters and RTP timeouts (SPEC MED-1..3). This
+module names legs by the B2BUA's `leg_id` strings, turns the engine's events into frozen
+`msgspec.Struct`s delivered on the asyncio loop, loads prompt files once, and implements the
+`MediaEngine` protocol (offer / answer / release) on top of the SDP helpers of
+`softswitch.sdp`.
+
+Protocol semantics (`media.MediaEngine`): `offer(from_leg, to_leg, sdp)` creates both legs
+on first use (an RTP/RTCP port pair each), bridges them, applies `sdp` as `from_leg`'s remote
+media (address, G.711 payload type, ptime, telephone-event, direction) and returns the same SDP
+re-pointed at `to_leg`'s anchor. `answer(from_leg, to_leg, sdp)` applies the answer to
+`from_leg` and returns it re-pointed at `to_leg`'s anchor; the codec the answer picked is
+adopted by `to_leg` when its peer offered it (RFC 3264 §6.1), else `to_leg` keeps its own and
+the engine transcodes μ-law ⇄ A-law.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import sys
+import wave
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+
+import msgspec
+
+from media import _rtp
+from media._rtp import (
+    MediaError,
+    MediaStateError,
+    MediaSystemError,
+    MediaValueError,
+    PortsExhaustedError,
+    UnknownLegError,
+)
+
+DIRECTIONS = {
+    "sendrecv": _rtp.SENDRECV,
+    "sendonly": _rtp.SENDONLY,
+    "recvonly": _rtp.RECVONLY,
+    "inactive": _rtp.INACTIVE,
+}
+G711 = {0: "PCMU", 8: "PCMA"}
+# Attributes that describe the far end's own transport; they must not reach the other side
+# once media is anchored here (ICE candidates, RTCP port and multiplexing).
+TRANSPORT_ATTRIBUTES = ("candidate", "ice-", "rtcp", "end-of-candidates", "remote-candidates")
+RECENT_LEGS = 4096  # released legs whose late events are still named
+
+
+# --- playback items -------------------------------------------------------------------------
+class Prompt(msgspec.Struct, frozen=True):
+    """An 8 kHz mono 16-bit PCM file: WAV (header parsed) or raw little-endian samples."""
+
+    path: str
+
+
+class Tone(msgspec.Struct, frozen=True):
+    """Up to two frequencies with a cadence; repeats=0 plays until stopped."""
+
+    f1: float
+    f2: float = 0.0
+    level_dbm0: float = -10.0
+    on_ms: int = 1000
+    off_ms: int = 0
+    repeats: int = 1
+
+
+class Silence(msgspec.Struct, frozen=True):
+    ms: int
+
+
+class DtmfTone(msgspec.Struct, frozen=True):
+    """An in-band DTMF key (both Q.23 frequencies) for trunks without RFC 4733."""
+
+    digit: str
+    level_dbm0: float = -7.0
+    ms: int = 100
+
+
+PlayItem = Prompt | Tone | Silence | DtmfTone
+
+
+# --- events ---------------------------------------------------------------------------------
+class FirstPacket(msgspec.Struct, frozen=True):
+    """The leg latched on a source (symmetric RTP): first packet, or a new source."""
+
+    leg_id: str
+    ip: str
+    port: int
+    relatched: bool
+
+
+class RtpTimeout(msgspec.Struct, frozen=True):
+    """No RTP for `rtp_timeout` seconds while the leg was sendrecv (SPEC MED-3)."""
+
+    leg_id: str
+    silent_ms: int
+
+
+class DtmfDigit(msgspec.Struct, frozen=True):
+    leg_id: str
+    digit: str
+    duration_ms: int
+    source: str  # "rfc4733" or "inband"
+
+
+class DtmfSent(msgspec.Struct, frozen=True):
+    leg_id: str
+    digit: str
+    duration_ms: int
+
+
+class PlaybackDone(msgspec.Struct, frozen=True):
+    leg_id: str
+    item_id: int
+    stopped: bool  # True: stop_play, barge-in or release; False: played to the end
+
+
+class TapData(msgspec.Struct, frozen=True):
+    """A record tap has at least one block waiting: call `tap_read(call_id)`."""
+
+    call_id: str
+    frames_ready: int
+
+
+MediaEvent = FirstPacket | RtpTimeout | DtmfDigit | DtmfSent | PlaybackDone | TapData
+
+
+class TapBlock(msgspec.Struct, frozen=True):
+    """Interleaved native-endian int16 stereo at 8 kHz: channel 0 = leg a, 1 = leg b."""
+
+    call_id: str
+    pcm: bytes
+    frames: int
+    overflow: int  # frames dropped so far because the ring was full
+
+
+class LegStats(msgspec.Struct, frozen=True):
+    port: int
+    packets_in: int
+    bytes_in: int
+    packets_out: int
+    bytes_out: int
+    lost: int
+    jitter_ms: float
+    dropped: int
+    rtcp_in: int
+    rtcp_out: int
+    ssrc_in: int
+    ssrc_out: int
+    seq_out: int
+    ts_out: int
+    latched: tuple[str, int] | None
+    dtmf_pending: int
+    playing: bool
+
+
+class RemoteMedia(msgspec.Struct, frozen=True):
+    """What the engine needs from one side's SDP audio stream."""
+
+    ip: str
+    port: int
+    payload_type: int
+    ptime_ms: int
+    telephone_event_pt: int | None
+    direction: str
+    payload_types: tuple[int, ...]  # every G.711 type offered, in preference order
+
+
+def remote_media_from_sdp(body: bytes) -> RemoteMedia | None:
+    """The audio stream of an SDP body, or None when it has no usable audio stream.
+
+    Raises `MediaValueError` when the audio stream is not plain RTP with G.711.
+    """
+    from softswitch.sdp import SdpError, parse_sdp
+
+    try:
+        sdp = parse_sdp(body)
+        audio = sdp.audio()
+        if audio is None:
+            return None
+        ip = sdp.address_of(audio)
+    except SdpError as exc:
+        raise MediaValueError(f"SDP: {exc}") from exc
+    if ip is None:
+        raise MediaValueError("SDP audio stream without a connection address")
+    if audio.proto != "RTP/AVP":
+        raise MediaValueError(f"cannot anchor {audio.proto} media (plain RTP/AVP only)")
+    rtpmap = audio.rtpmap()
+    offered = tuple(
+        int(f) for f in audio.formats if f.isdigit() and int(f) in G711 and int(f) in rtpmap
+    )
+    if not offered:
+        raise MediaValueError("SDP audio stream offers neither PCMU nor PCMA")
+    direction = audio.direction
+    if direction is None:
+        session = [v for k, v in sdp.session if k == "a" and v in DIRECTIONS]
+        direction = session[0] if session else "sendrecv"
+    if ip in ("0.0.0.0", "::"):
+        direction = "inactive"  # RFC 3264 §8.4: the old way to put a stream on hold
+    ptime = audio.ptime or 20
+    return RemoteMedia(
+        ip=ip,
+        port=audio.port,
+        payload_type=offered[0],
+        ptime_ms=min(30, max(10, ptime)),
+        telephone_event_pt=audio.telephone_event(),
+        direction=direction,
+        payload_types=offered,
+    )
+
+
+def anchor_sdp(
+    body: bytes, ip: str, port: int, *, offer_both_laws: bool = False, codec: int | None = None
+) -> bytes:
+    """`body` re-pointed at our address and port, without the far end's transport details.
+
+    `offer_both_laws`: an offer we forward also lists the G.711 law its author did not offer,
+    since the engine can transcode μ-law ⇄ A-law (the phone may prefer the other).
+    `codec`: an answer we forward names only this G.711 payload type (plus telephone-event):
+    the one its receiver offered, when the answering side chose a law it did not offer.
+    """
+    from softswitch.sdp import SdpError, parse_sdp
+
+    try:
+        sdp = parse_sdp(body)
+    except SdpError as exc:
+        raise MediaValueError(f"SDP: {exc}") from exc
+    sdp.set_connection(ip)
+    audio = sdp.audio()
+    if audio is not None:
+        audio.port = port
+        audio.lines = [
+            (k, v)
+            for k, v in audio.lines
+            if not (k == "a" and v.split(":", 1)[0].startswith(TRANSPORT_ATTRIBUTES))
+        ]
+        if offer_both_laws:
+            present = [int(f) for f in audio.formats if f.isdigit() and int(f) in G711]
+            if present:
+                last = audio.formats.index(str(present[-1]))
+                for pt in (0, 8):
+                    if pt not in present:
+                        last += 1
+                        audio.formats.insert(last, str(pt))
+                        audio.lines.insert(0, ("a", f"rtpmap:{pt} {G711[pt]}/8000"))
+        if codec is not None and str(codec) not in audio.formats:
+            te = audio.telephone_event()
+            keep = {str(codec)} | ({str(te)} if te is not None else set())
+            audio.formats = [str(codec)] + ([str(te)] if te is not None else [])
+            audio.lines = [
+                (k, v)
+                for k, v in audio.lines
+                if not (
+                    k == "a"
+                    and v.split(":", 1)[0] in ("rtpmap", "fmtp")
+                    and v.split(":", 1)[1].split(" ", 1)[0] not in keep
+                )
+            ]
+            audio.lines.insert(0, ("a", f"rtpmap:{codec} {G711[codec]}/8000"))
+    return sdp.to_bytes()
+
+
+class _Leg:
+    __slots__ = ("leg_id", "handle", "port", "remote", "partner")
+
+    def __init__(self, leg_id: str, handle: int, port: int) -> None:
+        self.leg_id = leg_id
+        self.handle = handle
+        self.port = port
+        self.remote: RemoteMedia | None = None
+        self.partner: str | None = None
+
+
+class RtpEngine:
+    """Anchored media for the B2BUA (implements `media.MediaEngine`) and its direct API.
+
+    All methods are called from the event loop's thread; they never block on packet work
+    (the engine lock is held by the worker for one batch at most).
+    """
+
+    def __init__(
+        self,
+        local_ip: str,
+        port_min: int,
+        port_max: int,
+        rtp_timeout: float = 30.0,
+        *,
+        max_legs: int = 4096,
+        event_capacity: int = 8192,
+        tap_capacity_ms: int = 10_000,
+        tap_block_ms: int = 200,
+    ) -> None:
+        self.local_ip = local_ip
+        self._rtp = _rtp.Engine(local_ip, port_min, port_max, rtp_timeout, max_legs, event_capacity)
+        self._legs: dict[str, _Leg] = {}
+        self._names: dict[int, str] = {}
+        self._released: collections.OrderedDict[int, str] = collections.OrderedDict()
+        self._taps: dict[str, int] = {}
+        self._tap_names: dict[int, str] = {}
+        self._mixes: dict[str, int] = {}
+        self._prompts: dict[tuple[str, int, int], int] = {}
+        self._next_item = 1
+        self._tap_capacity_ms = tap_capacity_ms
+        self._tap_block_ms = tap_block_ms
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- MediaEngine protocol ---------------------------------------------------------------
+    def offer(self, from_leg: str, to_leg: str, sdp: bytes | None) -> bytes | None:
+        """An offer from `from_leg`'s peer, forwarded on `to_leg` (None: a delayed offer)."""
+        source, target = self._ensure(from_leg), self._ensure(to_leg)
+        if source.partner != to_leg:
+            self.bridge(from_leg, to_leg)
+        if sdp is None:
+            return None
+        media = remote_media_from_sdp(sdp)
+        if media is not None:
+            self._apply(source, media)
+        return anchor_sdp(sdp, self.local_ip, target.port, offer_both_laws=True)
+
+    def answer(self, from_leg: str, to_leg: str, sdp: bytes) -> bytes:
+        """The answer from `from_leg`'s peer, forwarded to `to_leg` (which made the offer)."""
+        if not sdp:
+            return b""
+        source, target = self._leg(from_leg), self._leg(to_leg)
+        media = remote_media_from_sdp(sdp)
+        codec: int | None = None
+        if media is not None:
+            self._apply(source, media)
+            offered = target.remote
+            if offered is not None:
+                if media.payload_type in offered.payload_types:
+                    if media.payload_type != offered.payload_type:
+                        chosen = msgspec.structs.replace(offered, payload_type=media.payload_type)
+                        self._apply(target, chosen)
+                else:
+                    # The answerer took the law only we added: the offerer keeps its own
+                    # first choice and the engine transcodes between the legs.
+                    codec = offered.payload_type
+        return anchor_sdp(sdp, self.local_ip, target.port, codec=codec)
+
+    def release(self, leg_id: str) -> None:
+        leg = self._legs.pop(leg_id, None)
+        if leg is None:
+            return
+        if leg.partner and leg.partner in self._legs:
+            self._legs[leg.partner].partner = None
+        self._rtp.destroy_leg(leg.handle)
+        del self._names[leg.handle]
+        self._released[leg.handle] = leg_id
+        while len(self._released) > RECENT_LEGS:
+            self._released.popitem(last=False)
+
+    # --- legs -------------------------------------------------------------------------------
+    def create_leg(self, leg_id: str) -> tuple[str, int]:
+        """A new leg with its RTP port (RTCP on port + 1); returns (local ip, RTP port)."""
+        if leg_id in self._legs:
+            raise MediaStateError(f"leg {leg_id!r} exists")
+        handle, port = self._rtp.create_leg()
+        self._legs[leg_id] = _Leg(leg_id, handle, port)
+        self._names[handle] = leg_id
+        return self.local_ip, port
+
+    def set_remote(
+        self,
+        leg_id: str,
+        ip: str,
+        port: int,
+        payload_type: int,
+        ptime_ms: int = 20,
+        telephone_event_pt: int | None = None,
+    ) -> None:
+        """Where the leg's RTP goes and in which codec (0 PCMU or 8 PCMA), from its SDP."""
+        media = RemoteMedia(
+            ip, port, payload_type, ptime_ms, telephone_event_pt, "sendrecv", (payload_type,)
+        )
+        leg = self._leg(leg_id)
+        if leg.remote is not None:
+            media = msgspec.structs.replace(media, direction=leg.remote.direction)
+        self._apply(leg, media)
+
+    def set_direction(self, leg_id: str, direction: str) -> None:
+        """The direction in the leg's remote SDP: hold (sendonly/inactive) stops the timeout."""
+        if direction not in DIRECTIONS:
+            raise MediaValueError(f"direction {direction!r}")
+        leg = self._leg(leg_id)
+        self._rtp.set_direction(leg.handle, DIRECTIONS[direction])
+        if leg.remote is not None:
+            leg.remote = msgspec.structs.replace(leg.remote, direction=direction)
+
+    def bridge(self, leg_a: str, leg_b: str) -> None:
+        """Relay a ⇄ b (transcoding when their laws differ)."""
+        a, b = self._leg(leg_a), self._leg(leg_b)
+        self._rtp.bridge(a.handle, b.handle)
+        for leg in (a, b):
+            if leg.partner and leg.partner in self._legs:
+                self._legs[leg.partner].partner = None
+        a.partner, b.partner = leg_b, leg_a
+
+    def unbridge(self, leg_id: str) -> None:
+        leg = self._leg(leg_id)
+        self._rtp.unbridge(leg.handle)
+        if leg.partner and leg.partner in self._legs:
+            self._legs[leg.partner].partner = None
+        leg.partner = None
+
+    def enable_inband_dtmf(self, leg_id: str, on: bool = True) -> None:
+        self._rtp.set_inband_dtmf(self._leg(leg_id).handle, on)
+
+    def send_dtmf(self, leg_id: str, digits: str, ms: int = 100, volume: int = 10) -> None:
+        """Queue RFC 4733 events (volume in -dBm0, 0..63); needs telephone-event on the leg."""
+        self._rtp.send_dtmf(self._leg(leg_id).handle, digits, ms, volume)
+
+    # --- playback ---------------------------------------------------------------------------
+    def play(self, leg_id: str, items: Sequence[PlayItem], barge_in: bool = False) -> list[int]:
+        """Queue items after whatever plays; returns their ids (as in `PlaybackDone`)."""
+        leg = self._leg(leg_id)
+        ids: list[int] = []
+        tuples: list[tuple] = []
+        for item in items:
+            item_id = self._next_item
+            self._next_item += 1
+            ids.append(item_id)
+            tuples.append(self._item_tuple(item_id, item))
+        self._rtp.play(leg.handle, tuples, barge_in)
+        return ids
+
+    def stop_play(self, leg_id: str) -> None:
+        """Stop and clear the leg's playback queue (each item reports `stopped=True`)."""
+        self._rtp.stop_play(self._leg(leg_id).handle)
+
+    def load_prompt(self, path: str | os.PathLike[str]) -> int:
+        """Load a prompt once (cached by path, size and mtime); returns its media id."""
+        p = Path(path)
+        st = p.stat()
+        key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+        media_id = self._prompts.get(key)
+        if media_id is None:
+            media_id = self._rtp.add_media(_read_pcm(p))
+            self._prompts[key] = media_id
+        return media_id
+
+    def _item_tuple(self, item_id: int, item: PlayItem) -> tuple:
+        if isinstance(item, Prompt):
+            return ("media", item_id, self.load_prompt(item.path))
+        if isinstance(item, Tone):
+            return (
+                "tone", item_id, float(item.f1), float(item.f2), float(item.level_dbm0),
+                item.on_ms, item.off_ms, item.repeats,
+            )  # fmt: skip
+        if isinstance(item, Silence):
+            return ("silence", item_id, item.ms)
+        if isinstance(item, DtmfTone):
+            return ("dtmf", item_id, item.digit, float(item.level_dbm0), item.ms)
+        raise MediaValueError(f"not a playback item: {item!r}")
+
+    # --- mixing -----------------------------------------------------------------------------
+    def mix(self, mix_id: str, hears: Mapping[str, Iterable[str]]) -> None:
+        """Create or reconfigure a mix: each leg hears the legs listed for it.
+
+        Three-way: everyone hears the other two. Silent monitor: caller hears agent, agent
+        hears caller, supervisor hears both, nobody hears the supervisor. Whisper: as monitor,
+        plus the agent hears the supervisor. Legs in a mix leave their bridge.
+        """
+        names = list(hears)
+        index = {name: i for i, name in enumerate(names)}
+        masks = []
+        for name in names:
+            mask = 0
+            for heard in hears[name]:
+                if heard not in index:
+                    raise UnknownLegError(f"{heard!r} is not a member of mix {mix_id!r}")
+                mask |= 1 << index[heard]
+            masks.append(mask)
+        handles = [self._leg(name).handle for name in names]
+        current = self._mixes.get(mix_id, 0)
+        self._mixes[mix_id] = self._rtp.mix_set(current, handles, masks)
+        for name in names:
+            leg = self._legs[name]
+            if leg.partner and leg.partner in self._legs:
+                self._legs[leg.partner].partner = None
+            leg.partner = None
+
+    def unmix(self, mix_id: str) -> None:
+        self._rtp.mix_remove(self._mixes.pop(mix_id))
+
+    # --- record taps ------------------------------------------------------------------------
+    def tap_start(self, call_id: str, leg_a: str, leg_b: str) -> None:
+        """Record both directions of a call (a → channel 0, b → channel 1)."""
+        if call_id in self._taps:
+            raise MediaStateError(f"call {call_id!r} is already tapped")
+        tap = self._rtp.tap_start(
+            self._leg(leg_a).handle,
+            self._leg(leg_b).handle,
+            self._tap_capacity_ms,
+            self._tap_block_ms,
+        )
+        self._taps[call_id] = tap
+        self._tap_names[tap] = call_id
+
+    def tap_read(self, call_id: str) -> TapBlock:
+        """Everything the tap's ring holds now (possibly nothing)."""
+        tap = self._taps.get(call_id)
+        if tap is None:
+            raise UnknownLegError(f"call {call_id!r} has no tap")
+        pcm, overflow = self._rtp.tap_read(tap)
+        return TapBlock(call_id, pcm, len(pcm) // 4, overflow)
+
+    def tap_stop(self, call_id: str) -> None:
+        tap = self._taps.pop(call_id, None)
+        if tap is None:
+            raise UnknownLegError(f"call {call_id!r} has no tap")
+        self._rtp.tap_stop(tap)
+        del self._tap_names[tap]
+
+    # --- counters and events ----------------------------------------------------------------
+    def stats(self, leg_id: str) -> LegStats:
+        return msgspec.convert(self._rtp.stats(self._leg(leg_id).handle), LegStats)
+
+    def info(self) -> dict[str, int]:
+        return self._rtp.info()
+
+    def events(self) -> list[MediaEvent]:
+        """Drain the engine's event queue (up to 1024 per call)."""
+        out: list[MediaEvent] = []
+        for kind, handle, digit, flag, value, item, ip, port in self._rtp.events():
+            if kind == _rtp.EV_TAP_DATA:
+                call_id = self._tap_names.get(handle)
+                if call_id is not None:
+                    out.append(TapData(call_id, value))
+                continue
+            leg_id = self._names.get(handle) or self._released.get(handle)
+            if leg_id is None:
+                continue  # a leg released long ago; nobody is left to tell
+            if kind == _rtp.EV_FIRST_PACKET:
+                out.append(FirstPacket(leg_id, ip, port, bool(flag)))
+            elif kind == _rtp.EV_TIMEOUT:
+                out.append(RtpTimeout(leg_id, value))
+            elif kind == _rtp.EV_DTMF:
+                source = "inband" if flag == _rtp.DTMF_INBAND else "rfc4733"
+                out.append(DtmfDigit(leg_id, digit or "?", value, source))
+            elif kind == _rtp.EV_DTMF_SENT:
+                out.append(DtmfSent(leg_id, digit or "?", value))
+            elif kind == _rtp.EV_PLAY_DONE:
+                out.append(PlaybackDone(leg_id, item, bool(flag)))
+        return out
+
+    def fileno(self) -> int:
+        """The eventfd that becomes readable when events are waiting."""
+        return self._rtp.fileno()
+
+    def attach(
+        self, loop: asyncio.AbstractEventLoop, callback: Callable[[MediaEvent], None]
+    ) -> None:
+        """Deliver every event to `callback` on `loop` (via loop.add_reader on the eventfd)."""
+        if self._loop is not None:
+            raise MediaStateError("already attached to an event loop")
+
+        def readable() -> None:
+            for event in self.events():
+                callback(event)
+
+        loop.add_reader(self.fileno(), readable)
+        self._loop = loop
+
+    def detach(self) -> None:
+        if self._loop is not None:
+            self._loop.remove_reader(self.fileno())
+            self._loop = None
+
+    def close(self) -> None:
+        """Stop the worker thread and free every port."""
+        self.detach()
+        self._rtp.close()
+        self._legs.clear()
+        self._names.clear()
+
+    # --- helpers ----------------------------------------------------------------------------
+    def _ensure(self, leg_id: str) -> _Leg:
+        if leg_id not in self._legs:
+            self.create_leg(leg_id)
+        return self._legs[leg_id]
+
+    def _leg(self, leg_id: str) -> _Leg:
+        leg = self._legs.get(leg_id)
+        if leg is None:
+            raise UnknownLegError(f"unknown leg {leg_id!r}")
+        return leg
+
+    def _apply(self, leg: _Leg, media: RemoteMedia) -> None:
+        te = -1 if media.telephone_event_pt is None else media.telephone_event_pt
+        self._rtp.set_remote(
+            leg.handle, media.ip, media.port, media.payload_type, media.ptime_ms, te
+        )
+        self._rtp.set_direction(leg.handle, DIRECTIONS[media.direction])
+        leg.remote = media
+
+
+def _read_pcm(path: Path) -> bytes:
+    """8 kHz mono 16-bit samples (native byte order) from a WAV file or raw LE PCM."""
+    with path.open("rb") as f:
+        head = f.read(12)
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        try:
+            with wave.open(str(path), "rb") as w:
+                if (w.getframerate(), w.getnchannels(), w.getsampwidth()) != (8000, 1, 2):
+                    raise MediaValueError(
+                        f"{path}: need 8 kHz mono 16-bit PCM, got {w.getframerate()} Hz, "
+                        f"{w.getnchannels()} channel(s), {8 * w.getsampwidth()} bit"
+                    )
+                data = w.readframes(w.getnframes())
+        except wave.Error as exc:
+            raise MediaValueError(f"{path}: {exc}") from exc
+    else:
+        data = path.read_bytes()
+        if len(data) % 2:
+            raise MediaValueError(f"{path}: raw PCM with an odd byte count")
+    if sys.byteorder == "big":
+        import array
+
+        samples = array.array("h", data)
+        samples.byteswap()
+        data = samples.tobytes()
+    return data
+
+
+__all__ = [
+    "DtmfDigit",
+    "DtmfSent",
+    "DtmfTone",
+    "FirstPacket",
+    "MediaValueError",
+    "LegStats",
+    "MediaError",
+    "MediaEvent",
+    "MediaStateError",
+    "MediaSystemError",
+    "PlayItem",
+    "PlaybackDone",
+    "PortsExhaustedError",
+    "Prompt",
+    "RemoteMedia",
+    "RtpEngine",
+    "RtpTimeout",
+    "Silence",
+    "TapBlock",
+    "TapData",
+    "Tone",
+    "UnknownLegError",
+    "anchor_sdp",
+    "remote_media_from_sdp",
+]
