@@ -599,6 +599,9 @@ class RtpEngine:
             leg.handle, media.ip, media.port, media.payload_type, media.ptime_ms, te
         )
         self._rtp.set_direction(leg.handle, DIRECTIONS[media.direction])
+        # A peer without telephone-event (a trunk without RFC 4733) sends its keys in-band:
+        # listen for them in the audio (MED-1).
+        self._rtp.set_inband_dtmf(leg.handle, media.telephone_event_pt is None)
         leg.remote = media
 
 

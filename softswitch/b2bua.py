@@ -587,6 +587,10 @@ class B2bua:
             return True
         if request.method in ("INVITE", "UPDATE"):
             leg.dialog.update_target(request)
+        if request.method == "INFO":
+            digit = dtmf_from_info(request)
+            if digit is not None:
+                self.on_dtmf(call, leg.leg_id, digit, "info")
         body = request.body
         if request.method in ("INVITE", "UPDATE"):
             try:
@@ -729,7 +733,11 @@ class B2bua:
             call.log.warning("no RTP on %s for %d ms: releasing the call", leg_id, event.silent_ms)
             self._hangup(call, leg, now, "system", 408)  # BYE to both sides
         elif kind == "DtmfDigit":
-            call.log.info("DTMF %s on %s (%s)", event.digit, leg_id, event.source)
+            self.on_dtmf(call, leg_id, event.digit, event.source)
+
+    def on_dtmf(self, call: Call, leg_id: str, digit: str, source: str) -> None:
+        """A key pressed on a leg: RFC 4733, in-band or SIP INFO (the IVR will listen here)."""
+        call.log.info("DTMF %s on %s (%s)", digit, leg_id, source)
 
     def _find_dialog(self, request: Request) -> tuple[Call, Leg] | None:
         try:
@@ -757,6 +765,26 @@ class B2bua:
     def _hop_target(dialog: Dialog, transport: str) -> Target:
         host, port, hop_transport = dialog.next_hop()
         return Target(hop_transport or transport, bare_host(host), port or 5060)
+
+
+def dtmf_from_info(request: Request) -> str | None:
+    """The key of a SIP INFO carrying DTMF (application/dtmf-relay `Signal=5`, or
+    application/dtmf `5`), as desk phones and pjsip send it; None for other INFO bodies."""
+    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    text = request.body.decode("utf-8", "replace").strip()
+    if content_type == "application/dtmf-relay":
+        for line in text.splitlines():
+            name, _, value = line.partition("=")
+            if name.strip().lower() == "signal":
+                value = value.strip()
+                return value if value in DTMF_KEYS else None
+        return None
+    if content_type == "application/dtmf":
+        return text if text in DTMF_KEYS else None
+    return None
+
+
+DTMF_KEYS = frozenset("0123456789*#ABCD")
 
 
 def phone_target(contact: str, source: tuple[str, int], transport: str) -> Target:

@@ -206,3 +206,19 @@ def test_phone_target_uses_contact_unless_behind_nat() -> None:
         phone_target("sip:1001@127.0.0.1:5300;transport=tcp", ("127.0.0.1", 40001), "TCP").port
         == 40001
     )
+
+
+def test_dtmf_keys_are_read_from_sip_info_bodies() -> None:
+    from softswitch.b2bua import dtmf_from_info
+    from softswitch.sip.message import Headers
+
+    def info(content_type: str, body: str) -> Request:
+        headers = Headers()
+        headers.add("content-type", content_type)
+        return Request("INFO", "sip:x@127.0.0.1", headers, body.encode())
+
+    assert dtmf_from_info(info("application/dtmf-relay", "Signal=5\r\nDuration=160\r\n")) == "5"
+    assert dtmf_from_info(info("application/dtmf-relay", "Signal= #\r\n")) == "#"
+    assert dtmf_from_info(info("application/dtmf", "*")) == "*"
+    assert dtmf_from_info(info("application/dtmf-relay", "Signal=X")) is None
+    assert dtmf_from_info(info("application/media_control+xml", "<x/>")) is None
