@@ -39,7 +39,8 @@ class Node:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cdr = CdrStore(self.data_dir / "hotline.db")
+        cdr = CdrStore(self.data_dir / "hotline.db", commit_on_flush=True)
+        self._cdr = cdr
         self.transports = TransportManager(
             self._receive,
             self.config.node.max_message_size,
@@ -134,6 +135,8 @@ class Node:
     def _flush(self) -> None:
         switch = self.switch
         assert switch is not None and self.transports is not None
+        # Durable before anyone hears of it: commit the CDR rows this input produced first.
+        self._cdr.flush()
         outbox = switch.outbox
         if outbox:
             send = self.transports.send

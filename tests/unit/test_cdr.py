@@ -216,3 +216,16 @@ def test_synchronous_mode_is_validated(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         CdrStore(tmp_path / "x.sqlite", synchronous="OFF")  # type: ignore[arg-type]
     assert not os.path.exists(tmp_path / "x.sqlite")
+
+
+def test_commit_on_flush_keeps_rows_pending_until_flush(tmp_path: Path) -> None:
+    store = CdrStore(tmp_path / "cdr.db", commit_on_flush=True)
+    store.call_started("c1", start=1.0, caller="1", called="2")
+    other = sqlite3.connect(tmp_path / "cdr.db")
+    assert other.execute("SELECT count(*) FROM calls").fetchone()[0] == 0
+    assert store.get_call("c1") is not None  # the writer sees its own rows
+    store.flush()
+    assert other.execute("SELECT count(*) FROM calls").fetchone()[0] == 1
+    store.call_update("c1", queue="general")
+    store.close()  # close commits too
+    assert other.execute("SELECT queue FROM calls").fetchone()[0] == "general"
