@@ -284,7 +284,8 @@ static PyObject *detector_get_events_dropped(PyObject *self, void *closure)
     return PyLong_FromUnsignedLong(((DetectorObject *)self)->detector.events_dropped);
 }
 
-static void detector_dealloc(PyObject *self)
+/* Both object types hold plain C state and a strong reference to their heap type only. */
+static void plain_dealloc(PyObject *self)
 {
     PyTypeObject *type = Py_TYPE(self);
     PyObject_GC_UnTrack(self);
@@ -292,7 +293,7 @@ static void detector_dealloc(PyObject *self)
     Py_DECREF(type);
 }
 
-static int detector_traverse(PyObject *self, visitproc visit, void *arg)
+static int plain_traverse(PyObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     return 0;
@@ -324,8 +325,8 @@ static PyType_Slot detector_slots[] = {
     {Py_tp_doc, "DtmfDetector()\n--\n\n"
                 "In-band DTMF detector (ITU-T Q.23/Q.24) for 8 kHz int16 little-endian PCM."},
     {Py_tp_init, detector_init},
-    {Py_tp_dealloc, detector_dealloc},
-    {Py_tp_traverse, detector_traverse},
+    {Py_tp_dealloc, plain_dealloc},
+    {Py_tp_traverse, plain_traverse},
     {Py_tp_methods, detector_methods},
     {Py_tp_getset, detector_getset},
     {0, NULL},
@@ -409,19 +410,6 @@ static PyObject *tone_get_finished(PyObject *self, void *closure)
     return PyBool_FromLong(((ToneObject *)self)->tone.finished);
 }
 
-static void tone_dealloc(PyObject *self)
-{
-    PyTypeObject *type = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    type->tp_free(self);
-    Py_DECREF(type);
-}
-
-static int tone_traverse(PyObject *self, visitproc visit, void *arg)
-{
-    Py_VISIT(Py_TYPE(self));
-    return 0;
-}
 
 static PyMethodDef tone_methods[] = {
     {"fill", tone_fill, METH_O,
@@ -440,8 +428,8 @@ static PyType_Slot tone_slots[] = {
                 "One or two sine tones at level_dbm0 each, on_ms on and off_ms off per cycle,\n"
                 "repeats cycles (0: forever); off_ms=0 and repeats=0 is a continuous tone."},
     {Py_tp_init, tone_init},
-    {Py_tp_dealloc, tone_dealloc},
-    {Py_tp_traverse, tone_traverse},
+    {Py_tp_dealloc, plain_dealloc},
+    {Py_tp_traverse, plain_traverse},
     {Py_tp_methods, tone_methods},
     {Py_tp_getset, tone_getset},
     {0, NULL},
