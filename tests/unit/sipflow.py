@@ -104,6 +104,31 @@ class Trunk:
             self.source,
         )
 
+    def reinvite(self, direction: str) -> None:
+        """A re-INVITE in the dialog, e.g. hold (`sendonly`, RFC 3264 §8.4)."""
+        self.cseq += 1
+        sdp = (
+            "v=0\no=- 1 2 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n"
+            f"m=audio 6000 RTP/AVP 0 101\na=rtpmap:101 telephone-event/8000\na={direction}\n"
+        ).replace("\n", "\r\n")
+        self.h.deliver(
+            "INVITE sip:hotline@127.0.0.1:5060 SIP/2.0\n"
+            + self.headers("INVITE", self.cseq, f"z9hG4bKre{self.call_id}{self.cseq}", self.to_tag)
+            + f"Contact: <sip:carrier@127.0.0.1:{self.port}>\n"
+            + f"Content-Type: application/sdp\nContent-Length: {len(sdp)}\n\n"
+            + sdp.replace("\r\n", "\n"),
+            self.source,
+        )
+
+    def ack_cseq(self) -> None:
+        """ACK for a 2xx to our latest re-INVITE."""
+        self.h.deliver(
+            "ACK sip:hotline@127.0.0.1:5060 SIP/2.0\n"
+            + self.headers("ACK", self.cseq, f"z9hG4bKack{self.call_id}{self.cseq}", self.to_tag)
+            + "Content-Length: 0\n\n",
+            self.source,
+        )
+
     def bye(self) -> None:
         self.cseq += 1
         self.h.deliver(

@@ -222,3 +222,47 @@ def test_dtmf_keys_are_read_from_sip_info_bodies() -> None:
     assert dtmf_from_info(info("application/dtmf", "*")) == "*"
     assert dtmf_from_info(info("application/dtmf-relay", "Signal=X")) is None
     assert dtmf_from_info(info("application/media_control+xml", "<x/>")) is None
+
+
+def answered_call(h: Harness) -> tuple[Trunk, Phone, Request]:
+    phone = Phone(h, "1001", 5101)
+    phone.register()
+    trunk = Trunk(h)
+    trunk.invite()
+    invite = invite_to(phone.port, h)
+    phone.reply(invite, 200, sdp=True)
+    h.take(phone.port)
+    ok = [m for m in h.take(trunk.port) if isinstance(m, Response) and m.status == 200][0]
+    trunk.to_tag = ok.to.tag
+    trunk.ack()
+    return trunk, phone, invite
+
+
+def test_hold_reinvite_from_the_caller_is_relayed_to_the_agent(h: Harness) -> None:
+    trunk, phone, _ = answered_call(h)
+    trunk.reinvite("sendonly")
+    assert statuses(h.take(trunk.port)) == [100]
+    (relayed,) = h.take(phone.port)
+    assert relayed.method == "INVITE" and relayed.to.tag == "ph"
+    assert b"a=sendonly" in relayed.body
+    phone.reply(relayed, 200, sdp=True)
+    assert statuses(h.take(phone.port)) == ["ACK"]  # we terminate the re-INVITE on this side
+    (ok,) = h.take(trunk.port)
+    assert ok.status == 200 and ok.cseq == (2, "INVITE") and ok.body
+    trunk.ack_cseq()
+    assert h.take(phone.port) == []  # the caller's ACK is absorbed, not relayed
+    trunk.bye()
+    assert statuses(h.take(trunk.port)) == [200]
+    (bye,) = h.take(phone.port)
+    assert bye.method == "BYE" and bye.cseq[0] == 3  # after the relayed re-INVITE's CSeq 2
+
+
+def test_reinvite_the_agent_refuses_gets_the_agents_answer(h: Harness) -> None:
+    trunk, phone, _ = answered_call(h)
+    trunk.reinvite("sendonly")
+    h.take(trunk.port)
+    (relayed,) = h.take(phone.port)
+    phone.reply(relayed, 488)
+    assert statuses(h.take(phone.port)) == ["ACK"]  # non-2xx ACKed by the transaction
+    (answer,) = h.take(trunk.port)
+    assert answer.status == 488
