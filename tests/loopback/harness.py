@@ -218,6 +218,7 @@ class PjAgent:
         answer_delay: float = 0.0,
         hangup_after: float | None = None,
         dtmf: str = "",
+        dtmf_method: Literal["rfc4733", "info"] = "rfc4733",
         null_audio: bool = True,
         max_seconds: float = 60.0,
         expires: int = 300,
@@ -257,6 +258,8 @@ class PjAgent:
             self.args += ["--hangup-after", str(hangup_after)]
         if dtmf:
             self.args += ["--dtmf", dtmf]
+        if dtmf_method != "rfc4733":
+            self.args += ["--dtmf-method", dtmf_method]
         if null_audio:
             self.args.append("--null-audio")
         self.args += list(extra_args)

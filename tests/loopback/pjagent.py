@@ -54,6 +54,12 @@ SELECTED_HEADERS = (
 )
 _SELECTED_LOWER = {name.lower(): name for name in SELECTED_HEADERS}
 
+# How --dtmf-method sends keys: RFC 4733 events in RTP, or SIP INFO requests.
+DTMF_METHODS = {
+    "rfc4733": pj.PJSUA_DTMF_METHOD_RFC2833,
+    "info": pj.PJSUA_DTMF_METHOD_SIP_INFO,
+}
+
 # Simultaneous calls one agent process accepts (PJSUA's default, far above what a test needs).
 MAX_CALLS = 32
 
@@ -160,18 +166,21 @@ class AgentCall(pj.Call):
         self.agent.emitter.emit("dtmf", call_id=self.sip_call_id, digit=prm.digit)
 
     def send_pending_dtmf(self) -> None:
-        """Send the digits of --dtmf as RFC 4733 telephone-events once media is up."""
+        """Send the digits of --dtmf (by --dtmf-method) once media is up."""
         if self.dtmf_pending and not self.disconnected:
             digits, self.dtmf_pending = self.dtmf_pending, ""
             self.send_dtmf(digits)
 
     def send_dtmf(self, digits: str) -> None:
+        """Send keys the way --dtmf-method says: RFC 4733 telephone-events in the RTP stream,
+        or one SIP INFO per key (application/dtmf-relay `Signal=` body, as pjsip writes it)."""
+        method = self.agent.args.dtmf_method
         param = pj.CallSendDtmfParam()
-        param.method = pj.PJSUA_DTMF_METHOD_RFC2833
+        param.method = DTMF_METHODS[method]
         param.digits = digits
         param.duration = 160  # ms per digit
         self.sendDtmf(param)
-        self.agent.emitter.emit("dtmf_sent", call_id=self.sip_call_id, digits=digits)
+        self.agent.emitter.emit("dtmf_sent", call_id=self.sip_call_id, digits=digits, method=method)
 
     def answer_with(self, code: int) -> None:
         """Answer (2xx), reject (>= 300) or ring (180) this incoming call."""
@@ -451,6 +460,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--answer-delay", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--hangup-after", type=float, default=None, metavar="SECONDS")
     parser.add_argument("--dtmf", default="", metavar="DIGITS")
+    parser.add_argument("--dtmf-method", choices=tuple(DTMF_METHODS), default="rfc4733")
     parser.add_argument("--null-audio", action="store_true")
     parser.add_argument("--max-seconds", type=float, default=60.0)
     parser.add_argument("--log-file", default="")
