@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     from softswitch.node import run_node  # imported late: `check` needs no event loop
 
     try:
-        return run_node(config, listen, Path(args.data))
+        return run_node(config, listen, Path(args.data), Path(args.config))
     except OSError as exc:
         print(f"hotline: {exc}", file=sys.stderr)
         return 1

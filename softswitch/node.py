@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from acd import AcdError
 from softswitch.cdr import CdrStore
-from softswitch.config import Config
+from softswitch.config import Config, load_config, summary
+from softswitch.errors import ConfigError
 from softswitch.switch import Switch
 from softswitch.transport import TransportManager, hostport
 
@@ -25,8 +27,15 @@ log = logging.getLogger("hotline.node")
 
 
 class Node:
-    def __init__(self, config: Config, listen: list[tuple[str, int]], data_dir: Path) -> None:
+    def __init__(
+        self,
+        config: Config,
+        listen: list[tuple[str, int]],
+        data_dir: Path,
+        config_dir: Path | None = None,
+    ) -> None:
         self.config = config
+        self.config_dir = config_dir
         self.listen = listen
         self.data_dir = data_dir
         self.switch: Switch | None = None
@@ -64,6 +73,7 @@ class Node:
                 media.attach(loop, self._media_event)
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, self._stopping.set)
+            loop.add_signal_handler(signal.SIGHUP, self.reload)
             bound = ", ".join(f"{t} {hostport(h, p)}" for t, h, p in self.transports.bound)
             log.info("hotline listening on %s; data in %s", bound, self.data_dir)
             await self._stopping.wait()
@@ -112,6 +122,40 @@ class Node:
         except Exception:
             log.exception("error handling media event %s", event)
         self._flush()
+
+    def reload(self) -> bool:
+        """SIGHUP: validate the configuration directory again and swap it in (DP-9).
+
+        An invalid configuration is reported line by line and the running one stays.
+        """
+        if self.switch is None or self.config_dir is None:
+            log.warning("reload ignored: no configuration directory to read")
+            return False
+        try:
+            config = load_config(self.config_dir)
+        except ConfigError as exc:
+            for issue in exc.errors:
+                log.error("reload refused: %s", issue)
+            log.error(
+                "reload refused: %d error(s); the running configuration stays", len(exc.errors)
+            )
+            return False
+        now = asyncio.get_running_loop().time()
+        try:
+            restart_only = self.switch.reload(config, now)
+        except AcdError as exc:
+            log.error("reload refused by the ACD: %s; the running configuration stays", exc)
+            return False
+        self.config = config
+        log.info(
+            "configuration reloaded: %s; %d calls in progress untouched",
+            summary(config),
+            len(self.switch.b2bua.calls),
+        )
+        if restart_only:
+            log.warning("changed settings that need a restart: %s", ", ".join(restart_only))
+        self._flush()
+        return True
 
     def stop(self) -> None:
         self._stopping.set()
@@ -168,9 +212,11 @@ class Node:
         self._flush()
 
 
-def run_node(config: Config, listen: list[tuple[str, int]], data_dir: Path) -> int:
-    """Run until SIGINT/SIGTERM; uvloop when installed, plain asyncio otherwise."""
-    node = Node(config, listen, data_dir)
+def run_node(
+    config: Config, listen: list[tuple[str, int]], data_dir: Path, config_dir: Path | None = None
+) -> int:
+    """Run until SIGINT/SIGTERM (SIGHUP reloads `config_dir`); uvloop when installed."""
+    node = Node(config, listen, data_dir, config_dir)
     try:
         import uvloop
     except ImportError:

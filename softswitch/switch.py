@@ -350,6 +350,40 @@ class Switch:
             else:
                 self.b2bua.acd_input(now, self.acd.agent_unavailable, change.agent_id, now)
 
+    def reload(self, config: Config, now: float) -> list[str]:
+        """Swap in a new, already validated configuration (DP-9) without touching calls.
+
+        Dialplan, trunks, agents, queues and limits take effect for new decisions; calls in
+        progress keep the queue settings they started with (the ACD keeps each call's spec).
+        Returns the settings that differ but need a restart (listen addresses, timers,
+        realm, digest algorithms, media ports), so the caller can say so.
+        """
+        old = self.config
+        restart_only = [
+            name
+            for name, before, after in (
+                ("node", old.node, config.node),
+                ("auth", old.auth, config.auth),
+                ("registrar", old.registrar, config.registrar),
+                ("media", old.media, config.media),
+            )
+            if before != after
+        ]
+        queues, agents = acd_specs(config)
+        self.acd.replace_specs(queues, agents)  # raises AcdError: nothing changed then
+        self.config = config
+        self.registrar.config = config
+        self._trunk_sources.clear()
+        limits = config.limits
+        self.txn.max_server_per_source = limits.max_transactions_per_source
+        rate = limits.requests_per_second_per_source
+        self.limiter = RateLimiter(rate, burst=max(rate * 2, 10))
+        # Agents added to a queue whose phones are already registered become available now.
+        for agent in config.agents:
+            if old.agent(agent.id) is None and self.location.lookup(agent.id, now):
+                self.b2bua.acd_input(now, self.acd.agent_available, agent.id, now)
+        return restart_only
+
     def stats(self) -> dict[str, int]:
         """Every counter of the node's layers, flat, for logs and (later) the API."""
         out: dict[str, int] = {}
