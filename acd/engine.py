@@ -2,40 +2,54 @@
 
 `Acd` takes inputs with the current time (`now`, monotonic seconds) and returns lists of
 commands (`OfferCall`, `CancelOffer`, `QueueTimeout`) and queue-log events (`QueueEvent`) in the
-order the caller must act on them. It keeps its own timers (ring timeout, max wait, wrap-up end);
-the owner asks `get_timer()` and calls `handle_timer(now)` when it is due. No I/O, no clock, no
-randomness: the same inputs always give the same outputs.
+order the caller must act on them. It keeps its own timers (ring timeout, max wait, wrap-up end,
+end of a retry window); the owner asks `get_timer()` and calls `handle_timer(now)` when it is
+due. No I/O, no clock, no randomness: the same inputs always give the same outputs. Each public
+input is one *step*; its returned list is that step's commands.
 
 Routing rules (SPEC ACD-1 longest-idle, ACD-4 subset):
 
-- Longest idle: a call goes to the IDLE agent of its queue that has been idle the longest and has
-  not been offered this call yet; ties by agent id.
+- Longest idle: a call goes to the IDLE agent of its queue that has been idle the longest and is
+  *eligible* for it (see Retry window); ties by agent id.
 - Idle since: the time an agent became available (login, end of call, end of wrap-up). An agent
   whose phone did not answer or refused goes to the *back* of the line (idle since = the time of
   the failure): it is most likely away from its desk, and keeping it first would make every next
   caller ring it for a whole ring timeout first, which costs service level (SPEC RPT-3: answered
   within 15 s). An agent whose ring was stopped because the caller left (abandon, max wait)
   keeps its place: it did nothing wrong.
-- Tried set: an agent is not offered the same call again after a no-answer or reject, while
-  other calls may still go to it at once. The set persists for the call's lifetime, with one
-  exception: an agent that *becomes available* (login, end of call, end of wrap-up) takes the
-  longest-waiting call of its queues even if it tried it before, since at that point no untried
-  idle agent exists for that call (otherwise the call would be ringing). Without that, a queue
-  with one agent would never retry a call. An agent that merely returns to idle after a failed
-  or withdrawn offer only takes calls it has not tried.
+- Retry window: after a no-answer or reject, the agent is not eligible for *that* call for the
+  queue's `retry` seconds (counted from the failure), while other calls may go to it at once.
+  A retry timer at the window's end offers the call again if it still waits (to that agent or
+  any other eligible one, longest idle first), so a one-agent queue (night shift, a small
+  hotline) rings its agent again after `retry` seconds instead of holding the caller until max
+  wait (Asterisk app_queue's `retry` option). An agent that *becomes available* (login, end of
+  call, end of wrap-up) takes the longest-waiting call of its queues even inside a window: at
+  that point no eligible idle agent exists for that call (otherwise it would be ringing). An
+  agent that merely returns to idle after a failed or withdrawn offer only takes calls it is
+  eligible for. An unregister while ringing is no failure: the agent is logged out, and its
+  next login makes it available anyway.
+- `retry` = 0: eligible again at once, but never re-offered the call in the same step as its
+  failure (that would CANCEL and re-INVITE the same phone in one command list); the retry
+  timer is then due at the same instant and the next `handle_timer` offers it. A phone that
+  rejects at once is thus rung again once per owner round trip, not in a zero-time loop.
 - Order of waiting calls: higher priority first, then enqueue order; an agent serving several
   queues takes the first call in that order across its queues (the longest waiting). A call put
   back after a failed offer keeps its place, which is the head of its queue (SPEC ACD-4, see
   `acd.queue`): no call that arrived later gets ahead of it.
 - Max wait runs from `enqueue` and is not restarted by re-queues. When it hits while the call is
   ringing an agent: `CancelOffer`, then `QueueTimeout`.
-- Timers due at the same instant run in the order max wait, ring timeout, wrap-up end.
+- Timers due at the same instant run in the order max wait, ring timeout, wrap-up end, retry
+  (an agent that became available at that instant takes the head call before a retry goes back
+  to an agent that failed it). `handle_timer` runs only timers set before it was called: one
+  that its own actions set for `now` (a retry window of 0) is due at the next call.
 - A phone that unregisters while ringing: `CancelOffer`, the agent is logged out, the call goes
   back to the head and is offered to the next agent. While talking: the call goes on and the
   agent is logged out when it ends.
 
-Invariant after every method returns: no waiting call has an idle, untried agent in its queue.
-`replace_specs` is the one exception until the next `handle_timer` (see there).
+Invariant after every method returns: no waiting call has an idle agent in its queue that is
+eligible for it at `now`. Exceptions, each with a timer due at once (`get_timer() <= now`): an
+agent that failed the call in this step with `retry` = 0, and `replace_specs` until the next
+`handle_timer` (see there).
 """
 
 from __future__ import annotations
@@ -63,6 +77,7 @@ _K = QueueEventKind
 _MAX_WAIT = 0
 _RING_TIMEOUT = 1
 _WRAP_UP_END = 2
+_RETRY = 3
 
 _Timer = tuple[float, int, int, str, int]  # (deadline, kind, seq, call or agent id, serial)
 
@@ -79,6 +94,7 @@ class Acd:
         self._timers: list[_Timer] = []
         self._seq = 0  # enqueue order, global across queues
         self._serial = 0  # call incarnations, offers, wrap-ups, timers
+        self._step = 0  # public inputs; one step = one returned command list
         self._last_now = 0.0
         self._reload_pending = False
         for q_spec in queue_specs:
@@ -220,8 +236,9 @@ class Acd:
 
     def agent_rejected(self, call_id: str, agent_id: str, now: float, reason: str) -> list[Command]:
         """The agent's phone refused the call (486, 603, another error, unreachable): the agent
-        is idle again at the back of the line and will not be offered this call again; the call
-        goes back to its queue head and the next agent is offered it."""
+        is idle again at the back of the line and is not offered this call again for the queue's
+        `retry` seconds; the call goes back to its queue head and the next eligible agent is
+        offered it."""
         self._tick(now)
         call, agent = self._offer_pair(call_id, agent_id, CallEvent.REJECT)
         out: list[Command] = [
@@ -269,25 +286,37 @@ class Acd:
     def handle_timer(self, now: float) -> list[Command]:
         """Run every timer due at `now`, earliest first: max wait (`CancelOffer` if ringing,
         then `QueueTimeout`), ring timeout (`CancelOffer`, call back to the queue head, next
-        agent offered), wrap-up end (agent idle, may be offered a call). Also applies a pending
-        `replace_specs`."""
+        agent offered), wrap-up end (agent idle, may be offered a call), end of a retry window
+        (the call, if still waiting, is offered to an eligible idle agent). Also applies a
+        pending `replace_specs`. Timers set by this call itself for `now` (retry = 0) are left
+        for the next call."""
         self._tick(now)
         out: list[Command] = []
+        first_new = self._serial + 1  # timers set from here on belong to the next step
         if self._reload_pending:
             self._apply_reload(now, out)
+        deferred: list[_Timer] = []
         while self._timers and self._timers[0][0] <= now:
             timer = heapq.heappop(self._timers)
             if not self._timer_valid(timer):
                 continue
-            _, kind, _, key, _ = timer
-            if kind == _MAX_WAIT:
+            _, kind, seq, key, _ = timer
+            if seq >= first_new:
+                deferred.append(timer)
+            elif kind == _MAX_WAIT:
                 self._max_wait(self._calls[key], now, out)
             elif kind == _RING_TIMEOUT:
                 self._ring_timeout(self._calls[key], now, out)
+            elif kind == _RETRY:
+                call = self._calls[key]
+                if call.state is CallState.WAITING:
+                    self._dispatch_call(call, now, out)
             else:
                 agent = self._agents[key]
                 self._agent_to(agent, AgentEvent.WRAP_UP_END, now, out)
                 self._agent_ready(agent, now, out, fresh=True)
+        for timer in deferred:
+            heapq.heappush(self._timers, timer)
         return out
 
     # ---------------------------------------------------------------------------------------
@@ -316,7 +345,8 @@ class Acd:
         """Swap in new queue and agent specs (config reload); calls in progress are untouched.
 
         Validation happens first: on `InvalidSpec` the old specs stay in force. Then:
-        - a call keeps the queue spec it was enqueued with (ring timeout, max wait, wrap-up);
+        - a call keeps the queue spec it was enqueued with (ring timeout, max wait, wrap-up,
+          retry);
         - a removed queue that still holds calls drains: no new calls, its agents keep serving
           it until its last call leaves;
         - a removed agent that is ringing or talking finishes that call and is then logged out
@@ -427,13 +457,14 @@ class Acd:
 
     def _agent_ready(self, agent: AgentRecord, now: float, out: list[Command], fresh: bool) -> None:
         """The agent has just entered IDLE: offer it the best call of its queues. A `fresh`
-        agent (it became available) may take a call it tried before; otherwise only untried."""
+        agent (it became available) may take a call whose retry window for it is still open;
+        otherwise only calls it is eligible for."""
         if self._settle(agent, now, out):
             return
         best: CallRecord | None = None
-        untried_by = None if fresh else agent.agent_id
+        eligible_for = None if fresh else agent.agent_id
         for name in agent.queues:
-            call = self._queues[name].first_waiting(untried_by)
+            call = self._queues[name].first_waiting(eligible_for, now, self._step)
             if call is not None and (best is None or call.key < best.key):
                 best = call
         if best is not None:
@@ -447,7 +478,7 @@ class Acd:
         self, agent: AgentRecord, call_id: str, now: float, out: list[Command]
     ) -> None:
         """The caller left while `agent` was ringing: the agent is idle again with its place in
-        line kept, and may take another call it has not tried."""
+        line kept, and may take another call it is eligible for."""
         self._agent_to(
             agent,
             AgentEvent.OFFER_WITHDRAWN,
@@ -500,8 +531,8 @@ class Acd:
         )
 
     def _dispatch_call(self, call: CallRecord, now: float, out: list[Command]) -> None:
-        """Offer a waiting call to the longest-idle agent of its queue it has not tried."""
-        agent_id = self._queues[call.queue].first_idle(call.tried)
+        """Offer a waiting call to the longest-idle agent of its queue eligible for it."""
+        agent_id = self._queues[call.queue].first_idle(call, now, self._step)
         if agent_id is not None:
             self._offer(call, self._agents[agent_id], now, out)
 
@@ -512,7 +543,6 @@ class Acd:
         call.offered_at = now
         call.offer_serial = self._next_serial()
         call.attempts += 1
-        call.tried.add(agent.agent_id)
         out.append(
             self._event(
                 _K.OFFER,
@@ -544,11 +574,15 @@ class Acd:
         out: list[Command],
     ) -> None:
         """No answer or reject: the agent goes idle at the back of the line, the call back to
-        its queue head; the call is offered to the next agent first, then the agent may take a
-        call it has not tried."""
+        its queue head, and the agent's retry window for the call opens (a timer at its end
+        re-dispatches the call if it still waits); the call is offered to the next eligible
+        agent first, then the agent may take a call it is eligible for."""
         self._agent_to(agent, agent_event, now, out, call_id=call.call_id)
         agent.call_id = None
         self._requeue(call, call_event)
+        until = now + call.spec.retry
+        call.record_failure(agent.agent_id, until, self._step)
+        self._push_timer(until, _RETRY, call.call_id, call.serial)
         self._dispatch_call(call, now, out)
         self._agent_ready(agent, now, out, fresh=False)
 
@@ -596,6 +630,8 @@ class Acd:
     # Internals: time and reload
 
     def _tick(self, now: float) -> None:
+        """Start a step (one public input)."""
+        self._step += 1
         if now > self._last_now:
             self._last_now = now
 
@@ -618,7 +654,9 @@ class Acd:
         call = self._calls.get(key)
         if call is None:
             return False
-        if kind == _MAX_WAIT:
+        if kind == _MAX_WAIT or kind == _RETRY:
+            # A retry timer stays valid while the call is ringing someone else: that offer may
+            # fail before the window ends, and the call must then be offered again at its end.
             return call.serial == serial and call.state in (CallState.WAITING, CallState.RINGING)
         return call.state is CallState.RINGING and call.offer_serial == serial
 

@@ -3,8 +3,8 @@
 Each queue keeps two sorted lists, maintained with `bisect` so that the hot decisions do not scan
 every agent or call:
 
-- `idle`: ``(idle_since, agent_id)`` of its IDLE agents — the first entry not yet tried for a
-  call is the longest-idle agent (SPEC ACD-1).
+- `idle`: ``(idle_since, agent_id)`` of its IDLE agents — the first entry eligible for a call
+  (see `CallRecord.eligible`) is the longest-idle agent (SPEC ACD-1).
 - `waiting`: ``(-priority, seq, call_id)`` of its calls not being offered — higher priority
   first, then enqueue order (`seq`, global across queues, so an agent serving several queues
   compares the heads by waiting time).
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import bisect
 import enum
-from collections.abc import Container, Mapping
+from collections.abc import Mapping
 from types import MappingProxyType
 
 from acd.spec import QueueSpec
@@ -85,9 +85,14 @@ class CallRecord:
     """The engine's mutable record of one call (internal).
 
     `spec` is the queue spec captured at enqueue: a reload does not change the ring timeout,
-    max wait or wrap-up of a call already in progress (STYLE §4). `tried` holds every agent the
-    call has been offered to; `serial` tells this call apart from a later one reusing its id,
-    `offer_serial` one offer from the next (stale timers are recognised by them).
+    max wait, wrap-up or retry of a call already in progress (STYLE §4). `tried` maps each agent
+    whose offer of this call failed (no answer, reject) to the end of its retry window: the
+    time from which it is eligible for the call again. It holds at most one entry per agent
+    that ever failed the call, so it stays small. `failed_agent` and `failed_step` name the
+    latest failure and the engine step (one public input) it happened in: that agent is never
+    re-offered the call within the same step, even with `retry` = 0. `serial` tells this call
+    apart from a later one reusing its id, `offer_serial` one offer from the next (stale timers
+    are recognised by them).
     """
 
     __slots__ = (
@@ -105,6 +110,8 @@ class CallRecord:
         "offer_serial",
         "attempts",
         "tried",
+        "failed_agent",
+        "failed_step",
         "connected_at",
     )
 
@@ -130,8 +137,26 @@ class CallRecord:
         self.offered_at = 0.0
         self.offer_serial = 0
         self.attempts = 0
-        self.tried: set[str] = set()
+        self.tried: dict[str, float] = {}
+        self.failed_agent: str | None = None
+        self.failed_step = -1
         self.connected_at = 0.0
+
+    def record_failure(self, agent_id: str, until: float, step: int) -> None:
+        """The offer to `agent_id` failed in engine step `step`: it is not eligible for this
+        call before `until`, and never again within `step`."""
+        self.tried[agent_id] = until
+        self.failed_agent = agent_id
+        self.failed_step = step
+
+    def eligible(self, agent_id: str, now: float, step: int) -> bool:
+        """May `agent_id` (idle, a member of the queue) be offered this call at `now` in
+        engine step `step`? Yes unless its retry window for the call is still open, or it
+        failed the call in this very step."""
+        until = self.tried.get(agent_id)
+        if until is None:
+            return True
+        return until <= now and not (agent_id == self.failed_agent and step == self.failed_step)
 
 
 class QueueRecord:
@@ -164,10 +189,14 @@ class QueueRecord:
             raise RuntimeError(f"queue {self.name!r}: idle index lost agent {key[1]!r}")
         del self.idle[i]
 
-    def first_idle(self, exclude: Container[str]) -> str | None:
-        """The longest-idle agent not in `exclude` (the call's tried set), or None."""
-        for _, agent_id in self.idle:
-            if agent_id not in exclude:
+    def first_idle(self, call: CallRecord, now: float, step: int) -> str | None:
+        """The longest-idle agent eligible for `call` at `now` in engine step `step`, or None.
+        Skips at most the agents in the call's (small) tried map."""
+        idle = self.idle
+        if not call.tried:
+            return idle[0][1] if idle else None
+        for _, agent_id in idle:
+            if call.eligible(agent_id, now, step):
                 return agent_id
         return None
 
@@ -187,11 +216,13 @@ class QueueRecord:
         del self.waiting[i]
         return i + 1
 
-    def first_waiting(self, untried_by: str | None) -> CallRecord | None:
-        """The first waiting call in order, skipping calls already offered to `untried_by`
-        (no skipping when it is None)."""
+    def first_waiting(self, eligible_for: str | None, now: float, step: int) -> CallRecord | None:
+        """The first waiting call in order, skipping calls for which agent `eligible_for` is not
+        eligible at `now` in step `step` (no skipping when it is None). The calls skipped are
+        those the agent failed in the last `retry` seconds: few, since an agent rings one call
+        at a time and each failure takes a ring timeout or a SIP round trip."""
         for key in self.waiting:
             call = self.calls[key[2]]
-            if untried_by is None or untried_by not in call.tried:
+            if eligible_for is None or call.eligible(eligible_for, now, step):
                 return call
         return None

@@ -27,6 +27,11 @@ class QueueSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     - `max_wait`: seconds from `enqueue` until the caller leaves with `QueueTimeout`; re-queues
       after no-answer do not restart it.
     - `wrap_up`: seconds of after-call work before the agent is idle again (0 = none).
+    - `retry`: seconds an agent whose offer of a call failed (no answer within `ring_timeout`,
+      or rejected) is not offered that same call again; other calls may go to it at once. When
+      the window ends and the call still waits, the engine offers it again (Asterisk app_queue's
+      `retry`). 0 = eligible again at once, but never re-offered in the same returned command
+      list as its failure: the next `handle_timer`, due at the same instant, does it.
     """
 
     name: Annotated[str, msgspec.Meta(min_length=1)]
@@ -34,6 +39,7 @@ class QueueSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ring_timeout: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     max_wait: Annotated[float, msgspec.Meta(gt=0)] = 300.0
     wrap_up: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    retry: Annotated[float, msgspec.Meta(ge=0)] = 5.0
 
 
 class AgentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -79,6 +85,7 @@ def validate_specs(
         _check_seconds(f"{where}.ring_timeout", q.ring_timeout, allow_zero=False)
         _check_seconds(f"{where}.max_wait", q.max_wait, allow_zero=False)
         _check_seconds(f"{where}.wrap_up", q.wrap_up, allow_zero=True)
+        _check_seconds(f"{where}.retry", q.retry, allow_zero=True)
     ids: set[str] = set()
     for i, a in enumerate(agent_list):
         where = f"agents[{i}]"

@@ -4,7 +4,7 @@ Run: ``python -m pytest bench/bench_acd.py`` (add ``--benchmark-json=FILE`` for 
 ``python bench/bench_acd.py``.
 
 The workloads are deterministic (no randomness): 10,000 agents in one queue, logged in one
-millisecond apart so the longest-idle order is total. `test_reference_linear_scan` measures, in
+millisecond apart so the longest-idle order is total (queue `retry` at its default, 5 s). `test_reference_linear_scan` measures, in
 the same run, what picking the longest-idle agent costs when every idle agent is scanned, the
 approach the engine's per-queue sorted index avoids.
 """
@@ -100,6 +100,26 @@ def test_agent_takes_head_call_among_10000_waiting(benchmark) -> None:
         out = acd.agent_available("1000", 20.0)
         assert isinstance(out[-1], OfferCall) and out[-1].call_id == "w0"
         acd.agent_unavailable("1000", 20.0)
+
+    benchmark(cycle)
+
+
+def test_reject_then_next_offer_among_10000_idle_agents(benchmark) -> None:
+    """A call is rejected by the longest-idle of 10,000 agents (which goes to the back of the
+    line and into the call's retry window, with a retry timer set) and is offered to the next
+    one, then abandoned while ringing: the failure path of `retry`."""
+    acd = agents_engine()
+    ids = (f"c{i}" for i in itertools.count())
+    clock = itertools.count(100)
+
+    def cycle() -> None:
+        call_id = next(ids)
+        now = float(next(clock))
+        first = acd.enqueue(call_id, "general", now)[-1]
+        assert isinstance(first, OfferCall)
+        second = acd.agent_rejected(call_id, first.agent_id, now, "486")[-1]
+        assert isinstance(second, OfferCall) and second.agent_id != first.agent_id
+        acd.abandon(call_id, now)
 
     benchmark(cycle)
 

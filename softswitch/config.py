@@ -456,6 +456,15 @@ class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "agent is offered the next one.",
         ),
     ] = 0.0
+    retry: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description="Seconds an agent that did not answer or refused a call is not "
+            "offered that same call again (other calls may ring it at once); after that, "
+            "the call, if still waiting, rings it again. 0 = no pause.",
+        ),
+    ] = 5.0
     timeout_response: Annotated[
         int,
         Meta(

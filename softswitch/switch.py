@@ -64,7 +64,14 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 
 def acd_specs(config: Config) -> tuple[list[QueueSpec], list[AgentSpec]]:
     queues = [
-        QueueSpec(q.name, q.strategy, float(q.ring_timeout), float(q.max_wait), float(q.wrap_up))
+        QueueSpec(
+            q.name,
+            q.strategy,
+            float(q.ring_timeout),
+            float(q.max_wait),
+            float(q.wrap_up),
+            float(q.retry),
+        )
         for q in config.queues
     ]
     agents = [AgentSpec(a.id, tuple(a.queues)) for a in config.agents]

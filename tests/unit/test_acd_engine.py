@@ -1,4 +1,5 @@
-"""Behaviour of the ACD engine driven with virtual time (SPEC ACD-1 longest-idle, ACD-4 subset)."""
+"""Behaviour of the ACD engine driven with virtual time (SPEC ACD-1 longest-idle, ACD-4 subset,
+the queue's `retry` window after a failed offer)."""
 
 from __future__ import annotations
 
@@ -35,9 +36,18 @@ def make_acd(
     ring_timeout: float = 15.0,
     max_wait: float = 300.0,
     wrap_up: float = 0.0,
+    retry: float = 5.0,
 ) -> Acd:
     return Acd(
-        [QueueSpec("general", ring_timeout=ring_timeout, max_wait=max_wait, wrap_up=wrap_up)],
+        [
+            QueueSpec(
+                "general",
+                ring_timeout=ring_timeout,
+                max_wait=max_wait,
+                wrap_up=wrap_up,
+                retry=retry,
+            )
+        ],
         [AgentSpec(agent_id, ("general",)) for agent_id in agents],
     )
 
@@ -142,8 +152,8 @@ def test_no_answer_returns_call_to_queue_head() -> None:
     assert offers(out) == [("c1", "a2")]
 
 
-def test_no_answer_agent_is_not_offered_the_same_call_again() -> None:
-    acd = make_acd(("a1",))
+def test_no_answer_agent_is_not_offered_the_same_call_within_the_retry_window() -> None:
+    acd = make_acd(("a1",), retry=10.0)
     login(acd, "a1")
     acd.enqueue("c1", "general", 10.0)
     out = acd.handle_timer(25.0)
@@ -152,6 +162,7 @@ def test_no_answer_agent_is_not_offered_the_same_call_again() -> None:
     assert acd.agent_state("a1") is AgentState.IDLE
     assert acd.agent_available("a1", 30.0) == []  # a REGISTER refresh changes nothing
     assert acd.queue_snapshot("general", 30.0).waiting == 1
+    assert acd.get_timer() == 35.0  # the window ends 10 s after the failure
 
 
 def test_no_answer_agent_may_take_other_calls_at_once() -> None:
@@ -211,7 +222,7 @@ def test_answer_after_ring_timeout_raises_not_offered() -> None:
 # -- reject --------------------------------------------------------------------------------
 
 
-def test_reject_offers_next_agent_and_never_the_rejecting_one_again() -> None:
+def test_reject_offers_next_agent_and_not_the_rejecting_one_within_its_window() -> None:
     acd = make_acd(("a1", "a2"))
     login(acd, "a1", "a2")
     acd.enqueue("c1", "general", 10.0)
@@ -236,6 +247,154 @@ def test_reject_from_an_agent_not_ringing_raises() -> None:
     with pytest.raises(NotOffered):
         acd.agent_rejected("c1", "a2", 11.0, "486")
     assert acd.agent_state("a1") is AgentState.RINGING
+
+
+# -- retry window --------------------------------------------------------------------------
+
+
+def test_one_agent_queue_rings_the_same_agent_again_after_retry_seconds() -> None:
+    acd = make_acd(("a1",), retry=5.0)
+    login(acd, "a1")
+    acd.enqueue("c1", "general", 10.0)
+    out = acd.handle_timer(25.0)  # no answer; the only agent is in its window until 30
+    assert commands(out) == [CancelOffer("c1", "a1", "ring_timeout")]
+    assert acd.get_timer() == 30.0
+    assert acd.handle_timer(29.9) == []
+    out = acd.handle_timer(30.0)
+    assert commands(out) == [OfferCall("c1", "a1", "general", 15.0)]
+    attempts = [e.data["attempt"] for e in out if isinstance(e, QueueEvent) and e.kind == "OFFER"]
+    assert attempts == [2]
+    out = acd.agent_answered("c1", "a1", 33.0)
+    (connect,) = [e for e in out if isinstance(e, QueueEvent) and e.kind == "CONNECT"]
+    assert connect.data == {"waited": 23.0, "ring": 3.0, "attempt": 2}
+
+
+def test_one_agent_that_never_answers_is_rung_every_retry_until_max_wait() -> None:
+    acd = make_acd(("a1",), ring_timeout=15.0, max_wait=60.0, retry=5.0)
+    login(acd, "a1")
+    out = acd.enqueue("c1", "general", 10.0)
+    out += drain_timers(acd, 1000.0)
+    # rings 10-25, window 25-30, rings 30-45, window 45-50, rings 50-65, window ends at 70
+    # together with max wait, which runs first: the caller leaves, no fourth ring
+    offer_times = [e.at for e in out if isinstance(e, QueueEvent) and e.kind == "OFFER"]
+    assert offer_times == [10.0, 30.0, 50.0]
+    assert commands(out)[-1] == QueueTimeout("c1", "general", 60.0)
+    assert acd.get_timer() is None
+
+
+def test_failed_agents_are_skipped_within_their_windows_and_eligible_after() -> None:
+    acd = make_acd(("a1", "a2"), retry=5.0)
+    login(acd, "a1", "a2")
+    acd.enqueue("c1", "general", 10.0)  # a1
+    assert offers(acd.agent_rejected("c1", "a1", 11.0, "486")) == [("c1", "a2")]
+    assert offers(acd.agent_rejected("c1", "a2", 13.0, "486")) == []  # both in windows
+    assert acd.get_timer() == 16.0
+    assert acd.handle_timer(15.9) == []
+    # a1's window ended; a2's runs until 18, so a2 is skipped
+    assert offers(acd.handle_timer(16.0)) == [("c1", "a1")]
+    assert offers(acd.agent_rejected("c1", "a1", 16.5, "603")) == []  # a1 again until 21.5
+    assert offers(acd.handle_timer(18.0)) == [("c1", "a2")]
+
+
+def test_failed_agent_is_offered_the_call_when_another_offer_fails_after_its_window() -> None:
+    acd = make_acd(("a1", "a2"), ring_timeout=15.0, retry=5.0)
+    login(acd, "a1", "a2")
+    acd.enqueue("c1", "general", 10.0)
+    assert offers(acd.agent_rejected("c1", "a1", 11.0, "486")) == [("c1", "a2")]
+    assert offers(acd.handle_timer(16.0)) == []  # a1's window ends while c1 rings a2
+    out = acd.handle_timer(26.0)  # a2 does not answer; a1 is eligible again
+    assert commands(out) == [
+        CancelOffer("c1", "a2", "ring_timeout"),
+        OfferCall("c1", "a1", "general", 15.0),
+    ]
+
+
+def test_retry_timer_outlives_an_offer_to_another_agent_that_then_fails() -> None:
+    acd = make_acd(("a1", "a2"), retry=5.0)
+    login(acd, "a1", "a2")
+    acd.enqueue("c1", "general", 10.0)
+    acd.agent_rejected("c1", "a1", 11.0, "486")  # a1's window until 16; c1 rings a2
+    assert acd.get_timer() == 16.0  # asked while c1 rings: the retry timer must not be lost
+    acd.agent_rejected("c1", "a2", 14.0, "486")  # a2's window until 19; a1 still in its own
+    assert acd.get_timer() == 16.0
+    assert offers(acd.handle_timer(16.0)) == [("c1", "a1")]
+
+
+def test_retry_window_belongs_to_one_call_only() -> None:
+    acd = make_acd(("a1",), retry=30.0)
+    login(acd, "a1")
+    acd.enqueue("c1", "general", 10.0)
+    acd.enqueue("c2", "general", 11.0)
+    assert offers(acd.agent_rejected("c1", "a1", 12.0, "486")) == [("c2", "a1")]
+    assert offers(acd.agent_rejected("c2", "a1", 13.0, "486")) == []
+    assert offers(acd.enqueue("c3", "general", 14.0)) == [("c3", "a1")]
+
+
+def test_agent_that_becomes_available_takes_head_call_inside_its_window() -> None:
+    acd = make_acd(("a1",), ring_timeout=15.0, retry=60.0, wrap_up=5.0)
+    login(acd, "a1")
+    acd.enqueue("c1", "general", 10.0)
+    acd.handle_timer(25.0)  # a1 in c1's window until 85
+    acd.enqueue("c2", "general", 26.0)  # a1 takes it
+    acd.agent_answered("c2", "a1", 27.0)
+    acd.call_ended("c2", "a1", 40.0)
+    assert offers(acd.handle_timer(45.0)) == [("c1", "a1")]  # end of wrap-up
+
+
+def test_wrap_up_end_goes_before_a_retry_due_at_the_same_instant() -> None:
+    acd = make_acd(("a1", "a2"), ring_timeout=15.0, retry=5.0, wrap_up=5.0)
+    login(acd, "a2", "a1")
+    acd.enqueue("c0", "general", 10.0)  # a2
+    acd.agent_answered("c0", "a2", 11.0)
+    acd.enqueue("c1", "general", 12.0)  # a1
+    acd.handle_timer(27.0)  # a1 does not answer: window until 32
+    acd.call_ended("c0", "a2", 27.0)  # a2 in wrap-up until 32
+    # the agent just back from wrap-up takes c1, not the one that failed it
+    assert offers(acd.handle_timer(32.0)) == [("c1", "a2")]
+    assert acd.agent_state("a1") is AgentState.IDLE
+
+
+def test_retry_zero_offers_the_same_agent_at_the_next_timer_not_in_the_same_list() -> None:
+    acd = make_acd(("a1",), retry=0.0)
+    login(acd, "a1")
+    acd.enqueue("c1", "general", 10.0)
+    out = acd.handle_timer(25.0)
+    assert commands(out) == [CancelOffer("c1", "a1", "ring_timeout")]
+    assert acd.get_timer() == 25.0  # due at once
+    assert commands(acd.handle_timer(25.0)) == [OfferCall("c1", "a1", "general", 15.0)]
+    out = acd.agent_rejected("c1", "a1", 26.0, "486")
+    assert offers(out) == []
+    assert acd.get_timer() == 26.0
+    assert offers(acd.handle_timer(26.0)) == [("c1", "a1")]
+
+
+def test_retry_zero_agent_that_failed_in_an_earlier_step_is_eligible_at_once() -> None:
+    acd = make_acd(("a1", "a2"), retry=0.0)
+    login(acd, "a1", "a2")
+    acd.enqueue("c1", "general", 10.0)  # a1
+    assert offers(acd.agent_rejected("c1", "a1", 11.0, "486")) == [("c1", "a2")]
+    # a2 fails: a1 (failed one step earlier) is eligible again; a2 is not re-offered now
+    assert offers(acd.agent_rejected("c1", "a2", 11.0, "486")) == [("c1", "a1")]
+
+
+def test_retry_zero_failed_agent_does_not_take_the_call_back_in_the_same_step() -> None:
+    acd = Acd(
+        [
+            QueueSpec("q1", ring_timeout=10.0, retry=0.0),
+            QueueSpec("q2", max_wait=5.0, retry=0.0),
+        ],
+        [AgentSpec("a1", ("q1", "q2"))],
+    )
+    acd.agent_available("a1", 0.0)
+    acd.enqueue("c1", "q1", 0.0)  # rings a1 until 10
+    acd.enqueue("c2", "q2", 6.0)  # waits; max wait at 11
+    # called late: a1 fails c1 (ring timeout due at 10) and takes c2, whose max wait (due at
+    # 11) then withdraws that offer; a1 must not get c1 back in this list
+    out = acd.handle_timer(12.0)
+    assert cancels(out) == [("c1", "a1", "ring_timeout"), ("c2", "a1", "max_wait")]
+    assert offers(out) == [("c2", "a1")]
+    assert acd.get_timer() == 12.0
+    assert commands(acd.handle_timer(12.0)) == [OfferCall("c1", "a1", "q1", 10.0)]
 
 
 # -- abandon -------------------------------------------------------------------------------
@@ -610,6 +769,8 @@ def test_unknown_names_and_duplicates_raise_acd_errors() -> None:
         QueueSpec("q", ring_timeout=0.0),
         QueueSpec("q", max_wait=-1.0),
         QueueSpec("q", wrap_up=float("nan")),
+        QueueSpec("q", retry=-0.5),
+        QueueSpec("q", retry=float("inf")),
         QueueSpec(""),
     ],
 )

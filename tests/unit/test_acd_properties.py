@@ -2,7 +2,14 @@
 
 Every enqueued call ends exactly once — connected then ended, abandoned, or timed out — the
 commands stay consistent with the agents' states, and no waiting call is left with an idle
-agent of its queue that has not been offered it (the longest-idle dispatch invariant).
+agent of its queue that is eligible for it (the longest-idle dispatch invariant; eligible = not
+failed by that agent within the queue's `retry` seconds). An agent is offered a call inside its
+retry window only when it has just become available, and never in the same command list as its
+failure. q1 has `retry` = 0, q2 a window of 4 s.
+
+The model drives the engine like the B2BUA's loop: after each input it runs the timers that are
+due at once (`get_timer() <= now`) before time moves on. Between the two, a waiting call may
+have an eligible idle agent only if such a timer is due.
 """
 
 from __future__ import annotations
@@ -25,9 +32,12 @@ from acd import (
 )
 
 QUEUES = (
-    QueueSpec("q1", ring_timeout=5.0, max_wait=40.0, wrap_up=0.0),
-    QueueSpec("q2", ring_timeout=7.0, max_wait=30.0, wrap_up=3.0),
+    QueueSpec("q1", ring_timeout=5.0, max_wait=40.0, wrap_up=0.0, retry=0.0),
+    QueueSpec("q2", ring_timeout=7.0, max_wait=30.0, wrap_up=3.0, retry=4.0),
 )
+RETRY = {spec.name: spec.retry for spec in QUEUES}
+# AGENT_STATE events after which an agent has *become available* (may take a call in a window)
+BECAME_AVAILABLE = {"available", "hangup_no_wrap_up", "wrap_up_end"}
 AGENT_IDS = ("a1", "a2", "a3", "a4")
 MEMBERSHIPS = st.sampled_from([(), ("q1",), ("q2",), ("q1", "q2"), ("q2", "q1")])
 
@@ -43,29 +53,69 @@ class AcdMachine(RuleBasedStateMachine):
         self.status: dict[str, str] = {}  # live calls: waiting | ringing | connected
         self.ringing: dict[str, str] = {}  # call -> agent being offered it
         self.connected: dict[str, str] = {}  # call -> agent talking
-        self.tried: dict[str, set[str]] = {}
+        self.tried: dict[str, dict[str, float]] = {}  # call -> agent -> end of retry window
         self.outcomes: dict[str, list[str]] = {}
 
     # -- bookkeeping of what the engine returns ----------------------------------------------
 
-    def absorb(self, out: list) -> None:
+    def fail(self, call_id: str, agent_id: str) -> None:
+        """The offer of `call_id` to `agent_id` failed now (no answer or reject)."""
+        self.tried[call_id][agent_id] = self.now + RETRY[self.queue_of[call_id]]
+
+    def absorb(self, out: list, failed: tuple[str, str] | None = None) -> None:
+        """Check and apply one returned command list; `failed` is the offer the input itself
+        failed (a reject)."""
+        failed_here = set() if failed is None else {failed}
+        available_here: set[str] = set()
         for item in out:
             if isinstance(item, OfferCall):
                 assert self.status.get(item.call_id) == "waiting", item
                 assert item.agent_id not in self.ringing.values(), item
                 assert item.agent_id not in self.connected.values(), item
                 assert item.queue == self.queue_of[item.call_id]
+                assert (item.call_id, item.agent_id) not in failed_here, item
+                until = self.tried[item.call_id].get(item.agent_id)
+                if until is not None and until > self.now:
+                    assert item.agent_id in available_here, ("offered inside window", item)
                 self.status[item.call_id] = "ringing"
                 self.ringing[item.call_id] = item.agent_id
-                self.tried[item.call_id].add(item.agent_id)
             elif isinstance(item, CancelOffer):
                 assert self.ringing.pop(item.call_id) == item.agent_id, item
                 self.status[item.call_id] = "waiting"
+                if item.reason == "ring_timeout":
+                    self.fail(item.call_id, item.agent_id)
+                    failed_here.add((item.call_id, item.agent_id))
             elif isinstance(item, QueueTimeout):
                 assert self.status.get(item.call_id) == "waiting", item
                 self.finish(item.call_id, "timed_out")
             else:
                 assert isinstance(item, QueueEvent)
+                if item.kind == "AGENT_STATE" and item.data["event"] in BECAME_AVAILABLE:
+                    assert item.agent_id is not None
+                    available_here.add(item.agent_id)
+
+    def check_step(self) -> None:
+        """After one input: a waiting call may have an eligible idle agent only while a timer
+        is due at once (retry = 0 after a failure in this step)."""
+        if self.eligible_idle_pairs():
+            deadline = self.acd.get_timer()
+            assert deadline is not None and deadline <= self.now, self.eligible_idle_pairs()
+
+    def eligible_idle_pairs(self) -> list[tuple[str, str]]:
+        """(waiting call, idle agent of its queue eligible for it now) pairs."""
+        idle = [a for a in AGENT_IDS if self.acd.agent_state(a) is AgentState.IDLE]
+        pairs = []
+        for call_id in self.calls_in("waiting"):
+            queue = self.queue_of[call_id]
+            for agent_id in idle:
+                if queue in self.members[agent_id]:
+                    if self.tried[call_id].get(agent_id, -1.0) <= self.now:
+                        pairs.append((call_id, agent_id))
+        return pairs
+
+    def settle(self) -> None:
+        """Run the timers due now, as the owner does after every input."""
+        self.advance_to(self.now)
 
     def finish(self, call_id: str, outcome: str) -> None:
         del self.status[call_id]
@@ -78,6 +128,7 @@ class AcdMachine(RuleBasedStateMachine):
                 break
             self.now = max(self.now, deadline)
             self.absorb(self.acd.handle_timer(self.now))
+            self.check_step()
         else:
             raise AssertionError("timers never settle")
         self.now = max(self.now, target)
@@ -93,17 +144,23 @@ class AcdMachine(RuleBasedStateMachine):
         call_id = f"c{self.next_id}"
         self.queue_of[call_id] = queue
         self.status[call_id] = "waiting"
-        self.tried[call_id] = set()
+        self.tried[call_id] = {}
         self.outcomes[call_id] = []
         self.absorb(self.acd.enqueue(call_id, queue, self.now, priority))
+        self.check_step()
+        self.settle()
 
     @rule(agent_id=st.sampled_from(AGENT_IDS))
     def available(self, agent_id: str) -> None:
         self.absorb(self.acd.agent_available(agent_id, self.now))
+        self.check_step()
+        self.settle()
 
     @rule(agent_id=st.sampled_from(AGENT_IDS))
     def unavailable(self, agent_id: str) -> None:
         self.absorb(self.acd.agent_unavailable(agent_id, self.now))
+        self.check_step()
+        self.settle()
 
     @rule(dt=st.floats(0.0, 20.0))
     def advance(self, dt: float) -> None:
@@ -119,15 +176,19 @@ class AcdMachine(RuleBasedStateMachine):
             assert CancelOffer(call_id, was_ringing, "abandoned") in out
         self.absorb(out)
         self.finish(call_id, "abandoned")
+        self.check_step()
+        self.settle()
 
     @precondition(lambda self: self.calls_in("ringing"))
     @rule(data=st.data())
     def answer(self, data: st.DataObject) -> None:
         call_id = data.draw(st.sampled_from(self.calls_in("ringing")))
         agent_id = self.ringing.pop(call_id)
-        self.absorb(self.acd.agent_answered(call_id, agent_id, self.now))
         self.status[call_id] = "connected"
         self.connected[call_id] = agent_id
+        self.absorb(self.acd.agent_answered(call_id, agent_id, self.now))
+        self.check_step()
+        self.settle()
 
     @precondition(lambda self: self.calls_in("ringing"))
     @rule(data=st.data(), reason=st.sampled_from(["486", "603", "unreachable"]))
@@ -135,7 +196,11 @@ class AcdMachine(RuleBasedStateMachine):
         call_id = data.draw(st.sampled_from(self.calls_in("ringing")))
         agent_id = self.ringing.pop(call_id)
         self.status[call_id] = "waiting"
-        self.absorb(self.acd.agent_rejected(call_id, agent_id, self.now, reason))
+        self.fail(call_id, agent_id)
+        out = self.acd.agent_rejected(call_id, agent_id, self.now, reason)
+        self.absorb(out, failed=(call_id, agent_id))
+        self.check_step()
+        self.settle()
 
     @precondition(lambda self: self.calls_in("connected"))
     @rule(data=st.data())
@@ -144,6 +209,8 @@ class AcdMachine(RuleBasedStateMachine):
         agent_id = self.connected.pop(call_id)
         self.finish(call_id, "ended")
         self.absorb(self.acd.call_ended(call_id, agent_id, self.now))
+        self.check_step()
+        self.settle()
 
     @precondition(lambda self: self.calls_in("ringing") or self.calls_in("waiting"))
     @rule(data=st.data(), agent_id=st.sampled_from(AGENT_IDS))
@@ -167,6 +234,8 @@ class AcdMachine(RuleBasedStateMachine):
         # the B2BUA re-arms its timer after a reload: the reload's effects are due now
         assert self.acd.get_timer() is not None
         self.absorb(self.acd.handle_timer(self.now))
+        self.check_step()
+        self.settle()
 
     # -- invariants --------------------------------------------------------------------------
 
@@ -180,13 +249,8 @@ class AcdMachine(RuleBasedStateMachine):
             assert (state is AgentState.TALKING) == (agent_id in talking_agents), agent_id
 
     @invariant()
-    def no_waiting_call_has_an_untried_idle_agent(self) -> None:
-        idle = [a for a in AGENT_IDS if self.acd.agent_state(a) is AgentState.IDLE]
-        for call_id in self.calls_in("waiting"):
-            queue = self.queue_of[call_id]
-            for agent_id in idle:
-                if queue in self.members[agent_id]:
-                    assert agent_id in self.tried[call_id], (call_id, agent_id)
+    def no_waiting_call_has_an_eligible_idle_agent(self) -> None:
+        assert self.eligible_idle_pairs() == []
 
     @invariant()
     def snapshots_count_the_live_calls(self) -> None:

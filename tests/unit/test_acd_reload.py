@@ -3,6 +3,9 @@ untouched (STYLE §4, SPEC DP-9)."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 
 from acd import (
@@ -16,6 +19,10 @@ from acd import (
     UnknownAgent,
     UnknownQueue,
 )
+from softswitch.config import load_config
+from softswitch.switch import acd_specs
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def offers(out: list) -> list[tuple[str, str]]:
@@ -153,10 +160,36 @@ def test_invalid_reload_is_refused_and_old_specs_stay() -> None:
     assert offers(acd.enqueue("c1", "q2", 2.0)) == [("c1", "a2")]
 
 
-def test_reload_keeps_the_tried_set_of_waiting_calls() -> None:
-    acd = Acd([QueueSpec("q1")], [AgentSpec("a1", ("q1",))])
+def test_reload_keeps_the_retry_windows_of_waiting_calls() -> None:
+    acd = Acd([QueueSpec("q1", retry=5.0)], [AgentSpec("a1", ("q1",))])
     acd.agent_available("a1", 1.0)
     acd.enqueue("c1", "q1", 10.0)
-    acd.handle_timer(25.0)  # a1 did not answer
-    acd.replace_specs([QueueSpec("q1", ring_timeout=9.0)], [AgentSpec("a1", ("q1",))])
+    acd.handle_timer(25.0)  # a1 did not answer: not offered c1 again before 30
+    acd.replace_specs([QueueSpec("q1", retry=60.0)], [AgentSpec("a1", ("q1",))])
     assert offers(acd.handle_timer(26.0)) == []
+    # the call keeps the retry of the spec it was enqueued with
+    assert acd.get_timer() == 30.0
+    assert offers(acd.handle_timer(30.0)) == [("c1", "a1")]
+    # a call enqueued after the reload gets the new window
+    acd.enqueue("c2", "q1", 31.0)
+    acd.agent_answered("c1", "a1", 32.0)
+    acd.call_ended("c1", "a1", 33.0)  # a1 takes c2
+    acd.handle_timer(48.0)  # a1 did not answer c2
+    assert acd.get_timer() == 108.0
+
+
+def test_queue_retry_from_yaml_reaches_the_engine(tmp_path: Path) -> None:
+    config_dir = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config_dir)
+    queues_yaml = config_dir / "queues.yaml"
+    text = queues_yaml.read_text()
+    assert "retry: 5 " in text  # the shipped demo shows the option
+    queues_yaml.write_text(text.replace("retry: 5 ", "retry: 2 "))
+    queue_specs, agent_specs = acd_specs(load_config(config_dir))
+    assert [(q.name, q.retry) for q in queue_specs] == [("general", 2.0)]
+    acd = Acd(queue_specs, agent_specs)
+    acd.agent_available("1001", 0.0)
+    acd.enqueue("c1", "general", 1.0)
+    acd.agent_rejected("c1", "1001", 2.0, "486")
+    assert acd.get_timer() == 4.0
+    assert offers(acd.handle_timer(4.0)) == [("c1", "1001")]
