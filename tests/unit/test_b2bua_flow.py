@@ -25,6 +25,20 @@ def invite_to(phone_port: int, h: Harness) -> Request:
     return invite
 
 
+def answered_call(h: Harness) -> tuple[Trunk, Phone, Request]:
+    phone = Phone(h, "1001", 5101)
+    phone.register()
+    trunk = Trunk(h)
+    trunk.invite()
+    invite = invite_to(phone.port, h)
+    phone.reply(invite, 200, sdp=True)
+    h.take(phone.port)
+    ok = [m for m in h.take(trunk.port) if isinstance(m, Response) and m.status == 200][0]
+    trunk.to_tag = ok.to.tag
+    trunk.ack()
+    return trunk, phone, invite
+
+
 def test_registered_agent_answers_and_caller_hangs_up(h: Harness) -> None:
     phone = Phone(h, "1001", 5101)
     assert phone.register().status == 200
@@ -58,16 +72,7 @@ def test_registered_agent_answers_and_caller_hangs_up(h: Harness) -> None:
 
 
 def test_agent_hangs_up(h: Harness) -> None:
-    phone = Phone(h, "1001", 5101)
-    phone.register()
-    trunk = Trunk(h)
-    trunk.invite()
-    invite = invite_to(phone.port, h)
-    phone.reply(invite, 200, sdp=True)
-    h.take(phone.port)
-    ok = [m for m in h.take(trunk.port) if isinstance(m, Response) and m.status == 200][0]
-    trunk.to_tag = ok.to.tag
-    trunk.ack()
+    trunk, phone, invite = answered_call(h)
     phone.bye(invite)
     assert statuses(h.take(phone.port)) == [200]
     (bye,) = h.take(trunk.port)
@@ -222,20 +227,6 @@ def test_dtmf_keys_are_read_from_sip_info_bodies() -> None:
     assert dtmf_from_info(info("application/dtmf", "*")) == "*"
     assert dtmf_from_info(info("application/dtmf-relay", "Signal=X")) is None
     assert dtmf_from_info(info("application/media_control+xml", "<x/>")) is None
-
-
-def answered_call(h: Harness) -> tuple[Trunk, Phone, Request]:
-    phone = Phone(h, "1001", 5101)
-    phone.register()
-    trunk = Trunk(h)
-    trunk.invite()
-    invite = invite_to(phone.port, h)
-    phone.reply(invite, 200, sdp=True)
-    h.take(phone.port)
-    ok = [m for m in h.take(trunk.port) if isinstance(m, Response) and m.status == 200][0]
-    trunk.to_tag = ok.to.tag
-    trunk.ack()
-    return trunk, phone, invite
 
 
 def test_hold_reinvite_from_the_caller_is_relayed_to_the_agent(h: Harness) -> None:
