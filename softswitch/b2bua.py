@@ -36,12 +36,15 @@ from softswitch.sip.transaction import (
     TransactionTimeout,
     TransportError,
 )
+from softswitch.sip.transaction import State as TxnState
 from softswitch.transport import bare_host
 
 log = logging.getLogger("hotline.call")
 
 # Headers describing the caller that travel from the trunk leg to the agent leg (SIP-4).
 IDENTITY_HEADERS = ("p-asserted-identity", "privacy", "diversion", "history-info")
+# Server transaction states in which a final response is still owed (RFC 3261 §17.2).
+PENDING = (TxnState.TRYING, TxnState.PROCEEDING)
 ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, REFER, NOTIFY, MESSAGE, REGISTER"
 
 
@@ -103,6 +106,7 @@ class Call:
         "answered",
         "log",
         "legs",
+        "relays",
     )
 
     def __init__(self, call_id: str, a: Leg, trunk: str, caller: str, called: str) -> None:
@@ -120,6 +124,7 @@ class Call:
         self.answered: float | None = None
         self.log: logging.LoggerAdapter = logging.LoggerAdapter(log, {})
         self.legs: list[Leg] = [a]
+        self.relays: list[tuple] = []  # client transactions of in-dialog requests we relayed
 
 
 class _CallLog(logging.LoggerAdapter):
@@ -306,9 +311,6 @@ class B2bua:
             phone_target(binding.contact, binding.source, binding.transport),
         )
         leg.agent_id = cmd.agent_id
-        call.legs.append(leg)
-        call.b = leg
-        call.state = CallState.RINGING
         host = self.contact_for(leg.target).split("@", 1)[1].split(";")[0]
         headers = Headers()
         headers.add("max-forwards", "70")
@@ -329,12 +331,16 @@ class B2bua:
         try:
             body = leg.media.offer(a.leg_id, leg.leg_id, a.invite.body or None) or b""
         except MediaError as exc:
-            # The caller's SDP cannot be served (no G.711) or no RTP ports are left.
+            # The caller's SDP cannot be served (no G.711) or no RTP ports are left. The leg
+            # was never offered: it joins no CDR (it has no row) and only its media goes.
             status = 488 if isinstance(exc, ValueError) else 503
             call.log.warning("media refused the caller's offer: %s", exc)
-            call.b = None
+            leg.media.release(leg.leg_id)
             self._fail_call(call, status, now)
             return
+        call.legs.append(leg)
+        call.b = leg
+        call.state = CallState.RINGING
         if body:
             headers.add("content-type", a.invite.headers.get("content-type") or "application/sdp")
         invite = Request("INVITE", binding.contact, headers, body)
@@ -357,13 +363,24 @@ class B2bua:
         call = self.calls.get(cmd.call_id)
         if call is None:
             return
-        leg = call.b
-        if leg is None or leg.agent_id != cmd.agent_id:
+        # The ringing leg of that agent, which need not be `call.b` any more: when carrying
+        # out one ACD command list fails a call (488 for its SDP), the ACD's nested answer may
+        # already have offered this call to the next agent before this CancelOffer is read.
+        leg = next(
+            (
+                x
+                for x in reversed(call.legs)
+                if x.agent_id == cmd.agent_id and not (x.cancelled or x.ended) and x.dialog is None
+            ),
+            None,
+        )
+        if leg is None:
             return
         call.log.info("stop ringing agent %s (%s)", cmd.agent_id, cmd.reason)
-        call.b = None
-        if call.state == CallState.RINGING:
-            call.state = CallState.QUEUED
+        if call.b is leg:
+            call.b = None
+            if call.state == CallState.RINGING:
+                call.state = CallState.QUEUED
         self._cancel_leg(call, leg, now, cmd.reason)
 
     def _cancel_leg(self, call: Call, leg: Leg, now: float, reason: str) -> None:
@@ -401,6 +418,8 @@ class B2bua:
         if purpose == "invite":
             self._invite_response(call, leg, ev, now)
         elif purpose == "relay":
+            if status < 200 and call.state == CallState.ENDED and ev.key[1] == "INVITE":
+                self.txn.send_cancel(ev.key, now)  # see _end_relays (RFC 3261 §9.1)
             self._relay_response(call, leg, ev.response, extra, now)
         if status >= 200 and purpose != "invite":
             self._clients.pop(ev.key, None)
@@ -539,8 +558,13 @@ class B2bua:
         self._respond(ev.key, make_response(ev.request, 200), now)
         if call.state in (CallState.ANSWERED, CallState.ENDED):
             return
+        self._caller_gone(call, now)
+
+    def _caller_gone(self, call: Call, now: float) -> None:
+        """The caller left a call not yet answered (CANCEL, or BYE in the early dialog):
+        487 to its INVITE, the call leaves the queue, a ringing agent is cancelled."""
         self._respond(call.a.invite_key, self._a_response(call, 487), now)
-        call.log.info("caller cancelled while %s", call.state.value)
+        call.log.info("caller left while %s", call.state.value)
         self.counters["abandoned"] += 1
         leg = call.b
         call.b = None
@@ -553,7 +577,14 @@ class B2bua:
         found = self._find_dialog(ev.request)
         if found is not None:
             call, leg = found
-            if leg.dialog is not None:
+            # RFC 3261 §13.2.2.4: the ACK of our 2xx carries the INVITE's CSeq number; an ACK
+            # that comes before the 2xx (or belongs to a re-INVITE) confirms nothing.
+            if (
+                leg.dialog is not None
+                and leg.invite is not None
+                and call.state == CallState.ANSWERED
+                and ev.request.cseq[0] == leg.invite.cseq[0]
+            ):
                 leg.dialog.confirmed = True
 
     def on_ack_timeout(self, ev: AckTimeout, now: float) -> None:
@@ -578,6 +609,11 @@ class B2bua:
             return True
         if request.method == "BYE":
             self._respond(ev.key, make_response(request, 200), now)
+            if leg is call.a and call.state in (CallState.QUEUED, CallState.RINGING):
+                # RFC 3261 §15: the caller may BYE an early dialog; §15.1.2: the INVITE still
+                # pending in it gets 487, as for a CANCEL. Else it would wait in the queue.
+                self._caller_gone(call, now)
+                return True
             side = "caller" if leg is call.a else "agent"
             self._hangup(call, leg, now, side, None)
             return True
@@ -609,6 +645,7 @@ class B2bua:
             relayed.headers.add("contact", f"<{self.contact_for(other.target)}>")
         key = self.txn.send_request(relayed, other.target, now)
         self._clients[key] = (call, other, "relay", (ev.key, leg))
+        call.relays.append(key)
         call.log.info(
             "relayed %s from the %s", request.method, "caller" if leg is call.a else "agent"
         )
@@ -686,6 +723,7 @@ class B2bua:
             if not leg.cancelled:
                 self.cdr.leg_update(leg.leg_id, end=wall)
             leg.ended = True
+        self._end_relays(call, now)
         call.log.info("ended: %s, hung up by %s, talk %.1f s", disposition, side, talk)
         self.calls.pop(call.call_id, None)
         if call.a.invite_key is not None:
@@ -693,6 +731,23 @@ class B2bua:
         dialog_ids = [leg.dialog.id for leg in call.legs if leg.dialog is not None]
         client_keys = [k for leg in call.legs if (k := leg.invite_key) is not None]
         self._graveyard.append((now + self.cleanup_delay, client_keys, dialog_ids))
+
+    def _end_relays(self, call: Call, now: float) -> None:
+        """In-dialog requests still pending when the call ends: RFC 3261 §15.1.2 answers the
+        one we received with 487, and §9.1 CANCELs a relayed re-INVITE that got only a 1xx
+        (its Timer B is off after a provisional, so it would wait for ever otherwise); one
+        without a provisional yet is CANCELled when its first 1xx comes, or ends by Timer B."""
+        for key in call.relays:
+            entry = self._clients.get(key)
+            if entry is None:
+                continue  # already answered or timed out
+            server_key, _origin = entry[3]
+            request = self.txn.server_request(server_key)
+            if request is not None and self.txn.server_state(server_key) in PENDING:
+                self._respond(server_key, make_response(request, 487), now)
+            if key[1] == "INVITE" and self.txn.client_state(key) is TxnState.PROCEEDING:
+                self.txn.send_cancel(key, now)  # else on_response does at the first 1xx
+        call.relays.clear()
 
     def shutdown(self, now: float) -> None:
         """Node stopping: release every call cleanly so no CDR is left open."""

@@ -251,6 +251,9 @@ class TransactionLayer:
         txn = self._client.get(invite_key)
         if txn is None or txn.state not in (State.CALLING, State.PROCEEDING):
             return None
+        key = (invite_key[0], "CANCEL")
+        if key in self._client:
+            return None  # §9.1: one CANCEL per INVITE; its own transaction retransmits it
         inv = txn.request
         headers = Headers()
         headers.add("via", inv.headers.get_all("via")[0])
@@ -259,7 +262,6 @@ class TransactionLayer:
                 headers.add(name, value)
         headers.add("cseq", f"{inv.cseq[0]} CANCEL")
         cancel = Request("CANCEL", inv.uri, headers)
-        key = (invite_key[0], "CANCEL")
         ctxn = _Transaction(key, cancel, txn.target, State.TRYING)
         ctxn.last_data = cancel.to_bytes()
         self._client[key] = ctxn
@@ -528,6 +530,10 @@ class TransactionLayer:
     def server_request(self, key: tuple) -> Request | None:
         txn = self._server.get(key)
         return txn.request if txn is not None else None
+
+    def client_state(self, key: tuple) -> State | None:
+        txn = self._client.get(key)
+        return txn.state if txn is not None else None
 
     def server_state(self, key: tuple) -> State | None:
         txn = self._server.get(key)
