@@ -167,6 +167,7 @@ class B2bua:
         self.cleanup_delay = cleanup_delay
         self.calls: dict[str, Call] = {}
         self._by_invite: dict[tuple, Call] = {}  # a-leg INVITE server txn -> call
+        self._by_origin: dict[tuple, Call] = {}  # caller's (Call-ID, From tag, CSeq) -> call
         self._clients: dict[tuple, tuple] = {}  # client txn -> (call, leg, purpose, extra)
         self._dialogs: dict[tuple, tuple[Call, Leg]] = {}
         self._graveyard: deque[tuple[float, list[tuple], list[tuple]]] = deque()
@@ -204,6 +205,12 @@ class B2bua:
         now: float,
     ) -> None:
         request = ev.request
+        origin = _origin(request)
+        if origin in self._by_origin:
+            # RFC 3261 §8.2.2.2: the caller's INVITE again under another branch (it came by a
+            # second path) is a merged request: 482, not a second call in the queue.
+            self._respond(ev.key, make_response(request, 482, to_tag=new_tag()), now)
+            return
         call_id = f"{int(self.wall(now))}-{next(self._ids)}"
         a = Leg(f"{call_id}-a", "in", ev.source)
         a.media = self.media
@@ -225,6 +232,7 @@ class B2bua:
             a.target = self._hop_target(a.dialog, ev.source.transport)
         self.calls[call_id] = call
         self._by_invite[ev.key] = call
+        self._by_origin[origin] = call
         self._dialogs[a.dialog.id] = (call, a)
         self.counters["calls"] += 1
         wall = self.wall(now)
@@ -728,6 +736,8 @@ class B2bua:
         self.calls.pop(call.call_id, None)
         if call.a.invite_key is not None:
             self._by_invite.pop(call.a.invite_key, None)
+        if call.a.invite is not None and self._by_origin.get(_origin(call.a.invite)) is call:
+            del self._by_origin[_origin(call.a.invite)]
         dialog_ids = [leg.dialog.id for leg in call.legs if leg.dialog is not None]
         client_keys = [k for leg in call.legs if (k := leg.invite_key) is not None]
         self._graveyard.append((now + self.cleanup_delay, client_keys, dialog_ids))
@@ -820,6 +830,11 @@ class B2bua:
     def _hop_target(dialog: Dialog, transport: str) -> Target:
         host, port, hop_transport = dialog.next_hop()
         return Target(hop_transport or transport, bare_host(host), port or 5060)
+
+
+def _origin(invite: Request) -> tuple[str, str | None, int]:
+    """What identifies a caller's INVITE across paths: Call-ID, From tag, CSeq number."""
+    return (invite.call_id, invite.from_.tag, invite.cseq[0])
 
 
 def dtmf_from_info(request: Request) -> str | None:

@@ -265,6 +265,25 @@ def test_ack_before_the_2xx_does_not_confirm_the_dialog(h: Harness) -> None:
     assert call.a.dialog.confirmed
 
 
+def test_the_same_invite_by_a_second_path_is_a_merged_request_answered_482(h: Harness) -> None:
+    # Found: the copy (same Call-ID, From tag and CSeq, another branch) queued a second call
+    # for the one caller; an agent would have been rung for a call the caller drops at once.
+    trunk = Trunk(h)
+    trunk.invite()
+    assert statuses(h.take(trunk.port)) == [100, 180]
+    second_path = trunk.headers
+    trunk.headers = lambda method, cseq, branch, to_tag=None: second_path(  # type: ignore
+        method, cseq, branch + "x", to_tag
+    )
+    trunk.invite()
+    answers = h.take(trunk.port)
+    assert statuses(answers) == [100, 482]
+    assert answers[1].to.tag  # a final response gets a To tag (RFC 3261 §8.2.6.2)
+    assert len(h.switch.b2bua.calls) == 1
+    assert h.switch.acd.queue_snapshot("general", h.now).waiting == 1
+    assert_nothing_left(h)
+
+
 def test_a_second_cancel_for_the_same_invite_sends_nothing() -> None:
     # Found with the relay fix: a second send_cancel replaced the first CANCEL's transaction.
     layer = TransactionLayer({"UDP": NODE})
