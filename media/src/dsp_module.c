@@ -76,18 +76,21 @@ static void decode_run(int law, const unsigned char *in, unsigned char *out, siz
     }
 }
 
-static PyObject *encode(PyObject *arg, int law)
+/* One buffer through encode_run or decode_run: `in_size`/`out_size` bytes per sample. */
+static PyObject *convert(PyObject *arg, int law,
+                         void (*run)(int, const unsigned char *, unsigned char *, size_t),
+                         size_t in_size, size_t out_size)
 {
     Py_buffer view;
     if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
         return NULL;
-    if (view.len % 2) {
+    if ((size_t)view.len % in_size) {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_ValueError, "linear PCM must be int16: an even number of bytes");
         return NULL;
     }
-    size_t n = (size_t)view.len / 2;
-    PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
+    size_t n = (size_t)view.len / in_size;
+    PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(n * out_size));
     if (result == NULL) {
         PyBuffer_Release(&view);
         return NULL;
@@ -95,37 +98,17 @@ static PyObject *encode(PyObject *arg, int law)
     unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
     if (view.len >= LARGE_BUFFER) {
         Py_BEGIN_ALLOW_THREADS
-        encode_run(law, view.buf, out, n);
+        run(law, view.buf, out, n);
         Py_END_ALLOW_THREADS
     } else {
-        encode_run(law, view.buf, out, n);
+        run(law, view.buf, out, n);
     }
     PyBuffer_Release(&view);
     return result;
 }
 
-static PyObject *decode(PyObject *arg, int law)
-{
-    Py_buffer view;
-    if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
-        return NULL;
-    size_t n = (size_t)view.len;
-    PyObject *result = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(2 * n));
-    if (result == NULL) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
-    unsigned char *out = (unsigned char *)PyBytes_AS_STRING(result);
-    if (view.len >= LARGE_BUFFER) {
-        Py_BEGIN_ALLOW_THREADS
-        decode_run(law, view.buf, out, n);
-        Py_END_ALLOW_THREADS
-    } else {
-        decode_run(law, view.buf, out, n);
-    }
-    PyBuffer_Release(&view);
-    return result;
-}
+static PyObject *encode(PyObject *arg, int law) { return convert(arg, law, encode_run, 2, 1); }
+static PyObject *decode(PyObject *arg, int law) { return convert(arg, law, decode_run, 1, 2); }
 
 static PyObject *transcode(PyObject *arg, void (*convert)(const uint8_t *, uint8_t *, size_t))
 {
