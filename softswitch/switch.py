@@ -22,7 +22,13 @@ from softswitch.sip.auth import DigestServer, ha1
 from softswitch.sip.build import make_response
 from softswitch.sip.errors import SipParseError
 from softswitch.sip.location import LocationService
-from softswitch.sip.message import Request, Response, parse_message, parse_uri
+from softswitch.sip.message import (
+    REGISTERED_METHODS,
+    Request,
+    Response,
+    parse_message,
+    parse_uri,
+)
 from softswitch.sip.ratelimit import FailureTracker, RateLimiter
 from softswitch.sip.transaction import (
     AckReceived,
@@ -39,25 +45,8 @@ from softswitch.sip.transaction import (
 
 log = logging.getLogger("hotline.sip")
 
-# Methods this node knows (SIP-1); anything else is answered 501.
-KNOWN_METHODS = frozenset(
-    {
-        "INVITE",
-        "ACK",
-        "BYE",
-        "CANCEL",
-        "OPTIONS",
-        "REGISTER",
-        "INFO",
-        "REFER",
-        "NOTIFY",
-        "SUBSCRIBE",
-        "PRACK",
-        "UPDATE",
-        "MESSAGE",
-        "PUBLISH",
-    }
-)
+# Methods this node knows (SIP-1): every method registered for SIP; others get 501.
+KNOWN_METHODS = REGISTERED_METHODS
 # Option tags we support in Require (RFC 3261 §8.2.2.3); none yet.
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 

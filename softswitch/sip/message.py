@@ -106,7 +106,7 @@ LIST_HEADERS = frozenset(
 
 # Methods registered with IANA for SIP. A request whose CSeq method does not match its start
 # line is answered 400, or 501 when the start-line method is none of these (RFC 4475 §3.1.2.18).
-_REGISTERED_METHODS = frozenset(
+REGISTERED_METHODS = frozenset(
     {
         "INVITE",
         "ACK",
@@ -658,7 +658,7 @@ def _check_essentials(msg: Request | Response) -> None:
             raise SipParseError("empty Call-ID")
         number, method = parse_cseq(first["cseq"])
         if is_request and method != msg.method:  # type: ignore[union-attr]
-            unknown = msg.method not in _REGISTERED_METHODS  # type: ignore[union-attr]
+            unknown = msg.method not in REGISTERED_METHODS  # type: ignore[union-attr]
             raise SipParseError(
                 "CSeq method does not match the request method", status=501 if unknown else 400
             )
