@@ -39,6 +39,7 @@ from media._rtp import (
     PortsExhaustedError,
     UnknownLegError,
 )
+from media.items import DtmfTone, PlayItem, Prompt, Silence, Tone
 
 DIRECTIONS = {
     "sendrecv": _rtp.SENDRECV,
@@ -51,39 +52,6 @@ G711 = {0: "PCMU", 8: "PCMA"}
 # once media is anchored here (ICE candidates, RTCP port and multiplexing).
 TRANSPORT_ATTRIBUTES = ("candidate", "ice-", "rtcp", "end-of-candidates", "remote-candidates")
 RECENT_LEGS = 4096  # released legs whose late events are still named
-
-
-# --- playback items -------------------------------------------------------------------------
-class Prompt(msgspec.Struct, frozen=True):
-    """An 8 kHz mono 16-bit PCM file: WAV (header parsed) or raw little-endian samples."""
-
-    path: str
-
-
-class Tone(msgspec.Struct, frozen=True):
-    """Up to two frequencies with a cadence; repeats=0 plays until stopped."""
-
-    f1: float
-    f2: float = 0.0
-    level_dbm0: float = -10.0
-    on_ms: int = 1000
-    off_ms: int = 0
-    repeats: int = 1
-
-
-class Silence(msgspec.Struct, frozen=True):
-    ms: int
-
-
-class DtmfTone(msgspec.Struct, frozen=True):
-    """An in-band DTMF key (both Q.23 frequencies) for trunks without RFC 4733."""
-
-    digit: str
-    level_dbm0: float = -7.0
-    ms: int = 100
-
-
-PlayItem = Prompt | Tone | Silence | DtmfTone
 
 
 # --- events ---------------------------------------------------------------------------------

@@ -1,0 +1,141 @@
+"""What an application asks of its call: frozen structs returned from `Application.handle`.
+
+The call control (`softswitch.call.control`) carries them out in order, against SIP legs and
+the media engine. An action that cannot be carried out (the leg is gone, the media engine
+refuses) does not raise into the application: control answers with an event
+(`ActionFailed`, `LegEnded` …) on the next turn, so one broken call never stops another.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from media.items import PlayItem
+
+
+class Answer(msgspec.Struct, frozen=True):
+    """Answer the (inbound) leg with the node's own SDP: the IVR, voicemail, music."""
+
+    leg_id: str
+
+
+class Ring(msgspec.Struct, frozen=True):
+    """Send a provisional (180 without SDP) on an inbound leg not yet answered."""
+
+    leg_id: str
+    status: int = 180
+
+
+class Play(msgspec.Struct, frozen=True):
+    """Queue `items` on the leg after whatever plays; `barge_in`: a key stops them.
+
+    Each item ends with a `PlaybackDone` naming `tag` (and the item's position)."""
+
+    leg_id: str
+    items: tuple[PlayItem, ...]
+    tag: str = ""
+    barge_in: bool = False
+
+
+class StopPlay(msgspec.Struct, frozen=True):
+    leg_id: str
+
+
+class Record(msgspec.Struct, frozen=True):
+    """Record what the leg's party says into a WAV `path` (8 kHz mono 16-bit) until
+    `StopRecord`, `max_seconds`, `silence_seconds` of quiet (0: off) or the leg ends;
+    then `RecordDone`."""
+
+    leg_id: str
+    path: str
+    max_seconds: float = 120.0
+    silence_seconds: float = 0.0
+
+
+class StopRecord(msgspec.Struct, frozen=True):
+    leg_id: str
+
+
+class StartTimer(msgspec.Struct, frozen=True):
+    """`TimerFired(name)` after `seconds` (a timer of the same name is replaced)."""
+
+    name: str
+    seconds: float
+
+
+class CancelTimer(msgspec.Struct, frozen=True):
+    name: str
+
+
+class SetVariable(msgspec.Struct, frozen=True):
+    """Associated data of the call (IVR path, digits, customer id …): travels into every
+    later event, the CDR and the agent's INVITE (`X-Hotline-Var-<name>`)."""
+
+    name: str
+    value: str
+
+
+class Enqueue(msgspec.Struct, frozen=True):
+    """Hand the call to the queue application for `queue` (the caller leg must be up or
+    ringing); the current application is done with the call."""
+
+    queue: str
+    priority: int = 0
+
+
+class RunFlow(msgspec.Struct, frozen=True):
+    """Hand the call to the IVR flow `flow` at `node` (None: the flow's start)."""
+
+    flow: str
+    node: str | None = None
+
+
+class DialOut(msgspec.Struct, frozen=True):
+    """Hand the call to an external number through a trunk (out-of-hours overflow, transfer
+    to a number); the node presents the trunk's configured caller id (SPEC SIP-4)."""
+
+    number: str
+    trunk: str | None = None
+
+
+class Hangup(msgspec.Struct, frozen=True):
+    """End the call: BYE to every answered leg; `status` answers an inbound leg that is not
+    answered yet (e.g. 480, 603)."""
+
+    status: int = 480
+    reason: str = ""
+    disposition: str = "completed"
+
+
+Action = (
+    Answer
+    | Ring
+    | Play
+    | StopPlay
+    | Record
+    | StopRecord
+    | StartTimer
+    | CancelTimer
+    | SetVariable
+    | Enqueue
+    | RunFlow
+    | DialOut
+    | Hangup
+)
+
+__all__ = [
+    "Action",
+    "Answer",
+    "CancelTimer",
+    "DialOut",
+    "Enqueue",
+    "Hangup",
+    "Play",
+    "Record",
+    "Ring",
+    "RunFlow",
+    "SetVariable",
+    "StartTimer",
+    "StopPlay",
+    "StopRecord",
+]

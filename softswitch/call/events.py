@@ -1,0 +1,263 @@
+"""Events: what applications are told (`AppEvent`) and what the event bus carries (`BusEvent`).
+
+Application events go to the one application in control of a session, with `now`; it answers
+with actions (`softswitch.call.actions`). Bus events are published in order for every
+subscriber — the CDR and queue-log writer first, later the recorder and the operations API;
+each carries the call's associated data (`variables`) as it stood when the event happened.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+# --------------------------------------------------------------------- application events
+
+
+class Started(msgspec.Struct, frozen=True):
+    """The application takes control of the session (first event it sees)."""
+
+
+class LegRinging(msgspec.Struct, frozen=True):
+    leg_id: str
+    status: int
+
+
+class LegAnswered(msgspec.Struct, frozen=True):
+    leg_id: str
+
+
+class LegFailed(msgspec.Struct, frozen=True):
+    """An outbound leg ended before it was answered (busy, refused, no response …)."""
+
+    leg_id: str
+    status: int
+    reason: str
+
+
+class LegEnded(msgspec.Struct, frozen=True):
+    """A leg that was up (or an inbound leg not yet answered) is gone; `side` is who ended
+    it: "caller", "agent", "system"."""
+
+    leg_id: str
+    side: str
+    status: int | None = None
+
+
+class DigitReceived(msgspec.Struct, frozen=True):
+    """A key on a leg: RFC 4733, in-band or SIP INFO (`source`)."""
+
+    leg_id: str
+    digit: str
+    source: str
+
+
+class PlaybackDone(msgspec.Struct, frozen=True):
+    """The last item of a `Play` finished (`stopped`: cut short by a key, `StopPlay` …)."""
+
+    leg_id: str
+    tag: str
+    stopped: bool
+
+
+class RecordDone(msgspec.Struct, frozen=True):
+    leg_id: str
+    path: str
+    seconds: float
+    reason: str  # "stopped", "max", "silence", "hangup", "error"
+
+
+class TimerFired(msgspec.Struct, frozen=True):
+    name: str
+
+
+class ActionFailed(msgspec.Struct, frozen=True):
+    """An action could not be carried out (e.g. the media engine refused a prompt)."""
+
+    action: str
+    reason: str
+
+
+# ACD → the queue application of the call (routed by call control).
+
+
+class AgentOffered(msgspec.Struct, frozen=True):
+    agent_id: str
+    queue: str
+
+
+class OfferWithdrawn(msgspec.Struct, frozen=True):
+    agent_id: str
+    reason: str
+
+
+class QueueTimedOut(msgspec.Struct, frozen=True):
+    queue: str
+    waited: float
+
+
+AppEvent = (
+    Started
+    | LegRinging
+    | LegAnswered
+    | LegFailed
+    | LegEnded
+    | DigitReceived
+    | PlaybackDone
+    | RecordDone
+    | TimerFired
+    | ActionFailed
+    | AgentOffered
+    | OfferWithdrawn
+    | QueueTimedOut
+)
+
+# ------------------------------------------------------------------------------ bus events
+
+
+class CallStarted(msgspec.Struct, frozen=True, tag=True):
+    at: float
+    call_id: str
+    sip_call_id: str
+    trunk: str
+    caller: str
+    called: str
+    route: str | None = None
+    pai: str | None = None
+    diversion: str | None = None
+
+
+class CallQueued(msgspec.Struct, frozen=True, tag=True):
+    at: float
+    call_id: str
+    queue: str
+
+
+class CallRinging(msgspec.Struct, frozen=True, tag=True):
+    at: float
+    call_id: str
+    agent_id: str
+
+
+class CallAnswered(msgspec.Struct, frozen=True, tag=True):
+    """The caller is talking to an agent (or another party the node dialled)."""
+
+    at: float
+    call_id: str
+    agent_id: str | None
+    wait: float
+
+
+class CallEnded(msgspec.Struct, frozen=True, tag=True):
+    at: float
+    call_id: str
+    disposition: str
+    hangup_side: str
+    sip_cause: int | None
+    talk: float
+    wait: float
+    variables: dict[str, str] = {}
+
+
+class LegStarted(msgspec.Struct, frozen=True, tag=True):
+    at: float
+    call_id: str
+    leg_id: str
+    direction: str  # "in" or "out"
+    sip_call_id: str
+    peer: str
+    agent_id: str | None = None
+
+
+class LegProgress(msgspec.Struct, frozen=True, tag=True):
+    """An outbound leg rang (`ringing`) or was answered (`answer`, with the status)."""
+
+    at: float
+    call_id: str
+    leg_id: str
+    what: str  # "ringing" | "answer"
+    sip_cause: int | None = None
+
+
+class LegStopped(msgspec.Struct, frozen=True, tag=True):
+    at: float
+    call_id: str
+    leg_id: str
+    disposition: str | None = None
+    sip_cause: int | None = None
+
+
+class CallAnsweredByNode(msgspec.Struct, frozen=True, tag=True):
+    """The node answered the caller itself (IVR, voicemail)."""
+
+    at: float
+    call_id: str
+    leg_id: str
+
+
+class IvrStep(msgspec.Struct, frozen=True, tag=True):
+    at: float
+    call_id: str
+    flow: str
+    node: str
+    variables: dict[str, str] = {}
+
+
+class VariableChanged(msgspec.Struct, frozen=True, tag=True):
+    at: float
+    call_id: str
+    name: str
+    value: str
+
+
+class DigitPressed(msgspec.Struct, frozen=True, tag=True):
+    at: float
+    call_id: str
+    leg_id: str
+    digit: str
+    source: str
+
+
+class QueueLogged(msgspec.Struct, frozen=True, tag=True):
+    """An ACD event (enter, ring, answer, abandon …) for the queue log."""
+
+    at: float
+    call_id: str | None
+    queue: str | None
+    agent_id: str | None
+    event: str
+    data: str | None
+
+
+class VoicemailLeft(msgspec.Struct, frozen=True, tag=True):
+    at: float
+    call_id: str
+    mailbox: str
+    caller: str
+    path: str
+    seconds: float
+
+
+class SurveyRated(msgspec.Struct, frozen=True, tag=True):
+    at: float
+    call_id: str
+    rating: int
+    agent_id: str | None
+
+
+BusEvent = (
+    CallStarted
+    | CallQueued
+    | CallRinging
+    | CallAnswered
+    | CallEnded
+    | LegStarted
+    | LegProgress
+    | LegStopped
+    | CallAnsweredByNode
+    | IvrStep
+    | VariableChanged
+    | DigitPressed
+    | QueueLogged
+    | VoicemailLeft
+    | SurveyRated
+)
