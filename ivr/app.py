@@ -472,12 +472,8 @@ class IvrApp:
         variables = {**call.variables, **self._variables}
         items: list[PlayItem] = []
         for ref in refs:
-            if ref is None:
-                continue
-            try:
-                items += self._prompts.items(ref, variables)
-            except PromptError as exc:
-                self._log.error("prompt %r at %s left out: %s", ref, self._node_name, exc)
+            if ref is not None:
+                items += self._resolve(ref, variables)
         items += extra
         self._phase = phase
         if not items:
@@ -487,6 +483,20 @@ class IvrApp:
         self._then = then
         play = act.Play(call.caller_leg, tuple(items), tag=self._tag, barge_in=barge_in)
         return [*self._ensure_answer(call), play]
+
+    def _resolve(self, ref: nodes.PromptRef, variables: Mapping[str, str]) -> list[PlayItem]:
+        """The items of `ref`; when it fails, of each of its parts that does not (a broken
+        welcome prompt must not take the menu's choices with it)."""
+        try:
+            return list(self._prompts.items(ref, variables))
+        except PromptError as exc:
+            if isinstance(ref, str) or len(ref) == 1:
+                self._log.error("prompt %r at %s left out: %s", ref, self._node_name, exc)
+                return []
+        items: list[PlayItem] = []
+        for part in ref:
+            items += self._resolve((part,), variables)
+        return items
 
     def _ensure_answer(self, call: CallView) -> list[Action]:
         if not self._answer or self._answered or call.caller_answered:
