@@ -12,8 +12,10 @@ How it walks a flow:
   the caller (`Answer`) just before its first `Play`.
 - Every `Play` gets its own tag; only the `PlaybackDone` of the latest one moves the flow on,
   so the late `PlaybackDone(stopped=True)` of a prompt cut short by a key is ignored. A
-  `Play` that fails (`ActionFailed`) counts as finished: a broken prompt never stalls a call.
-  A prompt the resolver refuses (`PromptError`) is logged and left out.
+  `Play` that fails (`ActionFailed` with `action="Play"`, the action's class name) counts
+  as finished: a broken prompt never stalls a call. A prompt the resolver refuses
+  (`PromptError`) is logged and left out; in a list of prompts, only the parts that fail.
+  Each `Play` is expected to end in one `PlaybackDone`, after its last item.
 - Input nodes (`menu`, `collect`, `survey`) play with barge-in: a key stops the prompt
   (`StopPlay`) and is handled in the same turn, so the next node's `Play` goes out with the
   `StopPlay` (SPEC DP-4: the response to a key begins at once). Their timer starts when the
