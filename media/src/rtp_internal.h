@@ -200,7 +200,7 @@ typedef struct rtp_mix {
 
 typedef struct rtp_tap {
     int32_t id;
-    struct rtp_leg *legs[2];
+    struct rtp_leg *legs[2];  /* legs[1] is NULL for a tap of one leg */
     rtp_fifo in[2];
     int16_t *ring;        /* interleaved stereo frames: [a, b] per sample instant */
     size_t capacity;      /* frames */

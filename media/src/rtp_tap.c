@@ -5,6 +5,11 @@
  * appends 160 interleaved [a, b] sample pairs to a bounded ring. Python drains the ring when
  * a TAP_DATA event says a block is ready. If Python falls behind and the ring is full, new
  * frames are dropped and counted (`overflow`), never the ones already waiting.
+ *
+ * A tap of one leg (b < 0: voicemail, a caller in an IVR) records what that leg's party says
+ * on side a; side b has no leg and stays silent, so every tap hands out the same stereo
+ * blocks. Only received audio is recorded, never what the node plays into the leg, and the
+ * leg needs no bridge.
  */
 #include "rtp_internal.h"
 
@@ -25,13 +30,13 @@ rtp_tap *rtp_tap_lookup(rtp_engine *e, int32_t id)
 int rtp_tap_start(rtp_engine *e, int32_t a, int32_t b, uint32_t capacity_ms, uint32_t block_ms,
                   int32_t *tap_id)
 {
-    rtp_leg *la = rtp_leg_lookup(e, a), *lb = rtp_leg_lookup(e, b);
-    if (!la || !lb)
+    rtp_leg *la = rtp_leg_lookup(e, a), *lb = b < 0 ? NULL : rtp_leg_lookup(e, b);
+    if (!la || (b >= 0 && !lb))
         return RTP_E_NOLEG;
     if (la == lb || capacity_ms < 20 || capacity_ms > 600000 || block_ms < 20 ||
         block_ms > capacity_ms)
         return RTP_E_INVAL;
-    if (la->tap || lb->tap)
+    if (la->tap || (lb && lb->tap))
         return RTP_E_STATE;
     rtp_tap *t = calloc(1, sizeof *t);
     if (!t)
@@ -48,8 +53,10 @@ int rtp_tap_start(rtp_engine *e, int32_t a, int32_t b, uint32_t capacity_ms, uin
     t->legs[1] = lb;
     la->tap = t;
     la->tap_side = 0;
-    lb->tap = t;
-    lb->tap_side = 1;
+    if (lb) {
+        lb->tap = t;
+        lb->tap_side = 1;
+    }
     t->next_tick = e->tick + FRAME_TICKS;
     t->next = e->taps;
     e->taps = t;
