@@ -7,6 +7,11 @@ media (the C RTP engine of issue 4) or is the same SDP when it does not.
 
 `PassThroughMedia` does not anchor RTP: SDP travels unchanged, RTP flows directly between the
 carrier and the agent's phone, and the node can neither record nor detect in-band DTMF.
+
+When the engine `anchors` media, each leg can also negotiate with the node itself
+(`answer_local` / `offer_local` / `apply_answer`): the node is then a party of the call (IVR,
+voicemail, hold music) and joins legs with a bridge. `PassThroughMedia` has the same methods,
+so one type serves call control, but they raise `NotAnchoredError`: check `anchors` first.
 """
 
 from __future__ import annotations
@@ -25,8 +30,16 @@ if TYPE_CHECKING:
     from media.engine import RtpEngine
 
 
+class NotAnchoredError(MediaError):
+    """The engine does not terminate RTP, so the node cannot be a party of the leg's media."""
+
+
 class MediaEngine(Protocol):
     """What call control needs from a media engine."""
+
+    @property
+    def anchors(self) -> bool:
+        """True when RTP passes through the node (it can answer, play and record a leg)."""
 
     def offer(self, from_leg: str, to_leg: str, sdp: bytes | None) -> bytes | None:
         """An offer (or no SDP: a delayed offer) arrived on `from_leg` and goes to `to_leg`;
@@ -40,9 +53,29 @@ class MediaEngine(Protocol):
     def release(self, leg_id: str) -> None:
         """The leg is gone: free its ports and state."""
 
+    def answer_local(self, leg_id: str, offer: bytes, prefer: int | None = None) -> bytes:
+        """Answer the offer received on `leg_id` with the node's own SDP (see `RtpEngine`).
+        Raises `MediaValueError` for SDP it cannot serve, `NotAnchoredError` without an
+        anchor."""
+
+    def offer_local(
+        self, leg_id: str, direction: str = "sendrecv", prefer: int | None = None
+    ) -> bytes:
+        """The node's own offer for `leg_id` (INVITE, or re-INVITE such as hold)."""
+
+    def apply_answer(self, leg_id: str, answer: bytes) -> None:
+        """The answer to our `offer_local` on `leg_id` arrived."""
+
 
 class PassThroughMedia:
-    """No anchoring: SDP is relayed unchanged and nothing is allocated."""
+    """No anchoring: SDP is relayed unchanged and nothing is allocated.
+
+    The per-leg negotiation methods exist so that `PassThroughMedia` is a `MediaEngine`, but
+    always raise `NotAnchoredError`: without RTP through the node there is nothing to answer
+    with.
+    """
+
+    anchors = False
 
     def offer(self, from_leg: str, to_leg: str, sdp: bytes | None) -> bytes | None:
         return sdp
@@ -52,6 +85,17 @@ class PassThroughMedia:
 
     def release(self, leg_id: str) -> None:
         return None
+
+    def answer_local(self, leg_id: str, offer: bytes, prefer: int | None = None) -> bytes:
+        raise NotAnchoredError(f"leg {leg_id!r}: media pass-through cannot answer for the node")
+
+    def offer_local(
+        self, leg_id: str, direction: str = "sendrecv", prefer: int | None = None
+    ) -> bytes:
+        raise NotAnchoredError(f"leg {leg_id!r}: media pass-through cannot offer for the node")
+
+    def apply_answer(self, leg_id: str, answer: bytes) -> None:
+        raise NotAnchoredError(f"leg {leg_id!r}: media pass-through made no offer")
 
 
 def __getattr__(name: str) -> object:
@@ -63,4 +107,4 @@ def __getattr__(name: str) -> object:
     raise AttributeError(name)
 
 
-__all__ = ["MediaEngine", "MediaError", "PassThroughMedia", "RtpEngine"]
+__all__ = ["MediaEngine", "MediaError", "NotAnchoredError", "PassThroughMedia", "RtpEngine"]

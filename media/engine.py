@@ -16,6 +16,13 @@ re-pointed at `to_leg`'s anchor. `answer(from_leg, to_leg, sdp)` applies the ans
 `from_leg` and returns it re-pointed at `to_leg`'s anchor; the codec the answer picked is
 adopted by `to_leg` when its peer offered it (RFC 3264 §6.1), else `to_leg` keeps its own and
 the engine transcodes μ-law ⇄ A-law.
+
+Per-leg negotiation (the node as a party of the call: IVR, voicemail, hold music, and every
+anchored leg): `answer_local(leg, offer)` answers a leg's offer with the node's own SDP,
+`offer_local(leg)` makes the node's own offer and `apply_answer(leg, answer)` takes the reply.
+Each leg keeps its own `o=` identity (RFC 4566 §5.2, version bumped on change, RFC 3264 §8);
+nothing of one peer's SDP reaches another. Such legs are not bridged: `bridge(a, b)` joins
+them when call control says so.
 """
 
 from __future__ import annotations
@@ -23,10 +30,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import secrets
 import sys
 import wave
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -41,6 +50,9 @@ from media._rtp import (
 )
 from media.items import DtmfTone, PlayItem, Prompt, Silence, Tone
 
+if TYPE_CHECKING:
+    from softswitch.sdp import MediaDescription, SessionDescription
+
 DIRECTIONS = {
     "sendrecv": _rtp.SENDRECV,
     "sendonly": _rtp.SENDONLY,
@@ -52,6 +64,16 @@ G711 = {0: "PCMU", 8: "PCMA"}
 # once media is anchored here (ICE candidates, RTCP port and multiplexing).
 TRANSPORT_ATTRIBUTES = ("candidate", "ice-", "rtcp", "end-of-candidates", "remote-candidates")
 RECENT_LEGS = 4096  # released legs whose late events are still named
+# What each direction attribute says about its author: (sends, receives), RFC 3264 §5.1.
+DIRECTION_FLOW = {
+    "sendrecv": (True, True),
+    "sendonly": (True, False),
+    "recvonly": (False, True),
+    "inactive": (False, False),
+}
+FLOW_DIRECTION = {flow: name for name, flow in DIRECTION_FLOW.items()}
+TELEPHONE_EVENT_PT = 101  # the payload type of telephone-event in our own offers
+TELEPHONE_EVENTS = "0-16"  # RFC 4733 §3.2: the DTMF digits 0-9 * # A-D and flash
 
 
 # --- events ---------------------------------------------------------------------------------
@@ -101,7 +123,8 @@ MediaEvent = FirstPacket | RtpTimeout | DtmfDigit | DtmfSent | PlaybackDone | Ta
 
 
 class TapBlock(msgspec.Struct, frozen=True):
-    """Interleaved native-endian int16 stereo at 8 kHz: channel 0 = leg a, 1 = leg b."""
+    """Interleaved native-endian int16 stereo at 8 kHz: channel 0 = leg a, 1 = leg b
+    (silence for a tap of one leg)."""
 
     call_id: str
     pcm: bytes
@@ -146,13 +169,25 @@ def remote_media_from_sdp(body: bytes) -> RemoteMedia | None:
 
     Raises `MediaValueError` when the audio stream is not plain RTP with G.711.
     """
+    sdp = _parse_sdp(body)
+    audio = sdp.audio()
+    return None if audio is None else _remote_media(sdp, audio)
+
+
+def _parse_sdp(body: bytes) -> SessionDescription:
     from softswitch.sdp import SdpError, parse_sdp
 
     try:
-        sdp = parse_sdp(body)
-        audio = sdp.audio()
-        if audio is None:
-            return None
+        return parse_sdp(body)
+    except SdpError as exc:
+        raise MediaValueError(f"SDP: {exc}") from exc
+
+
+def _remote_media(sdp: SessionDescription, audio: MediaDescription) -> RemoteMedia:
+    """What the engine needs from one audio stream (port not 0) of a parsed SDP."""
+    from softswitch.sdp import SdpError
+
+    try:
         ip = sdp.address_of(audio)
     except SdpError as exc:
         raise MediaValueError(f"SDP: {exc}") from exc
@@ -165,13 +200,15 @@ def remote_media_from_sdp(body: bytes) -> RemoteMedia | None:
         int(f) for f in audio.formats if f.isdigit() and int(f) in G711 and int(f) in rtpmap
     )
     if not offered:
-        raise MediaValueError("SDP audio stream offers neither PCMU nor PCMA")
+        raise MediaValueError("SDP audio stream names neither PCMU nor PCMA")
     direction = audio.direction
     if direction is None:
         session = [v for k, v in sdp.session if k == "a" and v in DIRECTIONS]
         direction = session[0] if session else "sendrecv"
     if ip in ("0.0.0.0", "::"):
-        direction = "inactive"  # RFC 3264 §8.4: the old way to put a stream on hold
+        # RFC 3264 §8.4: neither RTP nor RTCP may be sent there (the old way to hold);
+        # what the author sends is still welcome.
+        direction = FLOW_DIRECTION[(DIRECTION_FLOW[direction][0], False)]
     ptime = audio.ptime or 20
     return RemoteMedia(
         ip=ip,
@@ -236,7 +273,7 @@ def anchor_sdp(
 
 
 class _Leg:
-    __slots__ = ("leg_id", "handle", "port", "remote", "partner")
+    __slots__ = ("leg_id", "handle", "port", "remote", "partner", "origin", "sent", "offered")
 
     def __init__(self, leg_id: str, handle: int, port: int) -> None:
         self.leg_id = leg_id
@@ -244,6 +281,11 @@ class _Leg:
         self.port = port
         self.remote: RemoteMedia | None = None
         self.partner: str | None = None
+        # Our own SDP on this leg (answer_local / offer_local): o= session id and version,
+        # the lines after o= last sent, and our offer awaiting its answer (laws, direction).
+        self.origin = [secrets.randbits(62), 0]
+        self.sent: list[str] | None = None
+        self.offered: tuple[tuple[int, ...], str] | None = None
 
 
 class RtpEngine:
@@ -252,6 +294,8 @@ class RtpEngine:
     All methods are called from the event loop's thread; they never block on packet work
     (the engine lock is held by the worker for one batch at most).
     """
+
+    anchors = True  # media.MediaEngine: the node terminates RTP and can answer a leg itself
 
     def __init__(
         self,
@@ -324,6 +368,111 @@ class RtpEngine:
         self._released[leg.handle] = leg_id
         while len(self._released) > RECENT_LEGS:
             self._released.popitem(last=False)
+
+    # --- the node's own offer/answer, per leg -----------------------------------------------
+    def answer_local(self, leg_id: str, offer: bytes, prefer: int | None = None) -> bytes:
+        """Answer the offer that arrived on `leg_id` (INVITE, re-INVITE, UPDATE) with our SDP.
+
+        Creates the leg if needed and applies the offer: its address, the first G.711 law it
+        lists (`prefer`, 0 or 8, when the offer has it; else on a re-offer the law in use, so
+        a session refresh does not switch codec), ptime, telephone-event and direction. The
+        answer names only our address and port, that law, the offerer's telephone-event
+        payload type and the mirrored direction (RFC 3264 §6.1).
+
+        An offer without an audio stream, or whose audio port is 0, is answered (RFC 3264 §6
+        requires an answer with the same m= lines) with every stream rejected (port 0) and the
+        leg stops sending; `remote_media(leg_id)` is then None, so call control can decide
+        whether a call without audio is worth keeping. Other m= lines (video …) are always
+        rejected. Raises `MediaValueError` for an audio stream that is not RTP/AVP, lacks an
+        address or G.711; the leg is then left as it was (RFC 3261 §14.2: a refused re-offer
+        keeps the old session).
+        """
+        if prefer not in (None, 0, 8):
+            raise MediaValueError(f"prefer must be 0 (PCMU) or 8 (PCMA), got {prefer!r}")
+        sdp = _parse_sdp(offer)
+        audio = next((m for m in sdp.media if m.media == "audio"), None)
+        media = None if audio is None or audio.port == 0 else _remote_media(sdp, audio)
+        leg = self._ensure(leg_id)
+        if media is None:
+            self._disable(leg)
+        else:
+            if prefer is None and leg.remote is not None:
+                prefer = leg.remote.payload_type
+            if prefer in media.payload_types:
+                media = msgspec.structs.replace(media, payload_type=prefer)
+            self._apply(leg, media)
+        streams: list[str] = []
+        for m in sdp.media:
+            if m is audio and media is not None:
+                sends, receives = DIRECTION_FLOW[media.direction]
+                ptime = (media.ptime_ms + 5) // 10 * 10  # what the 10 ms clock generates
+                te = media.telephone_event_pt
+                mirrored = FLOW_DIRECTION[(receives, sends)]
+                streams += self._audio_lines(leg, (media.payload_type,), te, ptime, mirrored)
+            else:
+                streams.append(f"m={m.media} 0 {m.proto} {' '.join(m.formats)}")
+        return self._own_sdp(leg, streams)
+
+    def offer_local(
+        self, leg_id: str, direction: str = "sendrecv", prefer: int | None = None
+    ) -> bytes:
+        """Our own offer on `leg_id` (INVITE to an agent, or a re-INVITE we send: hold is
+        `direction="sendonly"`/`"inactive"`); answer it with `apply_answer`.
+
+        Offers PCMU and PCMA (`prefer` first; by default the law in use on a re-offer, else
+        PCMU), telephone-event/8000 on PT 101, ptime 20. The leg is created if needed and
+        keeps its port; the o= version moves on when the SDP differs from the last we sent
+        on this leg and stays when it is the same (RFC 3264 §8: a session refresh).
+        """
+        if direction not in DIRECTIONS:
+            raise MediaValueError(f"direction {direction!r}")
+        if prefer not in (None, 0, 8):
+            raise MediaValueError(f"prefer must be 0 (PCMU) or 8 (PCMA), got {prefer!r}")
+        leg = self._ensure(leg_id)
+        if prefer is None:
+            prefer = leg.remote.payload_type if leg.remote is not None else 0
+        laws = (prefer, 8 - prefer)
+        streams = self._audio_lines(leg, laws, TELEPHONE_EVENT_PT, 20, direction)
+        leg.offered = (laws, direction)
+        return self._own_sdp(leg, streams)
+
+    def apply_answer(self, leg_id: str, answer: bytes) -> None:
+        """Apply the answer to our last `offer_local` on `leg_id`.
+
+        The first G.711 law of the answer that we offered is used; telephone-event is sent
+        with the answer's payload type (RFC 4733 §7.1.1 via RFC 3264 §6.1: the receiver's
+        SDP names the types it receives). The effective direction is the answer's, limited
+        to what our offer allowed. Raises `MediaStateError` when no offer is outstanding and
+        `MediaValueError` when the answer cannot be used (not SDP, no G.711 law we offered,
+        not RTP/AVP); then the leg keeps its previous media. An answer rejecting the audio
+        stream (port 0, or none) also raises `MediaValueError`, after the leg has stopped
+        sending (RFC 3264 §8.2: a disabled stream carries no media).
+        """
+        leg = self._leg(leg_id)
+        if leg.offered is None:
+            raise MediaStateError(f"leg {leg_id!r} has no offer of ours awaiting an answer")
+        laws, direction = leg.offered
+        sdp = _parse_sdp(answer)
+        audio = next((m for m in sdp.media if m.media == "audio"), None)
+        if audio is None or audio.port == 0:
+            leg.offered = None
+            self._disable(leg)
+            raise MediaValueError(f"the answer on leg {leg_id!r} rejected the audio stream")
+        media = _remote_media(sdp, audio)
+        chosen = next((pt for pt in media.payload_types if pt in laws), None)
+        if chosen is None:
+            raise MediaValueError(
+                f"the answer on leg {leg_id!r} chose a codec we did not offer ({audio.formats})"
+            )
+        remote_sends, remote_receives = DIRECTION_FLOW[media.direction]
+        we_send, we_receive = DIRECTION_FLOW[direction]
+        effective = FLOW_DIRECTION[(remote_sends and we_receive, remote_receives and we_send)]
+        self._apply(leg, msgspec.structs.replace(media, payload_type=chosen, direction=effective))
+        leg.offered = None
+
+    def remote_media(self, leg_id: str) -> RemoteMedia | None:
+        """The far end's media as negotiated on the leg (None: no audio agreed yet)."""
+        return self._leg(leg_id).remote
 
     # --- legs -------------------------------------------------------------------------------
     def create_leg(self, leg_id: str) -> tuple[str, int]:
@@ -459,13 +608,18 @@ class RtpEngine:
         self._rtp.mix_remove(self._mixes.pop(mix_id))
 
     # --- record taps ------------------------------------------------------------------------
-    def tap_start(self, call_id: str, leg_a: str, leg_b: str) -> None:
-        """Record both directions of a call (a → channel 0, b → channel 1)."""
+    def tap_start(self, call_id: str, leg_a: str, leg_b: str | None) -> None:
+        """Record what the parties say: leg a's received audio → channel 0, b's → channel 1.
+
+        `leg_b=None` records leg a alone (voicemail): channel 1 is silence. Neither leg needs
+        a bridge, and what the node plays into a leg is not recorded. A leg is in one tap at
+        most (`MediaStateError`). `call_id` names the tap in `TapData` and `tap_read`.
+        """
         if call_id in self._taps:
             raise MediaStateError(f"call {call_id!r} is already tapped")
         tap = self._rtp.tap_start(
             self._leg(leg_a).handle,
-            self._leg(leg_b).handle,
+            -1 if leg_b is None else self._leg(leg_b).handle,
             self._tap_capacity_ms,
             self._tap_block_ms,
         )
@@ -560,6 +714,40 @@ class RtpEngine:
         if leg is None:
             raise UnknownLegError(f"unknown leg {leg_id!r}")
         return leg
+
+    def _disable(self, leg: _Leg) -> None:
+        """The leg's audio stream is rejected or disabled: send nothing, expect nothing."""
+        self._rtp.set_direction(leg.handle, _rtp.INACTIVE)
+        leg.remote = None
+
+    def _audio_lines(
+        self,
+        leg: _Leg,
+        laws: tuple[int, ...],
+        te_pt: int | None,
+        ptime_ms: int,
+        direction: str,
+    ) -> list[str]:
+        """Our m=audio section: the laws given, telephone-event when `te_pt` is set."""
+        formats = [str(pt) for pt in laws] + ([] if te_pt is None else [str(te_pt)])
+        lines = [f"m=audio {leg.port} RTP/AVP {' '.join(formats)}"]
+        lines += [f"a=rtpmap:{pt} {G711[pt]}/8000" for pt in laws]
+        if te_pt is not None:
+            lines += [
+                f"a=rtpmap:{te_pt} telephone-event/8000",
+                f"a=fmtp:{te_pt} {TELEPHONE_EVENTS}",
+            ]
+        return [*lines, f"a=ptime:{ptime_ms}", f"a={direction}"]
+
+    def _own_sdp(self, leg: _Leg, streams: list[str]) -> bytes:
+        """A whole SDP body of ours for `leg` (RFC 4566 §5), with the leg's o= identity."""
+        rest = ["s=hotline", f"c=IN IP4 {self.local_ip}", "t=0 0", *streams]
+        if rest != leg.sent:  # RFC 3264 §8: changed SDP, next version; the same, same version
+            leg.origin[1] += 1
+            leg.sent = rest
+        session_id, version = leg.origin
+        lines = ["v=0", f"o=hotline {session_id} {version} IN IP4 {self.local_ip}", *rest]
+        return ("\r\n".join(lines) + "\r\n").encode()
 
     def _apply(self, leg: _Leg, media: RemoteMedia) -> None:
         te = -1 if media.telephone_event_pt is None else media.telephone_event_pt
