@@ -16,7 +16,7 @@ import hashlib
 import ipaddress
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,6 +24,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from ivr.nodes import Flow, PromptSpec
 from softswitch.config_yaml import (
     ConfigIssue,
     KeyPath,
@@ -34,38 +35,51 @@ from softswitch.config_yaml import (
     render_reference,
 )
 from softswitch.dialplan import (
+    ITEM_CHECKS,
     Action,
+    BlacklistAction,
     CallMatch,
     Dialplan,
+    KnownNames,
+    LocalityRule,
     NumberMatch,
     NumberRule,
     Route,
     RouteResult,
+    Tts,
     normalize,
+    reference_problems,
     replacement_problem,
     route,
 )
 from softswitch.errors import ConfigError
+from softswitch.schedule import Schedule
 
 __all__ = [
     "Action",
     "Agent",
     "AuthConfig",
+    "BlacklistAction",
     "CallMatch",
     "Config",
     "ConfigError",
     "ConfigIssue",
     "Dialplan",
     "Digest",
+    "Flow",
+    "LocalityRule",
     "LimitsConfig",
     "NodeConfig",
     "NumberMatch",
     "NumberRule",
+    "PromptSpec",
     "Queue",
     "RegistrarConfig",
     "Route",
     "RouteResult",
+    "Schedule",
     "Trunk",
+    "Tts",
     "admin_reference",
     "check_command",
     "load_config",
@@ -496,6 +510,41 @@ class Config(msgspec.Struct, frozen=True, dict=True):
     agents: tuple[Agent, ...]
     queues: tuple[Queue, ...]
     dialplan: Dialplan
+    #: The directory the value was loaded from; prompt files are relative to it.
+    directory: str = ""
+
+    @property
+    def flows(self) -> dict[str, Flow]:
+        """IVR flows by name (``dialplan.yaml`` ``flows``)."""
+        return self.dialplan.flows
+
+    @property
+    def prompts(self) -> dict[str, PromptSpec]:
+        """Prompts by name (``dialplan.yaml`` ``prompts``); see `prompt_file`."""
+        return self.dialplan.prompts
+
+    @property
+    def schedules(self) -> dict[str, Schedule]:
+        """Working-hours schedules by name; test one with `softswitch.schedule.is_open`."""
+        return self.dialplan.schedules
+
+    @property
+    def tts(self) -> Tts:
+        """Text-to-speech settings of `text` prompts."""
+        return self.dialplan.tts
+
+    @property
+    def blacklist(self) -> BlacklistAction:
+        """What a blocked caller gets (the entries are in `softswitch.blacklist`)."""
+        return self.dialplan.blacklist
+
+    def prompt_file(self, name: str) -> Path | None:
+        """The WAV file of prompt ``name`` (resolved against `directory`), None for a text
+        prompt or an unknown name."""
+        spec = self.dialplan.prompts.get(name)
+        if spec is None or spec.file is None:
+            return None
+        return Path(self.directory) / spec.file
 
     @cached_property
     def agents_by_id(self) -> dict[str, Agent]:
@@ -618,10 +667,11 @@ def load_config(directory: str | Path) -> Config:
             continue
         builder = StructBuilder(doc, issues)
         builder.checks = _item_checks(builder)
+        builder.checks.update(_dialplan_checks(builder))
         root = {} if doc.value is None else doc.value
         ok, value = builder.build(root, file_type)
         loaded[name] = _Loaded(doc, builder, value if ok else None)
-    _cross_checks(loaded, issues)
+    _cross_checks(loaded, base)
     if issues:
         order = {name: i for i, (name, _, _) in enumerate(FILES)}
         issues.sort(key=lambda i: (order.get(i.file, -1), i.line or 0))
@@ -637,6 +687,7 @@ def load_config(directory: str | Path) -> Config:
         agents=loaded["agents.yaml"].value.agents,
         queues=loaded["queues.yaml"].value.queues,
         dialplan=loaded["dialplan.yaml"].value,
+        directory=str(base),
     )
 
 
@@ -741,12 +792,6 @@ def _item_checks(b: StructBuilder) -> dict[type, StructCheck]:
         if value.called is None and value.calling is None:
             b.error(path, "needs `called` and/or `calling`")
 
-    def action(value: Action, path: KeyPath) -> None:
-        if (value.queue is None) == (value.respond is None):
-            b.error(path, "give exactly one of `queue` or `respond`")
-        if value.reason is not None and value.respond is None:
-            b.error((*path, "reason"), "`reason` goes with `respond`")
-
     return {
         NodeConfig: node,
         MediaConfig: media,
@@ -757,8 +802,21 @@ def _item_checks(b: StructBuilder) -> dict[type, StructCheck]:
         Agent: agent,
         NumberMatch: number_match,
         CallMatch: call_match,
-        Action: action,
     }
+
+
+def _dialplan_checks(b: StructBuilder) -> dict[type, StructCheck]:
+    """The dialplan's own semantic checks (`softswitch.dialplan.ITEM_CHECKS`), reported
+    through ``b``."""
+
+    def wrap(check: Callable[[Any], list[tuple[KeyPath, str]]]) -> StructCheck:
+        def run(value: Any, path: KeyPath) -> None:
+            for sub, message in check(value):
+                b.error((*path, *sub), message)
+
+        return run
+
+    return {tp: wrap(check) for tp, check in ITEM_CHECKS.items()}
 
 
 def _report_duplicates(
@@ -775,7 +833,7 @@ def _report_duplicates(
             first[value] = index
 
 
-def _cross_checks(loaded: dict[str, _Loaded], issues: list[ConfigIssue]) -> None:
+def _cross_checks(loaded: dict[str, _Loaded], base: Path) -> None:
     """Checks across items and files: uniqueness and references."""
     queues = loaded.get("queues.yaml")
     if (
@@ -829,17 +887,63 @@ def _cross_checks(loaded: dict[str, _Loaded], issues: list[ConfigIssue]) -> None
     if dialplan is not None:
         routes = dialplan.items("routes")
         _report_duplicates(dialplan, routes, "routes", "name", "route name")
-        actions: list[tuple[KeyPath, Action]] = [
-            (("routes", i, "action"), r.action) for i, r in routes
-        ]
-        if dialplan.value is not None:
-            actions.append((("default",), dialplan.value.default))
-        for path, act in actions:
-            if act.queue is not None and queues is not None and act.queue not in known_queues:
-                dialplan.builder.error(
-                    (*path, "queue"),
-                    f"unknown queue `{act.queue}` (queues.yaml defines: {listing})",
-                )
+        known_trunks: set[str] | None = None
+        if trunks is not None:
+            known_trunks = {t.name for _, t in trunks.items("trunks")}
+            known_trunks |= trunks.raw_names("trunks", "name")
+        _dialplan_cross_checks(
+            dialplan, known_queues if queues is not None else None, known_trunks, base
+        )
+
+
+def _dialplan_cross_checks(
+    dialplan: _Loaded, queues: set[str] | None, trunks: set[str] | None, base: Path
+) -> None:
+    """References inside ``dialplan.yaml`` and to queues and trunks; prompt files exist."""
+    root = dialplan.doc.value if isinstance(dialplan.doc.value, dict) else {}
+
+    def keys(value: Any) -> frozenset[str]:
+        return frozenset(str(k) for k in value) if isinstance(value, dict) else frozenset()
+
+    raw_flows, raw_localities = root.get("flows"), root.get("localities")
+    flows: dict[str, Any] = raw_flows if isinstance(raw_flows, dict) else {}
+    localities: list[Any] = raw_localities if isinstance(raw_localities, list) else []
+    known = KnownNames(
+        prompts=keys(root.get("prompts")),
+        schedules=keys(root.get("schedules")),
+        flows=keys(flows),
+        nodes={
+            str(name): keys(flow.get("nodes")) if isinstance(flow, dict) else frozenset()
+            for name, flow in flows.items()
+        },
+        regions=frozenset(
+            str(e["region"]) for e in localities if isinstance(e, dict) and "region" in e
+        ),
+        queues=frozenset(queues) if queues is not None else None,
+        trunks=frozenset(trunks) if trunks is not None else None,
+    )
+    builder = dialplan.builder
+    for path, message in reference_problems(builder.built_structs, known):
+        builder.error(path, message)
+    for name, spec in builder.built_entries.get(("prompts",), []):
+        if spec.file is None:
+            continue
+        if Path(spec.file).is_absolute():
+            builder.error(
+                ("prompts", name, "file"), "must be relative to the configuration directory"
+            )
+        elif not (base / spec.file).is_file():
+            builder.error(("prompts", name, "file"), f"file not found: {base / spec.file}")
+    first: dict[str, int] = {}
+    for index, rule in dialplan.items("localities"):
+        if rule.prefix is None:
+            continue
+        if rule.prefix in first:
+            builder.error(
+                ("localities", index, "prefix"),
+                f"duplicate prefix `{rule.prefix}` (first is localities[{first[rule.prefix]}])",
+            )
+        first.setdefault(rule.prefix, index)
 
 
 def check_command(config_dir: str | Path) -> int:
@@ -855,7 +959,7 @@ def check_command(config_dir: str | Path) -> int:
 
 
 def summary(config: Config) -> str:
-    """``1 trunk, 8 agents, 1 queue, 2 routes``."""
+    """``1 trunk, 8 agents, 3 queues, 4 routes, 4 flows``."""
 
     def count(n: int, word: str) -> str:
         return f"{n} {word}{'' if n == 1 else 's'}"
@@ -866,6 +970,7 @@ def summary(config: Config) -> str:
             count(len(config.agents), "agent"),
             count(len(config.queues), "queue"),
             count(len(config.dialplan.routes), "route"),
+            count(len(config.dialplan.flows), "flow"),
         )
     )
 
@@ -880,7 +985,8 @@ _FILE_INTRO = {
     "contains its source address.",
     "agents.yaml": "Agents and their phones' SIP accounts.",
     "queues.yaml": "Call queues.",
-    "dialplan.yaml": "Routing of inbound calls, after the trunk's number normalisation.",
+    "dialplan.yaml": "Routing of inbound calls, after the trunk's number normalisation; "
+    "IVR flows, prompts, working hours, caller regions and the blacklist response.",
 }
 
 _PREAMBLE = """\
@@ -896,15 +1002,19 @@ demo is `config/`). The files are YAML; their names are fixed.
 
 `hotline check --config DIR` loads every file and reports every problem, one per line, as
 `file:line: path: message`, then exits with status 2; a valid configuration prints a summary
-such as `config OK: 1 trunk, 8 agents, 1 queue, 2 routes` and exits with 0.
+such as `config OK: 1 trunk, 8 agents, 3 queues, 4 routes, 4 flows` and exits with 0.
 `hotline serve` refuses to start on an invalid configuration in the same way.
 
     queues.yaml:14: queues[2].ring_timeout: Expected `float` >= 1.0, got 0.5
     agents.yaml:9: agents[3].queues[0]: unknown queue `genral` (queues.yaml defines: general)
 
 Unknown keys are errors (a misspelt key would otherwise be ignored silently), as are
-duplicate keys, duplicate names, references to undefined queues, invalid networks, regular
-expressions and listen addresses.
+duplicate keys, duplicate names, references to undefined queues, trunks, flows, nodes,
+prompts and schedules, invalid networks, regular expressions, listen addresses, time zones,
+times and dates, and prompt files that do not exist. Inside mappings the path names the
+keys:
+
+    dialplan.yaml:71: flows.main.nodes.menu.keys.1: unknown node `citizn` (this flow defines: citizen, enterprise, hours, menu, voicemail)
 
 Numbers and ids may be written without quotes: where a field is text, the value is taken as
 written (`exact: 9000` is the text `9000`, `prefix: 010` stays `010`, not octal 8).
@@ -922,7 +1032,46 @@ leading 0.
 Routes are tried in order; a route matches when each condition it gives (`called`,
 `calling`) matches. A condition is one of `exact`, `prefix`, or `regex` (which must match the
 whole number). The first matching route's action applies; otherwise `default` does.
-An action is `{queue: NAME}` or `{respond: CODE, reason: TEXT}`.
+A route's `match.transform` rules (like a trunk's) rewrite the called number of the calls
+it matches. An action is exactly one of `{queue: NAME}` (join a queue of queues.yaml),
+`{flow: NAME}` (run an IVR flow of `flows`), `{transfer: NUMBER, trunk: NAME}` (connect to
+an external number through a trunk; without `trunk`, the one the call came in on) or
+`{respond: CODE, reason: TEXT}` (refuse with a SIP response).
+
+## Blacklist
+
+Blocked numbers live in the node's database (`DATA/hotline.db`), not in YAML, so they can
+change at run time: `hotline blacklist add NUMBER [--prefix] [--start ISO] [--end ISO]
+--reason TEXT`, `hotline blacklist remove ID|NUMBER`, `hotline blacklist list [--all]`.
+An entry blocks one number, or every number starting with it (`--prefix`), optionally only
+between `start` and `end`; every change is logged with who made it and when. The
+`blacklist` section of dialplan.yaml says what a blocked caller gets: `prompt` and hang-up,
+or without a prompt the SIP response `respond` (603 Decline by default).
+
+## IVR flows
+
+A flow has a `start` node and `nodes` by name; each node has a `type` (`play`, `menu`,
+`collect`, `queue`, `transfer`, `voicemail`, `survey`, `hangup`, `time`, `locality`, `set`;
+a table per type below) and names the nodes that follow it, all in the same flow.
+A prompt reference is a prompt name, or a list of prompt names and dynamic parts
+(`{var: NAME}`, `{digits: NAME}`, `{number: NAME}`) played in order. `prompts` gives each
+name a WAV `file` (relative to the configuration directory) or a `text` rendered by the
+`tts` engine in the prompt's `voice` (default `tts.voice`).
+
+## Working hours
+
+`schedules` are used by `time` nodes. A schedule has a `timezone` (IANA name; hours follow
+its daylight-saving changes), `hours` per weekday as `"HH:MM-HH:MM"` intervals (local time,
+end excluded, `24:00` allowed as an end; an interval may not cross midnight: split it at
+`24:00`), `holidays` (closed all day) and `workdays` (make-up working days on a weekend,
+open during `workday_hours`, by default 08:30-18:00). Dates are `YYYY-MM-DD` or inclusive
+ranges `YYYY-MM-DD..YYYY-MM-DD`. A date is a holiday, else a make-up day, else its weekday.
+
+## Caller locality
+
+`localities` map calling numbers to regions for `locality` nodes and reports: the longest
+matching `prefix` wins (`010` Beijing landlines, `1391` a mobile segment); a number no prefix
+matches gets the region of the first `regex` that matches it whole.
 """
 
 

@@ -226,6 +226,22 @@ def var_tuple_item(tp: Any) -> Any | None:
     return None
 
 
+def dict_args(tp: Any) -> tuple[Any, Any] | None:
+    """The (key, value) types of ``dict[K, V]``, else None."""
+    if typing.get_origin(tp) is dict:
+        key, value = typing.get_args(tp)
+        return key, value
+    return None
+
+
+def struct_tag(tp: Any) -> tuple[str, Any] | None:
+    """(tag field, tag value) of a tagged Struct type (msgspec ``tag=``), else None."""
+    config = getattr(tp, "__struct_config__", None)
+    if config is None or config.tag is None:
+        return None
+    return config.tag_field, config.tag
+
+
 def _literal_values(tp: Any) -> tuple[Any, ...]:
     bare, _ = unwrap(tp)
     if typing.get_origin(bare) is Literal:
@@ -278,7 +294,14 @@ class StructBuilder:
     that need only that instance, e.g. compiling a regex); their issues do not stop the
     building of enclosing values, whose checks run too. ``built_items`` keeps, for each
     sequence path, the items that were built successfully with their indexes, so that
-    cross-reference checks can still run when a sibling item is broken.
+    cross-reference checks can still run when a sibling item is broken; ``built_entries``
+    does the same for mappings and ``built_structs`` lists every Struct built.
+
+    Mappings (``dict[K, V]``) are walked key by key: the keys are path steps
+    (``flows.main.nodes.menu``). A union whose members include Structs, mappings or
+    sequences is dispatched on the kind of the value (object, array, scalar); several
+    tagged Structs (msgspec ``tag_field``) are dispatched on the tag, and an unknown tag is
+    reported with the allowed ones.
     """
 
     def __init__(
@@ -291,6 +314,12 @@ class StructBuilder:
         self.issues = issues
         self.checks = checks or {}
         self.built_items: dict[KeyPath, list[tuple[int, Any]]] = {}
+        #: For each mapping path, the entries built successfully: (key, value).
+        self.built_entries: dict[KeyPath, list[tuple[str, Any]]] = {}
+        #: Every Struct built successfully, with its path, in the order they were built
+        #: (inner values first), so that reference checks reach the good parts of a
+        #: document whose other parts are broken.
+        self.built_structs: list[tuple[KeyPath, Any]] = []
 
     def error(self, path: KeyPath, message: str) -> None:
         self.issues.append(self.doc.issue(path, message))
@@ -299,18 +328,102 @@ class StructBuilder:
         """Validate ``value`` against ``tp``; return (ok, built value)."""
         bare, metas = unwrap(tp)
         members = union_args(bare)
-        if members is not None and type(None) in members:
-            others = [m for m in members if m is not type(None)]
-            if value is None:
+        if members is not None:
+            if value is None and type(None) in members:
                 return True, None
-            if len(others) == 1 and _is_container(others[0]):
-                return self.build(value, others[0], path)
+            if any(_is_container(m) for m in members):
+                return self._union(value, members, path)
+            return self._leaf(value, tp, path)
         if is_struct_type(bare):
             return self._struct(value, bare, path)
+        if dict_args(bare) is not None:
+            return self._mapping(value, bare, path)
         item_type = var_tuple_item(bare)
         if item_type is not None and _is_container(item_type):
             return self._sequence(value, bare, item_type, metas, path)
         return self._leaf(value, tp, path)
+
+    def _union(self, value: Any, members: tuple[Any, ...], path: KeyPath) -> tuple[bool, Any]:
+        """A union with walked members: pick the member by the kind of ``value``."""
+        others = [m for m in members if m is not type(None)]
+        if len(others) == 1:
+            return self.build(value, others[0], path)
+        if isinstance(value, dict):
+            structs = [m for m in others if is_struct_type(unwrap(m)[0])]
+            if len(structs) == 1:
+                return self.build(value, structs[0], path)
+            if structs:
+                return self._tagged(value, [unwrap(m)[0] for m in structs], path)
+            mappings = [m for m in others if dict_args(unwrap(m)[0]) is not None]
+            if mappings:
+                return self.build(value, mappings[0], path)
+        elif isinstance(value, list):
+            sequences = [m for m in others if var_tuple_item(unwrap(m)[0]) is not None]
+            if sequences:
+                return self.build(value, sequences[0], path)
+        else:
+            leaves = [m for m in others if _type_kind(m) not in ("object", "array")]
+            if leaves:
+                leaf_type = leaves[0] if len(leaves) == 1 else Union[tuple(leaves)]  # noqa: UP007
+                return self._leaf(value, leaf_type, path)
+        kinds = " | ".join(dict.fromkeys(_type_kind(m) for m in members))
+        self.error(path, f"Expected `{kinds}`, got `{_kind(value)}`")
+        return False, None
+
+    def _tagged(
+        self, value: dict[str, Any], structs: list[type[msgspec.Struct]], path: KeyPath
+    ) -> tuple[bool, Any]:
+        """A mapping that is one of several tagged Structs: dispatch on the tag field."""
+        by_tag: dict[Any, type[msgspec.Struct]] = {}
+        field = "type"
+        for tp in structs:
+            tag = struct_tag(tp)
+            if tag is not None:
+                field = tag[0]
+                by_tag[tag[1]] = tp
+        allowed = ", ".join(str(t) for t in by_tag)
+        if field not in value:
+            self.error(path, f"Object missing required field `{field}` (one of: {allowed})")
+            return False, None
+        tag_value = value[field]
+        chosen = by_tag.get(tag_value)
+        if chosen is None:
+            hint = difflib.get_close_matches(str(tag_value), [str(t) for t in by_tag], n=1)
+            more = f"; did you mean `{hint[0]}`?" if hint else ""
+            shown = json.dumps(tag_value) if not isinstance(tag_value, str) else tag_value
+            self.error((*path, field), f"unknown {field} `{shown}`; allowed: {allowed}{more}")
+            return False, None
+        return self._struct(value, chosen, path)
+
+    def _mapping(self, value: Any, tp: Any, path: KeyPath) -> tuple[bool, Any]:
+        args = dict_args(tp)
+        assert args is not None
+        key_type, value_type = args
+        if not isinstance(value, dict):
+            self.error(path, f"Expected `object`, got `{_kind(value)}`")
+            return False, None
+        ok = True
+        out: dict[Any, Any] = {}
+        built: list[tuple[str, Any]] = []
+        for key, item in value.items():
+            child = (*path, key)
+            try:
+                built_key = msgspec.convert(key, key_type)
+            except msgspec.ValidationError as exc:
+                match = _MSGSPEC_LOCATION.match(str(exc))
+                message = match.group("message") if match else str(exc)
+                self.error(child, f"invalid key `{key}`: {message}")
+                ok = False
+                continue
+            item_ok, obj = self.build(item, value_type, child)
+            if item_ok:
+                built.append((key, obj))
+                out[built_key] = obj
+            ok = ok and item_ok
+        self.built_entries[path] = built
+        if not ok:
+            return False, None
+        return True, out
 
     def _struct(self, value: Any, tp: type[msgspec.Struct], path: KeyPath) -> tuple[bool, Any]:
         if not isinstance(value, dict):
@@ -318,7 +431,13 @@ class StructBuilder:
             return False, None
         fields = {f.encode_name: f for f in msgspec.structs.fields(tp)}
         ok = True
+        tag = struct_tag(tp)
         for key in value:
+            if tag is not None and key == tag[0]:
+                if value[key] != tag[1]:
+                    ok = False
+                    self.error((*path, key), f"Expected `{tag[1]}`, got `{value[key]}`")
+                continue
             if key not in fields:
                 ok = False
                 hint = difflib.get_close_matches(key, list(fields), n=1)
@@ -337,6 +456,7 @@ class StructBuilder:
         if not ok:
             return False, None
         obj = tp(**kwargs)
+        self.built_structs.append((path, obj))
         check = self.checks.get(tp)
         if check is not None:
             # A semantic problem is recorded but the value still counts as built, so the
@@ -432,12 +552,30 @@ class StructBuilder:
 
 
 def _is_container(tp: Any) -> bool:
-    """True if ``tp`` must be walked (a Struct or a sequence of Structs/sequences)."""
+    """True if ``tp`` must be walked: a Struct, a mapping, a union with such a member, or a
+    sequence of those."""
     bare, _ = unwrap(tp)
-    if is_struct_type(bare):
+    members = union_args(bare)
+    if members is not None:
+        return any(_is_container(m) for m in members)
+    if is_struct_type(bare) or dict_args(bare) is not None:
         return True
     item = var_tuple_item(bare)
     return item is not None and _is_container(item)
+
+
+def _type_kind(tp: Any) -> str:
+    """The msgspec kind name a type expects (``object``, ``array``, ``str``…)."""
+    bare, _ = unwrap(tp)
+    if is_struct_type(bare) or dict_args(bare) is not None:
+        return "object"
+    if var_tuple_item(bare) is not None:
+        return "array"
+    if typing.get_origin(bare) is Literal:
+        return " | ".join(sorted({_kind(v) for v in typing.get_args(bare)}))
+    return {str: "str", int: "int", float: "float", bool: "bool", type(None): "null"}.get(
+        bare, getattr(bare, "__name__", str(bare))
+    )
 
 
 # --------------------------------------------------------------------------- reference docs
@@ -448,6 +586,10 @@ def describe_type(tp: Any) -> str:
     bare, metas = unwrap(tp)
     members = union_args(bare)
     if members is not None:
+        tagged = [(m, tag) for m in members if (tag := struct_tag(m)) is not None]
+        if len(members) > 2 and len(tagged) == len(members):
+            choices = ", ".join(f"`{tag[1]}` ({m.__name__})" for m, tag in tagged)
+            return f"mapping chosen by `{tagged[0][1][0]}`: {choices}"
         parts = [describe_type(m) for m in members if m is not type(None)]
         text = " or ".join(parts)
         if type(None) in members:
@@ -455,10 +597,14 @@ def describe_type(tp: Any) -> str:
         return _with_constraints(text, metas)
     if is_struct_type(bare):
         text = f"mapping ({bare.__name__})"
+    elif dict_args(bare) is not None:
+        key, value = dict_args(bare) or (str, str)
+        text = f"mapping of {describe_type(key)} to {describe_type(value)}"
     elif typing.get_origin(bare) is Literal:
         text = "one of " + ", ".join(f"`{v}`" for v in typing.get_args(bare))
     elif var_tuple_item(bare) is not None:
-        text = f"list of {describe_type(var_tuple_item(bare))}"
+        item = describe_type(var_tuple_item(bare))
+        text = f"list of ({item})" if " or " in item else f"list of {item}"
     else:
         text = {str: "string", int: "integer", float: "number", bool: "boolean"}.get(
             bare, getattr(bare, "__name__", str(bare))
@@ -506,14 +652,15 @@ def describe_default(field: msgspec.structs.FieldInfo) -> str:
 
 
 def _struct_table(tp: type[msgspec.Struct]) -> list[str]:
-    lines = [
-        f"#### {tp.__name__}",
-        "",
-        (tp.__doc__ or "").strip().splitlines()[0],
-        "",
-        "| key | type | default | meaning |",
-        "| --- | --- | --- | --- |",
-    ]
+    doc = (tp.__doc__ or "").strip().split("\n\n")[0]
+    intro = " ".join(line.strip() for line in doc.splitlines())
+    tag = struct_tag(tp)
+    if tag is not None:
+        intro = f"`{tag[0]}: {tag[1]}`. {intro}".rstrip()
+    lines = [f"#### {tp.__name__}", ""]
+    if intro:
+        lines.extend((intro, ""))
+    lines.extend(("| key | type | default | meaning |", "| --- | --- | --- | --- |"))
     for field in msgspec.structs.fields(tp):
         text = field_description(field.type).replace("|", "\\|")
         kind = describe_type(field.type).replace("|", "\\|")
@@ -532,6 +679,11 @@ def _nested_structs(tp: Any, seen: list[type]) -> None:
     item = var_tuple_item(bare)
     if item is not None:
         _nested_structs(item, seen)
+        return
+    mapping = dict_args(bare)
+    if mapping is not None:
+        _nested_structs(mapping[0], seen)
+        _nested_structs(mapping[1], seen)
         return
     if is_struct_type(bare) and bare not in seen:
         seen.append(bare)

@@ -40,12 +40,22 @@ def test_demo_config_loads_with_the_documented_contents(demo: Config) -> None:
     assert carrier.normalize_calling("+8613800138000") == "13800138000"
     assert [a.id for a in demo.agents] == [str(n) for n in range(1001, 1009)]
     assert [a.password for a in demo.agents] == [f"pw{n}" for n in range(1001, 1009)]
-    assert all(a.queues == ("general",) for a in demo.agents)
-    (general,) = demo.queues
+    assert all(a.queues[0] == "general" for a in demo.agents)  # every agent serves general
+    assert [a.id for a in demo.agents if "enterprise" in a.queues] == [
+        "1005",
+        "1006",
+        "1007",
+        "1008",
+    ]
+    assert [a.id for a in demo.agents if "legal" in a.queues] == ["1007", "1008"]
+    general, enterprise, legal = demo.queues
     assert (general.name, general.strategy) == ("general", "longest_idle")
     assert (general.ring_timeout, general.max_wait, general.wrap_up) == (15.0, 300.0, 0.0)
+    assert (enterprise.name, legal.name) == ("enterprise", "legal")
     assert demo.dialplan.route("9000", "13800138000").queue == "general"
-    assert demo.dialplan.route("12345", "13800138000").queue == "general"
+    assert demo.dialplan.route("12345", "13800138000").flow == "main"
+    assert demo.dialplan.route("12348", "13800138000").flow == "legal"
+    assert demo.dialplan.route("12315", "13800138000").flow == "market"
     unknown = demo.dialplan.route("12346", "13800138000")
     assert (unknown.route, unknown.queue, unknown.respond) == (None, None, 404)
 
@@ -85,7 +95,7 @@ def test_agent_ha1_is_hash_of_user_realm_password(demo: Config) -> None:
 def test_check_command_prints_summary_and_returns_zero(capsys: pytest.CaptureFixture[str]) -> None:
     assert check_command(DEMO) == 0
     out, err = capsys.readouterr()
-    assert out == "config OK: 1 trunk, 8 agents, 1 queue, 2 routes\n"
+    assert out == "config OK: 1 trunk, 8 agents, 3 queues, 4 routes, 4 flows\n"
     assert err == ""
 
 
@@ -94,12 +104,13 @@ def test_check_command_prints_each_error_to_stderr_and_returns_two(
 ) -> None:
     for name in ("trunks.yaml", "agents.yaml", "dialplan.yaml"):
         (tmp_path / name).write_text((DEMO / name).read_text())
-    (tmp_path / "queues.yaml").write_text("queues:\n  - name: general\n    ring_timeout: 0\n")
+    queues = (DEMO / "queues.yaml").read_text().replace("ring_timeout: 15 ", "ring_timeout: 0 ", 1)
+    (tmp_path / "queues.yaml").write_text(queues)
     assert check_command(tmp_path) == 2
     out, err = capsys.readouterr()
     assert out == ""
     assert err.splitlines() == [
-        "queues.yaml:3: queues[0].ring_timeout: Expected `float` >= 1.0, got 0"
+        "queues.yaml:5: queues[0].ring_timeout: Expected `float` >= 1.0, got 0"
     ]
 
 
@@ -140,6 +151,7 @@ def test_first_trunk_whose_acl_matches_owns_the_source(tmp_path: Path) -> None:
         (tmp_path / name).write_text((DEMO / name).read_text())
     (tmp_path / "trunks.yaml").write_text(
         "trunks:\n  - {name: narrow, acl: [127.0.0.2/32]}\n  - {name: wide, acl: [127.0.0.0/8]}\n"
+        "  - {name: carrier, acl: [10.0.0.0/8]}\n"  # the demo dialplan transfers through it
     )
     config = load_config(tmp_path)
     assert trunk_for_source(config, "127.0.0.2").name == "narrow"  # type: ignore[union-attr]

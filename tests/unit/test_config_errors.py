@@ -14,11 +14,35 @@ DEMO = ROOT / "config"
 FILES = ("node.yaml", "trunks.yaml", "agents.yaml", "queues.yaml", "dialplan.yaml")
 
 
+#: Agents, queues and routes with the queue `general` only, so that a test can replace
+#: queues.yaml with its own list (the demo's agents and flows use more queues).
+BASE = {
+    "agents": "agents:\n"
+    + "".join(
+        f"  - {{id: '{n}', password: pw{n}, queues: [general]}}\n" for n in range(1001, 1009)
+    ),
+    "queues": "queues:\n  - name: general\n    ring_timeout: 15\n",
+    "dialplan": """\
+        routes:
+          - name: test
+            match: {called: {exact: "9000"}}
+            action: {queue: general}
+        default: {respond: 404}
+        """,
+}
+
+
 def make_config(tmp_path: Path, **files: str) -> Path:
-    """The demo config with some files replaced (keyword = file stem, value = YAML text)."""
+    """A config with some files replaced (keyword = file stem, value = YAML text): node and
+    trunks of the demo, and the `BASE` agents, queues and dialplan."""
     for name in FILES:
         stem = name.removesuffix(".yaml")
-        text = textwrap.dedent(files[stem]) if stem in files else (DEMO / name).read_text()
+        if stem in files:
+            text = textwrap.dedent(files[stem])
+        elif stem in BASE:
+            text = textwrap.dedent(BASE[stem])
+        else:
+            text = (DEMO / name).read_text()
         (tmp_path / name).write_text(text)
     return tmp_path
 
@@ -198,7 +222,7 @@ def test_a_queue_with_an_error_still_counts_as_defined(tmp_path: Path) -> None:
     errors = errors_of(
         make_config(tmp_path, queues="queues:\n  - name: general\n    ring_timeout: 0\n")
     )
-    # The demo's agents and routes refer to `general`: only the constraint is reported.
+    # The base agents and routes refer to `general`: only the constraint is reported.
     assert errors == ["queues.yaml:3: queues[0].ring_timeout: Expected `float` >= 1.0, got 0"]
 
 
@@ -376,9 +400,11 @@ def test_route_conditions_and_actions_need_exactly_one_form(tmp_path: Path) -> N
         "dialplan.yaml:3: routes[0].match.called: give exactly one of `exact`, `prefix`, "
         "`regex` (got exact, prefix)",
         "dialplan.yaml:6: routes[1].match: needs `called` and/or `calling`",
-        "dialplan.yaml:7: routes[1].action: give exactly one of `queue` or `respond`",
+        "dialplan.yaml:7: routes[1].action: give exactly one of `queue`, `flow`, `transfer` "
+        "or `respond` (got queue, respond)",
         "dialplan.yaml:9: routes[2].match.calling: give exactly one of `exact`, `prefix`, `regex`",
-        "dialplan.yaml:10: routes[2].action: give exactly one of `queue` or `respond`",
+        "dialplan.yaml:10: routes[2].action: give exactly one of `queue`, `flow`, `transfer` "
+        "or `respond`",
         "dialplan.yaml:10: routes[2].action.reason: `reason` goes with `respond`",
     ]
 
