@@ -39,6 +39,12 @@ _FORMAT_FLOAT = 3
 _FORMAT_ALAW = 6
 _FORMAT_ULAW = 7
 _FORMAT_EXTENSIBLE = 0xFFFE
+_SUPPORTED = {(_FORMAT_PCM, b) for b in (8, 16, 24, 32)} | {
+    (_FORMAT_FLOAT, 32),
+    (_FORMAT_FLOAT, 64),
+    (_FORMAT_ALAW, 8),
+    (_FORMAT_ULAW, 8),
+}
 
 Samples = NDArray[np.float64]
 
@@ -81,14 +87,16 @@ def parse_wav(data: bytes, name: str = "<wav>") -> tuple[Samples, int]:
         raise AudioError(f"{name}: no fmt chunk")
     if pcm is None:
         raise AudioError(f"{name}: no data chunk")
-    tag, channels, rate, _byte_rate, block_align, bits = struct.unpack_from("<HHIIHH", fmt)
+    tag, channels, rate, _byte_rate, _block_align, bits = struct.unpack_from("<HHIIHH", fmt)
     if tag == _FORMAT_EXTENSIBLE:
         if len(fmt) < 40:
             raise AudioError(f"{name}: short WAVE_FORMAT_EXTENSIBLE header")
         (tag,) = struct.unpack_from("<H", fmt, 24)  # first two bytes of the sub-format GUID
     if channels < 1 or rate < 1000 or rate > 768000:
         raise AudioError(f"{name}: implausible header: {channels} channels at {rate} Hz")
-    width = block_align // channels if block_align else (bits + 7) // 8
+    width = (bits + 7) // 8
+    if (tag, 8 * width) not in _SUPPORTED:
+        raise AudioError(f"{name}: unsupported WAV encoding (format tag {tag}, {bits} bits)")
     frames = len(pcm) // (width * channels)
     if frames == 0:
         raise AudioError(f"{name}: no audio samples")
