@@ -926,8 +926,8 @@ def _dialplan_cross_checks(
     for path, message in reference_problems(builder.built_structs, known):
         builder.error(path, message)
     for name, spec in builder.built_entries.get(("prompts",), []):
-        if spec.file is None:
-            continue
+        if spec.file is None or spec.text is not None:
+            continue  # a text prompt, or one reported for giving both
         if Path(spec.file).is_absolute():
             builder.error(
                 ("prompts", name, "file"), "must be relative to the configuration directory"

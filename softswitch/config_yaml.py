@@ -130,7 +130,12 @@ class _NodeConverter:
     def convert(self, node: yaml.Node, path: KeyPath) -> Any:
         self.doc.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.ScalarNode):
-            value = self.constructor.construct_object(node, deep=True)
+            try:
+                value = self.constructor.construct_object(node, deep=True)
+            except (ValueError, OverflowError, yaml.constructor.ConstructorError):
+                # A plain scalar YAML resolves to a type it cannot build (`2026-02-30` as a
+                # timestamp): keep the text; the field's own validation judges it.
+                value = node.value
             if node.style is None and not isinstance(value, str) and value is not None:
                 self.doc.raw[path] = node.value
             return value
