@@ -1,4 +1,5 @@
-"""`hotline` command line: `serve` runs a node, `check` validates a configuration directory.
+"""`hotline` command line: `serve` runs a node, `check` validates a configuration directory,
+`blacklist` edits the list of blocked calling numbers.
 
 Exit status 2 means the command line or the configuration is wrong (each problem printed as
 `file:line: path: message`); `serve` refuses to start on an invalid configuration.
@@ -7,10 +8,14 @@ Exit status 2 means the command line or the configuration is wrong (each problem
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import getpass
 import logging
 import sys
+import time
 from pathlib import Path
 
+from softswitch.blacklist import BlacklistError, BlacklistStore, Entry
 from softswitch.config import check_command, load_config, parse_host_port
 from softswitch.errors import ConfigError
 
@@ -31,13 +36,134 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING ...")
     check = sub.add_parser("check", help="validate the configuration and exit")
     check.add_argument("--config", default="config", help="configuration directory")
+    _blacklist_parser(sub)
     return parser
+
+
+def _blacklist_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    blacklist = sub.add_parser(
+        "blacklist",
+        help="list, add or remove blocked calling numbers (DATA/hotline.db)",
+        description="Times are ISO 8601 (2026-10-01T08:00, 2026-10-01, or with an offset "
+        "such as +08:00); without an offset they are this machine's local time.",
+    )
+    actions = blacklist.add_subparsers(dest="action", required=True)
+    user = _unix_user()
+    add = actions.add_parser("add", help="block a number or a prefix")
+    add.add_argument("number", help="calling number as routed (after trunk normalisation)")
+    add.add_argument("--prefix", action="store_true", help="block every number starting so")
+    add.add_argument("--start", metavar="ISO", help="blocked from this time (default: now)")
+    add.add_argument("--end", metavar="ISO", help="blocked until this time (default: for ever)")
+    add.add_argument("--reason", required=True, help="why (shown in the list and the log)")
+    remove = actions.add_parser(
+        "remove", help="unblock: an entry id, or every entry written for a number"
+    )
+    remove.add_argument("target", metavar="ID|NUMBER")
+    listing = actions.add_parser("list", help="entries in force now or later")
+    listing.add_argument("--all", action="store_true", help="also entries that have ended")
+    log = actions.add_parser("log", help="every change: who, when, what")
+    for action in (add, remove, listing, log):
+        action.add_argument("--data", default="var", help="data directory (default: var)")
+    for action in (add, remove):
+        action.add_argument("--by", default=user, help=f"who makes the change (default: {user})")
+
+
+def _unix_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
+
+
+def _parse_time(text: str | None, option: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise BlacklistError(
+            f"{option} {text!r}: not an ISO 8601 time (e.g. 2026-10-01T08:00)"
+        ) from None
+    return moment.timestamp()  # naive: local time of this machine
+
+
+def _show_time(epoch: float | None) -> str:
+    if epoch is None:
+        return "-"
+    return dt.datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="minutes")
+
+
+def _show(entry: Entry) -> str:
+    number = f"{entry.number}*" if entry.prefix else entry.number
+    return (
+        f"{entry.id}\t{number}\t{_show_time(entry.start)}\t{_show_time(entry.end)}\t"
+        f"{entry.reason}\t{entry.created_by}\t{_show_time(entry.created_at)}"
+    )
+
+
+def blacklist_command(args: argparse.Namespace) -> int:
+    """``hotline blacklist add|remove|list|log``; 2 with a message for a change that cannot
+    be made."""
+    data = Path(args.data)
+    try:
+        start = _parse_time(getattr(args, "start", None), "--start")
+        end = _parse_time(getattr(args, "end", None), "--end")
+        data.mkdir(parents=True, exist_ok=True)
+        with BlacklistStore(data / "hotline.db") as store:
+            if args.action == "add":
+                entry = store.add(
+                    args.number,
+                    prefix=args.prefix,
+                    start=start,
+                    end=end,
+                    reason=args.reason,
+                    by=args.by,
+                )
+                print(f"added {_show(entry)}")
+            elif args.action == "remove":
+                for entry in _remove(store, args.target, args.by):
+                    print(f"removed {_show(entry)}")
+            elif args.action == "list":
+                now = time.time()
+                print("id\tnumber\tstart\tend\treason\tby\tcreated")
+                for entry in store.entries():
+                    if args.all or entry.end is None or entry.end > now:
+                        print(_show(entry))
+            else:
+                for change in store.log():
+                    number = f"{change.number}*" if change.prefix else change.number
+                    print(
+                        f"{_show_time(change.at)}\t{change.who}\t{change.change}\t"
+                        f"{change.entry_id}\t{number}\t{_show_time(change.start)}\t"
+                        f"{_show_time(change.end)}\t{change.reason}"
+                    )
+    except BlacklistError as exc:
+        print(f"hotline blacklist: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # includes sqlite3 failures to open the file
+        print(f"hotline blacklist: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _remove(store: BlacklistStore, target: str, by: str) -> list[Entry]:
+    """A value that is the number of entries removes them all; otherwise it is an id."""
+    if any(e.number == target for e in store.entries()):
+        return store.remove_number(target, by=by)
+    if not target.isdigit():
+        raise BlacklistError(f"no blacklist entry for {target}")
+    try:
+        return [store.remove(int(target), by=by)]
+    except BlacklistError:
+        raise BlacklistError(f"no blacklist entry with id or number {target}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
         return check_command(args.config)
+    if args.command == "blacklist":
+        return blacklist_command(args)
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
