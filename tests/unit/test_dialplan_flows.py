@@ -3,8 +3,10 @@ with file, line and path (DP-1, DP-3, DP-7, DP-9)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import textwrap
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -92,7 +94,9 @@ def test_demo_flows_route_and_reference_each_other() -> None:
 
 def test_demo_office_hours_are_shanghai_weekdays_with_holidays() -> None:
     dialplan = load_config(DEMO).dialplan
-    from tests.unit.test_schedule import at as local
+
+    def local(zone: str, text: str) -> float:
+        return dt.datetime.fromisoformat(text).replace(tzinfo=ZoneInfo(zone)).timestamp()
 
     assert dialplan.is_open("office", local("Asia/Shanghai", "2026-12-07T09:00"))  # Monday
     assert not dialplan.is_open("office", local("Asia/Shanghai", "2026-12-07T18:30"))
