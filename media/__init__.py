@@ -16,7 +16,8 @@ so one type serves call control, but they raise `NotAnchoredError`: check `ancho
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 try:  # the engine's own exception base, raised by every engine call
     from media._rtp import MediaError
@@ -66,6 +67,25 @@ class MediaEngine(Protocol):
     def apply_answer(self, leg_id: str, answer: bytes) -> None:
         """The answer to our `offer_local` on `leg_id` arrived."""
 
+    # The node as a party (anchoring engines only; `NotAnchoredError` otherwise).
+    def bridge(self, leg_a: str, leg_b: str) -> None:
+        """Relay a ⇄ b."""
+
+    def unbridge(self, leg_id: str) -> None: ...
+
+    def play(self, leg_id: str, items: Sequence[Any], barge_in: bool = False) -> list[int]:
+        """Queue playback items; returns their ids (as in `PlaybackDone`)."""
+
+    def stop_play(self, leg_id: str) -> None: ...
+
+    def tap_start(self, call_id: str, leg_a: str, leg_b: str | None) -> None:
+        """Record what `leg_a`'s party (and `leg_b`'s, if given) says."""
+
+    def tap_read(self, call_id: str) -> Any:
+        """A `TapBlock` with everything the tap holds now."""
+
+    def tap_stop(self, call_id: str) -> None: ...
+
 
 class PassThroughMedia:
     """No anchoring: SDP is relayed unchanged and nothing is allocated.
@@ -96,6 +116,27 @@ class PassThroughMedia:
 
     def apply_answer(self, leg_id: str, answer: bytes) -> None:
         raise NotAnchoredError(f"leg {leg_id!r}: media pass-through made no offer")
+
+    def bridge(self, leg_a: str, leg_b: str) -> None:
+        raise NotAnchoredError("media pass-through: legs meet end to end, not in the node")
+
+    def unbridge(self, leg_id: str) -> None:
+        return None
+
+    def play(self, leg_id: str, items: Sequence[Any], barge_in: bool = False) -> list[int]:
+        raise NotAnchoredError(f"leg {leg_id!r}: media pass-through cannot play")
+
+    def stop_play(self, leg_id: str) -> None:
+        return None
+
+    def tap_start(self, call_id: str, leg_a: str, leg_b: str | None) -> None:
+        raise NotAnchoredError(f"leg {leg_a!r}: media pass-through cannot record")
+
+    def tap_read(self, call_id: str) -> Any:
+        raise NotAnchoredError("media pass-through records nothing")
+
+    def tap_stop(self, call_id: str) -> None:
+        return None
 
 
 def __getattr__(name: str) -> object:

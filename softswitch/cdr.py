@@ -28,13 +28,19 @@ from typing import IO, Any, Literal
 
 import msgspec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Columns of each table, in order; the first is the key. Updates may name only these.
 CALL_COLUMNS = (
     "call_id", "sip_call_id", "trunk", "caller", "called", "queue", "agent",
     "start", "queued", "ringing", "answer", "end", "wait", "talk",
     "disposition", "hangup_side", "sip_cause", "pai", "diversion",
+    "route", "node_answer", "variables", "survey_rating",
+)  # fmt: skip
+#: Columns added after schema version 1, with their SQL types (added to older databases).
+_ADDED_CALL_COLUMNS = (
+    ("route", "TEXT"), ("node_answer", "REAL"), ("variables", "TEXT"),
+    ("survey_rating", "INTEGER"),
 )  # fmt: skip
 LEG_COLUMNS = (
     "leg_id", "call_id", "direction", "sip_call_id", "peer",
@@ -54,7 +60,8 @@ CREATE TABLE IF NOT EXISTS calls (
     call_id TEXT PRIMARY KEY, sip_call_id TEXT, trunk TEXT, caller TEXT, called TEXT,
     queue TEXT, agent TEXT, start REAL NOT NULL, queued REAL, ringing REAL, answer REAL,
     "end" REAL, wait REAL, talk REAL, disposition TEXT, hangup_side TEXT,
-    sip_cause INTEGER, pai TEXT, diversion TEXT
+    sip_cause INTEGER, pai TEXT, diversion TEXT, route TEXT, node_answer REAL,
+    variables TEXT, survey_rating INTEGER
 );
 CREATE INDEX IF NOT EXISTS calls_start ON calls (start);
 CREATE TABLE IF NOT EXISTS legs (
@@ -123,6 +130,13 @@ class CdrStore:
             version = row[0]
             if version is None:
                 self._db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            elif version < SCHEMA_VERSION:
+                # Version 1 → 2: call columns of the call model (route, IVR, variables).
+                have = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
+                for column, sql_type in _ADDED_CALL_COLUMNS:
+                    if column not in have:
+                        self._db.execute(f"ALTER TABLE calls ADD COLUMN {column} {sql_type}")
+                self._db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
             elif version > SCHEMA_VERSION:
                 raise sqlite3.DatabaseError(
                     f"{self.path} has schema version {version}, newer than this program's "
@@ -145,6 +159,7 @@ class CdrStore:
         called: str | None = None,
         pai: str | None = None,
         diversion: str | None = None,
+        route: str | None = None,
     ) -> None:
         """Insert the row of a new call (inbound INVITE accepted)."""
         self._insert(
@@ -152,7 +167,7 @@ class CdrStore:
             {
                 "call_id": call_id, "start": start, "sip_call_id": sip_call_id,
                 "trunk": trunk, "caller": caller, "called": called, "pai": pai,
-                "diversion": diversion,
+                "diversion": diversion, "route": route,
             },
         )  # fmt: skip
 
@@ -330,3 +345,68 @@ class _Transaction:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+
+
+class CdrWriter:
+    """The CDR and queue log as the event bus's first subscriber (`EventBus.subscribe`).
+
+    Each bus event becomes the rows it concerns, in the store's open transaction (the node
+    commits once per input, before it sends anything)."""
+
+    def __init__(self, store: CdrStore) -> None:
+        self.store = store
+
+    def __call__(self, event: Any) -> None:
+        from softswitch.call import events as ev
+
+        store = self.store
+        if isinstance(event, ev.CallStarted):
+            store.call_started(
+                event.call_id, start=event.at, sip_call_id=event.sip_call_id,
+                trunk=event.trunk, caller=event.caller, called=event.called, pai=event.pai,
+                diversion=event.diversion, route=event.route,
+            )  # fmt: skip
+        elif isinstance(event, ev.LegStarted):
+            store.leg_started(
+                event.leg_id, call_id=event.call_id, direction=event.direction,  # type: ignore[arg-type]
+                start=event.at, sip_call_id=event.sip_call_id, peer=event.peer,
+            )  # fmt: skip
+        elif isinstance(event, ev.CallQueued):
+            store.call_update(event.call_id, queue=event.queue, queued=event.at)
+        elif isinstance(event, ev.CallRinging):
+            store.call_update(event.call_id, agent=event.agent_id, ringing=event.at)
+        elif isinstance(event, ev.LegProgress):
+            if event.what == "ringing":
+                store.leg_update(event.leg_id, ringing=event.at)
+            else:
+                store.leg_update(event.leg_id, answer=event.at, sip_cause=event.sip_cause)
+        elif isinstance(event, ev.CallAnswered):
+            store.call_update(event.call_id, answer=event.at, agent=event.agent_id, wait=event.wait)
+            store.leg_update(event.caller_leg, answer=event.at)
+        elif isinstance(event, ev.CallAnsweredByNode):
+            store.call_update(event.call_id, node_answer=event.at)
+            store.leg_update(event.leg_id, answer=event.at)
+        elif isinstance(event, ev.LegStopped):
+            fields: dict[str, Any] = {"end": event.at}
+            if event.disposition is not None:
+                fields["disposition"] = event.disposition
+            if event.sip_cause is not None:
+                fields["sip_cause"] = event.sip_cause
+            store.leg_update(event.leg_id, **fields)
+        elif isinstance(event, ev.CallEnded):
+            fields = {
+                "end": event.at, "talk": event.talk, "wait": event.wait,
+                "disposition": event.disposition, "hangup_side": event.hangup_side,
+            }  # fmt: skip
+            if event.sip_cause is not None:
+                fields["sip_cause"] = event.sip_cause
+            if event.variables:
+                fields["variables"] = msgspec.json.encode(event.variables).decode()
+                rating = event.variables.get("survey_rating", "")
+                if rating.isdigit():
+                    fields["survey_rating"] = int(rating)
+            store.call_update(event.call_id, **fields)
+        elif isinstance(event, ev.QueueLogged):
+            store.queue_event(
+                event.at, event.call_id, event.queue, event.agent_id, event.event, event.data
+            )

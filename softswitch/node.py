@@ -77,13 +77,13 @@ class Node:
             bound = ", ".join(f"{t} {hostport(h, p)}" for t, h, p in self.transports.bound)
             log.info("hotline listening on %s; data in %s", bound, self.data_dir)
             await self._stopping.wait()
-            log.info("stopping: releasing %d calls", len(self.switch.b2bua.calls))
+            log.info("stopping: releasing %d calls", len(self.switch.control.sessions))
             log.info("counters: %s", self.switch.stats())
             self.switch.shutdown(loop.time())
             self._flush()
             # Give BYE/CANCEL a moment to leave and their answers to arrive.
             deadline = loop.time() + 1.0
-            while self.switch.b2bua.calls and loop.time() < deadline:
+            while self.switch.control.sessions and loop.time() < deadline:
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.1)
         finally:
@@ -150,7 +150,7 @@ class Node:
         log.info(
             "configuration reloaded: %s; %d calls in progress untouched",
             summary(config),
-            len(self.switch.b2bua.calls),
+            len(self.switch.control.sessions),
         )
         if restart_only:
             log.warning("changed settings that need a restart: %s", ", ".join(restart_only))

@@ -14,7 +14,11 @@ from typing import Any
 
 from acd import Acd, AgentSpec, QueueSpec
 from media import MediaEngine, PassThroughMedia
-from softswitch.b2bua import ALLOW, B2bua, uri_user
+from softswitch.call.bus import EventBus
+from softswitch.call.control import CallControl
+from softswitch.call.queue_app import QueueApp
+from softswitch.call.sipcodec import ALLOW, uri_user
+from softswitch.cdr import CdrWriter
 from softswitch.config import Config, Trunk
 from softswitch.dialplan import normalize
 from softswitch.registrar import AgentReachability, Registrar
@@ -105,18 +109,21 @@ class Switch:
         self.registrar = Registrar(config, self.digest, self.location, self.failures)
         queues, agents = acd_specs(config)
         self.acd = Acd(queues, agents)
-        self.b2bua = B2bua(
+        self.bus = EventBus()
+        if cdr is not None:
+            self.bus.subscribe(CdrWriter(cdr))
+        self.control = CallControl(
             self.txn,
             self.acd,
             self.location,
-            cdr,
+            self.bus,
             media or PassThroughMedia(),
             self.contact_for,
             node.realm,
-            self._timeout_response,
             wall_offset,
             cleanup_delay=64 * node.t1 + 8,
             direct_media=self._direct_media,
+            node_id=getattr(node, "id", "hl"),
         )
         self.counters = {"malformed": 0, "rate_limited": 0, "forbidden": 0, "not_found": 0}
 
@@ -148,11 +155,7 @@ class Switch:
 
     def media_event(self, event: Any, now: float) -> None:
         """An event of the RTP engine (RTP timeout, DTMF …), on the event loop."""
-        self.b2bua.on_media_event(event, now)
-
-    def _timeout_response(self, queue: str) -> int:
-        found = self.config.queue(queue)
-        return found.timeout_response if found is not None else 480
+        self.control.on_media_event(event, now)
 
     # --- input ---------------------------------------------------------------------------
     def receive(self, data: bytes, source: Target, now: float) -> None:
@@ -209,7 +212,7 @@ class Switch:
         )
 
     def _dispatch(self, events: list, now: float) -> None:
-        b2bua = self.b2bua
+        b2bua = self.control
         for ev in events:
             if isinstance(ev, RequestReceived):
                 self._request(ev, now)
@@ -226,11 +229,11 @@ class Switch:
         request = ev.request
         method = request.method
         if method == "CANCEL":
-            self.b2bua.on_cancel(ev, now)
+            self.control.on_cancel(ev, now)
             return
         has_to_tag = request.to.tag is not None
         if has_to_tag:
-            if not self.b2bua.in_dialog(ev, now):
+            if not self.control.in_dialog(ev, now):
                 self._respond(ev, make_response(request, 481), now)
             return
         if method == "REGISTER":
@@ -291,14 +294,18 @@ class Switch:
             return
         called = normalize(uri_user(request.uri) or uri_user(request.to.uri), trunk.called_rules)
         calling = normalize(uri_user(request.from_.uri), trunk.calling_rules)
-        result = self.config.dialplan.route(called, calling)
+        config = self.config
+        result = config.dialplan.route(called, calling)
         if result.queue is None:
             status = result.respond or 404
             self.counters["not_found"] += status == 404
             log.info("call from %s to %s: dialplan answers %d", calling, called, status)
             self._respond(ev, make_response(request, status, result.reason or ""), now)
             return
-        self.b2bua.start_call(ev, trunk.name, calling, called, result.queue, now)
+        app = QueueApp(self.control.port, result.queue)
+        self.control.start_call(
+            ev, trunk.name, calling, called, config, app, now, route=result.route
+        )
 
     def _trunk_authenticated(self, ev: RequestReceived, trunk: Trunk, now: float) -> bool:
         """Trunks with `digest` configured must also authenticate (SIP-4); else 407."""
@@ -342,9 +349,9 @@ class Switch:
     def _reachability(self, changes: list[AgentReachability], now: float) -> None:
         for change in changes:
             if change.reachable:
-                self.b2bua.acd_input(now, self.acd.agent_available, change.agent_id, now)
+                self.control.acd_input(now, self.acd.agent_available, change.agent_id, now)
             else:
-                self.b2bua.acd_input(now, self.acd.agent_unavailable, change.agent_id, now)
+                self.control.acd_input(now, self.acd.agent_unavailable, change.agent_id, now)
 
     def reload(self, config: Config, now: float) -> list[str]:
         """Swap in a new, already validated configuration (DP-9) without touching calls.
@@ -377,7 +384,7 @@ class Switch:
         # Agents added to a queue whose phones are already registered become available now.
         for agent in config.agents:
             if old.agent(agent.id) is None and self.location.lookup(agent.id, now):
-                self.b2bua.acd_input(now, self.acd.agent_available, agent.id, now)
+                self.control.acd_input(now, self.acd.agent_available, agent.id, now)
         return restart_only
 
     def stats(self) -> dict[str, int]:
@@ -387,12 +394,12 @@ class Switch:
             ("sip", self.counters),
             ("txn", self.txn.counters),
             ("registrar", self.registrar.counters),
-            ("calls", self.b2bua.counters),
+            ("calls", self.control.counters),
         ):
             for name, value in counters.items():
                 out[f"{prefix}.{name}"] = int(value)
         out["txn.live"] = len(self.txn)
-        out["calls.live"] = len(self.b2bua.calls)
+        out["calls.live"] = len(self.control.sessions)
         out["registrar.bindings"] = self.location.binding_count
         return out
 
@@ -400,14 +407,14 @@ class Switch:
     def get_timer(self) -> float | None:
         timers = [
             t
-            for t in (self.txn.get_timer(), self.b2bua.get_timer(), self.location.get_timer())
+            for t in (self.txn.get_timer(), self.control.get_timer(), self.location.get_timer())
             if t is not None
         ]
         return min(timers) if timers else None
 
     def handle_timer(self, now: float) -> None:
         self._dispatch(self.txn.handle_timer(now), now)
-        self.b2bua.handle_timer(now)
+        self.control.handle_timer(now)
         expired = self.location.handle_timer(now)
         self._reachability(
             [AgentReachability(e.aor, False) for e in expired if e.aor_now_empty], now
@@ -418,4 +425,4 @@ class Switch:
         self._dispatch(self.txn.transport_failed(target, now), now)
 
     def shutdown(self, now: float) -> None:
-        self.b2bua.shutdown(now)
+        self.control.shutdown(now)

@@ -20,10 +20,37 @@ class Answer(msgspec.Struct, frozen=True):
 
 
 class Ring(msgspec.Struct, frozen=True):
-    """Send a provisional (180 without SDP) on an inbound leg not yet answered."""
+    """Send a provisional (180) on an inbound leg not yet answered; with `from_leg`, the
+    early media (183 with SDP) that leg's party sends is passed on."""
 
     leg_id: str
     status: int = 180
+    from_leg: str | None = None
+
+
+class CallAgent(msgspec.Struct, frozen=True):
+    """Originate leg `leg_id` (from `CallView.new_leg_id()`) to the agent's registered
+    phone, offering the call of `queue`; its progress comes back as `LegRinging`,
+    `LegAnswered` or `LegFailed`."""
+
+    agent_id: str
+    queue: str
+    leg_id: str
+
+
+class Bridge(msgspec.Struct, frozen=True):
+    """Join two legs: each hears the other. An inbound leg not yet answered is answered
+    now (with the codec of the other leg where it can)."""
+
+    leg_a: str
+    leg_b: str
+
+
+class DropLeg(msgspec.Struct, frozen=True):
+    """Stop one leg but not the call: CANCEL while it rings, BYE once answered."""
+
+    leg_id: str
+    reason: str
 
 
 class Play(msgspec.Struct, frozen=True):
@@ -110,6 +137,9 @@ class Hangup(msgspec.Struct, frozen=True):
 Action = (
     Answer
     | Ring
+    | CallAgent
+    | Bridge
+    | DropLeg
     | Play
     | StopPlay
     | Record
@@ -126,6 +156,9 @@ Action = (
 __all__ = [
     "Action",
     "Answer",
+    "Bridge",
+    "CallAgent",
+    "DropLeg",
     "CancelTimer",
     "DialOut",
     "Enqueue",

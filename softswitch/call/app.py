@@ -48,6 +48,10 @@ class CallView(Protocol):
     def agent_id(self) -> str | None:
         """The last agent who talked to the caller, if any."""
 
+    def new_leg_id(self) -> str:
+        """A fresh id for a leg the application is about to ask for (`CallAgent`)."""
+        ...
+
 
 class Application(Protocol):
     #: For logs and events: "ivr", "queue", "dialout" …

@@ -8,6 +8,8 @@ each carries the call's associated data (`variables`) as it stood when the event
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 # --------------------------------------------------------------------- application events
@@ -145,6 +147,7 @@ class CallAnswered(msgspec.Struct, frozen=True, tag=True):
     call_id: str
     agent_id: str | None
     wait: float
+    caller_leg: str
 
 
 class CallEnded(msgspec.Struct, frozen=True, tag=True):
@@ -225,7 +228,7 @@ class QueueLogged(msgspec.Struct, frozen=True, tag=True):
     queue: str | None
     agent_id: str | None
     event: str
-    data: str | None
+    data: dict[str, Any] | None
 
 
 class VoicemailLeft(msgspec.Struct, frozen=True, tag=True):

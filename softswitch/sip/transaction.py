@@ -40,6 +40,11 @@ class Target(msgspec.Struct, frozen=True):
     port: int
 
 
+def bare_host(host: str) -> str:
+    """IPv6 references lose their brackets for socket calls ("[::1]" -> "::1")."""
+    return host[1:-1] if host.startswith("[") else host
+
+
 class SendMessage(msgspec.Struct, frozen=True):
     data: bytes
     target: Target

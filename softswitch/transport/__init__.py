@@ -15,16 +15,11 @@ from collections.abc import Callable
 
 from softswitch.sip.errors import SipParseError
 from softswitch.sip.message import StreamFramer
-from softswitch.sip.transaction import SendMessage, Target
+from softswitch.sip.transaction import SendMessage, Target, bare_host
 
 log = logging.getLogger("hotline.transport")
 
 Receiver = Callable[[bytes, Target], None]
-
-
-def bare_host(host: str) -> str:
-    """IPv6 references lose their brackets for socket calls ("[::1]" -> "::1")."""
-    return host[1:-1] if host.startswith("[") else host
 
 
 def hostport(host: str, port: int) -> str:

@@ -184,9 +184,14 @@ def test_queue_retry_from_yaml_reaches_the_engine(tmp_path: Path) -> None:
     queues_yaml = config_dir / "queues.yaml"
     text = queues_yaml.read_text()
     assert "retry: 5 " in text  # the shipped demo shows the option
-    queues_yaml.write_text(text.replace("retry: 5 ", "retry: 2 "))
+    queues_yaml.write_text(text.replace("retry: 5 ", "retry: 2 ", 1))
     queue_specs, agent_specs = acd_specs(load_config(config_dir))
-    assert [(q.name, q.retry) for q in queue_specs] == [("general", 2.0)]
+    # `general` shows the option; the other demo queues keep the default of 5 s.
+    assert [(q.name, q.retry) for q in queue_specs] == [
+        ("general", 2.0),
+        ("enterprise", 5.0),
+        ("legal", 5.0),
+    ]
     acd = Acd(queue_specs, agent_specs)
     acd.agent_available("1001", 0.0)
     acd.enqueue("c1", "general", 1.0)

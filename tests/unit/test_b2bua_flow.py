@@ -199,7 +199,7 @@ def test_trunk_with_digest_must_authenticate(tmp_path: Path) -> None:
 
 
 def test_phone_target_uses_contact_unless_behind_nat() -> None:
-    from softswitch.b2bua import phone_target
+    from softswitch.call.sipcodec import phone_target
 
     # same host, other port: a registration on behalf of the phone -> the Contact
     assert phone_target("sip:1001@127.0.0.1:5300", ("127.0.0.1", 40000), "UDP").port == 5300
@@ -214,7 +214,7 @@ def test_phone_target_uses_contact_unless_behind_nat() -> None:
 
 
 def test_dtmf_keys_are_read_from_sip_info_bodies() -> None:
-    from softswitch.b2bua import dtmf_from_info
+    from softswitch.call.sipcodec import dtmf_from_info
     from softswitch.sip.message import Headers
 
     def info(content_type: str, body: str) -> Request:

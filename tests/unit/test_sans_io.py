@@ -1,6 +1,8 @@
-"""The protocol core and the ACD stay sans-IO (STYLE §1): no event loop, sockets or clock.
+"""The protocol core, the call model, the IVR and the ACD stay sans-IO (STYLE §1): no event
+loop, sockets or clock.
 
-Every module under `softswitch/sip/` and `acd/` is parsed (not imported) and its AST searched
+Every module under `softswitch/sip/`, `softswitch/call/` and `acd/` (and the pure modules of
+`ivr/`) is parsed (not imported) and its AST searched
 for imports of asyncio, socket, time or uvloop, in any form: `import x`, `import x.y as z`,
 `from x import y`, `from x.y import z`, and `__import__("x")` / `importlib.import_module("x")`
 with a literal name. Time reaches these packages only as a `now` parameter.
@@ -14,13 +16,18 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-PACKAGES = ("softswitch/sip", "acd")
+PACKAGES = ("softswitch/sip", "softswitch/call", "acd")
+#: Pure modules of packages that also hold I/O modules (prompt cache, voicemail store).
+PURE_FILES = (
+    "ivr/app.py", "ivr/nodes.py", "ivr/resolver.py", "ivr/numbers.py", "media/items.py",
+    "softswitch/schedule.py",
+)  # fmt: skip
 FORBIDDEN = frozenset({"asyncio", "socket", "time", "uvloop"})
 
 
 def modules() -> list[Path]:
     found = [p for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))]
-    return found
+    return found + [ROOT / name for name in PURE_FILES]
 
 
 def forbidden_imports(source: str, filename: str = "<string>") -> list[tuple[int, str]]:

@@ -14,7 +14,6 @@ import pytest
 from sipflow import NODE, Harness, Phone, Trunk
 
 from media import MediaError
-from softswitch.b2bua import CallState
 from softswitch.sip.message import Headers, Request, Response
 from softswitch.sip.transaction import Target, TransactionLayer
 from softswitch.switch import Switch
@@ -91,7 +90,7 @@ def requests(h: Harness, port: int) -> list[Request]:
 def assert_nothing_left(h: Harness) -> None:
     """An hour later: no call, no transaction, nobody waiting, every CDR row closed."""
     h.advance(HOUR)
-    assert h.switch.b2bua.calls == {}
+    assert h.switch.control.sessions == {}
     assert len(h.switch.txn) == 0
     assert h.switch.acd.queue_snapshot("general", h.now).waiting == 0
     for row in h.cdr._db.execute('SELECT "end", disposition FROM calls'):
@@ -256,11 +255,11 @@ def test_ack_before_the_2xx_does_not_confirm_the_dialog(h: Harness) -> None:
     trunk.invite()
     trunk.to_tag = early_tag(h, trunk)
     trunk.ack()
-    (call,) = h.switch.b2bua.calls.values()
+    (call,) = h.switch.control.sessions.values()
     assert call.a.dialog is not None and not call.a.dialog.confirmed
     (invite,) = requests(h, phone.port)
     phone.reply(invite, 200, sdp=True)
-    assert call.state is CallState.ANSWERED and not call.a.dialog.confirmed
+    assert call.answered is not None and call.a.up and not call.a.dialog.confirmed
     trunk.ack()
     assert call.a.dialog.confirmed
 
@@ -279,7 +278,7 @@ def test_the_same_invite_by_a_second_path_is_a_merged_request_answered_482(h: Ha
     answers = h.take(trunk.port)
     assert statuses(answers) == [100, 482]
     assert answers[1].to.tag  # a final response gets a To tag (RFC 3261 §8.2.6.2)
-    assert len(h.switch.b2bua.calls) == 1
+    assert len(h.switch.control.sessions) == 1
     assert h.switch.acd.queue_snapshot("general", h.now).waiting == 1
     assert_nothing_left(h)
 

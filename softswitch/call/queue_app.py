@@ -1,0 +1,152 @@
+"""The queue application: a call waits in an ACD queue and is offered to agents (SPEC ACD-1,
+ACD-4), on top of the pure engine in `acd/`.
+
+The ACD picks agents and keeps queue time; this application turns its decisions (routed to
+it by call control as `AgentOffered`, `OfferWithdrawn`, `QueueTimedOut`) into actions on legs,
+and leg outcomes back into ACD inputs through an `AcdPort`. Behaviour is that of the two-leg
+B2BUA it replaces: the caller hears ringback (180) until an agent answers — or, when the node
+has already answered the caller (after the IVR), a ringback tone from the media engine; a
+no-answer or refusal returns the call to the head of its queue; max wait answers the
+caller with the queue's `timeout_response` (from the configuration the call started with).
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from media.items import Tone
+from softswitch.call.actions import (
+    Action,
+    Bridge,
+    CallAgent,
+    DropLeg,
+    Hangup,
+    Play,
+    Ring,
+    RunFlow,
+    StopPlay,
+)
+from softswitch.call.app import CallView
+from softswitch.call.events import (
+    AgentOffered,
+    AppEvent,
+    LegAnswered,
+    LegEnded,
+    LegFailed,
+    LegRinging,
+    OfferWithdrawn,
+    QueueTimedOut,
+    Started,
+)
+
+#: What a caller already answered by the node hears while waiting (China's ringback:
+#: 450 Hz, 1 s on, 4 s off); music on hold and announcements come with the ACD issue.
+WAITING_TONE = Tone(450.0, level_dbm0=-13.0, on_ms=1000, off_ms=4000, repeats=0)
+
+
+class AcdPort(Protocol):
+    """The ACD inputs the queue application makes (call control carries them out and routes
+    the engine's answers back to the calls they concern)."""
+
+    def enqueue(self, call_id: str, queue: str, priority: int, now: float) -> None: ...
+    def abandon(self, call_id: str, now: float) -> None: ...
+    def answered(self, call_id: str, agent_id: str, now: float) -> None: ...
+    def rejected(self, call_id: str, agent_id: str, reason: str, now: float) -> None: ...
+    def ended(self, call_id: str, agent_id: str, now: float) -> None: ...
+
+
+class QueueApp:
+    name = "queue"
+
+    def __init__(
+        self, acd: AcdPort, queue: str, priority: int = 0, survey_flow: str | None = None
+    ) -> None:
+        self.acd = acd
+        self.queue = queue
+        self.priority = priority
+        self.survey_flow = survey_flow
+        self.offers: dict[str, str] = {}  # agent id -> leg id of its ringing leg
+        self.agent_of: dict[str, str] = {}  # leg id -> agent id, every leg we asked for
+        self.talking: str | None = None  # the agent leg bridged to the caller
+        self.waiting = False
+        self.tone = False
+
+    def handle(self, call: CallView, event: AppEvent, now: float) -> list[Action]:
+        if isinstance(event, Started):
+            return self._start(call, now)
+        if isinstance(event, AgentOffered):
+            if not self.waiting:
+                return []
+            leg_id = call.new_leg_id()
+            self.offers[event.agent_id] = leg_id
+            self.agent_of[leg_id] = event.agent_id
+            return [CallAgent(event.agent_id, event.queue, leg_id)]
+        if isinstance(event, OfferWithdrawn):
+            dropped = self.offers.pop(event.agent_id, None)
+            return [DropLeg(dropped, event.reason)] if dropped is not None else []
+        if isinstance(event, LegRinging):
+            if event.leg_id in self.offers.values() and not call.caller_answered:
+                return [Ring(call.caller_leg, event.status, from_leg=event.leg_id)]
+            return []
+        if isinstance(event, LegAnswered):
+            return self._answered(call, event.leg_id, now)
+        if isinstance(event, LegFailed):
+            agent = self.agent_of.get(event.leg_id)
+            if agent is not None and self.offers.get(agent) == event.leg_id:
+                del self.offers[agent]
+                self.acd.rejected(call.call_id, agent, event.reason, now)
+            return []
+        if isinstance(event, LegEnded):
+            return self._leg_ended(call, event, now)
+        if isinstance(event, QueueTimedOut):
+            self.waiting = False
+            status = 480
+            queue = call.config.queue(event.queue)
+            if queue is not None:
+                status = queue.timeout_response
+            return [Hangup(status=status, reason="", disposition="timeout")]
+        return []
+
+    def _start(self, call: CallView, now: float) -> list[Action]:
+        self.waiting = True
+        out: list[Action] = []
+        if call.caller_answered:
+            self.tone = True
+            out.append(Play(call.caller_leg, (WAITING_TONE,), tag="waiting"))
+        else:
+            out.append(Ring(call.caller_leg))
+        self.acd.enqueue(call.call_id, self.queue, self.priority, now)
+        return out
+
+    def _answered(self, call: CallView, leg_id: str, now: float) -> list[Action]:
+        agent = self.agent_of.get(leg_id)
+        if agent is None or self.offers.get(agent) != leg_id or self.talking is not None:
+            # An answer after we gave up on this phone, or a second agent: hang it up.
+            return [DropLeg(leg_id, "late_answer")]
+        del self.offers[agent]
+        self.talking = leg_id
+        self.waiting = False
+        self.acd.answered(call.call_id, agent, now)
+        out: list[Action] = []
+        if self.tone:
+            out.append(StopPlay(call.caller_leg))
+            self.tone = False
+        out.append(Bridge(call.caller_leg, leg_id))
+        return out
+
+    def _leg_ended(self, call: CallView, event: LegEnded, now: float) -> list[Action]:
+        if event.leg_id == call.caller_leg:
+            if self.talking is not None:
+                self.acd.ended(call.call_id, self.agent_of[self.talking], now)
+                self.talking = None
+            elif self.waiting:
+                self.waiting = False
+                self.acd.abandon(call.call_id, now)
+            return []
+        if event.leg_id == self.talking:
+            self.acd.ended(call.call_id, self.agent_of[event.leg_id], now)
+            self.talking = None
+            if self.survey_flow is not None:
+                return [RunFlow(self.survey_flow)]
+            return [Hangup(status=480, disposition="answered")]
+        return []

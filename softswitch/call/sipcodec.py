@@ -1,0 +1,133 @@
+"""SIP and SDP details call control needs, kept out of its state logic: where a phone is
+reached, what identifies a caller's INVITE, DTMF in SIP INFO, an SDP offer's usability."""
+
+from __future__ import annotations
+
+from softswitch.sdp import SdpError, parse_sdp
+from softswitch.sip.dialog import Dialog
+from softswitch.sip.errors import SipParseError
+from softswitch.sip.message import Request, parse_uri
+from softswitch.sip.transaction import State as TxnState
+from softswitch.sip.transaction import Target, bare_host
+
+# Headers describing the caller that travel from the trunk leg to the agent leg (SIP-4).
+IDENTITY_HEADERS = ("p-asserted-identity", "privacy", "diversion", "history-info")
+# Server transaction states in which a final response is still owed (RFC 3261 §17.2).
+PENDING = (TxnState.TRYING, TxnState.PROCEEDING)
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO, UPDATE, REFER, NOTIFY, MESSAGE, REGISTER"
+DTMF_KEYS = frozenset("0123456789*#ABCD")
+G711 = (0, 8)
+DIRECTIONS = ("sendrecv", "sendonly", "recvonly", "inactive")
+
+
+def origin_of(invite: Request) -> tuple[str, str | None, int]:
+    """What identifies a caller's INVITE across paths: Call-ID, From tag, CSeq number."""
+    return (invite.call_id, invite.from_.tag, invite.cseq[0])
+
+
+def hop_target(dialog: Dialog, transport: str) -> Target:
+    host, port, hop_transport = dialog.next_hop()
+    return Target(hop_transport or transport, bare_host(host), port or 5060)
+
+
+def dtmf_from_info(request: Request) -> str | None:
+    """The key of a SIP INFO carrying DTMF (application/dtmf-relay `Signal=5`, or
+    application/dtmf `5`), as desk phones and pjsip send it; None for other INFO bodies."""
+    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    text = request.body.decode("utf-8", "replace").strip()
+    if content_type == "application/dtmf-relay":
+        for line in text.splitlines():
+            name, _, value = line.partition("=")
+            if name.strip().lower() == "signal":
+                value = value.strip()
+                return value if value in DTMF_KEYS else None
+        return None
+    if content_type == "application/dtmf":
+        return text if text in DTMF_KEYS else None
+    return None
+
+
+def phone_target(contact: str, source: tuple[str, int], transport: str) -> Target:
+    """Where to send requests for a registered phone.
+
+    Over TCP the phone's own connection is reused (its listening port may be closed to us).
+    Over UDP the Contact is used when its host is the address the REGISTER came from; when
+    the two differ the phone sits behind NAT and its private Contact is unreachable, so the
+    request goes to the source address of the registration (the NAT binding it keeps open).
+    """
+    source_host = bare_host(source[0])
+    if transport != "UDP":
+        return Target(transport, source_host, source[1])
+    try:
+        uri = parse_uri(contact)
+    except SipParseError:
+        return Target(transport, source_host, source[1])
+    host = bare_host(uri.host)
+    if uri.is_sip and host == source_host:
+        return Target(transport, host, uri.port or 5060)
+    return Target(transport, source_host, source[1])
+
+
+def uri_user(uri: str) -> str:
+    """The user part of a sip: URI, or '' (tel: URIs give their number)."""
+    parsed = parse_uri(uri)
+    if parsed.is_sip:
+        return parsed.user or ""
+    if parsed.scheme == "tel":
+        return parsed.opaque.split(";")[0]
+    return ""
+
+
+def offer_problem(body: bytes) -> str | None:
+    """Why an SDP offer cannot be anchored (answered 488 at once), or None.
+
+    The node anchors plain RTP/AVP audio in G.711 with a connection address."""
+    try:
+        sdp = parse_sdp(body)
+        audio = sdp.audio()
+        if audio is None:
+            return None  # no audio stream to anchor: the answer will say so
+        if sdp.address_of(audio) is None:
+            return "SDP audio stream without a connection address"
+        if audio.proto != "RTP/AVP":
+            return f"cannot anchor {audio.proto} media (plain RTP/AVP only)"
+        rtpmap = audio.rtpmap()
+        if not any(f.isdigit() and int(f) in G711 and int(f) in rtpmap for f in audio.formats):
+            return "SDP audio stream offers neither PCMU nor PCMA"
+        if not 0 < audio.port < 65536:
+            return f"bad audio port {audio.port}"
+    except (SdpError, ValueError) as exc:
+        return f"SDP: {exc}"
+    return None
+
+
+def chosen_codec(body: bytes) -> int | None:
+    """The first G.711 payload type of an SDP answer (its choice), or None."""
+    try:
+        audio = parse_sdp(body).audio()
+    except (SdpError, ValueError):
+        return None
+    if audio is None:
+        return None
+    for fmt in audio.formats:
+        if fmt.isdigit() and int(fmt) in G711:
+            return int(fmt)
+    return None
+
+
+def sdp_direction(body: bytes) -> str:
+    """The audio stream's direction attribute (session level as fallback; a 0.0.0.0
+    connection address is the old way to say inactive, RFC 3264 §8.4)."""
+    try:
+        sdp = parse_sdp(body)
+        audio = sdp.audio()
+        if audio is None:
+            return "inactive"
+        if sdp.address_of(audio) in ("0.0.0.0", "::"):
+            return "inactive"
+    except (SdpError, ValueError):
+        return "sendrecv"
+    if audio.direction is not None:
+        return audio.direction
+    session = [v for k, v in sdp.session if k == "a" and v in DIRECTIONS]
+    return session[0] if session else "sendrecv"
