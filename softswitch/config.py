@@ -322,6 +322,13 @@ class Trunk(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
             "`media.anchor` is on (SDP passes through)."
         ),
     ] = False
+    outbound: Annotated[
+        str | None,
+        Meta(
+            description="`HOST:PORT` of the carrier's SBC that calls out through this trunk "
+            'are sent to (UDP), e.g. `"10.0.0.1:5060"`; null: no outbound calls on it.'
+        ),
+    ] = None
 
     @cached_property
     def networks(self) -> tuple[IpNetwork, ...]:
@@ -487,6 +494,13 @@ class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             description="SIP final response sent to a caller whose wait exceeded `max_wait`.",
         ),
     ] = 480
+    survey: Annotated[
+        str | None,
+        Meta(
+            description="IVR flow (of `dialplan.yaml` `flows`) the caller is passed to when "
+            "the agent hangs up first, e.g. a satisfaction survey (OUT-3); null: the call ends."
+        ),
+    ] = None
 
 
 class QueuesFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -758,6 +772,11 @@ def _item_checks(b: StructBuilder) -> dict[type, StructCheck]:
             _ = value.networks  # parse once now; cached on the frozen value
         if not value.acl and value.digest is None:
             b.error(path, "a trunk needs an `acl` or `digest` (or both)")
+        if value.outbound is not None:
+            try:
+                parse_host_port(value.outbound)
+            except ValueError as exc:
+                b.error((*path, "outbound"), str(exc))
 
     def rule(value: NumberRule, path: KeyPath) -> None:
         if _compile(b, value.match, (*path, "match")):
@@ -894,6 +913,16 @@ def _cross_checks(loaded: dict[str, _Loaded], base: Path) -> None:
         _dialplan_cross_checks(
             dialplan, known_queues if queues is not None else None, known_trunks, base
         )
+        root = dialplan.doc.value if isinstance(dialplan.doc.value, dict) else {}
+        flows = root.get("flows")
+        if queues is not None and isinstance(flows, dict):
+            for index, queue in queues.items("queues"):
+                if queue.survey is not None and queue.survey not in flows:
+                    queues.builder.error(
+                        ("queues", index, "survey"),
+                        f"unknown flow `{queue.survey}` (dialplan.yaml defines: "
+                        f"{', '.join(sorted(map(str, flows))) or 'none'})",
+                    )
 
 
 def _dialplan_cross_checks(

@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from acd import Acd, AgentSpec, QueueSpec
+from ivr.app import IvrApp
+from ivr.resolver import PromptError, PromptResolver
 from media import MediaEngine, PassThroughMedia
+from softswitch.call.app import Application
+from softswitch.call.blocked import BlockedApp
 from softswitch.call.bus import EventBus
 from softswitch.call.control import CallControl
+from softswitch.call.dialout import DialOutApp
 from softswitch.call.queue_app import QueueApp
+from softswitch.call.session import Session
 from softswitch.call.sipcodec import ALLOW, uri_user
 from softswitch.cdr import CdrWriter
 from softswitch.config import Config, Trunk
@@ -71,6 +78,32 @@ def acd_specs(config: Config) -> tuple[list[QueueSpec], list[AgentSpec]]:
     return queues, agents
 
 
+class CallServices:
+    """What the node lends to calls beyond SIP and media, each optional (pure tests run
+    without): the prompt library, the blacklist, where voicemail goes, and the clock of
+    working hours (`clock_offset`: added to the wall clock for `time` nodes only, so a demo
+    or a test can pin office hours without touching CDR times)."""
+
+    def __init__(
+        self,
+        prompts: PromptResolver | None = None,
+        blacklist: Any = None,
+        voicemail_path: Callable[[str, str], str] | None = None,
+        clock_offset: float = 0.0,
+    ) -> None:
+        self.prompts: PromptResolver = prompts or _NoPrompts()
+        self.blacklist = blacklist  # .blocked(number, epoch) -> entry | None
+        self.voicemail_path = voicemail_path or (
+            lambda mailbox, call_id: f"voicemail/{mailbox}/{call_id}.wav"
+        )
+        self.clock_offset = clock_offset
+
+
+class _NoPrompts:
+    def items(self, ref: Any, variables: Any) -> tuple:
+        raise PromptError("no prompt library on this node")
+
+
 class Switch:
     """Everything of one node between the sockets and the CDR store."""
 
@@ -82,7 +115,9 @@ class Switch:
         media: MediaEngine | None = None,
         wall_offset: float = 0.0,
         secret: bytes | None = None,
+        services: CallServices | None = None,
     ) -> None:
+        self.services = services or CallServices()
         self.config = config
         self._trunk_sources: dict[str, bool] = {}
         node = config.node
@@ -125,7 +160,10 @@ class Switch:
             direct_media=self._direct_media,
             node_id=getattr(node, "id", "hl"),
         )
-        self.counters = {"malformed": 0, "rate_limited": 0, "forbidden": 0, "not_found": 0}
+        self.control.flow_factory = self._flow_app
+        self.counters = {
+            "malformed": 0, "rate_limited": 0, "forbidden": 0, "not_found": 0, "blocked": 0,
+        }  # fmt: skip
 
     def is_trunk_source(self, host: str) -> bool:
         """Whether `host` is inside a trunk's ACL (cached: asked for every request)."""
@@ -296,16 +334,63 @@ class Switch:
         calling = normalize(uri_user(request.from_.uri), trunk.calling_rules)
         config = self.config
         result = config.dialplan.route(called, calling)
-        if result.queue is None:
-            status = result.respond or 404
+        if result.respond is not None:
+            status = result.respond
             self.counters["not_found"] += status == 404
             log.info("call from %s to %s: dialplan answers %d", calling, called, status)
             self._respond(ev, make_response(request, status, result.reason or ""), now)
             return
-        app = QueueApp(self.control.port, result.queue)
+        called = result.called or called
+        app: Application
+        blocked = self._blocked(calling, now)
+        needs_anchor = False
+        if blocked is not None:
+            action = config.blacklist
+            self.counters["blocked"] += 1
+            log.info("call from %s to %s blocked (blacklist: %s)", calling, called, blocked)
+            if action.prompt is None or not self.control.anchors:
+                self._respond(ev, make_response(request, action.respond, action.reason or ""), now)
+                return
+            app, needs_anchor = BlockedApp(self.services.prompts, action.prompt), True
+        elif result.queue is not None:
+            app = QueueApp(
+                self.control.port, result.queue, survey_flow=_survey(config, result.queue)
+            )
+        elif result.flow is not None:
+            app, needs_anchor = self._ivr(config, result.flow, None), True
+        else:
+            assert result.transfer is not None
+            app = DialOutApp(result.transfer, result.transfer_trunk)
         self.control.start_call(
-            ev, trunk.name, calling, called, config, app, now, route=result.route
-        )
+            ev, trunk.name, calling, called, config, app, now, route=result.route,
+            needs_anchor=needs_anchor,
+        )  # fmt: skip
+
+    def _blocked(self, calling: str, now: float) -> Any:
+        store = self.services.blacklist
+        if store is None or not calling:
+            return None
+        try:
+            return store.blocked(calling, self.control.wall(now))
+        except Exception as exc:  # a broken blacklist database must not stop calls
+            log.error("blacklist lookup failed, call let through: %s", exc)
+            return None
+
+    def _ivr(self, config: Config, flow: str, node: str | None) -> IvrApp:
+        services = self.services
+        offset = self.control.wall_offset + services.clock_offset
+        return IvrApp(
+            config.flows, flow, services.prompts, node=node,
+            is_open=config.dialplan.is_open, region_of=config.dialplan.region_of,
+            wall=lambda now: now + offset, voicemail_path=services.voicemail_path,
+        )  # fmt: skip
+
+    def _flow_app(self, session: Session, flow: str, node: str | None) -> Application | None:
+        """`RunFlow` of a session (e.g. the survey after an agent call), on the
+        configuration the call started with."""
+        if flow not in session.config.flows:
+            return None
+        return self._ivr(session.config, flow, node)
 
     def _trunk_authenticated(self, ev: RequestReceived, trunk: Trunk, now: float) -> bool:
         """Trunks with `digest` configured must also authenticate (SIP-4); else 407."""
@@ -426,3 +511,8 @@ class Switch:
 
     def shutdown(self, now: float) -> None:
         self.control.shutdown(now)
+
+
+def _survey(config: Config, queue: str) -> str | None:
+    found = config.queue(queue)
+    return found.survey if found is not None else None

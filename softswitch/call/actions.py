@@ -38,6 +38,16 @@ class CallAgent(msgspec.Struct, frozen=True):
     leg_id: str
 
 
+class CallNumber(msgspec.Struct, frozen=True):
+    """Originate leg `leg_id` to an external `number` through `trunk` (None: the trunk the
+    call came in on); From and P-Asserted-Identity carry the trunk's configured hotline
+    number, never the caller's (SPEC SIP-4). Progress as for `CallAgent`."""
+
+    number: str
+    leg_id: str
+    trunk: str | None = None
+
+
 class Bridge(msgspec.Struct, frozen=True):
     """Join two legs: each hears the other. An inbound leg not yet answered is answered
     now (with the codec of the other leg where it can)."""
@@ -138,6 +148,7 @@ Action = (
     Answer
     | Ring
     | CallAgent
+    | CallNumber
     | Bridge
     | DropLeg
     | Play
@@ -158,6 +169,7 @@ __all__ = [
     "Answer",
     "Bridge",
     "CallAgent",
+    "CallNumber",
     "DropLeg",
     "CancelTimer",
     "DialOut",

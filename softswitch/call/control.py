@@ -30,6 +30,7 @@ from softswitch.call.actions import (
     Answer,
     Bridge,
     CallAgent,
+    CallNumber,
     CancelTimer,
     DialOut,
     DropLeg,
@@ -46,6 +47,7 @@ from softswitch.call.actions import (
 )
 from softswitch.call.app import Application
 from softswitch.call.bus import EventBus
+from softswitch.call.dialout import DialOutApp
 from softswitch.call.errors import IllegalLegTransition
 from softswitch.call.leg import Leg, LegEvent, LegState
 from softswitch.call.queue_app import QueueApp
@@ -76,11 +78,19 @@ from softswitch.sip.transaction import (
     TransactionLayer,
     TransactionTimeout,
     TransportError,
+    hostport,
 )
 from softswitch.sip.transaction import State as TxnState
 
 if TYPE_CHECKING:
     from softswitch.config import Config
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    from softswitch.config import parse_host_port as parse
+
+    return parse(text)
+
 
 #: Builds the application for `RunFlow(flow, node)` of a session (the IVR), or None when
 #: the flow does not exist in the session's configuration.
@@ -138,10 +148,10 @@ class CallControl:
         self.port = _AcdPort(self)
         self.counters = {"calls": 0, "answered": 0, "abandoned": 0, "timeouts": 0, "ivr": 0}
 
-    # --- the CallView of the old name, for callers that count calls -----------------------
     @property
-    def calls(self) -> dict[str, Session]:
-        return self.sessions
+    def anchors(self) -> bool:
+        """Whether the node can be a party of calls (IVR, prompts): media is anchored."""
+        return bool(getattr(self.media, "anchors", False))
 
     def wall(self, now: float) -> float:
         return now + self.wall_offset
@@ -206,12 +216,12 @@ class CallControl:
             # second path) is a merged request: 482, not a second call in the queue.
             self._respond(event.key, make_response(request, 482, to_tag=new_tag()), now)
             return None
-        if needs_anchor and not getattr(self.media, "anchors", False):
+        if needs_anchor and not self.anchors:
             # An IVR needs the node in the media path; with `media.anchor: false` it is not.
             log.error("call to %s needs media anchoring (media.anchor is off): 503", called)
             self._respond(event.key, make_response(request, 503, to_tag=new_tag()), now)
             return None
-        if getattr(self.media, "anchors", False) and request.body:
+        if self.anchors and request.body:
             problem = offer_problem(request.body)
             if problem is not None:
                 log.info("call from %s to %s refused: %s", caller, called, problem)
@@ -327,16 +337,15 @@ class CallControl:
         elif isinstance(action, CancelTimer):
             session.timers.pop(action.name, None)
         elif isinstance(action, SetVariable):
-            session.variables[action.name] = action.value
-            self.bus.publish(
-                ev.VariableChanged(self.wall(now), session.call_id, action.name, action.value)
-            )
+            self._set_variable(session, action, now)
         elif isinstance(action, Answer):
             self._answer(session, now)
         elif isinstance(action, Ring):
             self._ring(session, action, now)
         elif isinstance(action, CallAgent):
             self._call_agent(session, action, now)
+        elif isinstance(action, CallNumber):
+            self._call_number(session, action, now)
         elif isinstance(action, Bridge):
             self._bridge(session, action, now)
         elif isinstance(action, DropLeg):
@@ -365,8 +374,7 @@ class CallControl:
                 return
             self._set_app(session, app, now)
         elif isinstance(action, DialOut):
-            session.log.error("dialling out to %s is not available yet", action.number)
-            self._deliver(session, ev.ActionFailed("DialOut", "no outbound trunk route"), now)
+            self._set_app(session, DialOutApp(action.number, action.trunk), now)
         elif isinstance(action, Hangup):
             disposition = action.disposition
             if disposition == "answered" and session.answered is None:
@@ -474,8 +482,7 @@ class CallControl:
         self._respond(a.invite_key, self._a_response(session, action.status, body=body), now)
 
     def _call_agent(self, session: Session, action: CallAgent, now: float) -> None:
-        """Originate a leg to the agent's registered phone (one request builder for every
-        leg the node originates)."""
+        """A leg to the agent's registered phone, offering the call of `action.queue`."""
         agent_id = action.agent_id
         bindings = self.location.lookup(agent_id, now)
         if not bindings:
@@ -485,20 +492,85 @@ class CallControl:
             self.acd_input(now, self.acd.agent_unavailable, agent_id, now)
             return
         binding = bindings[0]
-        a = session.a
-        assert a.invite is not None
         target = phone_target(binding.contact, binding.source, binding.transport)
         direct = self.direct_media(session.trunk, agent_id)
+        leg = self._originate(
+            session, action.leg_id, binding.contact, target, f"sip:{agent_id}@{self.realm}",
+            session.caller or "anonymous", direct, now,
+            internal=[("x-hotline-queue", action.queue)], agent_id=agent_id,
+        )  # fmt: skip
+        if leg is not None:
+            self.bus.publish(ev.CallRinging(self.wall(now), session.call_id, agent_id))
+            session.log.info("offering to agent %s at %s", agent_id, binding.contact)
+
+    def _call_number(self, session: Session, action: CallNumber, now: float) -> None:
+        """A leg to an external number through a trunk, presenting the hotline number."""
+        trunk_name = action.trunk or session.trunk
+        trunk = next((t for t in session.config.trunks if t.name == trunk_name), None)
+        if trunk is None or trunk.outbound is None or trunk.caller_id is None:
+            why = "unknown trunk" if trunk is None else "no `outbound` address or `caller_id`"
+            session.log.error("cannot dial %s through trunk %s: %s", action.number, trunk_name, why)
+            self._deliver(session, ev.LegFailed(action.leg_id, 503, why), now)
+            return
+        host, port = parse_host_port(trunk.outbound)
+        target = Target("UDP", host, port)
+        uri = f"sip:{action.number}@{hostport(host, port)}"
+        leg = self._originate(
+            session, action.leg_id, uri, target, uri, trunk.caller_id, trunk.direct_media, now
+        )
+        if leg is not None:
+            session.log.info("dialling %s through trunk %s", action.number, trunk_name)
+
+    def _originate(
+        self,
+        session: Session,
+        leg_id: str,
+        request_uri: str,
+        target: Target,
+        to_uri: str,
+        from_user: str,
+        direct: bool,
+        now: float,
+        internal: list[tuple[str, str]] | None = None,
+        agent_id: str | None = None,
+    ) -> Leg | None:
+        """The one request builder for every leg the node originates (agents, external
+        numbers). `internal`: headers for the node's own phones (associated data, the
+        caller's identity); an external party gets none of them (SPEC OUT-5)."""
+        a = session.a
+        assert a.invite is not None
         # Pass SDP from leg to leg only for a two-party call the node does not touch: the
         # caller's media must not be anchored already (an IVR caller always is).
-        passthrough = (direct and not a.anchored) or not getattr(self.media, "anchors", False)
-        leg = Leg(
-            action.leg_id, "out", target, self.passthrough if direct and passthrough else self.media
-        )
+        anchors = self.anchors
+        passthrough = not anchors or (direct and not a.anchored)
+        media = self.passthrough if anchors and passthrough else self.media
+        leg = Leg(leg_id, "out", target, media)
         leg.agent_id = agent_id
         leg.anchored = not passthrough
-        headers = self._originate_headers(session, leg, f"sip:{agent_id}@{self.realm}")
-        headers.add("x-hotline-queue", action.queue)
+        host = self.contact_for(target).split("@", 1)[1].split(";")[0]
+        headers = Headers()
+        headers.add("max-forwards", "70")
+        headers.add("from", f'"{from_user}" <sip:{from_user}@{host}>;tag={new_tag()}')
+        headers.add("to", f"<{to_uri}>")
+        headers.add("call-id", new_call_id(host))
+        headers.add("cseq", "1 INVITE")
+        headers.add("contact", f"<{self.contact_for(target)}>")
+        headers.add("allow", ALLOW)
+        if internal is not None:
+            for name, value in session.identity:
+                headers.add(name, value)
+            # Associated data for the agent's desktop (screen pop, INT-1).
+            headers.add("x-hotline-call-id", session.call_id)
+            for name, value in internal:
+                headers.add(name, value)
+            headers.add("x-hotline-called", session.called)
+            for name, value in session.variables.items():
+                if not name.replace("_", "").isalnum():
+                    continue
+                text = "".join(c for c in value if c.isprintable())[:200]
+                headers.add(f"x-hotline-var-{name.replace('_', '-')}", text)
+        else:
+            headers.add("p-asserted-identity", f"<sip:{from_user}@{host}>")
         try:
             if leg.anchored:
                 body = self.media.offer_local(leg.leg_id) or b""
@@ -508,55 +580,30 @@ class CallControl:
             # The caller's SDP cannot be served or no RTP ports are left. The leg was never
             # offered: it joins no CDR (it has no row) and only its media goes.
             status = 488 if isinstance(exc, ValueError) else 503
-            session.log.warning("media refused the call to agent %s: %s", agent_id, exc)
+            session.log.warning("media refused the call to %s: %s", to_uri, exc)
             leg.media.release(leg.leg_id)
             self._release(session, now, "failed", "system", status)
-            return
+            return None
         session.legs.append(leg)
         if body:
             headers.add("content-type", "application/sdp")
-        invite = Request("INVITE", binding.contact, headers, body)
+        invite = Request("INVITE", request_uri, headers, body)
         leg.invite = invite
         leg.to(LegEvent.INVITE_SENT)
         leg.invite_key = self.txn.send_request(invite, leg.target, now)
         self._clients[leg.invite_key] = (session, leg, "invite", None)
-        wall = self.wall(now)
         self.bus.publish(
             ev.LegStarted(
-                wall,
+                self.wall(now),
                 session.call_id,
                 leg.leg_id,
                 "out",
                 invite.call_id,
                 f"{leg.target.host}:{leg.target.port}",
                 agent_id,
-            )
+            )  # fmt: skip
         )
-        self.bus.publish(ev.CallRinging(wall, session.call_id, agent_id))
-        session.log.info("offering to agent %s at %s", agent_id, binding.contact)
-
-    def _originate_headers(self, session: Session, leg: Leg, to_uri: str) -> Headers:
-        host = self.contact_for(leg.target).split("@", 1)[1].split(";")[0]
-        headers = Headers()
-        headers.add("max-forwards", "70")
-        caller = session.caller or "anonymous"
-        headers.add("from", f'"{caller}" <sip:{caller}@{host}>;tag={new_tag()}')
-        headers.add("to", f"<{to_uri}>")
-        headers.add("call-id", new_call_id(host))
-        headers.add("cseq", "1 INVITE")
-        headers.add("contact", f"<{self.contact_for(leg.target)}>")
-        headers.add("allow", ALLOW)
-        for name, value in session.identity:
-            headers.add(name, value)
-        # Associated data for the agent's desktop (screen pop, INT-1).
-        headers.add("x-hotline-call-id", session.call_id)
-        headers.add("x-hotline-called", session.called)
-        for name, value in session.variables.items():
-            if name.startswith("_") or not name.replace("_", "").isalnum():
-                continue
-            text = "".join(c for c in value if c.isprintable())[:200]
-            headers.add(f"x-hotline-var-{name.replace('_', '-')}", text)
-        return headers
+        return leg
 
     def _bridge(self, session: Session, action: Bridge, now: float) -> None:
         a, b = session.leg(action.leg_a), session.leg(action.leg_b)
@@ -1063,21 +1110,16 @@ class CallControl:
             return
         a = session.a
         app = session.app
+        for leg in session.legs:
+            if leg.recording is not None:  # its RecordDone reaches the app below
+                self._stop_record(session, leg, "hangup", now)
         session.ended = True  # from here on, nothing is delivered to it
         if tell_app and app is not None:
-            held, self._draining = self._draining, True  # others' events wait for the end
-            try:
-                app.handle(session, ev.LegEnded(a.leg_id, side, cause), now)
-            except Exception:
-                session.log.exception("application %s failed on the end of the call", app.name)
-            finally:
-                self._draining = held
+            self._last_words(session, app, ev.LegEnded(a.leg_id, side, cause), now)
         if not a.up and not a.over:
             self._respond(a.invite_key, self._a_response(session, cause or 480), now)
             a.to(LegEvent.REJECTED)
         for leg in session.legs:
-            if leg.recording is not None:
-                self._stop_record(session, leg, "hangup", now)
             if leg.pending and leg is not a:
                 self._cancel_leg(session, leg, now, leg_reason)
             elif leg.up and leg.dialog is not None:
@@ -1112,6 +1154,49 @@ class CallControl:
         dialog_ids = [leg.dialog.id for leg in session.legs if leg.dialog is not None]
         client_keys = [k for leg in session.legs if (k := leg.invite_key) is not None]
         self._graveyard.append((now + self.cleanup_delay, client_keys, dialog_ids))
+
+    def _last_words(
+        self, session: Session, app: Application, last: ev.AppEvent, now: float
+    ) -> None:
+        """The application hears what is still queued for it (a recording that ended with
+        the call) and then `last`; of what it answers only call variables count now (a
+        voicemail left by hanging up is still kept)."""
+        mine = [event for s, event, _ in self._pending if s is session]
+        if mine:
+            self._pending = deque(p for p in self._pending if p[0] is not session)
+        held, self._draining = self._draining, True  # others' events wait for the end
+        try:
+            for event in (*mine, last):
+                try:
+                    actions = app.handle(session, event, now)
+                except Exception:
+                    session.log.exception("application %s failed on %r", app.name, event)
+                    continue
+                for action in actions:
+                    if isinstance(action, SetVariable):
+                        self._set_variable(session, action, now)
+        finally:
+            self._draining = held
+
+    def _set_variable(self, session: Session, action: SetVariable, now: float) -> None:
+        session.variables[action.name] = action.value
+        wall = self.wall(now)
+        self.bus.publish(ev.VariableChanged(wall, session.call_id, action.name, action.value))
+        values = session.variables
+        if action.name == "voicemail_seconds":
+            self.bus.publish(
+                ev.VoicemailLeft(
+                    wall,
+                    session.call_id,
+                    values.get("voicemail_mailbox", ""),
+                    session.caller,
+                    values.get("voicemail_path", ""),
+                    _float(action.value),
+                )  # fmt: skip
+            )
+        elif action.name == "survey_rating" and action.value.isdigit():
+            rated = values.get("survey_agent") or session.agent_id
+            self.bus.publish(ev.SurveyRated(wall, session.call_id, int(action.value), rated))
 
     def _end_relays(self, session: Session, now: float) -> None:
         """In-dialog requests still pending when the call ends: RFC 3261 §15.1.2 answers the
@@ -1241,4 +1326,11 @@ class _AcdPort:
 
 def _survey_of(session: Session, action: Enqueue) -> str | None:
     queue = session.config.queue(action.queue)
-    return getattr(queue, "survey", None) if queue is not None else None
+    return queue.survey if queue is not None else None
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 0.0

@@ -45,6 +45,11 @@ def bare_host(host: str) -> str:
     return host[1:-1] if host.startswith("[") else host
 
 
+def hostport(host: str, port: int) -> str:
+    """host:port with IPv6 bracketed, as in a Via sent-by or a URI."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
 class SendMessage(msgspec.Struct, frozen=True):
     data: bytes
     target: Target

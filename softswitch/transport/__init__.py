@@ -15,16 +15,11 @@ from collections.abc import Callable
 
 from softswitch.sip.errors import SipParseError
 from softswitch.sip.message import StreamFramer
-from softswitch.sip.transaction import SendMessage, Target, bare_host
+from softswitch.sip.transaction import SendMessage, Target, bare_host, hostport
 
 log = logging.getLogger("hotline.transport")
 
 Receiver = Callable[[bytes, Target], None]
-
-
-def hostport(host: str, port: int) -> str:
-    """host:port with IPv6 bracketed, as in a Via sent-by or a URI."""
-    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
 class _Udp(asyncio.DatagramProtocol):

@@ -365,14 +365,12 @@ class HotlineNode:
 
 
 def queue_override(**fields: Any) -> dict[str, Any]:
-    """queues.yaml with one queue `general`: the shipped settings changed by `fields`."""
-    general = {
-        "name": "general",
-        "strategy": "longest_idle",
-        "ring_timeout": 15,
-        "max_wait": 300,
-        "wrap_up": 0,
-        "timeout_response": 480,
-    }
-    general.update(fields)
-    return {"queues": [general]}
+    """queues.yaml as shipped, with the settings of queue `general` changed by `fields` (the
+    demo's other queues stay: its agents and IVR flows refer to them)."""
+    shipped = yaml.safe_load((CONFIG_DIR / "queues.yaml").read_text(encoding="utf-8"))
+    queues = []
+    for queue in shipped["queues"]:
+        if queue["name"] == "general":
+            queue = {**queue, **fields}
+        queues.append(queue)
+    return {"queues": queues}
