@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from acd import AcdError
+from ivr.prompts import PromptLibrary
+from ivr.voicemail import VoicemailStore
+from media.wavsink import WavSink
+from softswitch.blacklist import BlacklistStore
+from softswitch.call.events import VoicemailLeft
 from softswitch.cdr import CdrStore
 from softswitch.config import Config, load_config, summary
 from softswitch.errors import ConfigError
-from softswitch.switch import Switch
+from softswitch.switch import CallServices, Switch
 from softswitch.transport import TransportManager, hostport
 
 if TYPE_CHECKING:
@@ -33,8 +39,14 @@ class Node:
         listen: list[tuple[str, int]],
         data_dir: Path,
         config_dir: Path | None = None,
+        clock_offset: float = 0.0,
     ) -> None:
         self.config = config
+        self.clock_offset = clock_offset
+        self._prompts: PromptLibrary | None = None
+        self._stores: list[Any] = []
+        self._reloading = False
+        self._reload_task: asyncio.Task[bool] | None = None
         self.config_dir = config_dir
         self.listen = listen
         self.data_dir = data_dir
@@ -66,9 +78,19 @@ class Node:
             for transport, host, port in self.transports.bound:
                 sent_by.setdefault(transport, hostport(host, port))  # IPv6-only nodes
             media = self._media_engine()
+            services = await self._services()
             self.switch = Switch(
-                self.config, cdr, sent_by, media=media, wall_offset=time.time() - loop.time()
+                self.config,
+                cdr,
+                sent_by,
+                media=media,
+                wall_offset=time.time() - loop.time(),
+                services=services,
             )
+            self.switch.control.sink_factory = WavSink
+            self.switch.bus.subscribe(self._voicemail_left)
+            pid_file = self.data_dir / "hotline.pid"
+            pid_file.write_text(f"{os.getpid()}\n")
             if media is not None:
                 media.attach(loop, self._media_event)
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -92,8 +114,53 @@ class Node:
             await self.transports.close()
             if self._media is not None:
                 self._media.close()
+            for store in self._stores:
+                store.close()
             cdr.close()
             log.info("stopped")
+
+    async def _services(self) -> CallServices:
+        """Prompts rendered ahead (no call waits for TTS), the blacklist and voicemail."""
+        config = self.config
+        library = PromptLibrary(
+            config.prompts,
+            Path(config.directory or self.config_dir or "."),
+            self.data_dir / "prompts",
+            default_voice=config.tts.voice,
+        )
+        problems = await asyncio.to_thread(library.prepare)
+        for problem in problems:
+            log.warning("%s", problem)
+        stats = library.last_prepare
+        log.info(
+            "prompts ready: %d (%d rendered, %d from cache) in %.2f s",
+            len(library.prepared()),
+            stats.rendered + stats.converted,
+            stats.reused,
+            stats.seconds,
+        )
+        self._prompts = library
+        database = self.data_dir / "hotline.db"
+        blacklist = BlacklistStore(database)
+        self._voicemail = VoicemailStore(database, self.data_dir / "voicemail")
+        self._stores = [blacklist, self._voicemail]
+        return CallServices(
+            prompts=library,
+            blacklist=blacklist,
+            voicemail_path=self._voicemail.path_for,
+            clock_offset=self.clock_offset,
+        )
+
+    def _voicemail_left(self, event: Any) -> None:
+        if isinstance(event, VoicemailLeft):
+            self._voicemail.add(
+                call_id=event.call_id,
+                mailbox=event.mailbox,
+                at=event.at,
+                path=event.path,
+                seconds=event.seconds,
+                caller=event.caller,
+            )
 
     def _media_engine(self) -> RtpEngine | None:
         """The RTP engine when `media.anchor` is on (the default), else None (pass-through)."""
@@ -123,11 +190,23 @@ class Node:
             log.exception("error handling media event %s", event)
         self._flush()
 
-    def reload(self) -> bool:
-        """SIGHUP: validate the configuration directory again and swap it in (DP-9).
+    def reload(self) -> None:
+        """SIGHUP: validate the configuration directory again and swap it in (DP-9); the
+        new prompts are rendered first, off the event loop, so no call waits for TTS."""
+        if self._reloading:
+            log.warning("reload already in progress; this one is ignored")
+            return
+        self._reloading = True
+        self._reload_task = asyncio.get_running_loop().create_task(self._reload())
 
-        An invalid configuration is reported line by line and the running one stays.
-        """
+    async def _reload(self) -> bool:
+        try:
+            return await self._reload_config()
+        finally:
+            self._reloading = False
+
+    async def _reload_config(self) -> bool:
+        """An invalid configuration is reported line by line and the running one stays."""
         if self.switch is None or self.config_dir is None:
             log.warning("reload ignored: no configuration directory to read")
             return False
@@ -140,6 +219,9 @@ class Node:
                 "reload refused: %d error(s); the running configuration stays", len(exc.errors)
             )
             return False
+        if self._prompts is not None:
+            for problem in await asyncio.to_thread(self._prompts.prepare, config.prompts):
+                log.warning("%s", problem)
         now = asyncio.get_running_loop().time()
         try:
             restart_only = self.switch.reload(config, now)
@@ -213,10 +295,14 @@ class Node:
 
 
 def run_node(
-    config: Config, listen: list[tuple[str, int]], data_dir: Path, config_dir: Path | None = None
+    config: Config,
+    listen: list[tuple[str, int]],
+    data_dir: Path,
+    config_dir: Path | None = None,
+    clock_offset: float = 0.0,
 ) -> int:
     """Run until SIGINT/SIGTERM (SIGHUP reloads `config_dir`); uvloop when installed."""
-    node = Node(config, listen, data_dir, config_dir)
+    node = Node(config, listen, data_dir, config_dir, clock_offset)
     try:
         import uvloop
     except ImportError:

@@ -221,12 +221,6 @@ class CallControl:
             log.error("call to %s needs media anchoring (media.anchor is off): 503", called)
             self._respond(event.key, make_response(request, 503, to_tag=new_tag()), now)
             return None
-        if self.anchors and request.body:
-            problem = offer_problem(request.body)
-            if problem is not None:
-                log.info("call from %s to %s refused: %s", caller, called, problem)
-                self._respond(event.key, make_response(request, 488, to_tag=new_tag()), now)
-                return None
         call_id = f"{self.node_id}-{int(self.wall(now))}-{next(self._ids)}"
         a = Leg(f"{call_id}-a", "in", event.source, self.media)
         a.invite = request
@@ -275,6 +269,12 @@ class CallControl:
         session.log.info(
             "incoming from trunk %s caller=%s called=%s -> %s", trunk, caller, called, app.name
         )
+        problem = offer_problem(request.body) if self.anchors and request.body else None
+        if problem is not None:
+            # SDP the anchor cannot serve is refused at once (488), with its CDR row.
+            session.log.info("refused: %s", problem)
+            self._release(session, now, "failed", "system", 488, tell_app=False)
+            return None
         self._set_app(session, app, now)
         self._drain()
         return session

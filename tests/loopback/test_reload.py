@@ -33,20 +33,20 @@ def test_sighup_applies_a_new_route_and_keeps_the_call_up(
         "uac_call", remote=hotline.address, service="9000", timeout=20, duration_ms=4000
     ).start()
     agent.wait_for("confirmed", timeout=10)
-    assert hotline.send_sip(invite("12348", "before"), final=True).startswith(b"SIP/2.0 404")
+    assert hotline.send_sip(invite("12399", "before"), final=True).startswith(b"SIP/2.0 404")
 
     dialplan = hotline.config_dir / "dialplan.yaml"
     dialplan.write_text(
         dialplan.read_text(encoding="utf-8").replace(
             "# Any other number.",
-            '  - name: legal-aid\n    match: {called: {exact: "12348"}}\n'
+            '  - name: closed-line\n    match: {called: {exact: "12399"}}\n'
             "    action: {respond: 480, reason: Closed}\n# Any other number.",
         ),
         encoding="utf-8",
     )
     hup(hotline)
     hotline.wait_for_log("configuration reloaded", timeout=5)
-    response = hotline.send_sip(invite("12348", "after"), final=True)
+    response = hotline.send_sip(invite("12399", "after"), final=True)
     assert response.startswith(b"SIP/2.0 480 Closed")
 
     # The call answered before the reload is still up and ends normally.
