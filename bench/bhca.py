@@ -401,6 +401,7 @@ class Bench:
         self.work = Path(args.workdir or tempfile.mkdtemp(prefix="bhca-"))
         self.work.mkdir(parents=True, exist_ok=True)
         self.processes = Processes()
+        self._worktrees: list[Path] = []
         cpus = os.cpu_count() or 1
         pin = args.pin == "yes" or (args.pin == "auto" and cpus >= 2 and shutil.which("taskset"))
         self.sut_prefix = ["taskset", "-c", str(args.sut_cpu)] if pin else []
@@ -453,7 +454,10 @@ class Bench:
             if uas.poll() is not None:
                 raise BenchError(f"SIPp agent UAS exited at once, see {uas_dir}")
             if system == "hotline":
-                sut, sut_address, agents = self.start_hotline(directory, uas_port)
+                sut, sut_address, agents = self.start_hotline(directory, uas_port, REPO_ROOT)
+            elif system == "baseline":
+                root = self.baseline_tree()
+                sut, sut_address, agents = self.start_hotline(directory, uas_port, root)
             else:
                 sut, sut_address = self.start_sippy(directory, uas_port)
             for index in range(len(self.profile.steps)):
@@ -489,19 +493,45 @@ class Bench:
             uas_failed_calls=uas_failed,
         )
 
+    def baseline_tree(self) -> Path:
+        """A checkout of `--baseline REV` with its media extension built (the same
+        workload on the code before a change, in the same run: the before/after figures of
+        a change that touches the call path)."""
+        tree = self.work / "baseline-tree"
+        if not tree.exists():
+            rev = self.args.baseline
+            self.log(f"baseline: checking out {rev} into {tree}")
+            subprocess.run(
+                ["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", str(tree), rev],
+                check=True, capture_output=True, timeout=120,
+            )  # fmt: skip
+            self._worktrees.append(tree)
+            subprocess.run(
+                [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+                cwd=tree, check=True, capture_output=True, timeout=600,
+            )  # fmt: skip
+        return tree
+
+    def remove_worktrees(self) -> None:
+        for tree in self._worktrees:
+            subprocess.run(
+                ["git", "-C", str(REPO_ROOT), "worktree", "remove", "--force", str(tree)],
+                capture_output=True, timeout=60, check=False,
+            )  # fmt: skip
+        self._worktrees.clear()
+
     def start_hotline(
-        self, directory: Path, uas_port: int
+        self, directory: Path, uas_port: int, root: Path
     ) -> tuple[subprocess.Popen[bytes], tuple[str, int], int]:
         agents = self.args.agents or agents_needed(self.profile)
         config = directory / "config"
-        write_hotline_config(Path(self.args.config), config, agents)
+        source = Path(self.args.config) if root == REPO_ROOT else root / "config"
+        write_hotline_config(source, config, agents)
         port = free_udp_port()
         data = directory / "data"
         data.mkdir(exist_ok=True)
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])]
-        )
+        env["PYTHONPATH"] = os.pathsep.join([str(root), *filter(None, [env.get("PYTHONPATH")])])
         command = [
             *self.sut_prefix, *self.args.hotline_command.split(), "serve",
             "--config", str(config), "--sip-listen", f"{LOOPBACK}:{port}",
@@ -509,7 +539,7 @@ class Bench:
         ]  # fmt: skip
         self.log(f"hotline: {' '.join(command)}")
         process = self.processes.start(
-            "hotline", command, log_path=directory / "node.log", cwd=REPO_ROOT, env=env
+            "hotline", command, log_path=directory / "node.log", cwd=root, env=env
         )
         if not sip_ping((LOOPBACK, port), timeout=15.0):
             raise BenchError(f"hotline did not answer OPTIONS within 15 s, see {directory}")
@@ -718,7 +748,7 @@ def render_table(results: Sequence[SystemResult]) -> str:
             reference = sippy_cpu.get(step.step)
             ratio = (
                 f"{step.cpu_ms_per_call / reference:.2f}"
-                if result.system == "hotline" and reference
+                if result.system in ("hotline", "baseline") and reference
                 else "-"
             )
             cells = (
@@ -757,6 +787,21 @@ def render_table(results: Sequence[SystemResult]) -> str:
     hotline, sippy = rated.get("hotline"), rated.get("sippy")
     if hotline and sippy and hotline.rated_cps and sippy.rated_cps:
         lines.append(f"rated ratio hotline/sippy: {hotline.rated_cps / sippy.rated_cps:.2f}")
+    baseline = rated.get("baseline")
+    if hotline and baseline:
+        before = {step.step: step.cpu_ms_per_call for step in baseline.steps}
+        ratios = [
+            step.cpu_ms_per_call / before[step.step]
+            for step in hotline.steps
+            if before.get(step.step)
+        ]
+        if ratios:
+            ratios.sort()
+            lines.append(
+                f"hotline/baseline CPU ms/call: median {ratios[len(ratios) // 2]:.2f} "
+                f"over {len(ratios)} steps; rated {hotline.rated_cps or 0:g} vs "
+                f"{baseline.rated_cps or 0:g} cps"
+            )
     return "\n".join(lines)
 
 
@@ -780,7 +825,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", help='override the steps, e.g. "50:20,100:20" (cps:seconds)')
     parser.add_argument("--seed", type=int, help="override the profile's seed")
     parser.add_argument(
-        "--systems", default="hotline,sippy", help="comma list of hotline, sippy (in run order)"
+        "--systems",
+        default="hotline,sippy",
+        help="comma list of hotline, sippy, baseline (in run order)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        default="HEAD~1",
+        help="git revision that system `baseline` runs (hotline before a change; default "
+        "HEAD~1), checked out into the work dir and built",
     )
     parser.add_argument(
         "--agents", type=int, help="bench agents for hotline (default: 1.5 x peak concurrency)"
@@ -838,7 +892,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"bhca: {error}", file=sys.stderr)
         return 2
     systems = [name.strip() for name in args.systems.split(",") if name.strip()]
-    unknown = set(systems) - {"hotline", "sippy"}
+    unknown = set(systems) - {"hotline", "sippy", "baseline"}
     if unknown or not systems:
         print(f"bhca: unknown system(s): {', '.join(sorted(unknown)) or '(none)'}", file=sys.stderr)
         return 2
@@ -858,6 +912,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         bench.processes.close()
+        bench.remove_worktrees()
     failed = any(result.error is not None for result in results)
     if failed or any(step.failed for result in results for step in result.steps):
         bench.log(f"bhca: errors or failed calls: logs kept in {bench.work}")
