@@ -1,0 +1,359 @@
+"""The call model through the whole `Switch`, with virtual time and a fake anchoring engine:
+the leg table, the IVR as the node's own party, the queue behind it, voicemail, the
+blacklist, transfers, and calls keeping the configuration they started with."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+import pytest
+from sipflow import Harness, Phone, Trunk
+
+from media.engine import PlaybackDone, TapBlock, TapData
+from media.items import Prompt
+from softswitch.call import events as ev
+from softswitch.call.errors import IllegalLegTransition
+from softswitch.call.leg import (
+    LEG_TRANSITIONS,
+    LegEvent,
+    LegState,
+    format_leg_table,
+    next_leg_state,
+)
+from softswitch.config import load_config
+from softswitch.sip.message import Request, Response
+from softswitch.switch import CallServices, Switch
+
+ROOT = Path(__file__).resolve().parents[2]
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+MONDAY_10 = dt.datetime(2026, 12, 7, 10, 0, tzinfo=SHANGHAI).timestamp()
+SUNDAY_10 = dt.datetime(2026, 12, 6, 10, 0, tzinfo=SHANGHAI).timestamp()
+
+
+# --- the leg table ------------------------------------------------------------------------
+def test_every_leg_state_and_event_pair_is_a_transition_or_a_named_error() -> None:
+    for state in LegState:
+        for event in LegEvent:
+            if (state, event) in LEG_TRANSITIONS:
+                assert next_leg_state("l", state, event) is LEG_TRANSITIONS[(state, event)]
+            else:
+                with pytest.raises(IllegalLegTransition, match=f"from {state.value} on"):
+                    next_leg_state("l", state, event)
+
+
+def test_release_ends_every_leg_and_final_states_stay() -> None:
+    for state in LegState:
+        after = next_leg_state("l", state, LegEvent.RELEASE)
+        assert after in (LegState.ENDED, LegState.FAILED)
+        if state in (LegState.ENDED, LegState.FAILED):
+            assert after is state
+    assert "answered    --         hold--> held" in format_leg_table()
+
+
+# --- a fake engine that anchors -------------------------------------------------------------
+class FakeMedia:
+    """Records what call control asks of an anchoring engine; SDP answers are the node's."""
+
+    anchors = True
+
+    def __init__(self) -> None:
+        self.legs: set[str] = set()
+        self.bridges: set[frozenset[str]] = set()
+        self.plays: dict[str, list[tuple[int, Any]]] = {}
+        self.taps: dict[str, str] = {}
+        self.calls: list[tuple] = []
+        self._ids = itertools.count(1)
+
+    def _sdp(self, leg_id: str, direction: str = "sendrecv") -> bytes:
+        self.legs.add(leg_id)
+        return (
+            f"v=0\r\no=hotline 1 1 IN IP4 127.0.0.1\r\ns=hotline\r\nc=IN IP4 127.0.0.1\r\n"
+            f"t=0 0\r\nm=audio 2{len(self.legs):04d} RTP/AVP 0 101\r\na={direction}\r\n"
+        ).encode()
+
+    def answer_local(self, leg_id: str, offer: bytes, prefer: int | None = None) -> bytes:
+        self.calls.append(("answer_local", leg_id))
+        return self._sdp(leg_id, "recvonly" if b"a=sendonly" in offer else "sendrecv")
+
+    def offer_local(
+        self, leg_id: str, direction: str = "sendrecv", prefer: int | None = None
+    ) -> bytes:
+        self.calls.append(("offer_local", leg_id, direction))
+        return self._sdp(leg_id, direction)
+
+    def apply_answer(self, leg_id: str, answer: bytes) -> None:
+        self.calls.append(("apply_answer", leg_id))
+
+    def offer(self, from_leg: str, to_leg: str, sdp: bytes | None) -> bytes | None:
+        raise AssertionError("anchored calls negotiate per leg")
+
+    def answer(self, from_leg: str, to_leg: str, sdp: bytes) -> bytes:
+        raise AssertionError("anchored calls negotiate per leg")
+
+    def release(self, leg_id: str) -> None:
+        self.legs.discard(leg_id)
+        self.bridges = {b for b in self.bridges if leg_id not in b}
+
+    def bridge(self, leg_a: str, leg_b: str) -> None:
+        self.bridges.add(frozenset((leg_a, leg_b)))
+
+    def unbridge(self, leg_id: str) -> None:
+        self.bridges = {b for b in self.bridges if leg_id not in b}
+
+    def play(self, leg_id: str, items: Any, barge_in: bool = False) -> list[int]:
+        ids = [next(self._ids) for _ in items]
+        self.plays.setdefault(leg_id, []).extend(zip(ids, items, strict=True))
+        return ids
+
+    def stop_play(self, leg_id: str) -> None:
+        self.calls.append(("stop_play", leg_id))
+
+    def tap_start(self, call_id: str, leg_a: str, leg_b: str | None) -> None:
+        self.taps[call_id] = leg_a
+
+    def tap_read(self, call_id: str) -> TapBlock:
+        return TapBlock(call_id, b"\x10\x00\x00\x00" * 800, 800, 0)  # 100 ms of a quiet voice
+
+    def tap_stop(self, call_id: str) -> None:
+        del self.taps[call_id]
+
+    def last_play(self, leg_id: str) -> tuple[int, list[str]]:
+        """The id of the last item played on `leg_id`, and the prompt names played."""
+        items = self.plays[leg_id]
+        names = [Path(item.path).stem for _, item in items if isinstance(item, Prompt)]
+        return items[-1][0], names
+
+
+class NamedPrompts:
+    """Each prompt name plays as a file of that name."""
+
+    def items(self, ref: Any, variables: Any) -> tuple:
+        names = [ref] if isinstance(ref, str) else [r for r in ref if isinstance(r, str)]
+        return tuple(Prompt(f"/prompts/{name}.wav") for name in names)
+
+
+class Sink:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.seconds = 0.0
+        self.silent_for = 0.0
+        self.closed = False
+
+    def write(self, pcm: bytes) -> None:
+        self.seconds += len(pcm) / 4 / 8000
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class IvrHarness(Harness):
+    def __init__(self, tmp_path: Path, epoch: float, blacklist: Any = None) -> None:
+        super().__init__(tmp_path)
+        self.media = FakeMedia()
+        self.bus_events: list[Any] = []
+        services = CallServices(
+            prompts=NamedPrompts(), blacklist=blacklist, clock_offset=epoch - self.now
+        )
+        self.switch = Switch(
+            self.config, self.cdr, {"UDP": "127.0.0.1:5060", "TCP": "127.0.0.1:5060"},
+            media=self.media, secret=b"k" * 32, services=services,
+        )  # fmt: skip
+        self.switch.control.sink_factory = Sink
+        self.switch.bus.subscribe(self.bus_events.append)
+
+    def finish_play(self, leg_id: str) -> list[str]:
+        """The engine reports the last queued prompt done; returns the names played."""
+        last, names = self.media.last_play(leg_id)
+        self.switch.media_event(PlaybackDone(leg_id, last, False), self.now)
+        self._collect()
+        return names
+
+    def press(self, leg_id: str, digit: str) -> None:
+        from media.engine import DtmfDigit
+
+        self.switch.media_event(DtmfDigit(leg_id, digit, 100, "rfc4733"), self.now)
+        self._collect()
+
+
+def statuses(messages: list) -> list:
+    return [m.status if isinstance(m, Response) else m.method for m in messages]
+
+
+def answered_by_node(h: IvrHarness, trunk: Trunk, number: str) -> str:
+    trunk.invite(number)
+    answers = h.take(trunk.port)
+    assert statuses(answers) == [100, 200], statuses(answers)
+    ok = answers[-1]
+    assert b"o=hotline" in ok.body and b"m=audio 6000" not in ok.body  # the node's own SDP
+    trunk.to_tag = ok.to.tag
+    trunk.ack()
+    (session,) = h.switch.control.sessions.values()
+    return session.a.leg_id
+
+
+def test_menu_key_takes_the_caller_to_the_queue_with_its_ivr_path(tmp_path: Path) -> None:
+    h = IvrHarness(tmp_path, MONDAY_10)
+    phone = Phone(h, "1001", 5101)
+    phone.register()
+    trunk = Trunk(h)
+    leg = answered_by_node(h, trunk, "12345")
+    assert h.media.last_play(leg)[1] == ["welcome", "welcome_en", "menu_main"]
+    h.press(leg, "1")  # during the prompt: it stops (barge-in)
+    assert ("stop_play", leg) in h.media.calls
+    assert h.finish_play(leg)[-1] == "please_wait"
+    (invite,) = [m for m in h.take(phone.port) if isinstance(m, Request)]
+    assert invite.method == "INVITE" and invite.headers.get("x-hotline-queue") == "general"
+    assert invite.headers.get("x-hotline-var-ivr-path") == "hours>menu>citizen"
+    assert b"o=hotline" in invite.body  # the node's own offer, not the carrier's SDP
+    phone.reply(invite, 200, sdp=True)
+    assert any(b == frozenset((leg, f"{leg[:-2]}-b1")) for b in h.media.bridges)
+    assert [m.method for m in h.take(phone.port)] == ["ACK"]
+    assert h.take(trunk.port) == []  # the caller was answered by the node: nothing to relay
+    trunk.bye()
+    h.advance(1)
+    call = h.cdr.get_call(leg[:-2])
+    assert call is not None
+    assert (call["route"], call["queue"], call["agent"], call["disposition"]) == (
+        "hotline", "general", "1001", "answered",
+    )  # fmt: skip
+    assert call["node_answer"] is not None and call["answer"] >= call["node_answer"]
+    assert msgspec.json.decode(call["variables"]) == {"ivr_path": "hours>menu>citizen"}
+    assert h.switch.control.sessions == {} and h.media.legs == set()
+
+
+def test_out_of_hours_caller_leaves_voicemail_that_is_published(tmp_path: Path) -> None:
+    h = IvrHarness(tmp_path, SUNDAY_10)
+    trunk = Trunk(h)
+    leg = answered_by_node(h, trunk, "12345")
+    assert h.finish_play(leg) == ["welcome", "closed_main", "closed_main_en"]
+    h.finish_play(leg)  # the beep
+    (tap,) = h.media.taps
+    for _ in range(30):  # three seconds of the caller's voice
+        h.switch.media_event(TapData(tap, 800), h.now)
+    h.press(leg, "#")
+    assert h.media.taps == {}
+    assert h.finish_play(leg)[-1] == "message_thanks"
+    assert statuses(h.take(trunk.port))[-1] == "BYE"
+    (left,) = [e for e in h.bus_events if isinstance(e, ev.VoicemailLeft)]
+    assert left.mailbox == "main" and left.caller == "13800000001"
+    assert left.seconds == pytest.approx(3.0, abs=0.2)
+    assert left.path.endswith(f"main/{leg[:-2]}.wav")
+
+
+def test_voicemail_ended_by_hanging_up_is_kept(tmp_path: Path) -> None:
+    h = IvrHarness(tmp_path, SUNDAY_10)
+    trunk = Trunk(h)
+    leg = answered_by_node(h, trunk, "12345")
+    h.finish_play(leg)
+    h.finish_play(leg)
+    (tap,) = h.media.taps
+    for _ in range(20):
+        h.switch.media_event(TapData(tap, 800), h.now)
+    trunk.bye()
+    (left,) = [e for e in h.bus_events if isinstance(e, ev.VoicemailLeft)]
+    assert left.seconds > 1.5
+    call = h.cdr.get_call(leg[:-2])
+    assert call is not None and call["hangup_side"] == "caller"
+    assert "voicemail_seconds" in msgspec.json.decode(call["variables"])
+
+
+def test_reinvite_of_a_caller_in_the_ivr_is_answered_by_the_node(tmp_path: Path) -> None:
+    h = IvrHarness(tmp_path, MONDAY_10)
+    trunk = Trunk(h)
+    leg = answered_by_node(h, trunk, "12345")
+    trunk.reinvite("sendonly")
+    (ok,) = [m for m in h.take(trunk.port) if isinstance(m, Response) and m.status == 200]
+    assert b"a=recvonly" in ok.body and b"o=hotline" in ok.body
+    (session,) = h.switch.control.sessions.values()
+    assert session.a.state is LegState.HELD
+    trunk.ack_cseq()
+    trunk.reinvite("sendrecv")
+    assert 200 in statuses(h.take(trunk.port))
+    assert session.a.state is LegState.ANSWERED and session.a.leg_id == leg
+
+
+class OneBlocked:
+    def blocked(self, number: str, epoch: float) -> str | None:
+        return "spam" if number == "13800000001" else None
+
+
+def test_blocked_caller_hears_the_prompt_and_is_hung_up(tmp_path: Path) -> None:
+    h = IvrHarness(tmp_path, MONDAY_10, blacklist=OneBlocked())
+    trunk = Trunk(h)
+    leg = answered_by_node(h, trunk, "12345")
+    assert h.finish_play(leg) == ["blocked", "blocked_en"]
+    assert statuses(h.take(trunk.port)) == ["BYE"]
+    call = h.cdr.get_call(leg[:-2])
+    assert call is not None and call["disposition"] == "blocked"
+    assert h.switch.counters["blocked"] == 1
+
+
+def test_blocked_caller_is_refused_when_the_node_cannot_play(tmp_path: Path) -> None:
+    h = Harness(tmp_path)  # no anchoring engine: the prompt cannot be played
+    h.switch.services.blacklist = OneBlocked()
+    trunk = Trunk(h)
+    trunk.invite("9000")
+    assert statuses(h.take(trunk.port)) == [100, 603]
+    assert h.switch.control.sessions == {}
+
+
+def test_out_of_hours_legal_aid_goes_out_through_the_trunk_as_the_hotline(
+    tmp_path: Path,
+) -> None:
+    h = IvrHarness(tmp_path, SUNDAY_10)
+    trunk = Trunk(h)
+    leg = answered_by_node(h, trunk, "12348")
+    h.finish_play(leg)
+    (invite,) = h.take(5080)
+    assert isinstance(invite, Request) and invite.uri == "sip:95000000@127.0.0.1:5080"
+    assert invite.from_.uri.startswith("sip:12345@")
+    assert invite.headers.get("p-asserted-identity", "").startswith("<sip:12345@")
+    assert not [n for n, _ in invite.headers if n.startswith("x-hotline")]
+    assert invite.headers.get("diversion") is None and b"o=hotline" in invite.body
+
+
+def test_a_call_keeps_the_flow_it_started_with_across_a_reload(tmp_path: Path) -> None:
+    import shutil
+
+    config_dir = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config_dir)
+    h = IvrHarness(tmp_path, MONDAY_10)
+    trunk = Trunk(h)
+    leg = answered_by_node(h, trunk, "12345")
+    dialplan = config_dir / "dialplan.yaml"
+    dialplan.write_text(
+        dialplan.read_text().replace(
+            'keys: {"1": citizen, "2": enterprise}', 'keys: {"1": enterprise}'
+        )
+    )
+    h.switch.reload(load_config(config_dir), h.now)
+    h.finish_play(leg)
+    h.press(leg, "2")  # the old menu still has key 2
+    (session,) = h.switch.control.sessions.values()
+    assert session.variables["ivr_path"] == "hours>menu>enterprise"
+    assert session.config is not h.switch.config
+
+
+def test_max_wait_answers_with_the_timeout_response_the_call_started_with(
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    config_dir = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config_dir)
+    h = Harness(tmp_path)
+    trunk = Trunk(h)
+    trunk.invite("9000")
+    h.take(trunk.port)
+    queues = config_dir / "queues.yaml"
+    queues.write_text(
+        queues.read_text().replace("timeout_response: 480", "timeout_response: 486", 1)
+    )
+    h.switch.reload(load_config(config_dir), h.now)
+    h.advance(301)
+    assert set(statuses(h.take(trunk.port))) == {480}  # (retransmitted until ACKed)
