@@ -93,6 +93,19 @@ class StopRecord(msgspec.Struct, frozen=True):
     leg_id: str
 
 
+class Listen(msgspec.Struct, frozen=True):
+    """Recognise what the leg's party says, limited to `words` (grammar mode, SPEC DP-6),
+    until `StopListen` or the leg ends; each recognised phrase is a `SpeechRecognized`.
+    Where the node has no speech model, this is an `ActionFailed` at once."""
+
+    leg_id: str
+    words: tuple[str, ...]
+
+
+class StopListen(msgspec.Struct, frozen=True):
+    leg_id: str
+
+
 class StartTimer(msgspec.Struct, frozen=True):
     """`TimerFired(name)` after `seconds` (a timer of the same name is replaced)."""
 
@@ -155,6 +168,8 @@ Action = (
     | StopPlay
     | Record
     | StopRecord
+    | Listen
+    | StopListen
     | StartTimer
     | CancelTimer
     | SetVariable
@@ -175,12 +190,14 @@ __all__ = [
     "DialOut",
     "Enqueue",
     "Hangup",
+    "Listen",
     "Play",
     "Record",
     "Ring",
     "RunFlow",
     "SetVariable",
     "StartTimer",
+    "StopListen",
     "StopPlay",
     "StopRecord",
 ]

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from acd import Acd, AcdError, CancelOffer, OfferCall, QueueEvent, QueueTimeout
-from media import MediaEngine, MediaError, PassThroughMedia
+from media import MediaEngine, MediaError, NotAnchoredError, PassThroughMedia
 from softswitch.call import events as ev
 from softswitch.call.actions import (
     Action,
@@ -36,12 +36,14 @@ from softswitch.call.actions import (
     DropLeg,
     Enqueue,
     Hangup,
+    Listen,
     Play,
     Record,
     Ring,
     RunFlow,
     SetVariable,
     StartTimer,
+    StopListen,
     StopPlay,
     StopRecord,
 )
@@ -97,6 +99,9 @@ def parse_host_port(text: str) -> tuple[str, int]:
 FlowFactory = Callable[[Session, str, str | None], Application | None]
 #: Opens a recording sink for `Record` (path) -> object with write(pcm)/seconds/silent_for/close.
 SinkFactory = Callable[[str], Any]
+#: Opens a recogniser for `Listen` (leg id, grammar words) -> object with feed(stereo tap pcm)
+#: and close(); its results come back through `CallControl.speech_result` on the event loop.
+SpeechFactory = Callable[[str, tuple[str, ...]], Any]
 
 _TIMER_PREFIX = "\x00"  # control's own per-session timers (recording limits)
 
@@ -133,6 +138,8 @@ class CallControl:
         self.node_id = node_id
         self.flow_factory: FlowFactory | None = None
         self.sink_factory: SinkFactory | None = None
+        self.speech_factory: SpeechFactory | None = None
+        self._listening: dict[str, tuple[Session, Leg, Any]] = {}  # tap id -> recogniser
         self.sessions: dict[str, Session] = {}
         self._by_invite: dict[tuple, Session] = {}  # caller's INVITE server txn -> session
         self._by_origin: dict[tuple, Session] = {}  # caller's (Call-ID, From tag, CSeq)
@@ -358,6 +365,10 @@ class CallControl:
             leg = session.leg(action.leg_id)
             if leg is not None:
                 self._stop_record(session, leg, "stopped", now)
+        elif isinstance(action, Listen):
+            self._listen(session, action, now)
+        elif isinstance(action, StopListen):
+            self._stop_listen(f"{action.leg_id}-asr")
         elif isinstance(action, Enqueue):
             self._set_app(
                 session,
@@ -689,6 +700,43 @@ class CallControl:
         leg.recording = (tap_id, sink, action)
         self._recordings[tap_id] = (session, leg)
         self._start_timer(session, f"{_TIMER_PREFIX}record:{leg.leg_id}", action.max_seconds, now)
+
+    def _listen(self, session: Session, action: Listen, now: float) -> None:
+        leg = session.leg(action.leg_id)
+        if self.speech_factory is None:
+            raise NotAnchoredError("no speech model is configured on this node")
+        if leg is None or not leg.up or not leg.anchored:
+            raise IllegalLegTransition(action.leg_id, "not listenable", "listen")
+        tap_id = f"{leg.leg_id}-asr"
+        self._stop_listen(tap_id)
+        recogniser = self.speech_factory(leg.leg_id, action.words)
+        try:
+            leg.media.tap_start(tap_id, leg.leg_id, None)
+        except MediaError:
+            recogniser.close()
+            raise
+        self._listening[tap_id] = (session, leg, recogniser)
+
+    def _stop_listen(self, tap_id: str) -> None:
+        found = self._listening.pop(tap_id, None)
+        if found is None:
+            return
+        _session, leg, recogniser = found
+        recogniser.close()
+        try:
+            leg.media.tap_stop(tap_id)
+        except MediaError:
+            pass  # the leg (and its tap) is already gone
+
+    def speech_result(self, leg_id: str, text: str, confidence: float, now: float) -> None:
+        """A phrase the recogniser of `leg_id` heard (called on the event loop)."""
+        found = self._listening.get(f"{leg_id}-asr")
+        if found is None:
+            return  # listening stopped meanwhile
+        session = found[0]
+        session.log.info("speech on %s: %r (%.2f)", leg_id, text, confidence)
+        self._deliver(session, ev.SpeechRecognized(leg_id, text, confidence), now)
+        self._drain()
 
     def _control_timer(self, session: Session, name: str, now: float) -> None:
         kind, _, leg_id = name.partition(":")
@@ -1113,6 +1161,7 @@ class CallControl:
         for leg in session.legs:
             if leg.recording is not None:  # its RecordDone reaches the app below
                 self._stop_record(session, leg, "hangup", now)
+            self._stop_listen(f"{leg.leg_id}-asr")
         session.ended = True  # from here on, nothing is delivered to it
         if tell_app and app is not None:
             self._last_words(session, app, ev.LegEnded(a.leg_id, side, cause), now)
@@ -1235,6 +1284,15 @@ class CallControl:
             if found is not None:
                 self._tap_data(found[0], found[1], now)
                 self._drain()
+            listening = self._listening.get(event.call_id)
+            if listening is not None:
+                _session, tapped, recogniser = listening
+                try:
+                    block = tapped.media.tap_read(event.call_id)
+                except MediaError:
+                    return
+                if block.frames:
+                    recogniser.feed(block.pcm)
             return
         leg_id = getattr(event, "leg_id", None)
         if leg_id is None:

@@ -68,6 +68,15 @@ class RecordDone(msgspec.Struct, frozen=True):
     reason: str  # "stopped", "max", "silence", "hangup", "error"
 
 
+class SpeechRecognized(msgspec.Struct, frozen=True):
+    """A phrase recognised on a leg that is being listened to (`Listen`): the text, one of
+    the grammar's words or "[unk]" for something else, and the recogniser's confidence."""
+
+    leg_id: str
+    text: str
+    confidence: float
+
+
 class TimerFired(msgspec.Struct, frozen=True):
     name: str
 
@@ -106,6 +115,7 @@ AppEvent = (
     | DigitReceived
     | PlaybackDone
     | RecordDone
+    | SpeechRecognized
     | TimerFired
     | ActionFailed
     | AgentOffered
