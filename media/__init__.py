@@ -73,6 +73,11 @@ class MediaEngine(Protocol):
 
     def unbridge(self, leg_id: str) -> None: ...
 
+    def mix(self, mix_id: str, hears: Any) -> None:
+        """Create or reconfigure a mix: each leg hears the legs listed for it."""
+
+    def unmix(self, mix_id: str) -> None: ...
+
     def play(self, leg_id: str, items: Sequence[Any], barge_in: bool = False) -> list[int]:
         """Queue playback items; returns their ids (as in `PlaybackDone`)."""
 
@@ -121,6 +126,12 @@ class PassThroughMedia:
         raise NotAnchoredError("media pass-through: legs meet end to end, not in the node")
 
     def unbridge(self, leg_id: str) -> None:
+        return None
+
+    def mix(self, mix_id: str, hears: Any) -> None:
+        raise NotAnchoredError("media pass-through cannot mix legs")
+
+    def unmix(self, mix_id: str) -> None:
         return None
 
     def play(self, leg_id: str, items: Sequence[Any], barge_in: bool = False) -> list[int]:

@@ -56,6 +56,19 @@ class Bridge(msgspec.Struct, frozen=True):
     leg_b: str
 
 
+class Mix(msgspec.Struct, frozen=True):
+    """A bridge of any number of legs with who hears whom (three-way, silent monitor,
+    whisper, barge): `hears[leg]` are the legs that leg hears. Creates the mix `mix_id` or
+    reconfigures it; every leg must be up. Legs in a mix leave their two-party bridge."""
+
+    mix_id: str
+    hears: dict[str, tuple[str, ...]]
+
+
+class Unmix(msgspec.Struct, frozen=True):
+    mix_id: str
+
+
 class DropLeg(msgspec.Struct, frozen=True):
     """Stop one leg but not the call: CANCEL while it rings, BYE once answered."""
 
@@ -163,6 +176,8 @@ Action = (
     | CallAgent
     | CallNumber
     | Bridge
+    | Mix
+    | Unmix
     | DropLeg
     | Play
     | StopPlay
@@ -191,6 +206,7 @@ __all__ = [
     "Enqueue",
     "Hangup",
     "Listen",
+    "Mix",
     "Play",
     "Record",
     "Ring",
@@ -200,4 +216,5 @@ __all__ = [
     "StopListen",
     "StopPlay",
     "StopRecord",
+    "Unmix",
 ]

@@ -37,6 +37,7 @@ from softswitch.call.actions import (
     Enqueue,
     Hangup,
     Listen,
+    Mix,
     Play,
     Record,
     Ring,
@@ -46,6 +47,7 @@ from softswitch.call.actions import (
     StopListen,
     StopPlay,
     StopRecord,
+    Unmix,
 )
 from softswitch.call.app import Application
 from softswitch.call.bus import EventBus
@@ -355,6 +357,10 @@ class CallControl:
             self._call_number(session, action, now)
         elif isinstance(action, Bridge):
             self._bridge(session, action, now)
+        elif isinstance(action, Mix):
+            self._mix(session, action.mix_id, action.hears, now)
+        elif isinstance(action, Unmix):
+            self._unmix(session, action.mix_id, now)
         elif isinstance(action, DropLeg):
             leg = session.leg(action.leg_id)
             if leg is not None:
@@ -646,12 +652,51 @@ class CallControl:
         )
         session.log.info("answered by agent %s", other.agent_id)
 
+    def _mix(
+        self, session: Session, mix_id: str, hears: dict[str, tuple[str, ...]], now: float
+    ) -> None:
+        for leg_id in {*hears, *(h for heard in hears.values() for h in heard)}:
+            leg = session.leg(leg_id)
+            if leg is None or not leg.up or not leg.anchored:
+                raise IllegalLegTransition(leg_id, leg.state.value if leg else "gone", "mix")
+        for leg_id in hears:
+            leg = session.leg(leg_id)
+            if leg is not None and leg.peer is not None:
+                leg.peer.peer = None  # the engine takes it out of its two-party bridge
+                leg.peer = None
+        key = f"{session.call_id}-{mix_id}"
+        self.media.mix(key, hears)
+        session.mixes[mix_id] = dict(hears)
+        self.bus.publish(ev.MixChanged(self.wall(now), session.call_id, mix_id, dict(hears)))
+
+    def _unmix(self, session: Session, mix_id: str, now: float) -> None:
+        if session.mixes.pop(mix_id, None) is None:
+            return
+        self.media.unmix(f"{session.call_id}-{mix_id}")
+        self.bus.publish(ev.MixChanged(self.wall(now), session.call_id, mix_id, {}))
+
+    def _leave_mixes(self, session: Session, leg: Leg, now: float) -> None:
+        """A leg that ended leaves every mix; a mix with fewer than two legs is gone."""
+        for mix_id, hears in list(session.mixes.items()):
+            if leg.leg_id not in hears and not any(leg.leg_id in h for h in hears.values()):
+                continue
+            rest = {
+                member: tuple(h for h in heard if h != leg.leg_id)
+                for member, heard in hears.items()
+                if member != leg.leg_id
+            }
+            if len(rest) < 2:
+                self._unmix(session, mix_id, now)
+            else:
+                self._mix(session, mix_id, rest, now)
+
     def _drop_leg(self, session: Session, leg: Leg, now: float, reason: str) -> None:
         if leg.pending:
             session.log.info("stop ringing agent %s (%s)", leg.agent_id, reason)
             self._cancel_leg(session, leg, now, reason)
         elif leg.up and leg.dialog is not None:
             self._bye(session, leg, now)
+            self._leave_mixes(session, leg, now)
 
     def _cancel_leg(self, session: Session, leg: Leg, now: float, reason: str) -> None:
         leg.to(LegEvent.CANCEL)
@@ -1116,6 +1161,8 @@ class CallControl:
             leg.peer.peer = None
             leg.peer = None
         self._leg_stopped(session, leg, now)
+        if leg is not session.a:
+            self._leave_mixes(session, leg, now)
         if leg is session.a:
             disposition = "answered" if session.answered else "abandoned"
             self._release(session, now, disposition, side, None)
@@ -1162,6 +1209,8 @@ class CallControl:
             if leg.recording is not None:  # its RecordDone reaches the app below
                 self._stop_record(session, leg, "hangup", now)
             self._stop_listen(f"{leg.leg_id}-asr")
+        for mix_id in list(session.mixes):
+            self._unmix(session, mix_id, now)
         session.ended = True  # from here on, nothing is delivered to it
         if tell_app and app is not None:
             self._last_words(session, app, ev.LegEnded(a.leg_id, side, cause), now)
@@ -1232,7 +1281,11 @@ class CallControl:
         wall = self.wall(now)
         self.bus.publish(ev.VariableChanged(wall, session.call_id, action.name, action.value))
         values = session.variables
-        if action.name == "voicemail_seconds":
+        if action.name == "ivr_path":
+            flow = str(getattr(session.app, "flow_name", ""))
+            node = action.value.rsplit(">", 1)[-1]
+            self.bus.publish(ev.IvrStep(wall, session.call_id, flow, node, dict(values)))
+        elif action.name == "voicemail_seconds":
             self.bus.publish(
                 ev.VoicemailLeft(
                     wall,

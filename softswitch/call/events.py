@@ -207,6 +207,15 @@ class CallAnsweredByNode(msgspec.Struct, frozen=True, tag=True):
     leg_id: str
 
 
+class MixChanged(msgspec.Struct, frozen=True, tag=True):
+    """Who hears whom in a mix of the call (empty `hears`: the mix is gone)."""
+
+    at: float
+    call_id: str
+    mix_id: str
+    hears: dict[str, tuple[str, ...]]
+
+
 class IvrStep(msgspec.Struct, frozen=True, tag=True):
     at: float
     call_id: str
@@ -268,6 +277,7 @@ BusEvent = (
     | LegStopped
     | CallAnsweredByNode
     | IvrStep
+    | MixChanged
     | VariableChanged
     | DigitPressed
     | QueueLogged

@@ -51,6 +51,7 @@ class Session:
         "log",
         "relays",
         "timers",
+        "mixes",
         "_leg_seq",
     )
 
@@ -86,6 +87,7 @@ class Session:
         self.log: logging.LoggerAdapter = CallLog(log, {"call": call_id, "sip": sip_call_id})
         self.relays: list[tuple] = []  # client transactions of in-dialog requests we relayed
         self.timers: dict[str, int] = {}  # application timer name -> serial
+        self.mixes: dict[str, dict[str, tuple[str, ...]]] = {}  # mix id -> who hears whom
         self._leg_seq = 0
 
     # --- CallView -------------------------------------------------------------------------

@@ -357,3 +357,66 @@ def test_max_wait_answers_with_the_timeout_response_the_call_started_with(
     h.switch.reload(load_config(config_dir), h.now)
     h.advance(301)
     assert set(statuses(h.take(trunk.port))) == {480}  # (retransmitted until ACKed)
+
+
+# --- mixes: a bridge of any number of legs with who hears whom ------------------------------
+class ThreeWay:
+    """A test application: the caller, then agents 1001 and 1002, all three in one mix."""
+
+    name = "three-way"
+
+    def __init__(self) -> None:
+        self.legs: list[str] = []
+
+    def handle(self, call: Any, event: Any, now: float) -> list:
+        from softswitch.call import actions as act
+
+        if isinstance(event, ev.Started):
+            self.legs.append(call.new_leg_id())
+            return [act.Answer(call.caller_leg), act.CallAgent("1001", "general", self.legs[0])]
+        if isinstance(event, ev.LegAnswered) and len(self.legs) == 1:
+            self.legs.append(call.new_leg_id())
+            return [act.CallAgent("1002", "general", self.legs[1])]
+        if isinstance(event, ev.LegAnswered):
+            everyone = [call.caller_leg, *self.legs]
+            return [
+                act.Mix("conf", {leg: tuple(o for o in everyone if o != leg) for leg in everyone})
+            ]
+        return []
+
+
+def test_a_mix_joins_three_legs_and_shrinks_when_one_hangs_up(tmp_path: Path) -> None:
+    h = IvrHarness(tmp_path, MONDAY_10)
+    mixes: list[tuple[str, dict]] = []
+    h.media.mix = lambda mix_id, hears: mixes.append((mix_id, dict(hears)))  # type: ignore[method-assign]
+    h.media.unmix = lambda mix_id: mixes.append((mix_id, {}))  # type: ignore[method-assign]
+    phones = [Phone(h, "1001", 5101), Phone(h, "1002", 5102)]
+    for phone in phones:
+        phone.register()
+    trunk = Trunk(h)
+    answered_by_node(h, trunk, "12345")  # in the IVR: no queue, no agent yet
+    (session,) = h.switch.control.sessions.values()
+    app = ThreeWay()
+    session.app = app
+    h.switch.control._deliver(session, ev.Started(), h.now)
+    h.switch.control._drain()
+    h._collect()
+    invites = []
+    for phone in phones:
+        (invite,) = [m for m in h.take(phone.port) if isinstance(m, Request)]
+        invites.append(invite)
+        phone.reply(invite, 200, sdp=True)
+        h.take(phone.port)
+    caller = session.a.leg_id
+    one, two = app.legs
+    assert mixes[-1] == (
+        f"{session.call_id}-conf",
+        {caller: (one, two), one: (caller, two), two: (caller, one)},
+    )
+    phones[0].bye(invites[0])
+    assert mixes[-1] == (f"{session.call_id}-conf", {caller: (two,), two: (caller,)})
+    published = [e for e in h.bus_events if isinstance(e, ev.MixChanged)]
+    assert [len(e.hears) for e in published] == [3, 2]
+    trunk.bye()
+    assert mixes[-1] == (f"{session.call_id}-conf", {})
+    assert h.switch.control.sessions == {}
