@@ -79,7 +79,8 @@ class DropLeg(msgspec.Struct, frozen=True):
 class Play(msgspec.Struct, frozen=True):
     """Queue `items` on the leg after whatever plays; `barge_in`: a key stops them.
 
-    Each item ends with a `PlaybackDone` naming `tag` (and the item's position)."""
+    One `PlaybackDone` naming `tag` follows, after the last item (or when they are stopped by
+    a key or the engine); none follows a `StopPlay` the application asked for."""
 
     leg_id: str
     items: tuple[PlayItem, ...]

@@ -82,7 +82,8 @@ class TimerFired(msgspec.Struct, frozen=True):
 
 
 class ActionFailed(msgspec.Struct, frozen=True):
-    """An action could not be carried out (e.g. the media engine refused a prompt)."""
+    """An action could not be carried out (e.g. the media engine refused a prompt);
+    `action` is the action's class name ("Play", "Record", "Listen" …)."""
 
     action: str
     reason: str
