@@ -103,6 +103,14 @@ IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 class NodeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The SIP node itself: where it listens and its RFC 3261 timer values."""
 
+    id: Annotated[
+        str,
+        Meta(
+            pattern=r"^[A-Za-z0-9_.]{1,16}$",
+            description="This node's name, the prefix of its call ids (`hl1-1733216400-7`), "
+            "so that ids stay unique across the nodes of one platform.",
+        ),
+    ] = "hl1"
     sip_listen: Annotated[
         tuple[str, ...],
         Meta(

@@ -158,7 +158,7 @@ class Switch:
             wall_offset,
             cleanup_delay=64 * node.t1 + 8,
             direct_media=self._direct_media,
-            node_id=getattr(node, "id", "hl"),
+            node_id=node.id,
         )
         self.control.flow_factory = self._flow_app
         self.counters = {
