@@ -22,6 +22,7 @@ from .harness import (
     require_pjsua2,
     require_sipp,
 )
+from .ivr_peers import RtpCaller
 
 LOOPBACK_DIR = Path(__file__).resolve().parent
 PEERS_KEY = pytest.StashKey[list[Any]]()
@@ -117,3 +118,23 @@ def sipp(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..
     yield make
     for run in reversed(created):
         run.stop()
+
+
+@pytest.fixture
+def rtp_caller(request: pytest.FixtureRequest) -> Iterator[Callable[..., RtpCaller]]:
+    """Factory: `rtp_caller(node, called="12345", offer=(0,), ...)` -> an RtpCaller (a Python
+    carrier caller that records the RTP it hears; see ivr_peers.py), closed at the end.
+    `node` may be a HotlineNode or "HOST:PORT". Nothing is sent until `.call()`."""
+    made: list[RtpCaller] = []
+
+    def make(node: Any, **kwargs: Any) -> RtpCaller:
+        address = node if isinstance(node, str) else node.address
+        kwargs.setdefault("name", f"rtp-caller-{len(made) + 1}")
+        caller = RtpCaller(address, **kwargs)
+        made.append(caller)
+        _register(request, caller)
+        return caller
+
+    yield make
+    for caller in reversed(made):
+        caller.close()

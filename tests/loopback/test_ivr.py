@@ -1,0 +1,302 @@
+"""The IVR and dialplan of the call model with real peers (12345 main menu, prompts heard).
+
+The node runs the shipped config/ with short English prompt texts (the demo's Chinese
+prompts last 3 to 12 s each; the flows, routes, queues and schedules stay as shipped) and
+`--clock` pinned to a Monday in office hours or a Sunday. Callers are SIPp (keys from
+RFC 4733 and in-band captures) or `ivr_peers.RtpCaller` (a Python caller that records the
+RTP it hears); agents are pjsua2 (PjAgent). Each test starts its own node, so CDR rows
+belong to the test's calls only.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from ivr.nodes import PromptSpec
+from ivr.prompts import PromptLibrary
+
+from .harness import HotlineNode, PjAgent, Sipp, deep_merge
+from .ivr_peers import (
+    RtpCaller,
+    alaw_decode,
+    alaw_encode,
+    correlation_peak,
+    read_wav,
+    ulaw_decode,
+    ulaw_encode,
+    write_inband_key_pcap,
+)
+
+pytestmark = pytest.mark.timeout(45)
+
+OFFICE_HOURS = "2026-12-07T10:00:00+08:00"  # a Monday, 10:00 in Asia/Shanghai
+CLOSED = "2026-12-06T10:00:00+08:00"  # a Sunday
+CALLER = "13800138000"
+SIPP_CAPTURES = Path("/usr/share/sip-tester")  # Debian sip-tester: dtmf_2833_<key>.pcap
+
+
+def en(text: str) -> dict[str, str]:
+    return {"text": text, "voice": "en"}
+
+
+#: Every prompt of the demo dialplan, short. `welcome` is the one the audio tests look for.
+SHORT_PROMPTS = {
+    "welcome": en("Welcome to the test hotline."),
+    "welcome_en": en("Hello."),
+    "menu_main": en("Press one or two."),
+    "invalid": en("Wrong key."),
+    "no_input": en("No key."),
+    "please_wait": en("Please wait."),
+    "closed_main": en("We are closed."),
+    "closed_main_en": en("Leave a message."),
+    "message_thanks": en("Thank you."),
+    "welcome_legal": en("Legal aid."),
+    "legal_after_hours": en("Transferring."),
+    "welcome_market": en("Market line."),
+    "menu_market": en("Press one."),
+    "blocked": en("Blocked."),
+    "blocked_en": en("Goodbye."),
+    "survey_ask": en("Rate us."),
+    "survey_invalid": en("One to five."),
+    "survey_thanks": en("Thanks."),
+}
+#: The test dialplan: shipped flows with short prompts and shorter waits for a key.
+TEST_DIALPLAN: dict[str, Any] = {
+    "prompts": SHORT_PROMPTS,
+    "flows": {
+        "main": {"nodes": {"menu": {"timeout": 2.0}}},
+        "survey": {"nodes": {"rate": {"timeout": 1.5, "retries": 0}}},
+    },
+}
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def ivr_node(
+    node: Callable[..., HotlineNode], clock: str = OFFICE_HOURS, **overrides: Any
+) -> HotlineNode:
+    """A node on the test dialplan (plus `dialplan=` changes) with its clock at `clock`."""
+    dialplan = deep_merge(TEST_DIALPLAN, overrides.pop("dialplan", {}))
+    return node(extra_args=["--clock", clock], dialplan=dialplan, **overrides)
+
+
+def register(pjagent: Callable[..., PjAgent], node: HotlineNode, user: str, **kw: Any) -> PjAgent:
+    agent = pjagent(user=user, registrar=node, **kw)
+    assert agent.wait_for("registered", timeout=10)["code"] == 200
+    return agent
+
+
+def key_scenario(directory: Path, key: str, *, inband: bool = False) -> Path:
+    """A copy of uac_ivr_key(.inband).xml next to the capture `ivr_key.pcap` it plays: SIPp's
+    RFC 4733 capture of `key`, or in-band tones written here."""
+    directory.mkdir(parents=True)
+    name = "uac_ivr_key_inband" if inband else "uac_ivr_key"
+    scenario = directory / f"{name}.xml"
+    shutil.copyfile(Sipp.find_scenario(name), scenario)
+    if inband:
+        write_inband_key_pcap(directory / "ivr_key.pcap", key)
+    else:
+        capture = {"#": "pound", "*": "star"}.get(key, key)
+        shutil.copyfile(SIPP_CAPTURES / f"dtmf_2833_{capture}.pcap", directory / "ivr_key.pcap")
+    return scenario
+
+
+def ivr_caller(
+    sipp: Callable[..., Sipp],
+    node: HotlineNode,
+    scenario: Path,
+    *,
+    press_ms: int = 800,
+    service: str = "12345",
+    **kw: Any,
+) -> Sipp:
+    kw.setdefault("timeout", 20.0)
+    extra = ["-set", "press_ms", str(press_ms), *kw.pop("extra_args", [])]
+    return sipp(scenario, remote=node.address, service=service, extra_args=extra, **kw)
+
+
+def ended_calls(node: HotlineNode, count: int = 1, timeout: float = 8.0) -> list[dict[str, Any]]:
+    return node.wait_for_rows(
+        "calls",
+        lambda rows: len(rows) == count and all(row["end"] is not None for row in rows),
+        timeout=timeout,
+    )
+
+
+def variables(call: dict[str, Any]) -> dict[str, str]:
+    return json.loads(call["variables"] or "{}")
+
+
+def lower_keys(headers: dict[str, str]) -> dict[str, str]:
+    """SIP header names are case-insensitive (RFC 3261 §7.3.1)."""
+    return {name.lower(): value for name, value in headers.items()}
+
+
+def rendered_prompt(node: HotlineNode, tmp: Path, name: str) -> Path:
+    """The node's cached WAV of the text prompt `name` (<data>/prompts/tts-*.wav): the prompt
+    library names cache files by what they hold, so rendering the same spec into an empty
+    cache here gives the file's name."""
+    spec = SHORT_PROMPTS[name]
+    library = PromptLibrary(
+        {name: PromptSpec(text=spec["text"], voice=spec["voice"])},
+        node.config_dir,
+        tmp,
+        default_voice="none",  # no number words: only this prompt is rendered
+    )
+    assert library.prepare() == []
+    (item,) = library.items(name, {})
+    path = node.data_dir / "prompts" / Path(item.path).name  # type: ignore[attr-defined]
+    assert path.name.startswith("tts-") and path.exists(), sorted(
+        p.name for p in (node.data_dir / "prompts").iterdir()
+    )
+    return path
+
+
+# -- self-checks of the test's own tools -----------------------------------------------------
+
+
+def test_g711_coders_agree_with_reference_codes_and_round_trip() -> None:
+    samples = np.array([0, -1, 32767, -32768, 8031, -8032])
+    assert list(ulaw_encode(samples)) == [0xFF, 0x7F, 0x80, 0x00, 0xA0, 0x20]
+    # G.711 A-law: 0 -> 0xD5, the extremes -> 0xAA / 0x2A.
+    assert list(alaw_encode(np.array([0, 32767, -32768]))) == [0xD5, 0xAA, 0x2A]
+    ramp = np.linspace(-30000, 30000, 4001)
+    for encode, decode in ((ulaw_encode, ulaw_decode), (alaw_encode, alaw_decode)):
+        decoded = decode(encode(ramp))
+        assert np.all(np.abs(decoded - ramp) <= np.maximum(16, np.abs(ramp) / 16 + 8))
+        # Every code decodes to a value that codes back to it (μ-law's "negative zero" 0x7F
+        # decodes to 0, which codes as 0xFF).
+        codes = bytes(c for c in range(256) if (encode, c) != (ulaw_encode, 0x7F))
+        assert encode(decode(codes)) == codes
+
+
+def test_correlation_finds_a_template_in_noise() -> None:
+    rng = np.random.default_rng(7)
+    template = rng.normal(0, 3000, 4000)
+    signal = np.concatenate([np.zeros(1234), 0.3 * template, rng.normal(0, 30, 2000)])
+    score, offset = correlation_peak(signal, template)
+    assert score > 0.99 and offset == 1234
+    assert correlation_peak(rng.normal(0, 3000, 9000), template)[0] < 0.2
+
+
+# -- keys in the main menu -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "queue", "node_name", "agent_id"),
+    [("1", "general", "citizen", "1001"), ("2", "enterprise", "enterprise", "1005")],
+)
+def test_rfc4733_key_in_main_menu_reaches_its_queue_and_agent(
+    node: Callable[..., HotlineNode],
+    pjagent: Callable[..., PjAgent],
+    sipp: Callable[..., Sipp],
+    tmp_path: Path,
+    key: str,
+    queue: str,
+    node_name: str,
+    agent_id: str,
+) -> None:
+    hotline = ivr_node(node)
+    agent = register(pjagent, hotline, agent_id, hangup_after=1.0)
+    caller = ivr_caller(sipp, hotline, key_scenario(tmp_path / "keys", key)).start()
+
+    incoming = agent.wait_for("incoming", timeout=10)
+    headers = lower_keys(incoming["headers"])
+    assert headers["x-hotline-queue"] == queue
+    assert headers["x-hotline-var-ivr-path"] == f"hours>menu>{node_name}"
+    assert headers["x-hotline-called"] == "12345"
+    assert CALLER in incoming["from"]
+    agent.wait_for("answered", timeout=5, call_id=incoming["call_id"])
+    ended = agent.wait_for("disconnected", timeout=5, call_id=incoming["call_id"])
+    assert ended["by"] == "local"
+    caller.wait()
+    caller.check()
+
+    hotline.wait_for_log(f"DTMF {key} on", timeout=2)
+    (call,) = ended_calls(hotline)
+    assert call["route"] == "hotline"
+    assert call["called"] == "12345" and call["caller"] == CALLER
+    assert call["queue"] == queue
+    assert call["agent"] == agent_id
+    assert call["node_answer"] is not None
+    assert call["answer"] is not None and call["node_answer"] <= call["answer"]
+    assert call["hangup_side"] == "agent"
+    assert variables(call)["ivr_path"].startswith(f"hours>menu>{node_name}")
+    if queue == "enterprise":
+        # The agent hung up first: the caller went on to the queue's survey (not rated
+        # here; the node hangs up after its timeout). The disposition of such a call is
+        # checked by test_ivr_survey.py (it is `completed` there: a product bug).
+        assert variables(call)["ivr_path"] == "hours>menu>enterprise>rate"
+        assert call["survey_rating"] is None
+    else:
+        assert call["disposition"] == "answered"
+
+
+def test_inband_key_in_main_menu_reaches_the_general_queue(
+    node: Callable[..., HotlineNode],
+    pjagent: Callable[..., PjAgent],
+    sipp: Callable[..., Sipp],
+    tmp_path: Path,
+) -> None:
+    hotline = ivr_node(node)
+    agent = register(pjagent, hotline, "1002", hangup_after=0.5)
+    scenario = key_scenario(tmp_path / "inband", "1", inband=True)
+    caller = ivr_caller(sipp, hotline, scenario).start()
+
+    incoming = agent.wait_for("incoming", timeout=10)
+    headers = lower_keys(incoming["headers"])
+    assert headers["x-hotline-queue"] == "general"
+    assert headers["x-hotline-var-ivr-path"] == "hours>menu>citizen"
+    agent.wait_for("disconnected", timeout=8, call_id=incoming["call_id"])
+    caller.wait()
+    caller.check()
+
+    # The carrier offered no telephone-event: the key came from the tones in its audio.
+    trace = caller.message_path.read_text(encoding="utf-8", errors="replace")
+    assert "telephone-event" not in trace
+    assert "(inband)" in hotline.wait_for_log("DTMF 1 on", timeout=2)
+    (call,) = ended_calls(hotline)
+    assert (call["route"], call["queue"], call["agent"]) == ("hotline", "general", "1002")
+    assert call["disposition"] == "answered"
+
+
+# -- prompts are heard -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", [0, 8], ids=["pcmu", "pcma"])
+def test_caller_hears_the_welcome_prompt_as_rendered(
+    node: Callable[..., HotlineNode],
+    rtp_caller: Callable[..., RtpCaller],
+    tmp_path: Path,
+    codec: int,
+) -> None:
+    hotline = ivr_node(node)
+    welcome = read_wav(rendered_prompt(hotline, tmp_path / "render", "welcome"))
+    assert (welcome.rate, welcome.channels, welcome.width) == (8000, 1, 2)
+    assert 0.8 < welcome.seconds < 4
+
+    caller = rtp_caller(hotline, offer=(codec,))
+    answer = caller.call()
+    assert answer.status == 200
+    assert caller.codec == codec
+    caller.wait_audio(welcome.seconds + 0.5)
+    heard = caller.audio(since=caller.answered_at)
+    assert all(p.at >= caller.answered_at for p in caller.audio_packets())  # none before 200
+
+    score, offset = correlation_peak(heard, welcome.samples)
+    assert score > 0.8, f"welcome prompt not found in what the caller heard (peak {score:.2f})"
+    # It is the first thing played: it starts within the first half second of audio.
+    assert offset < 4000, offset
+    assert caller.hang_up() == 200
+    (call,) = ended_calls(hotline)
+    assert call["route"] == "hotline" and call["node_answer"] is not None
+    assert call["hangup_side"] == "caller"
+    assert variables(call)["ivr_path"] == "hours>menu"
