@@ -40,8 +40,14 @@ up; a `RecordDone` that comes after the caller's `LegEnded` still sets the varia
 Survey (OUT-3): one key 1–5 sets `survey_rating` (and `survey_agent` from `CallView.agent_id`
 when there is one), plays `thanks_prompt` and hangs up.
 
-Not handled: a menu's `speech` map. Speech navigation needs a speech model and a transcript
-event that the call model does not have yet; `IvrApp` reads keys only (SPEC DP-6: the system
+Speech (DP-6): with `speech=True` (the node has a recogniser, `ivr.speech`), a menu with a
+`speech` map returns `Listen(caller, words)` with its first `Play`, and keeps listening over
+its retries; entering any other node (or the same menu again), hanging up and handing on
+send `StopListen` first. A `SpeechRecognized` whose text is one of the words is exactly its
+key (barge-in included: `StopPlay` while the prompt plays); "[unk]" or any other text is an
+invalid key (`invalid_prompt`, retry). An `ActionFailed` for `Listen` (no model, media
+refused the tap) is logged and the call goes on with keys only, no more `Listen`s.
+Without `speech=True`, the map is ignored and menus read keys only (SPEC DP-6: the system
 works without a model).
 """
 
@@ -113,7 +119,8 @@ class IvrApp:
     answers `locality` nodes (None: the default), `wall(now)` turns the monotonic `now` into
     epoch seconds, `voicemail_path(mailbox, call_id)` names the WAV a message is recorded
     into. `answer=False`: never send `Answer` (the leg was answered by whoever started this
-    app, e.g. a dialler or a survey after an agent call).
+    app, e.g. a dialler or a survey after an agent call). `speech=True`: the node can
+    recognise speech, so menus with a `speech` map listen (`Listen`) as well.
     """
 
     name = "ivr"
@@ -130,6 +137,7 @@ class IvrApp:
         wall: Callable[[float], float],
         voicemail_path: Callable[[str, str], str],
         answer: bool = True,
+        speech: bool = False,
     ) -> None:
         self.flow_name = flow
         self._flow = flows.get(flow)
@@ -140,6 +148,7 @@ class IvrApp:
         self._wall = wall
         self._voicemail_path = voicemail_path
         self._answer = answer
+        self._speech = speech
         self._log = _CallLog(_log, {})
 
         self._phase = Phase.IDLE
@@ -157,6 +166,7 @@ class IvrApp:
         self._then: Continuation | None = None
         self._timer: str | None = None
         self._recording: tuple[str, str] | None = None  # (mailbox, path)
+        self._listening: str | None = None  # the leg a Listen of this app runs on
 
     # ------------------------------------------------------------------ for control, tests
 
@@ -192,6 +202,10 @@ class IvrApp:
             if event.leg_id != call.caller_leg:
                 return []
             return self._digit(call, event.digit, now)
+        if isinstance(event, ev.SpeechRecognized):
+            if event.leg_id != call.caller_leg or self._listening is None:
+                return []
+            return self._spoken(call, event, now)
         if isinstance(event, ev.TimerFired):
             if event.name != self._timer:
                 return []
@@ -216,6 +230,7 @@ class IvrApp:
         self._tag = None
         self._then = None
         self._timer = None
+        self._listening = None  # control stops listening to a leg that ended
 
     def _prompt_done(self, call: CallView, now: float) -> list[Action]:
         then = self._then
@@ -232,6 +247,11 @@ class IvrApp:
         if event.action == "Record" and self._recording is not None:
             failed = ev.RecordDone(call.caller_leg, self._recording[1], 0.0, "error")
             return self._record_done(call, failed, now)
+        if event.action == "Listen":
+            self._log.warning("no speech at %s (%s): keys only", self._node_name, event.reason)
+            self._listening = None
+            self._speech = False
+            return []
         self._log.warning("%s failed at %s: %s", event.action, self._node_name, event.reason)
         return []
 
@@ -253,7 +273,7 @@ class IvrApp:
         self._digits = ""
         self._path.append(name)
         del self._path[:-PATH_LIMIT]
-        out: list[Action] = [self._set("ivr_path", ">".join(self._path))]
+        out: list[Action] = [*self._stop_listening(), self._set("ivr_path", ">".join(self._path))]
         match node:
             case nodes.Time():
                 is_open = self._is_open(node.schedule, self._wall(now))
@@ -275,7 +295,8 @@ class IvrApp:
                     del self._menus[self._menus.index(name) + 1 :]
                 else:
                     self._menus.append(name)
-                return out + self._ensure_answer(call) + self._offer(call, now)
+                out += self._ensure_answer(call) + self._offer(call, now)
+                return out + self._listen(call, node)
             case nodes.Collect() | nodes.Survey():
                 return out + self._ensure_answer(call) + self._offer(call, now)
             case nodes.Voicemail():
@@ -330,6 +351,32 @@ class IvrApp:
             case nodes.Survey():
                 return out + self._survey_key(call, node, digit, now)
         return out  # pragma: no cover - only input nodes take PROMPT or WAITING
+
+    def _spoken(self, call: CallView, event: ev.SpeechRecognized, now: float) -> list[Action]:
+        """A phrase said at a menu: its key, or an invalid one ("[unk]", another word)."""
+        node = self._node
+        if not isinstance(node, nodes.Menu) or self._phase not in (Phase.PROMPT, Phase.WAITING):
+            return []
+        text = " ".join(event.text.split())
+        key = node.speech.get(text)
+        self._log.info(
+            "said %r (%.2f) at %s: %s", text, event.confidence, self._node_name, key or "invalid"
+        )
+        out = self._interrupt(call)
+        if key is None:
+            return out + self._retry(call, now, node.invalid_prompt)
+        return out + self._menu_key(call, node, key, now)
+
+    def _listen(self, call: CallView, node: nodes.Menu) -> list[Action]:
+        """`Listen` for the menu's words, where the node recognises speech."""
+        if not self._speech or not node.speech or self._phase is Phase.DONE:
+            return []
+        self._listening = call.caller_leg
+        return [act.Listen(call.caller_leg, tuple(node.speech))]
+
+    def _stop_listening(self) -> list[Action]:
+        leg, self._listening = self._listening, None
+        return [] if leg is None else [act.StopListen(leg)]
 
     def _interrupt(self, call: CallView) -> list[Action]:
         """Stop the prompt (barge-in) and the timer before a key is handled."""
@@ -524,7 +571,7 @@ class IvrApp:
 
     def _hangup(self, status: int, reason: str) -> list[Action]:
         self._phase = Phase.DONE
-        return [act.Hangup(status=status, reason=reason)]
+        return [*self._stop_listening(), act.Hangup(status=status, reason=reason)]
 
 
 __all__ = ["BEEP", "IvrApp", "PATH_LIMIT", "Phase"]
