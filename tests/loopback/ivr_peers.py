@@ -154,7 +154,8 @@ def dominant_frequency(samples: np.ndarray, rate: int = SAMPLE_RATE) -> float:
 
 
 def tone_fraction(samples: np.ndarray, frequency: float, rate: int = SAMPLE_RATE) -> float:
-    """The share of the signal's energy within ±30 Hz of `frequency` (Hann window)."""
+    """The share of the signal's energy near `frequency`: within the Hann window's main lobe
+    (two bins, at least 60 Hz, either side)."""
     x = np.asarray(samples, dtype=np.float64)
     if len(x) == 0:
         return 0.0
@@ -163,7 +164,8 @@ def tone_fraction(samples: np.ndarray, frequency: float, rate: int = SAMPLE_RATE
     total = power[1:].sum()
     if total <= 0:
         return 0.0
-    return float(power[np.abs(freqs - frequency) <= 30].sum() / total)
+    width = max(60.0, 2 * rate / len(x))
+    return float(power[np.abs(freqs - frequency) <= width].sum() / total)
 
 
 def rms_dbm0(samples: np.ndarray) -> float:

@@ -1,8 +1,7 @@
 """The IVR and dialplan of the call model with real peers (12345 main menu, prompts heard).
 
-The node runs the shipped config/ with short English prompt texts (the demo's Chinese
-prompts last 3 to 12 s each; the flows, routes, queues and schedules stay as shipped) and
-`--clock` pinned to a Monday in office hours or a Sunday. Callers are SIPp (keys from
+The node runs the test dialplan of ivr_support.py (shipped flows, short prompts) with
+`--clock` in office hours. Callers are SIPp (keys from
 RFC 4733 and in-band captures) or `ivr_peers.RtpCaller` (a Python caller that records the
 RTP it hears); agents are pjsua2 (PjAgent). Each test starts its own node, so CDR rows
 belong to the test's calls only.
@@ -10,154 +9,39 @@ belong to the test's calls only.
 
 from __future__ import annotations
 
-import json
-import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 
-from ivr.nodes import PromptSpec
-from ivr.prompts import PromptLibrary
-
-from .harness import HotlineNode, PjAgent, Sipp, deep_merge
+from .harness import HotlineNode, PjAgent, Sipp
 from .ivr_peers import (
     RtpCaller,
     alaw_decode,
     alaw_encode,
     correlation_peak,
+    dominant_frequency,
+    dtmf_samples,
     read_wav,
+    tone,
+    tone_fraction,
     ulaw_decode,
     ulaw_encode,
-    write_inband_key_pcap,
+)
+from .ivr_support import (
+    CALLER,
+    ended_calls,
+    ivr_caller,
+    ivr_node,
+    key_scenario,
+    lower_keys,
+    register,
+    rendered_prompt,
+    variables,
 )
 
 pytestmark = pytest.mark.timeout(45)
-
-OFFICE_HOURS = "2026-12-07T10:00:00+08:00"  # a Monday, 10:00 in Asia/Shanghai
-CLOSED = "2026-12-06T10:00:00+08:00"  # a Sunday
-CALLER = "13800138000"
-SIPP_CAPTURES = Path("/usr/share/sip-tester")  # Debian sip-tester: dtmf_2833_<key>.pcap
-
-
-def en(text: str) -> dict[str, str]:
-    return {"text": text, "voice": "en"}
-
-
-#: Every prompt of the demo dialplan, short. `welcome` is the one the audio tests look for.
-SHORT_PROMPTS = {
-    "welcome": en("Welcome to the test hotline."),
-    "welcome_en": en("Hello."),
-    "menu_main": en("Press one or two."),
-    "invalid": en("Wrong key."),
-    "no_input": en("No key."),
-    "please_wait": en("Please wait."),
-    "closed_main": en("We are closed."),
-    "closed_main_en": en("Leave a message."),
-    "message_thanks": en("Thank you."),
-    "welcome_legal": en("Legal aid."),
-    "legal_after_hours": en("Transferring."),
-    "welcome_market": en("Market line."),
-    "menu_market": en("Press one."),
-    "blocked": en("Blocked."),
-    "blocked_en": en("Goodbye."),
-    "survey_ask": en("Rate us."),
-    "survey_invalid": en("One to five."),
-    "survey_thanks": en("Thanks."),
-}
-#: The test dialplan: shipped flows with short prompts and shorter waits for a key.
-TEST_DIALPLAN: dict[str, Any] = {
-    "prompts": SHORT_PROMPTS,
-    "flows": {
-        "main": {"nodes": {"menu": {"timeout": 2.0}}},
-        "survey": {"nodes": {"rate": {"timeout": 1.5, "retries": 0}}},
-    },
-}
-
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def ivr_node(
-    node: Callable[..., HotlineNode], clock: str = OFFICE_HOURS, **overrides: Any
-) -> HotlineNode:
-    """A node on the test dialplan (plus `dialplan=` changes) with its clock at `clock`."""
-    dialplan = deep_merge(TEST_DIALPLAN, overrides.pop("dialplan", {}))
-    return node(extra_args=["--clock", clock], dialplan=dialplan, **overrides)
-
-
-def register(pjagent: Callable[..., PjAgent], node: HotlineNode, user: str, **kw: Any) -> PjAgent:
-    agent = pjagent(user=user, registrar=node, **kw)
-    assert agent.wait_for("registered", timeout=10)["code"] == 200
-    return agent
-
-
-def key_scenario(directory: Path, key: str, *, inband: bool = False) -> Path:
-    """A copy of uac_ivr_key(.inband).xml next to the capture `ivr_key.pcap` it plays: SIPp's
-    RFC 4733 capture of `key`, or in-band tones written here."""
-    directory.mkdir(parents=True)
-    name = "uac_ivr_key_inband" if inband else "uac_ivr_key"
-    scenario = directory / f"{name}.xml"
-    shutil.copyfile(Sipp.find_scenario(name), scenario)
-    if inband:
-        write_inband_key_pcap(directory / "ivr_key.pcap", key)
-    else:
-        capture = {"#": "pound", "*": "star"}.get(key, key)
-        shutil.copyfile(SIPP_CAPTURES / f"dtmf_2833_{capture}.pcap", directory / "ivr_key.pcap")
-    return scenario
-
-
-def ivr_caller(
-    sipp: Callable[..., Sipp],
-    node: HotlineNode,
-    scenario: Path,
-    *,
-    press_ms: int = 800,
-    service: str = "12345",
-    **kw: Any,
-) -> Sipp:
-    kw.setdefault("timeout", 20.0)
-    extra = ["-set", "press_ms", str(press_ms), *kw.pop("extra_args", [])]
-    return sipp(scenario, remote=node.address, service=service, extra_args=extra, **kw)
-
-
-def ended_calls(node: HotlineNode, count: int = 1, timeout: float = 8.0) -> list[dict[str, Any]]:
-    return node.wait_for_rows(
-        "calls",
-        lambda rows: len(rows) == count and all(row["end"] is not None for row in rows),
-        timeout=timeout,
-    )
-
-
-def variables(call: dict[str, Any]) -> dict[str, str]:
-    return json.loads(call["variables"] or "{}")
-
-
-def lower_keys(headers: dict[str, str]) -> dict[str, str]:
-    """SIP header names are case-insensitive (RFC 3261 §7.3.1)."""
-    return {name.lower(): value for name, value in headers.items()}
-
-
-def rendered_prompt(node: HotlineNode, tmp: Path, name: str) -> Path:
-    """The node's cached WAV of the text prompt `name` (<data>/prompts/tts-*.wav): the prompt
-    library names cache files by what they hold, so rendering the same spec into an empty
-    cache here gives the file's name."""
-    spec = SHORT_PROMPTS[name]
-    library = PromptLibrary(
-        {name: PromptSpec(text=spec["text"], voice=spec["voice"])},
-        node.config_dir,
-        tmp,
-        default_voice="none",  # no number words: only this prompt is rendered
-    )
-    assert library.prepare() == []
-    (item,) = library.items(name, {})
-    path = node.data_dir / "prompts" / Path(item.path).name  # type: ignore[attr-defined]
-    assert path.name.startswith("tts-") and path.exists(), sorted(
-        p.name for p in (node.data_dir / "prompts").iterdir()
-    )
-    return path
 
 
 # -- self-checks of the test's own tools -----------------------------------------------------
@@ -185,6 +69,15 @@ def test_correlation_finds_a_template_in_noise() -> None:
     score, offset = correlation_peak(signal, template)
     assert score > 0.99 and offset == 1234
     assert correlation_peak(rng.normal(0, 3000, 9000), template)[0] < 0.2
+
+
+def test_tone_measures_tell_a_tone_from_its_neighbours() -> None:
+    for frequency in (450, 700, 1000):
+        frame = ulaw_decode(ulaw_encode(tone(frequency, 0.02)))  # one 20 ms packet
+        assert tone_fraction(frame, frequency) > 0.95
+        assert tone_fraction(frame, frequency + 200) < 0.01
+        assert abs(dominant_frequency(tone(frequency, 1.0)) - frequency) < 2
+    assert tone_fraction(dtmf_samples("1", 20), 1209) < 0.6  # a key is two tones
 
 
 # -- keys in the main menu -------------------------------------------------------------------
