@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -186,3 +187,22 @@ def trunks_override(**fields: Any) -> dict[str, Any]:
     shipped = yaml.safe_load((CONFIG_DIR / "trunks.yaml").read_text(encoding="utf-8"))
     trunks = [{**t, **fields} if t["name"] == "carrier" else t for t in shipped["trunks"]]
     return {"trunks": trunks}
+
+
+def raw_invite(number: str) -> bytes:
+    """An INVITE without SDP for `number`, for HotlineNode.send_sip (routing checks)."""
+    call_id = secrets.token_hex(6)
+    return (
+        f"INVITE sip:{number}@127.0.0.1 SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{{local_port}};branch=z9hG4bK{call_id};rport\r\n"
+        f"From: <sip:13800138000@127.0.0.1>;tag={call_id}\r\nTo: <sip:{number}@127.0.0.1>\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+        "Contact: <sip:carrier@127.0.0.1:{local_port}>\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+
+
+def log_seconds(line: str) -> float:
+    """The time of day of a node log line (`2026-12-03 12:55:05,044 INFO ...`), in seconds."""
+    clock = line.split()[1]
+    hours, minutes, rest = clock.split(":")
+    return int(hours) * 3600 + int(minutes) * 60 + float(rest.replace(",", "."))

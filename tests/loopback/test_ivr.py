@@ -35,6 +35,7 @@ from .ivr_support import (
     ivr_caller,
     ivr_node,
     key_scenario,
+    log_seconds,
     lower_keys,
     register,
     rendered_prompt,
@@ -113,7 +114,9 @@ def test_rfc4733_key_in_main_menu_reaches_its_queue_and_agent(
     caller.wait()
     caller.check()
 
-    hotline.wait_for_log(f"DTMF {key} on", timeout=2)
+    # The key was pressed into the prompt (press_ms 800 after the node answered).
+    pressed = log_seconds(hotline.wait_for_log(f"DTMF {key} on", timeout=2))
+    assert pressed - log_seconds(hotline.wait_for_log("answered by the node")) >= 0.7
     (call,) = ended_calls(hotline)
     assert call["route"] == "hotline"
     assert call["called"] == "12345" and call["caller"] == CALLER
