@@ -328,6 +328,11 @@ class Recogniser:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def busy(self) -> bool:
+        """Blocks are waiting for a worker or being decoded."""
+        return self._scheduled
+
     def feed(self, pcm: bytes) -> None:
         """One tap block (stereo int16, channel 0 the caller): queued for a worker."""
         if self._closed or not pcm:
