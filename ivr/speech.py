@@ -7,7 +7,10 @@ recogniser from its `speech_factory` (leg id, grammar words), tapping the leg an
 caller says come back through `CallControl.speech_result` on the event loop.
 
 `VoskSpeech` is that factory. One vosk `Model` per node, loaded once in a worker thread (it
-takes seconds and hundreds of MB); each `open` makes a `Recogniser` whose vosk
+takes seconds and hundreds of MB: 2.3 s and ~300 MB for the small Korean model): at once
+where `HOTLINE_VOSK_MODEL` names it, at the first `Listen` for a packaged model (an
+installed package must not cost every node that memory; the first caller's words come late
+by the load time, their audio waits in the queue). Each `open` makes a `Recogniser` whose vosk
 `KaldiRecognizer` runs in grammar mode: only the menu's words (and "[unk]", where the model
 has that word) can be recognised, which is what a menu needs and far more robust than free
 dictation. The event loop never waits for vosk:
@@ -162,7 +165,8 @@ def speech_from_environment(
 ) -> VoskSpeech | None:
     """The node's `VoskSpeech` where a model is configured, None where none is; raises
     `SpeechUnavailable` (say it and run without speech) where one is configured but vosk or
-    the model is missing. The model starts loading in the background."""
+    the model is missing. A model named by `HOTLINE_VOSK_MODEL` starts loading at once in
+    the background, a packaged one at the first `Listen`."""
     env = os.environ if environ is None else environ
     path = model_directory(env)
     if path is None:
@@ -172,7 +176,8 @@ def speech_from_environment(
         workers = max(1, int(env.get(ENV_WORKERS, "1")))
     except ValueError as exc:
         raise SpeechUnavailable(f"{ENV_WORKERS}={env.get(ENV_WORKERS)!r}: not a number") from exc
-    return VoskSpeech(str(path), loop, deliver, workers=workers, vosk_module=vosk)
+    preload = bool(env.get(ENV_MODEL))
+    return VoskSpeech(str(path), loop, deliver, workers=workers, vosk_module=vosk, preload=preload)
 
 
 # -- recognition ---------------------------------------------------------------------------------

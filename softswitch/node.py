@@ -88,6 +88,7 @@ class Node:
                 services=services,
             )
             self.switch.control.sink_factory = WavSink
+            self.switch.control.speech_factory = self._speech_factory(loop)
             self.switch.bus.subscribe(self._voicemail_left)
             pid_file = self.data_dir / "hotline.pid"
             pid_file.write_text(f"{os.getpid()}\n")
@@ -150,6 +151,29 @@ class Node:
             voicemail_path=self._voicemail.path_for,
             clock_offset=self.clock_offset,
         )
+
+    def _speech_factory(self, loop: asyncio.AbstractEventLoop) -> Any:
+        """DP-6: vosk speech where a model is configured (ivr/speech.py); None: keys only."""
+        from ivr.speech import SpeechUnavailable, speech_from_environment
+
+        def deliver(leg_id: str, text: str, confidence: float) -> None:
+            if self.switch is not None:
+                try:
+                    self.switch.control.speech_result(leg_id, text, confidence, loop.time())
+                except Exception:
+                    log.exception("error handling speech on %s", leg_id)
+                self._flush()
+
+        try:
+            speech = speech_from_environment(loop, deliver)
+        except SpeechUnavailable as exc:
+            log.error("speech navigation off: %s", exc)
+            return None
+        if speech is None:
+            log.info("speech navigation off: no model configured (HOTLINE_VOSK_MODEL)")
+            return None
+        log.info("speech navigation: vosk model %s", speech.model_path)
+        return speech.open
 
     def _voicemail_left(self, event: Any) -> None:
         if isinstance(event, VoicemailLeft):
