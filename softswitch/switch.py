@@ -383,6 +383,7 @@ class Switch:
             config.flows, flow, services.prompts, node=node,
             is_open=config.dialplan.is_open, region_of=config.dialplan.region_of,
             wall=lambda now: now + offset, voicemail_path=services.voicemail_path,
+            speech=self.control.speech_factory is not None,
         )  # fmt: skip
 
     def _flow_app(self, session: Session, flow: str, node: str | None) -> Application | None:
