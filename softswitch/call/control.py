@@ -393,8 +393,12 @@ class CallControl:
         elif isinstance(action, DialOut):
             self._set_app(session, DialOutApp(action.number, action.trunk), now)
         elif isinstance(action, Hangup):
+            # A call some party (an agent) talked to counts as answered, whatever the
+            # application ending it says (a survey after the agent hung up).
             disposition = action.disposition
-            if disposition == "answered" and session.answered is None:
+            if session.answered is not None:
+                disposition = "answered"
+            elif disposition == "answered":
                 disposition = "completed"
             side = session.hangup_side or "system"
             # The status answers a caller not answered yet; an answered one just gets BYE.
