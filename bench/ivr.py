@@ -69,6 +69,8 @@ if __package__ in (None, ""):
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _bench]
     sys.path.insert(0, str(_bench.parent))
 
+from bench.bhca import BenchError  # noqa: E402
+from bench.bhca import free_udp_port as free_port  # noqa: E402
 from bench.ivr_ref import FRAME, FS, LOOPBACK, MENU_HZ, TE_PT, key_hz, tone_pcm, ulaw_encode
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -87,10 +89,6 @@ RATIO_MIN = 0.8  # share of a packet's energy in one candidate tone to name the 
 SILENCE_RMS = 30.0  # below this a packet is silence (the tones are at about -13 dBm0)
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; SCM_TIMESTAMPNS is the same
 PACKET_NS = 20_000_000
-
-
-class BenchError(Exception):
-    """The bench could not run a system (a process did not start, a port, …)."""
 
 
 # --- the tone classifier ------------------------------------------------------------------
@@ -223,32 +221,6 @@ def write_config(target: Path, rtp_ports: tuple[int, int]) -> None:
 
 
 # --- processes, ports, /proc --------------------------------------------------------------
-
-
-def free_port(span: int = 1) -> int:
-    """A UDP+TCP port on 127.0.0.1 with the `span - 1` after it also free now."""
-    for _ in range(200):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind((LOOPBACK, 0))
-            port = probe.getsockname()[1]
-        if port + span > 65535:
-            continue
-        held = []
-        try:
-            for offset in range(span):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                held.append(sock)
-                sock.bind((LOOPBACK, port + offset))
-            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            held.append(tcp)
-            tcp.bind((LOOPBACK, port))
-            return port
-        except OSError:
-            continue
-        finally:
-            for sock in held:
-                sock.close()
-    raise BenchError("no free port range on 127.0.0.1")
 
 
 def rtp_range(size: int) -> tuple[int, int]:

@@ -2,9 +2,10 @@
 
 Entries block one number, or every number starting with it (``prefix``), optionally only
 from ``start`` and/or until ``end`` (epoch seconds; ``end`` excluded). They live in the
-table ``blacklist`` of ``<data>/hotline.db`` — the file the CDR store uses, in WAL mode — so
-that the running node, the ``hotline blacklist`` command and the API change one list at
-run time without a reload. Every change is appended to ``blacklist_log`` (who, when, add or
+table ``blacklist`` of ``<data>/blacklist.db`` (WAL mode), so that the running node, the
+``hotline blacklist`` command and the API change one list at run time without a reload. It is
+a file of its own: ``PRAGMA data_version`` then changes only when the list does, not with
+every CDR commit of the node, which would re-read the list for every call. Every change is appended to ``blacklist_log`` (who, when, add or
 remove, the entry as it was); triggers refuse updates and deletes of the log.
 
 `BlacklistStore.blocked` runs once per incoming call: the entries are kept in memory, in

@@ -351,62 +351,93 @@ class CdrWriter:
     """The CDR and queue log as the event bus's first subscriber (`EventBus.subscribe`).
 
     Each bus event becomes the rows it concerns, in the store's open transaction (the node
-    commits once per input, before it sends anything)."""
+    commits once per input, before it sends anything). One method per event type, found by
+    the event's type (this runs for every event of every call)."""
 
     def __init__(self, store: CdrStore) -> None:
-        self.store = store
-
-    def __call__(self, event: Any) -> None:
         from softswitch.call import events as ev
 
+        self.store = store
+        self.handlers: dict[type, Any] = {
+            ev.CallStarted: self._call_started,
+            ev.LegStarted: self._leg_started,
+            ev.CallQueued: self._call_queued,
+            ev.CallRinging: self._call_ringing,
+            ev.LegProgress: self._leg_progress,
+            ev.CallAnswered: self._call_answered,
+            ev.CallAnsweredByNode: self._answered_by_node,
+            ev.LegStopped: self._leg_stopped,
+            ev.CallEnded: self._call_ended,
+            ev.QueueLogged: self._queue_logged,
+        }
+
+    @property
+    def kinds(self) -> tuple[type, ...]:
+        """The event types that write rows (the bus passes it only these)."""
+        return tuple(self.handlers)
+
+    def __call__(self, event: Any) -> None:
+        handler = self.handlers.get(type(event))
+        if handler is not None:
+            handler(event)
+
+    def _call_started(self, event: Any) -> None:
+        self.store.call_started(
+            event.call_id, start=event.at, sip_call_id=event.sip_call_id, trunk=event.trunk,
+            caller=event.caller, called=event.called, pai=event.pai, diversion=event.diversion,
+            route=event.route,
+        )  # fmt: skip
+
+    def _leg_started(self, event: Any) -> None:
+        self.store.leg_started(
+            event.leg_id, call_id=event.call_id, direction=event.direction, start=event.at,
+            sip_call_id=event.sip_call_id, peer=event.peer,
+        )  # fmt: skip
+
+    def _call_queued(self, event: Any) -> None:
+        self.store.call_update(event.call_id, queue=event.queue, queued=event.at)
+
+    def _call_ringing(self, event: Any) -> None:
+        self.store.call_update(event.call_id, agent=event.agent_id, ringing=event.at)
+
+    def _leg_progress(self, event: Any) -> None:
+        if event.what == "ringing":
+            self.store.leg_update(event.leg_id, ringing=event.at)
+        else:
+            self.store.leg_update(event.leg_id, answer=event.at, sip_cause=event.sip_cause)
+
+    def _call_answered(self, event: Any) -> None:
         store = self.store
-        if isinstance(event, ev.CallStarted):
-            store.call_started(
-                event.call_id, start=event.at, sip_call_id=event.sip_call_id,
-                trunk=event.trunk, caller=event.caller, called=event.called, pai=event.pai,
-                diversion=event.diversion, route=event.route,
-            )  # fmt: skip
-        elif isinstance(event, ev.LegStarted):
-            store.leg_started(
-                event.leg_id, call_id=event.call_id, direction=event.direction,  # type: ignore[arg-type]
-                start=event.at, sip_call_id=event.sip_call_id, peer=event.peer,
-            )  # fmt: skip
-        elif isinstance(event, ev.CallQueued):
-            store.call_update(event.call_id, queue=event.queue, queued=event.at)
-        elif isinstance(event, ev.CallRinging):
-            store.call_update(event.call_id, agent=event.agent_id, ringing=event.at)
-        elif isinstance(event, ev.LegProgress):
-            if event.what == "ringing":
-                store.leg_update(event.leg_id, ringing=event.at)
-            else:
-                store.leg_update(event.leg_id, answer=event.at, sip_cause=event.sip_cause)
-        elif isinstance(event, ev.CallAnswered):
-            store.call_update(event.call_id, answer=event.at, agent=event.agent_id, wait=event.wait)
-            store.leg_update(event.caller_leg, answer=event.at)
-        elif isinstance(event, ev.CallAnsweredByNode):
-            store.call_update(event.call_id, node_answer=event.at)
-            store.leg_update(event.leg_id, answer=event.at)
-        elif isinstance(event, ev.LegStopped):
-            fields: dict[str, Any] = {"end": event.at}
-            if event.disposition is not None:
-                fields["disposition"] = event.disposition
-            if event.sip_cause is not None:
-                fields["sip_cause"] = event.sip_cause
-            store.leg_update(event.leg_id, **fields)
-        elif isinstance(event, ev.CallEnded):
-            fields = {
-                "end": event.at, "talk": event.talk, "wait": event.wait,
-                "disposition": event.disposition, "hangup_side": event.hangup_side,
-            }  # fmt: skip
-            if event.sip_cause is not None:
-                fields["sip_cause"] = event.sip_cause
-            if event.variables:
-                fields["variables"] = msgspec.json.encode(event.variables).decode()
-                rating = event.variables.get("survey_rating", "")
-                if rating.isdigit():
-                    fields["survey_rating"] = int(rating)
-            store.call_update(event.call_id, **fields)
-        elif isinstance(event, ev.QueueLogged):
-            store.queue_event(
-                event.at, event.call_id, event.queue, event.agent_id, event.event, event.data
-            )
+        store.call_update(event.call_id, answer=event.at, agent=event.agent_id, wait=event.wait)
+        store.leg_update(event.caller_leg, answer=event.at)
+
+    def _answered_by_node(self, event: Any) -> None:
+        self.store.call_update(event.call_id, node_answer=event.at)
+        self.store.leg_update(event.leg_id, answer=event.at)
+
+    def _leg_stopped(self, event: Any) -> None:
+        fields: dict[str, Any] = {"end": event.at}
+        if event.disposition is not None:
+            fields["disposition"] = event.disposition
+        if event.sip_cause is not None:
+            fields["sip_cause"] = event.sip_cause
+        self.store.leg_update(event.leg_id, **fields)
+
+    def _call_ended(self, event: Any) -> None:
+        fields: dict[str, Any] = {
+            "end": event.at, "talk": event.talk, "wait": event.wait,
+            "disposition": event.disposition, "hangup_side": event.hangup_side,
+        }  # fmt: skip
+        if event.sip_cause is not None:
+            fields["sip_cause"] = event.sip_cause
+        if event.variables:
+            fields["variables"] = msgspec.json.encode(event.variables).decode()
+            rating = event.variables.get("survey_rating", "")
+            if rating.isdigit():
+                fields["survey_rating"] = int(rating)
+        self.store.call_update(event.call_id, **fields)
+
+    def _queue_logged(self, event: Any) -> None:
+        self.store.queue_event(
+            event.at, event.call_id, event.queue, event.agent_id, event.event, event.data
+        )

@@ -64,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
 def _blacklist_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     blacklist = sub.add_parser(
         "blacklist",
-        help="list, add or remove blocked calling numbers (DATA/hotline.db)",
+        help="list, add or remove blocked calling numbers (DATA/blacklist.db)",
         description="Times are ISO 8601 (2026-10-01T08:00, 2026-10-01, or with an offset "
         "such as +08:00); without an offset they are this machine's local time.",
     )
@@ -130,7 +130,7 @@ def blacklist_command(args: argparse.Namespace) -> int:
         start = _parse_time(getattr(args, "start", None), "--start")
         end = _parse_time(getattr(args, "end", None), "--end")
         data.mkdir(parents=True, exist_ok=True)
-        with BlacklistStore(data / "hotline.db") as store:
+        with BlacklistStore(data / "blacklist.db") as store:
             if args.action == "add":
                 entry = store.add(
                     args.number,

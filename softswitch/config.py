@@ -1077,7 +1077,7 @@ an external number through a trunk; without `trunk`, the one the call came in on
 
 ## Blacklist
 
-Blocked numbers live in the node's database (`DATA/hotline.db`), not in YAML, so they can
+Blocked numbers live in the node's database (`DATA/blacklist.db`), not in YAML, so they can
 change at run time: `hotline blacklist add NUMBER [--prefix] [--start ISO] [--end ISO]
 --reason TEXT`, `hotline blacklist remove ID|NUMBER`, `hotline blacklist list [--all]`.
 An entry blocks one number, or every number starting with it (`--prefix`), optionally only

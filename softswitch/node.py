@@ -89,7 +89,7 @@ class Node:
             )
             self.switch.control.sink_factory = WavSink
             self.switch.control.speech_factory = self._speech_factory(loop)
-            self.switch.bus.subscribe(self._voicemail_left)
+            self.switch.bus.subscribe(self._voicemail_left, (VoicemailLeft,))
             pid_file = self.data_dir / "hotline.pid"
             pid_file.write_text(f"{os.getpid()}\n")
             if media is not None:
@@ -141,9 +141,8 @@ class Node:
             stats.seconds,
         )
         self._prompts = library
-        database = self.data_dir / "hotline.db"
-        blacklist = BlacklistStore(database)
-        self._voicemail = VoicemailStore(database, self.data_dir / "voicemail")
+        blacklist = BlacklistStore(self.data_dir / "blacklist.db")
+        self._voicemail = VoicemailStore(self.data_dir / "hotline.db", self.data_dir / "voicemail")
         self._stores = [blacklist, self._voicemail]
         return CallServices(
             prompts=library,

@@ -146,7 +146,8 @@ class Switch:
         self.acd = Acd(queues, agents)
         self.bus = EventBus()
         if cdr is not None:
-            self.bus.subscribe(CdrWriter(cdr))
+            writer = CdrWriter(cdr)
+            self.bus.subscribe(writer, writer.kinds)
         self.control = CallControl(
             self.txn,
             self.acd,

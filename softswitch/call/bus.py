@@ -3,13 +3,14 @@
 Publishing is synchronous: a subscriber runs inside `publish`, so the CDR writer has put its
 rows into the open transaction before the node sends anything (the node commits once per
 input, then sends; `kill -9` loses nothing a peer has seen). A subscriber that raises is
-logged and unsubscribed only for that event; the others still get it.
+logged for that event; the others still get it. A subscriber may name the event types it
+wants (`kinds`): the bus then passes it only those (a call publishes a dozen events).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from softswitch.call.events import BusEvent
 
@@ -20,19 +21,23 @@ Subscriber = Callable[[BusEvent], None]
 
 class EventBus:
     def __init__(self) -> None:
-        self._subscribers: list[Subscriber] = []
+        self._subscribers: list[tuple[Subscriber, frozenset[type] | None]] = []
         self.published = 0
 
-    def subscribe(self, subscriber: Subscriber) -> None:
-        self._subscribers.append(subscriber)
+    def subscribe(self, subscriber: Subscriber, kinds: Iterable[type] | None = None) -> None:
+        """`subscriber` gets every event, or only those of the types in `kinds`."""
+        self._subscribers.append((subscriber, frozenset(kinds) if kinds is not None else None))
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        self._subscribers.remove(subscriber)
+        self._subscribers = [(s, k) for s, k in self._subscribers if s is not subscriber]
 
     def publish(self, event: BusEvent) -> None:
         self.published += 1
-        for subscriber in self._subscribers:
+        kind = type(event)
+        for subscriber, kinds in self._subscribers:
+            if kinds is not None and kind not in kinds:
+                continue
             try:
                 subscriber(event)
             except Exception:  # one broken subscriber must not stop the call or the others
-                log.exception("bus subscriber %r failed on %s", subscriber, type(event).__name__)
+                log.exception("bus subscriber %r failed on %s", subscriber, kind.__name__)

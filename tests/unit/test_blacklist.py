@@ -123,14 +123,21 @@ def test_invalid_changes_are_refused(store: BlacklistStore) -> None:
     assert store.log() == []
 
 
-def test_shares_the_database_file_with_the_cdr_store(tmp_path: Path) -> None:
+def test_cdr_commits_beside_it_do_not_make_the_node_reread_the_list(tmp_path: Path) -> None:
+    # The blacklist has a file of its own: the node's CDR commits (one per SIP message) must
+    # not look like blacklist changes, or every call would re-read the whole list.
     cdr = CdrStore(tmp_path / "hotline.db")
-    with BlacklistStore(tmp_path / "hotline.db") as store:
+    with BlacklistStore(tmp_path / "blacklist.db") as store:
         store.add("1", reason="r", by="ops", now=T0)
+        assert store.blocked("1", T0 + 1) is not None
+        statements: list[str] = []
+        store._db.set_trace_callback(statements.append)
+        for n in range(3):
+            cdr.call_started(f"c{n}", start=T0)
+            cdr.flush()
+            assert store.blocked("1", T0 + 1) is not None
+        assert not [s for s in statements if "FROM blacklist" in s], statements
     cdr.close()
-    with BlacklistStore(tmp_path / "hotline.db") as again:  # tables exist: reopened as they are
-        assert [e.number for e in again.entries()] == ["1"]
-    CdrStore(tmp_path / "hotline.db").close()  # and the CDR store still opens it
 
 
 # --------------------------------------------------------------------------- the command
@@ -177,14 +184,14 @@ def test_command_adds_lists_and_removes(tmp_path: Path, capsys: pytest.CaptureFi
         ["bob", "remove", "2"],
         ["bob", "remove", "1"],
     ]
-    with BlacklistStore(Path(data) / "hotline.db") as store:
+    with BlacklistStore(Path(data) / "blacklist.db") as store:
         assert store.entries() == ()
 
 
 def test_list_hides_ended_entries_unless_all(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with BlacklistStore(tmp_path / "hotline.db") as store:
+    with BlacklistStore(tmp_path / "blacklist.db") as store:
         store.add("1", end=1000.0, reason="old", by="ops", now=0.0)
         store.add("2", reason="current", by="ops", now=0.0)
     _, out, _ = run(capsys, "blacklist", "list", "--data", str(tmp_path))
@@ -196,7 +203,7 @@ def test_list_hides_ended_entries_unless_all(
 def test_naive_iso_times_are_local_time(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run(capsys, "blacklist", "add", "1", "--start", "2030-01-01T08:00", "--reason", "r",
         "--data", str(tmp_path))  # fmt: skip
-    with BlacklistStore(tmp_path / "hotline.db") as store:
+    with BlacklistStore(tmp_path / "blacklist.db") as store:
         (entry,) = store.entries()
     assert entry.start == dt.datetime(2030, 1, 1, 8, 0).timestamp()
 

@@ -8,60 +8,21 @@ from __future__ import annotations
 
 import ast
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
+from ivrfakes import FakeCall, FakePrompts
 
 from ivr import nodes
 from ivr.app import BEEP, PATH_LIMIT, IvrApp
-from ivr.resolver import PromptError
-from media.items import PlayItem, Prompt, Tone
+from media.items import Prompt, Tone
 from softswitch.call import actions as act
 from softswitch.call import events as ev
 from softswitch.call.actions import Action
 
 WALL_OFFSET = 1_780_000_000.0
-
-
-@dataclass
-class FakeCall:
-    call_id: str = "n1-1780000000-1"
-    caller: str = "01088886666"
-    called: str = "12345"
-    trunk: str = "carrier"
-    caller_leg: str = "a"
-    caller_answered: bool = False
-    variables: dict[str, str] = field(default_factory=dict)
-    config: Any = None
-    agent_id: str | None = None
-
-    def new_leg_id(self) -> str:
-        return "b"
-
-
-class FakePrompts:
-    """Each prompt name becomes Prompt("<name>.wav"); a `{var: x}` part becomes
-    Prompt("say:<value>"); names in `broken` raise PromptError."""
-
-    def __init__(self, broken: set[str] | None = None) -> None:
-        self.broken = broken or set()
-
-    def items(self, ref: nodes.PromptRef, variables: Mapping[str, str]) -> tuple[PlayItem, ...]:
-        parts = (ref,) if isinstance(ref, str) else ref
-        out: list[PlayItem] = []
-        for part in parts:
-            if isinstance(part, str):
-                if part in self.broken:
-                    raise PromptError(f"no prompt {part!r}")
-                out.append(Prompt(f"{part}.wav"))
-            else:
-                name = part.var or part.digits or part.number or ""
-                out.append(Prompt(f"say:{variables.get(name, '')}"))
-        return tuple(out)
 
 
 class Driver:

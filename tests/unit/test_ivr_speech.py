@@ -9,47 +9,24 @@ import asyncio
 import json
 import sys
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import numpy as np
 import pytest
+from ivrfakes import FakeCall, FakePrompts
 
 from ivr import nodes, speech
 from ivr.app import IvrApp
 from ivr.speech import SpeechUnavailable, VoskSpeech, channel0, parse_result
 from media import MediaError
-from media.items import PlayItem, Prompt
+from media.items import Prompt
 from softswitch.call import actions as act
 from softswitch.call import events as ev
 from softswitch.call.actions import Action
 
 # ------------------------------------------------------------------------- the IVR side
-
-
-@dataclass
-class FakeCall:
-    call_id: str = "n1-1780000000-7"
-    caller: str = "01088886666"
-    called: str = "12345"
-    trunk: str = "carrier"
-    caller_leg: str = "a"
-    caller_answered: bool = False
-    variables: dict[str, str] = field(default_factory=dict)
-    config: Any = None
-    agent_id: str | None = None
-
-    def new_leg_id(self) -> str:
-        return "b"
-
-
-class FakePrompts:
-    def items(self, ref: nodes.PromptRef, variables: Mapping[str, str]) -> tuple[PlayItem, ...]:
-        parts = (ref,) if isinstance(ref, str) else ref
-        return tuple(Prompt(f"{part}.wav") for part in parts if isinstance(part, str))
 
 
 FLOW: dict[str, Any] = {

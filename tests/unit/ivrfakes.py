@@ -1,0 +1,49 @@
+"""Fakes for driving `ivr.app.IvrApp` without call control: a call view and a prompt
+resolver (shared by the IVR test modules, as sipflow.py is by the switch tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ivr import nodes
+from ivr.resolver import PromptError
+from media.items import PlayItem, Prompt
+
+
+@dataclass
+class FakeCall:
+    call_id: str = "n1-1780000000-1"
+    caller: str = "01088886666"
+    called: str = "12345"
+    trunk: str = "carrier"
+    caller_leg: str = "a"
+    caller_answered: bool = False
+    variables: dict[str, str] = field(default_factory=dict)
+    config: Any = None
+    agent_id: str | None = None
+
+    def new_leg_id(self) -> str:
+        return "b"
+
+
+class FakePrompts:
+    """Each prompt name becomes Prompt("<name>.wav"); a `{var: x}` part becomes
+    Prompt("say:<value>"); names in `broken` raise PromptError."""
+
+    def __init__(self, broken: set[str] | None = None) -> None:
+        self.broken = broken or set()
+
+    def items(self, ref: nodes.PromptRef, variables: Mapping[str, str]) -> tuple[PlayItem, ...]:
+        parts = (ref,) if isinstance(ref, str) else ref
+        out: list[PlayItem] = []
+        for part in parts:
+            if isinstance(part, str):
+                if part in self.broken:
+                    raise PromptError(f"no prompt {part!r}")
+                out.append(Prompt(f"{part}.wav"))
+            else:
+                name = part.var or part.digits or part.number or ""
+                out.append(Prompt(f"say:{variables.get(name, '')}"))
+        return tuple(out)
