@@ -13,7 +13,8 @@ Protocol with the parent process:
   Everything pjsip prints goes to stderr or to ``--log-file``; file descriptor 1 is redirected
   to stderr at start-up so that even C-level prints cannot corrupt the JSON stream.
 - stdin accepts one command per line: ``hangup [CALL_ID]``, ``answer [CODE] [CALL_ID]``,
-  ``dtmf DIGITS [CALL_ID]``, ``register``, ``unregister``, ``quit``. A reader thread only
+  ``dtmf DIGITS [CALL_ID]``, ``call URI`` (the phone places a call: a caller of the IVR),
+  ``register``, ``unregister``, ``quit``. A reader thread only
   queues the lines; the main thread, the only thread pjsua knows, executes them between
   ``libHandleEvents`` polls (threadCnt = 0, mainThreadOnly), so no pjsua call ever happens on
   an unregistered thread.
@@ -393,12 +394,24 @@ class Agent:
         elif command == "dtmf" and rest:
             for call in self.find_calls(rest[1] if len(rest) > 1 else None):
                 self.guarded(lambda call=call: call.send_dtmf(rest[0]))
+        elif command == "call" and rest and self.account is not None:
+            self.guarded(lambda: self.place_call(rest[0]))
         elif command in ("register", "unregister") and self.account is not None:
             account = self.account
             renew = command == "register"
             self.guarded(lambda: account.setRegistration(renew))
         else:
             self.emitter.emit("error", where="command", reason=f"unknown command {line!r}")
+
+    def place_call(self, uri: str) -> None:
+        """An outgoing call from this phone (PCMU/PCMA with telephone-event, as pjsip offers)."""
+        assert self.account is not None
+        call = AgentCall(self, self.account, pj.PJSUA_INVALID_ID)
+        call.makeCall(uri, pj.CallOpParam(True))
+        call.sip_call_id = call.getInfo().callIdString
+        call.answered_at = time.monotonic()  # keys may be sent once its media is up
+        self.calls.append(call)
+        self.emitter.emit("calling", call_id=call.sip_call_id, uri=uri)
 
     # -- main loop --------------------------------------------------------------------------
 

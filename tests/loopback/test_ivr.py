@@ -128,12 +128,10 @@ def test_rfc4733_key_in_main_menu_reaches_its_queue_and_agent(
     assert variables(call)["ivr_path"].startswith(f"hours>menu>{node_name}")
     if queue == "enterprise":
         # The agent hung up first: the caller went on to the queue's survey (not rated
-        # here; the node hangs up after its timeout). The disposition of such a call is
-        # checked by test_ivr_survey.py (it is `completed` there: a product bug).
+        # here; the node hangs up after its timeout).
         assert variables(call)["ivr_path"] == "hours>menu>enterprise>rate"
         assert call["survey_rating"] is None
-    else:
-        assert call["disposition"] == "answered"
+    assert call["disposition"] == "answered"
 
 
 def test_inband_key_in_main_menu_reaches_the_general_queue(
@@ -196,3 +194,30 @@ def test_caller_hears_the_welcome_prompt_as_rendered(
     assert call["route"] == "hotline" and call["node_answer"] is not None
     assert call["hangup_side"] == "caller"
     assert variables(call)["ivr_path"] == "hours>menu"
+
+
+@pytest.mark.parametrize("method", ["rfc4733", "info"])
+def test_pjsua2_caller_navigates_the_menu_and_reaches_the_agent(
+    node: Callable[..., HotlineNode], pjagent: Callable[..., PjAgent], method: str
+) -> None:
+    """pjsip as the caller, keys by RFC 4733 or SIP INFO (which the node answers itself: the
+    caller in the IVR is bridged to nobody)."""
+    hotline = ivr_node(node)
+    agent = register(pjagent, hotline, "1001", hangup_after=1.0)
+    caller = pjagent(user="13900000001", dtmf_method=method, null_audio=True)
+    caller.send(f"call sip:12345@{hotline.address}")
+    confirmed = caller.wait_for("confirmed", timeout=10)
+    caller.wait_for("media_active", timeout=5)
+    hotline.wait_for_log("answered by the node", timeout=5)
+    caller.send(f"dtmf 1 {confirmed['call_id']}")
+    source = "info" if method == "info" else "rfc4733"
+    hotline.wait_for_log(f"({source})", timeout=5)
+    incoming = agent.wait_for("incoming", timeout=10)
+    headers = lower_keys(incoming["headers"])
+    assert headers["x-hotline-queue"] == "general"
+    assert headers["x-hotline-var-ivr-path"] == "hours>menu>citizen"
+    agent.wait_for("answered", timeout=5)
+    assert agent.wait_for("disconnected", timeout=5)["by"] == "local"
+    assert caller.wait_for("disconnected", timeout=5)["by"] == "remote"
+    (call,) = ended_calls(hotline)
+    assert (call["queue"], call["agent"], call["disposition"]) == ("general", "1001", "answered")
