@@ -420,3 +420,24 @@ def test_a_mix_joins_three_legs_and_shrinks_when_one_hangs_up(tmp_path: Path) ->
     trunk.bye()
     assert mixes[-1] == (f"{session.call_id}-conf", {})
     assert h.switch.control.sessions == {}
+
+
+def test_voicemail_ends_after_the_configured_silence(tmp_path: Path) -> None:
+    h = IvrHarness(tmp_path, SUNDAY_10)
+    trunk = Trunk(h)
+    leg = answered_by_node(h, trunk, "12345")
+    h.finish_play(leg)
+    h.finish_play(leg)
+    (session,) = h.switch.control.sessions.values()
+    (tap,) = h.media.taps
+    sink = session.a.recording[1]
+    blocks = 0
+    while h.media.taps and blocks < 200:  # 3 s of voice, then the caller says nothing
+        blocks += 1
+        sink.silent_for = max(0.0, (blocks - 30) * 0.1)
+        h.switch.media_event(TapData(tap, 800), h.now)
+    # The demo's voicemail node stops after 5 s of quiet (silence_seconds, its default).
+    assert blocks == 80 and sink.closed
+    (left,) = [e for e in h.bus_events if isinstance(e, ev.VoicemailLeft)]
+    # 80 blocks of 0.1 s, and what the tap still held when it stopped (one more here).
+    assert left.seconds == pytest.approx(8.1, abs=0.01)
