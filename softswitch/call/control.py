@@ -801,7 +801,7 @@ class CallControl:
         self._recordings.pop(tap_id, None)
         session.timers.pop(f"{_TIMER_PREFIX}record:{leg.leg_id}", None)
         try:
-            self._read_tap(session, leg, tap_id, sink, final=True)
+            self._read_tap(leg, tap_id, sink)
             leg.media.tap_stop(tap_id)
         except MediaError as exc:
             session.log.warning("recording of %s: %s", leg.leg_id, exc)
@@ -809,7 +809,9 @@ class CallControl:
         sink.close()
         self._deliver(session, ev.RecordDone(leg.leg_id, action.path, seconds, reason), now)
 
-    def _read_tap(self, session: Session, leg: Leg, tap_id: str, sink: Any, final: bool) -> None:
+    @staticmethod
+    def _read_tap(leg: Leg, tap_id: str, sink: Any) -> None:
+        """What the tap holds now, into the recording."""
         block = leg.media.tap_read(tap_id)
         if block.frames:
             sink.write(block.pcm)
@@ -1380,7 +1382,7 @@ class CallControl:
             return
         tap_id, sink, action = leg.recording
         try:
-            self._read_tap(session, leg, tap_id, sink, final=False)
+            self._read_tap(leg, tap_id, sink)
         except (MediaError, OSError) as exc:
             session.log.warning("recording of %s failed: %s", leg.leg_id, exc)
             self._stop_record(session, leg, "error", now)
