@@ -167,16 +167,14 @@ class CallControl:
 
     # --- timers --------------------------------------------------------------------------
     def get_timer(self) -> float | None:
-        candidates = [
-            t
-            for t in (
-                self.acd.get_timer(),
-                self._graveyard[0][0] if self._graveyard else None,
-                self._timers[0][0] if self._timers else None,
-            )
-            if t is not None
-        ]
-        return min(candidates) if candidates else None
+        when = self.acd.get_timer()  # asked after every input: no lists built here
+        if self._graveyard:
+            grave = self._graveyard[0][0]
+            when = grave if when is None or grave < when else when
+        if self._timers:
+            timer = self._timers[0][0]
+            when = timer if when is None or timer < when else when
+        return when
 
     def handle_timer(self, now: float) -> None:
         self.apply(self.acd.handle_timer(now), now)
@@ -459,8 +457,11 @@ class CallControl:
             a.invite, status, reason, to_tag=a.dialog.local_tag, body=body, extra=extra
         )
 
-    def _answer(self, session: Session, now: float, prefer: int | None = None) -> None:
-        """Answer the caller with the node's own SDP (IVR, voicemail, waiting tone)."""
+    def _answer(
+        self, session: Session, now: float, prefer: int | None = None, by_node: bool = True
+    ) -> None:
+        """Answer the caller with the node's own SDP: for the node itself (IVR, voicemail,
+        waiting tone), or as the anchor of a party just bridged to it (`by_node=False`)."""
         a = session.a
         if a.up:
             return
@@ -475,11 +476,11 @@ class CallControl:
         a.anchored = True
         a.to(LegEvent.ANSWER)
         self._respond(a.invite_key, self._a_response(session, 200, body=body), now)
-        if session.node_answered is None:
+        if by_node and session.node_answered is None:
             session.node_answered = now
             self.counters["ivr"] += 1
             self.bus.publish(ev.CallAnsweredByNode(self.wall(now), session.call_id, a.leg_id))
-        session.log.info("answered by the node")
+            session.log.info("answered by the node")
 
     def _ring(self, session: Session, action: Ring, now: float) -> None:
         a = session.a
@@ -634,7 +635,7 @@ class CallControl:
         other = b if caller is a else a
         if not caller.up:
             if other.anchored:
-                self._answer(session, now, prefer=other.codec)
+                self._answer(session, now, prefer=other.codec, by_node=False)
             else:
                 body = other.media.answer(other.leg_id, caller.leg_id, other.sdp or b"")
                 caller.to(LegEvent.ANSWER)
