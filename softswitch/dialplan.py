@@ -233,9 +233,14 @@ class Tts(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "`en` English).",
         ),
     ] = "cmn"
-    engine: Annotated[Literal["espeak-ng", "pyttsx3"], Meta(description="Renderer, offline.")] = (
-        "espeak-ng"
-    )
+    engine: Annotated[
+        Literal["espeak-ng"],
+        Meta(
+            description="Renderer, offline: the espeak-ng program (pyttsx3 is not offered: "
+            "headless it runs espeak inside the node's process, cannot be timed out and "
+            "hides write errors)."
+        ),
+    ] = "espeak-ng"
 
 
 class LocalityRule(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
