@@ -1,6 +1,7 @@
 """Call control: SIP dialogs ⇄ sessions, legs, media, applications and the ACD (sans-IO).
 
-`CallControl` owns every live session. It turns SIP transaction events into leg transitions
+`CallControl` owns every live session. Its SIP side is `signalling.Signalling`, what it does
+to legs for applications is `leg_actions.LegActions`; this module is the core. It turns SIP transaction events into leg transitions
 and application events, carries out the actions applications return, routes the ACD's
 commands to the calls they concern, and publishes every call, leg and queue event on the
 event bus (the CDR writer is its first subscriber). Signalling goes through the sans-IO
@@ -23,7 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from acd import Acd, AcdError, CancelOffer, OfferCall, QueueEvent, QueueTimeout
-from media import MediaEngine, MediaError, NotAnchoredError, PassThroughMedia
+from media import MediaEngine, MediaError, PassThroughMedia
 from softswitch.call import events as ev
 from softswitch.call.actions import (
     Action,
@@ -50,50 +51,33 @@ from softswitch.call.actions import (
     Unmix,
 )
 from softswitch.call.app import Application
+from softswitch.call.base import TIMER_PREFIX
 from softswitch.call.bus import EventBus
 from softswitch.call.dialout import DialOutApp
 from softswitch.call.errors import IllegalLegTransition
 from softswitch.call.leg import Leg, LegEvent, LegState
+from softswitch.call.leg_actions import LegActions
 from softswitch.call.queue_app import QueueApp
 from softswitch.call.session import Session, log
+from softswitch.call.signalling import Signalling
 from softswitch.call.sipcodec import (
-    ALLOW,
     IDENTITY_HEADERS,
-    PENDING,
-    chosen_codec,
-    dtmf_from_info,
     hop_target,
     offer_problem,
     origin_of,
-    phone_target,
-    sdp_direction,
 )
-from softswitch.sip.build import make_response, new_call_id, new_tag
+from softswitch.sip.build import make_response, new_tag
 from softswitch.sip.dialog import Dialog
 from softswitch.sip.errors import DialogError, SipParseError, TransactionError
 from softswitch.sip.location import LocationService
-from softswitch.sip.message import Headers, Request, Response
 from softswitch.sip.transaction import (
-    AckReceived,
-    AckTimeout,
     RequestReceived,
-    ResponseReceived,
     Target,
     TransactionLayer,
-    TransactionTimeout,
-    TransportError,
-    hostport,
 )
-from softswitch.sip.transaction import State as TxnState
 
 if TYPE_CHECKING:
     from softswitch.config import Config
-
-
-def parse_host_port(text: str) -> tuple[str, int]:
-    from softswitch.config import parse_host_port as parse
-
-    return parse(text)
 
 
 #: Builds the application for `RunFlow(flow, node)` of a session (the IVR), or None when
@@ -105,10 +89,8 @@ SinkFactory = Callable[[str], Any]
 #: and close(); its results come back through `CallControl.speech_result` on the event loop.
 SpeechFactory = Callable[[str, tuple[str, ...]], Any]
 
-_TIMER_PREFIX = "\x00"  # control's own per-session timers (recording limits)
 
-
-class CallControl:
+class CallControl(Signalling, LegActions):
     """Every live call of a node (see the module docstring)."""
 
     def __init__(
@@ -184,7 +166,7 @@ class CallControl:
             if session is None or session.timers.get(name) != serial:
                 continue
             del session.timers[name]
-            if name.startswith(_TIMER_PREFIX):
+            if name.startswith(TIMER_PREFIX):
                 self._control_timer(session, name[1:], now)
             else:
                 self._deliver(session, ev.TimerFired(name), now)
@@ -288,7 +270,7 @@ class CallControl:
 
     def _set_app(self, session: Session, app: Application, now: float) -> None:
         session.app = app
-        for name in [n for n in session.timers if not n.startswith(_TIMER_PREFIX)]:
+        for name in [n for n in session.timers if not n.startswith(TIMER_PREFIX)]:
             del session.timers[name]  # the old application's timers die with it
         if isinstance(app, QueueApp):
             session.queue = app.queue
@@ -445,738 +427,6 @@ class CallControl:
                 self._deliver(session, ev.QueueTimedOut(cmd.queue, cmd.waited), now)
 
     # --- actions on legs -----------------------------------------------------------------
-    def _a_response(
-        self, session: Session, status: int, reason: str = "", body: bytes = b""
-    ) -> Response:
-        a = session.a
-        assert a.invite is not None and a.dialog is not None
-        extra = [("contact", f"<{self.contact_for(a.target)}>")]
-        if body:
-            extra.append(("content-type", "application/sdp"))
-        return make_response(
-            a.invite, status, reason, to_tag=a.dialog.local_tag, body=body, extra=extra
-        )
-
-    def _answer(
-        self, session: Session, now: float, prefer: int | None = None, by_node: bool = True
-    ) -> None:
-        """Answer the caller with the node's own SDP: for the node itself (IVR, voicemail,
-        waiting tone), or as the anchor of a party just bridged to it (`by_node=False`)."""
-        a = session.a
-        if a.up:
-            return
-        if a.over:
-            raise IllegalLegTransition(a.leg_id, a.state.value, "answer")
-        assert a.invite is not None
-        media = self.media
-        if a.invite.body:
-            body = media.answer_local(a.leg_id, a.invite.body, prefer=prefer)
-        else:  # a delayed offer: ours goes in the 200, the answer comes in the ACK
-            body = media.offer_local(a.leg_id)
-        a.anchored = True
-        a.to(LegEvent.ANSWER)
-        self._respond(a.invite_key, self._a_response(session, 200, body=body), now)
-        if by_node and session.node_answered is None:
-            session.node_answered = now
-            self.counters["ivr"] += 1
-            self.bus.publish(ev.CallAnsweredByNode(self.wall(now), session.call_id, a.leg_id))
-            session.log.info("answered by the node")
-
-    def _ring(self, session: Session, action: Ring, now: float) -> None:
-        a = session.a
-        if a.up or a.over:
-            return
-        body = b""
-        source = session.leg(action.from_leg) if action.from_leg else None
-        if source is not None and source.sdp and a.invite is not None:
-            try:  # early media from the ringing party (183 with SDP)
-                if source.anchored and a.invite.body:
-                    body = self.media.answer_local(a.leg_id, a.invite.body, prefer=source.codec)
-                    a.anchored = True
-                    self.media.bridge(a.leg_id, source.leg_id)
-                elif not source.anchored:
-                    body = source.media.answer(source.leg_id, a.leg_id, source.sdp)
-            except MediaError as exc:
-                session.log.warning("early media SDP from agent unusable: %s", exc)
-                body = b""
-        if a.state is LegState.NEW:
-            a.to(LegEvent.PROVISIONAL)
-        self._respond(a.invite_key, self._a_response(session, action.status, body=body), now)
-
-    def _call_agent(self, session: Session, action: CallAgent, now: float) -> None:
-        """A leg to the agent's registered phone, offering the call of `action.queue`."""
-        agent_id = action.agent_id
-        bindings = self.location.lookup(agent_id, now)
-        if not bindings:
-            # The registration vanished between the ACD's choice and now: log the agent out,
-            # which puts the call back at the head of the queue.
-            session.log.warning("agent %s has no registered contact", agent_id)
-            self.acd_input(now, self.acd.agent_unavailable, agent_id, now)
-            return
-        binding = bindings[0]
-        target = phone_target(binding.contact, binding.source, binding.transport)
-        direct = self.direct_media(session.trunk, agent_id)
-        leg = self._originate(
-            session, action.leg_id, binding.contact, target, f"sip:{agent_id}@{self.realm}",
-            session.caller or "anonymous", direct, now,
-            internal=[("x-hotline-queue", action.queue)], agent_id=agent_id,
-        )  # fmt: skip
-        if leg is not None:
-            self.bus.publish(ev.CallRinging(self.wall(now), session.call_id, agent_id))
-            session.log.info("offering to agent %s at %s", agent_id, binding.contact)
-
-    def _call_number(self, session: Session, action: CallNumber, now: float) -> None:
-        """A leg to an external number through a trunk, presenting the hotline number."""
-        trunk_name = action.trunk or session.trunk
-        trunk = next((t for t in session.config.trunks if t.name == trunk_name), None)
-        if trunk is None or trunk.outbound is None or trunk.caller_id is None:
-            why = "unknown trunk" if trunk is None else "no `outbound` address or `caller_id`"
-            session.log.error("cannot dial %s through trunk %s: %s", action.number, trunk_name, why)
-            self._deliver(session, ev.LegFailed(action.leg_id, 503, why), now)
-            return
-        host, port = parse_host_port(trunk.outbound)
-        target = Target("UDP", host, port)
-        uri = f"sip:{action.number}@{hostport(host, port)}"
-        leg = self._originate(
-            session, action.leg_id, uri, target, uri, trunk.caller_id, trunk.direct_media, now
-        )
-        if leg is not None:
-            session.log.info("dialling %s through trunk %s", action.number, trunk_name)
-
-    def _originate(
-        self,
-        session: Session,
-        leg_id: str,
-        request_uri: str,
-        target: Target,
-        to_uri: str,
-        from_user: str,
-        direct: bool,
-        now: float,
-        internal: list[tuple[str, str]] | None = None,
-        agent_id: str | None = None,
-    ) -> Leg | None:
-        """The one request builder for every leg the node originates (agents, external
-        numbers). `internal`: headers for the node's own phones (associated data, the
-        caller's identity); an external party gets none of them (SPEC OUT-5)."""
-        a = session.a
-        assert a.invite is not None
-        # Pass SDP from leg to leg only for a two-party call the node does not touch: the
-        # caller's media must not be anchored already (an IVR caller always is).
-        anchors = self.anchors
-        passthrough = not anchors or (direct and not a.anchored)
-        media = self.passthrough if anchors and passthrough else self.media
-        leg = Leg(leg_id, "out", target, media)
-        leg.agent_id = agent_id
-        leg.anchored = not passthrough
-        host = self.contact_for(target).split("@", 1)[1].split(";")[0]
-        headers = Headers()
-        headers.add("max-forwards", "70")
-        headers.add("from", f'"{from_user}" <sip:{from_user}@{host}>;tag={new_tag()}')
-        headers.add("to", f"<{to_uri}>")
-        headers.add("call-id", new_call_id(host))
-        headers.add("cseq", "1 INVITE")
-        headers.add("contact", f"<{self.contact_for(target)}>")
-        headers.add("allow", ALLOW)
-        if internal is not None:
-            for name, value in session.identity:
-                headers.add(name, value)
-            # Associated data for the agent's desktop (screen pop, INT-1).
-            headers.add("x-hotline-call-id", session.call_id)
-            for name, value in internal:
-                headers.add(name, value)
-            headers.add("x-hotline-called", session.called)
-            for name, value in session.variables.items():
-                if not name.replace("_", "").isalnum():
-                    continue
-                text = "".join(c for c in value if c.isprintable())[:200]
-                headers.add(f"x-hotline-var-{name.replace('_', '-')}", text)
-        else:
-            headers.add("p-asserted-identity", f"<sip:{from_user}@{host}>")
-        try:
-            if leg.anchored:
-                body = self.media.offer_local(leg.leg_id) or b""
-            else:
-                body = leg.media.offer(a.leg_id, leg.leg_id, a.invite.body or None) or b""
-        except MediaError as exc:
-            # The caller's SDP cannot be served or no RTP ports are left. The leg was never
-            # offered: it joins no CDR (it has no row) and only its media goes.
-            status = 488 if isinstance(exc, ValueError) else 503
-            session.log.warning("media refused the call to %s: %s", to_uri, exc)
-            leg.media.release(leg.leg_id)
-            self._release(session, now, "failed", "system", status)
-            return None
-        session.legs.append(leg)
-        if body:
-            headers.add("content-type", "application/sdp")
-        invite = Request("INVITE", request_uri, headers, body)
-        leg.invite = invite
-        leg.to(LegEvent.INVITE_SENT)
-        leg.invite_key = self.txn.send_request(invite, leg.target, now)
-        self._clients[leg.invite_key] = (session, leg, "invite", None)
-        self.bus.publish(
-            ev.LegStarted(
-                self.wall(now),
-                session.call_id,
-                leg.leg_id,
-                "out",
-                invite.call_id,
-                f"{leg.target.host}:{leg.target.port}",
-                agent_id,
-            )  # fmt: skip
-        )
-        return leg
-
-    def _bridge(self, session: Session, action: Bridge, now: float) -> None:
-        a, b = session.leg(action.leg_a), session.leg(action.leg_b)
-        if a is None or b is None or a.over or b.over:
-            raise IllegalLegTransition(action.leg_a, "gone", "bridge")
-        caller = a if a is session.a else b
-        other = b if caller is a else a
-        if not caller.up:
-            if other.anchored:
-                self._answer(session, now, prefer=other.codec, by_node=False)
-            else:
-                body = other.media.answer(other.leg_id, caller.leg_id, other.sdp or b"")
-                caller.to(LegEvent.ANSWER)
-                self._respond(caller.invite_key, self._a_response(session, 200, body=body), now)
-        if caller.anchored and other.anchored:
-            self.media.bridge(caller.leg_id, other.leg_id)
-        caller.peer, other.peer = other, caller
-        if other.agent_id is not None:
-            session.agent_id = other.agent_id
-        first = session.answered is None
-        if first:
-            session.answered = now
-            self.counters["answered"] += 1
-        wall = self.wall(now)
-        self.bus.publish(
-            ev.CallAnswered(
-                wall, session.call_id, other.agent_id, now - session.started, caller.leg_id
-            )
-        )
-        session.log.info("answered by agent %s", other.agent_id)
-
-    def _mix(
-        self, session: Session, mix_id: str, hears: dict[str, tuple[str, ...]], now: float
-    ) -> None:
-        for leg_id in {*hears, *(h for heard in hears.values() for h in heard)}:
-            leg = session.leg(leg_id)
-            if leg is None or not leg.up or not leg.anchored:
-                raise IllegalLegTransition(leg_id, leg.state.value if leg else "gone", "mix")
-        for leg_id in hears:
-            leg = session.leg(leg_id)
-            if leg is not None and leg.peer is not None:
-                leg.peer.peer = None  # the engine takes it out of its two-party bridge
-                leg.peer = None
-        key = f"{session.call_id}-{mix_id}"
-        self.media.mix(key, hears)
-        session.mixes[mix_id] = dict(hears)
-        self.bus.publish(ev.MixChanged(self.wall(now), session.call_id, mix_id, dict(hears)))
-
-    def _unmix(self, session: Session, mix_id: str, now: float) -> None:
-        if session.mixes.pop(mix_id, None) is None:
-            return
-        self.media.unmix(f"{session.call_id}-{mix_id}")
-        self.bus.publish(ev.MixChanged(self.wall(now), session.call_id, mix_id, {}))
-
-    def _leave_mixes(self, session: Session, leg: Leg, now: float) -> None:
-        """A leg that ended leaves every mix; a mix with fewer than two legs is gone."""
-        for mix_id, hears in list(session.mixes.items()):
-            if leg.leg_id not in hears and not any(leg.leg_id in h for h in hears.values()):
-                continue
-            rest = {
-                member: tuple(h for h in heard if h != leg.leg_id)
-                for member, heard in hears.items()
-                if member != leg.leg_id
-            }
-            if len(rest) < 2:
-                self._unmix(session, mix_id, now)
-            else:
-                self._mix(session, mix_id, rest, now)
-
-    def _drop_leg(self, session: Session, leg: Leg, now: float, reason: str) -> None:
-        if leg.pending:
-            session.log.info("stop ringing agent %s (%s)", leg.agent_id, reason)
-            self._cancel_leg(session, leg, now, reason)
-        elif leg.up and leg.dialog is not None:
-            self._bye(session, leg, now)
-            self._leave_mixes(session, leg, now)
-
-    def _cancel_leg(self, session: Session, leg: Leg, now: float, reason: str) -> None:
-        leg.to(LegEvent.CANCEL)
-        self._leg_stopped(session, leg, now, reason)
-        if leg.got_provisional:
-            self._send_cancel(session, leg, now)
-        # else: RFC 3261 §9.1 — CANCEL only once a provisional response has arrived
-
-    def _send_cancel(self, session: Session, leg: Leg, now: float) -> None:
-        if leg.cancel_sent or leg.invite_key is None:
-            return
-        leg.cancel_sent = True
-        key = self.txn.send_cancel(leg.invite_key, now)
-        if key is not None:
-            self._clients[key] = (session, leg, "cancel", None)
-
-    def _bye(self, session: Session, leg: Leg, now: float, dialog: Dialog | None = None) -> None:
-        dialog = dialog or leg.dialog
-        assert dialog is not None
-        key = self.txn.send_request(dialog.new_request("BYE"), leg.target, now)
-        self._clients[key] = (session, leg, "bye", None)
-        if leg.up:
-            leg.to(LegEvent.BYE_SENT)
-
-    def _play(self, session: Session, action: Play, now: float) -> None:
-        leg = session.leg(action.leg_id)
-        if leg is None or not leg.up or not leg.anchored:
-            raise IllegalLegTransition(action.leg_id, leg.state.value if leg else "gone", "play")
-        if not action.items:
-            self._deliver(session, ev.PlaybackDone(leg.leg_id, action.tag, False), now)
-            return
-        ids = leg.media.play(leg.leg_id, action.items, barge_in=action.barge_in)
-        leg.plays[ids[-1]] = action.tag
-
-    def _record(self, session: Session, action: Record, now: float) -> None:
-        leg = session.leg(action.leg_id)
-        if leg is None or not leg.up or not leg.anchored or self.sink_factory is None:
-            raise IllegalLegTransition(action.leg_id, "not recordable", "record")
-        tap_id = f"{leg.leg_id}-rec"
-        sink = self.sink_factory(action.path)
-        try:
-            leg.media.tap_start(tap_id, leg.leg_id, None)
-        except MediaError:
-            sink.close()
-            raise
-        leg.recording = (tap_id, sink, action)
-        self._recordings[tap_id] = (session, leg)
-        self._start_timer(session, f"{_TIMER_PREFIX}record:{leg.leg_id}", action.max_seconds, now)
-
-    def _listen(self, session: Session, action: Listen, now: float) -> None:
-        leg = session.leg(action.leg_id)
-        if self.speech_factory is None:
-            raise NotAnchoredError("no speech model is configured on this node")
-        if leg is None or not leg.up or not leg.anchored:
-            raise IllegalLegTransition(action.leg_id, "not listenable", "listen")
-        tap_id = f"{leg.leg_id}-asr"
-        self._stop_listen(tap_id)
-        recogniser = self.speech_factory(leg.leg_id, action.words)
-        try:
-            leg.media.tap_start(tap_id, leg.leg_id, None)
-        except MediaError:
-            recogniser.close()
-            raise
-        self._listening[tap_id] = (session, leg, recogniser)
-
-    def _stop_listen(self, tap_id: str) -> None:
-        found = self._listening.pop(tap_id, None)
-        if found is None:
-            return
-        _session, leg, recogniser = found
-        recogniser.close()
-        try:
-            leg.media.tap_stop(tap_id)
-        except MediaError:
-            pass  # the leg (and its tap) is already gone
-
-    def speech_result(self, leg_id: str, text: str, confidence: float, now: float) -> None:
-        """A phrase the recogniser of `leg_id` heard (called on the event loop)."""
-        found = self._listening.get(f"{leg_id}-asr")
-        if found is None:
-            return  # listening stopped meanwhile
-        session = found[0]
-        session.log.info("speech on %s: %r (%.2f)", leg_id, text, confidence)
-        self._deliver(session, ev.SpeechRecognized(leg_id, text, confidence), now)
-        self._drain()
-
-    def _control_timer(self, session: Session, name: str, now: float) -> None:
-        kind, _, leg_id = name.partition(":")
-        leg = session.leg(leg_id)
-        if kind == "record" and leg is not None:
-            self._stop_record(session, leg, "max", now)
-
-    def _stop_record(self, session: Session, leg: Leg, reason: str, now: float) -> None:
-        if leg.recording is None:
-            return
-        tap_id, sink, action = leg.recording
-        leg.recording = None
-        self._recordings.pop(tap_id, None)
-        session.timers.pop(f"{_TIMER_PREFIX}record:{leg.leg_id}", None)
-        try:
-            self._read_tap(leg, tap_id, sink)
-            leg.media.tap_stop(tap_id)
-        except MediaError as exc:
-            session.log.warning("recording of %s: %s", leg.leg_id, exc)
-        seconds = float(sink.seconds)
-        sink.close()
-        self._deliver(session, ev.RecordDone(leg.leg_id, action.path, seconds, reason), now)
-
-    @staticmethod
-    def _read_tap(leg: Leg, tap_id: str, sink: Any) -> None:
-        """What the tap holds now, into the recording."""
-        block = leg.media.tap_read(tap_id)
-        if block.frames:
-            sink.write(block.pcm)
-
-    # --- responses on our client transactions -------------------------------------------
-    def on_response(self, event: ResponseReceived, now: float) -> None:
-        entry = self._clients.get(event.key)
-        if entry is None:
-            return
-        session, leg, purpose, extra = entry
-        status = event.response.status
-        if purpose == "invite":
-            self._invite_response(session, leg, event, now)
-        elif purpose == "relay":
-            if status < 200 and session.ended and event.key[1] == "INVITE":
-                self.txn.send_cancel(event.key, now)  # see _end_relays (RFC 3261 §9.1)
-            self._relay_response(session, leg, event.response, extra, now)
-        elif purpose == "bye" and status >= 200 and leg.state is LegState.ENDING:
-            leg.to(LegEvent.BYE_DONE)
-        if status >= 200 and purpose != "invite":
-            self._clients.pop(event.key, None)
-        self._drain()
-
-    def _invite_response(
-        self, session: Session, leg: Leg, event: ResponseReceived, now: float
-    ) -> None:
-        response = event.response
-        status = response.status
-        if status < 200:
-            leg.got_provisional = True  # any 1xx, 100 included, allows a CANCEL (§9.1)
-            if leg.state is LegState.CANCELLING:
-                self._send_cancel(session, leg, now)
-                return
-            if status == 100 or not leg.pending or session.ended:
-                return
-            leg.to(LegEvent.PROVISIONAL)
-            if response.body:
-                try:
-                    if leg.anchored:
-                        self.media.apply_answer(leg.leg_id, response.body)
-                        leg.codec = chosen_codec(response.body)
-                    leg.sdp = response.body
-                except (MediaError, ValueError) as exc:
-                    session.log.warning("early media SDP from agent unusable: %s", exc)
-            self.bus.publish(ev.LegProgress(self.wall(now), session.call_id, leg.leg_id, "ringing"))
-            self._deliver(session, ev.LegRinging(leg.leg_id, status), now)
-            return
-        if status < 300:
-            self._agent_2xx(session, leg, event, now)
-            return
-        # A final failure: the phone refused, is busy, or the CANCEL took effect (487).
-        self._clients.pop(event.key, None)
-        leg.media.release(leg.leg_id)
-        cancelled = leg.state is LegState.CANCELLING
-        if leg.state not in (LegState.FAILED, LegState.ENDED):
-            leg.to(LegEvent.REJECTED)
-        if cancelled or session.ended:
-            return
-        self._leg_stopped(session, leg, now, "rejected", status)
-        session.log.info("agent %s answered %d; trying the next agent", leg.agent_id, status)
-        self._deliver(session, ev.LegFailed(leg.leg_id, status, str(status)), now)
-
-    def _agent_2xx(self, session: Session, leg: Leg, event: ResponseReceived, now: float) -> None:
-        response = event.response
-        assert leg.invite is not None
-        to_tag = response.to.tag
-        if leg.dialog is not None and event.retransmission and leg.dialog.remote_tag == to_tag:
-            if leg.ack is not None:
-                self.txn.send_ack(leg.ack, leg.target)  # our ACK was lost: resend (§13.2.2.4)
-            return
-        try:
-            dialog = Dialog.as_uac(leg.invite, response)
-        except (DialogError, SipParseError) as exc:
-            session.log.warning("unusable 2xx from agent: %s", exc)
-            return
-        ack = dialog.ack(leg.invite.cseq[0])
-        self.txn.send_ack(ack, leg.target)
-        if leg.dialog is not None or not leg.pending or session.ended:
-            # A forked second 2xx, or an answer after we gave up on this phone: hang it up.
-            if leg.state is LegState.CANCELLING:
-                leg.to(LegEvent.ANSWER)  # -> ending
-            self._bye(session, leg, now, dialog)
-            return
-        try:
-            if leg.anchored:
-                self.media.apply_answer(leg.leg_id, response.body)
-                leg.codec = chosen_codec(response.body)
-        except (MediaError, ValueError) as exc:
-            # The phone answered with SDP we cannot bridge: hang it up, try the next agent.
-            session.log.warning("agent %s answered with unusable SDP: %s", leg.agent_id, exc)
-            leg.dialog = dialog
-            leg.to(LegEvent.ANSWER)
-            self._bye(session, leg, now)
-            leg.media.release(leg.leg_id)
-            self._leg_stopped(session, leg, now, "bad_sdp")
-            self._deliver(session, ev.LegFailed(leg.leg_id, 488, "sdp"), now)
-            return
-        leg.sdp = response.body
-        leg.dialog = dialog
-        leg.ack = ack
-        leg.to(LegEvent.ANSWER)
-        self._dialogs[dialog.id] = (session, leg)
-        self.bus.publish(
-            ev.LegProgress(self.wall(now), session.call_id, leg.leg_id, "answer", response.status)
-        )
-        self._deliver(session, ev.LegAnswered(leg.leg_id), now)
-
-    def on_timeout(self, event: TransactionTimeout | TransportError, now: float) -> None:
-        entry = self._clients.pop(event.key, None)
-        if entry is None:
-            return
-        session, leg, purpose, extra = entry
-        if purpose == "invite" and leg.pending:
-            leg.to(LegEvent.REJECTED)
-            leg.media.release(leg.leg_id)
-            if not session.ended:
-                self._leg_stopped(session, leg, now, "no_response", 408)
-                session.log.info("agent %s phone did not respond", leg.agent_id)
-                self._deliver(session, ev.LegFailed(leg.leg_id, 408, "408"), now)
-        elif purpose == "relay":
-            server_key, _origin, _offer = extra
-            request = self.txn.server_request(server_key)
-            if request is not None:
-                self._respond(server_key, make_response(request, 408), now)
-        elif purpose == "bye" and leg.state is LegState.ENDING:
-            leg.to(LegEvent.BYE_DONE)
-        self._drain()
-
-    # --- requests from the peers ---------------------------------------------------------
-    def on_cancel(self, event: RequestReceived, now: float) -> None:
-        """CANCEL from the trunk (§9.2): 200 to the CANCEL, 487 to the INVITE."""
-        if event.cancelled is None:
-            self._respond(event.key, make_response(event.request, 481), now)
-            return
-        session = self._by_invite.get(event.cancelled)
-        self._respond(event.key, make_response(event.request, 200), now)
-        if session is None or session.ended or session.a.up:
-            # The INVITE already got its final answer: the CANCEL has no effect (§9.2).
-            return
-        self._caller_gone(session, now)
-        self._drain()
-
-    def _caller_gone(self, session: Session, now: float) -> None:
-        """The caller left a call not yet answered (CANCEL, or BYE in the early dialog):
-        487 to its INVITE, the application is told, ringing agents are cancelled."""
-        self._respond(session.a.invite_key, self._a_response(session, 487), now)
-        session.a.to(LegEvent.REMOTE_CANCEL)
-        ringing = any(leg.pending for leg in session.legs[1:])
-        session.log.info("caller left while %s", "ringing" if ringing else "waiting")
-        self.counters["abandoned"] += 1
-        session.hangup_side = "caller"
-        self._release(session, now, "abandoned", "caller", 487, leg_reason="caller_cancelled")
-
-    def on_ack(self, event: AckReceived, now: float) -> None:
-        found = self._find_dialog(event.request)
-        if found is not None:
-            session, leg = found
-            # RFC 3261 §13.2.2.4: the ACK of our 2xx carries the INVITE's CSeq number; an ACK
-            # that comes before the 2xx (or belongs to a re-INVITE) confirms nothing.
-            if (
-                leg.dialog is not None
-                and leg.invite is not None
-                and leg.up
-                and event.request.cseq[0] == leg.invite.cseq[0]
-            ):
-                leg.dialog.confirmed = True
-                if leg.anchored and leg.invite.body == b"" and event.request.body:
-                    try:  # the answer to the offer we sent in our 200 (delayed offer)
-                        leg.media.apply_answer(leg.leg_id, event.request.body)
-                    except (MediaError, ValueError) as exc:
-                        session.log.warning("SDP in the caller's ACK unusable: %s", exc)
-
-    def on_ack_timeout(self, event: AckTimeout, now: float) -> None:
-        session = self._by_invite.get(event.key)
-        if session is None or session.ended:
-            return
-        session.log.warning("caller never acknowledged our 200 OK; releasing the call")
-        self._release(session, now, "answered" if session.answered else "failed", "system", 408)
-        self._drain()
-
-    def in_dialog(self, event: RequestReceived, now: float) -> bool:
-        """Handle a request carrying a To tag. False when no dialog matches (caller sends 481)."""
-        found = self._find_dialog(event.request)
-        if found is None:
-            return False
-        session, leg = found
-        request = event.request
-        assert leg.dialog is not None
-        try:
-            leg.dialog.check_remote_cseq(request)
-        except DialogError as exc:
-            self._respond(event.key, make_response(request, 500, str(exc)), now)
-            return True
-        if session.ended or leg.over:
-            self._respond(event.key, make_response(request, 481), now)
-            return True
-        method = request.method
-        if method == "BYE":
-            self._respond(event.key, make_response(request, 200), now)
-            if leg is session.a and not leg.up:
-                # RFC 3261 §15: the caller may BYE an early dialog; §15.1.2: the INVITE still
-                # pending in it gets 487, as for a CANCEL. Else it would wait in the queue.
-                self._caller_gone(session, now)
-            else:
-                self._remote_bye(session, leg, now)
-            self._drain()
-            return True
-        if method == "INFO":
-            digit = dtmf_from_info(request)
-            if digit is not None:
-                self.on_dtmf(session, leg.leg_id, digit, "info", now)
-        other = leg.peer
-        if other is None or other.dialog is None or other.over:
-            self._answer_alone(session, leg, event, now)
-            self._drain()
-            return True
-        if method in ("INVITE", "UPDATE"):
-            leg.dialog.update_target(request)
-        body = request.body
-        offer = b""
-        if method in ("INVITE", "UPDATE"):
-            try:
-                if leg.anchored and other.anchored:
-                    problem = offer_problem(body) if body else None
-                    if problem is not None:
-                        raise ValueError(problem)
-                    offer = body
-                    direction = sdp_direction(body) if body else "sendrecv"
-                    body = self.media.offer_local(other.leg_id, direction)
-                else:
-                    body = leg.media.offer(leg.leg_id, other.leg_id, body or None) or b""
-            except (MediaError, ValueError) as exc:
-                session.log.warning("re-offer refused by media: %s", exc)
-                self._respond(event.key, make_response(request, 488), now)
-                return True
-        extra = [
-            (n, v)
-            for n, v in request.headers
-            if n in ("content-type", "event", "subscription-state", "info-package")
-        ]
-        if (
-            method in ("INVITE", "UPDATE")
-            and body
-            and not any(n == "content-type" for n, _ in extra)
-        ):
-            extra.append(("content-type", "application/sdp"))
-        relayed = other.dialog.new_request(method, body, extra)
-        if method in ("INVITE", "UPDATE"):
-            relayed.headers.add("contact", f"<{self.contact_for(other.target)}>")
-        key = self.txn.send_request(relayed, other.target, now)
-        self._clients[key] = (session, other, "relay", (event.key, leg, offer))
-        session.relays.append(key)
-        session.log.info(
-            "relayed %s from the %s", method, "caller" if leg is session.a else "agent"
-        )
-        return True
-
-    def _answer_alone(self, session: Session, leg: Leg, event: RequestReceived, now: float) -> None:
-        """An in-dialog request on a leg bridged to nobody (a caller in the IVR or waiting):
-        the node answers a re-INVITE/UPDATE from its own anchor; INFO gets 200 (a key was
-        reported above); anything else 480 (no party to pass it to)."""
-        request = event.request
-        method = request.method
-        if method in ("INVITE", "UPDATE") and leg.anchored:
-            leg.dialog.update_target(request)  # type: ignore[union-attr]
-            try:
-                body = (
-                    self.media.answer_local(leg.leg_id, request.body)
-                    if request.body
-                    else self.media.offer_local(leg.leg_id)
-                )
-            except (MediaError, ValueError) as exc:
-                session.log.warning("re-offer refused by media: %s", exc)
-                self._respond(event.key, make_response(request, 488), now)
-                return
-            self._hold_state(leg, request.body)
-            extra = [
-                ("contact", f"<{self.contact_for(leg.target)}>"),
-                ("content-type", "application/sdp"),
-            ]
-            self._respond(event.key, make_response(request, 200, body=body, extra=extra), now)
-            return
-        if method == "INFO":
-            self._respond(event.key, make_response(request, 200), now)
-            return
-        self._respond(event.key, make_response(request, 480, "Peer not connected"), now)
-
-    @staticmethod
-    def _hold_state(leg: Leg, body: bytes) -> None:
-        if not body or not leg.up:
-            return
-        direction = sdp_direction(body)
-        held = direction in ("sendonly", "inactive")
-        if held:
-            leg.to(LegEvent.HOLD)
-        elif leg.state is LegState.HELD:
-            leg.to(LegEvent.RESUME)
-
-    def _relay_response(
-        self, session: Session, leg: Leg, response: Response, extra: tuple, now: float
-    ) -> None:
-        server_key, origin, offer = extra
-        request = self.txn.server_request(server_key)
-        status = response.status
-        if status == 100:
-            return
-        method = response.cseq[1]
-        if 200 <= status < 300 and method == "INVITE" and leg.dialog is not None:
-            # We terminate the re-INVITE on this side and answer the other side ourselves.
-            self.txn.send_ack(leg.dialog.ack(response.cseq[0]), leg.target)
-            leg.dialog.update_target(response)
-        if request is None:
-            return
-        body = response.body
-        if method in ("INVITE", "UPDATE") and 180 <= status < 300:
-            try:
-                if leg.anchored and origin.anchored:
-                    if body and status >= 200:
-                        self.media.apply_answer(leg.leg_id, body)
-                    if status >= 200:
-                        body = (
-                            self.media.answer_local(origin.leg_id, offer)
-                            if offer
-                            else self.media.offer_local(origin.leg_id)
-                        )
-                        self._hold_state(origin, offer)
-                    else:
-                        body = b""
-                else:
-                    body = leg.media.answer(leg.leg_id, origin.leg_id, body)
-            except (MediaError, ValueError) as exc:
-                session.log.warning("re-answer refused by media: %s", exc)
-                status, body = 488, b""
-        extra_headers = [(n, v) for n, v in response.headers if n == "content-type"] if body else []
-        if body and not extra_headers:
-            extra_headers.append(("content-type", "application/sdp"))
-        if method in ("INVITE", "UPDATE") and status < 300:
-            extra_headers.append(("contact", f"<{self.contact_for(origin.target)}>"))
-        reply = make_response(request, status, response.reason, body=body, extra=extra_headers)
-        self._respond(server_key, reply, now)
-
-    def _remote_bye(self, session: Session, leg: Leg, now: float) -> None:
-        """BYE from an answered leg's party: the application is told; the caller's BYE
-        ends the call."""
-        side = "caller" if leg is session.a else "agent"
-        leg.to(LegEvent.REMOTE_BYE)
-        self._stop_record(session, leg, "hangup", now)
-        if session.hangup_side is None:
-            session.hangup_side = side
-        if leg.peer is not None:
-            if leg.anchored and leg.peer.anchored:
-                leg.media.unbridge(leg.leg_id)
-            leg.peer.peer = None
-            leg.peer = None
-        self._leg_stopped(session, leg, now)
-        if leg is not session.a:
-            self._leave_mixes(session, leg, now)
-        if leg is session.a:
-            disposition = "answered" if session.answered else "abandoned"
-            self._release(session, now, disposition, side, None)
-        else:
-            self._deliver(session, ev.LegEnded(leg.leg_id, side), now)
-
-    # --- tear-down -----------------------------------------------------------------------
     def _leg_stopped(
         self,
         session: Session,
@@ -1307,23 +557,6 @@ class CallControl:
             rated = values.get("survey_agent") or session.agent_id
             self.bus.publish(ev.SurveyRated(wall, session.call_id, int(action.value), rated))
 
-    def _end_relays(self, session: Session, now: float) -> None:
-        """In-dialog requests still pending when the call ends: RFC 3261 §15.1.2 answers the
-        one we received with 487, and §9.1 CANCELs a relayed re-INVITE that got only a 1xx
-        (its Timer B is off after a provisional, so it would wait for ever otherwise); one
-        without a provisional yet is CANCELled when its first 1xx comes, or ends by Timer B."""
-        for key in session.relays:
-            entry = self._clients.get(key)
-            if entry is None:
-                continue  # already answered or timed out
-            server_key = entry[3][0]
-            request = self.txn.server_request(server_key)
-            if request is not None and self.txn.server_state(server_key) in PENDING:
-                self._respond(server_key, make_response(request, 487), now)
-            if key[1] == "INVITE" and self.txn.client_state(key) is TxnState.PROCEEDING:
-                self.txn.send_cancel(key, now)  # else on_response does at the first 1xx
-        session.relays.clear()
-
     def shutdown(self, now: float) -> None:
         """Node stopping: release every call cleanly so no CDR is left open."""
         for session in list(self.sessions.values()):
@@ -1378,19 +611,6 @@ class CallControl:
                 self._deliver(session, ev.PlaybackDone(leg_id, tag, bool(event.stopped)), now)
         self._drain()
 
-    def _tap_data(self, session: Session, leg: Leg, now: float) -> None:
-        if leg.recording is None:
-            return
-        tap_id, sink, action = leg.recording
-        try:
-            self._read_tap(leg, tap_id, sink)
-        except (MediaError, OSError) as exc:
-            session.log.warning("recording of %s failed: %s", leg.leg_id, exc)
-            self._stop_record(session, leg, "error", now)
-            return
-        if action.silence_seconds > 0 and sink.silent_for >= action.silence_seconds:
-            self._stop_record(session, leg, "silence", now)
-
     def on_dtmf(self, session: Session, leg_id: str, digit: str, source: str, now: float) -> None:
         """A key pressed on a leg: RFC 4733, in-band or SIP INFO, to the application."""
         session.log.info("DTMF %s on %s (%s)", digit, leg_id, source)
@@ -1398,23 +618,6 @@ class CallControl:
         self._deliver(session, ev.DigitReceived(leg_id, digit, source), now)
 
     # --- helpers -------------------------------------------------------------------------
-    def _find_dialog(self, request: Request) -> tuple[Session, Leg] | None:
-        try:
-            local = request.to.tag
-            remote = request.from_.tag
-        except SipParseError:
-            return None
-        if local is None or remote is None:
-            return None
-        return self._dialogs.get((request.call_id, local, remote))
-
-    def _respond(self, key: tuple | None, response: Response, now: float) -> None:
-        if key is None:
-            return
-        try:
-            self.txn.send_response(key, response, now)
-        except TransactionError as exc:
-            log.debug("response %d not sent: %s", response.status, exc)
 
 
 class _AcdPort:

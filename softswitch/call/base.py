@@ -1,0 +1,110 @@
+"""The state call control shares between its parts (`softswitch/call/control.py` holds the
+core, `signalling.py` the SIP side, `leg_actions.py` what applications do to legs): the
+attributes `CallControl.__init__` sets, and the methods one part calls in another."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from acd import Acd
+    from media import MediaEngine, PassThroughMedia
+    from softswitch.call.bus import EventBus
+    from softswitch.call.leg import Leg
+    from softswitch.call.session import Session
+    from softswitch.sip.location import LocationService
+    from softswitch.sip.transaction import Target, TransactionLayer
+
+
+#: Names of call control's own per-session timers (recording limits) start with this.
+TIMER_PREFIX = "\x00"
+
+
+class ControlBase:
+    txn: TransactionLayer
+    acd: Acd
+    location: LocationService
+    bus: EventBus
+    media: MediaEngine
+    passthrough: PassThroughMedia
+    direct_media: Callable[[str, str], bool]
+    contact_for: Callable[[Target], str]
+    realm: str
+    wall_offset: float
+    sessions: dict[str, Session]
+    counters: dict[str, int]
+    sink_factory: Callable[[str], Any] | None
+    speech_factory: Callable[[str, tuple[str, ...]], Any] | None
+    _by_invite: dict[tuple, Session]
+    _by_origin: dict[tuple, Session]
+    _clients: dict[tuple, tuple]
+    _dialogs: dict[tuple, tuple[Session, Leg]]
+    _recordings: dict[str, tuple[Session, Leg]]
+    _listening: dict[str, tuple[Session, Leg, Any]]
+    _pending: deque[Any]
+
+    # Implemented by the parts (each names where); declared here so that one part may call
+    # another's.
+    @property
+    def anchors(self) -> bool:  # control.py
+        raise NotImplementedError
+
+    def wall(self, now: float) -> float:  # control.py
+        raise NotImplementedError
+
+    def _deliver(self, session: Session, event: Any, now: float) -> None:  # control.py
+        raise NotImplementedError
+
+    def _drain(self) -> None:  # control.py
+        raise NotImplementedError
+
+    def _start_timer(self, session: Session, name: str, seconds: float, now: float) -> None:
+        raise NotImplementedError  # control.py
+
+    def acd_input(self, now: float, method: Callable[..., list[Any]], *args: Any) -> None:
+        raise NotImplementedError  # control.py
+
+    def on_dtmf(self, session: Session, leg_id: str, digit: str, source: str, now: float) -> None:
+        raise NotImplementedError  # control.py
+
+    def _release(self, session: Session, now: float, disposition: str, side: str,
+                 cause: int | None, leg_reason: str = "call_ended",
+                 tell_app: bool = True) -> None:  # fmt: skip
+        raise NotImplementedError  # control.py
+
+    def _leg_stopped(self, session: Session, leg: Leg, now: float,
+                     disposition: str | None = None, cause: int | None = None) -> None:  # fmt: skip
+        raise NotImplementedError  # control.py
+
+    def _respond(self, key: tuple | None, response: Any, now: float) -> None:
+        raise NotImplementedError  # signalling.py
+
+    def _a_response(self, session: Session, status: int, reason: str = "",
+                    body: bytes = b"") -> Any:  # fmt: skip
+        raise NotImplementedError  # signalling.py
+
+    def _bye(self, session: Session, leg: Leg, now: float, dialog: Any = None) -> None:
+        raise NotImplementedError  # signalling.py
+
+    def _cancel_leg(self, session: Session, leg: Leg, now: float, reason: str) -> None:
+        raise NotImplementedError  # signalling.py
+
+    def _end_relays(self, session: Session, now: float) -> None:
+        raise NotImplementedError  # signalling.py
+
+    def _stop_record(self, session: Session, leg: Leg, reason: str, now: float) -> None:
+        raise NotImplementedError  # leg_actions.py
+
+    def _stop_listen(self, tap_id: str) -> None:
+        raise NotImplementedError  # leg_actions.py
+
+    def _leave_mixes(self, session: Session, leg: Leg, now: float) -> None:
+        raise NotImplementedError  # leg_actions.py
+
+    def _unmix(self, session: Session, mix_id: str, now: float) -> None:
+        raise NotImplementedError  # leg_actions.py
+
+    def _tap_data(self, session: Session, leg: Leg, now: float) -> None:
+        raise NotImplementedError  # leg_actions.py
