@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from ivrfakes import FakeCall, FakePrompts
+from ivrfakes import AppDriver, FakeCall, FakePrompts
 
 from ivr import nodes
 from ivr.app import BEEP, PATH_LIMIT, IvrApp
@@ -25,7 +25,7 @@ from softswitch.call.actions import Action
 WALL_OFFSET = 1_780_000_000.0
 
 
-class Driver:
+class Driver(AppDriver):
     """Runs one IvrApp and applies what call control would: answers, variables, timers."""
 
     def __init__(
@@ -56,45 +56,11 @@ class Driver:
             voicemail_path=lambda mailbox, call_id: f"/data/vm/{mailbox}/{call_id}.wav",
             answer=answer,
         )
-        self.play: act.Play | None = None
-        self.timers: dict[str, float] = {}
-        self.record: act.Record | None = None
+        super().__init__()
 
     def _is_open(self, schedule: str, epoch: float) -> bool:
         self.schedule_asks.append((schedule, epoch))
         return self.open
-
-    def send(self, event: ev.AppEvent) -> list[Action]:
-        out = self.app.handle(self.call, event, self.now)
-        for action in out:
-            match action:
-                case act.Answer():
-                    self.call.caller_answered = True
-                case act.SetVariable(name=name, value=value):
-                    self.call.variables[name] = value
-                case act.Play():
-                    self.play = action
-                case act.StopPlay():
-                    self.play = None
-                case act.StartTimer(name=name, seconds=seconds):
-                    self.timers[name] = self.now + seconds
-                case act.CancelTimer(name=name):
-                    self.timers.pop(name, None)
-                case act.Record():
-                    self.record = action
-        return out
-
-    def start(self) -> list[Action]:
-        return self.send(ev.Started())
-
-    def done(self, *, stopped: bool = False) -> list[Action]:
-        """The outstanding prompt finished."""
-        assert self.play is not None, "nothing is playing"
-        tag, self.play = self.play.tag, None
-        return self.send(ev.PlaybackDone("a", tag, stopped))
-
-    def key(self, digit: str) -> list[Action]:
-        return self.send(ev.DigitReceived("a", digit, "rfc4733"))
 
     def keys(self, digits: str) -> list[Action]:
         out: list[Action] = []

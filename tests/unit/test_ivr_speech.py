@@ -15,7 +15,7 @@ from typing import Any
 import msgspec
 import numpy as np
 import pytest
-from ivrfakes import FakeCall, FakePrompts
+from ivrfakes import AppDriver, FakeCall, FakePrompts
 
 from ivr import nodes, speech
 from ivr.app import IvrApp
@@ -56,7 +56,7 @@ FLOW: dict[str, Any] = {
 }
 
 
-class Driver:
+class Driver(AppDriver):
     def __init__(self, flow: dict[str, Any] = FLOW, *, speech: bool = True) -> None:
         self.call = FakeCall()
         self.now = 100.0
@@ -70,40 +70,10 @@ class Driver:
             voicemail_path=lambda mailbox, call_id: f"/vm/{mailbox}/{call_id}.wav",
             speech=speech,
         )
-        self.play: act.Play | None = None
-        self.timers: dict[str, float] = {}
-
-    def send(self, event: ev.AppEvent) -> list[Action]:
-        out = self.app.handle(self.call, event, self.now)
-        for action in out:
-            match action:
-                case act.Answer():
-                    self.call.caller_answered = True
-                case act.SetVariable(name=name, value=value):
-                    self.call.variables[name] = value
-                case act.Play():
-                    self.play = action
-                case act.StopPlay():
-                    self.play = None
-                case act.StartTimer(name=name, seconds=seconds):
-                    self.timers[name] = self.now + seconds
-                case act.CancelTimer(name=name):
-                    self.timers.pop(name, None)
-        return out
-
-    def start(self) -> list[Action]:
-        return self.send(ev.Started())
-
-    def done(self) -> list[Action]:
-        assert self.play is not None
-        tag, self.play = self.play.tag, None
-        return self.send(ev.PlaybackDone("a", tag, False))
+        super().__init__()
 
     def say(self, text: str, leg: str = "a", confidence: float = 0.9) -> list[Action]:
         return self.send(ev.SpeechRecognized(leg, text, confidence))
-
-    def key(self, digit: str) -> list[Action]:
-        return self.send(ev.DigitReceived("a", digit, "rfc4733"))
 
     def timeout(self) -> list[Action]:
         (name,) = self.timers
