@@ -22,7 +22,7 @@ from softswitch.call.blocked import BlockedApp
 from softswitch.call.bus import EventBus
 from softswitch.call.control import CallControl
 from softswitch.call.dialout import DialOutApp
-from softswitch.call.queue_app import QueueApp
+from softswitch.call.queue_app import QueueApp, survey_flow
 from softswitch.call.session import Session
 from softswitch.call.sipcodec import ALLOW, uri_user
 from softswitch.cdr import CdrWriter
@@ -355,7 +355,7 @@ class Switch:
             app, needs_anchor = BlockedApp(self.services.prompts, action.prompt), True
         elif result.queue is not None:
             app = QueueApp(
-                self.control.port, result.queue, survey_flow=_survey(config, result.queue)
+                self.control.port, result.queue, survey_flow=survey_flow(config, result.queue)
             )
         elif result.flow is not None:
             app, needs_anchor = self._ivr(config, result.flow, None), True
@@ -513,8 +513,3 @@ class Switch:
 
     def shutdown(self, now: float) -> None:
         self.control.shutdown(now)
-
-
-def _survey(config: Config, queue: str) -> str | None:
-    found = config.queue(queue)
-    return found.survey if found is not None else None

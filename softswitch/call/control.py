@@ -57,7 +57,7 @@ from softswitch.call.dialout import DialOutApp
 from softswitch.call.errors import IllegalLegTransition
 from softswitch.call.leg import Leg, LegEvent, LegState
 from softswitch.call.leg_actions import LegActions
-from softswitch.call.queue_app import QueueApp
+from softswitch.call.queue_app import QueueApp, survey_flow
 from softswitch.call.session import Session, log
 from softswitch.call.signalling import Signalling
 from softswitch.call.sipcodec import (
@@ -358,7 +358,12 @@ class CallControl(Signalling, LegActions):
         elif isinstance(action, Enqueue):
             self._set_app(
                 session,
-                QueueApp(self.port, action.queue, action.priority, _survey_of(session, action)),
+                QueueApp(
+                    self.port,
+                    action.queue,
+                    action.priority,
+                    survey_flow(session.config, action.queue),
+                ),
                 now,
             )
         elif isinstance(action, RunFlow):
@@ -643,11 +648,6 @@ class _AcdPort:
 
     def ended(self, call_id: str, agent_id: str, now: float) -> None:
         self.control.acd_input(now, self.control.acd.call_ended, call_id, agent_id, now)
-
-
-def _survey_of(session: Session, action: Enqueue) -> str | None:
-    queue = session.config.queue(action.queue)
-    return queue.survey if queue is not None else None
 
 
 def _float(text: str) -> float:

@@ -12,7 +12,7 @@ caller with the queue's `timeout_response` (from the configuration the call star
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from media.items import Tone
 from softswitch.call.actions import (
@@ -39,9 +39,18 @@ from softswitch.call.events import (
     Started,
 )
 
+if TYPE_CHECKING:
+    from softswitch.config import Config
+
 #: What a caller already answered by the node hears while waiting (China's ringback:
 #: 450 Hz, 1 s on, 4 s off); music on hold and announcements come with the ACD issue.
 WAITING_TONE = Tone(450.0, level_dbm0=-13.0, on_ms=1000, off_ms=4000, repeats=0)
+
+
+def survey_flow(config: Config, queue: str) -> str | None:
+    """The flow a caller of `queue` goes to after the agent hangs up (its `survey`)."""
+    found = config.queue(queue)
+    return found.survey if found is not None else None
 
 
 class AcdPort(Protocol):
