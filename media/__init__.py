@@ -54,18 +54,24 @@ class MediaEngine(Protocol):
     def release(self, leg_id: str) -> None:
         """The leg is gone: free its ports and state."""
 
-    def answer_local(self, leg_id: str, offer: bytes, prefer: int | None = None) -> bytes:
-        """Answer the offer received on `leg_id` with the node's own SDP (see `RtpEngine`).
-        Raises `MediaValueError` for SDP it cannot serve, `NotAnchoredError` without an
-        anchor."""
+    def read_offer(self, offer: bytes) -> Any:
+        """`offer` parsed and checked for a later `answer_local` (which takes either);
+        raises `MediaValueError` for SDP the engine cannot serve, `NotAnchoredError`
+        without an anchor."""
+
+    def answer_local(self, leg_id: str, offer: Any, prefer: int | None = None) -> bytes:
+        """Answer the offer received on `leg_id` (its SDP, or what `read_offer` returned)
+        with the node's own SDP (see `RtpEngine`). Raises `MediaValueError` for SDP it
+        cannot serve, `NotAnchoredError` without an anchor."""
 
     def offer_local(
         self, leg_id: str, direction: str = "sendrecv", prefer: int | None = None
     ) -> bytes:
         """The node's own offer for `leg_id` (INVITE, or re-INVITE such as hold)."""
 
-    def apply_answer(self, leg_id: str, answer: bytes) -> None:
-        """The answer to our `offer_local` on `leg_id` arrived."""
+    def apply_answer(self, leg_id: str, answer: bytes) -> int:
+        """The answer to our `offer_local` on `leg_id` arrived; returns the G.711 payload
+        type in use."""
 
     # The node as a party (anchoring engines only; `NotAnchoredError` otherwise).
     def bridge(self, leg_a: str, leg_b: str) -> None:
@@ -111,7 +117,10 @@ class PassThroughMedia:
     def release(self, leg_id: str) -> None:
         return None
 
-    def answer_local(self, leg_id: str, offer: bytes, prefer: int | None = None) -> bytes:
+    def read_offer(self, offer: bytes) -> Any:
+        raise NotAnchoredError("media pass-through does not answer offers itself")
+
+    def answer_local(self, leg_id: str, offer: Any, prefer: int | None = None) -> bytes:
         raise NotAnchoredError(f"leg {leg_id!r}: media pass-through cannot answer for the node")
 
     def offer_local(
@@ -119,7 +128,7 @@ class PassThroughMedia:
     ) -> bytes:
         raise NotAnchoredError(f"leg {leg_id!r}: media pass-through cannot offer for the node")
 
-    def apply_answer(self, leg_id: str, answer: bytes) -> None:
+    def apply_answer(self, leg_id: str, answer: bytes) -> int:
         raise NotAnchoredError(f"leg {leg_id!r}: media pass-through made no offer")
 
     def bridge(self, leg_a: str, leg_b: str) -> None:

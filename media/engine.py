@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import random
 import secrets
 import sys
 import wave
@@ -174,6 +175,21 @@ def remote_media_from_sdp(body: bytes) -> RemoteMedia | None:
     return None if audio is None else _remote_media(sdp, audio)
 
 
+class Offer:
+    """An SDP offer parsed and checked once (`RtpEngine.read_offer`) and answered later
+    (`RtpEngine.answer_local`), so that a call's INVITE body is parsed one time."""
+
+    __slots__ = ("body", "sdp", "audio", "media")
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+        self.sdp = _parse_sdp(body)
+        # The first audio stream (RFC 3264: an answer keeps every m= line, in order).
+        self.audio = next((m for m in self.sdp.media if m.media == "audio"), None)
+        audio = self.audio
+        self.media = None if audio is None or audio.port == 0 else _remote_media(self.sdp, audio)
+
+
 def _parse_sdp(body: bytes) -> SessionDescription:
     from softswitch.sdp import SdpError, parse_sdp
 
@@ -185,6 +201,15 @@ def _parse_sdp(body: bytes) -> SessionDescription:
 
 def _remote_media(sdp: SessionDescription, audio: MediaDescription) -> RemoteMedia:
     """What the engine needs from one audio stream (port not 0) of a parsed SDP."""
+    try:
+        return _read_audio(sdp, audio)
+    except MediaValueError:
+        raise
+    except ValueError as exc:  # a number that is not one (`a=rtpmap:0 PCMU/x`, `²`)
+        raise MediaValueError(f"SDP: {exc}") from exc
+
+
+def _read_audio(sdp: SessionDescription, audio: MediaDescription) -> RemoteMedia:
     from softswitch.sdp import SdpError
 
     try:
@@ -195,6 +220,8 @@ def _remote_media(sdp: SessionDescription, audio: MediaDescription) -> RemoteMed
         raise MediaValueError("SDP audio stream without a connection address")
     if audio.proto != "RTP/AVP":
         raise MediaValueError(f"cannot anchor {audio.proto} media (plain RTP/AVP only)")
+    if not 0 < audio.port < 65536:
+        raise MediaValueError(f"bad audio port {audio.port}")
     rtpmap = audio.rtpmap()
     offered = tuple(
         int(f) for f in audio.formats if f.isdigit() and int(f) in G711 and int(f) in rtpmap
@@ -272,6 +299,11 @@ def anchor_sdp(
     return sdp.to_bytes()
 
 
+# o= session ids (RFC 4566 §5.2: unique, not secret): seeded once, not read per leg from
+# the operating system.
+_origin_ids = random.Random(secrets.randbits(64))
+
+
 class _Leg:
     __slots__ = ("leg_id", "handle", "port", "remote", "partner", "origin", "sent", "offered")
 
@@ -283,7 +315,7 @@ class _Leg:
         self.partner: str | None = None
         # Our own SDP on this leg (answer_local / offer_local): o= session id and version,
         # the lines after o= last sent, and our offer awaiting its answer (laws, direction).
-        self.origin = [secrets.randbits(62), 0]
+        self.origin = [_origin_ids.getrandbits(62), 0]
         self.sent: list[str] | None = None
         self.offered: tuple[tuple[int, ...], str] | None = None
 
@@ -370,7 +402,12 @@ class RtpEngine:
             self._released.popitem(last=False)
 
     # --- the node's own offer/answer, per leg -----------------------------------------------
-    def answer_local(self, leg_id: str, offer: bytes, prefer: int | None = None) -> bytes:
+    def read_offer(self, offer: bytes) -> Offer:
+        """`offer` parsed and checked, for `answer_local` later; raises `MediaValueError`
+        when `answer_local` would (the leg can then be refused at once, 488)."""
+        return Offer(offer)
+
+    def answer_local(self, leg_id: str, offer: bytes | Offer, prefer: int | None = None) -> bytes:
         """Answer the offer that arrived on `leg_id` (INVITE, re-INVITE, UPDATE) with our SDP.
 
         Creates the leg if needed and applies the offer: its address, the first G.711 law it
@@ -385,13 +422,12 @@ class RtpEngine:
         whether a call without audio is worth keeping. Other m= lines (video …) are always
         rejected. Raises `MediaValueError` for an audio stream that is not RTP/AVP, lacks an
         address or G.711; the leg is then left as it was (RFC 3261 §14.2: a refused re-offer
-        keeps the old session).
+        keeps the old session). `offer` may be the SDP or what `read_offer` made of it.
         """
         if prefer not in (None, 0, 8):
             raise MediaValueError(f"prefer must be 0 (PCMU) or 8 (PCMA), got {prefer!r}")
-        sdp = _parse_sdp(offer)
-        audio = next((m for m in sdp.media if m.media == "audio"), None)
-        media = None if audio is None or audio.port == 0 else _remote_media(sdp, audio)
+        parsed = offer if isinstance(offer, Offer) else Offer(offer)
+        sdp, audio, media = parsed.sdp, parsed.audio, parsed.media
         leg = self._ensure(leg_id)
         if media is None:
             self._disable(leg)
@@ -436,8 +472,9 @@ class RtpEngine:
         leg.offered = (laws, direction)
         return self._own_sdp(leg, streams)
 
-    def apply_answer(self, leg_id: str, answer: bytes) -> None:
-        """Apply the answer to our last `offer_local` on `leg_id`.
+    def apply_answer(self, leg_id: str, answer: bytes) -> int:
+        """Apply the answer to our last `offer_local` on `leg_id`; returns the G.711 payload
+        type now in use (0 or 8).
 
         The first G.711 law of the answer that we offered is used; telephone-event is sent
         with the answer's payload type (RFC 4733 §7.1.1 via RFC 3264 §6.1: the receiver's
@@ -469,6 +506,7 @@ class RtpEngine:
         effective = FLOW_DIRECTION[(remote_sends and we_receive, remote_receives and we_send)]
         self._apply(leg, msgspec.structs.replace(media, payload_type=chosen, direction=effective))
         leg.offered = None
+        return chosen
 
     def remote_media(self, leg_id: str) -> RemoteMedia | None:
         """The far end's media as negotiated on the leg (None: no audio agreed yet)."""

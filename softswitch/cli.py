@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from softswitch import logs
 from softswitch.blacklist import BlacklistError, BlacklistStore, Entry
 from softswitch.config import check_command, load_config, parse_host_port
 from softswitch.errors import ConfigError
@@ -198,11 +199,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             print(f"hotline: --clock {args.clock!r}: not an ISO 8601 time", file=sys.stderr)
             return 2
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(getattr(logging, str(args.log_level).upper(), logging.INFO), sys.stderr)
     try:
         config = load_config(args.config)
     except ConfigError as exc:

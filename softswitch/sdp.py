@@ -160,10 +160,11 @@ def parse_sdp(body: bytes) -> SessionDescription:
         kind, value = line[0], line[2:]
         if kind == "m":
             parts = value.split()
-            if len(parts) < 4 or not parts[1].split("/")[0].isdigit():
+            port = parts[1].split("/")[0] if len(parts) >= 4 else ""
+            if not (port.isascii() and port.isdigit()):  # '²'.isdigit() is True
                 raise SdpError(f"bad m= line {value!r}")
             media.append(
-                MediaDescription(parts[0], int(parts[1].split("/")[0]), parts[2], parts[3:])
+                MediaDescription(parts[0], int(port), parts[2], parts[3:])
             )
         elif media:
             media[-1].lines.append((kind, value))
@@ -174,9 +175,18 @@ def parse_sdp(body: bytes) -> SessionDescription:
     sdp = SessionDescription(session, media)
     for m in media:
         address = sdp.address_of(m)
-        if address is not None and m.port != 0:
+        if address is not None and m.port != 0 and not _dotted_quad(address):
             try:
                 ipaddress.ip_address(address)
             except ValueError as exc:
                 raise SdpError(f"connection address {address!r} is not an IP address") from exc
     return sdp
+
+
+def _dotted_quad(text: str) -> bool:
+    """A plain IPv4 address (`127.0.0.1`), the common case, known without `ipaddress`."""
+    parts = text.split(".")
+    return len(parts) == 4 and all(
+        p.isascii() and p.isdigit() and len(p) <= 3 and int(p) <= 255 and (p == "0" or p[0] != "0")
+        for p in parts
+    )

@@ -119,7 +119,8 @@ class Switch:
     ) -> None:
         self.services = services or CallServices()
         self.config = config
-        self._trunk_sources: dict[str, bool] = {}
+        # Source host -> its trunk (None: no trunk's ACL holds it); emptied on reload.
+        self._trunk_sources: dict[str, Trunk | None] = {}
         node = config.node
         self.max_size = node.max_message_size
         self.sent_by = sent_by
@@ -147,7 +148,8 @@ class Switch:
         self.bus = EventBus()
         if cdr is not None:
             writer = CdrWriter(cdr)
-            self.bus.subscribe(writer, writer.kinds)
+            for kind, write in writer.handlers.items():  # straight to each type's writer
+                self.bus.subscribe(write, (kind,))
         self.control = CallControl(
             self.txn,
             self.acd,
@@ -167,13 +169,18 @@ class Switch:
         }  # fmt: skip
 
     def is_trunk_source(self, host: str) -> bool:
-        """Whether `host` is inside a trunk's ACL (cached: asked for every request)."""
-        known = self._trunk_sources.get(host)
-        if known is None:
+        """Whether `host` is inside a trunk's ACL (asked for every request)."""
+        return self.trunk_for_source(host) is not None
+
+    def trunk_for_source(self, host: str) -> Trunk | None:
+        """The trunk whose ACL holds `host` (cached per host and configuration)."""
+        try:
+            return self._trunk_sources[host]
+        except KeyError:
             if len(self._trunk_sources) > 4096:
                 self._trunk_sources.clear()
-            known = self._trunk_sources[host] = self.config.trunk_for_source(host) is not None
-        return known
+            trunk = self._trunk_sources[host] = self.config.trunk_for_source(host)
+            return trunk
 
     @property
     def outbox(self) -> list[SendMessage]:
@@ -319,7 +326,7 @@ class Switch:
         if max_forwards is not None and int(max_forwards) == 0:
             self._respond(ev, make_response(request, 483), now)
             return
-        trunk = self.config.trunk_for_source(ev.source.host)
+        trunk = self.trunk_for_source(ev.source.host)
         if trunk is None:
             self.counters["forbidden"] += 1
             log.warning("INVITE from unknown source %s:%d refused", ev.source.host, ev.source.port)

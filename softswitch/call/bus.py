@@ -22,21 +22,27 @@ Subscriber = Callable[[BusEvent], None]
 class EventBus:
     def __init__(self) -> None:
         self._subscribers: list[tuple[Subscriber, frozenset[type] | None]] = []
+        # Event type -> its subscribers in subscription order, built on first use.
+        self._routes: dict[type, list[Subscriber]] = {}
         self.published = 0
 
     def subscribe(self, subscriber: Subscriber, kinds: Iterable[type] | None = None) -> None:
         """`subscriber` gets every event, or only those of the types in `kinds`."""
         self._subscribers.append((subscriber, frozenset(kinds) if kinds is not None else None))
+        self._routes.clear()
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         self._subscribers = [(s, k) for s, k in self._subscribers if s is not subscriber]
+        self._routes.clear()
 
     def publish(self, event: BusEvent) -> None:
         self.published += 1
         kind = type(event)
-        for subscriber, kinds in self._subscribers:
-            if kinds is not None and kind not in kinds:
-                continue
+        route = self._routes.get(kind)
+        if route is None:
+            route = [s for s, kinds in self._subscribers if kinds is None or kind in kinds]
+            self._routes[kind] = route
+        for subscriber in route:
             try:
                 subscriber(event)
             except Exception:  # one broken subscriber must not stop the call or the others

@@ -63,7 +63,6 @@ from softswitch.call.signalling import Signalling
 from softswitch.call.sipcodec import (
     IDENTITY_HEADERS,
     hop_target,
-    offer_problem,
     origin_of,
 )
 from softswitch.sip.build import make_response, new_tag
@@ -216,6 +215,7 @@ class CallControl(Signalling, LegActions):
         a.invite_key = event.key
         session = Session(call_id, a, trunk, caller, called, config, request.call_id)
         session.started = now
+        session.origin = origin
         session.route = route
         session.variables.update(variables or {})
         session.identity = [(n, v) for n, v in request.headers if n in IDENTITY_HEADERS]
@@ -258,12 +258,14 @@ class CallControl(Signalling, LegActions):
         session.log.info(
             "incoming from trunk %s caller=%s called=%s -> %s", trunk, caller, called, app.name
         )
-        problem = offer_problem(request.body) if self.anchors and request.body else None
-        if problem is not None:
-            # SDP the anchor cannot serve is refused at once (488), with its CDR row.
-            session.log.info("refused: %s", problem)
-            self._release(session, now, "failed", "system", 488, tell_app=False)
-            return None
+        if self.anchors and request.body:
+            try:  # parsed once here, answered from this when the call is answered
+                a.offer = self.media.read_offer(request.body)
+            except MediaError as exc:
+                # SDP the anchor cannot serve is refused at once (488), with its CDR row.
+                session.log.info("refused: %s", exc)
+                self._release(session, now, "failed", "system", 488, tell_app=False)
+                return None
         self._set_app(session, app, now)
         self._drain()
         return session
@@ -509,8 +511,8 @@ class CallControl(Signalling, LegActions):
         self.sessions.pop(session.call_id, None)
         if a.invite_key is not None:
             self._by_invite.pop(a.invite_key, None)
-        if a.invite is not None and self._by_origin.get(origin_of(a.invite)) is session:
-            del self._by_origin[origin_of(a.invite)]
+        if self._by_origin.get(session.origin) is session:
+            del self._by_origin[session.origin]
         dialog_ids = [leg.dialog.id for leg in session.legs if leg.dialog is not None]
         client_keys = [k for leg in session.legs if (k := leg.invite_key) is not None]
         self._graveyard.append((now + self.cleanup_delay, client_keys, dialog_ids))

@@ -130,6 +130,7 @@ class Leg:
         "plays",
         "recording",
         "sdp",
+        "offer",
         "codec",
         "stopped",
     )
@@ -155,6 +156,7 @@ class Leg:
         # (tap id, sink, the Record action) while the party's voice is being recorded
         self.recording: tuple[str, Any, Any] | None = None
         self.sdp = b""  # the last SDP its party sent us
+        self.offer: Any = None  # its INVITE's SDP as the anchor read it (media.read_offer)
         self.codec: int | None = None  # the G.711 payload type its party chose
         self.stopped = False  # its end (and why) is published
 

@@ -53,7 +53,7 @@ class LegActions(ControlBase):
         assert a.invite is not None
         media = self.media
         if a.invite.body:
-            body = media.answer_local(a.leg_id, a.invite.body, prefer=prefer)
+            body = media.answer_local(a.leg_id, a.offer or a.invite.body, prefer=prefer)
         else:  # a delayed offer: ours goes in the 200, the answer comes in the ACK
             body = media.offer_local(a.leg_id)
         a.anchored = True
@@ -74,7 +74,9 @@ class LegActions(ControlBase):
         if source is not None and source.sdp and a.invite is not None:
             try:  # early media from the ringing party (183 with SDP)
                 if source.anchored and a.invite.body:
-                    body = self.media.answer_local(a.leg_id, a.invite.body, prefer=source.codec)
+                    body = self.media.answer_local(
+                        a.leg_id, a.offer or a.invite.body, prefer=source.codec
+                    )
                     a.anchored = True
                     self.media.bridge(a.leg_id, source.leg_id)
                 elif not source.anchored:

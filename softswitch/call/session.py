@@ -42,6 +42,7 @@ class Session:
         "app",
         "inbox",
         "started",
+        "origin",
         "answered",
         "node_answered",
         "queue",
@@ -78,6 +79,8 @@ class Session:
         self.app: Application | None = None
         self.inbox: deque[AppEvent] = deque()
         self.started = 0.0
+        # What identifies the caller's INVITE across paths (`sipcodec.origin_of`).
+        self.origin: tuple[str, str | None, int] = (sip_call_id, None, 0)
         self.answered: float | None = None  # when the caller first talked to a party
         self.node_answered: float | None = None  # when the node answered the caller itself
         self.queue: str | None = None

@@ -12,9 +12,7 @@ from softswitch.call.leg import Leg, LegEvent, LegState
 from softswitch.call.session import Session, log
 from softswitch.call.sipcodec import (
     PENDING,
-    chosen_codec,
     dtmf_from_info,
-    offer_problem,
     sdp_direction,
 )
 from softswitch.sip.build import make_response
@@ -67,8 +65,7 @@ class Signalling(ControlBase):
             if response.body:
                 try:
                     if leg.anchored:
-                        self.media.apply_answer(leg.leg_id, response.body)
-                        leg.codec = chosen_codec(response.body)
+                        leg.codec = self.media.apply_answer(leg.leg_id, response.body)
                     leg.sdp = response.body
                 except (MediaError, ValueError) as exc:
                     session.log.warning("early media SDP from agent unusable: %s", exc)
@@ -113,8 +110,7 @@ class Signalling(ControlBase):
             return
         try:
             if leg.anchored:
-                self.media.apply_answer(leg.leg_id, response.body)
-                leg.codec = chosen_codec(response.body)
+                leg.codec = self.media.apply_answer(leg.leg_id, response.body)
         except (MediaError, ValueError) as exc:
             # The phone answered with SDP we cannot bridge: hang it up, try the next agent.
             session.log.warning("agent %s answered with unusable SDP: %s", leg.agent_id, exc)
@@ -250,9 +246,8 @@ class Signalling(ControlBase):
         if method in ("INVITE", "UPDATE"):
             try:
                 if leg.anchored and other.anchored:
-                    problem = offer_problem(body) if body else None
-                    if problem is not None:
-                        raise ValueError(problem)
+                    if body:
+                        self.media.read_offer(body)  # refused (488) before anything changes
                     offer = body
                     direction = sdp_direction(body) if body else "sendrecv"
                     body = self.media.offer_local(other.leg_id, direction)

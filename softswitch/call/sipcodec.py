@@ -78,43 +78,6 @@ def uri_user(uri: str) -> str:
     return ""
 
 
-def offer_problem(body: bytes) -> str | None:
-    """Why an SDP offer cannot be anchored (answered 488 at once), or None.
-
-    The node anchors plain RTP/AVP audio in G.711 with a connection address."""
-    try:
-        sdp = parse_sdp(body)
-        audio = sdp.audio()
-        if audio is None:
-            return None  # no audio stream to anchor: the answer will say so
-        if sdp.address_of(audio) is None:
-            return "SDP audio stream without a connection address"
-        if audio.proto != "RTP/AVP":
-            return f"cannot anchor {audio.proto} media (plain RTP/AVP only)"
-        rtpmap = audio.rtpmap()
-        if not any(f.isdigit() and int(f) in G711 and int(f) in rtpmap for f in audio.formats):
-            return "SDP audio stream offers neither PCMU nor PCMA"
-        if not 0 < audio.port < 65536:
-            return f"bad audio port {audio.port}"
-    except (SdpError, ValueError) as exc:
-        return f"SDP: {exc}"
-    return None
-
-
-def chosen_codec(body: bytes) -> int | None:
-    """The first G.711 payload type of an SDP answer (its choice), or None."""
-    try:
-        audio = parse_sdp(body).audio()
-    except (SdpError, ValueError):
-        return None
-    if audio is None:
-        return None
-    for fmt in audio.formats:
-        if fmt.isdigit() and int(fmt) in G711:
-            return int(fmt)
-    return None
-
-
 def sdp_direction(body: bytes) -> str:
     """The audio stream's direction attribute (session level as fallback; a 0.0.0.0
     connection address is the old way to say inactive, RFC 3264 §8.4)."""

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 from sipflow import Harness, Phone, Trunk
 
-from media.engine import PlaybackDone, TapBlock, TapData
+from media.engine import Offer, PlaybackDone, TapBlock, TapData
 from media.items import Prompt
 from softswitch.call import events as ev
 from softswitch.call.errors import IllegalLegTransition
@@ -76,6 +76,10 @@ class FakeMedia:
             f"t=0 0\r\nm=audio 2{len(self.legs):04d} RTP/AVP 0 101\r\na={direction}\r\n"
         ).encode()
 
+    def read_offer(self, offer: bytes) -> bytes:
+        Offer(offer)  # the real engine's checks (raises MediaValueError)
+        return offer
+
     def answer_local(self, leg_id: str, offer: bytes, prefer: int | None = None) -> bytes:
         self.calls.append(("answer_local", leg_id))
         return self._sdp(leg_id, "recvonly" if b"a=sendonly" in offer else "sendrecv")
@@ -86,8 +90,9 @@ class FakeMedia:
         self.calls.append(("offer_local", leg_id, direction))
         return self._sdp(leg_id, direction)
 
-    def apply_answer(self, leg_id: str, answer: bytes) -> None:
+    def apply_answer(self, leg_id: str, answer: bytes) -> int:
         self.calls.append(("apply_answer", leg_id))
+        return 8 if b"RTP/AVP 8" in answer else 0
 
     def offer(self, from_leg: str, to_leg: str, sdp: bytes | None) -> bytes | None:
         raise AssertionError("anchored calls negotiate per leg")

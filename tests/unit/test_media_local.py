@@ -256,6 +256,12 @@ def test_reoffer_keeps_the_law_in_use_while_it_is_still_offered(engine: RtpEngin
         (phone_sdp(40000).replace(b"RTP/AVP", b"RTP/SAVP"), "RTP/SAVP"),
         (phone_sdp(40000).replace(b"c=IN IP4 127.0.0.1\r\n", b""), "connection address"),
         (b"not sdp at all", "SDP"),
+        # Numbers that are not numbers, or out of range (seen fuzzing: ValueError and
+        # OverflowError escaped from the parser and the C engine).
+        (phone_sdp(99999), "bad audio port 99999"),
+        (phone_sdp(40000).replace(b"m=audio 40000", "m=audio ²".encode()), "bad m= line"),
+        (phone_sdp(40000, "0 ²"), "SDP"),
+        (phone_sdp(40000).replace(b"PCMU/8000", b"PCMU/abc"), "SDP"),
     ],
 )
 def test_offer_the_engine_cannot_serve_is_refused_and_changes_nothing(
@@ -271,6 +277,17 @@ def test_offer_the_engine_cannot_serve_is_refused_and_changes_nothing(
         engine.answer_local("caller", body)  # a refused re-offer: 488, old session stays
     assert engine.remote_media("caller") == before
     assert engine.answer_local("caller", phone_sdp(40000, "8 101")) == good
+
+
+def test_an_offer_read_once_is_answered_as_its_body_would_be(engine: RtpEngine) -> None:
+    body = phone_sdp(40000, "8 0 101")
+    offer = engine.read_offer(body)  # what call control keeps from the caller's INVITE
+    answer = engine.answer_local("caller", offer, prefer=0)
+    assert b"RTP/AVP 0 101" in answer
+    again = engine.answer_local("again", body, prefer=0)
+    assert lines_of(again)[6:] == lines_of(answer)[6:]  # all but o=, c= and m= (its port)
+    with pytest.raises(MediaValueError, match="neither PCMU nor PCMA"):
+        engine.read_offer(phone_sdp(40000, "18 101"))
 
 
 def test_offer_without_usable_audio_is_answered_with_rejected_streams(
