@@ -240,6 +240,40 @@ class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             description="Request rate allowed from one source address (trunks exempt).",
         ),
     ] = 500.0
+    max_tcp_connections: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="TCP connections the node keeps open in all; a new connection from "
+            "a source outside every trunk's `acl` is closed at once beyond this.",
+        ),
+    ] = 2000
+    max_tcp_connections_per_source: Annotated[
+        int,
+        Meta(
+            ge=1,
+            description="TCP connections kept open with one source address; more are closed "
+            "at once. Trunk sources are exempt.",
+        ),
+    ] = 32
+    tcp_header_timeout: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description="Seconds a TCP message may take to arrive from its first byte to its "
+            "last; a connection with an older partial message is closed (slow senders). "
+            "Between messages `node.tcp_idle_timeout` applies.",
+        ),
+    ] = 10.0
+    fd_reserve: Annotated[
+        int,
+        Meta(
+            ge=0,
+            description="File descriptors kept free for media, SQLite and recordings: a new "
+            "TCP connection (trunks included) is closed at once when fewer would be left "
+            "below the open-file limit.",
+        ),
+    ] = 512
 
 
 class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
