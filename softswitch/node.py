@@ -67,6 +67,7 @@ class Node:
             self.config.node.max_message_size,
             self.config.node.tcp_idle_timeout,
             failed=self._transport_failed,
+            flush=self._flush_inputs,
         )
         try:
             for host, port in self.listen:
@@ -274,7 +275,11 @@ class Node:
         except Exception:
             # A bug must not take the node down with every call on it; log it loudly.
             log.exception("error handling a message from %s", source)
-        self._flush()
+
+    def _flush_inputs(self) -> None:
+        """After a batch of messages (the transports call it): commit, then send."""
+        if self.switch is not None:
+            self._flush()
 
     def _transport_failed(self, target) -> None:  # type: ignore[no-untyped-def]
         if self.switch is not None:

@@ -5,45 +5,135 @@ go up as `(bytes, Target)`, `SendMessage` commands come down. TCP connections ar
 both directions (a response goes back on the connection its request came in on; requests to
 a peer reuse an open connection to it), closed after `idle_timeout` seconds without traffic,
 and answer RFC 5626 double-CRLF keep-alives with a single CRLF.
+
+TCP limits (the `limits` section of node.yaml; rules in `admission.py`, counting in
+`descriptors.py`):
+
+- `max_tcp_connections_per_source`: connections kept with one remote address. A connection
+  accepted beyond it is closed at once (before anything is read from it). Sources inside a
+  trunk's `acl` are exempt, as from `max_transactions_per_source`: a carrier may open many.
+- `max_tcp_connections`: connections kept in all, those the node opened itself included; a
+  new one from a non-trunk source is closed at once beyond it.
+- `tcp_header_timeout`: seconds a message may take from its first byte to its last (headers
+  and body). A connection whose message in progress is older is closed, so a sender that
+  trickles a byte every few seconds cannot hold it: that traffic never lets it go idle.
+  Between messages (keep-alive CRLFs included) `node.tcp_idle_timeout` applies as before.
+- `fd_reserve`: file descriptors kept free below the open-file limit for what calls need
+  (two RTP sockets per anchored leg, SQLite files, recordings). An accepted connection,
+  trunks' included, is closed at once when keeping it would leave fewer free. The node
+  raises the soft limit to the hard one at start and logs both.
+
+Connections the node opens itself (to a phone or trunk over TCP) are counted but never
+refused. A refusal or a deadline closing is logged with the key that caused it, at most one
+line per reason every 10 s (with the number since the last line); `stats()` counts them.
+Limits changed by a reload apply to new connections and to the next deadline; open
+connections above a lowered cap stay.
+
+UDP sockets are read in batches: when a socket is readable, every datagram waiting on it (up
+to `UDP_BATCH`) is handed up before one `flush` call, so under load the node commits its
+records and sends its answers once per batch instead of once per datagram, and the event
+loop polls once for many datagrams. The receive buffer is enlarged (`UDP_RCVBUF`) so that a
+burst waits in the kernel instead of being dropped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Callable
 
 from softswitch.sip.errors import SipParseError
-from softswitch.sip.message import StreamFramer
+from softswitch.config import LimitsConfig
 from softswitch.sip.transaction import SendMessage, Target, bare_host, hostport
+
+from .admission import ConnectionAdmission, Refusal, TimedFramer, WarningThrottle
+from .descriptors import DescriptorCounter
 
 log = logging.getLogger("hotline.transport")
 
 Receiver = Callable[[bytes, Target], None]
 
+UDP_BATCH = 64  # datagrams handled per readable event before one flush
+UDP_RCVBUF = 4 * 1024 * 1024  # bytes: about 4,000 typical SIP datagrams of burst
+KEEPALIVES = (b"\r\n\r\n", b"\r\n", b"\x00\x00\x00\x00")  # NAT keep-alives, no message
 
-class _Udp(asyncio.DatagramProtocol):
-    def __init__(self, receive: Receiver) -> None:
+
+class _Udp:
+    """One non-blocking UDP socket on the event loop, read in batches."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, receive: Receiver,
+        flush: Callable[[], None],
+    ) -> None:  # fmt: skip
+        self.loop = loop
+        self.sock = sock
         self.receive = receive
-        self.transport: asyncio.DatagramTransport | None = None
+        self.flush = flush
+        self.dropped_sends = 0
+        loop.add_reader(sock.fileno(), self._readable)
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+    def _readable(self) -> None:
+        recvfrom = self.sock.recvfrom
+        got = False
+        for _ in range(UDP_BATCH):
+            try:
+                data, addr = recvfrom(65535)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:
+                # ICMP port unreachable and the like: the transaction timers see the loss.
+                log.debug("udp error: %s", exc)
+                continue
+            if data in KEEPALIVES:
+                continue
+            got = True
+            self.receive(data, Target("UDP", addr[0], addr[1]))
+        if got:
+            self.flush()
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        if data in (b"\r\n\r\n", b"\r\n", b"\x00\x00\x00\x00"):
-            return  # NAT keep-alive datagrams carry no message
-        self.receive(data, Target("UDP", addr[0], addr[1]))
+    def sendto(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.sock.sendto(data, addr)
+        except (BlockingIOError, InterruptedError):
+            # The send buffer is full: drop it as the network might; SIP retransmits.
+            self.dropped_sends += 1
+        except OSError as exc:
+            log.debug("udp send to %s:%d failed: %s", addr[0], addr[1], exc)
 
-    def error_received(self, exc: Exception) -> None:
-        # ICMP port unreachable and the like: the transaction timers handle the loss.
-        log.debug("udp error: %s", exc)
+    def close(self) -> None:
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+
+
+def _udp_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        for option in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+            if option is None:
+                continue
+            try:  # FORCE passes net.core.rmem_max where the process may (CAP_NET_ADMIN)
+                sock.setsockopt(socket.SOL_SOCKET, option, UDP_RCVBUF)
+                break
+            except OSError:
+                continue
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class _TcpConnection(asyncio.Protocol):
-    def __init__(self, manager: TransportManager) -> None:
+    def __init__(self, manager: TransportManager, inbound: bool = False) -> None:
         self.manager = manager
-        self.framer = StreamFramer(manager.max_size)
+        self.inbound = inbound  # accepted by a listening socket (not opened by the node)
+        self.counted = False  # counted by the manager's admission
+        self.framer = TimedFramer(manager.max_size)
+        self._deadline: asyncio.TimerHandle | None = None  # tcp_header_timeout's timer
+        self._deadline_of: float | None = None  # started_at of the message it watches
         self.transport: asyncio.Transport | None = None
         self.peer: Target | None = None
         self.last_activity = 0.0
@@ -52,6 +142,13 @@ class _TcpConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
+        if self.inbound and not self.manager._admit(peer[0], peer[1]):
+            transport.abort()  # closed at once: nothing is read from it
+            self.ready.set_result(False)
+            return
+        if not self.inbound:
+            self.manager.admission.opened(peer[0])
+        self.counted = True
         self.peer = Target("TCP", peer[0], peer[1])
         self.manager._connections[(peer[0], peer[1])] = self
         self.last_activity = self.manager.loop.time()
@@ -60,9 +157,15 @@ class _TcpConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = self.manager.loop.time()
+        try:
+            self._frame(data)
+        finally:
+            self.manager.flush()
+
+    def _frame(self, data: bytes) -> None:
         before = self.framer.keepalives
         try:
-            messages = self.framer.feed(data)
+            messages = self.framer.feed_at(data, self.last_activity)
         except SipParseError as exc:
             # A stream we cannot frame cannot be resynchronised: close it (§18.3).
             log.warning("closing TCP connection from %s: %s", self.peer, exc)
@@ -71,11 +174,45 @@ class _TcpConnection(asyncio.Protocol):
             return
         if self.framer.keepalives != before and self.transport is not None:
             self.transport.write(b"\r\n")  # RFC 5626 §4.4.1 pong
+        self._watch_deadline()
         assert self.peer is not None
         for message in messages:
             self.manager.receive(message, self.peer)
 
+    def _watch_deadline(self) -> None:
+        """One timer per connection, on its message in progress: `tcp_header_timeout` after
+        the message's first byte. Bytes trickling in do not move it."""
+        started = self.framer.started_at
+        if started == self._deadline_of:
+            return
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._deadline_of = started
+        if started is not None:
+            timeout = self.manager.admission.limits.tcp_header_timeout
+            self._deadline = self.manager.loop.call_at(started + timeout, self._overdue)
+
+    def _overdue(self) -> None:
+        self._deadline = None
+        self._deadline_of = None
+        started = self.framer.started_at
+        if started is None or self.transport is None or self.transport.is_closing():
+            return
+        now = self.manager.loop.time()
+        if now < started + self.manager.admission.limits.tcp_header_timeout:
+            self._watch_deadline()  # a reload lengthened the timeout meanwhile
+            return
+        self.manager._message_overdue(self, now - started)
+        self.transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        if self.counted and self.peer is not None:
+            self.counted = False
+            self.manager.admission.closed(self.peer.host)
         if self.peer is not None:
             key = (self.peer.host, self.peer.port)
             if self.manager._connections.get(key) is self:
@@ -93,32 +230,122 @@ class TransportManager:
         max_size: int = 65535,
         idle_timeout: float = 300.0,
         failed: Callable[[Target], None] | None = None,
+        limits: LimitsConfig | None = None,
+        is_trunk_source: Callable[[str], bool] | None = None,
+        descriptors: DescriptorCounter | None = None,
+        flush: Callable[[], None] | None = None,
     ) -> None:
+        """`receive(data, source)` gets each message; `flush()` is called after each batch
+        of them (every datagram waiting on a socket, or one stream read): the node commits
+        and sends there."""
         self.receive = receive
+        self.flush = flush or (lambda: None)
         self.failed = failed
         self.max_size = max_size
         self.idle_timeout = idle_timeout
         self.loop = asyncio.get_running_loop()
         self._udp: dict[int, _Udp] = {}  # address family -> the first UDP socket of it
+        self._udp_sockets: list[_Udp] = []
         self._servers: list[asyncio.base_events.Server] = []
         self._connections: dict[tuple[str, int], _TcpConnection] = {}
         self._pending: dict[tuple[str, int], asyncio.Task] = {}
         self._reaper: asyncio.Task | None = None
         self.bound: list[tuple[str, str, int]] = []  # (transport, host, port)
+        self.admission = ConnectionAdmission(
+            limits or LimitsConfig(),
+            is_trunk_source or (lambda _host: False),
+            descriptors or DescriptorCounter.for_this_process(),
+        )
+        self.header_timeouts = 0
+        self._warnings = WarningThrottle(interval=10.0)
+        self._log_capacity()
+
+    def configure(self, limits: LimitsConfig) -> None:
+        """Limits of a reloaded configuration: for new connections and the next deadline."""
+        self.admission.limits = limits
+
+    def stats(self) -> dict[str, int]:
+        """TCP connections open, refused by each limit, closed by the message deadline."""
+        out = {"tcp.open": self.admission.total, "tcp.header_timeouts": self.header_timeouts}
+        for refusal, count in self.admission.refused.items():
+            out[f"tcp.refused.{refusal.value}"] = count
+        return out
+
+    def _log_capacity(self) -> None:
+        admission = self.admission
+        limits = admission.limits
+        descriptors = admission.descriptors
+        room = admission.free_descriptors(self.loop.time()) - limits.fd_reserve
+        log.info(
+            "TCP: up to %d connections, %d per source (trunks exempt), messages within %g s; "
+            "file descriptors %s, %d kept free: room for about %d connections now",
+            limits.max_tcp_connections,
+            limits.max_tcp_connections_per_source,
+            limits.tcp_header_timeout,
+            descriptors.describe(),
+            limits.fd_reserve,
+            max(0, room),
+        )
+        if room <= 0:
+            log.warning(
+                "limits.fd_reserve %d leaves no file descriptor for TCP under the open-file "
+                "limit %d: every TCP connection will be refused",
+                limits.fd_reserve,
+                descriptors.limit,
+            )
+
+    def _admit(self, host: str, port: int) -> bool:
+        """Whether a just-accepted connection from host:port may stay (logs a refusal)."""
+        now = self.loop.time()
+        refusal = self.admission.admit(host, now)
+        if refusal is None:
+            return True
+        self._warn(
+            refusal,
+            now,
+            "refused TCP connection from %s: %s",
+            hostport(host, port),
+            self.admission.explain(refusal, host, now),
+        )
+        return False
+
+    def _message_overdue(self, conn: _TcpConnection, age: float) -> None:
+        self.header_timeouts += 1
+        self._warn(
+            "header_timeout",
+            self.loop.time(),
+            "closing TCP connection from %s: its message is incomplete after %.1f s "
+            "(%d bytes; limits.tcp_header_timeout: %g s)",
+            conn.peer,
+            age,
+            conn.framer.pending,
+            self.admission.limits.tcp_header_timeout,
+        )
+
+    def _warn(self, kind: Refusal | str, now: float, message: str, *args: object) -> None:
+        skipped = self._warnings.allow(kind, now)
+        if skipped is None:
+            return
+        if skipped:
+            message += "; %d more since the last such line"
+            args = (*args, skipped)
+        log.warning(message, *args)
 
     async def listen(self, host: str, port: int) -> None:
         """Bind UDP and TCP on host:port."""
-        import socket
-
         host = bare_host(host)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        transport, protocol = await self.loop.create_datagram_endpoint(
-            lambda: _Udp(self.receive), local_addr=(host, port), family=family
-        )
-        actual_port = transport.get_extra_info("sockname")[1]
-        self._udp.setdefault(family, protocol)
+        sock = _udp_socket(host, port)
+        actual_port = sock.getsockname()[1]
+        udp = _Udp(self.loop, sock, self.receive, self.flush)
+        self._udp_sockets.append(udp)
+        self._udp.setdefault(family, udp)
         server = await self.loop.create_server(
-            lambda: _TcpConnection(self), host, actual_port, family=family, reuse_address=True
+            lambda: _TcpConnection(self, inbound=True),
+            host,
+            actual_port,
+            family=family,
+            reuse_address=True,
         )
         self._servers.append(server)
         self.bound.append(("UDP", host, actual_port))
@@ -130,14 +357,11 @@ class TransportManager:
         target = message.target
         host = bare_host(target.host)
         if target.transport == "UDP":
-            import socket
-
-            family = socket.AF_INET6 if ":" in host else socket.AF_INET
-            udp = self._udp.get(family)
-            if udp is None or udp.transport is None:
+            udp = self._udp.get(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            if udp is None:
                 log.warning("no UDP socket for %s; dropping message", host)
                 return
-            udp.transport.sendto(message.data, (host, target.port))
+            udp.sendto(message.data, (host, target.port))
             return
         if target.transport != "TCP":
             log.warning(
@@ -194,9 +418,8 @@ class TransportManager:
         for conn in list(self._connections.values()):
             if conn.transport is not None:
                 conn.transport.close()
-        for udp in self._udp.values():
-            if udp.transport is not None:
-                udp.transport.close()
+        for udp in self._udp_sockets:
+            udp.close()
         for server in self._servers:
             await server.wait_closed()
 
