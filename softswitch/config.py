@@ -274,6 +274,16 @@ class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "below the open-file limit.",
         ),
     ] = 512
+    max_server_transactions: Annotated[
+        int,
+        Meta(
+            ge=100,
+            description="Server transactions alive at once, in all (each holds a request "
+            "for up to 32 s after its answer). Sources that are neither trunks nor registered "
+            "phones get 503 once half of these are in use, so that a flood from strangers "
+            "leaves room for callers and agents. At 300 calls/s a node holds about 20,000.",
+        ),
+    ] = 60000
 
 
 class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -30,7 +30,7 @@ from softswitch.config import Config, Trunk
 from softswitch.dialplan import normalize
 from softswitch.registrar import AgentReachability, Registrar
 from softswitch.sip.auth import DigestServer, ha1
-from softswitch.sip.build import make_response
+from softswitch.sip.build import make_response, new_tag
 from softswitch.sip.errors import SipParseError
 from softswitch.sip.location import LocationService
 from softswitch.sip.message import (
@@ -38,6 +38,7 @@ from softswitch.sip.message import (
     Request,
     Response,
     parse_message,
+    parse_name_addr,
     parse_uri,
 )
 from softswitch.sip.ratelimit import FailureTracker, RateLimiter
@@ -129,7 +130,13 @@ class Switch:
             Timers(node.t1, node.t2, node.t4),
             max_server_per_source=config.limits.max_transactions_per_source,
             limit_exempt=self.is_trunk_source,
+            max_server_total=config.limits.max_server_transactions,
+            trusted=self.is_trusted_source,
         )
+        # Hosts phones registered from -> when the last of those registrations runs out.
+        self._phone_hosts: dict[str, float] = {}
+        self._now = 0.0
+        self._refused_log_at = 0.0  # strangers' INVITEs: one log line per minute, counted
         self.location = LocationService(
             config.registrar.min_expires,
             config.registrar.max_expires,
@@ -167,6 +174,11 @@ class Switch:
         self.counters = {
             "malformed": 0, "rate_limited": 0, "forbidden": 0, "not_found": 0, "blocked": 0,
         }  # fmt: skip
+
+    def is_trusted_source(self, host: str) -> bool:
+        """A trunk, or the address of a phone registered now: first to be served when the
+        node is loaded (SIP-8)."""
+        return self._phone_hosts.get(host, 0.0) > self._now or self.is_trunk_source(host)
 
     def is_trunk_source(self, host: str) -> bool:
         """Whether `host` is inside a trunk's ACL (asked for every request)."""
@@ -206,8 +218,10 @@ class Switch:
     # --- input ---------------------------------------------------------------------------
     def receive(self, data: bytes, source: Target, now: float) -> None:
         """One datagram or framed stream message from `source`."""
+        self._now = now
         # SIP-8 flood limits apply to phones and strangers; a trunk carries every caller.
-        if not self.is_trunk_source(source.host) and not self.limiter.allow(source.host, now):
+        trunk = self.is_trunk_source(source.host)
+        if not trunk and not self.limiter.allow(source.host, now):
             self.counters["rate_limited"] += 1
             return
         try:
@@ -225,6 +239,9 @@ class Switch:
                 message, source, make_response(message, 501, extra=[("allow", ALLOW)])
             )
             return
+        if message.method == "INVITE" and not trunk and not self._in_dialog_shape(message):
+            self._refuse_stranger(message, source, now)
+            return
         try:
             events = self.txn.receive_request(message, source, now)
         except SipParseError as exc:
@@ -232,6 +249,33 @@ class Switch:
             self._reject_malformed(exc, source)
             return
         self._dispatch(events, now)
+
+    @staticmethod
+    def _in_dialog_shape(request: Request) -> bool:
+        try:
+            return request.to.tag is not None
+        except SipParseError:
+            return False  # the transaction layer answers 400 for it
+
+    def _refuse_stranger(self, request: Request, source: Target, now: float) -> None:
+        """A new call from outside every trunk's ACL: 403, statelessly (SIP-8).
+
+        A 403 kept in a transaction is sent again about ten times until the ACK comes: under a
+        flood (or with spoofed sources, a reflection) that is ten packets out per packet in.
+        Without one, each INVITE (a retransmission too) gets exactly one 403 and its ACK is
+        dropped as a stray."""
+        self.counters["forbidden"] += 1
+        if now >= self._refused_log_at:
+            self._refused_log_at = now + 60.0
+            log.warning(
+                "INVITE from unknown source %s:%d refused (403); %d refused so far, "
+                "logged at most once a minute",
+                source.host, source.port, self.counters["forbidden"],
+            )  # fmt: skip
+        try:
+            self._reply_stateless(request, source, make_response(request, 403, to_tag=new_tag()))
+        except SipParseError:
+            return  # no usable Via: nowhere to answer
 
     def _reject_malformed(self, exc: SipParseError, source: Target) -> None:
         """§16.3 / §18: a malformed request gets 400 when it can be addressed; else dropped."""
@@ -284,6 +328,8 @@ class Switch:
             return
         if method == "REGISTER":
             response, changes = self.registrar.handle(request, ev.source, now)
+            if response.status == 200:
+                self._note_phone_host(ev.source.host, response, now)
             self._respond(ev, response, now)
             self._reachability(changes, now)
         elif method == "OPTIONS":
@@ -307,6 +353,24 @@ class Switch:
         else:
             self._respond(ev, make_response(request, 405, extra=[("allow", ALLOW)]), now)
 
+    def _note_phone_host(self, host: str, ok: Response, now: float) -> None:
+        """Remember until when `host` has a registered phone (its 200 lists the bindings)."""
+        hosts = self._phone_hosts
+        longest = 0
+        for contact in ok.headers.get_all("contact"):
+            try:
+                expires = parse_name_addr(contact).params.get("expires") or "0"
+                longest = max(longest, int(expires) if expires.isdigit() else 0)
+            except SipParseError:
+                continue
+        if longest:
+            if len(hosts) >= 65536 and host not in hosts:
+                for stale in [h for h, until in hosts.items() if until <= now]:
+                    del hosts[stale]
+                if len(hosts) >= 65536:
+                    return  # bounded: a new host is simply not trusted beyond the limit
+            hosts[host] = max(hosts.get(host, 0.0), now + longest)
+
     def _new_call(self, ev: RequestReceived, now: float) -> None:
         request = ev.request
         unsupported = [
@@ -327,9 +391,8 @@ class Switch:
             self._respond(ev, make_response(request, 483), now)
             return
         trunk = self.trunk_for_source(ev.source.host)
-        if trunk is None:
+        if trunk is None:  # strangers are refused statelessly in `receive`; this is a guard
             self.counters["forbidden"] += 1
-            log.warning("INVITE from unknown source %s:%d refused", ev.source.host, ev.source.port)
             self._respond(ev, make_response(request, 403), now)
             return
         if trunk.digest is not None and not self._trunk_authenticated(ev, trunk, now):
@@ -473,6 +536,7 @@ class Switch:
         self._trunk_sources.clear()
         limits = config.limits
         self.txn.max_server_per_source = limits.max_transactions_per_source
+        self.txn.max_server_total = limits.max_server_transactions
         rate = limits.requests_per_second_per_source
         self.limiter = RateLimiter(rate, burst=max(rate * 2, 10))
         # Agents added to a queue whose phones are already registered become available now.
@@ -507,6 +571,7 @@ class Switch:
         return min(timers) if timers else None
 
     def handle_timer(self, now: float) -> None:
+        self._now = now
         self._dispatch(self.txn.handle_timer(now), now)
         self.control.handle_timer(now)
         expired = self.location.handle_timer(now)

@@ -170,14 +170,25 @@ class TransactionLayer:
         timers: Timers | None = None,
         max_server_per_source: int = 0,
         limit_exempt: Callable[[str], bool] | None = None,
+        max_server_total: int = 0,
+        trusted: Callable[[str], bool] | None = None,
     ) -> None:
         """`sent_by` maps a transport name ("UDP", "TCP"; "UDP6", "TCP6" for IPv6 peers) to
-        the host:port put in our Via headers."""
+        the host:port put in our Via headers.
+
+        Overload (SIP-8): a source holding `max_server_per_source` server transactions gets
+        503 for more (`limit_exempt` sources, the trunks, never do). In all, at most
+        `max_server_total` server transactions live; sources that are not `trusted` (trunks
+        and registered phones) are refused once half of that is in use, so a flood from
+        strangers leaves the other half to the calls that matter. Refusals are stateless
+        (one 503 per request, nothing kept). 0 means no limit."""
         self.sent_by = sent_by
         self.timers = timers or Timers()
         self.max_server_per_source = max_server_per_source
         # Sources the per-source cap does not apply to (trunks carry every caller's traffic).
         self.limit_exempt = limit_exempt or (lambda host: False)
+        self.max_server_total = max_server_total
+        self.trusted = trusted or self.limit_exempt
         self.outbox: list[SendMessage] = []
         self._client: dict[tuple, _Transaction] = {}
         self._server: dict[tuple, _Transaction] = {}
@@ -483,18 +494,13 @@ class TransactionLayer:
                 self.counters["retransmissions"] += 1
                 self.outbox.append(SendMessage(txn.last_data, txn.target))
             return []
-        if self.max_server_per_source and not self.limit_exempt(source.host):
-            count = self._per_source.get(source.host, 0)
-            if count >= self.max_server_per_source:
-                # SIP-8: a flood from one source is refused before the TU sees it.
-                self.counters["rejected_overload"] += 1
-                if method != "ACK":
-                    # FIX (helper review): a final response needs a To tag (§8.2.6.2).
-                    busy = make_response(
-                        request, 503, to_tag=new_tag(), extra=[("retry-after", "5")]
-                    )
-                    self.outbox.append(SendMessage(busy.to_bytes(), reply_to))
-                return []
+        if self._overloaded(source.host):
+            # SIP-8: a flood is refused before the TU sees it, statelessly.
+            self.counters["rejected_overload"] += 1
+            # FIX (helper review): a final response needs a To tag (§8.2.6.2).
+            busy = make_response(request, 503, to_tag=new_tag(), extra=[("retry-after", "5")])
+            self.outbox.append(SendMessage(busy.to_bytes(), reply_to))
+            return []
         if method == "INVITE":
             txn = _Transaction(key, request, reply_to, State.PROCEEDING)
             self._add_server(txn, source.host)
@@ -518,6 +524,22 @@ class TransactionLayer:
             return source
         port = via.port or 5060
         return Target(source.transport, source.host, port)
+
+    def _overloaded(self, host: str) -> bool:
+        """Whether a new server transaction from `host` would exceed a limit."""
+        total = self.max_server_total
+        if total and len(self._server) >= total:
+            return True
+        exempt = self.limit_exempt(host)
+        if self.max_server_per_source and not exempt:
+            if self._per_source.get(host, 0) >= self.max_server_per_source:
+                return True
+        return bool(total) and len(self._server) * 2 >= total and not self.trusted(host)
+
+    @property
+    def server_transactions(self) -> int:
+        """Live server transactions (for limits, metrics and tests)."""
+        return len(self._server)
 
     def _add_server(self, txn: _Transaction, host: str) -> None:
         self._server[txn.key] = txn

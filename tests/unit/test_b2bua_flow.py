@@ -146,7 +146,33 @@ def test_unknown_number_gets_404_and_unknown_source_403(h: Harness) -> None:
     stranger = Trunk(h, port=5091, call_id="x2")
     stranger.source = stranger.source.__class__("UDP", "10.1.2.3", 5091)
     stranger.invite()
-    assert [m.status for t, m in h.sent if t.host == "10.1.2.3"] == [100, 403]
+    assert [m.status for t, m in h.sent if t.host == "10.1.2.3"] == [403]
+
+
+def test_a_stranger_gets_one_403_per_invite_and_nothing_is_kept(h: Harness) -> None:
+    # SIP-8: a 403 kept in a transaction went out ~10 times per INVITE (a flood amplifier,
+    # a reflection vector with spoofed sources); stateless, it is one packet per packet.
+    stranger = Trunk(h, port=5091, call_id="x3")
+    stranger.source = stranger.source.__class__("UDP", "10.1.2.3", 5091)
+    for _ in range(3):  # the INVITE and two retransmissions
+        stranger.invite()
+    h.advance(40)
+    refusals = [m for t, m in h.sent if t.host == "10.1.2.3"]
+    assert [m.status for m in refusals] == [403, 403, 403]
+    assert all(m.to.tag for m in refusals)  # a final response carries a To tag (§8.2.6.2)
+    assert h.switch.txn.server_transactions == 0
+    assert h.switch.counters["forbidden"] == 3
+
+
+def test_a_registered_phone_is_trusted_until_its_registration_ends(h: Harness) -> None:
+    phone = Phone(h, "1001", 5101)
+    phone.source = phone.source.__class__("UDP", "10.9.9.9", 5101)
+    assert not h.switch.is_trusted_source("10.9.9.9")
+    phone.register(expires=600)
+    assert h.switch.is_trusted_source("10.9.9.9")  # first served when the node is loaded
+    h.advance(601)
+    h.switch.receive(b"\r\n", phone.source, h.now)  # any input moves the switch's clock
+    assert not h.switch.is_trusted_source("10.9.9.9")
 
 
 def test_wrong_password_and_unknown_user_get_the_same_answer(h: Harness) -> None:

@@ -637,6 +637,25 @@ def test_per_source_transaction_cap_answers_503_and_spares_other_sources() -> No
     assert len(layer.receive_request(incoming("OPTIONS", branch="z9hG4bKb"), other, 0.0)) == 1
 
 
+def test_global_cap_keeps_half_for_trunks_and_registered_phones() -> None:
+    # SIP-8: 2,000 INVITE/s from 500 addresses, each under its own limits, held 47,000
+    # transactions; strangers may now fill only half of `max_server_total`.
+    trunk = Target("UDP", "127.0.0.9", 5060)
+    layer = new_layer(max_server_total=10, trusted=lambda host: host == trunk.host)
+    strangers = [Target("UDP", f"10.0.0.{i}", 5070) for i in range(8)]
+    admitted = [
+        bool(layer.receive_request(incoming("OPTIONS", branch=f"z9hG4bKs{i}"), src, 0.0))
+        for i, src in enumerate(strangers)
+    ]
+    assert admitted == [True] * 5 + [False] * 3
+    assert {m.status for m in sent(layer) if isinstance(m, Response)} == {503}
+    for i in range(5):  # the trusted source still gets the other half
+        assert layer.receive_request(incoming("OPTIONS", branch=f"z9hG4bKt{i}"), trunk, 0.0)
+    assert layer.server_transactions == 10
+    assert layer.receive_request(incoming("OPTIONS", branch="z9hG4bKt9"), trunk, 0.0) == []
+    assert layer.counters["rejected_overload"] == 4
+
+
 def test_per_source_cap_frees_a_slot_when_a_transaction_ends() -> None:
     layer = new_layer(max_server_per_source=1)
     (event,) = layer.receive_request(incoming("OPTIONS", branch="z9hG4bK1"), PEER_UDP, 0.0)
