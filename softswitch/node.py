@@ -25,6 +25,7 @@ from softswitch.config import Config, load_config, summary
 from softswitch.errors import ConfigError
 from softswitch.switch import CallServices, Switch
 from softswitch.transport import TransportManager, hostport
+from softswitch.transport.descriptors import raise_open_file_limit
 
 if TYPE_CHECKING:
     from media.engine import RtpEngine
@@ -59,6 +60,7 @@ class Node:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
+        log.info("open file limit: %s", raise_open_file_limit().describe())
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cdr = CdrStore(self.data_dir / "hotline.db", commit_on_flush=True)
         self._cdr = cdr
@@ -67,6 +69,8 @@ class Node:
             self.config.node.max_message_size,
             self.config.node.tcp_idle_timeout,
             failed=self._transport_failed,
+            limits=self.config.limits,
+            is_trunk_source=self._is_trunk_source,
             flush=self._flush_inputs,
         )
         try:
@@ -103,6 +107,7 @@ class Node:
             await self._stopping.wait()
             log.info("stopping: releasing %d calls", len(self.switch.control.sessions))
             log.info("counters: %s", self.switch.stats())
+            log.info("transport counters: %s", self.transports.stats())
             self.switch.shutdown(loop.time())
             self._flush()
             # Give BYE/CANCEL a moment to leave and their answers to arrive.
@@ -253,6 +258,8 @@ class Node:
             log.error("reload refused by the ACD: %s; the running configuration stays", exc)
             return False
         self.config = config
+        if self.transports is not None:
+            self.transports.configure(config.limits)
         log.info(
             "configuration reloaded: %s; %d calls in progress untouched",
             summary(config),
@@ -280,6 +287,10 @@ class Node:
         """After a batch of messages (the transports call it): commit, then send."""
         if self.switch is not None:
             self._flush()
+
+    def _is_trunk_source(self, host: str) -> bool:
+        """TCP limits exempt trunks (none are known until the switch is built)."""
+        return self.switch is not None and self.switch.is_trunk_source(host)
 
     def _transport_failed(self, target) -> None:  # type: ignore[no-untyped-def]
         if self.switch is not None:

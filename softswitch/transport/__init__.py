@@ -43,8 +43,8 @@ import logging
 import socket
 from collections.abc import Callable
 
-from softswitch.sip.errors import SipParseError
 from softswitch.config import LimitsConfig
+from softswitch.sip.errors import SipParseError
 from softswitch.sip.transaction import SendMessage, Target, bare_host, hostport
 
 from .admission import ConnectionAdmission, Refusal, TimedFramer, WarningThrottle
@@ -143,7 +143,7 @@ class _TcpConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         if self.inbound and not self.manager._admit(peer[0], peer[1]):
-            transport.abort()  # closed at once: nothing is read from it
+            transport.close()  # at once: nothing was read from it or written to it
             self.ready.set_result(False)
             return
         if not self.inbound:

@@ -132,6 +132,11 @@ class TimedFramer(StreamFramer):
             self.started_at = now  # what is left began in this read
         return messages
 
+    @property
+    def pending(self) -> int:
+        """Bytes of the message in progress received so far."""
+        return len(self._buffer)
+
     def deadline(self, timeout: float) -> float | None:
         """When the message in progress must be complete; None between messages."""
         return None if self.started_at is None else self.started_at + timeout

@@ -112,6 +112,7 @@ def test_a_message_in_progress_keeps_the_time_of_its_first_byte() -> None:
     framer = TimedFramer()
     assert framer.feed_at(OPTIONS[:1], 100.0) == []
     assert framer.started_at == 100.0 and framer.deadline(10.0) == 110.0
+    assert framer.pending == 1
     for offset, at in ((1, 105.0), (2, 109.0)):  # a byte at a time does not move it
         framer.feed_at(OPTIONS[offset : offset + 1], at)
         assert framer.started_at == 100.0
