@@ -196,6 +196,33 @@ class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ban_seconds: Annotated[
         float, Meta(ge=0, description="How long a banned source is refused, seconds.")
     ] = 60.0
+    max_ban_seconds: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description="A source banned again within `ban_memory` is banned twice as long "
+            "as the time before, up to this many seconds.",
+        ),
+    ] = 86400.0
+    ban_memory: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description="Seconds after a ban ends during which it still counts towards "
+            "doubling the next one.",
+        ),
+    ] = 86400.0
+    user_max_failures: Annotated[
+        int,
+        Meta(
+            ge=0,
+            description="Failed authentications of one user, from any addresses, within "
+            "`failure_window`, before that user is guarded for `ban_seconds` (at least "
+            "`failure_window`): its attempts are then refused unchecked from every address "
+            "except those it last authenticated from, so its own phone keeps working. "
+            "0: no per-user counting.",
+        ),
+    ] = 20
 
 
 class RegistrarConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -40,6 +40,17 @@ class AgentReachability(msgspec.Struct, frozen=True):
     reachable: bool
 
 
+class AuthAlert(msgspec.Struct, frozen=True):
+    """A source was banned (`bans`: how many times, the ban doubling each time) or a user
+    put under guard, until `until` (SIP-8: an operator should hear of guessing)."""
+
+    kind: str  # "source_banned" | "user_guarded"
+    source: str
+    user: str
+    bans: int
+    until: float
+
+
 class Registrar:
     def __init__(
         self,
@@ -53,6 +64,7 @@ class Registrar:
         self.location = location
         self.failures = failures
         self.counters = {"registered": 0, "auth_failures": 0, "banned": 0}
+        self.alerts: list[AuthAlert] = []  # the switch publishes and empties it
 
     def handle(
         self, request: Request, source: Target, now: float
@@ -65,6 +77,11 @@ class Registrar:
             aor_user = parse_uri(request.to.uri).user or ""
         except SipParseError as exc:
             return make_response(request, 400, f"Bad To: {exc}"), []
+        if self.failures.user_refused(aor_user, source.host, now):
+            # A user under a guessing attack: only the addresses it registered from are
+            # heard; the same 403 as a wrong password (nothing tells users apart).
+            self.counters["banned"] += 1
+            return make_response(request, 403), []
         agent = self.config.agent(aor_user)
         algorithms = self.config.algorithms_for(agent) if agent else self.config.auth.algorithms
         credentials = request.headers.get("authorization")
@@ -80,16 +97,26 @@ class Registrar:
             return self._challenge(request, now, True, algorithms), []
         if not result.ok or result.username != aor_user:
             self.counters["auth_failures"] += 1
-            banned = self.failures.record_failure(source.host, now)
+            failed = self.failures.failure(source.host, aor_user, now)
             log.warning(
                 "REGISTER for %r from %s:%d refused (%s)%s",
                 aor_user,
                 source.host,
                 source.port,
                 result.reason if result.ok is False else "user mismatch",
-                "; source banned" if banned else "",
+                "; source banned" if failed.banned else "",
             )
+            if failed.banned_until is not None:
+                self.alerts.append(
+                    AuthAlert("source_banned", source.host, aor_user, failed.bans,
+                              failed.banned_until)
+                )  # fmt: skip
+            if failed.guarded_until is not None:
+                self.alerts.append(
+                    AuthAlert("user_guarded", source.host, aor_user, 0, failed.guarded_until)
+                )
             return make_response(request, 403), []
+        self.failures.record_success(aor_user, source.host)
         try:
             outcome = self._apply(request, aor_user, source, now)
         except IntervalTooBriefError:

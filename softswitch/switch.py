@@ -8,6 +8,7 @@ node drains `outbox` after every call and arms one timer at `get_timer()`.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import secrets
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from softswitch.call.blocked import BlockedApp
 from softswitch.call.bus import EventBus
 from softswitch.call.control import CallControl
 from softswitch.call.dialout import DialOutApp
+from softswitch.call.events import AuthAlert
 from softswitch.call.queue_app import QueueApp, survey_flow
 from softswitch.call.session import Session
 from softswitch.call.sipcodec import ALLOW, uri_user
@@ -146,7 +148,11 @@ class Switch:
         self.digest = DigestServer(
             secret or secrets.token_bytes(32), node.realm, auth.algorithms, auth.nonce_lifetime
         )
-        self.failures = FailureTracker(auth.max_failures, auth.failure_window, auth.ban_seconds)
+        self.failures = FailureTracker(
+            auth.max_failures, auth.failure_window, auth.ban_seconds,
+            max_ban_seconds=auth.max_ban_seconds, ban_memory=auth.ban_memory,
+            user_max_failures=auth.user_max_failures,
+        )  # fmt: skip
         rate = config.limits.requests_per_second_per_source
         self.limiter = RateLimiter(rate, burst=max(rate * 2, 10))
         self.registrar = Registrar(config, self.digest, self.location, self.failures)
@@ -328,6 +334,8 @@ class Switch:
             return
         if method == "REGISTER":
             response, changes = self.registrar.handle(request, ev.source, now)
+            if self.registrar.alerts:
+                self._auth_alerts(now)
             if response.status == 200:
                 self._note_phone_host(ev.source.host, response, now)
             self._respond(ev, response, now)
@@ -502,6 +510,27 @@ class Switch:
 
     def _respond(self, ev: RequestReceived, response: Response, now: float) -> None:
         self.txn.send_response(ev.key, response, now)
+
+    def _auth_alerts(self, now: float) -> None:
+        """Bans and guards the registrar decided, for operators (bus, log)."""
+        wall = self.control.wall
+        for alert in self.registrar.alerts:
+            until = wall(alert.until)
+            ends = dt.datetime.fromtimestamp(until, dt.UTC).isoformat(timespec="seconds")
+            if alert.kind == "source_banned":
+                log.warning(
+                    "password guessing: %s banned until %s (ban %d; last tried user %r)",
+                    alert.source, ends, alert.bans, alert.user,
+                )  # fmt: skip
+            else:
+                log.warning(
+                    "password guessing: user %r guarded until %s (last try from %s)",
+                    alert.user, ends, alert.source,
+                )  # fmt: skip
+            self.bus.publish(
+                AuthAlert(wall(now), alert.kind, alert.source, alert.user, alert.bans, until)
+            )
+        self.registrar.alerts.clear()
 
     def _reachability(self, changes: list[AgentReachability], now: float) -> None:
         for change in changes:

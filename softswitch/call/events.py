@@ -267,6 +267,18 @@ class SurveyRated(msgspec.Struct, frozen=True, tag=True):
     agent_id: str | None
 
 
+class AuthAlert(msgspec.Struct, frozen=True, tag=True):
+    """Password guessing (SIP-8): a source banned (the `bans`-th time; each ban doubles),
+    or a user guarded, until `until` (wall-clock epoch seconds)."""
+
+    at: float
+    kind: str  # "source_banned" | "user_guarded"
+    source: str
+    user: str
+    bans: int
+    until: float
+
+
 BusEvent = (
     CallStarted
     | CallQueued
@@ -284,4 +296,5 @@ BusEvent = (
     | QueueLogged
     | VoicemailLeft
     | SurveyRated
+    | AuthAlert
 )

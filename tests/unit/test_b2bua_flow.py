@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from sipflow import Harness, Phone, Trunk
 
+from softswitch.call.events import AuthAlert
 from softswitch.sip.message import Request, Response
 
 
@@ -173,6 +174,32 @@ def test_a_registered_phone_is_trusted_until_its_registration_ends(h: Harness) -
     h.advance(601)
     h.switch.receive(b"\r\n", phone.source, h.now)  # any input moves the switch's clock
     assert not h.switch.is_trusted_source("10.9.9.9")
+
+
+def test_guessing_raises_alerts_and_guards_the_user_but_not_its_own_phone(h: Harness) -> None:
+    alerts: list = []
+    h.switch.bus.subscribe(alerts.append, [AuthAlert])
+    own = Phone(h, "1001", 5101)
+    own.source = own.source.__class__("UDP", "10.9.9.9", 5101)
+    assert own.register().status == 200
+    for i in range(20):  # a guesser spread over 20 addresses: one wrong password each
+        guess = Phone(h, "1001", 5200 + i, password=f"guess{i}")
+        guess.source = guess.source.__class__("UDP", f"198.51.100.{i}", 5200 + i)
+        assert guess.register().status == 403
+    assert [(a.kind, a.user) for a in alerts] == [("user_guarded", "1001")]
+    right = Phone(h, "1001", 5300)  # the right password, from an address it never used
+    right.source = right.source.__class__("UDP", "198.51.100.77", 5300)
+    assert right._register(3600, None).status == 403  # refused before any challenge
+    assert own.register().status == 200  # the agent's phone is not locked out
+    # One address guessing ten times is banned, and the operator hears of that too.
+    guesser = Phone(h, "1002", 5400)
+    guesser.source = guesser.source.__class__("UDP", "203.0.113.5", 5400)
+    for i in range(10):
+        guesser.password = f"guess{i}"
+        guesser.register()
+    banned = [a for a in alerts if a.kind == "source_banned"]
+    assert [(a.source, a.bans) for a in banned] == [("203.0.113.5", 1)]
+    assert banned[0].until == pytest.approx(banned[0].at + 60.0)
 
 
 def test_wrong_password_and_unknown_user_get_the_same_answer(h: Harness) -> None:
