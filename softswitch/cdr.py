@@ -314,6 +314,12 @@ class CdrStore:
             count += 1
         return count
 
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """The store's connection, for other stores of the node's state in this database
+        (softswitch/bindings.py): their writes join the transaction `flush` commits."""
+        return self._db
+
     def flush(self) -> None:
         """Commit the writes gathered since the last flush (no-op in autocommit mode)."""
         if self._db.in_transaction:

@@ -18,6 +18,7 @@ from acd import AcdError
 from ivr.prompts import PromptLibrary
 from ivr.voicemail import VoicemailStore
 from media.wavsink import WavSink
+from softswitch.bindings import BindingStore
 from softswitch.blacklist import BlacklistStore
 from softswitch.call.events import VoicemailLeft
 from softswitch.cdr import CdrStore
@@ -57,6 +58,7 @@ class Node:
         self._timer_at: float | None = None
         self._stopping = asyncio.Event()
         self._media: RtpEngine | None = None
+        self._wall_offset = 0.0
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -84,17 +86,19 @@ class Node:
                 sent_by.setdefault(transport, hostport(host, port))  # IPv6-only nodes
             media = self._media_engine()
             services = await self._services()
+            self._wall_offset = time.time() - loop.time()
             self.switch = Switch(
                 self.config,
                 cdr,
                 sent_by,
                 media=media,
-                wall_offset=time.time() - loop.time(),
+                wall_offset=self._wall_offset,
                 services=services,
             )
             self.switch.control.sink_factory = WavSink
             self.switch.control.speech_factory = self._speech_factory(loop)
             self.switch.bus.subscribe(self._voicemail_left, (VoicemailLeft,))
+            self._restore()
             pid_file = self.data_dir / "hotline.pid"
             pid_file.write_text(f"{os.getpid()}\n")
             if media is not None:
@@ -125,6 +129,19 @@ class Node:
                 store.close()
             cdr.close()
             log.info("stopped")
+
+    def _restore(self) -> None:
+        """Before any message is handled: the registrations saved by the last run."""
+        switch = self.switch
+        assert switch is not None
+        now = asyncio.get_running_loop().time()
+        bindings = BindingStore(self._cdr.connection, self._wall_offset)
+        switch.registrar.store = bindings
+        restored = bindings.load(now + self._wall_offset)
+        switch.restore_bindings(restored, now)
+        if restored:
+            log.info("restored %d registrations saved by the last run", len(restored))
+        self._flush()
 
     async def _services(self) -> CallServices:
         """Prompts rendered ahead (no call waits for TTS), the blacklist and voicemail."""

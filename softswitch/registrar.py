@@ -10,6 +10,7 @@ first binding and unavailable when the last one goes.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import msgspec
 
@@ -18,6 +19,8 @@ from softswitch.sip.auth import DigestServer
 from softswitch.sip.build import make_response
 from softswitch.sip.errors import SipParseError
 from softswitch.sip.location import (
+    Binding,
+    BindingExpired,
     ContactSpec,
     IntervalTooBriefError,
     LocationService,
@@ -65,6 +68,9 @@ class Registrar:
         self.failures = failures
         self.counters = {"registered": 0, "auth_failures": 0, "banned": 0}
         self.alerts: list[AuthAlert] = []  # the switch publishes and empties it
+        # Where bindings survive a restart (softswitch/bindings.py `BindingStore`; None:
+        # nowhere). Written in the input's transaction, before the 200 OK is sent.
+        self.store: Any = None
 
     def handle(
         self, request: Request, source: Target, now: float
@@ -130,6 +136,10 @@ class Registrar:
         except (RegistrarError, SipParseError, ValueError) as exc:
             return make_response(request, 400, str(exc)), []
         self.counters["registered"] += 1
+        if self.store is not None:
+            self.store.save(outcome.saved)
+            if outcome.removed:
+                self.store.remove(aor_user, outcome.removed)
         contacts = [
             (
                 "contact",
@@ -145,6 +155,22 @@ class Registrar:
             changes.append(AgentReachability(aor_user, False))
             log.info("agent %s unregistered", aor_user)
         return make_response(request, 200, extra=contacts), changes
+
+    def expired(self, events: list[BindingExpired]) -> list[AgentReachability]:
+        """Bindings the location service let expire: unsaved, and the agents whose last
+        binding it was become unreachable."""
+        if self.store is not None:
+            for event in events:
+                self.store.remove(event.aor, [event.contact])
+        return [AgentReachability(e.aor, False) for e in events if e.aor_now_empty]
+
+    def restore(self, bindings: list[Binding], now: float) -> list[AgentReachability]:
+        """Bindings saved before a restart, back in the location service (expired ones are
+        skipped); their agents are reachable again."""
+        reached = self.location.restore(bindings, now)
+        for aor in reached:
+            log.info("agent %s registered (restored from before the restart)", aor)
+        return [AgentReachability(aor, True) for aor in reached]
 
     def _apply(self, request: Request, aor: str, source: Target, now: float) -> RegisterOutcome:
         call_id = request.call_id

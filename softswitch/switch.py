@@ -34,7 +34,7 @@ from softswitch.registrar import AgentReachability, Registrar
 from softswitch.sip.auth import DigestServer, ha1
 from softswitch.sip.build import make_response, new_tag
 from softswitch.sip.errors import SipParseError
-from softswitch.sip.location import LocationService
+from softswitch.sip.location import Binding, LocationService
 from softswitch.sip.message import (
     REGISTERED_METHODS,
     Request,
@@ -603,10 +603,12 @@ class Switch:
         self._now = now
         self._dispatch(self.txn.handle_timer(now), now)
         self.control.handle_timer(now)
-        expired = self.location.handle_timer(now)
-        self._reachability(
-            [AgentReachability(e.aor, False) for e in expired if e.aor_now_empty], now
-        )
+        self._reachability(self.registrar.expired(self.location.handle_timer(now)), now)
+
+    def restore_bindings(self, bindings: list[Binding], now: float) -> None:
+        """At start, before any message: the bindings saved before a restart; their agents
+        are available to the ACD at once."""
+        self._reachability(self.registrar.restore(bindings, now), now)
 
     def transport_failed(self, target: Target, now: float) -> None:
         """A connection to `target` could not be made: fail what waits on it at once."""

@@ -135,6 +135,8 @@ class RegisterOutcome(msgspec.Struct, frozen=True):
     and bindings evicted to respect `max_contacts_per_aor`).
     `aor_was_empty` / `aor_now_empty`: whether the AOR had / has no binding, so the ACD can
     mark the agent available or unavailable.
+    `saved`: the bindings this request created or refreshed, as they are now: with `removed`,
+    everything a store of bindings must write for the request (softswitch/bindings.py).
     """
 
     bindings: list[Binding]
@@ -142,6 +144,7 @@ class RegisterOutcome(msgspec.Struct, frozen=True):
     removed: list[str]
     aor_now_empty: bool
     aor_was_empty: bool
+    saved: list[Binding] = []
 
 
 class BindingExpired(msgspec.Struct, frozen=True):
@@ -323,6 +326,7 @@ class LocationService:
             removed=removed,
             aor_now_empty=not work,
             aor_was_empty=not before,
+            saved=[binding for uri, binding in work.items() if uri in touched],
         )
 
     # -- queries --
@@ -338,19 +342,26 @@ class LocationService:
         """Every unexpired binding (for NAT keep-alives and persistence)."""
         return [b for aor in self._aors.values() for b in aor.values() if b.expires_at > now]
 
-    def restore(self, bindings: Iterable[Binding], now: float) -> None:
+    def restore(self, bindings: Iterable[Binding], now: float) -> list[str]:
         """Load bindings saved earlier (e.g. after a restart); expired ones are skipped.
 
-        A restored binding replaces one with the same AOR and contact URI.
+        A restored binding replaces one with the same AOR and contact URI. Returns the AORs
+        that had no binding and now have one, in the order first seen (their agents are
+        reachable).
         """
+        reached: list[str] = []
         for binding in bindings:
             if binding.expires_at <= now:
                 continue
-            aor = self._aors.setdefault(binding.aor, {})
+            aor = self._aors.get(binding.aor)
+            if aor is None:
+                aor = self._aors[binding.aor] = {}
+                reached.append(binding.aor)
             if binding.contact not in aor:
                 self._count += 1
             aor[binding.contact] = binding
             self._schedule(binding)
+        return reached
 
     @property
     def binding_count(self) -> int:

@@ -1,0 +1,130 @@
+"""Registrations that survive a restart: the registrar's bindings in SQLite.
+
+Without them a restarted node knows no phone, and every agent stays unavailable until its
+phone registers again (up to an hour with the default expiry), while callers wait in the
+queue. The registrar writes here whatever a REGISTER or an expiry changed in the location
+service (`RegisterOutcome.saved` / `removed`, `BindingExpired`); the node restores the rows
+not yet expired when it starts, before it handles any message, so the agents are
+available to the ACD at once.
+
+The rows live in the table ``bindings`` of the node's database (DATA/hotline.db) and are
+written on the CDR store's connection: a REGISTER's binding then commits in the one
+transaction the node commits per input, before the 200 OK is sent (durable before sent).
+A file of its own would cost a second commit for every REGISTER, and a second connection to
+hotline.db would wait for the lock the CDR connection holds until the input's commit.
+
+Times: the location service runs on the event loop's monotonic clock, which means nothing
+to another process; rows hold wall-clock epoch seconds, converted with `wall_offset`
+(wall = monotonic + wall_offset, as for CDR times).
+
+A write that fails (disk full, database locked) is logged and the binding holds in memory
+until the node stops; a row that cannot be read back is logged, deleted and skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterable
+
+import msgspec
+
+from softswitch.sip.location import Binding
+
+__all__ = ["BindingStore"]
+
+log = logging.getLogger("hotline.registrar")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS bindings (
+    aor TEXT NOT NULL, contact TEXT NOT NULL, expires_at REAL NOT NULL, q REAL NOT NULL,
+    call_id TEXT NOT NULL, cseq INTEGER NOT NULL, source_host TEXT NOT NULL,
+    source_port INTEGER NOT NULL, transport TEXT NOT NULL, instance TEXT, user_agent TEXT,
+    registered_at REAL NOT NULL, reg_id TEXT, params TEXT NOT NULL,
+    PRIMARY KEY (aor, contact)
+)
+"""
+_COLUMNS = (
+    "aor", "contact", "expires_at", "q", "call_id", "cseq", "source_host", "source_port",
+    "transport", "instance", "user_agent", "registered_at", "reg_id", "params",
+)  # fmt: skip
+_INSERT = (
+    f"INSERT OR REPLACE INTO bindings ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
+_params_decoder = msgspec.json.Decoder(dict[str, str | None])
+
+
+class BindingStore:
+    """The saved bindings of one node, on the connection `db` (the CDR store's)."""
+
+    def __init__(self, db: sqlite3.Connection, wall_offset: float) -> None:
+        self._db = db
+        self.wall_offset = wall_offset
+        db.execute(_SCHEMA)
+
+    def save(self, bindings: Iterable[Binding]) -> None:
+        """Write new or refreshed bindings (a row per AOR and contact URI)."""
+        offset = self.wall_offset
+        rows = [
+            (
+                b.aor,
+                b.contact,
+                b.expires_at + offset,
+                b.q,
+                b.call_id,
+                b.cseq,
+                b.source[0],
+                b.source[1],
+                b.transport,
+                b.instance,
+                b.user_agent,
+                b.registered_at + offset,
+                b.reg_id,
+                msgspec.json.encode(b.params).decode(),
+            )
+            for b in bindings
+        ]
+        try:
+            self._db.executemany(_INSERT, rows)
+        except sqlite3.Error as exc:
+            aors = ", ".join(sorted({row[0] for row in rows}))
+            log.error("bindings of %s not saved (they hold until the node stops): %s", aors, exc)
+
+    def remove(self, aor: str, contacts: Iterable[str]) -> None:
+        """Delete the bindings of `aor` to these contact URIs."""
+        try:
+            self._db.executemany(
+                "DELETE FROM bindings WHERE aor = ? AND contact = ?",
+                [(aor, contact) for contact in contacts],
+            )
+        except sqlite3.Error as exc:
+            log.error("removed bindings of %s stay saved (a restart drops them): %s", aor, exc)
+
+    def load(self, wall_now: float) -> list[Binding]:
+        """Every binding not expired at `wall_now` (epoch seconds), in monotonic time; the
+        expired rows, and rows that cannot be read, are deleted."""
+        self._db.execute("DELETE FROM bindings WHERE expires_at <= ?", (wall_now,))
+        found: list[Binding] = []
+        bad: list[tuple[str, str]] = []
+        offset = self.wall_offset
+        select = f"SELECT {', '.join(_COLUMNS)} FROM bindings ORDER BY registered_at"
+        for row in self._db.execute(select).fetchall():
+            values = dict(zip(_COLUMNS, tuple(row), strict=True))
+            try:
+                values["params"] = _params_decoder.decode(values["params"])
+                values["source"] = (values.pop("source_host"), values.pop("source_port"))
+                values["expires_at"] -= offset
+                values["registered_at"] -= offset
+                found.append(msgspec.convert(values, Binding))
+            except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
+                log.error(
+                    "saved binding of %r to %r unreadable, dropped: %s",
+                    values["aor"],
+                    values["contact"],
+                    exc,
+                )
+                bad.append((values["aor"], values["contact"]))
+        if bad:
+            self._db.executemany("DELETE FROM bindings WHERE aor = ? AND contact = ?", bad)
+        return found

@@ -1,0 +1,27 @@
+"""What a node does at start about its last run (`Node._restore`), on a pure harness."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sipflow import Harness
+
+from softswitch.bindings import BindingStore
+
+
+def start(h: Harness) -> BindingStore:
+    """Wire `h`'s switch as the node does: its bindings are saved."""
+    bindings = BindingStore(h.cdr.connection, h.switch.control.wall_offset)
+    h.switch.registrar.store = bindings
+    return bindings
+
+
+def restarted(tmp_path: Path, after: float, previous: Harness) -> Harness:
+    """A new node on `previous`'s database, `after` seconds after `previous` last ran
+    (nothing of a clean stop happened: as after kill -9)."""
+    h = Harness(tmp_path)
+    h.now = previous.now + after
+    bindings = start(h)
+    h.switch.restore_bindings(bindings.load(h.switch.control.wall(h.now)), h.now)
+    h._collect()
+    return h
