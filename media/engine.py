@@ -237,12 +237,13 @@ def _read_audio(sdp: SessionDescription, audio: MediaDescription) -> RemoteMedia
         # what the author sends is still welcome.
         direction = FLOW_DIRECTION[(DIRECTION_FLOW[direction][0], False)]
     ptime = audio.ptime or 20
+    te = audio.telephone_event()  # a dynamic type outside 0-127 cannot be on the wire
     return RemoteMedia(
         ip=ip,
         port=audio.port,
         payload_type=offered[0],
         ptime_ms=min(30, max(10, ptime)),
-        telephone_event_pt=audio.telephone_event(),
+        telephone_event_pt=te if te is not None and 0 <= te <= 127 else None,
         direction=direction,
         payload_types=offered,
     )

@@ -163,9 +163,7 @@ def parse_sdp(body: bytes) -> SessionDescription:
             port = parts[1].split("/")[0] if len(parts) >= 4 else ""
             if not (port.isascii() and port.isdigit()):  # '²'.isdigit() is True
                 raise SdpError(f"bad m= line {value!r}")
-            media.append(
-                MediaDescription(parts[0], int(port), parts[2], parts[3:])
-            )
+            media.append(MediaDescription(parts[0], int(port), parts[2], parts[3:]))
         elif media:
             media[-1].lines.append((kind, value))
         else:

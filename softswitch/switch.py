@@ -26,7 +26,7 @@ from softswitch.call.dialout import DialOutApp
 from softswitch.call.events import AuthAlert
 from softswitch.call.queue_app import QueueApp, survey_flow
 from softswitch.call.session import Session
-from softswitch.call.sipcodec import ALLOW, uri_user
+from softswitch.call.sipcodec import ALLOW, take_sdp_part, uri_user
 from softswitch.cdr import CdrWriter
 from softswitch.config import Config, Trunk
 from softswitch.dialplan import normalize
@@ -236,6 +236,8 @@ class Switch:
             self.counters["malformed"] += 1
             self._reject_malformed(exc, source)
             return
+        if message.body:
+            take_sdp_part(message)  # SIP-I: SDP beside ISUP in multipart/mixed
         if isinstance(message, Response):
             self._dispatch(self.txn.receive_response(message, now), now)
             return

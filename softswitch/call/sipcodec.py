@@ -6,7 +6,7 @@ from __future__ import annotations
 from softswitch.sdp import SdpError, parse_sdp
 from softswitch.sip.dialog import Dialog
 from softswitch.sip.errors import SipParseError
-from softswitch.sip.message import Request, parse_uri
+from softswitch.sip.message import Request, Response, parse_uri
 from softswitch.sip.transaction import State as TxnState
 from softswitch.sip.transaction import Target, bare_host
 
@@ -94,3 +94,48 @@ def sdp_direction(body: bytes) -> str:
         return audio.direction
     session = [v for k, v in sdp.session if k == "a" and v in DIRECTIONS]
     return session[0] if session else "sendrecv"
+
+
+def take_sdp_part(message: Request | Response) -> bool:
+    """A `multipart/mixed` body (SIP-I trunks send SDP beside `application/isup`, RFC 3204)
+    is replaced by its SDP part, with Content-Type `application/sdp`; True if it was.
+
+    The other parts are dropped: the node terminates the call, and nothing it talks to
+    downstream reads ISUP. A multipart body without an SDP part, or one that cannot be
+    split, is left as it is (the offer is then refused as SDP the node cannot read)."""
+    content_type = message.headers.get("content-type") or ""
+    kind, _, params = content_type.partition(";")
+    if kind.strip().lower() != "multipart/mixed" or not message.body:
+        return False
+    boundary = ""
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "boundary":
+            boundary = value.strip().strip('"')
+    if not boundary:
+        return False
+    delimiter = b"--" + boundary.encode("utf-8", "replace")
+    for part in message.body.split(delimiter)[1:]:
+        if part.startswith(b"--"):
+            break  # the close delimiter: no more parts
+        head, sep, content = part.lstrip(b"\r\n").partition(b"\r\n\r\n")
+        if not sep:
+            head, sep, content = part.lstrip(b"\n").partition(b"\n\n")
+        if not sep:
+            continue
+        headers = head.decode("utf-8", "replace").lower().replace("\r", "").split("\n")
+        types = [
+            h.partition(":")[2].split(";")[0].strip()
+            for h in headers
+            if h.startswith("content-type:")
+        ]
+        if types == ["application/sdp"]:
+            # The CRLF before the next delimiter belongs to the delimiter (RFC 2046 §5.1.1).
+            if content.endswith(b"\r\n"):
+                content = content[:-2]
+            elif content.endswith(b"\n"):
+                content = content[:-1]
+            message.body = content
+            message.headers.set("content-type", "application/sdp")
+            return True
+    return False

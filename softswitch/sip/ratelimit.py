@@ -110,9 +110,7 @@ class FailureTracker:
         """`user` authenticated from `source_ip`: that address stays open to it when the
         user is guarded."""
         hosts = self._good.pop(user, ())
-        self._good[user] = (source_ip, *(h for h in hosts if h != source_ip))[
-            :GOOD_HOSTS_PER_USER
-        ]
+        self._good[user] = (source_ip, *(h for h in hosts if h != source_ip))[:GOOD_HOSTS_PER_USER]
         if len(self._good) > self.max_sources:
             self._good.popitem(last=False)
 

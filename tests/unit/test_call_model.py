@@ -446,3 +446,36 @@ def test_voicemail_ends_after_the_configured_silence(tmp_path: Path) -> None:
     (left,) = [e for e in h.bus_events if isinstance(e, ev.VoicemailLeft)]
     # 80 blocks of 0.1 s, and what the tap still held when it stopped (one more here).
     assert left.seconds == pytest.approx(8.1, abs=0.01)
+
+
+def test_a_sip_i_invite_is_served_from_the_sdp_part_of_its_multipart_body(
+    tmp_path: Path,
+) -> None:
+    # Found: SDP beside application/isup in multipart/mixed (as SIP-I trunks send) got 488
+    # ("bad SDP line '--unique-boundary-1'").
+    h = IvrHarness(tmp_path, MONDAY_10)
+    Phone(h, "1001", 5101).register()
+    trunk = Trunk(h)
+    sdp = (
+        "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        "m=audio 6000 RTP/AVP 8 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+    )
+    body = (
+        "--unique-boundary-1\r\nContent-Type: application/sdp\r\n\r\n" + sdp + "\r\n"
+        "--unique-boundary-1\r\nContent-Type: application/isup;version=itu-t92+\r\n"
+        "Content-Disposition: signal;handling=optional\r\n\r\n\x01\x00\x49\x00\r\n"
+        "--unique-boundary-1--\r\n"
+    )
+    head = (
+        "INVITE sip:9000@127.0.0.1 SIP/2.0\n"
+        + trunk.headers("INVITE", 1, "z9hG4bKsipi")
+        + "Contact: <sip:carrier@127.0.0.1:5090>\n"
+        + "Content-Type: multipart/mixed;boundary=unique-boundary-1\nMIME-Version: 1.0\n"
+        + f"Content-Length: {len(body)}\n\n"
+    )
+    h.switch.receive((head.replace("\n", "\r\n") + body).encode("latin-1"), trunk.source, h.now)
+    h._collect()
+    assert statuses(h.take(trunk.port)) == [100, 180]
+    (session,) = h.switch.control.sessions.values()
+    assert session.a.invite is not None and session.a.invite.body == sdp.encode()
+    assert session.a.invite.headers.get("content-type") == "application/sdp"
