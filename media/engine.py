@@ -224,7 +224,7 @@ def _read_audio(sdp: SessionDescription, audio: MediaDescription) -> RemoteMedia
         raise MediaValueError(f"bad audio port {audio.port}")
     rtpmap = audio.rtpmap()
     offered = tuple(
-        int(f) for f in audio.formats if f.isdigit() and int(f) in G711 and int(f) in rtpmap
+        int(f) for f in audio.formats if f.isdecimal() and int(f) in G711 and int(f) in rtpmap
     )
     if not offered:
         raise MediaValueError("SDP audio stream names neither PCMU nor PCMA")
@@ -275,7 +275,7 @@ def anchor_sdp(
             if not (k == "a" and v.split(":", 1)[0].startswith(TRANSPORT_ATTRIBUTES))
         ]
         if offer_both_laws:
-            present = [int(f) for f in audio.formats if f.isdigit() and int(f) in G711]
+            present = [int(f) for f in audio.formats if f.isdecimal() and int(f) in G711]
             if present:
                 last = audio.formats.index(str(present[-1]))
                 for pt in (0, 8):

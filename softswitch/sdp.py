@@ -61,13 +61,14 @@ class MediaDescription:
         """payload type -> (encoding name, clock rate), static types included."""
         out: dict[int, tuple[str, int]] = {}
         for fmt in self.formats:
-            if fmt.isdigit() and int(fmt) in STATIC_PAYLOADS:
+            if fmt.isdecimal() and int(fmt) in STATIC_PAYLOADS:
                 out[int(fmt)] = STATIC_PAYLOADS[int(fmt)]
         for value in self.attributes("rtpmap"):
             pt_text, _, rest = value.partition(" ")
             name, _, rate = rest.partition("/")
-            if pt_text.isdigit():
-                out[int(pt_text)] = (name.strip(), int(rate.split("/")[0]) if rate else 8000)
+            clock = rate.split("/")[0].strip() if rate else "8000"
+            if pt_text.isdecimal() and clock.isdecimal():  # not isdigit: '²'.isdigit()
+                out[int(pt_text)] = (name.strip(), int(clock))
         return out
 
     def telephone_event(self) -> int | None:
@@ -79,7 +80,7 @@ class MediaDescription:
     @property
     def ptime(self) -> int | None:
         value = self.attribute("ptime")
-        return int(value) if value and value.strip().isdigit() else None
+        return int(value) if value and value.strip().isdecimal() else None
 
 
 @dataclass

@@ -560,7 +560,7 @@ class CallControl(Signalling, LegActions):
                     _float(action.value),
                 )  # fmt: skip
             )
-        elif action.name == "survey_rating" and action.value.isdigit():
+        elif action.name == "survey_rating" and action.value.isdecimal():
             rated = values.get("survey_agent") or session.agent_id
             self.bus.publish(ev.SurveyRated(wall, session.call_id, int(action.value), rated))
 

@@ -260,8 +260,7 @@ def test_reoffer_keeps_the_law_in_use_while_it_is_still_offered(engine: RtpEngin
         # OverflowError escaped from the parser and the C engine).
         (phone_sdp(99999), "bad audio port 99999"),
         (phone_sdp(40000).replace(b"m=audio 40000", "m=audio ²".encode()), "bad m= line"),
-        (phone_sdp(40000, "0 ²"), "SDP"),
-        (phone_sdp(40000).replace(b"PCMU/8000", b"PCMU/abc"), "SDP"),
+        (phone_sdp(40000, "18 ²"), "neither PCMU nor PCMA"),
     ],
 )
 def test_offer_the_engine_cannot_serve_is_refused_and_changes_nothing(
@@ -277,6 +276,19 @@ def test_offer_the_engine_cannot_serve_is_refused_and_changes_nothing(
         engine.answer_local("caller", body)  # a refused re-offer: 488, old session stays
     assert engine.remote_media("caller") == before
     assert engine.answer_local("caller", phone_sdp(40000, "8 101")) == good
+
+
+def test_tokens_that_are_not_numbers_are_ignored_and_the_rest_is_served(
+    engine: RtpEngine,
+) -> None:
+    # '²'.isdigit() is True and int('²') raises: such tokens are unknown formats, a clock
+    # rate that is not a number leaves the static type's own, and a bad ptime the default.
+    odd = phone_sdp(40000, "0 ² 101").replace(b"PCMU/8000", b"PCMU/abc")
+    odd = odd.replace(b"a=ptime:20", "a=ptime:²".encode())
+    answer = engine.answer_local("caller", odd)
+    assert b"m=audio" in answer and b"RTP/AVP 0 101" in answer
+    media = engine.remote_media("caller")
+    assert media is not None and (media.payload_types, media.ptime_ms) == ((0,), 20)
 
 
 def test_an_offer_read_once_is_answered_as_its_body_would_be(engine: RtpEngine) -> None:
