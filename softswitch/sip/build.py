@@ -40,8 +40,12 @@ def make_response(
 ) -> Response:
     """A response carrying the request's Via, From, To, Call-ID, CSeq (RFC 3261 §8.2.6.2).
 
-    `to_tag` is added when the To header has none yet (never for 100 Trying, §8.2.6.2).
+    `to_tag` is added when the To header has none yet (never for 100 Trying, §8.2.6.2); a
+    final response to a request without one gets a fresh tag when none is given, since a UAS
+    must tag every response but 100 (the node is the UAS of whatever it answers itself).
     """
+    if to_tag is None and status >= 200:
+        to_tag = new_tag()
     items: list[tuple[str, str]] = []
     for name, value in request.headers:
         if name in ("via", "from", "call-id", "cseq"):

@@ -295,11 +295,15 @@ class SwitchMachine(RuleBasedStateMachine):
 
     def _check_mirrors_malformed(self, data: bytes) -> None:
         """A 4xx/5xx to a malformed request copies its Via, From, To, Call-ID and CSeq as they
-        are, so it may lack what the request lacked: the node still answers 400 to a request
+        are (the To gaining the node's tag), so it may lack what the request lacked: the node still answers 400 to a request
         without Call-ID (tests/loopback/test_sip_robustness.py), rather than stay silent."""
         head = data.decode("utf-8").split("\r\n\r\n", 1)[0].split("\r\n")
         assert re.fullmatch(r"SIP/2\.0 [45]\d\d .*", head[0]), data
         key = raw_key(_parse_header_lines(head, skip_bad=True))
+        if key not in self.malformed and key[2] is not None:
+            # the node tags the To of every final response it makes (§8.2.6.2)
+            untagged = re.sub(r";tag=[0-9a-f]+$", "", key[2])
+            key = (*key[:2], untagged, *key[3:])
         assert key in self.malformed, f"unparseable datagram mirrors no bad request: {data!r}"
 
     def _to_trunk(self, target: Target, message: Request | Response) -> None:

@@ -698,3 +698,16 @@ def test_get_timer_is_the_earliest_deadline_and_none_when_idle() -> None:
     layer.send_request(outgoing("INVITE"), PEER_TCP, 10.2)
     assert layer.get_timer() == 10.0 + T1
     assert layer.handle_timer(10.0) == [] and len(layer.outbox) == 2  # nothing due yet
+
+
+def test_every_response_but_100_is_tagged_even_when_no_tag_is_given() -> None:
+    """RFC 3261 §8.2.6.2: a UAS adds a To tag to its responses (100 Trying excepted); the
+    node's stateless refusals (400, 403, 503) are its own answers, so they carry one too."""
+    request = incoming()
+    assert make_response(request, 100).to.tag is None
+    refused = make_response(request, 403)
+    busy = make_response(request, 503)
+    assert refused.to.tag and busy.to.tag and refused.to.tag != busy.to.tag
+    assert make_response(request, 486, to_tag="mine").to.tag == "mine"
+    in_dialog = incoming(to_tag="theirs")
+    assert make_response(in_dialog, 481).to.tag == "theirs"
