@@ -4,6 +4,13 @@ One row per call (``calls``), one per call leg (``legs``) and one per ACD event
 (``queue_log``). Every write is its own committed transaction, so what was written before a
 crash is in the database after it.
 
+What a restart needs to close what a crash left open (softswitch/call/restart.py): the
+node's heartbeat (``node_alive``: one row, when the last run started and the last time it
+was known to run) and the dialog of every answered leg still up (``live_dialogs``: one row
+per answered leg, written when it is answered, deleted when it ends, in the same
+transaction as the CDR rows). Every start closes all rows left open, so the next one looks
+only at calls that started since (by the ``calls_start`` index), not at the whole history.
+
 Durability: the database runs in WAL mode with ``synchronous=NORMAL`` by default. A commit
 then writes the WAL frames to the file (into the OS page cache) without ``fsync``; a killed
 process (``kill -9``, a crash) loses nothing that was committed, because the kernel still
@@ -28,7 +35,7 @@ from typing import IO, Any, Literal
 
 import msgspec
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: Columns of each table, in order; the first is the key. Updates may name only these.
 CALL_COLUMNS = (
@@ -77,6 +84,12 @@ CREATE TABLE IF NOT EXISTS queue_log (
 );
 CREATE INDEX IF NOT EXISTS queue_log_call_id ON queue_log (call_id);
 CREATE INDEX IF NOT EXISTS queue_log_at ON queue_log (at);
+CREATE TABLE IF NOT EXISTS node_alive (
+    id INTEGER PRIMARY KEY CHECK (id = 1), started REAL NOT NULL, at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS live_dialogs (
+    leg_id TEXT PRIMARY KEY, call_id TEXT NOT NULL, dialog TEXT NOT NULL
+);
 """
 
 
@@ -132,6 +145,7 @@ class CdrStore:
                 self._db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
             elif version < SCHEMA_VERSION:
                 # Version 1 → 2: call columns of the call model (route, IVR, variables).
+                # Version 2 → 3: the tables node_alive and live_dialogs (made just above).
                 have = {row[1] for row in self._db.execute("PRAGMA table_info(calls)")}
                 for column, sql_type in _ADDED_CALL_COLUMNS:
                     if column not in have:
@@ -314,11 +328,72 @@ class CdrStore:
             count += 1
         return count
 
+    # ------------------------------------------------------------------ restarts
+
     @property
     def connection(self) -> sqlite3.Connection:
         """The store's connection, for other stores of the node's state in this database
         (softswitch/bindings.py): their writes join the transaction `flush` commits."""
         return self._db
+
+    def run_started(self, at: float) -> None:
+        """A run of the node starts at `at` (epoch seconds), after `unfinished` rows were
+        closed and before its first call: the next start looks only at calls since."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO node_alive (id, started, at) VALUES (1, ?, ?)", (at, at)
+        )
+
+    def alive(self, at: float) -> None:
+        """The node's heartbeat: it was running at `at` (wall-clock epoch seconds)."""
+        self._db.execute("UPDATE node_alive SET at = ? WHERE id = 1", (at,))
+
+    def last_alive(self) -> float | None:
+        """The latest moment the node is known to have run: its heartbeat or its last queue
+        event, whichever is later; None when neither exists."""
+        row = self._db.execute(
+            "SELECT (SELECT at FROM node_alive WHERE id = 1), (SELECT max(at) FROM queue_log)"
+        ).fetchone()
+        times = [t for t in row if t is not None]
+        return max(times) if times else None
+
+    def unfinished(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The calls and the legs whose row has no end (a crash left them open), among the
+        calls since the last run started (all calls when no run was recorded yet)."""
+        row = self._db.execute("SELECT started FROM node_alive WHERE id = 1").fetchone()
+        # No run recorded (a database of an older version): look at every call, once.
+        since = row[0] if row is not None else float("-inf")
+        calls = self._db.execute(
+            'SELECT * FROM calls WHERE start >= ? AND "end" IS NULL ORDER BY start, rowid', (since,)
+        )
+        legs = self._db.execute(
+            "SELECT l.* FROM legs AS l JOIN calls AS c ON c.call_id = l.call_id "
+            'WHERE c.start >= ? AND l."end" IS NULL ORDER BY c.start, l.rowid',
+            (since,),
+        )
+        return [dict(r) for r in calls], [dict(r) for r in legs]
+
+    def save_dialog(self, leg_id: str, call_id: str, dialog: str) -> None:
+        """Keep what hanging up an answered leg takes (`dialog`: its encoded state)."""
+        self._db.execute(
+            "INSERT OR REPLACE INTO live_dialogs (leg_id, call_id, dialog) VALUES (?, ?, ?)",
+            (leg_id, call_id, dialog),
+        )
+
+    def drop_dialog(self, leg_id: str) -> None:
+        """The leg ended: nothing to hang up after a restart."""
+        self._db.execute("DELETE FROM live_dialogs WHERE leg_id = ?", (leg_id,))
+
+    def saved_dialogs(self) -> list[tuple[str, str, str]]:
+        """(leg id, call id, encoded dialog) of every saved dialog whose leg has no end."""
+        rows = self._db.execute(
+            "SELECT d.leg_id, d.call_id, d.dialog FROM live_dialogs AS d "
+            'JOIN legs AS l ON l.leg_id = d.leg_id WHERE l."end" IS NULL ORDER BY d.rowid'
+        )
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def clear_dialogs(self) -> None:
+        """Forget every saved dialog (at start, once their BYEs are decided)."""
+        self._db.execute("DELETE FROM live_dialogs")
 
     def flush(self) -> None:
         """Commit the writes gathered since the last flush (no-op in autocommit mode)."""

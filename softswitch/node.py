@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,7 @@ from media.wavsink import WavSink
 from softswitch.bindings import BindingStore
 from softswitch.blacklist import BlacklistStore
 from softswitch.call.events import VoicemailLeft
+from softswitch.call.restart import RESTART_DISPOSITION, DialogRecorder, Recovered, close_unfinished
 from softswitch.cdr import CdrStore
 from softswitch.config import Config, load_config, summary
 from softswitch.errors import ConfigError
@@ -32,6 +34,9 @@ if TYPE_CHECKING:
     from media.engine import RtpEngine
 
 log = logging.getLogger("hotline.node")
+
+#: Seconds between heartbeats: after a crash, the calls left open end at the last one.
+HEARTBEAT_SECONDS = 1.0
 
 
 class Node:
@@ -58,6 +63,7 @@ class Node:
         self._timer_at: float | None = None
         self._stopping = asyncio.Event()
         self._media: RtpEngine | None = None
+        self._heartbeat: asyncio.TimerHandle | None = None
         self._wall_offset = 0.0
 
     async def run(self) -> None:
@@ -66,6 +72,7 @@ class Node:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cdr = CdrStore(self.data_dir / "hotline.db", commit_on_flush=True)
         self._cdr = cdr
+        recovered = self._close_unfinished(cdr)
         self.transports = TransportManager(
             self._receive,
             self.config.node.max_message_size,
@@ -98,7 +105,7 @@ class Node:
             self.switch.control.sink_factory = WavSink
             self.switch.control.speech_factory = self._speech_factory(loop)
             self.switch.bus.subscribe(self._voicemail_left, (VoicemailLeft,))
-            self._restore()
+            self._restore(recovered)
             pid_file = self.data_dir / "hotline.pid"
             pid_file.write_text(f"{os.getpid()}\n")
             if media is not None:
@@ -122,6 +129,8 @@ class Node:
         finally:
             if self._timer is not None:
                 self._timer.cancel()
+            if self._heartbeat is not None:
+                self._heartbeat.cancel()
             await self.transports.close()
             if self._media is not None:
                 self._media.close()
@@ -130,18 +139,51 @@ class Node:
             cdr.close()
             log.info("stopped")
 
-    def _restore(self) -> None:
-        """Before any message is handled: the registrations saved by the last run."""
+    @staticmethod
+    def _close_unfinished(cdr: CdrStore) -> Recovered:
+        """Before listening: close the CDR rows a crash left open (softswitch/call/restart.py)."""
+        recovered = close_unfinished(cdr)
+        cdr.flush()
+        if recovered.calls or recovered.legs:
+            log.warning(
+                "the last run left %d calls and %d legs open: closed as %s at its last sign of "
+                "life (%.3f); %d parties get a BYE",
+                recovered.calls,
+                recovered.legs,
+                RESTART_DISPOSITION,
+                recovered.end,
+                len(recovered.dialogs),
+            )
+        return recovered
+
+    def _restore(self, recovered: Recovered) -> None:
+        """Before any message is handled: the registrations saved by the last run, a BYE to
+        each party of its lost calls, then the heartbeat."""
         switch = self.switch
         assert switch is not None
         now = asyncio.get_running_loop().time()
         bindings = BindingStore(self._cdr.connection, self._wall_offset)
         switch.registrar.store = bindings
+        recorder = DialogRecorder(self._cdr, switch.control.sessions)
+        switch.bus.subscribe(recorder, recorder.kinds)
         restored = bindings.load(now + self._wall_offset)
         switch.restore_bindings(restored, now)
         if restored:
             log.info("restored %d registrations saved by the last run", len(restored))
+        switch.send_restart_byes(recovered.dialogs, now)
+        self._cdr.run_started(now + self._wall_offset)
         self._flush()
+        self._beat()
+
+    def _beat(self) -> None:
+        """The heartbeat: the node runs now (where a crash's open calls will end)."""
+        loop = asyncio.get_running_loop()
+        try:
+            self._cdr.alive(loop.time() + self._wall_offset)
+            self._cdr.flush()
+        except sqlite3.Error as exc:
+            log.error("heartbeat not written to %s: %s", self._cdr.path, exc)
+        self._heartbeat = loop.call_later(HEARTBEAT_SECONDS, self._beat)
 
     async def _services(self) -> CallServices:
         """Prompts rendered ahead (no call waits for TTS), the blacklist and voicemail."""

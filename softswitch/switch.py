@@ -25,6 +25,7 @@ from softswitch.call.control import CallControl
 from softswitch.call.dialout import DialOutApp
 from softswitch.call.events import AuthAlert
 from softswitch.call.queue_app import QueueApp, survey_flow
+from softswitch.call.restart import RestartByes, SavedDialog
 from softswitch.call.session import Session
 from softswitch.call.sipcodec import ALLOW, take_sdp_part, uri_user
 from softswitch.cdr import CdrWriter
@@ -180,6 +181,7 @@ class Switch:
         self.counters = {
             "malformed": 0, "rate_limited": 0, "forbidden": 0, "not_found": 0, "blocked": 0,
         }  # fmt: skip
+        self.restart_byes = RestartByes()  # BYEs to the calls a crash left (send_restart_byes)
 
     def is_trusted_source(self, host: str) -> bool:
         """A trunk, or the address of a phone registered now: first to be served when the
@@ -312,6 +314,8 @@ class Switch:
     def _dispatch(self, events: list, now: float) -> None:
         b2bua = self.control
         for ev in events:
+            if self.restart_byes.pending and self.restart_byes.handle(ev):
+                continue
             if isinstance(ev, RequestReceived):
                 self._request(ev, now)
             elif isinstance(ev, ResponseReceived):
@@ -611,6 +615,10 @@ class Switch:
         """At start, before any message: the bindings saved before a restart; their agents
         are available to the ACD at once."""
         self._reachability(self.registrar.restore(bindings, now), now)
+
+    def send_restart_byes(self, dialogs: list[SavedDialog], now: float) -> None:
+        """At start: a BYE to each party of a call the last run left up (call/restart.py)."""
+        self.restart_byes.send(self.txn, dialogs, now)
 
     def transport_failed(self, target: Target, now: float) -> None:
         """A connection to `target` could not be made: fail what waits on it at once."""

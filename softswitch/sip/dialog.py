@@ -7,10 +7,27 @@ remote CSeq of incoming in-dialog requests (§12.2.2: lower than the last one �
 
 from __future__ import annotations
 
+import msgspec
+
 from .errors import DialogError
 from .message import Headers, NameAddr, Request, Response, parse_name_addr, parse_uri
 
 DIALOG_ID = tuple[str, str, str]  # (Call-ID, local tag, remote tag)
+
+
+class DialogState(msgspec.Struct, frozen=True):
+    """What our side of a dialog needs to send requests in it later, from another process
+    (the node's BYE after a restart): identifiers, URIs, route set and our last CSeq number.
+    Only our side's numbering is kept: §12.2.2's check of the remote CSeq starts afresh."""
+
+    call_id: str
+    local_tag: str
+    remote_tag: str
+    local_uri: str
+    remote_uri: str
+    remote_target: str
+    route_set: list[str]
+    local_cseq: int
 
 
 class Dialog:
@@ -100,6 +117,27 @@ class Dialog:
             local_cseq=request.cseq[0],
             remote_cseq=None,
         )
+
+    def state(self) -> DialogState:
+        """The state to save (see `DialogState`); `from_state` makes the dialog again."""
+        return DialogState(
+            self.call_id,
+            self.local_tag,
+            self.remote_tag,
+            self.local_uri,
+            self.remote_uri,
+            self.remote_target,
+            list(self.route_set),
+            self.local_cseq,
+        )
+
+    @classmethod
+    def from_state(cls, state: DialogState) -> Dialog:
+        """A confirmed dialog from saved state, numbering our requests after its CSeq."""
+        dialog = cls(**msgspec.structs.asdict(state), remote_cseq=None)
+        dialog.route_set = list(state.route_set)  # the state stays as it was saved
+        dialog.confirmed = True
+        return dialog
 
     def check_remote_cseq(self, request: Request) -> None:
         """§12.2.2: a lower CSeq than the last one is out of order (answer 500)."""

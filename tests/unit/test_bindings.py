@@ -113,7 +113,7 @@ def test_agent_registered_before_a_crash_gets_the_next_call_at_once(tmp_path: Pa
     assert Phone(first, "1001", 5101).register().status == 200
     first.advance(600)  # no clean stop: the process dies here
 
-    h = restarted(tmp_path, after=30, previous=first)
+    h, _ = restarted(tmp_path, after=30, previous=first)
     assert h.switch.location.lookup("1001", h.now)[0].contact == PHONE
     Trunk(h).invite()  # no REGISTER since the restart
     (invite,) = h.take(5101)
@@ -125,7 +125,7 @@ def test_binding_that_expired_meanwhile_leaves_the_agent_unavailable(tmp_path: P
     first = Harness(tmp_path)
     start(first)
     assert Phone(first, "1001", 5101).register(expires=120).status == 200
-    h = restarted(tmp_path, after=121, previous=first)
+    h, _ = restarted(tmp_path, after=121, previous=first)
     assert h.switch.location.lookup("1001", h.now) == []
     trunk = Trunk(h)
     trunk.invite()
