@@ -439,27 +439,8 @@ class Bench:
         uas_dir.mkdir(exist_ok=True)
         uas = None
         try:
-            uas_port = free_udp_port()
-            uas_options = [
-                "-set", "ring_ms", str(self.profile.agent_ring_ms),
-                "-timeout", f"{math.ceil(self.args.max_seconds)}s",
-            ]  # fmt: skip
-            uas = self.processes.start(
-                "agent UAS",
-                self.sipp_command("uas_agent.xml", uas_port, uas_options),
-                log_path=uas_dir / "stdout.log",
-                cwd=uas_dir,
-            )
-            time.sleep(0.3)
-            if uas.poll() is not None:
-                raise BenchError(f"SIPp agent UAS exited at once, see {uas_dir}")
-            if system == "hotline":
-                sut, sut_address, agents = self.start_hotline(directory, uas_port, REPO_ROOT)
-            elif system == "baseline":
-                root = self.baseline_tree()
-                sut, sut_address, agents = self.start_hotline(directory, uas_port, root)
-            else:
-                sut, sut_address = self.start_sippy(directory, uas_port)
+            uas, uas_port = self.start_uas(uas_dir)
+            sut, sut_address, agents = self.start_sut(system, directory, uas_port)
             for index in range(len(self.profile.steps)):
                 self.check_deadline()
                 if sut.poll() is not None:
@@ -492,6 +473,39 @@ class Bench:
             error=error,
             uas_failed_calls=uas_failed,
         )
+
+    def start_uas(self, uas_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
+        """The SIPp agent UAS that answers every call, and its port."""
+        uas_port = free_udp_port()
+        uas_options = [
+            "-set", "ring_ms", str(self.profile.agent_ring_ms),
+            "-timeout", f"{math.ceil(self.args.max_seconds)}s",
+        ]  # fmt: skip
+        uas = self.processes.start(
+            "agent UAS",
+            self.sipp_command("uas_agent.xml", uas_port, uas_options),
+            log_path=uas_dir / "stdout.log",
+            cwd=uas_dir,
+        )
+        time.sleep(0.3)
+        if uas.poll() is not None:
+            raise BenchError(f"SIPp agent UAS exited at once, see {uas_dir}")
+        return uas, uas_port
+
+    def start_sut(
+        self, system: str, directory: Path, uas_port: int
+    ) -> tuple[subprocess.Popen[bytes], tuple[str, int], int | None]:
+        """Start `system` (hotline, baseline or sippy): its process, address, bench agents."""
+        if system == "hotline":
+            return self.start_hotline(directory, uas_port, REPO_ROOT)
+        if system == "baseline":
+            return self.start_hotline(directory, uas_port, self.baseline_tree())
+        sut, address = self.start_sippy(directory, uas_port)
+        return sut, address, None
+
+    def write_config(self, source: Path, target: Path, agents: int) -> None:
+        """The hotline configuration of a run (bench/flood.py changes it)."""
+        write_hotline_config(source, target, agents)
 
     def baseline_tree(self) -> Path:
         """A checkout of `--baseline REV` with its media extension built (the same
@@ -526,7 +540,7 @@ class Bench:
         agents = self.args.agents or agents_needed(self.profile)
         config = directory / "config"
         source = Path(self.args.config) if root == REPO_ROOT else root / "config"
-        write_hotline_config(source, config, agents)
+        self.write_config(source, config, agents)
         port = free_udp_port()
         data = directory / "data"
         data.mkdir(exist_ok=True)
