@@ -88,19 +88,12 @@ class Registrar:
             # heard; the same 403 as a wrong password (nothing tells users apart).
             self.counters["banned"] += 1
             return make_response(request, 403), []
-        agent = self.config.agent(aor_user)
-        algorithms = self.config.algorithms_for(agent) if agent else self.config.auth.algorithms
         credentials = request.headers.get("authorization")
         if credentials is None:
-            return self._challenge(request, now, False, algorithms), []
-
-        def lookup_ha1(username: str, algorithm: str) -> str | None:
-            found = self.config.agent(username)
-            return found.ha1(algorithm, self.digest.realm) if found is not None else None
-
-        result = self.digest.verify(credentials, "REGISTER", now, lookup_ha1)
+            return self._challenge(request, now, False), []
+        result = self.digest.verify(credentials, "REGISTER", now, self._lookup_ha1)
         if result.stale:
-            return self._challenge(request, now, True, algorithms), []
+            return self._challenge(request, now, True), []
         if not result.ok or result.username != aor_user:
             self.counters["auth_failures"] += 1
             failed = self.failures.failure(source.host, aor_user, now)
@@ -204,8 +197,20 @@ class Registrar:
             request.headers.get("user-agent"),
         )
 
-    def _challenge(
-        self, request: Request, now: float, stale: bool, algorithms: tuple[str, ...]
-    ) -> Response:
-        values = self.digest.challenge(now, stale=stale, algorithms=algorithms)
+    def _lookup_ha1(self, username: str, algorithm: str) -> str | None:
+        """The agent's HA1 for `algorithm`, or None (then the digest server checks against a
+        dummy) when the agent is unknown or its `algorithms` leave this one out: a restricted
+        agent is held to its algorithms here, at verification, not by what it is offered."""
+        agent = self.config.agent(username)
+        if agent is None or algorithm not in self.config.algorithms_for(agent):
+            return None
+        return agent.ha1(algorithm, self.digest.realm)
+
+    def _challenge(self, request: Request, now: float, stale: bool) -> Response:
+        """401 with the realm's algorithms, the same for every user (SIP-8).
+
+        A challenge chosen by the To user (an agent's own `algorithms`) told a scanner which
+        names are agents and how each is set up; the same set for every name tells nothing,
+        and each phone answers the one it supports (RFC 8760 §2.4)."""
+        values = self.digest.challenge(now, stale=stale)
         return make_response(request, 401, extra=[("www-authenticate", v) for v in values])

@@ -142,18 +142,30 @@ class Trunk:
 class Phone:
     """An agent's phone: registers with digest and answers requests sent to its port."""
 
-    def __init__(self, h: Harness, agent: str, port: int, password: str | None = None) -> None:
+    def __init__(
+        self,
+        h: Harness,
+        agent: str,
+        port: int,
+        password: str | None = None,
+        algorithm: str = "MD5",
+    ) -> None:
         self.h = h
         self.agent = agent
         self.port = port
         self.password = password or f"pw{agent}"
+        self.algorithm = algorithm  # the challenge it answers: "MD5" or "SHA-256"
         self.source = Target("UDP", "127.0.0.1", port)
         self.reg_cseq = 0
 
     def register(self, expires: int = 3600) -> Response:
         first = self._register(expires, None)
         assert first.status == 401, first
-        challenge = first.headers.get("www-authenticate") or ""
+        (challenge,) = [
+            value
+            for value in first.headers.get_all("www-authenticate")
+            if f"algorithm={self.algorithm}," in value.replace(" ", "") + ","
+        ]
         return self._register(expires, challenge)
 
     def _register(self, expires: int, challenge: str | None) -> Response:
@@ -163,13 +175,16 @@ class Phone:
             params = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge))
             realm, nonce = params["realm"], params["nonce"]
             uri = "sip:127.0.0.1"
-            ha1 = hashlib.md5(f"{self.agent}:{realm}:{self.password}".encode()).hexdigest()
-            ha2 = hashlib.md5(f"REGISTER:{uri}".encode()).hexdigest()
-            response = hashlib.md5(f"{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}".encode())
+
+            def hexhash(text: str) -> str:
+                return hashlib.new(self.algorithm.replace("-", ""), text.encode()).hexdigest()
+
+            ha1 = hexhash(f"{self.agent}:{realm}:{self.password}")
+            response = hexhash(f"{ha1}:{nonce}:00000001:c0ffee:auth:{hexhash(f'REGISTER:{uri}')}")
             auth = (
                 f'Authorization: Digest username="{self.agent}", realm="{realm}", '
-                f'nonce="{nonce}", uri="{uri}", response="{response.hexdigest()}", '
-                f'algorithm=MD5, qop=auth, nc=00000001, cnonce="c0ffee"\n'
+                f'nonce="{nonce}", uri="{uri}", response="{response}", '
+                f'algorithm={self.algorithm}, qop=auth, nc=00000001, cnonce="c0ffee"\n'
             )
         self.h.deliver(
             "REGISTER sip:127.0.0.1 SIP/2.0\n"

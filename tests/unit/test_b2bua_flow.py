@@ -209,6 +209,51 @@ def test_wrong_password_and_unknown_user_get_the_same_answer(h: Harness) -> None
     assert (a.status, a.reason) == (b.status, b.reason) == (403, "Forbidden")
 
 
+def test_the_first_challenge_is_the_same_for_every_user_however_agents_are_set_up(
+    tmp_path: Path,
+) -> None:
+    # SIP-8: the 401 followed the To user's `algorithms` (1002 MD5 only, 1003 SHA-256 only,
+    # others both), so a scanner learnt who is an agent and how each is configured.
+    import re
+    import shutil
+
+    from sipflow import ROOT
+
+    config_dir = tmp_path / "config"
+    shutil.copytree(ROOT / "config", config_dir)
+    agents = config_dir / "agents.yaml"
+    text = agents.read_text()
+    for agent, algorithms in (("1002", "[MD5]"), ("1003", "[SHA-256]")):
+        line = f"    password: pw{agent}   # demo only\n"
+        assert line in text
+        text = text.replace(line, f"{line}    algorithms: {algorithms}\n")
+    agents.write_text(text)
+    h = Harness(tmp_path, config_dir)
+    restricted = {a.id: a.algorithms for a in h.config.agents if a.algorithms is not None}
+    assert restricted == {"1002": ("MD5",), "1003": ("SHA-256",)}
+
+    def challenges(user: str, port: int) -> list[str]:
+        first = Phone(h, user, port)._register(3600, None)
+        assert first.status == 401
+        return [
+            re.sub(r'nonce="[^"]*"', 'nonce=""', value)
+            for value in first.headers.get_all("www-authenticate")
+        ]
+
+    seen = [challenges(user, 5500 + i) for i, user in enumerate(("1001", "1002", "1003", "7777"))]
+    assert all(offered == seen[0] for offered in seen)
+    # The realm's set (node.yaml auth.algorithms), in its order.
+    assert re.findall(r"algorithm=([\w-]+)", " ".join(seen[0])) == ["MD5", "SHA-256"]
+    # Each restricted agent still registers with its own algorithm, and only with it.
+    assert Phone(h, "1002", 5601, algorithm="MD5").register().status == 200
+    assert Phone(h, "1002", 5602, algorithm="SHA-256").register().status == 403
+    assert Phone(h, "1003", 5603, algorithm="SHA-256").register().status == 200
+    assert Phone(h, "1003", 5604, algorithm="MD5").register().status == 403
+    assert Phone(h, "1001", 5605, algorithm="SHA-256").register().status == 200
+    ghost = Phone(h, "7777", 5606, algorithm="SHA-256").register()
+    assert (ghost.status, ghost.reason) == (403, "Forbidden")
+
+
 def test_trunk_with_digest_must_authenticate(tmp_path: Path) -> None:
     import hashlib
     import re
