@@ -86,12 +86,14 @@ class AgentRecord:
     `idle_since` is the longest-idle routing key: the time the agent last became available
     (login, end of call or of wrap-up) — or, after a no-answer or reject, the time of that
     failure, which sends the agent to the back of the line. `queues` is the effective membership
-    (configured queues plus queues draining after a reload). `logout_pending` is set when the
+    (listed queues, queues whose skills it meets, and queues draining after a reload). `logout_pending` is set when the
     phone unregisters during a call; `retired` when a reload removed the agent while it was busy.
     """
 
     __slots__ = (
         "agent_id",
+        "region",
+        "answered",
         "queues",
         "state",
         "state_since",
@@ -102,8 +104,10 @@ class AgentRecord:
         "wrap_up_serial",
     )
 
-    def __init__(self, agent_id: str, queues: tuple[str, ...]) -> None:
+    def __init__(self, agent_id: str, queues: tuple[str, ...], region: str | None = None) -> None:
         self.agent_id = agent_id
+        self.region = region
+        self.answered = 0  # calls answered since the engine started (strategy fewest_calls)
         self.queues = queues
         self.state = AgentState.LOGGED_OUT
         self.state_since = 0.0
@@ -112,8 +116,3 @@ class AgentRecord:
         self.logout_pending = False
         self.retired = False
         self.wrap_up_serial = 0
-
-    @property
-    def idle_key(self) -> tuple[float, str]:
-        """Sort key in the per-queue idle index: longest idle first, ties by agent id."""
-        return (self.idle_since, self.agent_id)

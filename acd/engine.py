@@ -55,6 +55,7 @@ agent that failed the call in this step with `retry` = 0, and `replace_specs` un
 from __future__ import annotations
 
 import heapq
+import random
 from collections.abc import Iterable
 
 from acd.agent import AgentEvent, AgentRecord, AgentState, next_agent_state
@@ -69,7 +70,7 @@ from acd.events import (
     QueueTimeout,
 )
 from acd.queue import CallEvent, CallRecord, CallState, QueueRecord, next_call_state
-from acd.spec import AgentSpec, QueueSpec, validate_specs
+from acd.spec import AgentSpec, QueueSpec, memberships, validate_specs
 
 _K = QueueEventKind
 
@@ -78,6 +79,7 @@ _MAX_WAIT = 0
 _RING_TIMEOUT = 1
 _WRAP_UP_END = 2
 _RETRY = 3
+_WIDEN = 4  # a call's sticky or region window ends: any agent of the queue may take it
 
 _Timer = tuple[float, int, int, str, int]  # (deadline, kind, seq, call or agent id, serial)
 
@@ -86,8 +88,11 @@ class Acd:
     """Automatic call distribution over a set of queues and agents (see the module docstring
     for the routing rules). Agents start logged out."""
 
-    def __init__(self, queues: Iterable[QueueSpec], agents: Iterable[AgentSpec]) -> None:
+    def __init__(
+        self, queues: Iterable[QueueSpec], agents: Iterable[AgentSpec], seed: int = 0
+    ) -> None:
         queue_specs, agent_specs = validate_specs(queues, agents)
+        self._rng = random.Random(seed)  # strategy random: same inputs, same choices
         self._queues: dict[str, QueueRecord] = {}
         self._agents: dict[str, AgentRecord] = {}
         self._calls: dict[str, CallRecord] = {}
@@ -99,10 +104,15 @@ class Acd:
         self._reload_pending = False
         for q_spec in queue_specs:
             self._queues[q_spec.name] = QueueRecord(q_spec)
+        served = memberships(queue_specs, agent_specs)
         for a_spec in agent_specs:
-            self._agents[a_spec.agent_id] = AgentRecord(a_spec.agent_id, a_spec.queues)
-            for name in a_spec.queues:
-                self._queues[name].members[a_spec.agent_id] = None
+            agent = AgentRecord(a_spec.agent_id, served[a_spec.agent_id], a_spec.region)
+            self._agents[a_spec.agent_id] = agent
+            for name in agent.queues:
+                q = self._queues[name]
+                q.members[a_spec.agent_id] = None
+                q.order = None
+                q.scores[a_spec.agent_id] = a_spec.score(q.spec.skills)
 
     # ---------------------------------------------------------------------------------------
     # Agents
@@ -157,6 +167,7 @@ class Acd:
         if call is not None:
             self._requeue(call, CallEvent.AGENT_GONE)
             self._dispatch_call(call, now, out)
+        self._widen_for(agent, now, out)
         self._forget_if_retired(agent)
         return out
 
@@ -170,9 +181,21 @@ class Acd:
     # ---------------------------------------------------------------------------------------
     # Calls
 
-    def enqueue(self, call_id: str, queue: str, now: float, priority: int = 0) -> list[Command]:
-        """A call joins `queue` (higher `priority` waits ahead of lower); the longest-idle agent
-        is offered it at once if there is one. Starts the call's max-wait clock."""
+    def enqueue(
+        self,
+        call_id: str,
+        queue: str,
+        now: float,
+        priority: int = 0,
+        region: str | None = None,
+        preferred: str | None = None,
+    ) -> list[Command]:
+        """A call joins `queue` (higher `priority` waits ahead of lower); the agent the queue's
+        strategy picks is offered it at once if one is idle. Starts the call's max-wait clock.
+
+        `region` (the caller's region) and `preferred` (the agent who served the caller last)
+        matter to queues with `region_wait` and `sticky_wait`: for those seconds only agents of
+        that region, or only that agent, may take the call, while such agents are logged in."""
         self._tick(now)
         q = self._queues.get(queue)
         if q is None or q.draining:
@@ -180,14 +203,25 @@ class Acd:
         if call_id in self._calls:
             raise DuplicateCall(call_id)
         self._seq += 1
-        call = CallRecord(call_id, q.spec, priority, now, self._seq, self._next_serial())
+        call = CallRecord(
+            call_id, q.spec, priority, now, self._seq, self._next_serial(), region, preferred
+        )
         self._calls[call_id] = call
         q.calls[call_id] = call
         position = q.add_waiting(call)
         self._push_timer(now + q.spec.max_wait, _MAX_WAIT, call_id, call.serial)
-        out: list[Command] = [
-            self._event(_K.ENTER, call, now, {"priority": priority, "position": position})
-        ]
+        for window in (
+            q.spec.sticky_wait if preferred else 0.0,
+            q.spec.region_wait if region else 0.0,
+        ):
+            if window > 0:  # the end of each window widens who may take the call
+                self._push_timer(now + window, _WIDEN, call_id, call.serial)
+        data: dict[str, object] = {"priority": priority, "position": position}
+        if region is not None:
+            data["region"] = region
+        if preferred is not None:
+            data["preferred"] = preferred
+        out: list[Command] = [self._event(_K.ENTER, call, now, data)]
         self._dispatch_call(call, now, out)
         return out
 
@@ -218,6 +252,7 @@ class Acd:
         call, agent = self._offer_pair(call_id, agent_id, CallEvent.ANSWER)
         call.state = next_call_state(call_id, call.state, CallEvent.ANSWER)
         call.connected_at = now
+        agent.answered += 1
         self._leave_queue(call)
         out: list[Command] = [
             self._event(
@@ -307,7 +342,7 @@ class Acd:
                 self._max_wait(self._calls[key], now, out)
             elif kind == _RING_TIMEOUT:
                 self._ring_timeout(self._calls[key], now, out)
-            elif kind == _RETRY:
+            elif kind == _RETRY or kind == _WIDEN:
                 call = self._calls[key]
                 if call.state is CallState.WAITING:
                     self._dispatch_call(call, now, out)
@@ -360,6 +395,7 @@ class Acd:
         `handle_timer`: `get_timer()` reports a due timer until then.
         """
         queue_specs, agent_specs = validate_specs(queues, agents)
+        served = memberships(queue_specs, agent_specs)
         new_queues = {spec.name: spec for spec in queue_specs}
         for name, q in list(self._queues.items()):
             if name in new_queues:
@@ -382,26 +418,34 @@ class Acd:
                     del self._agents[agent_id]
                 continue
             agent.retired = False
+            agent.region = a_spec.region
+            serves = served[agent_id]
             draining = tuple(
                 name
                 for name in agent.queues
-                if name in self._queues
-                and self._queues[name].draining
-                and name not in a_spec.queues
+                if name in self._queues and self._queues[name].draining and name not in serves
             )
-            agent.queues = a_spec.queues + draining
+            agent.queues = serves + draining
         for agent_id, a_spec in new_agents.items():
             if agent_id not in self._agents:
-                self._agents[agent_id] = AgentRecord(agent_id, a_spec.queues)
+                self._agents[agent_id] = AgentRecord(agent_id, served[agent_id], a_spec.region)
         for q in self._queues.values():
             q.members.clear()
+            q.order = None
             q.idle.clear()
+            q.idle_keys.clear()
+            q.scores.clear()
+            q.regions.clear()
         for agent in self._agents.values():
+            a_spec = new_agents.get(agent.agent_id)
             for name in agent.queues:
                 q = self._queues[name]
                 q.members[agent.agent_id] = None
+                q.scores[agent.agent_id] = a_spec.score(q.spec.skills) if a_spec else 0
+                if agent.state is not AgentState.LOGGED_OUT and agent.region is not None:
+                    q.regions[agent.region] = q.regions.get(agent.region, 0) + 1
                 if agent.state is AgentState.IDLE:
-                    q.add_idle(agent.idle_key)
+                    q.add_idle(agent.agent_id, agent.idle_since, agent.answered)
         self._reload_pending = True
 
     # ---------------------------------------------------------------------------------------
@@ -425,13 +469,18 @@ class Acd:
             return
         if old is AgentState.IDLE:
             for name in agent.queues:
-                self._queues[name].remove_idle(agent.idle_key)
+                self._queues[name].remove_idle(agent.agent_id)
+        if agent.region is not None and AgentState.LOGGED_OUT in (old, new):
+            change = 1 if old is AgentState.LOGGED_OUT else -1
+            for name in agent.queues:
+                regions = self._queues[name].regions
+                regions[agent.region] = regions.get(agent.region, 0) + change
         agent.state = new
         agent.state_since = now
         if new is AgentState.IDLE:
             agent.idle_since = now if idle_since is None else idle_since
             for name in agent.queues:
-                self._queues[name].add_idle(agent.idle_key)
+                self._queues[name].add_idle(agent.agent_id, agent.idle_since, agent.answered)
         out.append(
             QueueEvent(
                 kind=_K.AGENT_STATE,
@@ -452,6 +501,7 @@ class Acd:
             return False
         self._agent_to(agent, AgentEvent.UNAVAILABLE, now, out)
         agent.logout_pending = False
+        self._widen_for(agent, now, out)
         self._forget_if_retired(agent)
         return True
 
@@ -462,13 +512,56 @@ class Acd:
         if self._settle(agent, now, out):
             return
         best: CallRecord | None = None
-        eligible_for = None if fresh else agent.agent_id
         for name in agent.queues:
-            call = self._queues[name].first_waiting(eligible_for, now, self._step)
+            call = self._first_waiting(self._queues[name], agent, now, fresh)
             if call is not None and (best is None or call.key < best.key):
                 best = call
         if best is not None:
             self._offer(best, agent, now, out)
+
+    def _first_waiting(
+        self, q: QueueRecord, agent: AgentRecord, now: float, fresh: bool
+    ) -> CallRecord | None:
+        """The first call of `q` in order that `agent` may take: one whose sticky or region
+        window does not keep it for others and, unless the agent is `fresh`, whose retry
+        window for the agent is closed. The calls skipped are few: those the agent failed in
+        the last `retry` seconds and those held for other regions or agents."""
+        agent_id = agent.agent_id
+        for key in q.waiting:
+            call = q.calls[key[2]]
+            if not self._allows(q, call, agent, now):
+                continue
+            if fresh or call.eligible(agent_id, now, self._step):
+                return call
+        return None
+
+    def _allows(self, q: QueueRecord, call: CallRecord, agent: AgentRecord, now: float) -> bool:
+        """Whether the call's sticky and region windows let `agent` take it at `now`."""
+        if now >= call.widen_at:
+            return True
+        waited = now - call.enqueued_at
+        preferred = call.preferred
+        if preferred is not None and waited < call.spec.sticky_wait:
+            chosen = self._agents.get(preferred)
+            if chosen is not None and chosen.state is not AgentState.LOGGED_OUT:
+                if preferred in q.members:
+                    return agent.agent_id == preferred
+        region = call.region
+        if region is not None and waited < call.spec.region_wait and q.regions.get(region, 0):
+            return agent.region == region
+        return True
+
+    def _widen_for(self, agent: AgentRecord, now: float, out: list[Command]) -> None:
+        """`agent` logged out: calls held for it (sticky) or for its region, which it may
+        have been the last one logged in of, may now go to the others. Offer them."""
+        for name in agent.queues:
+            q = self._queues.get(name)
+            if q is None:
+                continue
+            held = [q.calls[key[2]] for key in q.waiting if q.calls[key[2]].widen_at > now]
+            for call in held:
+                if call.state is CallState.WAITING:
+                    self._dispatch_call(call, now, out)
 
     def _forget_if_retired(self, agent: AgentRecord) -> None:
         if agent.retired and agent.state is AgentState.LOGGED_OUT:
@@ -531,13 +624,55 @@ class Acd:
         )
 
     def _dispatch_call(self, call: CallRecord, now: float, out: list[Command]) -> None:
-        """Offer a waiting call to the longest-idle agent of its queue eligible for it."""
-        agent_id = self._queues[call.queue].first_idle(call, now, self._step)
+        """Offer a waiting call to the idle agent of its queue that the queue's strategy picks
+        among those eligible for it."""
+        q = self._queues[call.queue]
+        agent_id = self._pick(q, call, now)
         if agent_id is not None:
             self._offer(call, self._agents[agent_id], now, out)
 
+    def _pick(self, q: QueueRecord, call: CallRecord, now: float) -> str | None:
+        idle = q.idle
+        if not idle:
+            return None
+        strategy = q.spec.strategy
+        simple = not call.tried and now >= call.widen_at
+        if strategy == "round_robin":
+            return self._pick_round_robin(q, call, now, simple)
+        if strategy == "random":
+            if simple:
+                return idle[self._rng.randrange(len(idle))][-1]
+            choices = [key[-1] for key in idle if self._may_take(q, call, key[-1], now)]
+            return self._rng.choice(choices) if choices else None
+        if simple:  # sorted strategies: the head of the index
+            return idle[0][-1]
+        for key in idle:
+            if self._may_take(q, call, key[-1], now):
+                return key[-1]
+        return None
+
+    def _may_take(self, q: QueueRecord, call: CallRecord, agent_id: str, now: float) -> bool:
+        return call.eligible(agent_id, now, self._step) and self._allows(
+            q, call, self._agents[agent_id], now
+        )
+
+    def _pick_round_robin(
+        self, q: QueueRecord, call: CallRecord, now: float, simple: bool
+    ) -> str | None:
+        """The first idle member eligible for `call` after the one last offered a call of
+        the queue, in configuration order, wrapping around (a scan of the members)."""
+        members, position = q.member_order()
+        start = position.get(q.rr_last, -1) + 1 if q.rr_last is not None else 0
+        for i in range(len(members)):
+            agent_id = members[(start + i) % len(members)]
+            if agent_id in q.idle_keys and (simple or self._may_take(q, call, agent_id, now)):
+                return agent_id
+        return None
+
     def _offer(self, call: CallRecord, agent: AgentRecord, now: float, out: list[Command]) -> None:
-        self._queues[call.queue].remove_waiting(call)
+        q = self._queues[call.queue]
+        q.remove_waiting(call)
+        q.rr_last = agent.agent_id
         call.state = next_call_state(call.call_id, call.state, CallEvent.OFFER)
         call.agent_id = agent.agent_id
         call.offered_at = now
@@ -595,7 +730,7 @@ class Acd:
             for agent_id in q.members:
                 agent = self._agents[agent_id]
                 if agent.state is AgentState.IDLE:
-                    q.remove_idle(agent.idle_key)
+                    q.remove_idle(agent.agent_id)
                 agent.queues = tuple(name for name in agent.queues if name != q.name)
 
     def _finish(self, call: CallRecord, event: CallEvent) -> None:
@@ -654,7 +789,7 @@ class Acd:
         call = self._calls.get(key)
         if call is None:
             return False
-        if kind == _MAX_WAIT or kind == _RETRY:
+        if kind == _MAX_WAIT or kind == _RETRY or kind == _WIDEN:
             # A retry timer stays valid while the call is ringing someone else: that offer may
             # fail before the window ends, and the call must then be offered again at its end.
             return call.serial == serial and call.state in (CallState.WAITING, CallState.RINGING)

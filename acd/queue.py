@@ -3,8 +3,11 @@
 Each queue keeps two sorted lists, maintained with `bisect` so that the hot decisions do not scan
 every agent or call:
 
-- `idle`: ``(idle_since, agent_id)`` of its IDLE agents — the first entry eligible for a call
-  (see `CallRecord.eligible`) is the longest-idle agent (SPEC ACD-1).
+- `idle`: the sort keys of its IDLE agents in the order its strategy prefers them —
+  ``(idle_since, agent_id)`` for longest idle (SPEC ACD-1), ``(-skill score, idle_since,
+  agent_id)`` for skills, ``(answered calls, idle_since, agent_id)`` for fewest calls; the
+  first entry eligible for a call (see `CallRecord.eligible`) is the agent to offer it to.
+  Round robin and random use the same index as longest idle and choose in the engine.
 - `waiting`: ``(-priority, seq, call_id)`` of its calls not being offered — higher priority
   first, then enqueue order (`seq`, global across queues, so an agent serving several queues
   compares the heads by waiting time).
@@ -113,6 +116,8 @@ class CallRecord:
         "failed_agent",
         "failed_step",
         "connected_at",
+        "region",
+        "preferred",
     )
 
     def __init__(
@@ -123,6 +128,8 @@ class CallRecord:
         enqueued_at: float,
         seq: int,
         serial: int,
+        region: str | None = None,
+        preferred: str | None = None,
     ) -> None:
         self.call_id = call_id
         self.queue = spec.name
@@ -141,6 +148,16 @@ class CallRecord:
         self.failed_agent: str | None = None
         self.failed_step = -1
         self.connected_at = 0.0
+        self.region = region  # the caller's region, for the queue's region preference
+        self.preferred = preferred  # the agent who served the caller last (sticky agent)
+
+    @property
+    def widen_at(self) -> float:
+        """When the last of its sticky and region windows ends (enqueue time if none)."""
+        spec = self.spec
+        sticky = spec.sticky_wait if self.preferred is not None else 0.0
+        region = spec.region_wait if self.region is not None else 0.0
+        return self.enqueued_at + max(sticky, region)
 
     def record_failure(self, agent_id: str, until: float, step: int) -> None:
         """The offer to `agent_id` failed in engine step `step`: it is not eligible for this
@@ -167,38 +184,54 @@ class QueueRecord:
     calls and disappears when the last one leaves.
     """
 
-    __slots__ = ("name", "spec", "draining", "members", "idle", "waiting", "calls")
+    __slots__ = (
+        "name", "spec", "draining", "members", "idle", "idle_keys", "waiting", "calls",
+        "scores", "regions", "rr_last", "order",
+    )  # fmt: skip
 
     def __init__(self, spec: QueueSpec) -> None:
         self.name = spec.name
         self.spec = spec
         self.draining = False
-        self.members: dict[str, None] = {}
-        self.idle: list[tuple[float, str]] = []
+        self.members: dict[str, None] = {}  # in configuration order (round robin's order)
+        self.idle: list[tuple] = []
+        self.idle_keys: dict[str, tuple] = {}  # agent id -> its key in `idle`
         self.waiting: list[tuple[int, int, str]] = []
         self.calls: dict[str, CallRecord] = {}
+        self.scores: dict[str, int] = {}  # agent id -> skill score here (strategy skills)
+        self.regions: dict[str, int] = {}  # region -> members of it logged in
+        self.rr_last: str | None = None  # round robin: the agent last offered a call
+        # `members` as a tuple and agent id -> index (round robin); None when members changed
+        self.order: tuple[tuple[str, ...], dict[str, int]] | None = None
+
+    def member_order(self) -> tuple[tuple[str, ...], dict[str, int]]:
+        """The members in configuration order and each one's index in it (cached until the
+        engine changes the members and clears `order`)."""
+        if self.order is None:
+            members = tuple(self.members)
+            self.order = (members, {agent_id: i for i, agent_id in enumerate(members)})
+        return self.order
 
     # -- idle agents -------------------------------------------------------------------------
 
-    def add_idle(self, key: tuple[float, str]) -> None:
+    def add_idle(self, agent_id: str, idle_since: float, answered: int) -> None:
+        strategy = self.spec.strategy
+        key: tuple
+        if strategy == "skills":
+            key = (-self.scores.get(agent_id, 0), idle_since, agent_id)
+        elif strategy == "fewest_calls":
+            key = (answered, idle_since, agent_id)
+        else:
+            key = (idle_since, agent_id)
+        self.idle_keys[agent_id] = key
         bisect.insort(self.idle, key)
 
-    def remove_idle(self, key: tuple[float, str]) -> None:
-        i = bisect.bisect_left(self.idle, key)
+    def remove_idle(self, agent_id: str) -> None:
+        key = self.idle_keys.pop(agent_id, None)
+        i = bisect.bisect_left(self.idle, key) if key is not None else len(self.idle)
         if i == len(self.idle) or self.idle[i] != key:
-            raise RuntimeError(f"queue {self.name!r}: idle index lost agent {key[1]!r}")
+            raise RuntimeError(f"queue {self.name!r}: idle index lost agent {agent_id!r}")
         del self.idle[i]
-
-    def first_idle(self, call: CallRecord, now: float, step: int) -> str | None:
-        """The longest-idle agent eligible for `call` at `now` in engine step `step`, or None.
-        Skips at most the agents in the call's (small) tried map."""
-        idle = self.idle
-        if not call.tried:
-            return idle[0][1] if idle else None
-        for _, agent_id in idle:
-            if call.eligible(agent_id, now, step):
-                return agent_id
-        return None
 
     # -- waiting calls -----------------------------------------------------------------------
 
@@ -215,14 +248,3 @@ class QueueRecord:
             raise RuntimeError(f"queue {self.name!r}: waiting index lost call {call.call_id!r}")
         del self.waiting[i]
         return i + 1
-
-    def first_waiting(self, eligible_for: str | None, now: float, step: int) -> CallRecord | None:
-        """The first waiting call in order, skipping calls for which agent `eligible_for` is not
-        eligible at `now` in step `step` (no skipping when it is None). The calls skipped are
-        those the agent failed in the last `retry` seconds: few, since an agent rings one call
-        at a time and each failure takes a ring timeout or a SIP round trip."""
-        for key in self.waiting:
-            call = self.calls[key[2]]
-            if eligible_for is None or call.eligible(eligible_for, now, step):
-                return call
-        return None

@@ -15,8 +15,21 @@ import msgspec
 
 from acd.errors import InvalidSpec
 
-#: Routing strategies this engine implements (SPEC ACD-1; the others come with later issues).
-STRATEGIES: tuple[str, ...] = ("longest_idle",)
+#: Routing strategies this engine implements (SPEC ACD-1), the one list the configuration
+#: schema and the engine share. Each picks among the idle agents eligible for a call:
+#: - `longest_idle`: the agent idle the longest;
+#: - `skills`: the best skill level for the queue's skills first (the sum of the agent's
+#:   levels in them), then the longest idle;
+#: - `round_robin`: the next agent after the one last offered a call of the queue, in the
+#:   order agents are configured (the position is remembered across calls);
+#: - `fewest_calls`: the agent that answered the fewest calls since the engine started,
+#:   then the longest idle;
+#: - `random`: any of them, from the engine's seeded generator (the same inputs and seed
+#:   give the same choices).
+#: Ring-all (ringing every idle agent at once) is not among them yet.
+STRATEGIES: tuple[str, ...] = ("longest_idle", "skills", "round_robin", "fewest_calls", "random")
+#: Skill levels, lowest to highest.
+MIN_LEVEL, MAX_LEVEL = 1, 10
 
 
 class QueueSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -32,6 +45,15 @@ class QueueSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
       the window ends and the call still waits, the engine offers it again (Asterisk app_queue's
       `retry`). 0 = eligible again at once, but never re-offered in the same returned command
       list as its failure: the next `handle_timer`, due at the same instant, does it.
+    - `skills`: skill name → minimum level (1–10). Every agent whose skills meet all of them
+      serves the queue, whether or not it lists the queue; an agent that lists the queue must
+      meet them too.
+    - `region_wait`: seconds a call that has a region (the caller's locality) is offered only
+      to agents of that region, before any agent may take it; 0 = no region preference. No
+      wait when no agent of that region is logged in to the queue.
+    - `sticky_wait`: seconds a call with a preferred agent (the one who served the caller
+      last) is kept for that agent alone; 0 = no stickiness. No wait when that agent is not
+      logged in or does not serve the queue.
     """
 
     name: Annotated[str, msgspec.Meta(min_length=1)]
@@ -40,13 +62,59 @@ class QueueSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_wait: Annotated[float, msgspec.Meta(gt=0)] = 300.0
     wrap_up: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     retry: Annotated[float, msgspec.Meta(ge=0)] = 5.0
+    skills: dict[str, int] = msgspec.field(default_factory=dict)
+    region_wait: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    sticky_wait: Annotated[float, msgspec.Meta(ge=0)] = 0.0
 
 
 class AgentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One agent and the queues it serves (an agent may serve several)."""
+    """One agent: the queues it lists (an agent may serve several), its skills (name →
+    level 1–10, which also make it serve every queue whose `skills` it meets) and its region
+    (site), if any."""
 
     agent_id: Annotated[str, msgspec.Meta(min_length=1)]
     queues: tuple[str, ...] = ()
+    skills: dict[str, int] = msgspec.field(default_factory=dict)
+    region: str | None = None
+
+    def meets(self, required: dict[str, int]) -> bool:
+        """Whether the agent has every skill of `required` at its level or above."""
+        return all(self.skills.get(name, 0) >= level for name, level in required.items())
+
+    def score(self, required: dict[str, int]) -> int:
+        """How well the agent fits a queue needing `required`: the sum of its levels there."""
+        return sum(self.skills.get(name, 0) for name in required)
+
+
+def memberships(
+    queues: Iterable[QueueSpec], agents: Iterable[AgentSpec]
+) -> dict[str, tuple[str, ...]]:
+    """Agent id → the queues it serves: those it lists, then every queue with `skills`
+    that it meets, in queue order."""
+    skilled = [q for q in queues if q.skills]
+    result: dict[str, tuple[str, ...]] = {}
+    for agent in agents:
+        extra = tuple(
+            q.name for q in skilled if q.name not in agent.queues and agent.meets(q.skills)
+        )
+        result[agent.agent_id] = agent.queues + extra
+    return result
+
+
+def _check_skills(where: str, skills: object) -> None:
+    if not isinstance(skills, dict):
+        raise InvalidSpec(f"{where}: expected a mapping of skill name to level")
+    for name, level in skills.items():
+        if not isinstance(name, str) or not name:
+            raise InvalidSpec(f"{where}: skill names must be non-empty strings, got {name!r}")
+        if (
+            isinstance(level, bool)
+            or not isinstance(level, int)
+            or not MIN_LEVEL <= level <= MAX_LEVEL
+        ):
+            raise InvalidSpec(
+                f"{where}.{name}: expected a level {MIN_LEVEL}-{MAX_LEVEL}, got {level!r}"
+            )
 
 
 def _check_seconds(where: str, value: float, *, allow_zero: bool) -> None:
@@ -86,6 +154,11 @@ def validate_specs(
         _check_seconds(f"{where}.max_wait", q.max_wait, allow_zero=False)
         _check_seconds(f"{where}.wrap_up", q.wrap_up, allow_zero=True)
         _check_seconds(f"{where}.retry", q.retry, allow_zero=True)
+        _check_seconds(f"{where}.region_wait", q.region_wait, allow_zero=True)
+        _check_seconds(f"{where}.sticky_wait", q.sticky_wait, allow_zero=True)
+        _check_skills(f"{where}.skills", q.skills)
+        if q.strategy == "skills" and not q.skills:
+            raise InvalidSpec(f"{where}.skills: strategy 'skills' needs the queue's skills")
     ids: set[str] = set()
     for i, a in enumerate(agent_list):
         where = f"agents[{i}]"
@@ -98,7 +171,21 @@ def validate_specs(
         ids.add(a.agent_id)
         if len(set(a.queues)) != len(a.queues):
             raise InvalidSpec(f"{where}.queues: a queue is listed twice")
+        _check_skills(f"{where}.skills", a.skills)
+        if a.region is not None and (not isinstance(a.region, str) or not a.region):
+            raise InvalidSpec(f"{where}.region: expected a non-empty string or None")
         for j, queue in enumerate(a.queues):
             if queue not in names:
                 raise InvalidSpec(f"{where}.queues[{j}]: unknown queue {queue!r}")
+            spec = next(q for q in queue_list if q.name == queue)
+            if not a.meets(spec.skills):
+                lacking = ", ".join(
+                    f"{name} {level}"
+                    for name, level in spec.skills.items()
+                    if a.skills.get(name, 0) < level
+                )
+                raise InvalidSpec(
+                    f"{where}.queues[{j}]: agent {a.agent_id!r} lacks what queue {queue!r} "
+                    f"requires ({lacking})"
+                )
     return queue_list, agent_list

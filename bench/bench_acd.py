@@ -136,3 +136,48 @@ def test_reference_linear_scan_of_10000_idle_agents(benchmark) -> None:
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q", "-p", "no:cacheprovider", *sys.argv[1:]]))
+
+
+STRATEGY_SKILLS = {"tax": 2}
+
+
+def strategy_engine(strategy: str, n_agents: int, waiting: int) -> Acd:
+    """`n_agents` agents (skill levels 2–10 for `skills`), all idle, and `waiting` calls of
+    another queue the agents do not serve (so they sit in the engine while calls are picked)."""
+    skills = STRATEGY_SKILLS if strategy == "skills" else {}
+    acd = Acd(
+        [QueueSpec("q", strategy=strategy, skills=skills), QueueSpec("other")],
+        [
+            AgentSpec(f"{1000 + i}", ("q",), skills={"tax": 2 + i % 9} if skills else {})
+            for i in range(n_agents)
+        ],
+        seed=1,
+    )
+    for i in range(n_agents):
+        acd.agent_available(f"{1000 + i}", i / 1000)
+    for i in range(waiting):
+        acd.enqueue(f"w{i}", "other", 50.0)
+    return acd
+
+
+@pytest.mark.parametrize("n_agents", [10, 1_000, 10_000])
+@pytest.mark.parametrize(
+    "strategy", ["longest_idle", "skills", "round_robin", "fewest_calls", "random"]
+)
+def test_agent_pick_per_strategy(benchmark, strategy: str, n_agents: int) -> None:
+    """Agent-pick latency (issue 10): a call is enqueued and offered to the agent the
+    strategy picks, answered and ended (the agent is idle again, re-indexed), with 1,000
+    other calls waiting in the engine."""
+    acd = strategy_engine(strategy, n_agents, waiting=1_000)
+    ids = (f"c{i}" for i in itertools.count())
+    clock = itertools.count(100)
+
+    def cycle() -> None:
+        call_id = next(ids)
+        now = float(next(clock))
+        offer = acd.enqueue(call_id, "q", now)[-1]
+        assert isinstance(offer, OfferCall)
+        acd.agent_answered(call_id, offer.agent_id, now)
+        acd.call_ended(call_id, offer.agent_id, now + 0.5)
+
+    benchmark(cycle)

@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS calls (
     variables TEXT, survey_rating INTEGER
 );
 CREATE INDEX IF NOT EXISTS calls_start ON calls (start);
+CREATE INDEX IF NOT EXISTS calls_caller ON calls (caller, start);
 CREATE TABLE IF NOT EXISTS legs (
     leg_id TEXT PRIMARY KEY, call_id TEXT NOT NULL, direction TEXT NOT NULL
         CHECK (direction IN ('in', 'out')),
@@ -327,6 +328,16 @@ class CdrStore:
             writer.writerow(tuple(row))
             count += 1
         return count
+
+    def last_agent(self, caller: str, queue: str, since: float) -> str | None:
+        """The agent who answered `caller`'s latest call in `queue` that started at or after
+        `since` (epoch seconds), for the queue's sticky agent; None when there is none."""
+        row = self._db.execute(
+            "SELECT agent FROM calls WHERE caller = ? AND start >= ? AND queue = ? "
+            "AND answer IS NOT NULL AND agent IS NOT NULL ORDER BY start DESC LIMIT 1",
+            (caller, since, queue),
+        ).fetchone()
+        return row[0] if row is not None else None
 
     # ------------------------------------------------------------------ restarts
 

@@ -489,8 +489,23 @@ class Agent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         Meta(description="SHA-256(id:realm:password) in hex, instead of `password`."),
     ] = None
     queues: Annotated[
-        tuple[str, ...], Meta(description="Names of the queues the agent serves.")
+        tuple[str, ...],
+        Meta(
+            description="Names of the queues the agent serves (besides the queues with "
+            "`skills` it meets)."
+        ),
     ] = ()
+    skills: Annotated[
+        dict[Annotated[str, Meta(pattern=_NAME)], Annotated[int, Meta(ge=1, le=10)]],
+        Meta(description="Skill name to level, 1 (lowest) to 10 (highest)."),
+    ] = msgspec.field(default_factory=dict)
+    region: Annotated[
+        Annotated[str, Meta(pattern=_NAME)] | None,
+        Meta(
+            description="The agent's region (site), as named in the dialplan's `localities`, "
+            "for queues with `region_wait`."
+        ),
+    ] = None
     algorithms: Annotated[
         tuple[Algorithm, ...] | None,
         Meta(description="Digest algorithms offered to this agent, overriding `auth.algorithms`."),
@@ -533,9 +548,49 @@ class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     name: Annotated[str, Meta(pattern=_NAME, description="Unique queue name.")]
     strategy: Annotated[
-        Literal["longest_idle"],
-        Meta(description="How the next agent is chosen: the agent idle longest."),
+        Literal["longest_idle", "skills", "round_robin", "fewest_calls", "random"],
+        Meta(
+            description="How the next agent is chosen among the idle ones: `longest_idle` "
+            "(idle the longest); `skills` (the highest sum of levels in the queue's `skills`, "
+            "then idle the longest); `round_robin` (the next after the agent last offered a "
+            "call of this queue, in the order of agents.yaml); `fewest_calls` (fewest calls "
+            "answered since the node started, then idle the longest); `random`."
+        ),
     ] = "longest_idle"
+    skills: Annotated[
+        dict[Annotated[str, Meta(pattern=_NAME)], Annotated[int, Meta(ge=1, le=10)]],
+        Meta(
+            description="Skill name to minimum level (1-10). Every agent whose skills meet "
+            "all of them serves this queue, listed in its `queues` or not. Needed by "
+            "`strategy: skills`."
+        ),
+    ] = msgspec.field(default_factory=dict)
+    region_wait: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description="Seconds a caller whose number belongs to a region of the dialplan's "
+            "`localities` is offered only to agents of that `region`, before any agent; no "
+            "wait when none of them is logged in. 0 = no region preference.",
+        ),
+    ] = 0.0
+    sticky_wait: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description="Seconds a caller who was served by an agent of this queue within "
+            "`sticky_window` is kept for that agent (first-contact responsibility), before "
+            "any agent; no wait when that agent is logged out. 0 = off.",
+        ),
+    ] = 0.0
+    sticky_window: Annotated[
+        float,
+        Meta(
+            gt=0,
+            description="How far back (seconds) an earlier answered call of the same caller "
+            "counts for `sticky_wait`. Default 7 days.",
+        ),
+    ] = 7 * 86400.0
     ring_timeout: Annotated[
         float,
         Meta(
@@ -945,7 +1000,14 @@ def _cross_checks(loaded: dict[str, _Loaded], base: Path) -> None:
         _report_duplicates(queues, queues.items("queues"), "queues", "name", "queue name")
         known_queues = {q.name for _, q in queues.items("queues")}
         known_queues |= queues.raw_names("queues", "name")
+        for index, queue_value in queues.items("queues"):
+            if queue_value.strategy == "skills" and not queue_value.skills:
+                queues.builder.error(
+                    ("queues", index, "strategy"),
+                    "`strategy: skills` needs the skills the queue requires (`skills:`)",
+                )
     listing = ", ".join(sorted(known_queues)) or "none"
+    required = {q.name: q.skills for _, q in queues.items("queues")} if queues is not None else {}
 
     trunks = loaded.get("trunks.yaml")
     if trunks is not None:
@@ -968,6 +1030,16 @@ def _cross_checks(loaded: dict[str, _Loaded], base: Path) -> None:
                     agents.builder.error(
                         ("agents", index, "queues", qi),
                         f"unknown queue `{queue}` (queues.yaml defines: {listing})",
+                    )
+                lacking = [
+                    f"{name} {level}"
+                    for name, level in required.get(queue, {}).items()
+                    if agent.skills.get(name, 0) < level
+                ]
+                if lacking:
+                    agents.builder.error(
+                        ("agents", index, "queues", qi),
+                        f"queue `{queue}` requires {', '.join(lacking)}; this agent lacks it",
                     )
             offered = agent.algorithms or default_algorithms
             has_ha1 = agent.ha1_md5 is not None or agent.ha1_sha256 is not None

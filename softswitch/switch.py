@@ -75,10 +75,13 @@ def acd_specs(config: Config) -> tuple[list[QueueSpec], list[AgentSpec]]:
             float(q.max_wait),
             float(q.wrap_up),
             float(q.retry),
+            dict(q.skills),
+            float(q.region_wait),
+            float(q.sticky_wait),
         )
         for q in config.queues
     ]
-    agents = [AgentSpec(a.id, tuple(a.queues)) for a in config.agents]
+    agents = [AgentSpec(a.id, tuple(a.queues), dict(a.skills), a.region) for a in config.agents]
     return queues, agents
 
 
@@ -178,6 +181,8 @@ class Switch:
             node_id=node.id,
         )
         self.control.flow_factory = self._flow_app
+        if cdr is not None:
+            self.control.last_agent = cdr.last_agent
         self.counters = {
             "malformed": 0, "rate_limited": 0, "forbidden": 0, "not_found": 0, "blocked": 0,
         }  # fmt: skip

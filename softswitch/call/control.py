@@ -122,6 +122,9 @@ class CallControl(Signalling, LegActions):
         self.flow_factory: FlowFactory | None = None
         self.sink_factory: SinkFactory | None = None
         self.speech_factory: SpeechFactory | None = None
+        # (caller, queue, since epoch) -> the agent who answered the caller's latest call
+        # there (sticky agent; the node's CDR store), or None to have no sticky agents.
+        self.last_agent: Callable[[str, str, float], str | None] | None = None
         self._listening: dict[str, tuple[Session, Leg, Any]] = {}  # tap id -> recogniser
         self.sessions: dict[str, Session] = {}
         self._by_invite: dict[tuple, Session] = {}  # caller's INVITE server txn -> session
@@ -636,7 +639,29 @@ class _AcdPort:
     def enqueue(self, call_id: str, queue: str, priority: int, now: float) -> None:
         control = self.control
         control.bus.publish(ev.CallQueued(control.wall(now), call_id, queue))
-        control.acd_input(now, control.acd.enqueue, call_id, queue, now, priority)
+        region, preferred = self._preferences(call_id, queue, now)
+        control.acd_input(
+            now, control.acd.enqueue, call_id, queue, now, priority, region, preferred
+        )
+
+    def _preferences(self, call_id: str, queue: str, now: float) -> tuple[str | None, str | None]:
+        """The caller's region (for a queue with `region_wait`) and the agent who served the
+        caller last (for one with `sticky_wait`, from `CallControl.last_agent`)."""
+        control = self.control
+        session = control.sessions.get(call_id)
+        spec = session.config.queue(queue) if session is not None else None
+        if session is None or spec is None or not session.caller:
+            return None, None
+        region = preferred = None
+        if spec.region_wait > 0:
+            region = session.config.dialplan.region_of(session.caller)
+        if spec.sticky_wait > 0 and control.last_agent is not None:
+            since = control.wall(now) - spec.sticky_window
+            try:
+                preferred = control.last_agent(session.caller, queue, since)
+            except Exception as exc:  # a broken CDR database must not stop the call
+                log.error("call=%s sticky agent lookup failed: %s", call_id, exc)
+        return region, preferred
 
     def abandon(self, call_id: str, now: float) -> None:
         self.control.acd_input(now, self.control.acd.abandon, call_id, now)

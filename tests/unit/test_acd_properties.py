@@ -14,6 +14,7 @@ have an eligible idle agent only if such a timer is due.
 
 from __future__ import annotations
 
+import msgspec
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -43,10 +44,12 @@ MEMBERSHIPS = st.sampled_from([(), ("q1",), ("q2",), ("q1", "q2"), ("q2", "q1")]
 
 
 class AcdMachine(RuleBasedStateMachine):
+    queues = QUEUES  # longest idle; the subclasses below run the other strategies
+
     def __init__(self) -> None:
         super().__init__()
         self.members = {"a1": ("q1",), "a2": ("q2",), "a3": ("q1", "q2"), "a4": ("q1",)}
-        self.acd = Acd(QUEUES, [AgentSpec(a, q) for a, q in self.members.items()])
+        self.acd = Acd(self.queues, [AgentSpec(a, q) for a, q in self.members.items()], seed=3)
         self.now = 0.0
         self.next_id = 0
         self.queue_of: dict[str, str] = {}
@@ -230,7 +233,7 @@ class AcdMachine(RuleBasedStateMachine):
     @rule(a1=MEMBERSHIPS, a2=MEMBERSHIPS, a3=MEMBERSHIPS, a4=MEMBERSHIPS)
     def reload(self, a1: tuple, a2: tuple, a3: tuple, a4: tuple) -> None:
         self.members = {"a1": a1, "a2": a2, "a3": a3, "a4": a4}
-        self.acd.replace_specs(QUEUES, [AgentSpec(a, q) for a, q in self.members.items()])
+        self.acd.replace_specs(self.queues, [AgentSpec(a, q) for a, q in self.members.items()])
         # the B2BUA re-arms its timer after a reload: the reload's effects are due now
         assert self.acd.get_timer() is not None
         self.absorb(self.acd.handle_timer(self.now))
@@ -279,10 +282,31 @@ class AcdMachine(RuleBasedStateMachine):
             assert len(outcomes) == 1, (call_id, outcomes)
 
 
-AcdMachine.TestCase.settings = settings(
-    max_examples=150,
-    stateful_step_count=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+MACHINE_SETTINGS = {
+    "stateful_step_count": 40,
+    "deadline": None,
+    "suppress_health_check": [HealthCheck.too_slow],
+}
+AcdMachine.TestCase.settings = settings(max_examples=150, **MACHINE_SETTINGS)
 test_acd_never_loses_a_call = AcdMachine.TestCase
+
+
+class OtherStrategiesMachine(AcdMachine):
+    """The same rules and invariants with round robin in q1 and fewest calls in q2."""
+
+    queues = (
+        msgspec.structs.replace(QUEUES[0], strategy="round_robin"),
+        msgspec.structs.replace(QUEUES[1], strategy="fewest_calls"),
+    )
+
+
+class RandomMachine(AcdMachine):
+    """… and with the seeded random strategy in both queues."""
+
+    queues = tuple(msgspec.structs.replace(q, strategy="random") for q in QUEUES)
+
+
+for _machine in (OtherStrategiesMachine, RandomMachine):
+    _machine.TestCase.settings = settings(max_examples=60, **MACHINE_SETTINGS)
+test_other_strategies_never_lose_a_call = OtherStrategiesMachine.TestCase
+test_random_strategy_never_loses_a_call = RandomMachine.TestCase

@@ -1,0 +1,130 @@
+"""Sticky agents and skills through the whole switch (virtual time, no sockets): the
+caller's earlier call is found in the CDR store, and queues.yaml/agents.yaml keys reach the
+ACD engine."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import yaml
+from sipflow import Harness, Phone, Trunk
+
+from softswitch.config import load_config
+from softswitch.errors import ConfigError
+from softswitch.sip.message import Request, Response
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def config_with(tmp_path: Path, queue_keys: dict, agents: dict[str, dict] | None = None) -> Path:
+    """The demo configuration with extra keys on queue `general` (and on some agents)."""
+    target = tmp_path / "config"
+    shutil.copytree(ROOT / "config", target)
+    queues = yaml.safe_load((target / "queues.yaml").read_text(encoding="utf-8"))
+    queues["queues"][0].update(queue_keys)
+    (target / "queues.yaml").write_text(yaml.safe_dump(queues), encoding="utf-8")
+    if agents:
+        doc = yaml.safe_load((target / "agents.yaml").read_text(encoding="utf-8"))
+        for agent in doc["agents"]:
+            agent.update(agents.get(str(agent["id"]), {}))
+        (target / "agents.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return target
+
+
+def two_phones(h: Harness) -> dict[int, Phone]:
+    """Agents 1001 and 1002 register a second apart (1001 is idle the longest)."""
+    phones = {5101: Phone(h, "1001", 5101), 5102: Phone(h, "1002", 5102)}
+    for phone in phones.values():
+        assert phone.register().status == 200
+        h.advance(1)
+    return phones
+
+
+def call_answered_by(h: Harness, trunk: Trunk, phones: dict[int, Phone]) -> Phone:
+    """Place `trunk`'s call to 9000; whichever phone rings answers; returns that phone."""
+    trunk.invite()
+    (port,) = [
+        port
+        for port in phones
+        if any(
+            t.port == port and isinstance(m, Request) and m.method == "INVITE" for t, m in h.sent
+        )
+    ]
+    (invite,) = h.take(port)
+    assert isinstance(invite, Request)
+    phone = phones[port]
+    phone.reply(invite, 200, sdp=True)
+    h.take(port)
+    ok = [m for m in h.take(trunk.port) if isinstance(m, Response) and m.status == 200][0]
+    trunk.to_tag = ok.to.tag
+    trunk.ack()
+    h.advance(3)
+    trunk.bye()
+    (bye,) = h.take(port)
+    phone.reply(bye, 200)
+    h.take(trunk.port)
+    return phone
+
+
+def test_a_caller_calling_again_reaches_the_agent_who_served_them(tmp_path: Path) -> None:
+    h = Harness(tmp_path, config_with(tmp_path, {"sticky_wait": 20}))
+    phones = two_phones(h)
+    first = call_answered_by(h, Trunk(h, call_id="c1"), phones)
+    assert first.agent == "1001"  # idle the longest
+    h.advance(60)
+    # 1002 is idle longer now, but the same caller calls again: 1001 gets the call.
+    again = call_answered_by(h, Trunk(h, call_id="c2"), phones)
+    assert again.agent == "1001"
+    rows = h.cdr._db.execute("SELECT agent FROM calls ORDER BY start").fetchall()
+    assert [r["agent"] for r in rows] == ["1001", "1001"]
+    enter = h.cdr._db.execute(
+        "SELECT data FROM queue_log WHERE event = 'ENTER' ORDER BY id"
+    ).fetchall()
+    assert '"preferred":"1001"' in enter[1]["data"].replace(" ", "")
+
+
+def test_without_sticky_wait_the_next_call_goes_to_the_longest_idle(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    phones = two_phones(h)
+    assert call_answered_by(h, Trunk(h, call_id="c1"), phones).agent == "1001"
+    h.advance(60)
+    assert call_answered_by(h, Trunk(h, call_id="c2"), phones).agent == "1002"
+
+
+def test_skills_in_the_yaml_route_to_the_best_level(tmp_path: Path) -> None:
+    config = config_with(
+        tmp_path,
+        {"strategy": "skills", "skills": {"social": 2}},
+        {"1001": {"skills": {"social": 3}}, "1002": {"skills": {"social": 9}}},
+    )
+    try:  # the other demo agents list `general` without the skill
+        load_config(config)
+    except ConfigError as exc:
+        assert "agents.yaml" in str(exc) and "requires social 2; this agent lacks it" in str(exc)
+    else:
+        raise AssertionError("agents listing a skills queue without the skill were accepted")
+    doc = yaml.safe_load((config / "agents.yaml").read_text(encoding="utf-8"))
+    for agent in doc["agents"]:
+        if str(agent["id"]) not in ("1001", "1002"):
+            agent["queues"] = [q for q in agent["queues"] if q != "general"]
+    (config / "agents.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    h = Harness(tmp_path, config)
+    phones = two_phones(h)
+    assert call_answered_by(h, Trunk(h, call_id="c1"), phones).agent == "1002"
+
+
+def test_a_caller_reaches_an_agent_of_the_region_the_dialplan_gives_their_number(
+    tmp_path: Path,
+) -> None:
+    # The demo's localities make 13800000001 (the trunk's caller) region `mobile`.
+    config = config_with(
+        tmp_path,
+        {"region_wait": 30},
+        {"1001": {"region": "beijing"}, "1002": {"region": "mobile"}},
+    )
+    h = Harness(tmp_path, config)
+    phones = two_phones(h)
+    assert call_answered_by(h, Trunk(h, call_id="c1"), phones).agent == "1002"
+    (enter,) = h.cdr._db.execute("SELECT data FROM queue_log WHERE event = 'ENTER'").fetchall()
+    assert '"region":"mobile"' in enter["data"].replace(" ", "")
