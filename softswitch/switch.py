@@ -42,7 +42,6 @@ from softswitch.sip.message import (
     Response,
     parse_message,
     parse_name_addr,
-    parse_uri,
 )
 from softswitch.sip.ratelimit import FailureTracker, RateLimiter
 from softswitch.sip.transaction import (
@@ -64,6 +63,8 @@ log = logging.getLogger("hotline.sip")
 KNOWN_METHODS = REGISTERED_METHODS
 # Option tags we support in Require (RFC 3261 §8.2.2.3); none yet.
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
+# Request-URI schemes the node serves (RFC 3261 §8.2.2.1); others get 416.
+SERVED_SCHEMES = frozenset(("sip", "sips", "tel"))
 
 
 def acd_specs(config: Config) -> tuple[list[QueueSpec], list[AgentSpec]]:
@@ -335,6 +336,11 @@ class Switch:
     def _request(self, ev: RequestReceived, now: float) -> None:
         request = ev.request
         method = request.method
+        # RFC 3261 §8.2.2.1: a Request-URI scheme we do not serve gets 416, whatever the
+        # method (an ACK never comes here). The parser has checked that the URI has a scheme.
+        if request.uri.partition(":")[0].lower() not in SERVED_SCHEMES:
+            self._respond(ev, make_response(request, 416), now)
+            return
         if method == "CANCEL":
             self.control.on_cancel(ev, now)
             return
@@ -415,10 +421,6 @@ class Switch:
             self._respond(ev, make_response(request, 403), now)
             return
         if trunk.digest is not None and not self._trunk_authenticated(ev, trunk, now):
-            return
-        uri = parse_uri(request.uri)
-        if uri.scheme not in ("sip", "sips", "tel"):
-            self._respond(ev, make_response(request, 416), now)
             return
         called = normalize(uri_user(request.uri) or uri_user(request.to.uri), trunk.called_rules)
         calling = normalize(uri_user(request.from_.uri), trunk.calling_rules)

@@ -150,6 +150,36 @@ def test_unknown_number_gets_404_and_unknown_source_403(h: Harness) -> None:
     assert [m.status for t, m in h.sent if t.host == "10.1.2.3"] == [403]
 
 
+def test_a_request_uri_scheme_the_node_does_not_serve_gets_416(h: Harness) -> None:
+    # RFC 3261 §8.2.2.1: an OPTIONS to `nope:127.0.0.1` was answered 200.
+    trunk = Trunk(h, call_id="scheme")
+
+    def send(method: str, uri: str, n: int) -> None:
+        h.deliver(
+            f"{method} {uri} SIP/2.0\n"
+            + trunk.headers(method, n, f"z9hG4bKscheme{n}")
+            + "Content-Length: 0\n\n",
+            trunk.source,
+        )
+
+    send("OPTIONS", "nope:127.0.0.1", 1)
+    send("OPTIONS", "NOPE:someone@127.0.0.1", 2)
+    send("REGISTER", "mailto:1001@127.0.0.1", 3)
+    send("INVITE", "nope:9000@127.0.0.1", 4)
+    refused = h.take(trunk.port)
+    assert statuses(refused) == [416, 416, 416, 100, 416]
+    finals = [m for m in refused if isinstance(m, Response) and m.status == 416]
+    assert all(m.reason == "Unsupported URI Scheme" and m.to.tag for m in finals)
+    assert h.switch.control.sessions == {}
+    send("ACK", "nope:9000@127.0.0.1", 4)  # the 416's ACK: absorbed, never answered
+    send("ACK", "nope:9000@127.0.0.1", 5)  # a stray one too
+    assert h.take(trunk.port) == []
+    # The schemes the node serves are answered as before.
+    send("OPTIONS", "sip:127.0.0.1", 6)
+    send("OPTIONS", "tel:+861012345", 7)
+    assert statuses(h.take(trunk.port)) == [200, 200]
+
+
 def test_a_stranger_gets_one_403_per_invite_and_nothing_is_kept(h: Harness) -> None:
     # SIP-8: a 403 kept in a transaction went out ~10 times per INVITE (a flood amplifier,
     # a reflection vector with spoofed sources); stateless, it is one packet per packet.
