@@ -202,6 +202,10 @@ class Acd:
             raise UnknownQueue(queue)
         if call_id in self._calls:
             raise DuplicateCall(call_id)
+        if q.spec.max_callers and len(q.calls) >= q.spec.max_callers:
+            return self._refused(call_id, q, _K.FULL, "full", now, {"waiting": len(q.calls)})
+        if q.spec.leave_when_empty and not q.logged_in:
+            return self._refused(call_id, q, _K.EMPTY, "empty", now, {"waited": 0.0})
         self._seq += 1
         call = CallRecord(
             call_id, q.spec, priority, now, self._seq, self._next_serial(), region, preferred
@@ -224,6 +228,21 @@ class Acd:
         out: list[Command] = [self._event(_K.ENTER, call, now, data)]
         self._dispatch_call(call, now, out)
         return out
+
+    def _refused(
+        self,
+        call_id: str,
+        q: QueueRecord,
+        kind: QueueEventKind,
+        reason: str,
+        now: float,
+        data: dict[str, object],
+    ) -> list[Command]:
+        """A call that does not join `q` (full, or empty with `leave_when_empty`)."""
+        event = QueueEvent(
+            kind=kind, call_id=call_id, agent_id=None, queue=q.name, at=now, data=data
+        )
+        return [event, QueueTimeout(call_id, q.name, 0.0, reason)]
 
     def abandon(self, call_id: str, now: float) -> list[Command]:
         """The caller hung up (or CANCELled) while queued or ringing: the call leaves the ACD;
@@ -436,14 +455,17 @@ class Acd:
             q.idle_keys.clear()
             q.scores.clear()
             q.regions.clear()
+            q.logged_in = 0
         for agent in self._agents.values():
             a_spec = new_agents.get(agent.agent_id)
             for name in agent.queues:
                 q = self._queues[name]
                 q.members[agent.agent_id] = None
                 q.scores[agent.agent_id] = a_spec.score(q.spec.skills) if a_spec else 0
-                if agent.state is not AgentState.LOGGED_OUT and agent.region is not None:
-                    q.regions[agent.region] = q.regions.get(agent.region, 0) + 1
+                if agent.state is not AgentState.LOGGED_OUT:
+                    q.logged_in += 1
+                    if agent.region is not None:
+                        q.regions[agent.region] = q.regions.get(agent.region, 0) + 1
                 if agent.state is AgentState.IDLE:
                     q.add_idle(agent.agent_id, agent.idle_since, agent.answered)
         self._reload_pending = True
@@ -470,11 +492,13 @@ class Acd:
         if old is AgentState.IDLE:
             for name in agent.queues:
                 self._queues[name].remove_idle(agent.agent_id)
-        if agent.region is not None and AgentState.LOGGED_OUT in (old, new):
+        if AgentState.LOGGED_OUT in (old, new):
             change = 1 if old is AgentState.LOGGED_OUT else -1
             for name in agent.queues:
-                regions = self._queues[name].regions
-                regions[agent.region] = regions.get(agent.region, 0) + change
+                q = self._queues[name]
+                q.logged_in += change
+                if agent.region is not None:
+                    q.regions[agent.region] = q.regions.get(agent.region, 0) + change
         agent.state = new
         agent.state_since = now
         if new is AgentState.IDLE:
@@ -553,10 +577,19 @@ class Acd:
 
     def _widen_for(self, agent: AgentRecord, now: float, out: list[Command]) -> None:
         """`agent` logged out: calls held for it (sticky) or for its region, which it may
-        have been the last one logged in of, may now go to the others. Offer them."""
+        have been the last one logged in of, may now go to the others. Offer them. In a
+        queue with `leave_when_empty` that it leaves without agents, its calls leave."""
         for name in agent.queues:
             q = self._queues.get(name)
             if q is None:
+                continue
+            if q.spec.leave_when_empty and not q.logged_in and q.calls:
+                for call in sorted(q.calls.values(), key=lambda c: c.key):
+                    q.remove_waiting(call)
+                    waited = now - call.enqueued_at
+                    out.append(QueueTimeout(call.call_id, q.name, waited, "empty"))
+                    out.append(self._event(_K.EMPTY, call, now, {"waited": waited}))
+                    self._finish(call, CallEvent.MAX_WAIT)  # may drop a draining queue
                 continue
             held = [q.calls[key[2]] for key in q.waiting if q.calls[key[2]].widen_at > now]
             for call in held:

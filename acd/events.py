@@ -35,12 +35,16 @@ class CancelOffer(msgspec.Struct, frozen=True):
 
 
 class QueueTimeout(msgspec.Struct, frozen=True):
-    """The call waited its queue's `max_wait` and left the queue; the B2BUA answers the caller
-    with the configured failure response (later: overflow, SPEC ACD-2)."""
+    """The call left the queue without an agent; call control sends the caller to the
+    queue's overflow (SPEC ACD-2). `reason`: ``"max_wait"`` (it waited `max_wait`),
+    ``"full"`` (the queue held `max_callers` calls when it arrived; it never joined) or
+    ``"empty"`` (`leave_when_empty` and no agent of the queue logged in, when it arrived or
+    when the last one logged out)."""
 
     call_id: str
     queue: str
     waited: float
+    reason: str = "max_wait"
 
 
 class QueueEventKind(enum.StrEnum):
@@ -54,6 +58,9 @@ class QueueEventKind(enum.StrEnum):
     - CONNECT: the agent answered (data: waited, ring, attempt).
     - ABANDON: the caller left while queued or ringing (data: waited, position or ring).
     - TIMEOUT: max wait reached; the call left the queue (data: waited).
+    - FULL: the queue held `max_callers` calls; the call did not join (data: waiting).
+    - EMPTY: no agent of the queue logged in and `leave_when_empty`: the call did not join
+      or left (data: waited).
     - COMPLETE: a connected call ended (data: talk).
     - AGENT_STATE: an agent changed state (data: from, to, event).
     """
@@ -66,6 +73,8 @@ class QueueEventKind(enum.StrEnum):
     CONNECT = "CONNECT"
     ABANDON = "ABANDON"
     TIMEOUT = "TIMEOUT"
+    FULL = "FULL"
+    EMPTY = "EMPTY"
     COMPLETE = "COMPLETE"
     AGENT_STATE = "AGENT_STATE"
 

@@ -186,7 +186,7 @@ class QueueRecord:
 
     __slots__ = (
         "name", "spec", "draining", "members", "idle", "idle_keys", "waiting", "calls",
-        "scores", "regions", "rr_last", "order",
+        "scores", "regions", "rr_last", "order", "logged_in",
     )  # fmt: skip
 
     def __init__(self, spec: QueueSpec) -> None:
@@ -200,6 +200,7 @@ class QueueRecord:
         self.calls: dict[str, CallRecord] = {}
         self.scores: dict[str, int] = {}  # agent id -> skill score here (strategy skills)
         self.regions: dict[str, int] = {}  # region -> members of it logged in
+        self.logged_in = 0  # members not logged out
         self.rr_last: str | None = None  # round robin: the agent last offered a call
         # `members` as a tuple and agent id -> index (round robin); None when members changed
         self.order: tuple[tuple[str, ...], dict[str, int]] | None = None

@@ -51,6 +51,10 @@ class QueueSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     - `region_wait`: seconds a call that has a region (the caller's locality) is offered only
       to agents of that region, before any agent may take it; 0 = no region preference. No
       wait when no agent of that region is logged in to the queue.
+    - `max_callers`: calls the queue holds at once (waiting or ringing); one more does not
+      join (`QueueTimeout` reason ``"full"``). 0 = no limit.
+    - `leave_when_empty`: a call arriving while no agent of the queue is logged in does not
+      join, and waiting calls leave when the last one logs out (reason ``"empty"``).
     - `sticky_wait`: seconds a call with a preferred agent (the one who served the caller
       last) is kept for that agent alone; 0 = no stickiness. No wait when that agent is not
       logged in or does not serve the queue.
@@ -65,6 +69,8 @@ class QueueSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     skills: dict[str, int] = msgspec.field(default_factory=dict)
     region_wait: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     sticky_wait: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    max_callers: Annotated[int, msgspec.Meta(ge=0)] = 0
+    leave_when_empty: bool = False
 
 
 class AgentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -157,6 +163,12 @@ def validate_specs(
         _check_seconds(f"{where}.region_wait", q.region_wait, allow_zero=True)
         _check_seconds(f"{where}.sticky_wait", q.sticky_wait, allow_zero=True)
         _check_skills(f"{where}.skills", q.skills)
+        if (
+            isinstance(q.max_callers, bool)
+            or not isinstance(q.max_callers, int)
+            or q.max_callers < 0
+        ):
+            raise InvalidSpec(f"{where}.max_callers: expected an integer >= 0")
         if q.strategy == "skills" and not q.skills:
             raise InvalidSpec(f"{where}.skills: strategy 'skills' needs the queue's skills")
     ids: set[str] = set()

@@ -625,9 +625,37 @@ class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         Meta(
             ge=400,
             le=699,
-            description="SIP final response sent to a caller whose wait exceeded `max_wait`.",
+            description="SIP final response sent to a caller whose wait exceeded `max_wait` "
+            "when the queue has no `overflow`.",
         ),
     ] = 480
+    overflow: Annotated[
+        Action | None,
+        Meta(
+            description="Where a caller goes who waited `max_wait`, found the queue full "
+            "(`max_callers`), or found no agent logged in (`when_empty: leave`): exactly one "
+            "of `queue` (another queue, where the wait starts afresh), `flow` (an IVR flow, "
+            "e.g. voicemail), `transfer` (an external number, with `trunk`) or `respond` (a "
+            "SIP final response; a caller the IVR already answered is hung up). Null: "
+            "`timeout_response`. Overflows between queues must not form a loop."
+        ),
+    ] = None
+    max_callers: Annotated[
+        int,
+        Meta(
+            ge=0,
+            description="Callers the queue holds at once (ringing ones included); the next "
+            "one goes to `overflow` at once. 0 = no limit.",
+        ),
+    ] = 0
+    when_empty: Annotated[
+        Literal["join", "leave"],
+        Meta(
+            description="A caller arriving while no agent of the queue is logged in: `join` "
+            "waits (an agent may log in); `leave` goes to `overflow` at once, and so do the "
+            "callers waiting when the last agent logs out."
+        ),
+    ] = "join"
     survey: Annotated[
         str | None,
         Meta(
@@ -1007,6 +1035,8 @@ def _cross_checks(loaded: dict[str, _Loaded], base: Path) -> None:
                     "`strategy: skills` needs the skills the queue requires (`skills:`)",
                 )
     listing = ", ".join(sorted(known_queues)) or "none"
+    if queues is not None:
+        _overflow_checks(queues, known_queues)
     required = {q.name: q.skills for _, q in queues.items("queues")} if queues is not None else {}
 
     trunks = loaded.get("trunks.yaml")
@@ -1074,6 +1104,53 @@ def _cross_checks(loaded: dict[str, _Loaded], base: Path) -> None:
                         f"unknown flow `{queue.survey}` (dialplan.yaml defines: "
                         f"{', '.join(sorted(map(str, flows))) or 'none'})",
                     )
+                overflow = queue.overflow
+                if overflow is not None and overflow.flow is not None:
+                    if overflow.flow not in flows:
+                        queues.builder.error(
+                            ("queues", index, "overflow", "flow"),
+                            f"unknown flow `{overflow.flow}` (dialplan.yaml defines: "
+                            f"{', '.join(sorted(map(str, flows))) or 'none'})",
+                        )
+        if queues is not None and trunks is not None:
+            names = {t.name for _, t in trunks.items("trunks")}
+            for index, queue in queues.items("queues"):
+                overflow = queue.overflow
+                if overflow is not None and overflow.trunk is not None:
+                    if overflow.trunk not in names:
+                        queues.builder.error(
+                            ("queues", index, "overflow", "trunk"),
+                            f"unknown trunk `{overflow.trunk}`",
+                        )
+
+
+def _overflow_checks(queues: _Loaded, known: set[str]) -> None:
+    """A queue's overflow names a queue that exists, and queue overflows form no loop (a
+    caller would go round them for ever when all are full or empty)."""
+    target: dict[str, tuple[int, str]] = {}
+    for index, queue in queues.items("queues"):
+        overflow = queue.overflow
+        if overflow is None or overflow.queue is None:
+            continue
+        if overflow.queue not in known:
+            queues.builder.error(
+                ("queues", index, "overflow", "queue"), f"unknown queue `{overflow.queue}`"
+            )
+        target[queue.name] = (index, overflow.queue)
+    reported: set[str] = set()
+    for start in target:
+        seen = [start]
+        name = target[start][1]
+        while name in target and name not in seen:
+            seen.append(name)
+            name = target[name][1]
+        if name in seen and name not in reported:
+            loop = seen[seen.index(name) :]
+            reported.update(loop)
+            queues.builder.error(
+                ("queues", target[name][0], "overflow", "queue"),
+                "overflow loop: " + " → ".join([*loop, name]),
+            )
 
 
 def _dialplan_cross_checks(

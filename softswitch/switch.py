@@ -79,6 +79,8 @@ def acd_specs(config: Config) -> tuple[list[QueueSpec], list[AgentSpec]]:
             dict(q.skills),
             float(q.region_wait),
             float(q.sticky_wait),
+            q.max_callers,
+            q.when_empty == "leave",
         )
         for q in config.queues
     ]

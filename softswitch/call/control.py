@@ -393,7 +393,9 @@ class CallControl(Signalling, LegActions):
             side = session.hangup_side or "system"
             # The status answers a caller not answered yet; an answered one just gets BYE.
             status = None if session.a.up else action.status
-            self._release(session, now, disposition, side, status, tell_app=False)
+            self._release(
+                session, now, disposition, side, status, tell_app=False, phrase=action.reason
+            )
 
     # --- ACD -----------------------------------------------------------------------------
     def acd_input(self, now: float, method: Callable[..., list[Any]], *args: Any) -> None:
@@ -432,9 +434,20 @@ class CallControl(Signalling, LegActions):
             elif isinstance(cmd, CancelOffer):
                 self._deliver(session, ev.OfferWithdrawn(cmd.agent_id, cmd.reason), now)
             elif isinstance(cmd, QueueTimeout):
-                session.log.info("max wait reached in queue %s after %.1f s", cmd.queue, cmd.waited)
-                self.counters["timeouts"] += 1
-                self._deliver(session, ev.QueueTimedOut(cmd.queue, cmd.waited), now)
+                if cmd.reason == "max_wait":
+                    session.log.info(
+                        "max wait reached in queue %s after %.1f s", cmd.queue, cmd.waited
+                    )
+                    self.counters["timeouts"] += 1
+                else:
+                    session.log.info(
+                        "queue %s %s: overflow after %.1f s",
+                        cmd.queue,
+                        "full" if cmd.reason == "full" else "has no agent logged in",
+                        cmd.waited,
+                    )
+                    self.counters["overflows"] = self.counters.get("overflows", 0) + 1
+                self._deliver(session, ev.QueueTimedOut(cmd.queue, cmd.waited, cmd.reason), now)
 
     # --- actions on legs -----------------------------------------------------------------
     def _leg_stopped(
@@ -461,9 +474,11 @@ class CallControl(Signalling, LegActions):
         cause: int | None,
         leg_reason: str = "call_ended",
         tell_app: bool = True,
+        phrase: str = "",
     ) -> None:
         """End the session: answer or BYE the caller, CANCEL or BYE every other leg, free the
-        media, publish `CallEnded`.
+        media, publish `CallEnded`. `phrase`: the reason phrase of the response to a caller
+        not answered yet (empty: the standard one).
 
         `tell_app`: the application did not ask for this (the caller left, media died, the
         node stops), so it hears `LegEnded` of the caller first and settles its own
@@ -482,7 +497,7 @@ class CallControl(Signalling, LegActions):
         if tell_app and app is not None:
             self._last_words(session, app, ev.LegEnded(a.leg_id, side, cause), now)
         if not a.up and not a.over:
-            self._respond(a.invite_key, self._a_response(session, cause or 480), now)
+            self._respond(a.invite_key, self._a_response(session, cause or 480, phrase), now)
             a.to(LegEvent.REJECTED)
         for leg in session.legs:
             if leg.pending and leg is not a:

@@ -103,8 +103,12 @@ class OfferWithdrawn(msgspec.Struct, frozen=True):
 
 
 class QueueTimedOut(msgspec.Struct, frozen=True):
+    """The call left `queue` without an agent: ``"max_wait"``, ``"full"`` or ``"empty"``
+    (see `acd.QueueTimeout`); the queue application sends it to the queue's overflow."""
+
     queue: str
     waited: float
+    reason: str = "max_wait"
 
 
 AppEvent = (

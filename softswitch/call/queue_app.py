@@ -19,7 +19,9 @@ from softswitch.call.actions import (
     Action,
     Bridge,
     CallAgent,
+    DialOut,
     DropLeg,
+    Enqueue,
     Hangup,
     Play,
     Ring,
@@ -45,6 +47,10 @@ if TYPE_CHECKING:
 #: What a caller already answered by the node hears while waiting (China's ringback:
 #: 450 Hz, 1 s on, 4 s off); music on hold and announcements come with the ACD issue.
 WAITING_TONE = Tone(450.0, level_dbm0=-13.0, on_ms=1000, off_ms=4000, repeats=0)
+
+
+#: CDR disposition of a caller hung up by a queue's overflow, by why it left the queue.
+OVERFLOW_DISPOSITIONS = {"max_wait": "timeout", "full": "queue_full", "empty": "queue_empty"}
 
 
 def survey_flow(config: Config, queue: str) -> str | None:
@@ -109,12 +115,30 @@ class QueueApp:
             return self._leg_ended(call, event, now)
         if isinstance(event, QueueTimedOut):
             self.waiting = False
-            status = 480
-            queue = call.config.queue(event.queue)
-            if queue is not None:
-                status = queue.timeout_response
-            return [Hangup(status=status, reason="", disposition="timeout")]
+            return self._overflow(call, event)
         return []
+
+    def _overflow(self, call: CallView, event: QueueTimedOut) -> list[Action]:
+        """The caller left the queue without an agent: to the queue's `overflow` (another
+        queue, a flow, an external number, a response), else `timeout_response`."""
+        queue = call.config.queue(event.queue)
+        target = queue.overflow if queue is not None else None
+        out: list[Action] = []
+        if self.tone:
+            out.append(StopPlay(call.caller_leg))
+            self.tone = False
+        if target is not None and target.queue is not None:
+            return [*out, Enqueue(target.queue, self.priority)]
+        if target is not None and target.flow is not None:
+            return [*out, RunFlow(target.flow)]
+        if target is not None and target.transfer is not None:
+            return [*out, DialOut(target.transfer, target.trunk)]
+        status = queue.timeout_response if queue is not None else 480
+        reason = ""
+        if target is not None and target.respond is not None:
+            status, reason = target.respond, target.reason or ""
+        disposition = OVERFLOW_DISPOSITIONS.get(event.reason, "timeout")
+        return [*out, Hangup(status=status, reason=reason, disposition=disposition)]
 
     def _start(self, call: CallView, now: float) -> list[Action]:
         self.waiting = True

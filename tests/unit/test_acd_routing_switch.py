@@ -128,3 +128,54 @@ def test_a_caller_reaches_an_agent_of_the_region_the_dialplan_gives_their_number
     assert call_answered_by(h, Trunk(h, call_id="c1"), phones).agent == "1002"
     (enter,) = h.cdr._db.execute("SELECT data FROM queue_log WHERE event = 'ENTER'").fetchall()
     assert '"region":"mobile"' in enter["data"].replace(" ", "")
+
+
+def test_a_queue_without_agents_sends_callers_to_its_overflow_response(tmp_path: Path) -> None:
+    config = config_with(
+        tmp_path, {"when_empty": "leave", "overflow": {"respond": 486, "reason": "No agents"}}
+    )
+    h = Harness(tmp_path, config)
+    trunk = Trunk(h)
+    trunk.invite()
+    finals = [m for m in h.take(trunk.port) if isinstance(m, Response) and m.status >= 200]
+    assert [(m.status, m.reason) for m in finals] == [(486, "No agents")]
+    (row,) = h.cdr._db.execute("SELECT disposition FROM calls").fetchall()
+    assert row["disposition"] == "queue_empty"
+    (event,) = h.cdr._db.execute("SELECT * FROM queue_log WHERE event = 'EMPTY'").fetchall()
+    assert event["queue"] == "general"
+
+
+def test_max_wait_overflows_to_another_queue_where_an_agent_answers(tmp_path: Path) -> None:
+    config = config_with(
+        tmp_path, {"max_wait": 5, "overflow": {"queue": "legal"}}, {"1001": {"queues": ["legal"]}}
+    )
+    h = Harness(tmp_path, config)
+    phone = Phone(h, "1001", 5101)
+    assert phone.register().status == 200
+    trunk = Trunk(h)
+    trunk.invite()
+    assert h.take(phone.port) == []  # general has no agent logged in: the caller waits
+    h.advance(5.2)  # max wait, then legal's agent rings (before Timer A resends)
+    (invite,) = h.take(phone.port)
+    assert isinstance(invite, Request) and invite.headers.get("x-hotline-queue") == "legal"
+    phone.reply(invite, 200, sdp=True)
+    (row,) = h.cdr._db.execute("SELECT agent, queue FROM calls").fetchall()
+    assert (row["agent"], row["queue"]) == ("1001", "legal")
+    kinds = [r["event"] for r in h.cdr._db.execute("SELECT event FROM queue_log ORDER BY id")]
+    assert kinds.count("ENTER") == 2 and "TIMEOUT" in kinds
+
+
+def test_overflow_loops_and_unknown_targets_are_config_errors(tmp_path: Path) -> None:
+    config = config_with(tmp_path, {"overflow": {"queue": "enterprise"}})
+    doc = yaml.safe_load((config / "queues.yaml").read_text(encoding="utf-8"))
+    doc["queues"][1]["overflow"] = {"queue": "general"}
+    doc["queues"][2]["overflow"] = {"flow": "nope"}
+    (config / "queues.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
+    try:
+        load_config(config)
+    except ConfigError as exc:
+        text = str(exc)
+    else:
+        raise AssertionError("an overflow loop was accepted")
+    assert "overflow loop: general → enterprise → general" in text
+    assert "queues[2].overflow.flow: unknown flow `nope`" in text

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from acd import Acd, AgentSpec, InvalidSpec, OfferCall, QueueEvent, QueueSpec
+from acd import Acd, AgentSpec, InvalidSpec, OfferCall, QueueEvent, QueueSpec, QueueTimeout
 
 
 def offers(out: list) -> list[tuple[str, str]]:
@@ -318,3 +318,39 @@ def test_reload_keeps_strategy_indexes_consistent() -> None:
     run_timers(acd, now)
     acd.agent_rejected("c1", "a", now + 1, "busy")
     assert acd.agent_state("b").value == "ringing"
+
+
+# -- limits -------------------------------------------------------------------------------
+
+
+def test_a_full_queue_turns_the_next_caller_away() -> None:
+    acd = Acd([QueueSpec("q", max_callers=2)], [AgentSpec("a", ("q",))])
+    assert len([c for c in acd.enqueue("c1", "q", 1.0) if isinstance(c, QueueTimeout)]) == 0
+    acd.enqueue("c2", "q", 2.0)
+    out = acd.enqueue("c3", "q", 3.0)
+    (timeout,) = [c for c in out if isinstance(c, QueueTimeout)]
+    assert (timeout.call_id, timeout.reason, timeout.waited) == ("c3", "full", 0.0)
+    (event,) = [c for c in out if isinstance(c, QueueEvent)]
+    assert event.kind == "FULL" and event.data == {"waiting": 2}
+    acd.abandon("c1", 4.0)
+    assert [c for c in acd.enqueue("c3", "q", 5.0) if isinstance(c, QueueTimeout)] == []
+
+
+def test_leave_when_empty_on_arrival_and_when_the_last_agent_logs_out() -> None:
+    acd = Acd([QueueSpec("q", leave_when_empty=True)], [AgentSpec(a, ("q",)) for a in "ab"])
+    (timeout,) = [c for c in acd.enqueue("c1", "q", 1.0) if isinstance(c, QueueTimeout)]
+    assert timeout.reason == "empty"
+    login(acd, ["a", "b"], now=2.0)
+    assert offers(acd.enqueue("c2", "q", 5.0)) == [("c2", "a")]
+    assert offers(acd.enqueue("c3", "q", 5.0)) == [("c3", "b")]
+    acd.agent_answered("c2", "a", 5.0)
+    acd.agent_answered("c3", "b", 5.0)
+    assert offers(acd.enqueue("c4", "q", 6.0)) == []  # agents logged in, busy: it waits
+    acd.agent_unavailable("a", 7.0)  # talking: logged out when its call ends
+    out = acd.call_ended("c2", "a", 8.0)
+    assert [c for c in out if isinstance(c, QueueTimeout)] == []  # b is logged in: c4 waits
+    acd.agent_unavailable("b", 9.0)
+    out = acd.call_ended("c3", "b", 10.0)  # the last agent leaves: c4 leaves too
+    (timeout,) = [c for c in out if isinstance(c, QueueTimeout)]
+    assert (timeout.call_id, timeout.reason, timeout.waited) == ("c4", "empty", 4.0)
+    assert acd.queue_snapshot("q", 10.0).waiting == 0
