@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from softswitch.sip.transaction import Target, TransactionLayer
 
 
-#: Names of call control's own per-session timers (recording limits) start with this.
+#: Names of call control's own per-session timers (recording limits, the caller's provisional
+#: refresh) start with this.
 TIMER_PREFIX = "\x00"
 
 

@@ -20,7 +20,7 @@ from softswitch.call.errors import IllegalLegTransition
 if TYPE_CHECKING:
     from media import MediaEngine
     from softswitch.sip.dialog import Dialog
-    from softswitch.sip.message import Request
+    from softswitch.sip.message import Request, Response
     from softswitch.sip.transaction import Target
 
 
@@ -120,6 +120,7 @@ class Leg:
         "dialog",
         "invite",
         "invite_key",
+        "provisional",
         "agent_id",
         "got_provisional",
         "cancel_sent",
@@ -143,6 +144,8 @@ class Leg:
         self.dialog: Dialog | None = None
         self.invite: Request | None = None
         self.invite_key: tuple | None = None
+        # UAS: the last provisional sent to its INVITE, sent again while it waits (§13.3.1.1)
+        self.provisional: Response | None = None
         self.agent_id: str | None = None
         self.got_provisional = False
         self.cancel_sent = False

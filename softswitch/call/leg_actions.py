@@ -32,6 +32,12 @@ from softswitch.sip.transaction import (
     hostport,
 )
 
+#: Seconds between provisionals to a caller the node keeps waiting unanswered (a queue's
+#: ringback, an external number ringing). RFC 3261 §13.3.1.1: such a UAS sends one at least
+#: every minute, since a proxy may end the transaction after a gap (Kamailio's fr_inv_timer,
+#: 120 s by default, answers the caller 408); 50 s leaves a lost datagram's worth of slack.
+PROVISIONAL_REFRESH = 50.0
+
 
 def parse_host_port(text: str) -> tuple[str, int]:
     from softswitch.config import parse_host_port as parse
@@ -86,7 +92,19 @@ class LegActions(ControlBase):
                 body = b""
         if a.state is LegState.NEW:
             a.to(LegEvent.PROVISIONAL)
-        self._respond(a.invite_key, self._a_response(session, action.status, body=body), now)
+        a.provisional = self._a_response(session, action.status, body=body)
+        self._send_provisional(session, a, now)
+
+    def _send_provisional(self, session: Session, leg: Leg, now: float) -> None:
+        """Send the caller's last provisional, and again every `PROVISIONAL_REFRESH` s, the
+        same bytes (To tag, body) each time, while its INVITE is unanswered (RFC 3261
+        §13.3.1.1); once the caller is answered or gone, nothing more."""
+        if leg.provisional is None or leg.up or leg.over:
+            return
+        self._respond(leg.invite_key, leg.provisional, now)
+        self._start_timer(
+            session, f"{TIMER_PREFIX}provisional:{leg.leg_id}", PROVISIONAL_REFRESH, now
+        )
 
     def _call_agent(self, session: Session, action: CallAgent, now: float) -> None:
         """A leg to the agent's registered phone, offering the call of `action.queue`."""
@@ -355,6 +373,8 @@ class LegActions(ControlBase):
         leg = session.leg(leg_id)
         if kind == "record" and leg is not None:
             self._stop_record(session, leg, "max", now)
+        elif kind == "provisional" and leg is not None:
+            self._send_provisional(session, leg, now)
 
     def _stop_record(self, session: Session, leg: Leg, reason: str, now: float) -> None:
         if leg.recording is None:

@@ -26,12 +26,17 @@ def invite_to(phone_port: int, h: Harness) -> Request:
     return invite
 
 
-def answered_call(h: Harness) -> tuple[Trunk, Phone, Request]:
+def offered_call(h: Harness) -> tuple[Trunk, Phone, Request]:
+    """A trunk call to 9000 and the INVITE it makes to agent 1001's phone."""
     phone = Phone(h, "1001", 5101)
     phone.register()
     trunk = Trunk(h)
     trunk.invite()
-    invite = invite_to(phone.port, h)
+    return trunk, phone, invite_to(phone.port, h)
+
+
+def answered_call(h: Harness) -> tuple[Trunk, Phone, Request]:
+    trunk, phone, invite = offered_call(h)
     phone.reply(invite, 200, sdp=True)
     h.take(phone.port)
     ok = [m for m in h.take(trunk.port) if isinstance(m, Response) and m.status == 200][0]
@@ -114,11 +119,7 @@ def test_busy_agent_is_skipped(h: Harness) -> None:
 
 
 def test_caller_cancel_while_ringing_cancels_agent(h: Harness) -> None:
-    phone = Phone(h, "1001", 5101)
-    phone.register()
-    trunk = Trunk(h)
-    trunk.invite()
-    invite = invite_to(phone.port, h)
+    trunk, phone, invite = offered_call(h)
     phone.reply(invite, 180)
     h.take(trunk.port)
     trunk.cancel()
@@ -138,6 +139,36 @@ def test_caller_waits_max_wait_then_gets_failure_response(h: Harness) -> None:
     assert final and final[0].status == 480
     (call,) = h.cdr._db.execute("SELECT * FROM calls").fetchall()
     assert call["disposition"] == "timeout"
+
+
+def test_a_queued_caller_gets_its_180_again_every_50_s_until_it_cancels(h: Harness) -> None:
+    # RFC 3261 §13.3.1.1: a provisional at least once a minute. The caller's one 180 let a
+    # Kamailio in front end the call with 408 after 120 s (its fr_inv_timer).
+    trunk = Trunk(h)
+    trunk.invite()  # 9000: straight into the queue, no agent registered
+    first = h.take(trunk.port)
+    assert statuses(first) == [100, 180]
+    ringing = first[1]
+    h.advance(130)
+    again = h.take(trunk.port)
+    assert statuses(again) == [180, 180]  # at 50 s and 100 s
+    assert all(m.to_bytes() == ringing.to_bytes() for m in again)  # same To tag, same body
+    assert ringing.to.tag
+    trunk.cancel()
+    assert sorted(statuses(h.take(trunk.port))) == [200, 487]
+    h.advance(130)
+    assert 180 not in statuses(h.take(trunk.port))
+
+
+def test_a_caller_gets_no_more_180s_once_an_agent_answered(h: Harness) -> None:
+    trunk, phone, invite = offered_call(h)
+    phone.reply(invite, 180)  # passed to the caller: its 180 again is due in 50 s
+    h.advance(10)
+    phone.reply(invite, 200, sdp=True)
+    h.take(phone.port)
+    assert statuses(h.take(trunk.port)) == [100, 180, 180, 200]
+    h.advance(130)
+    assert 180 not in statuses(h.take(trunk.port))
 
 
 def test_unknown_number_gets_404_and_unknown_source_403(h: Harness) -> None:

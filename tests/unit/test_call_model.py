@@ -361,7 +361,8 @@ def test_max_wait_answers_with_the_timeout_response_the_call_started_with(
     )
     h.switch.reload(load_config(config_dir), h.now)
     h.advance(301)
-    assert set(statuses(h.take(trunk.port))) == {480}  # (retransmitted until ACKed)
+    finals = {status for status in statuses(h.take(trunk.port)) if status >= 200}
+    assert finals == {480}  # (retransmitted until ACKed; before it, a 180 every 50 s)
 
 
 # --- mixes: a bridge of any number of legs with who hears whom ------------------------------
