@@ -1,9 +1,10 @@
 """What the running node does with bad input and at shutdown, over real sockets.
 
-Malformed requests get 400 and unknown methods 501 (RFC 3261 §8.2, §21.5.2), INVITEs from
-outside every trunk ACL get 403, garbage gets no answer, an unframeable TCP stream is closed
-(RFC 3261 §18.3), and after each of these the node still answers OPTIONS. SIGTERM with a call
-up releases both legs with BYE and closes the CDR.
+Malformed requests get 400, unknown methods 501 (RFC 3261 §8.2, §21.5.2), Request-URI schemes
+other than sip, sips and tel 416 (§8.2.2.1), INVITEs from outside every trunk ACL get 403,
+garbage gets no answer, an unframeable TCP stream is closed (RFC 3261 §18.3), and after each
+of these the node still answers OPTIONS. SIGTERM with a call up releases both legs with BYE
+and closes the CDR.
 """
 
 from __future__ import annotations
@@ -113,6 +114,17 @@ def test_unknown_method_gets_501_with_allow(node: Callable[..., HotlineNode]) ->
     assert status_of(response) == 501, response
     allow = header(response, "Allow") or ""
     assert "INVITE" in allow and "FROBNICATE" not in allow
+    assert_still_serving(hotline)
+
+
+def test_request_uri_scheme_the_node_does_not_serve_gets_416(
+    node: Callable[..., HotlineNode],
+) -> None:
+    # RFC 3261 §8.2.2.1: an OPTIONS to `nope:` was answered 200.
+    hotline = node()
+    raw = request("OPTIONS", hotline).replace(b"OPTIONS sip:", b"OPTIONS nope:", 1)
+    response = hotline.send_sip(raw, final=True)
+    assert response.startswith(b"SIP/2.0 416 Unsupported URI Scheme\r\n"), response
     assert_still_serving(hotline)
 
 
