@@ -1,7 +1,10 @@
-"""Agent states and their transition table (SPEC ACD-4 subset, STYLE §2).
+"""Agent states and their transition table (SPEC ACD-4, STYLE §2).
 
-This issue implements logged out, idle, ringing, talking and wrap-up. Registration drives login:
-a phone that registers makes its agent idle, one that unregisters logs it out.
+Logged out, idle, ringing, talking, wrap-up, busy (not ready, with a reason code), break and
+locked. Registration drives login: a phone that registers makes its agent idle, one that
+unregisters logs it out. Not ready, break and ready come from the agent (phone feature
+codes, the CLI, the API); lock comes from missed calls in a row (the queue's `lock_after`)
+or a supervisor, and only a supervisor's unlock ends it.
 
 Self-loops are listed on purpose: a REGISTER refresh reports `AVAILABLE` again for an agent that
 is already working, an expiry reports `UNAVAILABLE` for one already logged out; both are normal
@@ -26,6 +29,9 @@ class AgentState(enum.Enum):
     RINGING = "ringing"
     TALKING = "talking"
     WRAP_UP = "wrap_up"
+    BUSY = "busy"  # not ready, with a reason code (paperwork, training …)
+    BREAK = "break"  # on a break
+    LOCKED = "locked"  # missed too many calls in a row; a supervisor unlocks
 
 
 class AgentEvent(enum.Enum):
@@ -41,6 +47,11 @@ class AgentEvent(enum.Enum):
     HANGUP = "hangup"  # connected call ended, queue has wrap_up > 0
     HANGUP_NO_WRAP_UP = "hangup_no_wrap_up"  # connected call ended, queue has wrap_up == 0
     WRAP_UP_END = "wrap_up_end"  # wrap-up timer fired
+    NOT_READY = "not_ready"  # the agent (phone, CLI, API) goes busy with a reason
+    BREAK = "break"  # the agent goes on a break
+    READY = "ready"  # the agent is ready again (also ends wrap-up early)
+    LOCK = "lock"  # `lock_after` missed calls in a row, or a supervisor
+    UNLOCK = "unlock"  # a supervisor
 
 
 _S = AgentState
@@ -66,6 +77,39 @@ AGENT_TRANSITIONS: Mapping[tuple[AgentState, AgentEvent], AgentState] = MappingP
         (_S.WRAP_UP, _E.AVAILABLE): _S.WRAP_UP,
         (_S.WRAP_UP, _E.UNAVAILABLE): _S.LOGGED_OUT,
         (_S.WRAP_UP, _E.WRAP_UP_END): _S.IDLE,
+        # Not ready and breaks: from idle or wrap-up at once; asked while ringing or
+        # talking, the engine keeps the request and applies it when the call is over.
+        (_S.IDLE, _E.NOT_READY): _S.BUSY,
+        (_S.IDLE, _E.BREAK): _S.BREAK,
+        (_S.IDLE, _E.READY): _S.IDLE,
+        (_S.WRAP_UP, _E.NOT_READY): _S.BUSY,
+        (_S.WRAP_UP, _E.BREAK): _S.BREAK,
+        (_S.WRAP_UP, _E.READY): _S.IDLE,
+        (_S.RINGING, _E.NOT_READY): _S.RINGING,
+        (_S.RINGING, _E.BREAK): _S.RINGING,
+        (_S.RINGING, _E.READY): _S.RINGING,
+        (_S.TALKING, _E.NOT_READY): _S.TALKING,
+        (_S.TALKING, _E.BREAK): _S.TALKING,
+        (_S.TALKING, _E.READY): _S.TALKING,
+        (_S.BUSY, _E.AVAILABLE): _S.BUSY,
+        (_S.BUSY, _E.UNAVAILABLE): _S.LOGGED_OUT,
+        (_S.BUSY, _E.NOT_READY): _S.BUSY,
+        (_S.BUSY, _E.BREAK): _S.BREAK,
+        (_S.BUSY, _E.READY): _S.IDLE,
+        (_S.BREAK, _E.AVAILABLE): _S.BREAK,
+        (_S.BREAK, _E.UNAVAILABLE): _S.LOGGED_OUT,
+        (_S.BREAK, _E.NOT_READY): _S.BUSY,
+        (_S.BREAK, _E.BREAK): _S.BREAK,
+        (_S.BREAK, _E.READY): _S.IDLE,
+        # Locked after missed calls: only a supervisor's unlock (or a logout) ends it.
+        (_S.IDLE, _E.LOCK): _S.LOCKED,
+        (_S.BUSY, _E.LOCK): _S.LOCKED,
+        (_S.BREAK, _E.LOCK): _S.LOCKED,
+        (_S.WRAP_UP, _E.LOCK): _S.LOCKED,
+        (_S.LOCKED, _E.LOCK): _S.LOCKED,
+        (_S.LOCKED, _E.UNLOCK): _S.IDLE,
+        (_S.LOCKED, _E.AVAILABLE): _S.LOCKED,
+        (_S.LOCKED, _E.UNAVAILABLE): _S.LOGGED_OUT,
     }
 )
 
@@ -100,6 +144,9 @@ class AgentRecord:
         "idle_since",
         "call_id",
         "logout_pending",
+        "pending",
+        "reason",
+        "missed",
         "retired",
         "wrap_up_serial",
     )
@@ -114,5 +161,10 @@ class AgentRecord:
         self.idle_since = 0.0
         self.call_id: str | None = None
         self.logout_pending = False
+        # NOT_READY or BREAK asked while ringing or talking, with its reason: applied when the
+        # agent would next become idle.
+        self.pending: tuple[AgentEvent, str] | None = None
+        self.reason = ""  # reason code of BUSY
+        self.missed = 0  # offers missed in a row (no answer or refused); reset by an answer
         self.retired = False
         self.wrap_up_serial = 0

@@ -122,10 +122,7 @@ class Acd:
         offered the longest-waiting call of its queues; in any other state nothing changes (a
         REGISTER refresh), except that a logout pending from an unregister during a call is
         forgotten."""
-        self._tick(now)
-        agent = self._agents.get(agent_id)
-        if agent is None or agent.retired:
-            raise UnknownAgent(agent_id)
+        agent = self._live_agent(agent_id, now)
         out: list[Command] = []
         before = agent.state
         self._agent_to(agent, AgentEvent.AVAILABLE, now, out)
@@ -170,6 +167,53 @@ class Acd:
         self._widen_for(agent, now, out)
         self._forget_if_retired(agent)
         return out
+
+    def agent_not_ready(self, agent_id: str, now: float, reason: str = "") -> list[Command]:
+        """The agent goes busy (not ready) with `reason` (a reason code): at once from idle,
+        wrap-up or a break; asked while ringing or talking, when that call is over."""
+        return self._agent_request(agent_id, AgentEvent.NOT_READY, now, reason)
+
+    def agent_break(self, agent_id: str, now: float) -> list[Command]:
+        """The agent goes on a break (at once, or when its call is over; see not ready)."""
+        return self._agent_request(agent_id, AgentEvent.BREAK, now, "")
+
+    def agent_ready(self, agent_id: str, now: float) -> list[Command]:
+        """The agent is ready: from busy, a break or wrap-up (ending it early) it is idle and
+        may be offered the longest-waiting call of its queues; while ringing or talking it
+        withdraws a not-ready or break asked before. Refused (`IllegalTransition`) when
+        locked or logged out."""
+        return self._agent_request(agent_id, AgentEvent.READY, now, "")
+
+    def agent_lock(self, agent_id: str, now: float, reason: str = "supervisor") -> list[Command]:
+        """A supervisor locks the agent (not while ringing or talking)."""
+        return self._agent_request(agent_id, AgentEvent.LOCK, now, reason)
+
+    def agent_unlock(self, agent_id: str, now: float) -> list[Command]:
+        """A supervisor unlocks a locked agent: it is idle and may be offered a call."""
+        return self._agent_request(agent_id, AgentEvent.UNLOCK, now, "")
+
+    def _agent_request(
+        self, agent_id: str, event: AgentEvent, now: float, reason: str
+    ) -> list[Command]:
+        agent = self._live_agent(agent_id, now)
+        out: list[Command] = []
+        state = agent.state
+        next_agent_state(agent_id, state, event)  # IllegalTransition before any change
+        if state in (AgentState.RINGING, AgentState.TALKING):
+            agent.pending = None if event is AgentEvent.READY else (event, reason)
+            return out
+        self._agent_to(agent, event, now, out, reason=reason)
+        if agent.state is AgentState.IDLE and state is not AgentState.IDLE:
+            self._agent_ready(agent, now, out, fresh=True)
+        return out
+
+    def _live_agent(self, agent_id: str, now: float) -> AgentRecord:
+        """Start a step for an input about a configured agent (`UnknownAgent` otherwise)."""
+        self._tick(now)
+        agent = self._agents.get(agent_id)
+        if agent is None or agent.retired:
+            raise UnknownAgent(agent_id)
+        return agent
 
     def agent_state(self, agent_id: str) -> AgentState:
         """The agent's current state."""
@@ -272,6 +316,7 @@ class Acd:
         call.state = next_call_state(call_id, call.state, CallEvent.ANSWER)
         call.connected_at = now
         agent.answered += 1
+        agent.missed = 0
         self._leave_queue(call)
         out: list[Command] = [
             self._event(
@@ -482,13 +527,21 @@ class Acd:
         *,
         call_id: str | None = None,
         idle_since: float | None = None,
+        reason: str = "",
     ) -> None:
         """Apply `event` to the agent through the table, keep the idle indexes in step and emit
-        AGENT_STATE when the state changes. Entering IDLE sets `idle_since` (default `now`)."""
+        AGENT_STATE when the state changes (with `reason`, if any: the busy reason code, why
+        the agent was locked). Entering IDLE sets `idle_since` (default `now`)."""
         old = agent.state
         new = next_agent_state(agent.agent_id, old, event)
-        if new is old:
+        if new is AgentState.BUSY:
+            if new is old and reason == agent.reason:
+                return
+            agent.reason = reason
+        elif new is old:
             return
+        if new is AgentState.LOGGED_OUT:
+            agent.pending = None
         if old is AgentState.IDLE:
             for name in agent.queues:
                 self._queues[name].remove_idle(agent.agent_id)
@@ -512,7 +565,8 @@ class Acd:
                 agent_id=agent.agent_id,
                 queue=None,
                 at=now,
-                data={"from": old.value, "to": new.value, "event": event.value},
+                data={"from": old.value, "to": new.value, "event": event.value}
+                | ({"reason": reason} if reason else {}),
             )
         )
 
@@ -521,7 +575,7 @@ class Acd:
         reload) and it has just left its call; return True if it did."""
         if not (agent.logout_pending or agent.retired):
             return False
-        if agent.state not in (AgentState.IDLE, AgentState.WRAP_UP):
+        if agent.state in (AgentState.LOGGED_OUT, AgentState.RINGING, AgentState.TALKING):
             return False
         self._agent_to(agent, AgentEvent.UNAVAILABLE, now, out)
         agent.logout_pending = False
@@ -534,6 +588,11 @@ class Acd:
         agent (it became available) may take a call whose retry window for it is still open;
         otherwise only calls it is eligible for."""
         if self._settle(agent, now, out):
+            return
+        if agent.pending is not None:  # not ready or a break, asked during the call
+            event, reason = agent.pending
+            agent.pending = None
+            self._agent_to(agent, event, now, out, reason=reason)
             return
         best: CallRecord | None = None
         for name in agent.queues:
@@ -747,12 +806,20 @@ class Acd:
         agent first, then the agent may take a call it is eligible for."""
         self._agent_to(agent, agent_event, now, out, call_id=call.call_id)
         agent.call_id = None
+        agent.missed += 1
+        lock_after = call.spec.lock_after
+        locked = bool(lock_after) and agent.missed >= lock_after and not agent.logout_pending
+        if locked:
+            agent.pending = None
+            reason = f"missed {agent.missed} calls in a row"
+            self._agent_to(agent, AgentEvent.LOCK, now, out, call_id=call.call_id, reason=reason)
         self._requeue(call, call_event)
         until = now + call.spec.retry
         call.record_failure(agent.agent_id, until, self._step)
         self._push_timer(until, _RETRY, call.call_id, call.serial)
         self._dispatch_call(call, now, out)
-        self._agent_ready(agent, now, out, fresh=False)
+        if not locked:
+            self._agent_ready(agent, now, out, fresh=False)
 
     def _leave_queue(self, call: CallRecord) -> None:
         """The call is no longer in its queue (connected or gone); drop a drained queue."""

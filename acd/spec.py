@@ -55,6 +55,9 @@ class QueueSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
       join (`QueueTimeout` reason ``"full"``). 0 = no limit.
     - `leave_when_empty`: a call arriving while no agent of the queue is logged in does not
       join, and waiting calls leave when the last one logs out (reason ``"empty"``).
+    - `lock_after`: an agent that misses this many offers in a row (no answer or refused,
+      in any queue; an answer resets the count), the last one a call of this queue, is
+      locked until a supervisor unlocks it. 0 = never.
     - `sticky_wait`: seconds a call with a preferred agent (the one who served the caller
       last) is kept for that agent alone; 0 = no stickiness. No wait when that agent is not
       logged in or does not serve the queue.
@@ -71,6 +74,7 @@ class QueueSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sticky_wait: Annotated[float, msgspec.Meta(ge=0)] = 0.0
     max_callers: Annotated[int, msgspec.Meta(ge=0)] = 0
     leave_when_empty: bool = False
+    lock_after: Annotated[int, msgspec.Meta(ge=0)] = 0
 
 
 class AgentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -163,12 +167,10 @@ def validate_specs(
         _check_seconds(f"{where}.region_wait", q.region_wait, allow_zero=True)
         _check_seconds(f"{where}.sticky_wait", q.sticky_wait, allow_zero=True)
         _check_skills(f"{where}.skills", q.skills)
-        if (
-            isinstance(q.max_callers, bool)
-            or not isinstance(q.max_callers, int)
-            or q.max_callers < 0
-        ):
-            raise InvalidSpec(f"{where}.max_callers: expected an integer >= 0")
+        for field in ("max_callers", "lock_after"):
+            value = getattr(q, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise InvalidSpec(f"{where}.{field}: expected an integer >= 0")
         if q.strategy == "skills" and not q.skills:
             raise InvalidSpec(f"{where}.skills: strategy 'skills' needs the queue's skills")
     ids: set[str] = set()

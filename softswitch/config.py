@@ -648,6 +648,15 @@ class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "one goes to `overflow` at once. 0 = no limit.",
         ),
     ] = 0
+    lock_after: Annotated[
+        int,
+        Meta(
+            ge=0,
+            description="An agent that misses this many calls in a row (no answer within "
+            "`ring_timeout`, or refused), the last one from this queue, is locked: offered "
+            "no calls until a supervisor unlocks it. An answer resets the count. 0 = never.",
+        ),
+    ] = 0
     when_empty: Annotated[
         Literal["join", "leave"],
         Meta(

@@ -81,6 +81,7 @@ def acd_specs(config: Config) -> tuple[list[QueueSpec], list[AgentSpec]]:
             float(q.sticky_wait),
             q.max_callers,
             q.when_empty == "leave",
+            q.lock_after,
         )
         for q in config.queues
     ]

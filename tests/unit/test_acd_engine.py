@@ -803,6 +803,9 @@ def test_queue_snapshot_counts_calls_and_agents_by_state() -> None:
         "ringing": 1,
         "talking": 1,
         "wrap_up": 0,
+        "busy": 0,
+        "break": 0,
+        "locked": 0,
     }
 
 

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import pytest
 
-from acd import Acd, AgentSpec, InvalidSpec, OfferCall, QueueEvent, QueueSpec, QueueTimeout
+from acd import (
+    Acd,
+    AgentSpec,
+    IllegalTransition,
+    InvalidSpec,
+    OfferCall,
+    QueueEvent,
+    QueueSpec,
+    QueueTimeout,
+    UnknownAgent,
+)
 
 
 def offers(out: list) -> list[tuple[str, str]]:
@@ -354,3 +364,93 @@ def test_leave_when_empty_on_arrival_and_when_the_last_agent_logs_out() -> None:
     (timeout,) = [c for c in out if isinstance(c, QueueTimeout)]
     assert (timeout.call_id, timeout.reason, timeout.waited) == ("c4", "empty", 4.0)
     assert acd.queue_snapshot("q", 10.0).waiting == 0
+
+
+# -- agent states: not ready, break, ready, lock ------------------------------------------
+
+
+def states(out: list) -> list[tuple[str, str, str]]:
+    return [
+        (e.agent_id, e.data["to"], e.data.get("reason", ""))
+        for e in out
+        if isinstance(e, QueueEvent) and e.kind == "AGENT_STATE"
+    ]
+
+
+def test_a_busy_agent_gets_no_call_until_ready() -> None:
+    acd = Acd([QueueSpec("q")], [AgentSpec(a, ("q",)) for a in "ab"])
+    login(acd, ["a", "b"])
+    assert states(acd.agent_not_ready("a", 3.0, "paperwork")) == [("a", "busy", "paperwork")]
+    assert offers(acd.enqueue("c1", "q", 4.0)) == [("c1", "b")]
+    assert offers(acd.enqueue("c2", "q", 4.0)) == []
+    out = acd.agent_ready("a", 6.0)
+    assert states(out)[0] == ("a", "idle", "") and offers(out) == [("c2", "a")]
+
+
+def test_not_ready_asked_during_a_call_applies_when_it_ends() -> None:
+    acd = Acd([QueueSpec("q", wrap_up=10)], [AgentSpec("a", ("q",))])
+    login(acd, ["a"])
+    acd.enqueue("c1", "q", 2.0)
+    acd.agent_answered("c1", "a", 3.0)
+    assert acd.agent_not_ready("a", 4.0, "training") == []
+    assert acd.agent_state("a").value == "talking"
+    acd.enqueue("c2", "q", 5.0)
+    acd.call_ended("c1", "a", 6.0)
+    assert acd.agent_state("a").value == "wrap_up"
+    out = run_timers(acd, 16.0)  # wrap-up over: busy, not offered c2
+    assert offers(out) == [] and acd.agent_state("a").value == "busy"
+    assert states(out)[-1] == ("a", "busy", "training")
+    # "ready" during a call withdraws a break asked earlier.
+    acd.agent_ready("a", 17.0)  # takes c2
+    acd.agent_answered("c2", "a", 17.0)
+    acd.agent_break("a", 18.0)
+    acd.agent_ready("a", 19.0)
+    acd.call_ended("c2", "a", 20.0)
+    assert acd.agent_ready("a", 21.0) is not None and acd.agent_state("a").value == "idle"
+
+
+def test_ready_ends_wrap_up_early_and_the_agent_takes_the_next_call() -> None:
+    acd = Acd([QueueSpec("q", wrap_up=30)], [AgentSpec("a", ("q",))])
+    login(acd, ["a"])
+    acd.enqueue("c1", "q", 2.0)
+    acd.agent_answered("c1", "a", 3.0)
+    acd.enqueue("c2", "q", 4.0)
+    acd.call_ended("c1", "a", 5.0)
+    assert offers(acd.agent_ready("a", 8.0)) == [("c2", "a")]
+    acd.agent_answered("c2", "a", 9.0)
+    assert states(run_timers(acd, 40.0)) == []  # the old wrap-up timer (at 35) is void
+    assert acd.agent_state("a").value == "talking"
+
+
+def test_an_agent_missing_calls_in_a_row_is_locked_until_unlocked() -> None:
+    acd = Acd(
+        [QueueSpec("q", ring_timeout=10, retry=0, lock_after=3)],
+        [AgentSpec(a, ("q",)) for a in "ab"],
+    )
+    login(acd, ["a", "b"])
+    acd.agent_not_ready("b", 2.0)  # only a takes calls
+    acd.enqueue("c1", "q", 3.0)
+    run_timers(acd, 13.0)  # miss 1, then c1 rings a again at once (retry 0)
+    acd.agent_rejected("c1", "a", 14.0, "486")  # miss 2
+    out = run_timers(acd, 24.1)  # miss 3: locked
+    assert ("a", "locked", "missed 3 calls in a row") in states(out)
+    assert acd.agent_state("a").value == "locked"
+    with pytest.raises(IllegalTransition):
+        acd.agent_ready("a", 25.0)  # only a supervisor unlocks
+    assert offers(acd.agent_unlock("a", 26.0)) == [("c1", "a")]
+    acd.agent_answered("c1", "a", 27.0)  # an answer resets the count
+    acd.call_ended("c1", "a", 28.0)
+    acd.enqueue("c2", "q", 29.0)
+    run_timers(acd, 39.0)
+    assert acd.agent_state("a").value == "ringing"  # one miss: not locked
+
+
+def test_wrong_agent_requests_are_refused_with_a_clear_error() -> None:
+    acd = Acd([QueueSpec("q")], [AgentSpec("a", ("q",))])
+    with pytest.raises(IllegalTransition, match="logged_out"):
+        acd.agent_not_ready("a", 1.0)  # not logged in
+    with pytest.raises(UnknownAgent):
+        acd.agent_break("zz", 1.0)
+    login(acd, ["a"])
+    with pytest.raises(IllegalTransition):
+        acd.agent_unlock("a", 2.0)  # not locked

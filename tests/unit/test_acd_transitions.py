@@ -48,6 +48,38 @@ EXPECTED_AGENT = {
     (A.WRAP_UP, E.AVAILABLE): A.WRAP_UP,
     (A.WRAP_UP, E.UNAVAILABLE): A.LOGGED_OUT,
     (A.WRAP_UP, E.WRAP_UP_END): A.IDLE,
+    # not ready (busy), breaks and ready; during a call they wait for its end
+    (A.IDLE, E.NOT_READY): A.BUSY,
+    (A.IDLE, E.BREAK): A.BREAK,
+    (A.IDLE, E.READY): A.IDLE,
+    (A.WRAP_UP, E.NOT_READY): A.BUSY,
+    (A.WRAP_UP, E.BREAK): A.BREAK,
+    (A.WRAP_UP, E.READY): A.IDLE,
+    (A.RINGING, E.NOT_READY): A.RINGING,
+    (A.RINGING, E.BREAK): A.RINGING,
+    (A.RINGING, E.READY): A.RINGING,
+    (A.TALKING, E.NOT_READY): A.TALKING,
+    (A.TALKING, E.BREAK): A.TALKING,
+    (A.TALKING, E.READY): A.TALKING,
+    (A.BUSY, E.AVAILABLE): A.BUSY,
+    (A.BUSY, E.UNAVAILABLE): A.LOGGED_OUT,
+    (A.BUSY, E.NOT_READY): A.BUSY,
+    (A.BUSY, E.BREAK): A.BREAK,
+    (A.BUSY, E.READY): A.IDLE,
+    (A.BREAK, E.AVAILABLE): A.BREAK,
+    (A.BREAK, E.UNAVAILABLE): A.LOGGED_OUT,
+    (A.BREAK, E.NOT_READY): A.BUSY,
+    (A.BREAK, E.BREAK): A.BREAK,
+    (A.BREAK, E.READY): A.IDLE,
+    # locked: a supervisor's unlock or a logout ends it
+    (A.IDLE, E.LOCK): A.LOCKED,
+    (A.BUSY, E.LOCK): A.LOCKED,
+    (A.BREAK, E.LOCK): A.LOCKED,
+    (A.WRAP_UP, E.LOCK): A.LOCKED,
+    (A.LOCKED, E.LOCK): A.LOCKED,
+    (A.LOCKED, E.UNLOCK): A.IDLE,
+    (A.LOCKED, E.AVAILABLE): A.LOCKED,
+    (A.LOCKED, E.UNAVAILABLE): A.LOGGED_OUT,
 }
 
 C = CallState
@@ -102,7 +134,9 @@ def test_tables_print_every_state_and_event() -> None:
     call_text = format_call_table()
     assert len(call_text.splitlines()) == 1 + len(CallState)
     idle_row = next(line for line in agent_text.splitlines() if line.startswith("idle "))
-    assert idle_row.split() == ["idle", "idle", "logged_out", "ringing", *["-"] * 7]
+    idle_cells = ["idle", "idle", "logged_out", "ringing", *["-"] * 7]
+    idle_cells += ["busy", "break", "idle", "locked", "-"]
+    assert idle_row.split() == idle_cells
 
 
 # -- the same pairs through the engine's public methods ------------------------------------
@@ -115,6 +149,15 @@ def agent_in(state: AgentState, wrap_up: float = 10.0) -> Acd:
         return acd
     acd.agent_available("a1", 0.0)
     if state is A.IDLE:
+        return acd
+    if state is A.BUSY:
+        acd.agent_not_ready("a1", 0.5, "paperwork")
+        return acd
+    if state is A.BREAK:
+        acd.agent_break("a1", 0.5)
+        return acd
+    if state is A.LOCKED:
+        acd.agent_lock("a1", 0.5)
         return acd
     acd.enqueue("c1", "q", 1.0)
     if state is A.RINGING:
@@ -135,6 +178,9 @@ API_RESULTS = {
         A.RINGING: A.RINGING,
         A.TALKING: A.TALKING,
         A.WRAP_UP: A.WRAP_UP,
+        A.BUSY: A.BUSY,
+        A.BREAK: A.BREAK,
+        A.LOCKED: A.LOCKED,
     },
     "unavailable": {
         A.LOGGED_OUT: A.LOGGED_OUT,
@@ -142,7 +188,43 @@ API_RESULTS = {
         A.RINGING: A.LOGGED_OUT,
         A.TALKING: A.TALKING,
         A.WRAP_UP: A.LOGGED_OUT,
+        A.BUSY: A.LOGGED_OUT,
+        A.BREAK: A.LOGGED_OUT,
+        A.LOCKED: A.LOGGED_OUT,
     },
+    # asked while ringing or talking: the state stays, the request waits for the call's end
+    "not_ready": {
+        A.IDLE: A.BUSY,
+        A.RINGING: A.RINGING,
+        A.TALKING: A.TALKING,
+        A.WRAP_UP: A.BUSY,
+        A.BUSY: A.BUSY,
+        A.BREAK: A.BUSY,
+    },
+    "break": {
+        A.IDLE: A.BREAK,
+        A.RINGING: A.RINGING,
+        A.TALKING: A.TALKING,
+        A.WRAP_UP: A.BREAK,
+        A.BUSY: A.BREAK,
+        A.BREAK: A.BREAK,
+    },
+    "ready": {
+        A.IDLE: A.IDLE,
+        A.RINGING: A.RINGING,
+        A.TALKING: A.TALKING,
+        A.WRAP_UP: A.IDLE,
+        A.BUSY: A.IDLE,
+        A.BREAK: A.IDLE,
+    },
+    "lock": {
+        A.IDLE: A.LOCKED,
+        A.WRAP_UP: A.LOCKED,
+        A.BUSY: A.LOCKED,
+        A.BREAK: A.LOCKED,
+        A.LOCKED: A.LOCKED,
+    },
+    "unlock": {A.LOCKED: A.IDLE},
     "answered": {A.RINGING: A.TALKING},
     "rejected": {A.RINGING: A.IDLE},
     "ended": {A.TALKING: A.WRAP_UP},
@@ -153,6 +235,9 @@ API_RESULTS = {
         A.RINGING: A.IDLE,
         A.TALKING: A.TALKING,
         A.WRAP_UP: A.IDLE,
+        A.BUSY: A.BUSY,
+        A.BREAK: A.BREAK,
+        A.LOCKED: A.LOCKED,
     },
 }
 
@@ -168,6 +253,16 @@ def apply_input(acd: Acd, name: str) -> None:
         acd.agent_rejected("c1", "a1", 5.0, "486")
     elif name == "ended":
         acd.call_ended("c1", "a1", 5.0)
+    elif name == "not_ready":
+        acd.agent_not_ready("a1", 5.0, "meeting")
+    elif name == "break":
+        acd.agent_break("a1", 5.0)
+    elif name == "ready":
+        acd.agent_ready("a1", 5.0)
+    elif name == "lock":
+        acd.agent_lock("a1", 5.0)
+    elif name == "unlock":
+        acd.agent_unlock("a1", 5.0)
     elif name == "next_timer":
         deadline = acd.get_timer()
         if deadline is not None:

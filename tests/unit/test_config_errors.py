@@ -161,7 +161,8 @@ def test_unsupported_strategy_lists_the_allowed_ones(tmp_path: Path) -> None:
         make_config(tmp_path, queues="queues:\n  - name: general\n    strategy: ring_all\n")
     )
     assert errors == [
-        "queues.yaml:3: queues[0].strategy: Invalid enum value 'ring_all'; allowed: 'longest_idle'"
+        "queues.yaml:3: queues[0].strategy: Invalid enum value 'ring_all'; allowed: "
+        "'longest_idle', 'skills', 'round_robin', 'fewest_calls', 'random'"
     ]
 
 
@@ -440,3 +441,15 @@ def test_issue_prints_without_line_or_path_when_absent() -> None:
     assert str(ConfigIssue("a.yaml", None, "", "gone")) == "a.yaml: gone"
     assert str(ConfigIssue("a.yaml", 3, "", "bad")) == "a.yaml:3: bad"
     assert str(ConfigIssue("a.yaml", 3, "x[1].y", "bad")) == "a.yaml:3: x[1].y: bad"
+
+
+def test_the_schema_offers_exactly_the_engines_strategies() -> None:
+    """One strategy list (acd.STRATEGIES) serves the engine and queues.yaml."""
+    import typing
+
+    from acd import STRATEGIES
+    from softswitch.config import Queue
+
+    hints = typing.get_type_hints(Queue, include_extras=True)
+    literal = typing.get_args(hints["strategy"])[0]
+    assert typing.get_args(literal) == STRATEGIES
