@@ -27,6 +27,7 @@ from acd.errors import (
     UnknownQueue,
 )
 from acd.events import (
+    AgentSnapshot,
     CancelOffer,
     Command,
     OfferCall,
@@ -51,6 +52,7 @@ __all__ = [
     "Acd",
     "AcdError",
     "AgentEvent",
+    "AgentSnapshot",
     "AgentSpec",
     "AgentState",
     "CallEvent",

@@ -61,6 +61,7 @@ from collections.abc import Iterable
 from acd.agent import AgentEvent, AgentRecord, AgentState, next_agent_state
 from acd.errors import DuplicateCall, NotOffered, UnknownAgent, UnknownCall, UnknownQueue
 from acd.events import (
+    AgentSnapshot,
     CancelOffer,
     Command,
     OfferCall,
@@ -440,6 +441,26 @@ class Acd:
             draining=q.draining,
         )
 
+    def agent_snapshot(self, agent_id: str) -> AgentSnapshot:
+        """The agent's state, since when, busy reason and counts (`UnknownAgent` if none)."""
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            raise UnknownAgent(agent_id)
+        reason = agent.reason if agent.state in (AgentState.BUSY, AgentState.LOCKED) else ""
+        return AgentSnapshot(
+            agent.agent_id,
+            agent.state.value,
+            agent.state_since,
+            reason,
+            agent.answered,
+            agent.missed,
+            agent.queues,
+        )
+
+    def agent_ids(self) -> list[str]:
+        """Every agent the engine knows, in configuration order."""
+        return list(self._agents)
+
     def replace_specs(self, queues: Iterable[QueueSpec], agents: Iterable[AgentSpec]) -> None:
         """Swap in new queue and agent specs (config reload); calls in progress are untouched.
 
@@ -534,7 +555,7 @@ class Acd:
         the agent was locked). Entering IDLE sets `idle_since` (default `now`)."""
         old = agent.state
         new = next_agent_state(agent.agent_id, old, event)
-        if new is AgentState.BUSY:
+        if new in (AgentState.BUSY, AgentState.LOCKED):
             if new is old and reason == agent.reason:
                 return
             agent.reason = reason

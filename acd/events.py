@@ -108,3 +108,16 @@ class QueueSnapshot(msgspec.Struct, frozen=True):
 
 
 Command = OfferCall | CancelOffer | QueueTimeout | QueueEvent
+
+
+class AgentSnapshot(msgspec.Struct, frozen=True):
+    """One agent as a supervisor sees it: state, since when (engine time), busy reason,
+    calls answered since the engine started, offers missed in a row, queues served."""
+
+    agent_id: str
+    state: str
+    since: float
+    reason: str
+    answered: int
+    missed: int
+    queues: tuple[str, ...]

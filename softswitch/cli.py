@@ -11,16 +11,19 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import getpass
+import json
 import logging
 import os
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from softswitch import logs
+from softswitch import control_api, logs
 from softswitch.blacklist import BlacklistError, BlacklistStore, Entry
 from softswitch.config import check_command, load_config, parse_host_port
+from softswitch.control_api import AGENT_ACTIONS
 from softswitch.errors import ConfigError
 
 
@@ -59,7 +62,72 @@ def _parser() -> argparse.ArgumentParser:
     vm_list.add_argument("--data", default="var", help="data directory (default: var)")
     vm_list.add_argument("--mailbox", help="only this mailbox")
     _blacklist_parser(sub)
+    agent = sub.add_parser(
+        "agent",
+        help="change a logged-in agent's state on the running node",
+        description="Agents log in by registering their phone; these change what a "
+        "logged-in agent is offered. not-ready and break asked during a call take effect "
+        "when it ends; lock and unlock are a supervisor's.",
+    )
+    agent.add_argument("action", choices=[a.replace("_", "-") for a in AGENT_ACTIONS])
+    agent.add_argument("agent", help="agent id, e.g. 1001")
+    agent.add_argument("--reason", default="", help="reason code for not-ready or lock")
+    agent.add_argument("--data", default="var", help="data directory of the running node")
+    status = sub.add_parser("status", help="queues and agents of the running node, live")
+    status.add_argument("--data", default="var", help="data directory of the running node")
+    status.add_argument("--json", action="store_true", help="the raw JSON reply")
     return parser
+
+
+def _ask_node(data: str, message: dict[str, Any]) -> dict[str, Any] | None:
+    """One request to the running node's control socket; None (after a message on stderr)
+    when no node answers there."""
+    try:
+        reply = control_api.request(Path(data), message)
+    except (OSError, ValueError) as exc:
+        print(
+            f"hotline {message['op']}: no running node answers on "
+            f"{Path(data) / control_api.SOCKET_NAME} ({exc})",
+            file=sys.stderr,
+        )
+        return None
+    return reply
+
+
+def agent_command(args: argparse.Namespace) -> int:
+    """``hotline agent ACTION AGENT``: 0 and the new state, 2 with the node's refusal."""
+    action = args.action.replace("-", "_")
+    message = {"op": "agent", "agent": args.agent, "action": action, "reason": args.reason}
+    reply = _ask_node(args.data, message)
+    if reply is None:
+        return 1
+    if not reply.get("ok"):
+        print(f"hotline agent: {reply.get('error')}", file=sys.stderr)
+        return 2
+    print(f"{args.agent}: {reply['state']}")
+    return 0
+
+
+def status_command(args: argparse.Namespace) -> int:
+    """``hotline status``: queues (waiting, longest wait, agents by state), then agents."""
+    reply = _ask_node(args.data, {"op": "status"})
+    if reply is None:
+        return 1
+    if args.json:
+        print(json.dumps(reply, indent=2))
+        return 0
+    print(f"calls in progress: {reply['calls']}")
+    print("queue\twaiting\tringing\tlongest wait s\tagents")
+    for q in reply["queues"]:
+        agents = ", ".join(f"{state} {n}" for state, n in q["agents"].items() if n)
+        print(f"{q['queue']}\t{q['waiting']}\t{q['ringing']}\t{q['longest_wait']:.0f}\t{agents}")
+    print("agent\tstate\tfor s\treason\tanswered\tmissed in a row")
+    for a in reply["agents"]:
+        print(
+            f"{a['agent_id']}\t{a['state']}\t{a['seconds']:.0f}\t{a['reason'] or '-'}\t"
+            f"{a['answered']}\t{a['missed']}"
+        )
+    return 0
 
 
 def _blacklist_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -186,6 +254,10 @@ def main(argv: list[str] | None = None) -> int:
         return check_command(args.config)
     if args.command == "blacklist":
         return blacklist_command(args)
+    if args.command == "agent":
+        return agent_command(args)
+    if args.command == "status":
+        return status_command(args)
     if args.command == "reload":
         return reload_command(args.config, Path(args.data))
     if args.command == "voicemail":

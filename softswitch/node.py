@@ -25,6 +25,7 @@ from softswitch.call.events import VoicemailLeft
 from softswitch.call.restart import RESTART_DISPOSITION, DialogRecorder, Recovered, close_unfinished
 from softswitch.cdr import CdrStore
 from softswitch.config import Config, load_config, summary
+from softswitch.control_api import SOCKET_NAME, ControlServer, handle_request
 from softswitch.errors import ConfigError
 from softswitch.switch import CallServices, Switch
 from softswitch.transport import TransportManager, hostport
@@ -64,6 +65,7 @@ class Node:
         self._stopping = asyncio.Event()
         self._media: RtpEngine | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
+        self._control: ControlServer | None = None
         self._wall_offset = 0.0
 
     async def run(self) -> None:
@@ -108,6 +110,7 @@ class Node:
             self._restore(recovered)
             pid_file = self.data_dir / "hotline.pid"
             pid_file.write_text(f"{os.getpid()}\n")
+            await self._start_control()
             if media is not None:
                 media.attach(loop, self._media_event)
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -127,6 +130,8 @@ class Node:
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.1)
         finally:
+            if self._control is not None:
+                await self._control.close()
             if self._timer is not None:
                 self._timer.cancel()
             if self._heartbeat is not None:
@@ -331,6 +336,24 @@ class Node:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _start_control(self) -> None:
+        """The local control socket (`hotline agent`, `hotline status`); a node that cannot
+        open it runs without (logged)."""
+        server = ControlServer(self.data_dir / SOCKET_NAME, self._control_request)
+        try:
+            await server.start()
+        except OSError as exc:
+            log.error("no control socket at %s: %s", server.path, exc)
+            return
+        self._control = server
+
+    def _control_request(self, request: object) -> dict[str, Any]:
+        switch = self.switch
+        assert switch is not None
+        reply = handle_request(switch, request, asyncio.get_running_loop().time())
+        self._flush()  # an agent made ready may be offered a call at once
+        return reply
 
     def _receive(self, data: bytes, source) -> None:  # type: ignore[no-untyped-def]
         switch = self.switch

@@ -14,7 +14,9 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from acd import Acd, AgentSpec, QueueSpec
+import msgspec
+
+from acd import Acd, AcdError, AgentSpec, QueueSpec
 from ivr.app import IvrApp
 from ivr.resolver import PromptError, PromptResolver
 from media import MediaEngine, PassThroughMedia
@@ -30,6 +32,7 @@ from softswitch.call.session import Session
 from softswitch.call.sipcodec import ALLOW, take_sdp_part, uri_user
 from softswitch.cdr import CdrWriter
 from softswitch.config import Config, Trunk
+from softswitch.control_api import AGENT_ACTIONS
 from softswitch.dialplan import normalize
 from softswitch.registrar import AgentReachability, Registrar
 from softswitch.sip.auth import DigestServer, ha1
@@ -633,6 +636,38 @@ class Switch:
     def transport_failed(self, target: Target, now: float) -> None:
         """A connection to `target` could not be made: fail what waits on it at once."""
         self._dispatch(self.txn.transport_failed(target, now), now)
+
+    def agent_command(self, agent_id: str, action: str, now: float, reason: str = "") -> str:
+        """A state request for an agent from the CLI or the API (`AGENT_ACTIONS`); returns
+        the agent's state after it. Raises `AcdError` (`UnknownAgent`, `IllegalTransition`:
+        nothing changed) or `ValueError` for an action that does not exist."""
+        name = AGENT_ACTIONS.get(action)
+        if name is None:
+            raise ValueError(f"unknown agent action {action!r} (one of {', '.join(AGENT_ACTIONS)})")
+        method = getattr(self.acd, name)
+        if action in ("not_ready", "lock"):
+            self.control.acd_command(now, method, agent_id, now, reason or action)
+        else:
+            self.control.acd_command(now, method, agent_id, now)
+        return self.acd.agent_state(agent_id).value
+
+    def live_status(self, now: float) -> dict[str, Any]:
+        """Queues (waiting, ringing, longest wait, agents by state) and agents (state, seconds
+        in it, reason, calls), for `hotline status` and the API."""
+        queues = []
+        for queue in self.config.queues:
+            try:
+                queues.append(msgspec.to_builtins(self.acd.queue_snapshot(queue.name, now)))
+            except AcdError:
+                continue  # not in the engine (a reload in progress)
+        agents = []
+        for agent_id in self.acd.agent_ids():
+            snap = self.acd.agent_snapshot(agent_id)
+            view = msgspec.to_builtins(snap)
+            view["seconds"] = round(max(0.0, now - snap.since), 1)
+            del view["since"]
+            agents.append(view)
+        return {"queues": queues, "agents": agents, "calls": len(self.control.sessions)}
 
     def shutdown(self, now: float) -> None:
         self.control.shutdown(now)

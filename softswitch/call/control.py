@@ -412,6 +412,12 @@ class CallControl(Signalling, LegActions):
         self.apply(commands, now)
         self._drain()
 
+    def acd_command(self, now: float, method: Callable[..., list[Any]], *args: Any) -> None:
+        """Like `acd_input`, for a request from outside the network (the CLI, the API): an
+        `AcdError` reaches the caller, who reports it (the engine changed nothing)."""
+        self.apply(method(*args), now)
+        self._drain()
+
     def apply(self, commands: Iterable[Any], now: float) -> None:
         for cmd in commands:
             if isinstance(cmd, QueueEvent):
