@@ -316,6 +316,7 @@ class Acd:
         call, agent = self._offer_pair(call_id, agent_id, CallEvent.ANSWER)
         call.state = next_call_state(call_id, call.state, CallEvent.ANSWER)
         call.connected_at = now
+        self._queues[call.queue].recent_waits.append(now - call.enqueued_at)
         agent.answered += 1
         agent.missed = 0
         self._leave_queue(call)
@@ -440,6 +441,24 @@ class Acd:
             agents=agents,
             draining=q.draining,
         )
+
+    def position(self, call_id: str) -> int | None:
+        """Where a waiting call stands in its queue (1: next), 0 while an agent rings for
+        it, None for a call the engine does not hold (connected, gone)."""
+        call = self._calls.get(call_id)
+        if call is None or call.state is CallState.CONNECTED:
+            return None
+        if call.state is CallState.RINGING:
+            return 0
+        return self._queues[call.queue].position(call)
+
+    def expected_wait(self, queue: str) -> float | None:
+        """Seconds a caller joining `queue` may expect to wait: the mean wait of its last
+        answered calls (up to 20); None before the first."""
+        q = self._queues.get(queue)
+        if q is None or not q.recent_waits:
+            return None
+        return sum(q.recent_waits) / len(q.recent_waits)
 
     def agent_snapshot(self, agent_id: str) -> AgentSnapshot:
         """The agent's state, since when, busy reason and counts (`UnknownAgent` if none)."""

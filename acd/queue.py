@@ -23,11 +23,15 @@ from __future__ import annotations
 
 import bisect
 import enum
+from collections import deque
 from collections.abc import Mapping
 from types import MappingProxyType
 
 from acd.spec import QueueSpec
 from acd.table import format_table, lookup
+
+#: Answered calls whose waits make a queue's expected wait (announcements).
+RECENT_WAITS = 20
 
 
 class CallState(enum.Enum):
@@ -186,7 +190,7 @@ class QueueRecord:
 
     __slots__ = (
         "name", "spec", "draining", "members", "idle", "idle_keys", "waiting", "calls",
-        "scores", "regions", "rr_last", "order", "logged_in",
+        "scores", "regions", "rr_last", "order", "logged_in", "recent_waits",
     )  # fmt: skip
 
     def __init__(self, spec: QueueSpec) -> None:
@@ -201,6 +205,7 @@ class QueueRecord:
         self.scores: dict[str, int] = {}  # agent id -> skill score here (strategy skills)
         self.regions: dict[str, int] = {}  # region -> members of it logged in
         self.logged_in = 0  # members not logged out
+        self.recent_waits: deque[float] = deque(maxlen=RECENT_WAITS)  # of answered calls
         self.rr_last: str | None = None  # round robin: the agent last offered a call
         # `members` as a tuple and agent id -> index (round robin); None when members changed
         self.order: tuple[tuple[str, ...], dict[str, int]] | None = None
@@ -241,6 +246,10 @@ class QueueRecord:
         i = bisect.bisect_left(self.waiting, call.key)
         self.waiting.insert(i, call.key)
         return i + 1
+
+    def position(self, call: CallRecord) -> int:
+        """1-based place of a waiting `call` in the queue's order."""
+        return bisect.bisect_left(self.waiting, call.key) + 1
 
     def remove_waiting(self, call: CallRecord) -> int:
         """Remove `call`; return the 1-based position it had."""

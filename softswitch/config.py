@@ -24,7 +24,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from ivr.nodes import Flow, PromptSpec
+from ivr.nodes import Flow, PromptRef, PromptSpec
 from softswitch.config_yaml import (
     ConfigIssue,
     KeyPath,
@@ -48,6 +48,7 @@ from softswitch.dialplan import (
     RouteResult,
     Tts,
     normalize,
+    prompt_names,
     reference_problems,
     replacement_problem,
     route,
@@ -543,6 +544,29 @@ class AgentsFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 # --------------------------------------------------------------------------- queues.yaml
 
 
+class QueueAnnounce(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """What a waiting caller is told, when the caller is answered (came through the IVR):
+    at once when joining, then every `every` seconds, between the music."""
+
+    every: Annotated[float, Meta(ge=10, description="Seconds between announcements.")] = 30.0
+    position: Annotated[
+        PromptRef | None,
+        Meta(
+            description="The caller's place: prompt names and `Say` parts, which may read the "
+            "variables `queue_position` (1: next) and `queue_ahead` (callers ahead), e.g. "
+            "`[ahead_of_you, {number: queue_ahead}, callers_waiting]`."
+        ),
+    ] = None
+    wait: Annotated[
+        PromptRef | None,
+        Meta(
+            description="The expected wait, played after `position` once the queue has "
+            "answered calls to estimate from (the mean wait of its last 20): the variable "
+            "`queue_wait_minutes` (rounded up)."
+        ),
+    ] = None
+
+
 class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A call queue (ACD-1, ACD-2)."""
 
@@ -629,6 +653,18 @@ class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "when the queue has no `overflow`.",
         ),
     ] = 480
+    music: Annotated[
+        PromptRef | None,
+        Meta(
+            description="Prompt played over and over to a waiting caller who is answered "
+            "(came through the IVR), e.g. a music file; null: a ringback tone (450 Hz, 1 s "
+            "on, 4 s off). A caller not answered yet hears the phone's own ringback."
+        ),
+    ] = None
+    announce: Annotated[
+        QueueAnnounce | None,
+        Meta(description="Periodic announcements of position and expected wait."),
+    ] = None
     overflow: Annotated[
         Action | None,
         Meta(
@@ -1121,6 +1157,22 @@ def _cross_checks(loaded: dict[str, _Loaded], base: Path) -> None:
                             f"unknown flow `{overflow.flow}` (dialplan.yaml defines: "
                             f"{', '.join(sorted(map(str, flows))) or 'none'})",
                         )
+        prompts = root.get("prompts")
+        if queues is not None and isinstance(prompts, dict):
+            for index, queue in queues.items("queues"):
+                refs: list[tuple[tuple[str, ...], PromptRef | None]] = [(("music",), queue.music)]
+                if queue.announce is not None:
+                    refs += [
+                        (("announce", "position"), queue.announce.position),
+                        (("announce", "wait"), queue.announce.wait),
+                    ]
+                for where, ref in refs:
+                    for inner, name in prompt_names(ref):
+                        if name not in prompts:
+                            queues.builder.error(
+                                ("queues", index, *where, *inner),
+                                f"unknown prompt `{name}` (dialplan.yaml `prompts`)",
+                            )
         if queues is not None and trunks is not None:
             names = {t.name for _, t in trunks.items("trunks")}
             for index, queue in queues.items("queues"):

@@ -190,6 +190,7 @@ class Switch:
         self.control.flow_factory = self._flow_app
         if cdr is not None:
             self.control.last_agent = cdr.last_agent
+        self.control.prompts = self.services.prompts
         self.counters = {
             "malformed": 0, "rate_limited": 0, "forbidden": 0, "not_found": 0, "blocked": 0,
         }  # fmt: skip
@@ -452,7 +453,10 @@ class Switch:
             app, needs_anchor = BlockedApp(self.services.prompts, action.prompt), True
         elif result.queue is not None:
             app = QueueApp(
-                self.control.port, result.queue, survey_flow=survey_flow(config, result.queue)
+                self.control.port,
+                result.queue,
+                survey_flow=survey_flow(config, result.queue),
+                prompts=self.services.prompts,
             )
         elif result.flow is not None:
             app, needs_anchor = self._ivr(config, result.flow, None), True

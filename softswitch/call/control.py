@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from acd import Acd, AcdError, CancelOffer, OfferCall, QueueEvent, QueueTimeout
+from ivr.resolver import PromptResolver
 from media import MediaEngine, MediaError, PassThroughMedia
 from softswitch.call import events as ev
 from softswitch.call.actions import (
@@ -125,6 +126,7 @@ class CallControl(Signalling, LegActions):
         # (caller, queue, since epoch) -> the agent who answered the caller's latest call
         # there (sticky agent; the node's CDR store), or None to have no sticky agents.
         self.last_agent: Callable[[str, str, float], str | None] | None = None
+        self.prompts: PromptResolver | None = None  # queue music and announcements
         self._listening: dict[str, tuple[Session, Leg, Any]] = {}  # tap id -> recogniser
         self.sessions: dict[str, Session] = {}
         self._by_invite: dict[tuple, Session] = {}  # caller's INVITE server txn -> session
@@ -368,6 +370,7 @@ class CallControl(Signalling, LegActions):
                     action.queue,
                     action.priority,
                     survey_flow(session.config, action.queue),
+                    self.prompts,
                 ),
                 now,
             )
@@ -686,6 +689,12 @@ class _AcdPort:
 
     def abandon(self, call_id: str, now: float) -> None:
         self.control.acd_input(now, self.control.acd.abandon, call_id, now)
+
+    def position(self, call_id: str) -> int | None:
+        return self.control.acd.position(call_id)
+
+    def expected_wait(self, queue: str) -> float | None:
+        return self.control.acd.expected_wait(queue)
 
     def answered(self, call_id: str, agent_id: str, now: float) -> None:
         self.control.acd_input(now, self.control.acd.agent_answered, call_id, agent_id, now)

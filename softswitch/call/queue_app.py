@@ -12,13 +12,18 @@ caller with the queue's `timeout_response` (from the configuration the call star
 
 from __future__ import annotations
 
+import logging
+import math
 from typing import TYPE_CHECKING, Protocol
 
-from media.items import Tone
+from ivr.nodes import PromptRef
+from ivr.resolver import PromptError, PromptResolver
+from media.items import PlayItem, Tone
 from softswitch.call.actions import (
     Action,
     Bridge,
     CallAgent,
+    CancelTimer,
     DialOut,
     DropLeg,
     Enqueue,
@@ -26,6 +31,7 @@ from softswitch.call.actions import (
     Play,
     Ring,
     RunFlow,
+    StartTimer,
     StopPlay,
 )
 from softswitch.call.app import CallView
@@ -37,17 +43,24 @@ from softswitch.call.events import (
     LegFailed,
     LegRinging,
     OfferWithdrawn,
+    PlaybackDone,
     QueueTimedOut,
     Started,
+    TimerFired,
 )
 
 if TYPE_CHECKING:
     from softswitch.config import Config
 
-#: What a caller already answered by the node hears while waiting (China's ringback:
-#: 450 Hz, 1 s on, 4 s off); music on hold and announcements come with the ACD issue.
+log = logging.getLogger("hotline.call")
+
+#: What a caller already answered by the node hears while waiting when the queue has no
+#: `music` (China's ringback: 450 Hz, 1 s on, 4 s off).
 WAITING_TONE = Tone(450.0, level_dbm0=-13.0, on_ms=1000, off_ms=4000, repeats=0)
 
+
+#: The queue application's timer of periodic announcements.
+ANNOUNCE_TIMER = "queue-announce"
 
 #: CDR disposition of a caller hung up by a queue's overflow, by why it left the queue.
 OVERFLOW_DISPOSITIONS = {"max_wait": "timeout", "full": "queue_full", "empty": "queue_empty"}
@@ -68,18 +81,26 @@ class AcdPort(Protocol):
     def answered(self, call_id: str, agent_id: str, now: float) -> None: ...
     def rejected(self, call_id: str, agent_id: str, reason: str, now: float) -> None: ...
     def ended(self, call_id: str, agent_id: str, now: float) -> None: ...
+    def position(self, call_id: str) -> int | None: ...
+    def expected_wait(self, queue: str) -> float | None: ...
 
 
 class QueueApp:
     name = "queue"
 
     def __init__(
-        self, acd: AcdPort, queue: str, priority: int = 0, survey_flow: str | None = None
+        self,
+        acd: AcdPort,
+        queue: str,
+        priority: int = 0,
+        survey_flow: str | None = None,
+        prompts: PromptResolver | None = None,
     ) -> None:
         self.acd = acd
         self.queue = queue
         self.priority = priority
         self.survey_flow = survey_flow
+        self.prompts = prompts  # music and announcements (None: the waiting tone only)
         self.offers: dict[str, str] = {}  # agent id -> leg id of its ringing leg
         self.agent_of: dict[str, str] = {}  # leg id -> agent id, every leg we asked for
         self.talking: str | None = None  # the agent leg bridged to the caller
@@ -116,7 +137,53 @@ class QueueApp:
         if isinstance(event, QueueTimedOut):
             self.waiting = False
             return self._overflow(call, event)
+        if isinstance(event, TimerFired) and event.name == ANNOUNCE_TIMER and self.waiting:
+            return self._announce(call)
+        if isinstance(event, PlaybackDone) and self.waiting and self.tone:
+            if event.tag in ("announce", "music") and not event.stopped:
+                return self._music(call)  # after an announcement, and over and over
         return []
+
+    # -- while waiting: music and announcements ------------------------------------------
+
+    def _music(self, call: CallView) -> list[Action]:
+        queue = call.config.queue(self.queue)
+        ref = queue.music if queue is not None else None
+        items = self._resolve(call, ref, {}) if ref is not None else ()
+        if not items:
+            return [Play(call.caller_leg, (WAITING_TONE,), tag="waiting")]
+        return [Play(call.caller_leg, items, tag="music")]
+
+    def _announce(self, call: CallView) -> list[Action]:
+        """Position (and expected wait) now, then the music again; the next in `every`."""
+        queue = call.config.queue(self.queue)
+        announce = queue.announce if queue is not None else None
+        if announce is None:
+            return []
+        items: tuple[PlayItem, ...] = ()
+        position = self.acd.position(call.call_id)
+        if announce.position is not None and position:
+            variables = {"queue_position": str(position), "queue_ahead": str(position - 1)}
+            items += self._resolve(call, announce.position, variables)
+        wait = self.acd.expected_wait(self.queue)
+        if announce.wait is not None and wait is not None:
+            minutes = str(max(1, math.ceil(wait / 60)))
+            items += self._resolve(call, announce.wait, {"queue_wait_minutes": minutes})
+        out: list[Action] = [StartTimer(ANNOUNCE_TIMER, announce.every)]
+        if items:
+            out += [StopPlay(call.caller_leg), Play(call.caller_leg, items, tag="announce")]
+        return out
+
+    def _resolve(
+        self, call: CallView, ref: PromptRef, variables: dict[str, str]
+    ) -> tuple[PlayItem, ...]:
+        if self.prompts is None:
+            return ()
+        try:
+            return self.prompts.items(ref, {**call.variables, **variables})
+        except PromptError as exc:
+            log.warning("call=%s queue %s: prompt not played: %s", call.call_id, self.queue, exc)
+            return ()
 
     def _overflow(self, call: CallView, event: QueueTimedOut) -> list[Action]:
         """The caller left the queue without an agent: to the queue's `overflow` (another
@@ -125,7 +192,7 @@ class QueueApp:
         target = queue.overflow if queue is not None else None
         out: list[Action] = []
         if self.tone:
-            out.append(StopPlay(call.caller_leg))
+            out += [StopPlay(call.caller_leg), CancelTimer(ANNOUNCE_TIMER)]
             self.tone = False
         if target is not None and target.queue is not None:
             return [*out, Enqueue(target.queue, self.priority)]
@@ -145,10 +212,15 @@ class QueueApp:
         out: list[Action] = []
         if call.caller_answered:
             self.tone = True
-            out.append(Play(call.caller_leg, (WAITING_TONE,), tag="waiting"))
         else:
             out.append(Ring(call.caller_leg))
         self.acd.enqueue(call.call_id, self.queue, self.priority, now)
+        if self.tone and self.waiting:  # not sent straight to the overflow
+            queue = call.config.queue(self.queue)
+            announced = self._announce(call) if queue and queue.announce else []
+            if not any(isinstance(a, Play) for a in announced):
+                out += self._music(call)
+            out += announced
         return out
 
     def _answered(self, call: CallView, leg_id: str, now: float) -> list[Action]:
@@ -162,7 +234,7 @@ class QueueApp:
         self.acd.answered(call.call_id, agent, now)
         out: list[Action] = []
         if self.tone:
-            out.append(StopPlay(call.caller_leg))
+            out += [StopPlay(call.caller_leg), CancelTimer(ANNOUNCE_TIMER)]
             self.tone = False
         out.append(Bridge(call.caller_leg, leg_id))
         return out
