@@ -289,9 +289,11 @@ class Acd:
         )
         return [event, QueueTimeout(call_id, q.name, 0.0, reason)]
 
-    def abandon(self, call_id: str, now: float) -> list[Command]:
+    def abandon(self, call_id: str, now: float, callback: bool = False) -> list[Command]:
         """The caller hung up (or CANCELled) while queued or ringing: the call leaves the ACD;
-        if an agent was ringing, `CancelOffer` and that agent may take another call."""
+        if an agent was ringing, `CancelOffer` and that agent may take another call. With
+        `callback` the caller left asking to be called back (queue-log CALLBACK, not
+        ABANDON)."""
         self._tick(now)
         call = self._call(call_id)
         next_call_state(call_id, call.state, CallEvent.ABANDON)
@@ -302,9 +304,11 @@ class Acd:
             data["position"] = q.remove_waiting(call)
         else:
             data["ring"] = now - call.offered_at
-        out: list[Command] = [self._event(_K.ABANDON, call, now, data)]
+        kind = _K.CALLBACK if callback else _K.ABANDON
+        out: list[Command] = [self._event(kind, call, now, data)]
         if agent is not None:
-            out.append(CancelOffer(call_id, agent.agent_id, "abandoned"))
+            reason = "callback" if callback else "abandoned"
+            out.append(CancelOffer(call_id, agent.agent_id, reason))
         self._finish(call, CallEvent.ABANDON)
         if agent is not None:
             self._withdraw_offer(agent, call_id, now, out)

@@ -58,6 +58,7 @@ class QueueEventKind(enum.StrEnum):
     - CONNECT: the agent answered (data: waited, ring, attempt).
     - ABANDON: the caller left while queued or ringing (data: waited, position or ring).
     - TIMEOUT: max wait reached; the call left the queue (data: waited).
+    - CALLBACK: the caller left asking to be called back (data: waited, position or ring).
     - FULL: the queue held `max_callers` calls; the call did not join (data: waiting).
     - EMPTY: no agent of the queue logged in and `leave_when_empty`: the call did not join
       or left (data: waited).
@@ -73,6 +74,7 @@ class QueueEventKind(enum.StrEnum):
     CONNECT = "CONNECT"
     ABANDON = "ABANDON"
     TIMEOUT = "TIMEOUT"
+    CALLBACK = "CALLBACK"
     FULL = "FULL"
     EMPTY = "EMPTY"
     COMPLETE = "COMPLETE"

@@ -339,6 +339,35 @@ class CdrStore:
         ).fetchone()
         return row[0] if row is not None else None
 
+    def callback_list(self, since: float) -> list[dict[str, Any]]:
+        """Callers to call back (ACD-8): callback requests (queue-log CALLBACK) and abandoned
+        calls (ABANDON) since `since` (epoch seconds), oldest first, each once per caller
+        and queue, leaving out callers whose later call was answered."""
+        rows = self._db.execute(
+            "SELECT q.at, q.event, q.queue, c.caller, c.call_id, q.data FROM queue_log AS q "
+            "JOIN calls AS c ON c.call_id = q.call_id "
+            "WHERE q.event IN ('CALLBACK', 'ABANDON') AND q.at >= ? AND c.caller != '' "
+            "AND NOT EXISTS (SELECT 1 FROM calls AS later WHERE later.caller = c.caller "
+            "AND later.call_id != c.call_id AND later.start >= q.at "
+            "AND later.answer IS NOT NULL AND later.agent IS NOT NULL) "
+            "ORDER BY q.at, q.id",
+            (since,),
+        ).fetchall()
+        seen: set[tuple[str, str]] = set()
+        out: list[dict[str, Any]] = []
+        for row in rows:
+            key = (row["caller"], row["queue"] or "")
+            if key in seen:
+                continue
+            seen.add(key)
+            data = msgspec.json.decode(row["data"]) if row["data"] else {}
+            out.append({
+                "at": row["at"], "kind": "callback" if row["event"] == "CALLBACK" else "abandoned",
+                "queue": row["queue"], "caller": row["caller"], "call_id": row["call_id"],
+                "waited": data.get("waited"), "position": data.get("position"),
+            })  # fmt: skip
+        return out
+
     # ------------------------------------------------------------------ restarts
 
     @property

@@ -73,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("agent", help="agent id, e.g. 1001")
     agent.add_argument("--reason", default="", help="reason code for not-ready or lock")
     agent.add_argument("--data", default="var", help="data directory of the running node")
+    callbacks = sub.add_parser(
+        "callbacks",
+        help="callers to call back: callback requests and abandoned calls (DATA/hotline.db)",
+    )
+    callbacks.add_argument("--hours", type=float, default=24.0, help="how far back (24)")
+    callbacks.add_argument("--data", default="var", help="data directory (default: var)")
     status = sub.add_parser("status", help="queues and agents of the running node, live")
     status.add_argument("--data", default="var", help="data directory of the running node")
     status.add_argument("--json", action="store_true", help="the raw JSON reply")
@@ -105,6 +111,32 @@ def agent_command(args: argparse.Namespace) -> int:
         print(f"hotline agent: {reply.get('error')}", file=sys.stderr)
         return 2
     print(f"{args.agent}: {reply['state']}")
+    return 0
+
+
+def callbacks_command(args: argparse.Namespace) -> int:
+    """``hotline callbacks``: who asked to be called back or gave up waiting, and has not
+    got through since (ACD-8), oldest first."""
+    from softswitch.cdr import CdrStore
+
+    path = Path(args.data) / "hotline.db"
+    if not path.exists():
+        print(f"hotline callbacks: no {path} (has the node run with --data {args.data}?)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    store = CdrStore(path)
+    try:
+        rows = store.callback_list(time.time() - args.hours * 3600)
+    finally:
+        store.close()
+    print("time\tkind\tqueue\tcaller\twaited s\tposition\tcall id")
+    for row in rows:
+        waited = "-" if row["waited"] is None else f"{row['waited']:.0f}"
+        position = "-" if row["position"] is None else str(row["position"])
+        print(
+            f"{_show_time(row['at'])}\t{row['kind']}\t{row['queue']}\t{row['caller']}\t"
+            f"{waited}\t{position}\t{row['call_id']}"
+        )
     return 0
 
 
@@ -258,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
         return agent_command(args)
     if args.command == "status":
         return status_command(args)
+    if args.command == "callbacks":
+        return callbacks_command(args)
     if args.command == "reload":
         return reload_command(args.config, Path(args.data))
     if args.command == "voicemail":

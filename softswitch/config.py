@@ -665,6 +665,19 @@ class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         QueueAnnounce | None,
         Meta(description="Periodic announcements of position and expected wait."),
     ] = None
+    callback_key: Annotated[
+        Annotated[str, Meta(pattern=r"^[0-9*#]$")] | None,
+        Meta(
+            description="A key a waiting caller (answered by the IVR) presses to leave a "
+            "callback request instead of waiting: the call ends after `callback_prompt`, "
+            "and the request is in the queue log (`CALLBACK`, `hotline callbacks`). Say so "
+            "in `announce`. Null: off."
+        ),
+    ] = None
+    callback_prompt: Annotated[
+        PromptRef | None,
+        Meta(description="Played to a caller who pressed `callback_key`, before hanging up."),
+    ] = None
     overflow: Annotated[
         Action | None,
         Meta(
@@ -1160,7 +1173,10 @@ def _cross_checks(loaded: dict[str, _Loaded], base: Path) -> None:
         prompts = root.get("prompts")
         if queues is not None and isinstance(prompts, dict):
             for index, queue in queues.items("queues"):
-                refs: list[tuple[tuple[str, ...], PromptRef | None]] = [(("music",), queue.music)]
+                refs: list[tuple[tuple[str, ...], PromptRef | None]] = [
+                    (("music",), queue.music),
+                    (("callback_prompt",), queue.callback_prompt),
+                ]
                 if queue.announce is not None:
                     refs += [
                         (("announce", "position"), queue.announce.position),

@@ -687,8 +687,8 @@ class _AcdPort:
                 log.error("call=%s sticky agent lookup failed: %s", call_id, exc)
         return region, preferred
 
-    def abandon(self, call_id: str, now: float) -> None:
-        self.control.acd_input(now, self.control.acd.abandon, call_id, now)
+    def abandon(self, call_id: str, now: float, callback: bool = False) -> None:
+        self.control.acd_input(now, self.control.acd.abandon, call_id, now, callback)
 
     def position(self, call_id: str) -> int | None:
         return self.control.acd.position(call_id)

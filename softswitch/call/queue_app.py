@@ -31,6 +31,7 @@ from softswitch.call.actions import (
     Play,
     Ring,
     RunFlow,
+    SetVariable,
     StartTimer,
     StopPlay,
 )
@@ -38,6 +39,7 @@ from softswitch.call.app import CallView
 from softswitch.call.events import (
     AgentOffered,
     AppEvent,
+    DigitReceived,
     LegAnswered,
     LegEnded,
     LegFailed,
@@ -77,7 +79,7 @@ class AcdPort(Protocol):
     the engine's answers back to the calls they concern)."""
 
     def enqueue(self, call_id: str, queue: str, priority: int, now: float) -> None: ...
-    def abandon(self, call_id: str, now: float) -> None: ...
+    def abandon(self, call_id: str, now: float, callback: bool = False) -> None: ...
     def answered(self, call_id: str, agent_id: str, now: float) -> None: ...
     def rejected(self, call_id: str, agent_id: str, reason: str, now: float) -> None: ...
     def ended(self, call_id: str, agent_id: str, now: float) -> None: ...
@@ -106,6 +108,7 @@ class QueueApp:
         self.talking: str | None = None  # the agent leg bridged to the caller
         self.waiting = False
         self.tone = False
+        self.called_back = False  # the caller pressed the callback key
 
     def handle(self, call: CallView, event: AppEvent, now: float) -> list[Action]:
         if isinstance(event, Started):
@@ -142,7 +145,32 @@ class QueueApp:
         if isinstance(event, PlaybackDone) and self.waiting and self.tone:
             if event.tag in ("announce", "music") and not event.stopped:
                 return self._music(call)  # after an announcement, and over and over
+        if isinstance(event, PlaybackDone) and event.tag == "callback" and self.called_back:
+            return [Hangup(disposition="callback")]
+        if isinstance(event, DigitReceived) and event.leg_id == call.caller_leg:
+            return self._digit(call, event.digit, now)
         return []
+
+    def _digit(self, call: CallView, digit: str, now: float) -> list[Action]:
+        """The queue's `callback_key` while waiting: the caller leaves a callback request
+        (queue-log CALLBACK, listed by `hotline callbacks`), hears `callback_prompt`, and
+        the call ends."""
+        queue = call.config.queue(self.queue)
+        if not self.waiting or queue is None or digit != queue.callback_key:
+            return []
+        self.waiting = False
+        self.called_back = True
+        self.acd.abandon(call.call_id, now, callback=True)
+        out: list[Action] = [
+            StopPlay(call.caller_leg),
+            CancelTimer(ANNOUNCE_TIMER),
+            SetVariable("callback", "requested"),
+        ]
+        self.tone = False
+        items = self._resolve(call, queue.callback_prompt, {}) if queue.callback_prompt else ()
+        if not items:
+            return [*out, Hangup(disposition="callback")]
+        return [*out, Play(call.caller_leg, items, tag="callback")]
 
     # -- while waiting: music and announcements ------------------------------------------
 

@@ -6,11 +6,13 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 from sipflow import Phone, Trunk
 from test_call_model import MONDAY_10, FakeMedia, IvrHarness, NamedPrompts, Sink, answered_by_node
 
 from media.engine import PlaybackDone
+from softswitch.cli import main as cli_main
 from softswitch.config import load_config
 from softswitch.sip.message import Request
 from softswitch.switch import CallServices, Switch
@@ -107,3 +109,53 @@ def test_without_music_the_waiting_tone_plays_and_playback_done_is_ignored(
     assert type(plays[-1][1]).__name__ == "Tone"
     h.switch.media_event(PlaybackDone(leg, plays[-1][0], False), h.now)
     assert h.media.plays[leg] == plays
+
+
+def test_the_callback_key_leaves_a_request_and_ends_the_call(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    h = QueueHarness(
+        tmp_path, {"music": "menu_main", "callback_key": "1", "callback_prompt": "welcome_en"}
+    )
+    trunk = Trunk(h)
+    leg = answered_by_node(h, trunk, "12345")
+    h.press(leg, "1")
+    h.finish_play(leg)  # in the queue now, music playing
+    h.advance(12)
+    h.press(leg, "2")  # not the callback key: nothing happens
+    assert h.switch.acd.position(leg[:-2]) == 1
+    h.press(leg, "1")
+    assert h.switch.acd.position(leg[:-2]) is None  # out of the queue
+    h.finish_play(leg)  # the confirmation ends: the node hangs up
+    assert [m.method for m in h.take(trunk.port) if isinstance(m, Request)] == ["BYE"]
+    assert h.played(leg)[-1] == "welcome_en"
+    call = h.cdr.get_call(leg[:-2])
+    assert call is not None and call["disposition"] == "callback"
+    (request,) = h.cdr.callback_list(0.0)
+    assert (request["kind"], request["queue"], request["caller"]) == (
+        "callback", "general", "13800000001",
+    )  # fmt: skip
+    assert request["waited"] >= 12
+    assert cli_main(["callbacks", "--hours", "1000000", "--data", str(tmp_path)]) == 0
+    assert "callback\tgeneral\t13800000001" in capsys.readouterr().out
+
+
+def test_an_abandoned_caller_is_listed_until_a_later_call_is_answered(tmp_path: Path) -> None:
+    h = QueueHarness(tmp_path, {})
+    trunk = Trunk(h, call_id="gave-up")
+    leg = answered_by_node(h, trunk, "12345")
+    h.press(leg, "1")
+    h.finish_play(leg)
+    h.advance(40)
+    trunk.bye()
+    h.take(trunk.port)
+    assert [r["kind"] for r in h.cdr.callback_list(0.0)] == ["abandoned"]
+    phone = Phone(h, "1001", 5101)
+    phone.register()
+    again = Trunk(h, port=5092, call_id="again")
+    leg2 = answered_by_node(h, again, "12345")
+    h.press(leg2, "1")
+    h.finish_play(leg2)
+    (invite,) = [m for m in h.take(phone.port) if isinstance(m, Request)]
+    phone.reply(invite, 200, sdp=True)
+    assert h.cdr.callback_list(0.0) == []  # got through: nobody to call back
