@@ -67,10 +67,19 @@ from acd.events import (
     OfferCall,
     QueueEvent,
     QueueEventKind,
+    QueueKpis,
     QueueSnapshot,
     QueueTimeout,
 )
-from acd.queue import CallEvent, CallRecord, CallState, QueueRecord, next_call_state
+from acd.queue import (
+    SERVICE_LEVEL_SECONDS,
+    SHORT_ABANDON_SECONDS,
+    CallEvent,
+    CallRecord,
+    CallState,
+    QueueRecord,
+    next_call_state,
+)
 from acd.spec import AgentSpec, QueueSpec, memberships, validate_specs
 
 _K = QueueEventKind
@@ -257,6 +266,7 @@ class Acd:
         )
         self._calls[call_id] = call
         q.calls[call_id] = call
+        q.counts["entered"] += 1
         position = q.add_waiting(call)
         self._push_timer(now + q.spec.max_wait, _MAX_WAIT, call_id, call.serial)
         for window in (
@@ -284,6 +294,8 @@ class Acd:
         data: dict[str, object],
     ) -> list[Command]:
         """A call that does not join `q` (full, or empty with `leave_when_empty`)."""
+        q.counts["entered"] += 1
+        q.counts["overflowed"] += 1
         event = QueueEvent(
             kind=kind, call_id=call_id, agent_id=None, queue=q.name, at=now, data=data
         )
@@ -305,6 +317,10 @@ class Acd:
         else:
             data["ring"] = now - call.offered_at
         kind = _K.CALLBACK if callback else _K.ABANDON
+        short = now - call.enqueued_at < SHORT_ABANDON_SECONDS
+        q.counts["callbacks" if callback else "abandoned"] += 1
+        if short:
+            q.counts["callbacks_short" if callback else "abandoned_short"] += 1
         out: list[Command] = [self._event(kind, call, now, data)]
         if agent is not None:
             reason = "callback" if callback else "abandoned"
@@ -320,7 +336,11 @@ class Acd:
         call, agent = self._offer_pair(call_id, agent_id, CallEvent.ANSWER)
         call.state = next_call_state(call_id, call.state, CallEvent.ANSWER)
         call.connected_at = now
-        self._queues[call.queue].recent_waits.append(now - call.enqueued_at)
+        q = self._queues[call.queue]
+        q.recent_waits.append(now - call.enqueued_at)
+        q.counts["answered"] += 1
+        if now - call.enqueued_at <= SERVICE_LEVEL_SECONDS:
+            q.counts["answered_in_time"] += 1
         agent.answered += 1
         agent.missed = 0
         self._leave_queue(call)
@@ -444,6 +464,7 @@ class Acd:
             longest_wait=longest,
             agents=agents,
             draining=q.draining,
+            kpis=_kpis(q.counts),
         )
 
     def position(self, call_id: str) -> int | None:
@@ -691,6 +712,7 @@ class Acd:
                     q.remove_waiting(call)
                     waited = now - call.enqueued_at
                     out.append(QueueTimeout(call.call_id, q.name, waited, "empty"))
+                    q.counts["overflowed"] += 1
                     out.append(self._event(_K.EMPTY, call, now, {"waited": waited}))
                     self._finish(call, CallEvent.MAX_WAIT)  # may drop a draining queue
                 continue
@@ -891,6 +913,7 @@ class Acd:
         else:
             self._queues[call.queue].remove_waiting(call)
         waited = now - call.enqueued_at
+        self._queues[call.queue].counts["overflowed"] += 1
         out.append(QueueTimeout(call.call_id, call.queue, waited))
         out.append(self._event(_K.TIMEOUT, call, now, {"waited": waited}))
         self._finish(call, CallEvent.MAX_WAIT)
@@ -951,3 +974,22 @@ class Acd:
         )
         for call in waiting:
             self._dispatch_call(call, now, out)
+
+
+def _kpis(counts: dict[str, int]) -> QueueKpis:
+    """The queue's RPT-3 rates from its counts (see `QueueKpis`)."""
+    left = counts["answered"] + counts["abandoned"] + counts["callbacks"] + counts["overflowed"]
+    short = counts["abandoned_short"] + counts["callbacks_short"]
+    human = counts["answered"] / (left - short) if left - short > 0 else None
+    level = counts["answered_in_time"] / left if left else None
+    return QueueKpis(
+        entered=counts["entered"],
+        answered=counts["answered"],
+        answered_in_time=counts["answered_in_time"],
+        abandoned=counts["abandoned"],
+        abandoned_short=counts["abandoned_short"],
+        callbacks=counts["callbacks"],
+        overflowed=counts["overflowed"],
+        human_answer_rate=human,
+        service_level=level,
+    )

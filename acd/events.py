@@ -107,6 +107,29 @@ class QueueSnapshot(msgspec.Struct, frozen=True):
     longest_wait: float
     agents: dict[str, int]
     draining: bool = False
+    kpis: QueueKpis | None = None
+
+
+class QueueKpis(msgspec.Struct, frozen=True):
+    """A queue's calls since the engine started (SPEC RPT-3), counted when they leave the
+    queue: `entered`; `answered` (`answered_in_time`: within the queue's service-level
+    seconds, default 15); `abandoned` (`abandoned_short`: within 20 s of entering, left out
+    of the human answer rate); `callbacks` (left asking for one); `overflowed` (max wait,
+    full, empty). Rates are None before any call left the queue.
+
+    - human answer rate = answered / (left the queue − abandoned_short − callbacks within 20 s)
+    - service level = answered_in_time / left the queue
+    """
+
+    entered: int
+    answered: int
+    answered_in_time: int
+    abandoned: int
+    abandoned_short: int
+    callbacks: int
+    overflowed: int
+    human_answer_rate: float | None
+    service_level: float | None
 
 
 Command = OfferCall | CancelOffer | QueueTimeout | QueueEvent

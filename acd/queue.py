@@ -32,6 +32,15 @@ from acd.table import format_table, lookup
 
 #: Answered calls whose waits make a queue's expected wait (announcements).
 RECENT_WAITS = 20
+#: Calls are counted as answered in time within this many seconds (SPEC RPT-3: three rings).
+SERVICE_LEVEL_SECONDS = 15.0
+#: Callers who hang up within this many seconds of entering are left out of the human
+#: answer rate (SPEC RPT-3).
+SHORT_ABANDON_SECONDS = 20.0
+KPI_COUNTS = (
+    "entered", "answered", "answered_in_time", "abandoned", "abandoned_short", "callbacks",
+    "callbacks_short", "overflowed",
+)  # fmt: skip
 
 
 class CallState(enum.Enum):
@@ -190,7 +199,7 @@ class QueueRecord:
 
     __slots__ = (
         "name", "spec", "draining", "members", "idle", "idle_keys", "waiting", "calls",
-        "scores", "regions", "rr_last", "order", "logged_in", "recent_waits",
+        "scores", "regions", "rr_last", "order", "logged_in", "recent_waits", "counts",
     )  # fmt: skip
 
     def __init__(self, spec: QueueSpec) -> None:
@@ -206,6 +215,8 @@ class QueueRecord:
         self.regions: dict[str, int] = {}  # region -> members of it logged in
         self.logged_in = 0  # members not logged out
         self.recent_waits: deque[float] = deque(maxlen=RECENT_WAITS)  # of answered calls
+        # KPI counts since the engine started (`acd.events.QueueKpis`); kept across reloads
+        self.counts = dict.fromkeys(KPI_COUNTS, 0)
         self.rr_last: str | None = None  # round robin: the agent last offered a call
         # `members` as a tuple and agent id -> index (round robin); None when members changed
         self.order: tuple[tuple[str, ...], dict[str, int]] | None = None

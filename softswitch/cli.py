@@ -140,8 +140,13 @@ def callbacks_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _percent(rate: float | None) -> str:
+    return "-" if rate is None else f"{rate:.1%}"
+
+
 def status_command(args: argparse.Namespace) -> int:
-    """``hotline status``: queues (waiting, longest wait, agents by state), then agents."""
+    """``hotline status``: queues (waiting, longest wait, calls since the node started with
+    the RPT-3 service level and human answer rate, agents by state), then agents."""
     reply = _ask_node(args.data, {"op": "status"})
     if reply is None:
         return 1
@@ -149,10 +154,19 @@ def status_command(args: argparse.Namespace) -> int:
         print(json.dumps(reply, indent=2))
         return 0
     print(f"calls in progress: {reply['calls']}")
-    print("queue\twaiting\tringing\tlongest wait s\tagents")
+    print(
+        "queue\twaiting\tringing\tlongest wait s\tentered\tanswered\tabandoned\t"
+        "service level\thuman answer rate\tagents"
+    )
     for q in reply["queues"]:
         agents = ", ".join(f"{state} {n}" for state, n in q["agents"].items() if n)
-        print(f"{q['queue']}\t{q['waiting']}\t{q['ringing']}\t{q['longest_wait']:.0f}\t{agents}")
+        k = q.get("kpis") or {}
+        print(
+            f"{q['queue']}\t{q['waiting']}\t{q['ringing']}\t{q['longest_wait']:.0f}\t"
+            f"{k.get('entered', 0)}\t{k.get('answered', 0)}\t{k.get('abandoned', 0)}\t"
+            f"{_percent(k.get('service_level'))}\t{_percent(k.get('human_answer_rate'))}\t"
+            f"{agents}"
+        )
     print("agent\tstate\tfor s\treason\tanswered\tmissed in a row")
     for a in reply["agents"]:
         print(

@@ -57,3 +57,6 @@ def test_cli_makes_an_agent_busy_then_ready_and_the_waiting_call_reaches_it(
     assert call["agent"] == "1001" and call["disposition"] == "answered"
     text = hotline_cli("status", "--data", data)
     assert text.returncode == 0 and "1001\tidle" in text.stdout, text.stdout
+    (general,) = [q for q in status(hotline)["queues"] if q["queue"] == "general"]
+    assert general["kpis"]["entered"] == 1 and general["kpis"]["answered"] == 1
+    assert general["kpis"]["human_answer_rate"] == 1.0

@@ -454,3 +454,28 @@ def test_wrong_agent_requests_are_refused_with_a_clear_error() -> None:
     login(acd, ["a"])
     with pytest.raises(IllegalTransition):
         acd.agent_unlock("a", 2.0)  # not locked
+
+
+# -- live KPIs (SPEC RPT-3) -----------------------------------------------------------------
+
+
+def test_queue_kpis_count_service_level_and_human_answer_rate() -> None:
+    acd = Acd([QueueSpec("q", max_wait=100)], [AgentSpec("a", ("q",))])
+    assert acd.queue_snapshot("q", 0.0).kpis.service_level is None  # nothing yet
+    login(acd, ["a"])
+    acd.enqueue("fast", "q", 10.0)  # rings a at once
+    acd.agent_answered("fast", "a", 14.0)  # 4 s: in time
+    acd.enqueue("slow", "q", 15.0)
+    acd.enqueue("short", "q", 16.0)
+    acd.enqueue("long", "q", 17.0)
+    acd.abandon("short", 26.0)  # after 10 s: left out of the human answer rate
+    acd.abandon("long", 47.0)  # after 30 s: counts as lost
+    acd.call_ended("fast", "a", 40.0)  # slow rings a …
+    acd.agent_answered("slow", "a", 41.0)  # … answered after 26 s: not in time
+    acd.enqueue("late", "q", 50.0)
+    run_timers(acd, 150.1)  # max wait: overflowed
+    kpis = acd.queue_snapshot("q", 160.0).kpis
+    assert (kpis.entered, kpis.answered, kpis.answered_in_time) == (5, 2, 1)
+    assert (kpis.abandoned, kpis.abandoned_short, kpis.overflowed) == (2, 1, 1)
+    assert kpis.service_level == pytest.approx(1 / 5)  # in time / left the queue
+    assert kpis.human_answer_rate == pytest.approx(2 / 4)  # answered / (left - short)
