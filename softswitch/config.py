@@ -665,6 +665,17 @@ class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         QueueAnnounce | None,
         Meta(description="Periodic announcements of position and expected wait."),
     ] = None
+    vip: Annotated[
+        tuple[NumberMatch, ...],
+        Meta(
+            description="Calling numbers served ahead of arrival order (`exact`, `prefix` or "
+            "`regex` each): they wait with `vip_priority`. A flow may also set the call "
+            "variable `priority` (a whole number) before the queue; the higher one counts."
+        ),
+    ] = ()
+    vip_priority: Annotated[
+        int, Meta(ge=1, le=100, description="Priority of `vip` callers (others have 0).")
+    ] = 10
     callback_key: Annotated[
         Annotated[str, Meta(pattern=r"^[0-9*#]$")] | None,
         Meta(

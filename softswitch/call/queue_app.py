@@ -242,7 +242,7 @@ class QueueApp:
             self.tone = True
         else:
             out.append(Ring(call.caller_leg))
-        self.acd.enqueue(call.call_id, self.queue, self.priority, now)
+        self.acd.enqueue(call.call_id, self.queue, self._priority(call), now)
         if self.tone and self.waiting:  # not sent straight to the overflow
             queue = call.config.queue(self.queue)
             announced = self._announce(call) if queue and queue.announce else []
@@ -250,6 +250,18 @@ class QueueApp:
                 out += self._music(call)
             out += announced
         return out
+
+    def _priority(self, call: CallView) -> int:
+        """The highest of: the one asked for (`Enqueue.priority`), the call variable
+        `priority` (a whole number a flow set), the queue's `vip_priority` for a `vip`."""
+        priority = self.priority
+        value = call.variables.get("priority", "").strip()
+        if value.isascii() and value.lstrip("-").isdigit() and len(value) <= 4:
+            priority = max(priority, int(value))
+        queue = call.config.queue(self.queue)
+        if queue is not None and any(rule.matches(call.caller) for rule in queue.vip):
+            priority = max(priority, queue.vip_priority)
+        return priority
 
     def _answered(self, call: CallView, leg_id: str, now: float) -> list[Action]:
         agent = self.agent_of.get(leg_id)

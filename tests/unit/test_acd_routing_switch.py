@@ -179,3 +179,34 @@ def test_overflow_loops_and_unknown_targets_are_config_errors(tmp_path: Path) ->
         raise AssertionError("an overflow loop was accepted")
     assert "overflow loop: general → enterprise → general" in text
     assert "queues[2].overflow.flow: unknown flow `nope`" in text
+
+
+class CallerTrunk(Trunk):
+    """The carrier, calling from `caller` (E.164 digits after +86)."""
+
+    def __init__(self, h: Harness, call_id: str, caller: str, port: int) -> None:
+        super().__init__(h, port=port, call_id=call_id)
+        self.caller = caller
+
+    def headers(self, method: str, cseq: int, branch: str, to_tag: str | None = None) -> str:
+        return super().headers(method, cseq, branch, to_tag).replace(
+            "+8613800000001", f"+86{self.caller}"
+        )
+
+
+def test_a_vip_caller_is_served_before_callers_who_came_earlier(tmp_path: Path) -> None:
+    h = Harness(tmp_path, config_with(tmp_path, {"vip": [{"prefix": "1390000"}]}))
+    phone = Phone(h, "1001", 5101)
+    assert phone.register().status == 200
+    h.switch.agent_command("1001", "not_ready", h.now)
+    for n, caller in enumerate(("13811111111", "13900001234", "13822222222")):
+        CallerTrunk(h, f"c{n}", caller, 5090 + n).invite()
+        h.advance(1)
+    assert h.switch.agent_command("1001", "ready", h.now) == "ringing"
+    h._collect()
+    (invite,) = [m for m in h.take(phone.port) if isinstance(m, Request)]
+    assert "13900001234" in (invite.headers.get("from") or "")
+    enters = h.cdr._db.execute(
+        "SELECT data FROM queue_log WHERE event = 'ENTER' ORDER BY id"
+    ).fetchall()
+    assert ['"priority":10' in r["data"].replace(" ", "") for r in enters] == [False, True, False]
