@@ -189,8 +189,10 @@ class CallerTrunk(Trunk):
         self.caller = caller
 
     def headers(self, method: str, cseq: int, branch: str, to_tag: str | None = None) -> str:
-        return super().headers(method, cseq, branch, to_tag).replace(
-            "+8613800000001", f"+86{self.caller}"
+        return (
+            super()
+            .headers(method, cseq, branch, to_tag)
+            .replace("+8613800000001", f"+86{self.caller}")
         )
 
 
