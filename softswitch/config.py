@@ -509,7 +509,11 @@ class Agent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ] = None
     algorithms: Annotated[
         tuple[Algorithm, ...] | None,
-        Meta(description="Digest algorithms offered to this agent, overriding `auth.algorithms`."),
+        Meta(
+            description="Digest algorithms this agent may authenticate with (a subset of "
+            "`auth.algorithms`); the challenge is the realm's for every name, so list the "
+            "algorithm such phones pick first in `auth.algorithms`. Null: all of them."
+        ),
     ] = None
     direct_media: Annotated[
         bool,
@@ -625,7 +629,13 @@ class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ] = 15.0
     max_wait: Annotated[
         float,
-        Meta(ge=1, description="Seconds a caller may wait before getting `timeout_response`."),
+        Meta(
+            ge=1,
+            description="Seconds a caller may wait before going to `overflow` (or getting "
+            "`timeout_response`). A caller not answered yet behind a proxy may be cut "
+            "earlier: Kamailio ends an INVITE after `max_inv_lifetime` (180 s by default) "
+            "whatever provisionals arrive.",
+        ),
     ] = 300.0
     wrap_up: Annotated[
         float,
