@@ -6,6 +6,8 @@ agent of its queue that is eligible for it (the longest-idle dispatch invariant;
 failed by that agent within the queue's `retry` seconds). An agent is offered a call inside its
 retry window only when it has just become available, and never in the same command list as its
 failure. q1 has `retry` = 0, q2 a window of 4 s.
+Agents also ask for not ready, breaks, ready, lock and unlock at random moments (a CLI and
+a phone at once are two such inputs in some order); q2 locks an agent after 2 misses.
 
 The model drives the engine like the B2BUA's loop: after each input it runs the timers that are
 due at once (`get_timer() <= now`) before time moves on. Between the two, a waiting call may
@@ -34,11 +36,11 @@ from acd import (
 
 QUEUES = (
     QueueSpec("q1", ring_timeout=5.0, max_wait=40.0, wrap_up=0.0, retry=0.0),
-    QueueSpec("q2", ring_timeout=7.0, max_wait=30.0, wrap_up=3.0, retry=4.0),
+    QueueSpec("q2", ring_timeout=7.0, max_wait=30.0, wrap_up=3.0, retry=4.0, lock_after=2),
 )
 RETRY = {spec.name: spec.retry for spec in QUEUES}
 # AGENT_STATE events after which an agent has *become available* (may take a call in a window)
-BECAME_AVAILABLE = {"available", "hangup_no_wrap_up", "wrap_up_end"}
+BECAME_AVAILABLE = {"available", "hangup_no_wrap_up", "wrap_up_end", "ready", "unlock"}
 AGENT_IDS = ("a1", "a2", "a3", "a4")
 MEMBERSHIPS = st.sampled_from([(), ("q1",), ("q2",), ("q1", "q2"), ("q2", "q1")])
 
@@ -162,6 +164,22 @@ class AcdMachine(RuleBasedStateMachine):
     @rule(agent_id=st.sampled_from(AGENT_IDS))
     def unavailable(self, agent_id: str) -> None:
         self.absorb(self.acd.agent_unavailable(agent_id, self.now))
+        self.check_step()
+        self.settle()
+
+    @rule(
+        agent_id=st.sampled_from(AGENT_IDS),
+        action=st.sampled_from(["not_ready", "break", "ready", "lock", "unlock"]),
+    )
+    def agent_request(self, agent_id: str, action: str) -> None:
+        """The agent (CLI, API) or a supervisor asks for a state; a refusal changes nothing."""
+        before = self.acd.agent_state(agent_id)
+        try:
+            out = getattr(self.acd, f"agent_{action}")(agent_id, self.now)
+        except AcdError:
+            assert self.acd.agent_state(agent_id) is before
+            return
+        self.absorb(out)
         self.check_step()
         self.settle()
 
