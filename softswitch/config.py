@@ -515,6 +515,18 @@ class Agent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "algorithm such phones pick first in `auth.algorithms`. Null: all of them."
         ),
     ] = None
+    auto_answer: Annotated[
+        bool,
+        Meta(
+            description="Ask the agent's phone to answer queue calls by itself (headsets): "
+            "the INVITE carries `Call-Info: …;answer-after=N`, `Alert-Info: "
+            "…;info=alert-autoanswer` and `Answer-Mode: Auto` (RFC 5373), which common desk "
+            "phones and softphones honour when their auto-answer setting allows it."
+        ),
+    ] = False
+    auto_answer_after: Annotated[
+        int, Meta(ge=0, le=60, description="Seconds the phone rings before it auto-answers.")
+    ] = 0
     direct_media: Annotated[
         bool,
         Meta(

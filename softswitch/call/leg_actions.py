@@ -119,10 +119,18 @@ class LegActions(ControlBase):
         binding = bindings[0]
         target = phone_target(binding.contact, binding.source, binding.transport)
         direct = self.direct_media(session.trunk, agent_id)
+        internal = [("x-hotline-queue", action.queue)]
+        agent = session.config.agent(agent_id)
+        if agent is not None and agent.auto_answer:
+            after = agent.auto_answer_after
+            internal += [
+                ("call-info", f"<sip:{self.realm}>;answer-after={after}"),
+                ("alert-info", f"<sip:{self.realm}>;info=alert-autoanswer;delay={after}"),
+                ("answer-mode", "Auto"),
+            ]
         leg = self._originate(
             session, action.leg_id, binding.contact, target, f"sip:{agent_id}@{self.realm}",
-            session.caller or "anonymous", direct, now,
-            internal=[("x-hotline-queue", action.queue)], agent_id=agent_id,
+            session.caller or "anonymous", direct, now, internal=internal, agent_id=agent_id,
         )  # fmt: skip
         if leg is not None:
             self.bus.publish(ev.CallRinging(self.wall(now), session.call_id, agent_id))

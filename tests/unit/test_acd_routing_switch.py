@@ -212,3 +212,17 @@ def test_a_vip_caller_is_served_before_callers_who_came_earlier(tmp_path: Path) 
         "SELECT data FROM queue_log WHERE event = 'ENTER' ORDER BY id"
     ).fetchall()
     assert ['"priority":10' in r["data"].replace(" ", "") for r in enters] == [False, True, False]
+
+
+def test_an_auto_answer_agent_gets_the_answer_after_headers(tmp_path: Path) -> None:
+    config = config_with(tmp_path, {}, {"1001": {"auto_answer": True, "auto_answer_after": 2}})
+    h = Harness(tmp_path, config)
+    two_phones(h)
+    Trunk(h, call_id="c1").invite()
+    (invite,) = [m for m in h.take(5101) if isinstance(m, Request)]
+    assert invite.headers.get("call-info") == "<sip:hotline.local>;answer-after=2"
+    assert "info=alert-autoanswer" in (invite.headers.get("alert-info") or "")
+    assert invite.headers.get("answer-mode") == "Auto"
+    Trunk(h, port=5092, call_id="c2").invite()  # 1002 is not auto-answer
+    (other,) = [m for m in h.take(5102) if isinstance(m, Request)]
+    assert other.headers.get("call-info") is None and other.headers.get("answer-mode") is None
