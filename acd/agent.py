@@ -149,6 +149,7 @@ class AgentRecord:
         "missed",
         "retired",
         "wrap_up_serial",
+        "state_serial",
     )
 
     def __init__(self, agent_id: str, queues: tuple[str, ...], region: str | None = None) -> None:
@@ -168,3 +169,4 @@ class AgentRecord:
         self.missed = 0  # offers missed in a row (no answer or refused); reset by an answer
         self.retired = False
         self.wrap_up_serial = 0
+        self.state_serial = 0  # changes with every state change (alert timers check it)

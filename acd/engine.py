@@ -90,6 +90,7 @@ _RING_TIMEOUT = 1
 _WRAP_UP_END = 2
 _RETRY = 3
 _WIDEN = 4  # a call's sticky or region window ends: any agent of the queue may take it
+_AGENT_ALERT = 5  # an agent has been busy or on a break longer than its queues allow
 
 _Timer = tuple[float, int, int, str, int]  # (deadline, kind, seq, call or agent id, serial)
 
@@ -436,6 +437,21 @@ class Acd:
                 call = self._calls[key]
                 if call.state is CallState.WAITING:
                     self._dispatch_call(call, now, out)
+            elif kind == _AGENT_ALERT:
+                agent = self._agents[key]
+                data = {"state": agent.state.value, "seconds": now - agent.state_since}
+                if agent.reason and agent.state is AgentState.BUSY:
+                    data["reason"] = agent.reason
+                out.append(
+                    QueueEvent(
+                        kind=_K.AGENT_ALERT,
+                        call_id=None,
+                        agent_id=key,
+                        queue=None,
+                        at=now,
+                        data=data,
+                    )  # fmt: skip
+                )
             else:
                 agent = self._agents[key]
                 self._agent_to(agent, AgentEvent.WRAP_UP_END, now, out)
@@ -619,6 +635,17 @@ class Acd:
                     q.regions[agent.region] = q.regions.get(agent.region, 0) + change
         agent.state = new
         agent.state_since = now
+        agent.state_serial = self._next_serial()
+        if new in (AgentState.BUSY, AgentState.BREAK):
+            limits = [
+                self._queues[name].spec.busy_alert
+                for name in agent.queues
+                if self._queues[name].spec.busy_alert > 0
+            ]
+            if limits:
+                self._push_timer(
+                    now + min(limits), _AGENT_ALERT, agent.agent_id, agent.state_serial
+                )
         if new is AgentState.IDLE:
             agent.idle_since = now if idle_since is None else idle_since
             for name in agent.queues:
@@ -946,6 +973,13 @@ class Acd:
 
     def _timer_valid(self, timer: _Timer) -> bool:
         _, kind, _, key, serial = timer
+        if kind == _AGENT_ALERT:
+            agent = self._agents.get(key)
+            return (
+                agent is not None
+                and agent.state in (AgentState.BUSY, AgentState.BREAK)
+                and agent.state_serial == serial
+            )
         if kind == _WRAP_UP_END:
             agent = self._agents.get(key)
             return (

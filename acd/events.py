@@ -63,7 +63,9 @@ class QueueEventKind(enum.StrEnum):
     - EMPTY: no agent of the queue logged in and `leave_when_empty`: the call did not join
       or left (data: waited).
     - COMPLETE: a connected call ended (data: talk).
-    - AGENT_STATE: an agent changed state (data: from, to, event).
+    - AGENT_STATE: an agent changed state (data: from, to, event, reason if any).
+    - AGENT_ALERT: an agent has been busy or on a break longer than its queues'
+      `busy_alert` (data: state, seconds, reason).
     """
 
     ENTER = "ENTER"
@@ -79,6 +81,7 @@ class QueueEventKind(enum.StrEnum):
     EMPTY = "EMPTY"
     COMPLETE = "COMPLETE"
     AGENT_STATE = "AGENT_STATE"
+    AGENT_ALERT = "AGENT_ALERT"
 
 
 class QueueEvent(msgspec.Struct, frozen=True):

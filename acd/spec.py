@@ -58,6 +58,8 @@ class QueueSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     - `lock_after`: an agent that misses this many offers in a row (no answer or refused,
       in any queue; an answer resets the count), the last one a call of this queue, is
       locked until a supervisor unlocks it. 0 = never.
+    - `busy_alert`: seconds an agent of the queue may be busy or on a break before the
+      engine raises an AGENT_ALERT event (the smallest of its queues'); 0 = never.
     - `sticky_wait`: seconds a call with a preferred agent (the one who served the caller
       last) is kept for that agent alone; 0 = no stickiness. No wait when that agent is not
       logged in or does not serve the queue.
@@ -75,6 +77,7 @@ class QueueSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_callers: Annotated[int, msgspec.Meta(ge=0)] = 0
     leave_when_empty: bool = False
     lock_after: Annotated[int, msgspec.Meta(ge=0)] = 0
+    busy_alert: Annotated[float, msgspec.Meta(ge=0)] = 0.0
 
 
 class AgentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -166,6 +169,7 @@ def validate_specs(
         _check_seconds(f"{where}.retry", q.retry, allow_zero=True)
         _check_seconds(f"{where}.region_wait", q.region_wait, allow_zero=True)
         _check_seconds(f"{where}.sticky_wait", q.sticky_wait, allow_zero=True)
+        _check_seconds(f"{where}.busy_alert", q.busy_alert, allow_zero=True)
         _check_skills(f"{where}.skills", q.skills)
         for field in ("max_callers", "lock_after"):
             value = getattr(q, field)

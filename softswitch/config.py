@@ -739,6 +739,16 @@ class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "no calls until a supervisor unlocks it. An answer resets the count. 0 = never.",
         ),
     ] = 0
+    busy_alert: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description="Seconds an agent of this queue may stay busy (not ready) or on a "
+            "break before the node raises an alert: an `AGENT_ALERT` in the queue log and a "
+            "warning in the node's log (the smallest value of the agent's queues counts). "
+            "0 = never.",
+        ),
+    ] = 0.0
     when_empty: Annotated[
         Literal["join", "leave"],
         Meta(

@@ -85,6 +85,7 @@ def acd_specs(config: Config) -> tuple[list[QueueSpec], list[AgentSpec]]:
             q.max_callers,
             q.when_empty == "leave",
             q.lock_after,
+            float(q.busy_alert),
         )
         for q in config.queues
     ]

@@ -434,6 +434,8 @@ class CallControl(Signalling, LegActions):
                         cmd.data,
                     )  # fmt: skip
                 )
+                if cmd.kind == "AGENT_ALERT":
+                    log.warning("agent %s alert: %s", cmd.agent_id, cmd.data)
                 continue
             session = self.sessions.get(cmd.call_id)
             if session is None or session.ended:

@@ -479,3 +479,20 @@ def test_queue_kpis_count_service_level_and_human_answer_rate() -> None:
     assert (kpis.abandoned, kpis.abandoned_short, kpis.overflowed) == (2, 1, 1)
     assert kpis.service_level == pytest.approx(1 / 5)  # in time / left the queue
     assert kpis.human_answer_rate == pytest.approx(2 / 4)  # answered / (left - short)
+
+
+def test_an_agent_busy_too_long_raises_one_alert() -> None:
+    acd = Acd(
+        [QueueSpec("q1", busy_alert=600), QueueSpec("q2", busy_alert=300)],
+        [AgentSpec("a", ("q1", "q2"))],
+    )
+    login(acd, ["a"])
+    acd.agent_not_ready("a", 10.0, "meeting")
+    assert run_timers(acd, 309.9) == []
+    (alert,) = run_timers(acd, 310.0)  # q2's limit, the smaller one
+    assert alert.kind == "AGENT_ALERT" and alert.agent_id == "a"
+    assert alert.data == {"state": "busy", "seconds": 300.0, "reason": "meeting"}
+    assert run_timers(acd, 2000.0) == []  # once per stretch
+    acd.agent_break("a", 2000.0)  # a new stretch in another state
+    acd.agent_ready("a", 2100.0)  # ready before the limit: no alert
+    assert run_timers(acd, 3000.0) == []
