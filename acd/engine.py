@@ -121,9 +121,7 @@ class Acd:
             self._agents[a_spec.agent_id] = agent
             for name in agent.queues:
                 q = self._queues[name]
-                q.members[a_spec.agent_id] = None
-                q.order = None
-                q.scores[a_spec.agent_id] = a_spec.score(q.spec.skills)
+                q.add_member(a_spec.agent_id, a_spec.score(q.spec.skills))
 
     # ---------------------------------------------------------------------------------------
     # Agents
@@ -430,7 +428,7 @@ class Acd:
             if seq >= first_new:
                 deferred.append(timer)
             elif kind == _MAX_WAIT:
-                self._max_wait(self._calls[key], now, out)
+                self._time_out(self._calls[key], now, out)
             elif kind == _RING_TIMEOUT:
                 self._ring_timeout(self._calls[key], now, out)
             elif kind == _RETRY or kind == _WIDEN:
@@ -586,8 +584,7 @@ class Acd:
             a_spec = new_agents.get(agent.agent_id)
             for name in agent.queues:
                 q = self._queues[name]
-                q.members[agent.agent_id] = None
-                q.scores[agent.agent_id] = a_spec.score(q.spec.skills) if a_spec else 0
+                q.add_member(agent.agent_id, a_spec.score(q.spec.skills) if a_spec else 0)
                 if agent.state is not AgentState.LOGGED_OUT:
                     q.logged_in += 1
                     if agent.region is not None:
@@ -736,12 +733,7 @@ class Acd:
                 continue
             if q.spec.leave_when_empty and not q.logged_in and q.calls:
                 for call in sorted(q.calls.values(), key=lambda c: c.key):
-                    q.remove_waiting(call)
-                    waited = now - call.enqueued_at
-                    out.append(QueueTimeout(call.call_id, q.name, waited, "empty"))
-                    q.counts["overflowed"] += 1
-                    out.append(self._event(_K.EMPTY, call, now, {"waited": waited}))
-                    self._finish(call, CallEvent.MAX_WAIT)  # may drop a draining queue
+                    self._time_out(call, now, out, _K.EMPTY, "empty")  # may drop a draining q
                 continue
             held = [q.calls[key[2]] for key in q.waiting if q.calls[key[2]].widen_at > now]
             for call in held:
@@ -933,16 +925,25 @@ class Acd:
             self._leave_queue(call)
         del self._calls[call.call_id]
 
-    def _max_wait(self, call: CallRecord, now: float, out: list[Command]) -> None:
+    def _time_out(
+        self,
+        call: CallRecord,
+        now: float,
+        out: list[Command],
+        kind: QueueEventKind = _K.TIMEOUT,
+        reason: str = "max_wait",
+    ) -> None:
+        """The call leaves its queue without an agent (max wait, or the queue's last agent
+        gone with `leave_when_empty`): `CancelOffer` if ringing, then `QueueTimeout`."""
         agent = self._ringing_agent(call)
         if agent is not None:
-            out.append(CancelOffer(call.call_id, agent.agent_id, "max_wait"))
+            out.append(CancelOffer(call.call_id, agent.agent_id, reason))
         else:
             self._queues[call.queue].remove_waiting(call)
         waited = now - call.enqueued_at
         self._queues[call.queue].counts["overflowed"] += 1
-        out.append(QueueTimeout(call.call_id, call.queue, waited))
-        out.append(self._event(_K.TIMEOUT, call, now, {"waited": waited}))
+        out.append(QueueTimeout(call.call_id, call.queue, waited, reason))
+        out.append(self._event(kind, call, now, {"waited": waited}))
         self._finish(call, CallEvent.MAX_WAIT)
         if agent is not None:
             self._withdraw_offer(agent, call.call_id, now, out)

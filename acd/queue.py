@@ -221,6 +221,12 @@ class QueueRecord:
         # `members` as a tuple and agent id -> index (round robin); None when members changed
         self.order: tuple[tuple[str, ...], dict[str, int]] | None = None
 
+    def add_member(self, agent_id: str, score: int) -> None:
+        """`agent_id` serves the queue, with its skill score here (strategy skills)."""
+        self.members[agent_id] = None
+        self.scores[agent_id] = score
+        self.order = None
+
     def member_order(self) -> tuple[tuple[str, ...], dict[str, int]]:
         """The members in configuration order and each one's index in it (cached until the
         engine changes the members and clears `order`)."""

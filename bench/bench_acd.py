@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,22 +55,26 @@ def test_offer_longest_idle_among_10000_idle_agents(benchmark) -> None:
     assert acd.queue_snapshot("general", now).agents["idle"] == N
 
 
-def test_full_call_cycle_among_10000_agents(benchmark) -> None:
-    """Enqueue, answer, end: the agent goes to the back of the line, the next call goes to the
-    next longest-idle agent (10,000 idle, wrap-up 0)."""
-    acd = agents_engine()
+def call_cycle(acd: Acd, queue: str) -> Callable[[], None]:
+    """One call per run, a second apart: enqueued (offered at once), answered, ended."""
     ids = (f"c{i}" for i in itertools.count())
     clock = itertools.count(100)
 
     def cycle() -> None:
         call_id = next(ids)
         now = float(next(clock))
-        offer = acd.enqueue(call_id, "general", now)[-1]
+        offer = acd.enqueue(call_id, queue, now)[-1]
         assert isinstance(offer, OfferCall)
         acd.agent_answered(call_id, offer.agent_id, now)
         acd.call_ended(call_id, offer.agent_id, now + 0.5)
 
-    benchmark(cycle)
+    return cycle
+
+
+def test_full_call_cycle_among_10000_agents(benchmark) -> None:
+    """Enqueue, answer, end: the agent goes to the back of the line, the next call goes to the
+    next longest-idle agent (10,000 idle, wrap-up 0)."""
+    benchmark(call_cycle(agents_engine(), "general"))
 
 
 def test_enqueue_and_abandon_with_10000_waiting_calls(benchmark) -> None:
@@ -168,16 +173,4 @@ def test_agent_pick_per_strategy(benchmark, strategy: str, n_agents: int) -> Non
     """Agent-pick latency (issue 10): a call is enqueued and offered to the agent the
     strategy picks, answered and ended (the agent is idle again, re-indexed), with 1,000
     other calls waiting in the engine."""
-    acd = strategy_engine(strategy, n_agents, waiting=1_000)
-    ids = (f"c{i}" for i in itertools.count())
-    clock = itertools.count(100)
-
-    def cycle() -> None:
-        call_id = next(ids)
-        now = float(next(clock))
-        offer = acd.enqueue(call_id, "q", now)[-1]
-        assert isinstance(offer, OfferCall)
-        acd.agent_answered(call_id, offer.agent_id, now)
-        acd.call_ended(call_id, offer.agent_id, now + 0.5)
-
-    benchmark(cycle)
+    benchmark(call_cycle(strategy_engine(strategy, n_agents, waiting=1_000), "q"))

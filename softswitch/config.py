@@ -94,6 +94,8 @@ _NAME = r"^[A-Za-z0-9_.-]+$"
 
 #: Digest algorithms of RFC 8760 that the registrar implements.
 Algorithm = Literal["MD5", "SHA-256"]
+#: Skill name → level, 1 (lowest) to 10 (highest): an agent's skills, a queue's minimums.
+Skills = dict[Annotated[str, Meta(pattern=_NAME)], Annotated[int, Meta(ge=1, le=10)]]
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -497,7 +499,7 @@ class Agent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         ),
     ] = ()
     skills: Annotated[
-        dict[Annotated[str, Meta(pattern=_NAME)], Annotated[int, Meta(ge=1, le=10)]],
+        Skills,
         Meta(description="Skill name to level, 1 (lowest) to 10 (highest)."),
     ] = msgspec.field(default_factory=dict)
     region: Annotated[
@@ -598,7 +600,7 @@ class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         ),
     ] = "longest_idle"
     skills: Annotated[
-        dict[Annotated[str, Meta(pattern=_NAME)], Annotated[int, Meta(ge=1, le=10)]],
+        Skills,
         Meta(
             description="Skill name to minimum level (1-10). Every agent whose skills meet "
             "all of them serves this queue, listed in its `queues` or not. Needed by "

@@ -141,7 +141,9 @@ class CallControl(Signalling, LegActions):
         self._draining = False
         self._recordings: dict[str, tuple[Session, Leg]] = {}  # tap id -> its session and leg
         self.port = _AcdPort(self)
-        self.counters = {"calls": 0, "answered": 0, "abandoned": 0, "timeouts": 0, "ivr": 0}
+        self.counters = {
+            "calls": 0, "answered": 0, "abandoned": 0, "timeouts": 0, "overflows": 0, "ivr": 0,
+        }  # fmt: skip
 
     @property
     def anchors(self) -> bool:
@@ -457,7 +459,7 @@ class CallControl(Signalling, LegActions):
                         "full" if cmd.reason == "full" else "has no agent logged in",
                         cmd.waited,
                     )
-                    self.counters["overflows"] = self.counters.get("overflows", 0) + 1
+                    self.counters["overflows"] += 1
                 self._deliver(session, ev.QueueTimedOut(cmd.queue, cmd.waited, cmd.reason), now)
 
     # --- actions on legs -----------------------------------------------------------------

@@ -244,8 +244,7 @@ class QueueApp:
             out.append(Ring(call.caller_leg))
         self.acd.enqueue(call.call_id, self.queue, self._priority(call), now)
         if self.tone and self.waiting:  # not sent straight to the overflow
-            queue = call.config.queue(self.queue)
-            announced = self._announce(call) if queue and queue.announce else []
+            announced = self._announce(call)
             if not any(isinstance(a, Play) for a in announced):
                 out += self._music(call)
             out += announced

@@ -142,10 +142,15 @@ def last_alive(heartbeat: float | None, rows: Iterable[Mapping[str, Any]]) -> fl
     return max(times) if times else None
 
 
+def _end(row: Mapping[str, Any], alive: float, names: tuple[str, ...]) -> float:
+    """`alive`, or the latest of the row's times `names` if one is later."""
+    return max([alive, *(t for name in names if (t := row.get(name)) is not None)])
+
+
 def close_call(row: Mapping[str, Any], alive: float) -> dict[str, Any]:
     """The columns that close an unfinished call row: it ended at `alive` (never before a
     time already in the row), talk and wait as `CallControl._release` counts them."""
-    end = max([alive, *(t for name in _CALL_TIMES if (t := row.get(name)) is not None)])
+    end = _end(row, alive, _CALL_TIMES)
     answer = row.get("answer")
     return {
         "end": end,
@@ -158,8 +163,7 @@ def close_call(row: Mapping[str, Any], alive: float) -> dict[str, Any]:
 
 def close_leg(row: Mapping[str, Any], alive: float) -> dict[str, Any]:
     """The columns that close an unfinished leg row (see `close_call`)."""
-    end = max([alive, *(t for name in _LEG_TIMES if (t := row.get(name)) is not None)])
-    return {"end": end, "disposition": RESTART_DISPOSITION}
+    return {"end": _end(row, alive, _LEG_TIMES), "disposition": RESTART_DISPOSITION}
 
 
 class Recovered(msgspec.Struct, frozen=True):
