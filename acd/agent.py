@@ -158,7 +158,7 @@ class AgentRecord:
         self.answered = 0  # calls answered since the engine started (strategy fewest_calls)
         self.queues = queues
         self.state = AgentState.LOGGED_OUT
-        self.state_since = 0.0
+        self.state_since: float | None = None  # None: logged out since the engine started
         self.idle_since = 0.0
         self.call_id: str | None = None
         self.logout_pending = False

@@ -437,7 +437,8 @@ class Acd:
                     self._dispatch_call(call, now, out)
             elif kind == _AGENT_ALERT:
                 agent = self._agents[key]
-                data = {"state": agent.state.value, "seconds": now - agent.state_since}
+                since = agent.state_since if agent.state_since is not None else now
+                data = {"state": agent.state.value, "seconds": now - since}
                 if agent.reason and agent.state is AgentState.BUSY:
                     data["reason"] = agent.reason
                 out.append(

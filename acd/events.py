@@ -144,7 +144,7 @@ class AgentSnapshot(msgspec.Struct, frozen=True):
 
     agent_id: str
     state: str
-    since: float
+    since: float | None  # None: logged out since the engine started
     reason: str
     answered: int
     missed: int

@@ -140,6 +140,10 @@ def callbacks_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
 def _percent(rate: float | None) -> str:
     return "-" if rate is None else f"{rate:.1%}"
 
@@ -170,7 +174,7 @@ def status_command(args: argparse.Namespace) -> int:
     print("agent\tstate\tfor s\treason\tanswered\tmissed in a row")
     for a in reply["agents"]:
         print(
-            f"{a['agent_id']}\t{a['state']}\t{a['seconds']:.0f}\t{a['reason'] or '-'}\t"
+            f"{a['agent_id']}\t{a['state']}\t{_seconds(a['seconds'])}\t{a['reason'] or '-'}\t"
             f"{a['answered']}\t{a['missed']}"
         )
     return 0

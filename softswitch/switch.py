@@ -669,7 +669,8 @@ class Switch:
         for agent_id in self.acd.agent_ids():
             snap = self.acd.agent_snapshot(agent_id)
             view = msgspec.to_builtins(snap)
-            view["seconds"] = round(max(0.0, now - snap.since), 1)
+            since = snap.since
+            view["seconds"] = None if since is None else round(max(0.0, now - since), 1)
             del view["since"]
             agents.append(view)
         return {"queues": queues, "agents": agents, "calls": len(self.control.sessions)}

@@ -39,6 +39,8 @@ def test_a_busy_agent_is_skipped_and_ready_again_takes_the_waiting_call(h: Harne
     assert general["waiting"] == 1 and general["agents"]["busy"] == 1
     (agent,) = [a for a in status["agents"] if a["agent_id"] == "1001"]
     assert (agent["state"], agent["reason"]) == ("busy", "paperwork")
+    (never,) = [a for a in status["agents"] if a["agent_id"] == "1002"]
+    assert (never["state"], never["seconds"]) == ("logged_out", None)  # no state change yet
     assert ask(h, op="agent", agent="1001", action="ready")["state"] == "ringing"
     (invite,) = h.take(phone.port)
     assert isinstance(invite, Request) and invite.method == "INVITE"
