@@ -89,8 +89,11 @@ class MediaEngine(Protocol):
 
     def stop_play(self, leg_id: str) -> None: ...
 
-    def tap_start(self, call_id: str, leg_a: str, leg_b: str | None) -> None:
-        """Record what `leg_a`'s party (and `leg_b`'s, if given) says."""
+    def tap_start(
+        self, call_id: str, leg_a: str, leg_b: str | None, *, heard: bool = False
+    ) -> None:
+        """Record what `leg_a`'s party (and `leg_b`'s, if given) says; `heard=True`:
+        channel 1 is what the node sends to `leg_a` instead."""
 
     def tap_read(self, call_id: str) -> Any:
         """A `TapBlock` with everything the tap holds now."""
@@ -149,7 +152,9 @@ class PassThroughMedia:
     def stop_play(self, leg_id: str) -> None:
         return None
 
-    def tap_start(self, call_id: str, leg_a: str, leg_b: str | None) -> None:
+    def tap_start(
+        self, call_id: str, leg_a: str, leg_b: str | None, *, heard: bool = False
+    ) -> None:
         raise NotAnchoredError(f"leg {leg_a!r}: media pass-through cannot record")
 
     def tap_read(self, call_id: str) -> Any:

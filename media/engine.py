@@ -647,20 +647,27 @@ class RtpEngine:
         self._rtp.mix_remove(self._mixes.pop(mix_id))
 
     # --- record taps ------------------------------------------------------------------------
-    def tap_start(self, call_id: str, leg_a: str, leg_b: str | None) -> None:
+    def tap_start(
+        self, call_id: str, leg_a: str, leg_b: str | None, *, heard: bool = False
+    ) -> None:
         """Record what the parties say: leg a's received audio → channel 0, b's → channel 1.
 
-        `leg_b=None` records leg a alone (voicemail): channel 1 is silence. Neither leg needs
-        a bridge, and what the node plays into a leg is not recorded. A leg is in one tap at
-        most (`MediaStateError`). `call_id` names the tap in `TapData` and `tap_read`.
+        `leg_b=None` records leg a alone (voicemail): channel 1 is silence, or, with
+        `heard=True` (the call recording), every audio packet the node sends to leg a —
+        the bridged party, prompts, music, a conference mix — as the party heard it. Neither
+        leg needs a bridge. A leg feeds up to four taps at once (`MediaStateError` beyond).
+        `call_id` names the tap in `TapData` and `tap_read`.
         """
         if call_id in self._taps:
             raise MediaStateError(f"call {call_id!r} is already tapped")
+        if heard and leg_b is not None:
+            raise MediaValueError("a heard tap records one leg: leg_b must be None")
+        if leg_b is not None:
+            b = self._leg(leg_b).handle
+        else:
+            b = _rtp.TAP_HEARD if heard else _rtp.TAP_ONE_LEG
         tap = self._rtp.tap_start(
-            self._leg(leg_a).handle,
-            -1 if leg_b is None else self._leg(leg_b).handle,
-            self._tap_capacity_ms,
-            self._tap_block_ms,
+            self._leg(leg_a).handle, b, self._tap_capacity_ms, self._tap_block_ms
         )
         self._taps[call_id] = tap
         self._tap_names[tap] = call_id

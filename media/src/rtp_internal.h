@@ -28,6 +28,9 @@
 #define RTP_MAX_FRAME 240       /* 30 ms at 8 kHz, the longest packet time we generate */
 #define RTP_MIX_FRAME 160       /* mixer and record taps run on 20 ms frames */
 #define RTP_MIX_MAX 16          /* legs in one mix (a bitmask of uint32_t says who hears whom) */
+#define RTP_LEG_TAPS 4          /* a leg may feed this many taps (call recording, voicemail, ASR, ...) */
+#define RTP_TAP_ONE_LEG (-1)    /* tap_start b: record leg a alone, channel 1 silent */
+#define RTP_TAP_HEARD (-2)      /* tap_start b: channel 1 = what the node sends to leg a */
 #define RTP_FIFO_SAMPLES 1600   /* 200 ms of decoded audio waiting for the mixer / a tap */
 #define RTP_TE_QUEUE 32         /* digits waiting to be sent as RFC 4733 events */
 #define RTP_RTCP_INTERVAL_NS (5ULL * 1000000000ULL) /* RFC 3550 §6.2 minimum of 5 s */
@@ -201,6 +204,7 @@ typedef struct rtp_mix {
 typedef struct rtp_tap {
     int32_t id;
     struct rtp_leg *legs[2];  /* legs[1] is NULL for a tap of one leg */
+    int heard;                /* side 1 is what the node sends to legs[0] (RTP_TAP_HEARD) */
     rtp_fifo in[2];
     int16_t *ring;        /* interleaved stereo frames: [a, b] per sample instant */
     size_t capacity;      /* frames */
@@ -231,8 +235,9 @@ typedef struct rtp_leg {
     struct rtp_leg *peer;             /* the bridged leg */
     rtp_mix *mix;
     int mix_index;
-    rtp_tap *tap;
-    int tap_side;
+    rtp_tap *taps[RTP_LEG_TAPS];      /* the record taps this leg feeds (NULL: free slot) */
+    uint8_t tap_sides[RTP_LEG_TAPS];
+    int ntaps;                        /* slots in use, so the packet path tests one int */
     dtmf_detector *detector;
     char inband_digit;                /* confirmed in-band key not yet reported (still on) */
     uint64_t last_rx_ns, timeout_base_ns;
@@ -372,6 +377,7 @@ int rtp_tap_read(rtp_engine *e, int32_t tap_id, int16_t *out, size_t max_frames,
                  uint64_t *overflow);
 void rtp_tap_detach_leg(rtp_engine *e, rtp_leg *leg);
 void rtp_tap_input(rtp_leg *leg, const int16_t *pcm, size_t n);
+void rtp_tap_sent(rtp_leg *leg, int law, const uint8_t *payload, size_t n);
 void rtp_tap_tick(rtp_engine *e, rtp_tap *t);
 rtp_tap *rtp_tap_lookup(rtp_engine *e, int32_t id);
 

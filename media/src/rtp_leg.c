@@ -270,6 +270,8 @@ int rtp_leg_send(rtp_engine *e, rtp_leg *leg, uint64_t source, int marker, int p
     uint8_t buf[RTP_MAX_PACKET];
     uint16_t seq;
     uint32_t ts;
+    if (leg->ntaps && pt == leg->pt)
+        rtp_tap_sent(leg, leg->law, payload, len); /* audio, not an RFC 4733 event */
     rtp_out_map(&leg->out, source, in_seq, in_ts, e->now_ns, &seq, &ts, &marker);
     size_t off = rtp_header_write(buf, marker, pt, seq, ts, leg->out.ssrc);
     memcpy(buf + off, payload, len);

@@ -689,7 +689,8 @@ static int module_exec(PyObject *module)
         {"SENDRECV", RTP_SENDRECV}, {"SENDONLY", RTP_SENDONLY}, {"RECVONLY", RTP_RECVONLY},
         {"INACTIVE", RTP_INACTIVE}, {"DTMF_RFC4733", RTP_DTMF_RFC4733},
         {"DTMF_INBAND", RTP_DTMF_INBAND}, {"TICK_MS", RTP_TICK_MS},
-        {"MIX_MAX", RTP_MIX_MAX},
+        {"MIX_MAX", RTP_MIX_MAX}, {"TAP_ONE_LEG", RTP_TAP_ONE_LEG},
+        {"TAP_HEARD", RTP_TAP_HEARD}, {"LEG_TAPS", RTP_LEG_TAPS},
     };
     for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++)
         if (PyModule_AddIntConstant(module, constants[i].name, constants[i].value))

@@ -135,14 +135,14 @@ static void handle_rtp(rtp_engine *e, rtp_leg *leg, const uint8_t *buf, size_t l
     rtp_stats_packet(&leg->stats, &p, e->now_ns, 1);
     /* Trust the packet's own payload type: a peer may switch law within its offer. */
     int law = p.pt == 8 ? G711_ALAW : G711_ULAW;
-    if (leg->detector || leg->mix || leg->tap) {
+    if (leg->detector || leg->mix || leg->ntaps) {
         int16_t pcm[RTP_MAX_PACKET];
         g711_decode(law, p.payload, pcm, p.payload_len);
         if (leg->detector)
             inband_detect(e, leg, pcm, p.payload_len);
         if (leg->mix)
             rtp_mix_input(leg, pcm, p.payload_len);
-        if (leg->tap)
+        if (leg->ntaps)
             rtp_tap_input(leg, pcm, p.payload_len);
     }
     if (!leg->mix)

@@ -6,10 +6,16 @@
  * a TAP_DATA event says a block is ready. If Python falls behind and the ring is full, new
  * frames are dropped and counted (`overflow`), never the ones already waiting.
  *
- * A tap of one leg (b < 0: voicemail, a caller in an IVR) records what that leg's party says
- * on side a; side b has no leg and stays silent, so every tap hands out the same stereo
- * blocks. Only received audio is recorded, never what the node plays into the leg, and the
- * leg needs no bridge.
+ * Three shapes share the same stereo blocks:
+ * - two legs (a, b): what each party says, a on channel 0 and b on channel 1;
+ * - one leg (b = RTP_TAP_ONE_LEG: voicemail, a caller in an IVR): what a's party says on
+ *   channel 0, channel 1 silent;
+ * - one leg heard (b = RTP_TAP_HEARD: the call recording): what a's party says on channel 0
+ *   and, on channel 1, every audio packet the node sends to a, decoded — the other party
+ *   relayed, prompts, music on hold, a conference mix — so the recording follows the
+ *   customer across transfers and holds as the customer heard them.
+ * A leg feeds up to RTP_LEG_TAPS taps at once (a call recording beside a voicemail or a
+ * speech recogniser); it needs no bridge.
  */
 #include "rtp_internal.h"
 
@@ -27,16 +33,49 @@ rtp_tap *rtp_tap_lookup(rtp_engine *e, int32_t id)
     return NULL;
 }
 
+static int leg_attach(rtp_leg *leg, rtp_tap *t, int side)
+{
+    for (int i = 0; i < RTP_LEG_TAPS; i++) {
+        if (!leg->taps[i]) {
+            leg->taps[i] = t;
+            leg->tap_sides[i] = (uint8_t)side;
+            if (i >= leg->ntaps)
+                leg->ntaps = i + 1;
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void leg_detach(rtp_leg *leg, const rtp_tap *t)
+{
+    for (int i = 0; i < leg->ntaps; i++)
+        if (leg->taps[i] == t)
+            leg->taps[i] = NULL;
+    while (leg->ntaps > 0 && !leg->taps[leg->ntaps - 1])
+        leg->ntaps--;
+}
+
+static int leg_free_slots(const rtp_leg *leg)
+{
+    int free_slots = RTP_LEG_TAPS - leg->ntaps;
+    for (int i = 0; i < leg->ntaps; i++)
+        free_slots += !leg->taps[i];
+    return free_slots;
+}
+
 int rtp_tap_start(rtp_engine *e, int32_t a, int32_t b, uint32_t capacity_ms, uint32_t block_ms,
                   int32_t *tap_id)
 {
+    if (b < RTP_TAP_HEARD)
+        return RTP_E_INVAL;
     rtp_leg *la = rtp_leg_lookup(e, a), *lb = b < 0 ? NULL : rtp_leg_lookup(e, b);
     if (!la || (b >= 0 && !lb))
         return RTP_E_NOLEG;
     if (la == lb || capacity_ms < 20 || capacity_ms > 600000 || block_ms < 20 ||
         block_ms > capacity_ms)
         return RTP_E_INVAL;
-    if (la->tap || (lb && lb->tap))
+    if (leg_free_slots(la) < 1 || (lb && leg_free_slots(lb) < 1))
         return RTP_E_STATE;
     rtp_tap *t = calloc(1, sizeof *t);
     if (!t)
@@ -49,14 +88,12 @@ int rtp_tap_start(rtp_engine *e, int32_t a, int32_t b, uint32_t capacity_ms, uin
     }
     t->block = block_ms * (RTP_CLOCK_RATE / 1000);
     t->id = e->next_tap_id++;
+    t->heard = b == RTP_TAP_HEARD;
     t->legs[0] = la;
     t->legs[1] = lb;
-    la->tap = t;
-    la->tap_side = 0;
-    if (lb) {
-        lb->tap = t;
-        lb->tap_side = 1;
-    }
+    leg_attach(la, t, 0);
+    if (lb)
+        leg_attach(lb, t, 1);
     t->next_tick = e->tick + FRAME_TICKS;
     t->next = e->taps;
     e->taps = t;
@@ -72,7 +109,7 @@ int rtp_tap_stop(rtp_engine *e, int32_t tap_id)
             *at = t->next;
             for (int s = 0; s < 2; s++)
                 if (t->legs[s])
-                    t->legs[s]->tap = NULL;
+                    leg_detach(t->legs[s], t);
             free(t->ring);
             free(t);
             return RTP_OK;
@@ -101,15 +138,38 @@ int rtp_tap_read(rtp_engine *e, int32_t tap_id, int16_t *out, size_t max_frames,
 
 void rtp_tap_detach_leg(rtp_engine *e, rtp_leg *leg)
 {
-    if (!leg->tap)
-        return;
-    leg->tap->legs[leg->tap_side] = NULL; /* that side records silence from now on */
-    leg->tap = NULL;
+    for (int i = 0; i < leg->ntaps; i++) {
+        rtp_tap *t = leg->taps[i];
+        if (t && t->legs[leg->tap_sides[i]] == leg)
+            t->legs[leg->tap_sides[i]] = NULL; /* that side records silence from now on */
+        leg->taps[i] = NULL;
+    }
+    leg->ntaps = 0;
 }
 
+/* What the leg's party said (decoded), into each tap it feeds. */
 void rtp_tap_input(rtp_leg *leg, const int16_t *pcm, size_t n)
 {
-    rtp_fifo_write(&leg->tap->in[leg->tap_side], pcm, n);
+    for (int i = 0; i < leg->ntaps; i++)
+        if (leg->taps[i])
+            rtp_fifo_write(&leg->taps[i]->in[leg->tap_sides[i]], pcm, n);
+}
+
+/* An audio packet the node sends to the leg: channel 1 of the taps that record it heard. */
+void rtp_tap_sent(rtp_leg *leg, int law, const uint8_t *payload, size_t n)
+{
+    int16_t pcm[RTP_MAX_PACKET];
+    int decoded = 0;
+    for (int i = 0; i < leg->ntaps; i++) {
+        rtp_tap *t = leg->taps[i];
+        if (!t || !t->heard || leg->tap_sides[i] != 0)
+            continue;
+        if (!decoded) {
+            g711_decode(law, payload, pcm, n);
+            decoded = 1;
+        }
+        rtp_fifo_write(&t->in[1], pcm, n);
+    }
 }
 
 void rtp_tap_tick(rtp_engine *e, rtp_tap *t)

@@ -499,13 +499,13 @@ def test_one_leg_recording_keeps_what_the_party_says_while_a_prompt_plays(
     assert spectrum[round(400 * 4096 / 8000)] < spectrum.max() / 1000
 
 
-def test_one_leg_tap_refuses_unknown_or_already_tapped_legs(engine: RtpEngine) -> None:
+def test_one_leg_tap_refuses_unknown_legs_and_names_in_use(engine: RtpEngine) -> None:
     with pytest.raises(UnknownLegError):
         engine.tap_start("vm", "nobody", None)
     engine.answer_local("caller", phone_sdp(40000))
     engine.tap_start("vm", "caller", None)
     with pytest.raises(MediaStateError):
-        engine.tap_start("vm-2", "caller", None)  # one tap per leg
+        engine.tap_start("vm", "caller", None)  # the name is taken
     engine.tap_stop("vm")
     engine.tap_start("vm-2", "caller", None)
     engine.release("caller")  # the tap outlives its leg and records silence

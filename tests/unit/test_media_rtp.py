@@ -28,6 +28,7 @@ from media.engine import (
     DtmfSent,
     FirstPacket,
     MediaEvent,
+    MediaStateError,
     MediaValueError,
     PlaybackDone,
     Prompt,
@@ -546,6 +547,71 @@ def test_tap_delivers_aligned_stereo_and_counts_overflow(engine: RtpEngine, peer
     engine.tap_stop("call-1")
     with pytest.raises(UnknownLegError):
         engine.tap_read("call-1")
+
+
+def send_paced(peer: Peer, port: int, code: int, packets: int, ssrc: int) -> None:
+    start = time.monotonic()
+    for i in range(packets):
+        while time.monotonic() < start + 0.02 * i:
+            time.sleep(0.002)
+        peer.send(port, 0, i, 160 * i, ssrc, bytes([code]) * 160)
+
+
+def test_heard_tap_records_the_party_and_what_the_node_sends_it(engine: RtpEngine, peers) -> None:
+    """The call recording's tap: channel 0 = what the caller says, channel 1 = what the
+    caller is sent (here the bridged agent, transcoded from A-law to the caller's μ-law)."""
+    pa, port_a, pb, port_b = two_legs(engine, peers, pt_a=0, pt_b=8)
+    engine.tap_start("rec", "a", None, heard=True)
+    with pytest.raises(MediaValueError):
+        engine.tap_start("rec-2", "a", "b", heard=True)
+    # Caller and agent talk in turn: 4 packets from a, then 4 from b (which a is sent).
+    send_paced(pa, port_a, 0x90, 4, 0xA)
+    send_paced(pb, port_b, 0xD5 ^ 0x40, 4, 0xB)
+    time.sleep(0.08)
+    frames = np.frombuffer(engine.tap_read("rec").pcm, dtype=np.int16).reshape(-1, 2)
+    heard = ulaw_decode(pa.recv().payload[0])  # what the caller really got, as decoded
+    assert ulaw_decode(0x90) in frames[:, 0]
+    assert heard != 0 and heard in frames[:, 1]
+    # Channel 1 is never the caller's own voice, channel 0 never the agent's.
+    assert ulaw_decode(0x90) not in frames[:, 1] and heard not in frames[:, 0]
+    engine.tap_stop("rec")
+
+
+def test_heard_tap_records_prompts_played_to_the_leg(engine: RtpEngine, peers) -> None:
+    pa = peers()
+    _, _port_a = engine.create_leg("a")
+    engine.set_remote("a", LOCAL, pa.port, 8, 20, 101)  # A-law caller
+    engine.tap_start("rec", "a", None, heard=True)
+    engine.play("a", [Tone(1000.0, level_dbm0=-10.0, on_ms=200)])
+    wait_events(engine, lambda got: any(isinstance(e, PlaybackDone) for e in got), 2.0)
+    time.sleep(0.08)
+    frames = np.frombuffer(engine.tap_read("rec").pcm, dtype=np.int16).reshape(-1, 2)
+    sent = [alaw_decode(c) for p in pa.recv_all(0.1) for c in p.payload]
+    assert np.all(frames[:, 0] == 0)  # the caller said nothing
+    loud = frames[np.abs(frames[:, 1]) > 1000, 1]
+    assert len(loud) > 0.5 * 8000 * 0.2 * 0.6  # most of the 200 ms tone
+    assert set(loud.tolist()) <= set(sent)  # the samples are the ones the caller was sent
+
+
+def test_a_leg_feeds_several_taps_and_a_fifth_is_refused(engine: RtpEngine, peers) -> None:
+    pa, port_a, _pb, _port_b = two_legs(engine, peers)
+    engine.tap_start("call", "a", None, heard=True)
+    engine.tap_start("voicemail", "a", None)
+    engine.tap_start("asr", "a", None)
+    engine.tap_start("two", "b", "a")  # a on channel 1 of this one
+    with pytest.raises(MediaStateError):
+        engine.tap_start("fifth", "a", None)
+    send_paced(pa, port_a, 0x90, 5, 0xA)
+    time.sleep(0.08)
+    for name, channel in (("call", 0), ("voicemail", 0), ("asr", 0), ("two", 1)):
+        frames = np.frombuffer(engine.tap_read(name).pcm, dtype=np.int16).reshape(-1, 2)
+        assert np.count_nonzero(frames[:, channel] == ulaw_decode(0x90)) >= 4 * 160, name
+    engine.tap_stop("voicemail")  # a slot is free again
+    engine.tap_start("fifth", "a", None)
+    engine.release("a")  # the taps stay readable; a's sides are silent from now on
+    engine.tap_read("call")
+    for name in ("call", "asr", "two", "fifth"):
+        engine.tap_stop(name)
 
 
 # --- mixing ---------------------------------------------------------------------------------
