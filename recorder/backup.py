@@ -42,6 +42,7 @@ __all__ = [
     "BackupTarget",
     "DirectoryTarget",
     "FtpTarget",
+    "MemoryStore",
     "SftpTarget",
     "TargetUnavailableError",
     "file_sha256",
@@ -97,6 +98,26 @@ class BackupStore(Protocol):
     def backup_done(self, recording_id: str, target: str, remote: str, at: float) -> None: ...
 
     def backup_failed(self, recording_id: str, target: str, error: str, at: float) -> None: ...
+
+
+class MemoryStore:
+    """A BackupStore held in memory: for a one-off copy of a list of files, and for tests.
+    `done` maps recording id to remote path; `failed` to the last error of one not done."""
+
+    def __init__(self, items: list[BackupItem]) -> None:
+        self.items = items
+        self.done: dict[str, str] = {}
+        self.failed: dict[str, str] = {}
+
+    def pending_backup(self, target: str, limit: int) -> list[BackupItem]:
+        return [i for i in self.items if i.recording_id not in self.done][:limit]
+
+    def backup_done(self, recording_id: str, target: str, remote: str, at: float) -> None:
+        self.done[recording_id] = remote
+        self.failed.pop(recording_id, None)
+
+    def backup_failed(self, recording_id: str, target: str, error: str, at: float) -> None:
+        self.failed[recording_id] = error
 
 
 @dataclass

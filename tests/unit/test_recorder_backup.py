@@ -15,30 +15,12 @@ from recorder.backup import (
     BackupTarget,
     DirectoryTarget,
     FtpTarget,
+    MemoryStore,
     SftpTarget,
     TargetUnavailableError,
     run_backup,
     target_from_url,
 )
-
-
-class FakeStore:
-    """A BackupStore holding items in memory, recording every done/failed call."""
-
-    def __init__(self, items: list[BackupItem]) -> None:
-        self.items = items
-        self.done: dict[str, str] = {}
-        self.failed: dict[str, str] = {}
-
-    def pending_backup(self, target: str, limit: int) -> list[BackupItem]:
-        return [i for i in self.items if i.recording_id not in self.done][:limit]
-
-    def backup_done(self, recording_id: str, target: str, remote: str, at: float) -> None:
-        self.done[recording_id] = remote
-        self.failed.pop(recording_id, None)
-
-    def backup_failed(self, recording_id: str, target: str, error: str, at: float) -> None:
-        self.failed[recording_id] = error
 
 
 def make_item(directory: Path, recording_id: str, size: int) -> BackupItem:
@@ -65,7 +47,7 @@ def test_every_pending_recording_arrives_whole_under_its_name(
     local: Path, target: DirectoryTarget
 ) -> None:
     items = [make_item(local, f"r{n}", size) for n, size in enumerate((0, 1, 300_000, 1 << 20))]
-    store = FakeStore(items)
+    store = MemoryStore(items)
     report = run_backup(store, target)
     assert (report.sent, report.failed, report.bytes) == (4, 0, sum(i.size for i in items))
     for item in items:
@@ -94,7 +76,7 @@ def test_interrupted_copy_resumes_from_the_partial_file(
     local: Path, target: DirectoryTarget, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     item = make_item(local, "big", 1 << 20)
-    store = FakeStore([item, make_item(local, "next", 10)])
+    store = MemoryStore([item, make_item(local, "next", 10)])
     report = run_backup(store, CrashingDirectory(target.root, keep=700_000))
     # The pass stops at an unavailable target: the second recording is not tried.
     assert (report.sent, report.failed) == (0, 1) and set(store.failed) == {"big"}
@@ -122,7 +104,7 @@ def test_wrong_partial_copy_is_deleted_and_sent_whole_next_time(
     part = target.root / (item.name + ".part")
     part.parent.mkdir(parents=True)
     part.write_bytes(b"\0" * 50_000)  # a stale partial copy with the wrong bytes
-    store = FakeStore([item])
+    store = MemoryStore([item])
     report = run_backup(store, target)
     assert report.failed == 1 and "remote copy has sha256" in store.failed["r1"]
     assert not part.exists() and not (target.root / item.name).exists()
@@ -138,7 +120,7 @@ def test_missing_or_changed_local_file_is_failed_and_never_sent(
     changed = make_item(local, "changed", 10)
     changed.path.write_bytes(b"0123456789")
     fine = make_item(local, "fine", 10)
-    store = FakeStore([gone, changed, fine])
+    store = MemoryStore([gone, changed, fine])
     report = run_backup(store, target)
     assert (report.sent, report.failed) == (1, 2)
     assert "missing" in store.failed["gone"] and "no longer matches" in store.failed["changed"]
@@ -154,7 +136,7 @@ def test_whole_copy_left_by_a_crash_before_marking_done_is_not_sent_again(
     copy.parent.mkdir(parents=True)
     copy.write_bytes(item.path.read_bytes())
     os.utime(copy, (1, 1))
-    report = run_backup(FakeStore([item]), target)
+    report = run_backup(MemoryStore([item]), target)
     assert report.sent == 1 and copy.stat().st_mtime == 1
 
 
@@ -167,12 +149,12 @@ def test_pass_stops_at_the_deadline(local: Path, target: DirectoryTarget) -> Non
         return now[0]
 
     # Each sent item reads the clock twice (deadline check, done time).
-    report = run_backup(FakeStore(items), target, deadline=105.5, clock=clock)
+    report = run_backup(MemoryStore(items), target, deadline=105.5, clock=clock)
     assert report.sent == 3
 
 
 def test_unmounted_root_is_unavailable_and_nothing_is_written(local: Path, tmp_path: Path) -> None:
-    store = FakeStore([make_item(local, "r1", 10), make_item(local, "r2", 10)])
+    store = MemoryStore([make_item(local, "r1", 10), make_item(local, "r2", 10)])
     report = run_backup(store, DirectoryTarget(tmp_path / "not-mounted"))
     assert (report.sent, report.failed) == (0, 1) and not store.done
     assert not (tmp_path / "not-mounted").exists()
