@@ -1,4 +1,4 @@
-"""Voicemail messages: WAV files under one directory, indexed in SQLite (SPEC DP-8).
+"""Voicemail messages: files under one directory, indexed in SQLite (SPEC DP-8).
 
 `IvrApp` records a message into `VoicemailStore.path_for(mailbox, call_id)` and sets the call
 variables `voicemail_mailbox`, `voicemail_path` and `voicemail_seconds`; call control
@@ -8,6 +8,9 @@ The index is the table `voicemail` of the node's database (`<data>/hotline.db`, 
 the CDR tables, each store creating only its own). WAL mode and autocommit, as the CDR store:
 a message added before a crash is listed after it. Adding the same (call, mailbox) again
 updates the entry instead of adding a second one, so a replayed event does no harm.
+
+Messages are recorded as WAV; where the node records calls, the recorder then encodes each to
+Ogg Opus among the recordings (indexed and kept like them) and `move`s the entry to it.
 
 This module does I/O (files, SQLite); it is not one of the pure IVR modules.
 """
@@ -130,6 +133,14 @@ class VoicemailStore:
             )
             for row in rows
         ]
+
+    def move(self, call_id: str, mailbox: str, path: str) -> bool:
+        """The message's file is now `path` (the recorder encoded it); False: no such message."""
+        cursor = self._db.execute(
+            "UPDATE voicemail SET path = ? WHERE call_id = ? AND mailbox = ?",
+            (path, call_id, mailbox),
+        )
+        return cursor.rowcount > 0
 
     def mark_heard(self, entry_id: int, heard: bool = True) -> bool:
         """Set the heard flag; False when there is no such message."""

@@ -343,8 +343,142 @@ class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ] = 30.0
 
 
+class RetentionPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How long one kind of call is kept (REC-3): matched by queue or by called number."""
+
+    name: Annotated[str, Meta(pattern=_NAME, description="Policy name (logged on deletion).")]
+    queues: Annotated[
+        tuple[str, ...], Meta(description="Calls that waited in one of these queues.")
+    ] = ()
+    numbers: Annotated[
+        tuple[str, ...], Meta(description="Calls to one of these public (called) numbers.")
+    ] = ()
+    audio_days: Annotated[int, Meta(ge=1, description="Days the audio is kept.")] = 365
+    records_days: Annotated[
+        int, Meta(ge=1, description="Days the call records (CDR, queue log) are kept.")
+    ] = 365
+
+
+class RecordingQa(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Quality inspection flags computed from each finished recording (REC-5)."""
+
+    enabled: Annotated[bool, Meta(description="Compute the flags after each call.")] = True
+    level_dbfs: Annotated[
+        float, Meta(le=0, description="A 20 ms window this loud or louder is speech.")
+    ] = -40.0
+    silence_seconds: Annotated[
+        float, Meta(gt=0, description="Both sides quiet this long is a long silence.")
+    ] = 8.0
+    overtalk_seconds: Annotated[
+        float, Meta(gt=0, description="Both sides talking at once this long is over-talk.")
+    ] = 0.5
+    greeting_seconds: Annotated[
+        float, Meta(gt=0, description="The agent's greeting must come within this.")
+    ] = 10.0
+    greetings: Annotated[
+        tuple[str, ...],
+        Meta(description="Phrases of which one must open the agent's speech (needs `model`)."),
+    ] = ()
+    forbidden: Annotated[
+        tuple[str, ...], Meta(description="Words an agent must not say (needs `model`).")
+    ] = ()
+    model: Annotated[
+        str,
+        Meta(
+            description="Directory of a vosk model: both channels are transcribed and the "
+            "greeting and forbidden-word rules apply. Empty: those flags are absent."
+        ),
+    ] = ""
+
+
+class RecordingBackup(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where finished recordings are copied (REC-3)."""
+
+    target: Annotated[
+        str,
+        Meta(
+            description="`dir:/path`, `ftp://user@host:port/path`, `ftps://…` or "
+            "`sftp://user@host:port/path`; empty: no backup."
+        ),
+    ] = ""
+    password_env: Annotated[
+        str, Meta(description="Environment variable holding the FTP/SFTP password.")
+    ] = ""
+    key_file: Annotated[str, Meta(description="SSH private key file for SFTP.")] = ""
+    every: Annotated[
+        float, Meta(ge=10, description="Seconds between backup runs of new recordings.")
+    ] = 300.0
+    before_delete: Annotated[
+        bool,
+        Meta(
+            description="Retention copies a recording to the target before deleting it, "
+            "and keeps it when that fails."
+        ),
+    ] = True
+
+
+class RecordingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Full-call recording (REC-1 … REC-5)."""
+
+    enabled: Annotated[bool, Meta(description="Record every anchored call.")] = True
+    directory: Annotated[
+        str, Meta(description="Where recordings go; relative paths are under the data dir.")
+    ] = "recordings"
+    start: Annotated[
+        Literal["answer", "agent"],
+        Meta(
+            description="`answer`: from the node's answer (IVR included) to hang-up; "
+            "`agent`: from the first agent's answer."
+        ),
+    ] = "answer"
+    bitrate: Annotated[
+        int, Meta(ge=6000, le=64000, description="Opus bits per second per channel.")
+    ] = 16000
+    page_ms: Annotated[
+        int,
+        Meta(
+            ge=200,
+            le=5000,
+            description="Audio per Ogg page: what a crash can lose at most, and how often "
+            "the file is written.",
+        ),
+    ] = 1000
+    min_free_mb: Annotated[
+        int,
+        Meta(
+            ge=0,
+            description="Below this much free disk no new recording starts (an alert is "
+            "raised; calls go on).",
+        ),
+    ] = 200
+    audio_days: Annotated[
+        int, Meta(ge=1, description="Days audio is kept when no policy matches.")
+    ] = 365
+    records_days: Annotated[
+        int, Meta(ge=1, description="Days call records are kept when no policy matches.")
+    ] = 365
+    policies: Annotated[
+        tuple[RetentionPolicy, ...], Meta(description="Retention policies; the first match wins.")
+    ] = ()
+    retention_every: Annotated[
+        float, Meta(ge=60, description="Seconds between retention runs.")
+    ] = 3600.0
+    qa: Annotated[RecordingQa, Meta(description="Quality inspection.")] = RecordingQa()
+    backup: Annotated[RecordingBackup, Meta(description="Backup target.")] = RecordingBackup()
+
+    def policy_for(self, queue: str | None, called: str | None) -> tuple[str, int, int]:
+        """(policy name, audio days, records days) of a call: the first matching policy,
+        else the defaults (`default`)."""
+        for policy in self.policies:
+            if (queue is not None and queue in policy.queues) or (
+                called is not None and called in policy.numbers
+            ):
+                return policy.name, policy.audio_days, policy.records_days
+        return "default", self.audio_days, self.records_days
+
+
 class NodeFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """``node.yaml``: five optional sections."""
+    """``node.yaml``: six optional sections."""
 
     node: Annotated[NodeConfig, Meta(description="Listening addresses and SIP timers.")] = (
         NodeConfig()
@@ -355,6 +489,7 @@ class NodeFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     )
     limits: Annotated[LimitsConfig, Meta(description="Per-source limits.")] = LimitsConfig()
     media: Annotated[MediaConfig, Meta(description="RTP anchoring.")] = MediaConfig()
+    recording: Annotated[RecordingConfig, Meta(description="Call recording.")] = RecordingConfig()
 
 
 # --------------------------------------------------------------------------- trunks.yaml
@@ -791,6 +926,7 @@ class Config(msgspec.Struct, frozen=True, dict=True):
     dialplan: Dialplan
     #: The directory the value was loaded from; prompt files are relative to it.
     directory: str = ""
+    recording: RecordingConfig = RecordingConfig()
 
     @property
     def flows(self) -> dict[str, Flow]:
@@ -962,6 +1098,7 @@ def load_config(directory: str | Path) -> Config:
         registrar=node_file.registrar,
         limits=node_file.limits,
         media=node_file.media,
+        recording=node_file.recording,
         trunks=loaded["trunks.yaml"].value.trunks,
         agents=loaded["agents.yaml"].value.agents,
         queues=loaded["queues.yaml"].value.queues,
@@ -1011,6 +1148,16 @@ def _item_checks(b: StructBuilder) -> dict[type, StructCheck]:
             b.error((*path, "rtp_ip"), f"{value.rtp_ip!r} is not an IP address")
         if value.port_max - value.port_min < 3:
             b.error((*path, "port_max"), "port_max must be at least port_min + 3 (two legs)")
+
+    def recording(value: RecordingConfig, path: KeyPath) -> None:
+        for dup in sorted(_duplicates(p.name for p in value.policies)):
+            b.error((*path, "policies"), f"policy {dup!r} defined twice")
+        target = value.backup.target
+        if target and not target.startswith(("dir:", "/", "ftp://", "ftps://", "sftp://")):
+            b.error(
+                (*path, "backup", "target"),
+                f"{target!r}: expected dir:/path, /path, ftp://, ftps:// or sftp://",
+            )
 
     def auth(value: AuthConfig, path: KeyPath) -> None:
         for dup in sorted(_duplicates(value.algorithms)):
@@ -1079,6 +1226,7 @@ def _item_checks(b: StructBuilder) -> dict[type, StructCheck]:
     return {
         NodeConfig: node,
         MediaConfig: media,
+        RecordingConfig: recording,
         AuthConfig: auth,
         RegistrarConfig: registrar,
         Trunk: trunk,

@@ -33,6 +33,7 @@ from softswitch.transport.descriptors import raise_open_file_limit
 
 if TYPE_CHECKING:
     from media.engine import RtpEngine
+    from recorder.service import Recorder
 
 log = logging.getLogger("hotline.node")
 
@@ -67,6 +68,8 @@ class Node:
         self._heartbeat: asyncio.TimerHandle | None = None
         self._control: ControlServer | None = None
         self._wall_offset = 0.0
+        self._recorder: Recorder | None = None
+        self._recording_jobs: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -107,6 +110,7 @@ class Node:
             self.switch.control.sink_factory = WavSink
             self.switch.control.speech_factory = self._speech_factory(loop)
             self.switch.bus.subscribe(self._voicemail_left, (VoicemailLeft,))
+            self._start_recorder(loop, media)
             self._restore(recovered)
             pid_file = self.data_dir / "hotline.pid"
             pid_file.write_text(f"{os.getpid()}\n")
@@ -137,6 +141,11 @@ class Node:
             if self._heartbeat is not None:
                 self._heartbeat.cancel()
             await self.transports.close()
+            if self._recording_jobs is not None:
+                self._recording_jobs.cancel()
+            if self._recorder is not None:
+                # Every file finished (the calls were released above) before media goes.
+                await asyncio.to_thread(self._recorder.close)
             if self._media is not None:
                 self._media.close()
             for store in self._stores:
@@ -255,6 +264,74 @@ class Node:
                 caller=event.caller,
             )
 
+    def _start_recorder(self, loop: asyncio.AbstractEventLoop, media: RtpEngine | None) -> None:
+        """Full-call recording (REC-1) where media is anchored and `recording.enabled`."""
+        settings = self.config.recording
+        if not settings.enabled:
+            log.info("call recording off (recording.enabled: false)")
+            return
+        if media is None:
+            log.warning("call recording off: media is not anchored, no audio reaches the node")
+            return
+        from recorder.service import Recorder
+
+        assert self.switch is not None
+        directory = recordings_directory(self.data_dir, settings.directory)
+        recorder = Recorder(
+            settings,
+            directory,
+            self.data_dir / "recordings.db",
+            media,
+            publish=self.switch.bus.publish,
+            post=loop.call_soon_threadsafe,
+        )
+        recorder.voicemail_moved = self._voicemail_moved
+        self.switch.bus.subscribe(recorder, recorder.kinds)
+        self._recorder = recorder
+        self._recording_jobs = loop.create_task(self._run_recording_jobs(directory))
+        log.info(
+            "recording calls to %s (Ogg Opus, %d bit/s a channel)", directory, settings.bitrate
+        )
+
+    async def _run_recording_jobs(self, directory: Path) -> None:
+        """Retention every `retention_every` seconds and backup every `backup.every`, each
+        pass in a thread of its own with its own index connection (recorder/jobs.py)."""
+        from recorder.jobs import backup_pass, retention_pass
+
+        loop = asyncio.get_running_loop()
+        next_retention = loop.time() + 60.0  # not in the middle of start-up
+        next_backup = loop.time() + 30.0
+        while True:
+            settings = self.config.recording
+            now = loop.time()
+            if now >= next_retention:
+                next_retention = now + settings.retention_every
+                await self._recording_job(
+                    retention_pass, settings, self.data_dir, directory, name="retention"
+                )
+            if settings.backup.target and now >= next_backup:
+                next_backup = now + settings.backup.every
+                await self._recording_job(
+                    backup_pass, settings, self.data_dir, directory, name="backup"
+                )
+            wake = min(next_retention, next_backup if settings.backup.target else next_retention)
+            await asyncio.sleep(max(1.0, wake - loop.time()))
+
+    async def _recording_job(self, job: Any, *args: Any, name: str) -> None:
+        try:
+            await asyncio.to_thread(job, *args)
+        except Exception:  # a bad pass is logged; the next one runs on time
+            log.exception("recording %s pass failed", name)
+
+    def _voicemail_moved(self, call_id: str, mailbox: str, path: str, old: str) -> None:
+        """The recorder encoded a voicemail WAV to Ogg Opus: list the new file, drop the WAV."""
+        try:
+            self._voicemail.move(call_id, mailbox, path)
+        except sqlite3.Error as exc:
+            log.error("voicemail %s/%s stays at %s: %s", mailbox, call_id, old, exc)
+            return
+        Path(old).unlink(missing_ok=True)
+
     def _media_engine(self) -> RtpEngine | None:
         """The RTP engine when `media.anchor` is on (the default), else None (pass-through)."""
         settings = self.config.media
@@ -276,6 +353,14 @@ class Node:
 
     def _media_event(self, event) -> None:  # type: ignore[no-untyped-def]
         if self.switch is None:
+            return
+        recorder = self._recorder
+        if (
+            recorder is not None
+            and type(event).__name__ == "TapData"
+            and recorder.owns(event.call_id)
+        ):
+            recorder.tap_data(event.call_id)
             return
         try:
             self.switch.media_event(event, asyncio.get_running_loop().time())
@@ -324,6 +409,8 @@ class Node:
         self.config = config
         if self.transports is not None:
             self.transports.configure(config.limits)
+        if self._recorder is not None:
+            self._recorder.config = config.recording
         log.info(
             "configuration reloaded: %s; %d calls in progress untouched",
             summary(config),
@@ -413,6 +500,12 @@ class Node:
         except Exception:
             log.exception("error in timer handling")
         self._flush()
+
+
+def recordings_directory(data_dir: Path, configured: str) -> Path:
+    """`recording.directory`, relative to the data directory unless absolute."""
+    path = Path(configured)
+    return path if path.is_absolute() else data_dir / path
 
 
 def run_node(

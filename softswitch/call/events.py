@@ -283,6 +283,16 @@ class AuthAlert(msgspec.Struct, frozen=True, tag=True):
     until: float
 
 
+class RecordingAlert(msgspec.Struct, frozen=True, tag=True):
+    """A call is not being recorded, or its recording stopped short (REC-4): `kind` is
+    `not_recorded` (no room, no tap) or `write_failed` (the disk refused a page)."""
+
+    at: float
+    kind: str
+    call_id: str | None
+    detail: str
+
+
 BusEvent = (
     CallStarted
     | CallQueued
@@ -301,4 +311,5 @@ BusEvent = (
     | VoicemailLeft
     | SurveyRated
     | AuthAlert
+    | RecordingAlert
 )
