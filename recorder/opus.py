@@ -3,8 +3,10 @@ Opus): 8 kHz 16-bit PCM in, a page on disk about every `page_ms`, so a node kill
 leaves a file that plays up to about its last page (SPEC REC-4).
 
 Bitrate: libsndfile sets the Opus bitrate from its compression level, linearly from 256 kbit/s
-per channel (level 0) down to 6 kbit/s per channel (level 1); `level_for` turns the configured
-bits per second per channel into that level.
+per channel (level 0) down to 6 kbit/s per channel (level 1), and offers no other bitrate
+control for Opus (SFC_SET_BITRATE_MODE fails). `level_for` turns the configured bits per second
+per channel *of the file* into that level: Ogg framing adds about 1 kbit/s per channel, so
+the encoder is asked for that much less.
 
 A write that fails (disk full, directory gone, file size limit) raises `OSError`; the writer is
 then broken: pages on disk before the failure still decode (a torn last page is skipped by
@@ -22,12 +24,13 @@ RATE = 8000
 _MIN_BPS = 6000  # per channel, compression level 1
 _MAX_BPS = 256000  # per channel, compression level 0
 _SFC_SET_OGG_PAGE_LATENCY_MS = 0x1302
+_OGG_BPS = 1000  # per channel: page headers, lacing and packet framing, measured
 _EOS = 0x04  # Ogg page header type: last page of the stream
 
 
 def level_for(bitrate: int) -> float:
-    """libsndfile's compression level for `bitrate` bit/s per channel."""
-    clamped = min(max(bitrate, _MIN_BPS), _MAX_BPS)
+    """libsndfile's compression level for a file of `bitrate` bit/s per channel."""
+    clamped = min(max(bitrate - _OGG_BPS, _MIN_BPS), _MAX_BPS)
     return 1.0 - (clamped - _MIN_BPS) / (_MAX_BPS - _MIN_BPS)
 
 
@@ -39,7 +42,7 @@ class OggOpusWriter:
         path: str | Path,
         channels: int = 2,
         *,
-        bitrate: int = 16000,
+        bitrate: int = 14000,
         page_ms: int = 1000,
         title: str | None = None,
     ) -> None:

@@ -62,6 +62,7 @@ class _Call:
     queue: str | None = None
     variables: dict[str, str] = field(default_factory=dict)
     agents: dict[str, str] = field(default_factory=dict)  # leg id → agent id
+    talking: set[str] = field(default_factory=set)  # agent legs answered and not stopped
     tap: str | None = None  # the tap's name while recording
     leg_id: str | None = None
     started: float = 0.0  # wall clock of the first recorded frame
@@ -107,7 +108,10 @@ class Recorder:
         self._calls: dict[str, _Call] = {}
         self._taps: dict[str, _Call] = {}
         self.stats = RecorderStats()
-        directory.mkdir(parents=True, exist_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # every call will raise an alert; the node runs on
+            log.error("recordings directory %s cannot be created: %s", directory, exc)
         self._worker = _Worker(self, index_path)
         self._worker.start()
 
@@ -151,12 +155,14 @@ class Recorder:
         elif kind is ev.LegProgress:
             agent = call.agents.get(event.leg_id)
             if event.what == "answer" and agent is not None:
+                call.talking.add(event.leg_id)
                 if call.tap is None and self.config.start == "agent":
                     self._begin(call, f"{call.call_id}-a", event.at)
-                if call.tap is not None:
+                elif call.tap is not None:
                     offset = max(0.0, event.at - call.started)
                     self._worker.put(("segment", call.call_id, agent, event.leg_id, offset))
         elif kind is ev.LegStopped:
+            call.talking.discard(event.leg_id)
             if call.tap is not None and event.leg_id in call.agents:
                 offset = max(0.0, event.at - call.started)
                 self._worker.put(("segment_end", call.call_id, event.leg_id, offset))
@@ -223,6 +229,8 @@ class Recorder:
             "customer_id": call.variables.get(CUSTOMER_VARIABLE),
         }
         self._worker.put(("open", meta))
+        for leg in sorted(call.talking):  # answered before the recording began
+            self._worker.put(("segment", call.call_id, call.agents[leg], leg, 0.0))
 
     def _stop(self, call: _Call, at: float) -> None:
         if call.tap is None:

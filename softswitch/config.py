@@ -432,8 +432,13 @@ class RecordingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         ),
     ] = "answer"
     bitrate: Annotated[
-        int, Meta(ge=6000, le=64000, description="Opus bits per second per channel.")
-    ] = 16000
+        int,
+        Meta(
+            ge=8000,
+            le=64000,
+            description="Bits per second per channel of the Ogg Opus file (framing included).",
+        ),
+    ] = 14000
     page_ms: Annotated[
         int,
         Meta(
