@@ -626,9 +626,19 @@ class _QaWorker(threading.Thread):
         from recorder.qa import analyse, transcribe
 
         settings = self.recorder.config.qa
+        recording = index.get(recording_id)
+        if recording is None or not recording.segments:
+            return  # no agent took part (IVR only, abandoned, voicemail): nothing to inspect
         pcm, channels, _complete = read_ogg_opus(path)
         if channels != 2:
-            return  # only calls have an agent side to inspect
+            return
+        # The conversation only: before the first agent answered, the right channel holds
+        # prompts and music, which are not the agent talking. QA times count from there.
+        first = min(s.start for s in recording.segments)
+        last = max(
+            s.end if s.end is not None else len(pcm) / (4 * RATE) for s in recording.segments
+        )
+        pcm = pcm[int(first * RATE) * 4 : int(last * RATE) * 4]
         rules = qa_rules(settings)
         transcript = None
         if settings.model:
