@@ -472,6 +472,15 @@ class RecordingIndex:
             (recording_id, target, at, error),
         )
 
+    def backups(self, recording_id: str) -> list[dict[str, Any]]:
+        """Every target the recording was copied to (or failed to be): target, remote, at,
+        error (None: the copy is there)."""
+        rows = self._db.execute(
+            "SELECT target, remote, at, error FROM backups WHERE recording_id = ? ORDER BY at",
+            (recording_id,),
+        ).fetchall()
+        return [dict(row) for row in rows]
+
     def backed_up(self, recording_id: str, target: str) -> bool:
         row = self._db.execute(
             "SELECT 1 FROM backups WHERE recording_id = ? AND target = ? AND error IS NULL",

@@ -1,6 +1,7 @@
 """`hotline` command line: `serve` runs a node, `check` validates a configuration directory,
 `reload` makes a running node take a changed one, `blacklist` edits the list of blocked
-calling numbers, `voicemail list` shows the messages left.
+calling numbers, `voicemail list` shows the messages left, `recordings` finds, exports, plays
+and deletes call recordings (`recorder.cli`).
 
 Exit status 2 means the command line or the configuration is wrong (each problem printed as
 `file:line: path: message`); `serve` refuses to start on an invalid configuration.
@@ -20,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from recorder.cli import add_parser as _recordings_parser
+from recorder.cli import recordings_command
 from softswitch import control_api, logs
 from softswitch.blacklist import BlacklistError, BlacklistStore, Entry
 from softswitch.config import check_command, load_config, parse_host_port
@@ -62,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     vm_list.add_argument("--data", default="var", help="data directory (default: var)")
     vm_list.add_argument("--mailbox", help="only this mailbox")
     _blacklist_parser(sub)
+    _recordings_parser(sub)
     agent = sub.add_parser(
         "agent",
         help="change a logged-in agent's state on the running node",
@@ -316,6 +320,8 @@ def main(argv: list[str] | None = None) -> int:
         from ivr.voicemail import list_command
 
         return list_command(args.data, args.mailbox)
+    if args.command == "recordings":
+        return recordings_command(args)
     clock_offset = 0.0
     if args.clock is not None:
         try:
