@@ -195,6 +195,9 @@ class RecordingIndex:
             self._db.close()
             raise sqlite3.OperationalError(f"cannot use WAL journal mode on {self.path}: {mode}")
         self._db.execute("PRAGMA busy_timeout=10000")
+        # WAL with NORMAL: a commit survives the process being killed (REC-4) without an
+        # fsync each; a power cut may lose the last commits, never the database.
+        self._db.execute("PRAGMA synchronous=NORMAL")
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 self._db.execute(statement)
