@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -190,19 +191,42 @@ class RecordingIndex:
         self.directory = Path(directory) if directory is not None else self.path.parent
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
-        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        self._db.execute("PRAGMA busy_timeout=10000")
+        mode = self._journal_wal()
         if str(mode).lower() != "wal":
             self._db.close()
             raise sqlite3.OperationalError(f"cannot use WAL journal mode on {self.path}: {mode}")
-        self._db.execute("PRAGMA busy_timeout=10000")
         # WAL with NORMAL: a commit survives the process being killed (REC-4) without an
         # fsync each; a power cut may lose the last commits, never the database.
         self._db.execute("PRAGMA synchronous=NORMAL")
-        for statement in _SCHEMA.split(";"):
-            if statement.strip():
-                self._db.execute(statement)
-        if self._db.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 0:
-            self._db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+        # One write transaction, taken before anything is read: connections opening a new
+        # file at once (the worker, QA, a pass, the CLI) wait for each other instead of each
+        # seeing an empty schema_version and inserting a version row of its own.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    self._db.execute(statement)
+            if self._db.execute("SELECT count(*) FROM schema_version").fetchone()[0] == 0:
+                self._db.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+            self._db.execute("COMMIT")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+
+    def _journal_wal(self, timeout: float = 10.0) -> str:
+        """Switch to WAL. On a new file, connections opening at once contend for the switch,
+        and SQLite answers "database is locked" at once instead of through the busy handler
+        (it will not wait in a deadlock): try again until `timeout`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return str(self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() >= deadline:
+                    self._db.close()
+                    raise
+                time.sleep(0.005)
 
     def close(self) -> None:
         self._db.close()
