@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import queue
 import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -202,7 +203,7 @@ class Recorder:
             return
         if not getattr(self.media, "anchors", False):
             return  # pass-through media: the audio never reaches the node
-        problem = self._no_room()
+        problem = self._worker.unusable or self._no_room()
         if problem is not None:
             self.stats.refused += 1
             self._alert("not_recorded", call.call_id, problem)
@@ -325,6 +326,8 @@ class _Worker(threading.Thread):
         self.inbox: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.writers: dict[str, Any] = {}
         self.failed: set[str] = set()
+        #: Why the worker cannot record (its index would not open), or None.
+        self.unusable: str | None = None
         self.qa = _QaWorker(recorder, index_path)
         self.pending = _Pending()
         self.put(("recover",))
@@ -345,7 +348,14 @@ class _Worker(threading.Thread):
         self.qa.stop(timeout)
 
     def run(self) -> None:
-        self.index = RecordingIndex(self.index_path)
+        try:
+            self.index = RecordingIndex(self.index_path)
+        except (sqlite3.Error, OSError) as exc:  # corrupt or unreadable: say so, record nothing
+            self.unusable = f"recording index {self.index_path}: {exc}"
+            log.error("%s; no call is recorded", self.unusable)
+            self.recorder.alert_from_worker("not_recorded", None, self.unusable)
+            self._discard()
+            return
         self.qa.start()
         try:
             while True:
@@ -362,6 +372,14 @@ class _Worker(threading.Thread):
                 self._close(call_id, {"ended": self.recorder._clock()})
         finally:
             self.index.close()
+
+    def _discard(self) -> None:
+        """Without an index: drop what was queued (before `unusable` was seen) until stopped,
+        so that nothing piles up in memory and `wait_idle` returns."""
+        while (item := self.inbox.get())[0] != "stop":
+            if item[0] == "pcm":
+                self.recorder.stats.queued -= 1
+            self.pending.done()
 
     # --- commands -----------------------------------------------------------------------------
     def _open(self, meta: dict[str, Any]) -> None:

@@ -49,14 +49,16 @@ def add(
     expires: float | None = None,
     records_expire: float | None = None,
     sha256: str = "ab" * 32,
+    size: int = 4000,
     policy: str | None = "default",
+    path: str | None = None,
 ) -> None:
     """A recording as the worker writes it: start, segments, finish."""
     index.start(
         recording_id,
         kind=kind,
         call_id=recording_id.split("-vm-")[0],
-        path=f"2026/11/16/{recording_id}.opus",
+        path=path or f"2026/11/16/{recording_id}.opus",
         started=started,
         legs=[f"{recording_id}-a"],
         caller=caller,
@@ -75,7 +77,7 @@ def add(
             recording_id,
             ended=started + duration,
             duration=duration,
-            size=4000,
+            size=size,
             sha256=sha256,
             incomplete=incomplete,
             policy=policy,
