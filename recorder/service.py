@@ -68,6 +68,7 @@ class _Call:
     leg_id: str | None = None
     started: float = 0.0  # wall clock of the first recorded frame
     frames: int = 0
+    config: RecordingConfig | None = None  # as it was when recording began (STYLE §4)
 
 
 @dataclass
@@ -215,7 +216,7 @@ class Recorder:
             self.stats.refused += 1
             self._alert("not_recorded", call.call_id, f"tap on {leg_id}: {exc}")
             return
-        call.tap, call.leg_id, call.started = tap, leg_id, at
+        call.tap, call.leg_id, call.started, call.config = tap, leg_id, at, self.config
         self._taps[tap] = call
         self.stats.started += 1
         self.stats.active += 1
@@ -228,6 +229,8 @@ class Recorder:
             "queue": call.queue,
             "service_type": call.variables.get(SERVICE_VARIABLE),
             "customer_id": call.variables.get(CUSTOMER_VARIABLE),
+            "bitrate": self.config.bitrate,
+            "page_ms": self.config.page_ms,
         }
         self._worker.put(("open", meta))
         for leg in sorted(call.talking):  # answered before the recording began
@@ -250,6 +253,8 @@ class Recorder:
             "service_type": call.variables.get(SERVICE_VARIABLE),
             "customer_id": call.variables.get(CUSTOMER_VARIABLE),
             "called": call.called,
+            # The retention policy of the configuration the call was recorded under.
+            "policy": (call.config or self.config).policy_for(call.queue, call.called),
         }
         self._worker.put(("close", call.call_id, final))
 
@@ -399,14 +404,13 @@ class _Worker(threading.Thread):
             service_type=meta["service_type"],
             customer_id=meta["customer_id"],
         )
-        config = self.recorder.config
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.writers[call_id] = OggOpusWriter(
                 str(path),
                 2,
-                bitrate=config.bitrate,
-                page_ms=config.page_ms,
+                bitrate=meta["bitrate"],
+                page_ms=meta["page_ms"],
                 title=f"call {call_id}: left the caller, right what the caller heard",
             )
         except OSError as exc:
@@ -467,6 +471,7 @@ class _Worker(threading.Thread):
             error=error,
             queue=final.get("queue") or recording.queue,
             called=final.get("called") or recording.called,
+            policy=final.get("policy"),
         )
         self.recorder.stats.finished += 1
 
@@ -483,6 +488,7 @@ class _Worker(threading.Thread):
         error: str | None,
         queue: str | None,
         called: str | None,
+        policy: tuple[str, int, int] | None = None,
     ) -> None:
         try:
             sha, size = file_sha256(path)
@@ -490,7 +496,7 @@ class _Worker(threading.Thread):
             sha, size = "", 0
             error = error or f"cannot read {path}: {exc}"
             incomplete = True
-        policy, audio_days, records_days = self.recorder.config.policy_for(queue, called)
+        name, audio_days, records_days = policy or self.recorder.config.policy_for(queue, called)
         self.index.finish(
             recording_id,
             ended=ended,
@@ -500,7 +506,7 @@ class _Worker(threading.Thread):
             incomplete=incomplete,
             lost_seconds=lost,
             error=error,
-            policy=policy,
+            policy=name,
             expires=started + audio_days * DAY,
             records_expire=started + records_days * DAY,
         )

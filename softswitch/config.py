@@ -443,9 +443,9 @@ class RecordingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         int,
         Meta(
             ge=200,
-            le=5000,
+            le=1600,
             description="Audio per Ogg page: what a crash can lose at most, and how often "
-            "the file is written.",
+            "the file is written (libsndfile's limit is 1600).",
         ),
     ] = 1000
     min_free_mb: Annotated[

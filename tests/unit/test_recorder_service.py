@@ -244,6 +244,25 @@ def test_the_policy_can_match_the_called_number_and_else_the_default_applies(
     assert h.index.records_expired(T0 + 2 + 60 * DAY) == [("c2", "c2")]
 
 
+def test_a_reload_during_a_call_leaves_its_policy_as_it_was_when_recording_began(
+    make: Callable[..., Harness],
+) -> None:
+    h = make(RecordingConfig(min_free_mb=0, audio_days=30))
+    h.send(started("c1"), ev.CallAnsweredByNode(T0 + 2, "c1", "c1-a"))
+    h.feed("c1", stereo(tone(1, 300), tone(1, 500)))
+    # A reload brings a policy that would match; the call in progress keeps its own.
+    h.recorder.config = RecordingConfig(
+        min_free_mb=0, policies=(RetentionPolicy(name="long", numbers=("110",), audio_days=900),)
+    )
+    h.send(ended("c1", T0 + 3))
+    h.send(started("c2"), ev.CallAnsweredByNode(T0 + 4, "c2", "c2-a"))
+    h.feed("c2", stereo(tone(1, 300), tone(1, 500)))
+    h.send(ended("c2", T0 + 5))
+    h.idle()
+    assert (h.row("c1").policy, h.row("c1").expires) == ("default", T0 + 2 + 30 * DAY)
+    assert (h.row("c2").policy, h.row("c2").expires) == ("long", T0 + 4 + 900 * DAY)
+
+
 def test_a_call_an_agent_answers_directly_is_recorded_from_that_answer(
     make: Callable[..., Harness],
 ) -> None:
