@@ -8,15 +8,19 @@ correlation with the node's own renderings (<data>/prompts/tts-*.wav).
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from recorder.opus import read_ogg_opus
+
 from .harness import HotlineNode, PjAgent, Sipp, free_port
-from .ivr_peers import RtpCaller, dominant_frequency, read_wav, tone, wait_udp_bound
+from .ivr_peers import RtpCaller, dominant_frequency, tone, wait_udp_bound
 from .ivr_support import (
     CALLER,
     CLOSED,
@@ -116,8 +120,15 @@ def test_main_line_out_of_hours_takes_a_voicemail_listed_by_the_cli(
     assert call["disposition"] == "completed"  # the flow ended the call, no agent
     assert call["hangup_side"] == "system"
 
-    listing = hotline_cli("voicemail", "list", "--data", str(hotline.data_dir))
-    assert listing.returncode == 0, listing.stderr
+    # The IVR records WAV; the recorder then encodes it to Ogg Opus among the recordings and
+    # points the voicemail list at that file.
+    deadline = time.monotonic() + 10.0
+    while True:
+        listing = hotline_cli("voicemail", "list", "--data", str(hotline.data_dir))
+        assert listing.returncode == 0, listing.stderr
+        if ".opus" in listing.stdout or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     header, *rows = [line.split() for line in listing.stdout.splitlines() if line.strip()]
     assert header == ["id", "time", "mailbox", "caller", "called", "seconds", "heard", "file"]
     assert len(rows) == 1, listing.stdout
@@ -127,11 +138,21 @@ def test_main_line_out_of_hours_takes_a_voicemail_listed_by_the_cli(
     seconds = float(seconds_text)
     assert spoken - 0.3 <= seconds <= spoken + 1.0, listing.stdout
     path = Path(file)
-    assert path.is_file() and path.is_relative_to(hotline.data_dir)
-    message = read_wav(path)  # a valid WAV, or wave.Error
-    assert message.rate == 8000 and message.channels == 1
-    assert abs(message.seconds - seconds) < 0.2
-    assert abs(dominant_frequency(message.samples, message.rate) - 700) < 10
+    assert path.suffix == ".opus", listing.stdout
+    assert path.is_file() and path.is_relative_to(hotline.data_dir / "recordings")
+    assert not list((hotline.data_dir / "voicemail").rglob("*.wav"))  # the WAV is gone
+    pcm, channels, complete = read_ogg_opus(path)
+    samples = np.frombuffer(pcm, dtype=np.int16).astype(np.float64)
+    assert channels == 1 and complete
+    assert abs(len(samples) / 8000 - seconds) < 0.2
+    assert abs(dominant_frequency(samples, 8000) - 700) < 10
+    found = hotline_cli(
+        "recordings", "search", "--kind", "voicemail", "--json", "--as", "supervisor:qa",
+        "--data", str(hotline.data_dir),
+    )  # fmt: skip
+    assert found.returncode == 0, found.stderr
+    (indexed,) = json.loads(found.stdout)
+    assert (indexed["mailbox"], indexed["caller"], indexed["incomplete"]) == ("main", CALLER, False)
 
 
 def test_legal_line_out_of_hours_is_transferred_through_the_carrier_trunk(
