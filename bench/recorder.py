@@ -239,9 +239,16 @@ def use_system_libsndfile() -> None:
     sys.modules["_soundfile_data"] = None  # type: ignore[assignment]
 
 
+def use_bundled_libsndfile() -> None:
+    """Make recorder.opus keep the soundfile wheel's libsndfile (it prefers the system's)."""
+    os.environ["HOTLINE_SNDFILE"] = "bundled"
+
+
 def libraries() -> str:
     """The libsndfile and libopus this process's soundfile uses (libsndfile logs the latter)."""
-    import soundfile
+    from recorder.opus import _soundfile
+
+    soundfile = _soundfile()  # the library the node records with
 
     with tempfile.NamedTemporaryFile(suffix=".opus") as f:
         with soundfile.SoundFile(f.name, "w", RATE, 1, format="OGG", subtype="OPUS") as probe:
@@ -328,11 +335,19 @@ def run_offline(args: argparse.Namespace, corpus: np.ndarray) -> list[dict]:
     quality_in = (tone(20.0), looped(corpus, 0, 20 * RATE))
     work = (calls, quality_in, args.bitrate, args.page_ms, args.rounds)
     rows = [encode_writer(*work)]
-    if ctypes.util.find_library("sndfile") and not args.system_libsndfile:
+    # The reference: the other libsndfile (the node prefers the system's where it is usable).
+    from recorder.opus import _system_libsndfile
+
+    if _system_libsndfile() is not None and not args.system_libsndfile:
+        other, label = (
+            (use_system_libsndfile, "system")
+            if args.bundled_libsndfile
+            else (use_bundled_libsndfile, "wheel")
+        )
         spawn = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(1, mp_context=spawn, initializer=use_system_libsndfile) as pool:
+        with ProcessPoolExecutor(1, mp_context=spawn, initializer=other) as pool:
             rows.append(pool.submit(encode_writer, *work).result(timeout=600))
-        rows[-1]["encoder"] += " [system]"
+        rows[-1]["encoder"] += f" [{label}]"
     libopus = encode_libopus(calls, args.bitrate, args.rounds)
     if libopus is not None:
         rows.append(libopus)
@@ -854,6 +869,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--seed", type=int, default=20240615)
     add("--system-libsndfile", action="store_true",
         help="record with the system's libsndfile and libopus, not the wheel's")  # fmt: skip
+    add("--bundled-libsndfile", action="store_true",
+        help="record with the soundfile wheel's libsndfile (the node prefers the system's)")  # fmt: skip
     add("--pin", choices=("auto", "yes", "no"), default="auto")
     add("--workdir", help="keep the BHCA logs here (default: temporary)")
     add("--json", metavar="PATH", help="also write the results as JSON (- : stdout)")
@@ -881,6 +898,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.system_libsndfile:
         use_system_libsndfile()
+    if args.bundled_libsndfile:
+        use_bundled_libsndfile()
     cpus = sorted(os.sched_getaffinity(0))
     pinned = args.pin != "no" and len(cpus) >= 2
     if pinned:  # before any thread starts, so that the engine and the recorder inherit it

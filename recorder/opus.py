@@ -15,8 +15,13 @@ every Ogg reader), nothing more is written, and `close` leaves the file as it is
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import re
+import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -26,6 +31,46 @@ _MAX_BPS = 256000  # per channel, compression level 0
 _SFC_SET_OGG_PAGE_LATENCY_MS = 0x1302
 _OGG_BPS = 1000  # per channel: page headers, lacing and packet framing, measured
 _EOS = 0x04  # Ogg page header type: last page of the stream
+
+
+def _system_libsndfile() -> str | None:
+    """The system's libsndfile when it can write Ogg Opus with a page latency (1.2.0 on), or
+    None. Debian's build encodes about twice as fast as the one in the soundfile wheel (same
+    bytes out; measured in bench/recorder.py), so it is preferred."""
+    name = ctypes.util.find_library("sndfile")
+    if name is None:
+        return None
+    try:
+        lib = ctypes.CDLL(name)
+        lib.sf_version_string.restype = ctypes.c_char_p
+        version = (lib.sf_version_string() or b"").decode()
+    except (OSError, AttributeError):
+        return None
+    found = re.search(r"(\d+)\.(\d+)\.(\d+)", version)
+    if found is None or tuple(int(g) for g in found.groups()) < (1, 2, 0):
+        return None
+    return version
+
+
+def _soundfile() -> Any:
+    """`soundfile`, loaded the first time on the system's libsndfile where that is usable
+    (`HOTLINE_SNDFILE=bundled` keeps the wheel's); after an import elsewhere, as it is."""
+    if "soundfile" not in sys.modules and os.environ.get("HOTLINE_SNDFILE") != "bundled":
+        if _system_libsndfile() is not None and "_soundfile_data" not in sys.modules:
+            sys.modules["_soundfile_data"] = None  # type: ignore[assignment]
+            try:
+                import soundfile
+            finally:
+                del sys.modules["_soundfile_data"]
+            return soundfile
+    import soundfile
+
+    return soundfile
+
+
+def library() -> str:
+    """Which libsndfile writes the recordings (for the node's log and the benchmark)."""
+    return str(_soundfile().__libsndfile_version__)
 
 
 def level_for(bitrate: int) -> float:
@@ -46,7 +91,7 @@ class OggOpusWriter:
         page_ms: int = 1000,
         title: str | None = None,
     ) -> None:
-        import soundfile
+        soundfile = _soundfile()
 
         if channels not in (1, 2):
             raise ValueError(f"channels must be 1 or 2, not {channels}")
@@ -121,7 +166,7 @@ def _disk_state(path: Path) -> str:
 def read_ogg_opus(path: str | Path) -> tuple[bytes, int, bool]:
     """(interleaved int16 PCM at 8 kHz, channels, complete): `complete` is False when the file
     lacks its end-of-stream page (the writer never closed it: a crash, a failed write)."""
-    import soundfile
+    soundfile = _soundfile()
 
     try:
         with soundfile.SoundFile(str(path)) as f:
@@ -151,4 +196,4 @@ def ends_with_eos(path: str | Path) -> bool:
     return bool(tail[at + 5] & _EOS) and len(tail) - at == 27 + count + sum(lacing)
 
 
-__all__ = ["OggOpusWriter", "ends_with_eos", "level_for", "read_ogg_opus"]
+__all__ = ["OggOpusWriter", "ends_with_eos", "level_for", "library", "read_ogg_opus"]

@@ -42,6 +42,8 @@ log = logging.getLogger("hotline.recorder")
 DAY = 86400.0
 RATE = 8000
 TAP_SUFFIX = "-callrec"
+#: Seconds of audio waiting per recording before `encoder_behind`.
+BACKLOG_SECONDS = 10.0
 #: Call variables copied into the index (set by the IVR or associated data).
 SERVICE_VARIABLE = "service_type"
 CUSTOMER_VARIABLE = "customer_id"
@@ -69,6 +71,7 @@ class _Call:
     started: float = 0.0  # wall clock of the first recorded frame
     frames: int = 0
     config: RecordingConfig | None = None  # as it was when recording began (STYLE §4)
+    overflow: int = 0  # frames the tap's ring dropped so far
 
 
 @dataclass
@@ -77,10 +80,23 @@ class RecorderStats:
     started: int = 0
     finished: int = 0
     refused: int = 0
-    blocks: int = 0
-    queued: int = 0  # blocks waiting for the encoder now
+    blocks: int = 0  # handed to the encoder (counted on the event loop only)
+    encoded: int = 0  # taken by the encoder (counted in the worker only)
+    frames: int = 0  # audio handed to the encoder, and taken by it (same threads)
+    encoded_frames: int = 0
     max_lag: float = 0.0  # the longest a block waited for the encoder (s)
     write_errors: int = 0
+    lost_frames: int = 0  # dropped by the engine's tap rings (the encoder fell far behind)
+
+    @property
+    def queued(self) -> int:
+        """Blocks waiting for the encoder now."""
+        return self.blocks - self.encoded
+
+    @property
+    def backlog(self) -> float:
+        """Seconds of audio waiting for the encoder, all recordings together."""
+        return (self.frames - self.encoded_frames) / RATE
 
 
 class Recorder:
@@ -110,6 +126,7 @@ class Recorder:
         self._calls: dict[str, _Call] = {}
         self._taps: dict[str, _Call] = {}
         self.stats = RecorderStats()
+        self._behind = False
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:  # every call will raise an alert; the node runs on
@@ -194,10 +211,38 @@ class Recorder:
         except Exception as exc:  # the engine lost the tap: keep what we have
             log.warning("recording of %s: tap read failed: %s", call.call_id, exc)
             return
+        if block.overflow > call.overflow:
+            if not call.overflow:
+                log.error(
+                    "recording of %s: the tap dropped audio (%d frames so far)",
+                    call.call_id,
+                    block.overflow,
+                )
+            self.stats.lost_frames += block.overflow - call.overflow
+            call.overflow = block.overflow
         if block.frames:
             call.frames += block.frames
             self.stats.blocks += 1
+            self.stats.frames += block.frames
             self._worker.put(("pcm", call.call_id, block.pcm, time.monotonic()))
+            self._watch_backlog()
+
+    def _watch_backlog(self) -> None:
+        """One alert when the encoder falls `BACKLOG_SECONDS` behind per recording (more calls
+        than this machine encodes: the backlog grows in memory), one log line when it is back."""
+        limit = BACKLOG_SECONDS * max(1, self.stats.active)
+        backlog = self.stats.backlog
+        if not self._behind and backlog > limit:
+            self._behind = True
+            self._alert(
+                "encoder_behind",
+                None,
+                f"{backlog:.0f} s of audio wait for the encoder ({self.stats.active} "
+                "recordings): more calls than this machine encodes in real time",
+            )
+        elif self._behind and backlog < limit / 2:
+            self._behind = False
+            log.warning("recording encoder caught up (%.1f s of audio waiting)", backlog)
 
     def _begin(self, call: _Call, leg_id: str, at: float) -> None:
         if call.tap is not None or not self.config.enabled:
@@ -255,6 +300,7 @@ class Recorder:
             "called": call.called,
             # The retention policy of the configuration the call was recorded under.
             "policy": (call.config or self.config).policy_for(call.queue, call.called),
+            "lost": call.overflow / RATE,
         }
         self._worker.put(("close", call.call_id, final))
 
@@ -339,8 +385,6 @@ class _Worker(threading.Thread):
 
     def put(self, item: tuple[Any, ...]) -> None:
         self.pending.add()
-        if item[0] == "pcm":
-            self.recorder.stats.queued += 1
         self.inbox.put(item)
 
     def wait_idle(self, timeout: float) -> bool:
@@ -383,7 +427,8 @@ class _Worker(threading.Thread):
         so that nothing piles up in memory and `wait_idle` returns."""
         while (item := self.inbox.get())[0] != "stop":
             if item[0] == "pcm":
-                self.recorder.stats.queued -= 1
+                self.recorder.stats.encoded += 1
+                self.recorder.stats.encoded_frames += len(item[2]) // 4
             self.pending.done()
 
     # --- commands -----------------------------------------------------------------------------
@@ -420,7 +465,8 @@ class _Worker(threading.Thread):
 
     def _pcm(self, call_id: str, pcm: bytes, queued_at: float) -> None:
         stats = self.recorder.stats
-        stats.queued -= 1
+        stats.encoded += 1
+        stats.encoded_frames += len(pcm) // 4
         stats.max_lag = max(stats.max_lag, time.monotonic() - queued_at)
         writer = self.writers.get(call_id)
         if writer is None:
@@ -466,7 +512,7 @@ class _Worker(threading.Thread):
             started=recording.started,
             ended=final["ended"],
             duration=writer.seconds if writer is not None else 0.0,
-            lost=getattr(writer, "lost_seconds", 0.0) if writer is not None else 0.0,
+            lost=final.get("lost", 0.0),
             incomplete=incomplete,
             error=error,
             queue=final.get("queue") or recording.queue,

@@ -285,7 +285,8 @@ class AuthAlert(msgspec.Struct, frozen=True, tag=True):
 
 class RecordingAlert(msgspec.Struct, frozen=True, tag=True):
     """A call is not being recorded, or its recording stopped short (REC-4): `kind` is
-    `not_recorded` (no room, no tap) or `write_failed` (the disk refused a page)."""
+    `not_recorded` (no room, no tap), `write_failed` (the disk refused a page) or
+    `encoder_behind` (more recordings than the machine encodes; `call_id` None)."""
 
     at: float
     kind: str

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -39,6 +40,7 @@ CONFIG = RecordingConfig(min_free_mb=0)
 class Block(NamedTuple):
     pcm: bytes
     frames: int
+    overflow: int = 0  # frames the ring dropped so far, as media.engine.TapBlock
 
 
 class FakeMedia:
@@ -48,6 +50,7 @@ class FakeMedia:
 
     def __init__(self) -> None:
         self.taps: dict[str, bytearray] = {}
+        self.overflow: dict[str, int] = {}
         self.started: list[tuple[str, str, str | None, bool]] = []
         self.stopped: list[str] = []
 
@@ -60,7 +63,7 @@ class FakeMedia:
     def tap_read(self, name: str) -> Block:
         data = bytes(self.taps[name])
         self.taps[name].clear()
-        return Block(data, len(data) // 4)
+        return Block(data, len(data) // 4, self.overflow.get(name, 0))
 
     def tap_stop(self, name: str) -> None:
         del self.taps[name]
@@ -464,7 +467,7 @@ CRASH = """
 
     class Block:
         def __init__(self, pcm):
-            self.pcm, self.frames = pcm, len(pcm) // 4
+            self.pcm, self.frames, self.overflow = pcm, len(pcm) // 4, 0
 
     class Media:
         anchors = True
@@ -547,6 +550,45 @@ def test_a_crashed_row_whose_file_is_gone_is_finished_empty(
     row = h.row("c1")
     assert (row.incomplete, row.duration, row.ended, row.sha256) == (True, 0.0, T0, "")
     assert row.error == "the node stopped before the call ended"
+
+
+def test_audio_the_tap_dropped_is_counted_as_lost_in_the_index(
+    make: Callable[..., Harness],
+) -> None:
+    h = make()
+    h.send(started("c1"), ev.CallAnsweredByNode(T0 + 1, "c1", "c1-a"))
+    h.feed("c1", stereo(tone(1, 300), tone(1, 500)))
+    h.media.overflow["c1" + TAP_SUFFIX] = RATE // 2  # the ring was full for half a second
+    h.feed("c1", stereo(tone(1, 300), tone(1, 500)))
+    h.send(ended("c1", T0 + 3))
+    h.idle()
+    assert h.row("c1").lost_seconds == 0.5
+    assert h.recorder.stats.lost_frames == RATE // 2
+
+
+def test_an_encoder_far_behind_raises_one_alert_and_catches_up(
+    make: Callable[..., Harness],
+) -> None:
+    h = make()
+    worker = h.recorder._worker
+    release = threading.Event()
+    encode = worker._pcm
+
+    def slow(*args: Any) -> None:
+        release.wait(10.0)
+        encode(*args)
+
+    worker._pcm = slow  # type: ignore[method-assign]
+    h.send(started("c1"), ev.CallAnsweredByNode(T0 + 1, "c1", "c1-a"))
+    h.feed("c1", stereo(tone(12, 300), tone(12, 500)))  # 12 s at once, none encoded
+    behind = [a for a in h.alerts() if a.kind == "encoder_behind"]
+    assert len(behind) == 1 and behind[0].call_id is None
+    assert h.recorder.stats.backlog > 10
+    release.set()
+    h.send(ended("c1", T0 + 5))
+    h.idle()
+    assert h.recorder.stats.queued == 0
+    assert h.row("c1").duration == 12.0
 
 
 def test_close_finishes_every_open_recording_whole(make: Callable[..., Harness]) -> None:
