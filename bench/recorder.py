@@ -240,8 +240,14 @@ def use_system_libsndfile() -> None:
 
 
 def use_bundled_libsndfile() -> None:
-    """Make recorder.opus keep the soundfile wheel's libsndfile (it prefers the system's)."""
+    """Make recorder.opus write with the soundfile wheel's libsndfile."""
+    os.environ["HOTLINE_OPUS"] = "libsndfile"
     os.environ["HOTLINE_SNDFILE"] = "bundled"
+
+
+def use_libsndfile_writer() -> None:
+    """Make recorder.opus write with libsndfile (the system's where usable), not libopus."""
+    os.environ["HOTLINE_OPUS"] = "libsndfile"
 
 
 def libraries() -> str:
@@ -255,6 +261,14 @@ def libraries() -> str:
             match = re.search(r"Opus library version: (\S+ \S+)", probe.extra_info)
     opus = match.group(1) if match else "libopus ?"
     return f"libsndfile {soundfile.__libsndfile_version__}, {opus}"
+
+
+def writer_name() -> str:
+    """The encoder recorder.opus writes with in this process."""
+    from recorder.opus import encoder
+
+    name = encoder()
+    return name if name.startswith("libopus") else libraries()
 
 
 def encode_writer(
@@ -288,7 +302,7 @@ def encode_writer(
         pcm, _channels, _complete = read_ogg_opus(path)
     decoded = np.frombuffer(pcm, dtype=np.int16).reshape(-1, 2)
     return {
-        "encoder": f"OggOpusWriter ({libraries()})",
+        "encoder": f"OggOpusWriter ({writer_name()})",
         "cpu_s": cpu,
         "bytes": size,
         **quality(tone_in, speech_in, decoded),
@@ -335,16 +349,14 @@ def run_offline(args: argparse.Namespace, corpus: np.ndarray) -> list[dict]:
     quality_in = (tone(20.0), looped(corpus, 0, 20 * RATE))
     work = (calls, quality_in, args.bitrate, args.page_ms, args.rounds)
     rows = [encode_writer(*work)]
-    # The reference: the other libsndfile (the node prefers the system's where it is usable).
+    # References: the libsndfile writers (the node uses libopus directly where installed).
     from recorder.opus import _system_libsndfile
 
-    if _system_libsndfile() is not None and not args.system_libsndfile:
-        other, label = (
-            (use_system_libsndfile, "system")
-            if args.bundled_libsndfile
-            else (use_bundled_libsndfile, "wheel")
-        )
-        spawn = multiprocessing.get_context("spawn")
+    references = [(use_bundled_libsndfile, "wheel")]
+    if _system_libsndfile() is not None:
+        references.insert(0, (use_libsndfile_writer, "system"))
+    spawn = multiprocessing.get_context("spawn")
+    for other, label in references:
         with ProcessPoolExecutor(1, mp_context=spawn, initializer=other) as pool:
             rows.append(pool.submit(encode_writer, *work).result(timeout=600))
         rows[-1]["encoder"] += f" [{label}]"
@@ -848,7 +860,7 @@ def machine_info() -> dict:
                 info["cpu_model"] = line.split(":", 1)[1].strip()
                 break
     info["load_average"] = os.getloadavg()
-    info["libraries"] = libraries()
+    info["libraries"] = writer_name()
     info["machine"] = platform.machine()
     return info
 
@@ -870,7 +882,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--system-libsndfile", action="store_true",
         help="record with the system's libsndfile and libopus, not the wheel's")  # fmt: skip
     add("--bundled-libsndfile", action="store_true",
-        help="record with the soundfile wheel's libsndfile (the node prefers the system's)")  # fmt: skip
+        help="record with the soundfile wheel's libsndfile writer")  # fmt: skip
+    add("--libsndfile", action="store_true",
+        help="record with the libsndfile writer, not libopus directly")  # fmt: skip
     add("--pin", choices=("auto", "yes", "no"), default="auto")
     add("--workdir", help="keep the BHCA logs here (default: temporary)")
     add("--json", metavar="PATH", help="also write the results as JSON (- : stdout)")
@@ -900,6 +914,8 @@ def main(argv: list[str] | None = None) -> int:
         use_system_libsndfile()
     if args.bundled_libsndfile:
         use_bundled_libsndfile()
+    if args.libsndfile or args.system_libsndfile:
+        use_libsndfile_writer()
     cpus = sorted(os.sched_getaffinity(0))
     pinned = args.pin != "no" and len(cpus) >= 2
     if pinned:  # before any thread starts, so that the engine and the recorder inherit it

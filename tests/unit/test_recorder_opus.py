@@ -99,6 +99,24 @@ def run_child(code: str, *args: str) -> subprocess.CompletedProcess[str]:
 # --- round trip -------------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True, params=["libopus", "libsndfile"])
+def writer_kind(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> str:
+    """Every test runs on both writers `OggOpusWriter` can pick (child processes too)."""
+    import recorder.opus as opus
+
+    if request.param == "libopus" and opus._libopus() is None:
+        pytest.skip("libopus is not installed")
+    monkeypatch.setenv("HOTLINE_OPUS", "libsndfile" if request.param == "libsndfile" else "")
+    monkeypatch.setattr(opus, "_OPUS", None)  # chosen again under the variable
+    expected = opus.LibopusWriter if request.param == "libopus" else opus.SndfileOpusWriter
+    probe = OggOpusWriter(tmp_path / "probe.opus", 1)
+    probe.close()
+    assert isinstance(probe, expected)
+    return str(request.param)
+
+
 def test_two_channels_round_trip_whole_and_each_tone_stays_on_its_channel(
     tmp_path: Path,
 ) -> None:

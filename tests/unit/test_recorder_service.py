@@ -218,7 +218,7 @@ def test_an_answered_call_is_recorded_whole_and_indexed_with_its_call_data(
     assert dominant_hz(agent[:, 1]) == pytest.approx(1250, abs=2)
     ivr = frames[RATE : 3 * RATE].astype(float)
     caller_level, heard_level = np.sqrt(np.mean(ivr**2, axis=0))
-    assert 20 * np.log10(caller_level / heard_level) > 20  # the IVR said nothing
+    assert caller_level > 10 * heard_level  # the IVR said nothing (20 dB below, or silence)
     assert (h.recorder.stats.started, h.recorder.stats.finished) == (1, 1)
     assert h.recorder.stats.active == 0
     assert h.alerts() == []
@@ -429,9 +429,9 @@ def test_a_write_failing_mid_call_keeps_what_was_written_and_alerts_once(
     make: Callable[..., Harness], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import recorder.service as service
-    from recorder.opus import OggOpusWriter
+    from recorder.opus import LibopusWriter
 
-    class DiskFills(OggOpusWriter):
+    class DiskFills(LibopusWriter):
         """The disk fills after two seconds of audio."""
 
         def write(self, pcm: bytes) -> None:
