@@ -289,8 +289,13 @@ class Node:
         self.switch.bus.subscribe(recorder, recorder.kinds)
         self._recorder = recorder
         self._recording_jobs = loop.create_task(self._run_recording_jobs(directory))
+        from recorder.opus import encoder
+
         log.info(
-            "recording calls to %s (Ogg Opus, %d bit/s a channel)", directory, settings.bitrate
+            "recording calls to %s (Ogg Opus, %d bit/s a channel, %s)",
+            directory,
+            settings.bitrate,
+            encoder(),
         )
 
     async def _run_recording_jobs(self, directory: Path) -> None:
