@@ -8,6 +8,7 @@ an index row with caller, called number, queue, the agent's segment and the file
 kill, and after the restart the index marks the recording incomplete with that duration.
 (c) A recordings directory that cannot exist (under a regular file): the node starts, the
 call goes through and ends normally, and the alert is logged.
+(d) The IVR's prompts are in the recording as the caller heard them.
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ import numpy as np
 from recorder.opus import read_ogg_opus
 
 from .harness import HotlineNode, Sipp
-from .ivr_peers import FRAME, RtpCaller, dominant_frequency, tone, ulaw_encode, write_rtp_pcap
+from .ivr_peers import (
+    FRAME,
+    RtpCaller,
+    correlation_peak,
+    dominant_frequency,
+    tone,
+    ulaw_encode,
+    write_rtp_pcap,
+)
+from .ivr_support import ivr_node, prompt_samples
 from .test_restart import SIPP_TIMEOUT, kill_and_restart, register_sipp_phone
 
 CALLER = "13800138000"
@@ -198,3 +208,29 @@ def test_unusable_recordings_directory_raises_an_alert_and_the_call_goes_on(
     assert call["talk"] >= 1.5
     hotline.wait_for_log("recording alert not_recorded")
     assert blocker.read_text().startswith("a file where")  # nothing was written over it
+
+
+def test_prompts_the_caller_hears_are_in_the_recording_as_heard(
+    node: Callable[..., HotlineNode], rtp_caller: Callable[..., RtpCaller], tmp_path: Path
+) -> None:
+    """`start: answer`: the IVR is recorded too; its prompts on the right (what the caller
+    heard, at the time they were played), the caller's voice alone on the left."""
+    hotline = ivr_node(node)
+    welcome = prompt_samples(hotline, tmp_path / "render", "welcome")
+    caller = rtp_caller(hotline)
+    assert caller.call().status == 200
+    caller.say(tone(CALLER_TONE, 1.0, level_dbm0=-12.0))
+    caller.wait_audio(len(welcome) / 8000 + 1.0)
+    assert caller.hang_up() == 200
+
+    row = wait_recording(hotline, lambda r: r["ended"] is not None)
+    assert row["caller"] == CALLER and row["called"] == "12345" and not row["segments"]
+    pcm, channels, complete = read_ogg_opus(hotline.data_dir / "recordings" / row["path"])
+    frames = np.frombuffer(pcm, dtype=np.int16).reshape(-1, 2).astype(np.float64)
+    heard_score, offset = correlation_peak(frames[:, 1], welcome)
+    said_score, _ = correlation_peak(frames[:, 0], welcome)
+    assert heard_score > 0.7, heard_score  # Opus at 14 kbit/s keeps the prompt's waveform
+    assert said_score < 0.3, said_score
+    assert offset < 4000, offset  # played from the answer, as the caller heard it
+    left, _right = channel_frequencies(pcm, 0.2, 0.9)
+    assert abs(left - CALLER_TONE) < 15, left
