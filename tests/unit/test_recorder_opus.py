@@ -354,3 +354,36 @@ def test_level_for_asks_the_encoder_for_less_than_the_file_rate() -> None:
     for bitrate in (8000, 14000, 16000, 32000, 64000):
         encoder = 6000 + (1 - level_for(bitrate)) * 250000
         assert bitrate - 3000 <= encoder < bitrate
+
+
+def test_the_libopus_reader_matches_libsndfile_and_skips_damaged_pages(
+    tmp_path: Path, writer_kind: str
+) -> None:
+    import recorder.opus as opus
+
+    if opus._libopus() is None:
+        pytest.skip("the libopus reader needs libopus")
+    path = tmp_path / "call.opus"
+    t = np.arange(4 * RATE) / RATE
+    left = (np.sin(2 * np.pi * 440 * t) * 8000).astype(np.int16)
+    writer = OggOpusWriter(path, 2)
+    writer.write(np.column_stack((left, left // 2)).tobytes())
+    writer.close()
+    ours, channels, complete = opus._read_libopus(path)
+    theirs, their_channels, their_complete = opus._read_sndfile(path)
+    assert (channels, complete) == (their_channels, their_complete) == (2, True)
+    a = np.frombuffer(ours, dtype=np.int16).astype(int)
+    b = np.frombuffer(theirs, dtype=np.int16).astype(int)
+    assert len(a) == len(b) == 2 * len(left) and np.abs(a - b).max() <= 2
+
+    # A page whose bytes were damaged is dropped whole (its CRC fails), the rest decodes; a
+    # torn last page (the crash case) likewise, and the file then reads as incomplete.
+    data = bytearray(path.read_bytes())
+    pages = [i for i in range(len(data)) if data[i : i + 4] == b"OggS"]
+    data[pages[3] + 40] ^= 0xFF
+    damaged = tmp_path / "damaged.opus"
+    damaged.write_bytes(bytes(data[: pages[-1] + 30]))
+    pcm, channels, complete = opus._read_libopus(damaged)
+    seconds = len(pcm) / 4 / RATE
+    assert channels == 2 and not complete
+    assert 1.0 <= seconds <= 3.2, seconds  # two pages (about a second each) are gone
