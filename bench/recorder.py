@@ -866,13 +866,20 @@ def machine_info() -> dict:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from softswitch.config import RecordingConfig
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add = parser.add_argument
     add("--offline-minutes", type=int, default=5, help="one-minute calls a round (0: none)")
     add("--rounds", type=int, default=3, help="offline rounds; the median is reported")
     add("--live", default="50,100,200,300", help="comma list of N simultaneous calls (0: none)")
     add("--seconds", type=float, default=10.0, help="length of each live run")
-    add("--bitrate", type=int, default=16000, help="bit/s a channel (RecordingConfig's default)")
+    add(
+        "--bitrate",
+        type=int,
+        default=RecordingConfig().bitrate,
+        help="bit/s a channel (RecordingConfig's default)",
+    )
     add("--page-ms", type=int, default=1000, help="audio per Ogg page")
     add("--bhca", action="store_true", help="also bhca.py's node with and without recording")
     add("--bhca-cps", type=float, default=50.0, help="BHCA: trunk calls per second")
