@@ -267,7 +267,8 @@ def show_command(args: argparse.Namespace, out: TextIO) -> int:
     viewer = _viewer(args)
     with _visible(args, viewer) as (index, recording):
         backups = index.backups(recording.id)
-        audit = index.audit_log(recording.id)[::-1]  # oldest first
+        # Who played, exported or deleted a call is for supervisors and admins to see.
+        audit = index.audit_log(recording.id)[::-1] if viewer.role != "agent" else []
     if args.json:
         out.write(_json({"recording": recording, "backups": backups, "audit": audit}))
     else:

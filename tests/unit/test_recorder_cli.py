@@ -300,7 +300,12 @@ def test_show_gives_every_field_segments_qa_backups_and_audit(capsys: Any, site:
     assert "  flags overtalk, long_silence" in lines
     assert "  2026-12-03 13:00:00  dir:/backup  copied to /backup/2026/12/03/r3.opus" in lines
     assert "  2026-12-03 13:01:00  sftp://b@h:22/rec  failed: timed out" in lines
-    assert "  2026-12-03 14:00:00  supervisor:ann  play" in lines
+    # Who played it is for supervisors and admins: the agent's view has no audit trail.
+    assert "  2026-12-03 14:00:00  supervisor:ann  play" not in lines
+    assert "audit: -" in lines
+    status, out, _ = run(capsys, site, "show", "r3", "--as", "supervisor:bo")
+    assert status == 0
+    assert "  2026-12-03 14:00:00  supervisor:ann  play" in out.splitlines()
 
 
 def test_show_json_holds_recording_backups_and_audit(capsys: Any, site: Site) -> None:
