@@ -34,7 +34,7 @@ import re
 import struct
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -193,11 +193,17 @@ def _read_sndfile(path: str | Path) -> tuple[bytes, int, bool]:
         with soundfile.SoundFile(str(path)) as f:
             if f.samplerate != RATE:
                 raise ValueError(f"{path}: {f.samplerate} Hz, expected {RATE}")
-            data = f.read(dtype="int16", always_2d=True)
             channels = f.channels
+            # In pieces, not `read()` whole: on a torn last page libsndfile can report a
+            # length far beyond what the file holds.
+            pieces = []
+            while len(piece := f.read(RATE * 10, dtype="int16", always_2d=True)):
+                pieces.append(piece.tobytes())
+                if len(piece) < RATE * 10:
+                    break
     except soundfile.LibsndfileError as exc:
         raise ValueError(f"{path}: {exc}") from exc
-    return data.tobytes(), channels, ends_with_eos(path)
+    return b"".join(pieces), channels, ends_with_eos(path)
 
 
 def ends_with_eos(path: str | Path) -> bool:
@@ -280,6 +286,12 @@ def _libopus() -> Any:
                     ctypes.c_int,
                 )
                 lib.opus_decoder_destroy.argtypes = (ctypes.c_void_p,)
+                lib.opus_packet_get_nb_samples.restype = ctypes.c_int
+                lib.opus_packet_get_nb_samples.argtypes = (
+                    ctypes.c_char_p,
+                    ctypes.c_int32,
+                    ctypes.c_int32,
+                )
                 _OPUS = lib
             except (OSError, AttributeError):
                 _OPUS = False
@@ -524,13 +536,19 @@ __all__ = [
 ]
 
 
-def _ogg_packets(data: bytes) -> tuple[list[bytes], int, bool]:
-    """The packets of the first logical stream whose pages are whole and pass their CRC, the
-    last good page's granule position, and whether that page ends the stream."""
-    packets: list[bytes] = []
+class _Page(NamedTuple):
+    granule: int
+    packets: list[bytes]  # the packets that end on this page
+    after_gap: bool  # one or more pages before it were lost (torn, damaged, missing)
+    eos: bool
+
+
+def _ogg_pages(data: bytes) -> list[_Page]:
+    """The pages of the first logical stream that are whole and pass their CRC."""
+    pages: list[_Page] = []
     partial = b""
     serial: int | None = None
-    granule, eos = 0, False
+    expected = 0  # the next page sequence number
     at = data.find(b"OggS")
     while 0 <= at <= len(data) - 27:
         count = data[at + 26]
@@ -543,52 +561,72 @@ def _ogg_packets(data: bytes) -> tuple[list[bytes], int, bool]:
         if not whole or ogg_crc(bytes(page)) != crc:
             at = data.find(b"OggS", at + 1)  # torn or not a page: look for the next one
             continue
-        flags, page_granule, page_serial = struct.unpack_from("<BqI", data, at + 5)
+        flags, granule, page_serial, sequence = struct.unpack_from("<BqII", data, at + 5)
         if serial is None:
             serial = page_serial
         if page_serial == serial:
+            gap = sequence != expected
+            expected = sequence + 1
+            if gap or not flags & _CONTINUED:
+                partial = b""  # a packet begun on a lost page cannot be completed
+            packets = []
             body = at + 27 + count
-            if not flags & _CONTINUED:
-                partial = b""
             for value in lacing:
                 partial += data[body : body + value]
                 body += value
                 if value < 255:
                     packets.append(partial)
                     partial = b""
-            if page_granule >= 0:
-                granule = page_granule
-            eos = bool(flags & _EOS)
+            pages.append(_Page(granule, packets, gap, bool(flags & _EOS)))
         at = data.find(b"OggS", end)
-    return packets, granule, eos
+    return pages
 
 
 def _read_libopus(path: Path) -> tuple[bytes, int, bool]:
     lib = _libopus()
-    data = path.read_bytes()
-    packets, granule, complete = _ogg_packets(data)
-    if len(packets) < 2 or not packets[0].startswith(b"OpusHead") or len(packets[0]) < 19:
+    pages = _ogg_pages(path.read_bytes())
+    head = pages[0].packets[0] if pages and pages[0].packets else b""
+    if not head.startswith(b"OpusHead") or len(head) < 19 or pages[0].after_gap:
         raise ValueError(f"{path}: not an Ogg Opus file")
-    channels, preskip, rate = struct.unpack_from("<BHI", packets[0], 9)
-    if rate != RATE or channels not in (1, 2) or packets[0][18] != 0:
+    channels, preskip, rate = struct.unpack_from("<BHI", head, 9)
+    if rate != RATE or channels not in (1, 2) or head[18] != 0:
         raise ValueError(f"{path}: {channels} channels at {rate} Hz, expected 1 or 2 at {RATE}")
+    tags = next(
+        (i for i, p in enumerate(pages) if any(k.startswith(b"OpusTags") for k in p.packets)), None
+    )
+    if tags is None:
+        raise ValueError(f"{path}: no OpusTags header")
     error = ctypes.c_int(0)
     decoder = lib.opus_decoder_create(RATE, channels, ctypes.byref(error))
     if not decoder or error.value != 0:
         raise ValueError(f"{path}: opus_decoder_create failed ({error.value})")
+    width = channels * 2
     out = (ctypes.c_int16 * (_MAX_FRAME * channels))()
     pieces: list[bytes] = []
+    decoded = 0  # samples at 8 kHz, the pre-skip included (granule positions / 6)
     try:
-        for packet in packets[2:]:
-            samples = lib.opus_decode(decoder, packet, len(packet), out, _MAX_FRAME, 0)
-            if samples < 0:
-                continue  # a damaged packet: skipped, as a player would
-            pieces.append(ctypes.string_at(out, samples * channels * 2))
+        for page in pages[tags + 1 :]:
+            if page.after_gap and page.granule >= 0:
+                # Lost pages: silence for the time they held, so what follows stays in place.
+                durations = sum(
+                    max(0, lib.opus_packet_get_nb_samples(k, len(k), RATE)) for k in page.packets
+                )
+                missing = page.granule // _SCALE - durations - decoded
+                if missing > 0:
+                    pieces.append(bytes(missing * width))
+                    decoded += missing
+            for packet in page.packets:
+                samples = lib.opus_decode(decoder, packet, len(packet), out, _MAX_FRAME, 0)
+                if samples < 0:
+                    continue  # a damaged packet: skipped, as a player would
+                pieces.append(ctypes.string_at(out, samples * width))
+                decoded += samples
     finally:
         lib.opus_decoder_destroy(decoder)
+    complete = bool(pages) and pages[-1].eos
     pcm = b"".join(pieces)
-    skip = (preskip // _SCALE) * channels * 2
+    skip = (preskip // _SCALE) * width
     length = len(pcm) - skip
     if complete:  # the last page's granule trims the padding of the last frame
-        length = min(length, max(0, (granule - preskip) // _SCALE) * channels * 2)
+        length = min(length, max(0, (pages[-1].granule - preskip) // _SCALE) * width)
     return pcm[skip : skip + length], channels, complete

@@ -376,14 +376,20 @@ def test_the_libopus_reader_matches_libsndfile_and_skips_damaged_pages(
     b = np.frombuffer(theirs, dtype=np.int16).astype(int)
     assert len(a) == len(b) == 2 * len(left) and np.abs(a - b).max() <= 2
 
-    # A page whose bytes were damaged is dropped whole (its CRC fails), the rest decodes; a
-    # torn last page (the crash case) likewise, and the file then reads as incomplete.
+    # A page whose bytes were damaged is dropped whole (its CRC fails) and its time becomes
+    # silence, so what follows stays in place; a torn last page (the crash case) is dropped
+    # too, and the file then reads as incomplete.
     data = bytearray(path.read_bytes())
     pages = [i for i in range(len(data)) if data[i : i + 4] == b"OggS"]
+    assert len(pages) >= 5  # two header pages, then a page a second
     data[pages[3] + 40] ^= 0xFF
     damaged = tmp_path / "damaged.opus"
     damaged.write_bytes(bytes(data[: pages[-1] + 30]))
     pcm, channels, complete = opus._read_libopus(damaged)
-    seconds = len(pcm) / 4 / RATE
+    c = np.frombuffer(pcm, dtype=np.int16).reshape(-1, 2).astype(int)
+    whole = a.reshape(-1, 2)
     assert channels == 2 and not complete
-    assert 1.0 <= seconds <= 3.2, seconds  # two pages (about a second each) are gone
+    assert 3.5 <= len(c) / RATE <= 4.0, len(c) / RATE  # the torn last page is gone
+    assert not c[int(1.2 * RATE) : int(1.8 * RATE)].any()  # the damaged second is silence
+    after = slice(int(2.2 * RATE), len(c))
+    assert np.abs(c[after] - whole[after]).max() <= 2  # and the audio after it is in place
