@@ -1,7 +1,8 @@
 """`hotline` command line: `serve` runs a node, `check` validates a configuration directory,
 `reload` makes a running node take a changed one, `blacklist` edits the list of blocked
 calling numbers, `voicemail list` shows the messages left, `recordings` finds, exports, plays
-and deletes call recordings (`recorder.cli`).
+and deletes call recordings (`recorder.cli`), `loadtest` makes and checks the call traces of
+load tests (`loadtest.cli`).
 
 Exit status 2 means the command line or the configuration is wrong (each problem printed as
 `file:line: path: message`); `serve` refuses to start on an invalid configuration.
@@ -21,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loadtest.cli import add_parser as _loadtest_parser
+from loadtest.cli import loadtest_command
 from recorder.cli import add_parser as _recordings_parser
 from recorder.cli import recordings_command
 from softswitch import control_api, logs
@@ -66,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     vm_list.add_argument("--mailbox", help="only this mailbox")
     _blacklist_parser(sub)
     _recordings_parser(sub)
+    _loadtest_parser(sub)
     agent = sub.add_parser(
         "agent",
         help="change a logged-in agent's state on the running node",
@@ -322,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
         return list_command(args.data, args.mailbox)
     if args.command == "recordings":
         return recordings_command(args)
+    if args.command == "loadtest":
+        return loadtest_command(args)
     clock_offset = 0.0
     if args.clock is not None:
         try:

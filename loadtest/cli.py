@@ -1,0 +1,218 @@
+"""`hotline loadtest …`: make and check the call traces a load test replays (docs/loadtest.md).
+
+- ``generate``: a seeded synthetic trace (`loadtest.generate`).
+- ``from-cdr``: a trace of real calls from a node's ``DATA/hotline.db`` (`loadtest.from_cdr`).
+- ``check``: validate a trace and print a summary.
+
+Exit status: 0 done; 1 an invalid trace or database (each problem one line on stderr, a trace's
+as ``file:line: column: message``); 2 the command line is wrong (one line, ``hotline: …``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from loadtest import generate as gen
+from loadtest.from_cdr import DB_NAME, CdrTraceError, trace_from_cdr
+from loadtest.trace import Trace, TraceError, format_seconds, read_trace, write_trace
+from recorder.cli import _TIME_HELP, CliError, parse_time
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """The `loadtest` command and its actions, on `hotline`'s subparsers."""
+    loadtest = sub.add_parser(
+        "loadtest",
+        help="call traces for load tests: generate, convert from the CDR, check",
+        description="Traces are CSV (or .parquet with pyarrow); see docs/loadtest.md. "
+        "Replaying them (`hotline loadtest run`) is not there yet.",
+    )
+    actions = loadtest.add_subparsers(dest="action", required=True)
+    g = actions.add_parser("generate", help="a seeded synthetic trace")
+    g.add_argument("--out", required=True, metavar="FILE", help="trace to write (.csv, .parquet)")
+    g.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    g.add_argument("--hours", default="08-20", help="clock hours START-END (08-20)")
+    g.add_argument(
+        "--profile", default="hotline-day", help="hotline-day, flat, or a CSV/YAML of 24 weights"
+    )
+    rate = g.add_mutually_exclusive_group()
+    rate.add_argument("--bhca", type=float, help="calls in the busiest hour (1000)")
+    rate.add_argument(
+        "--calls-per-hour", type=float, help="the same, read naturally with --profile flat"
+    )
+    g.add_argument("--called", default="12345", help="called number (12345)")
+    g.add_argument("--talk", default="exp:180", help="talk time distribution (exp:180)")
+    g.add_argument("--wrap", default="fixed:15", help="wrap-up distribution (fixed:15)")
+    g.add_argument(
+        "--patience", default="60", help="mean patience in queue, exponential (60); none: forever"
+    )
+    g.add_argument("--regions", metavar="FILE", help="caller regions (CSV or YAML)")
+    g.add_argument("--keys", metavar="FILE", help="IVR key sequences and think time (YAML)")
+
+    c = actions.add_parser("from-cdr", help="a trace of the calls in a node's CDR")
+    c.add_argument("--data", default="var", help=f"data directory holding {DB_NAME} (var)")
+    c.add_argument("--out", required=True, metavar="FILE", help="trace to write")
+    c.add_argument(
+        "--from", dest="start", metavar="T", help=f"calls started at or after T: {_TIME_HELP}"
+    )
+    c.add_argument("--to", dest="end", metavar="T", help="calls started before T (a date: its end)")
+    c.add_argument("--day", metavar="YYYY-MM-DD", help="the calls of that day (local time)")
+    c.add_argument(
+        "--config", metavar="DIR", help="configuration whose flows give the IVR keys and regions"
+    )
+    c.add_argument("--think", type=float, default=2.0, help="think time before each key (2)")
+    c.add_argument(
+        "--wrap", type=float, default=0.0, help="wrap-up when neither log nor queue gives one (0)"
+    )
+    c.add_argument(
+        "--answered-patience",
+        type=float,
+        metavar="MARGIN",
+        help="give answered callers a patience of their wait + MARGIN s (default: none)",
+    )
+
+    k = actions.add_parser("check", help="validate a trace and print a summary")
+    k.add_argument("trace", metavar="FILE")
+
+
+def _generator_spec(args: argparse.Namespace) -> gen.GeneratorSpec:
+    profile_name, profile = gen.load_profile(args.profile)
+    bhca = args.bhca if args.bhca is not None else args.calls_per_hour
+    if bhca is not None and bhca <= 0:
+        raise gen.GeneratorError("--bhca: expected a number of calls > 0")
+    patience: float | None = None
+    if args.patience.lower() != "none":
+        try:
+            patience = float(args.patience)
+        except ValueError:
+            patience = -1.0
+        if not patience > 0:
+            raise gen.GeneratorError(f"--patience {args.patience!r}: expected seconds > 0 or none")
+    return gen.GeneratorSpec(
+        seed=args.seed,
+        hours=gen.parse_hours(args.hours),
+        profile=profile,
+        profile_name=profile_name,
+        bhca=1000.0 if bhca is None else bhca,
+        called=_digits(args.called, "--called"),
+        regions=gen.load_regions(Path(args.regions)) if args.regions else gen.DEFAULT_REGIONS,
+        menu=gen.load_menu(Path(args.keys)) if args.keys else gen.DEFAULT_MENU,
+        patience_s=patience,
+        talk=_distribution(args.talk, "--talk"),
+        wrap=_distribution(args.wrap, "--wrap"),
+    )
+
+
+def _digits(text: str, option: str) -> str:
+    if not text.isdigit():
+        raise gen.GeneratorError(f"{option} {text!r}: expected digits")
+    return text
+
+
+def _distribution(text: str, option: str) -> gen.Distribution:
+    try:
+        return gen.Distribution.parse(text)
+    except gen.GeneratorError as exc:
+        raise gen.GeneratorError(f"{option} {exc}") from None
+
+
+def _window(args: argparse.Namespace) -> tuple[float | None, float | None]:
+    if args.day is not None:
+        if args.start is not None or args.end is not None:
+            raise CliError("--day and --from/--to exclude each other", 2)
+        return parse_time(args.day, "--day"), parse_time(args.day, "--day", end_of_day=True)
+    start = parse_time(args.start, "--from") if args.start else None
+    end = parse_time(args.end, "--to", end_of_day=True) if args.end else None
+    return start, end
+
+
+def _from_cdr(args: argparse.Namespace) -> int:
+    start, end = _window(args)
+    flows = region_of = wrap_ups = None
+    if args.config is not None:
+        from softswitch.config import load_config
+        from softswitch.errors import ConfigError
+
+        try:
+            config = load_config(args.config)
+        except ConfigError as exc:
+            for issue in exc.errors:
+                print(issue, file=sys.stderr)
+            return 2
+        flows, region_of = config.flows, config.dialplan.region_of
+        wrap_ups = {q.name: float(q.wrap_up) for q in config.queues}
+    try:
+        result = trace_from_cdr(
+            Path(args.data) / DB_NAME, start, end, flows=flows, region_of=region_of,
+            queue_wrap_up=wrap_ups, default_wrap=args.wrap, think_s=args.think,
+            answered_margin=args.answered_patience,
+        )  # fmt: skip
+    except CdrTraceError as exc:
+        print(f"hotline: {exc}", file=sys.stderr)
+        return 1
+    write_trace(args.out, result.trace)
+    skipped = f", {result.skipped} left out (caller or called not digits)" if result.skipped else ""
+    print(f"{args.out}: {len(result.trace.calls)} calls{skipped}")
+    return 0
+
+
+def summary(trace: Trace) -> list[str]:
+    """What `check` prints: calls, span, the busiest hour (hours counted from the trace's
+    start), mean talk, wrap-up and patience, the share of callers who press keys."""
+    calls = trace.calls
+    if not calls:
+        return ["calls: 0"]
+    span = calls[-1].offset_s
+    per_hour: dict[int, int] = {}
+    for c in calls:
+        per_hour[int(c.offset_s // 3600)] = per_hour.get(int(c.offset_s // 3600), 0) + 1
+    hour, busiest = max(per_hour.items(), key=lambda item: (item[1], -item[0]))
+    patient = [c.patience_s for c in calls if c.patience_s is not None]
+    n = len(calls)
+    lines = [
+        f"calls: {n}",
+        f"span: {span / 3600:.2f} h ({format_seconds(span)} s)",
+        f"busiest hour: {busiest} calls (hour {hour + 1} of the trace, from {hour * 3600} s)",
+        f"mean talk: {sum(c.talk_s for c in calls) / n:.1f} s",
+        f"mean wrap-up: {sum(c.wrap_s for c in calls) / n:.1f} s",
+        f"with keys: {sum(1 for c in calls if c.keys) / n:.1%}",
+    ]
+    if patient:
+        lines.append(
+            f"patience: {len(patient) / n:.1%} of callers, mean {sum(patient) / len(patient):.1f} s"
+        )
+    else:
+        lines.append("patience: none (every caller waits forever)")
+    lines += [
+        f"{k}: {v}" for k, v in trace.metadata.items() if k in ("generator", "seed", "profile")
+    ]
+    return lines
+
+
+def loadtest_command(args: argparse.Namespace) -> int:
+    """Run a `hotline loadtest` action; returns the exit status."""
+    try:
+        if args.action == "generate":
+            trace = gen.generate(_generator_spec(args))
+            write_trace(args.out, trace)
+            print(f"{args.out}: {len(trace.calls)} calls")
+            return 0
+        if args.action == "from-cdr":
+            return _from_cdr(args)
+        for line in summary(read_trace(args.trace)):
+            print(line)
+        return 0
+    except gen.GeneratorError as exc:
+        print(f"hotline: {exc}", file=sys.stderr)
+        return 2
+    except CliError as exc:
+        print(f"hotline: {exc}", file=sys.stderr)
+        return exc.status
+    except TraceError as exc:
+        for line in exc.errors:
+            print(line, file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"hotline: {exc}", file=sys.stderr)
+        return 1
