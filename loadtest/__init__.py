@@ -1,0 +1,1 @@
+"""Load testing: busy-hour call traces, their replay, and the staffing model."""
