@@ -44,6 +44,8 @@ RATE = 8000
 TAP_SUFFIX = "-callrec"
 #: Seconds of audio waiting per recording before `encoder_behind`.
 BACKLOG_SECONDS = 10.0
+#: Seconds of audio waiting per recording past which new calls are not recorded.
+OVERLOAD_SECONDS = 30.0
 #: Call variables copied into the index (set by the IVR or associated data).
 SERVICE_VARIABLE = "service_type"
 CUSTOMER_VARIABLE = "customer_id"
@@ -227,6 +229,15 @@ class Recorder:
             self._worker.put(("pcm", call.call_id, block.pcm, time.monotonic()))
             self._watch_backlog()
 
+    def _overloaded(self) -> str | None:
+        """While the encoder is `OVERLOAD_SECONDS` behind per recording, new calls are not
+        recorded: the recordings already running go on whole and the backlog (in memory)
+        stops growing with every call; recording resumes once the encoder has caught up."""
+        backlog = self.stats.backlog
+        if backlog > OVERLOAD_SECONDS * max(1, self.stats.active):
+            return f"the encoder is {backlog:.0f} s of audio behind: this machine is overloaded"
+        return None
+
     def _watch_backlog(self) -> None:
         """One alert when the encoder falls `BACKLOG_SECONDS` behind per recording (more calls
         than this machine encodes: the backlog grows in memory), one log line when it is back."""
@@ -249,7 +260,7 @@ class Recorder:
             return
         if not getattr(self.media, "anchors", False):
             return  # pass-through media: the audio never reaches the node
-        problem = self._worker.unusable or self._no_room()
+        problem = self._worker.unusable or self._overloaded() or self._no_room()
         if problem is not None:
             self.stats.refused += 1
             self._alert("not_recorded", call.call_id, problem)

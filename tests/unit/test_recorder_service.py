@@ -584,11 +584,18 @@ def test_an_encoder_far_behind_raises_one_alert_and_catches_up(
     behind = [a for a in h.alerts() if a.kind == "encoder_behind"]
     assert len(behind) == 1 and behind[0].call_id is None
     assert h.recorder.stats.backlog > 10
+    # Far behind (over 30 s a recording): a new call is not recorded, the one running goes on.
+    h.feed("c1", stereo(tone(25, 300), tone(25, 500)))
+    h.send(started("c2"), ev.CallAnsweredByNode(T0 + 2, "c2", "c2-a"))
+    (refused,) = [a for a in h.alerts() if a.kind == "not_recorded"]
+    assert refused.call_id == "c2" and "overloaded" in refused.detail
+    assert "c2" + TAP_SUFFIX not in h.media.taps
     release.set()
     h.send(ended("c1", T0 + 5))
     h.idle()
     assert h.recorder.stats.queued == 0
-    assert h.row("c1").duration == 12.0
+    assert h.row("c1").duration == 37.0
+    assert h.index.get("c2") is None
 
 
 def test_close_finishes_every_open_recording_whole(make: Callable[..., Harness]) -> None:
