@@ -863,3 +863,25 @@ SwitchMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 test_switch_survives_random_conversations = SwitchMachine.TestCase
+
+
+def test_an_agent_answering_with_unusable_sdp_fails_the_call_not_a_survey() -> None:
+    """Found by the machine above: the agent's 200 carried SDP the node cannot join, the
+    bridge failed and the queue application went on as if talking; the agent's BYE then sent
+    an unanswered caller to the survey ('completed', 480). Now the call fails with 503."""
+    state = SwitchMachine()
+    try:
+        state.trunk_invites(garbage=0, kind="plain", tcp=False)
+        state.time_passes(seconds=0.0)
+        state.calls_end_only_for_a_reason()
+        state.phone_answers(
+            body="garbage", contact=True, keep=False, other_tag=False, pick=0, status=200
+        )
+        state.time_passes(seconds=0.0)
+        state.phone_requests_in_dialog(method="BYE", pick=0)
+        state.time_passes(seconds=0.0)
+        state.calls_end_only_for_a_reason()
+        (row,) = state.cdr.connection.execute("SELECT disposition, sip_cause FROM calls")
+        assert tuple(row) == ("failed", 503)
+    finally:
+        state.teardown()
