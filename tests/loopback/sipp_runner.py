@@ -125,6 +125,13 @@ class Sipp:
         for key, value in (keys or {}).items():
             args += ["-key", key, str(value)]
         args += list(extra_args)
+        # Scenarios that pause for `-set ring_ms N` (uas_agent.xml) get 0 when a test sets
+        # none: SIPp's <todouble> of an unset variable fails and leaves the pause undefined.
+        uses_ring = self.scenario_path is not None and "ring_ms" in self.scenario_path.read_text(
+            encoding="utf-8"
+        )
+        if uses_ring and "-set ring_ms" not in " ".join(args):
+            args += ["-set", "ring_ms", "0"]
         self.command = args
         self.process: subprocess.Popen[bytes] | None = None
         self._stdout_file: Any = None

@@ -109,9 +109,6 @@ def call_agent(
         agent_scenario(tmp_path / "agent", talk + 2.0),
         local_port=port,
         timeout=SIPP_TIMEOUT,
-        # Without it SIPp's <todouble> of ring_ms fails and the ring pause is undefined
-        # (seen: no 200 for seconds).
-        extra_args=["-set", "ring_ms", "0"],
     ).start()
     caller = RtpCaller(hotline.address, called="9000", caller=CALLER)
     final = caller.call()
