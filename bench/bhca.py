@@ -505,7 +505,7 @@ class Bench:
 
     def write_config(self, source: Path, target: Path, agents: int) -> None:
         """The hotline configuration of a run (bench/flood.py changes it)."""
-        write_hotline_config(source, target, agents)
+        write_hotline_config(source, target, agents, recording=self.args.record)
 
     def baseline_tree(self) -> Path:
         """A checkout of `--baseline REV` with its media extension built (the same
@@ -697,8 +697,14 @@ class Bench:
         )
 
 
-def write_hotline_config(source: Path, target: Path, agents: int) -> None:
+def write_hotline_config(
+    source: Path, target: Path, agents: int, *, recording: bool | None = False
+) -> None:
     """Copy config/ and replace its agents by `agents` bench agents in queue `general`.
+
+    `recording`: False (the default) turns call recording off, as sippy records nothing and
+    this bench compares signalling; True on; None leaves the configuration's setting. With
+    recording on, the recorder shares the node's core (see bench/recorder.py --bhca).
 
     Per-source limits are lifted: a carrier trunk is one source address that carries every
     call, and at 300 cps the RFC 6026 Accepted state alone keeps ~10,000 INVITE server
@@ -729,6 +735,9 @@ def write_hotline_config(source: Path, target: Path, agents: int) -> None:
     limits["max_transactions_per_source"] = 1_000_000
     limits["requests_per_second_per_source"] = 1_000_000
     node["limits"] = limits
+    # A baseline from before recording has no `recording` section and would refuse one.
+    if recording is not None and (recording or "recording" in node):
+        node["recording"] = {**(node.get("recording") or {}), "enabled": recording}
     node_path.write_text(
         "# Written by bench/bhca.py\n" + yaml.safe_dump(node, sort_keys=False), encoding="utf-8"
     )
@@ -875,6 +884,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--json", metavar="PATH", help="also write the results as JSON (- : stdout)"
     )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="record every call as the shipped config does (default: recording off, as "
+        "sippy records nothing)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     return parser.parse_args(argv)
 
@@ -932,7 +947,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         bench.log(f"bhca: errors or failed calls: logs kept in {bench.work}")
     elif not args.workdir:
         shutil.rmtree(bench.work, ignore_errors=True)
-    print(f"profile {profile.name} (seed {profile.seed}), CPU ms/call of the system under test;")
+    print(
+        f"profile {profile.name} (seed {profile.seed}), hotline recording "
+        f"{'on' if args.record else 'off'}, CPU ms/call of the system under test;"
+    )
     print("ratio = hotline CPU ms/call / sippy CPU ms/call at the same step")
     print(render_table(results))
     if args.json:
