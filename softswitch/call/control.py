@@ -320,6 +320,12 @@ class CallControl(Signalling, LegActions):
                 self._carry_out(session, action, now)
             except (MediaError, IllegalLegTransition, TransactionError) as exc:
                 session.log.warning("%s failed: %s", type(action).__name__, exc)
+                if isinstance(action, Bridge):
+                    # The parties cannot be joined (e.g. an answer with SDP the node cannot
+                    # use): whatever the application, the call fails rather than stay half
+                    # connected; the application hears the caller's LegEnded and settles.
+                    self._release(session, now, "failed", "system", 503, phrase="Media Unusable")
+                    return
                 self._deliver(session, ev.ActionFailed(type(action).__name__, str(exc)), now)
 
     def _carry_out(self, session: Session, action: Action, now: float) -> None:

@@ -37,7 +37,6 @@ from softswitch.call.actions import (
 )
 from softswitch.call.app import CallView
 from softswitch.call.events import (
-    ActionFailed,
     AgentOffered,
     AppEvent,
     DigitReceived,
@@ -138,12 +137,6 @@ class QueueApp:
             return []
         if isinstance(event, LegEnded):
             return self._leg_ended(call, event, now)
-        if isinstance(event, ActionFailed) and event.action == "Bridge" and self.talking:
-            # The agent's phone answered with media the node cannot join (bad SDP): the call
-            # fails (503, both legs released); the agent goes to wrap-up as after any call.
-            self.acd.ended(call.call_id, self.agent_of[self.talking], now)
-            self.talking = None
-            return [Hangup(status=503, reason="Agent Media Unusable", disposition="failed")]
         if isinstance(event, QueueTimedOut):
             self.waiting = False
             return self._overflow(call, event)

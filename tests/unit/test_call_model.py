@@ -322,6 +322,31 @@ def test_out_of_hours_legal_aid_goes_out_through_the_trunk_as_the_hotline(
     assert invite.headers.get("diversion") is None and b"o=hotline" in invite.body
 
 
+def test_a_far_end_whose_media_cannot_be_joined_fails_the_call_not_half_connected(
+    tmp_path: Path,
+) -> None:
+    """The dial-out's far end answers, but the engine cannot join the legs: the call fails
+    (503) and both parties are released, as for an agent (call control, not each app)."""
+    from media import MediaError
+
+    h = IvrHarness(tmp_path, SUNDAY_10)
+    trunk = Trunk(h)
+    leg = answered_by_node(h, trunk, "12348")
+    h.finish_play(leg)
+    (invite,) = h.take(5080)
+
+    def refuse(leg_a: str, leg_b: str) -> None:
+        raise MediaError("SDP: no common codec")
+
+    h.media.bridge = refuse  # type: ignore[method-assign]
+    far = Phone(h, "far", 5080)
+    far.reply(invite, 200, sdp=True)
+    (row,) = h.cdr.connection.execute("SELECT disposition, sip_cause FROM calls")
+    assert tuple(row) == ("failed", 503)
+    assert h.switch.control.sessions == {}
+    assert "BYE" in statuses(h.take(trunk.port))  # the answered caller is released
+
+
 def test_a_call_keeps_the_flow_it_started_with_across_a_reload(tmp_path: Path) -> None:
     import shutil
 
