@@ -386,7 +386,40 @@ class _FtpFiles:
         self.ftp.rename(part, final)
 
 
-class FtpTarget:
+class _RemoteTarget:
+    """`put` and `delete` of the targets reached over a connection (FTP, SFTP): `_files`
+    gives that connection's file operations (connecting if needed), `_run` turns its errors
+    into BackupError or TargetUnavailableError."""
+
+    name: str
+    root: str
+
+    def _files(self) -> _Files:
+        raise NotImplementedError
+
+    def _run(self, what: str, action: Callable[[], None]) -> None:
+        raise NotImplementedError
+
+    def put(self, item: BackupItem) -> str:
+        final = _remote_path(self.root, item.name)
+        files = self._files()
+        with _open_local(self.name, item) as src:
+            self._run(item.name, lambda: _copy_verified(self.name, files, item, src, final))
+        return final
+
+    def delete(self, name: str) -> None:
+        final = _remote_path(self.root, name)
+        files = self._files()
+
+        def remove_both() -> None:
+            for path in (final, final + PART_SUFFIX):
+                if files.size(path) is not None:
+                    files.remove(path)
+
+        self._run(f"delete {name}", remove_both)
+
+
+class FtpTarget(_RemoteTarget):
     """An FTP server (`tls=True`: explicit FTPS, AUTH TLS with a protected data channel).
 
     One control connection is kept across `put`s and opened again after an error. A 5xx reply
@@ -444,23 +477,8 @@ class FtpTarget:
             self._ftp.close()
             self._ftp = None
 
-    def put(self, item: BackupItem) -> str:
-        final = _remote_path(self.root, item.name)
-        files = _FtpFiles(self._connect())
-        with _open_local(self.name, item) as src:
-            self._run(f"{item.name}", lambda: _copy_verified(self.name, files, item, src, final))
-        return final
-
-    def delete(self, name: str) -> None:
-        final = _remote_path(self.root, name)
-        files = _FtpFiles(self._connect())
-
-        def remove_both() -> None:
-            for path in (final, final + PART_SUFFIX):
-                if files.size(path) is not None:
-                    files.remove(path)
-
-        self._run(f"delete {name}", remove_both)
+    def _files(self) -> _Files:
+        return _FtpFiles(self._connect())
 
     def _run(self, what: str, action: Callable[[], None]) -> None:
         try:
@@ -523,7 +541,7 @@ class _SftpFiles:
             self.sftp.rename(part, final)
 
 
-class SftpTarget:
+class SftpTarget(_RemoteTarget):
     """An SSH server's SFTP subsystem, through paramiko.
 
     The server's host key must be in `known_hosts` (default `~/.ssh/known_hosts`): an unknown
@@ -596,23 +614,8 @@ class SftpTarget:
             self._client.close()
         self._client = self._sftp = None
 
-    def put(self, item: BackupItem) -> str:
-        final = _remote_path(self.root, item.name)
-        files = _SftpFiles(self._connect())
-        with _open_local(self.name, item) as src:
-            self._run(item.name, lambda: _copy_verified(self.name, files, item, src, final))
-        return final
-
-    def delete(self, name: str) -> None:
-        final = _remote_path(self.root, name)
-        files = _SftpFiles(self._connect())
-
-        def remove_both() -> None:
-            for path in (final, final + PART_SUFFIX):
-                if files.size(path) is not None:
-                    files.remove(path)
-
-        self._run(f"delete {name}", remove_both)
+    def _files(self) -> _Files:
+        return _SftpFiles(self._connect())
 
     def _run(self, what: str, action: Callable[[], None]) -> None:
         import paramiko
