@@ -33,6 +33,7 @@ import os
 import re
 import struct
 import sys
+import zlib
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -92,7 +93,39 @@ def level_for(bitrate: int) -> float:
     return 1.0 - (clamped - _MIN_BPS) / (_MAX_BPS - _MIN_BPS)
 
 
-class SndfileOpusWriter:
+class _Writer:
+    """What both writers share: the file, its channel count, the audio written so far, and
+    the checks every `write` makes first."""
+
+    def __init__(self, path: str | Path, channels: int) -> None:
+        if channels not in (1, 2):
+            raise ValueError(f"channels must be 1 or 2, not {channels}")
+        self.path = Path(path)
+        self.channels = channels
+        self.frames = 0
+        self.closed = False
+        self.broken: str | None = None
+
+    @property
+    def seconds(self) -> float:
+        """Audio handed to the writer so far."""
+        return self.frames / RATE
+
+    def _frames_in(self, pcm: bytes) -> int:
+        """The frames `pcm` holds; raises for a closed or broken writer or a partial frame."""
+        if self.closed:
+            raise ValueError(f"{self.path}: write after close")
+        if self.broken is not None:
+            raise OSError(f"{self.path}: an earlier write failed: {self.broken}")
+        width = 2 * self.channels
+        if len(pcm) % width:
+            raise ValueError(
+                f"{len(pcm)} bytes is not a whole number of {self.channels}-channel frames"
+            )
+        return len(pcm) // width
+
+
+class SndfileOpusWriter(_Writer):
     """One Ogg Opus file written by libsndfile. `write` takes interleaved int16 PCM at 8 kHz."""
 
     def __init__(
@@ -105,14 +138,7 @@ class SndfileOpusWriter:
         title: str | None = None,
     ) -> None:
         soundfile = _soundfile()
-
-        if channels not in (1, 2):
-            raise ValueError(f"channels must be 1 or 2, not {channels}")
-        self.path = Path(path)
-        self.channels = channels
-        self.frames = 0
-        self.closed = False
-        self.broken: str | None = None
+        super().__init__(path, channels)
         try:
             self._file = soundfile.SoundFile(
                 str(self.path),
@@ -132,27 +158,15 @@ class SndfileOpusWriter:
         if title:
             self._file.title = title
 
-    @property
-    def seconds(self) -> float:
-        """Audio handed to the encoder so far."""
-        return self.frames / RATE
-
     def write(self, pcm: bytes) -> None:
-        if self.closed:
-            raise ValueError(f"{self.path}: write after close")
-        if self.broken is not None:
-            raise OSError(f"{self.path}: an earlier write failed: {self.broken}")
+        frames = self._frames_in(pcm)
         samples = np.frombuffer(pcm, dtype="<i2")
-        if len(samples) % self.channels:
-            raise ValueError(
-                f"{len(pcm)} bytes is not a whole number of {self.channels}-channel frames"
-            )
         try:
             self._file.write(samples.reshape(-1, self.channels))
         except Exception as exc:  # libsndfile reports a failed write(2) as "System error"
             self.broken = f"{exc} ({_disk_state(self.path)})"
             raise OSError(f"{self.path}: {self.broken}") from exc
-        self.frames += len(samples) // self.channels
+        self.frames += frames
 
     def close(self) -> None:
         """Write the last page (end of stream) and close. A broken writer closes without
@@ -301,8 +315,6 @@ def _libopus() -> Any:
 def ogg_crc(data: bytes) -> int:
     """The Ogg page checksum (CRC-32, polynomial 0x04C11DB7, not reflected, no inversion),
     computed by zlib's reflected CRC-32 on bit-reversed bytes."""
-    import zlib
-
     reflected = zlib.crc32(data.translate(_REVERSED), 0xFFFFFFFF) ^ 0xFFFFFFFF
     return int(f"{reflected:032b}"[::-1], 2)
 
@@ -319,7 +331,7 @@ def _page(serial: int, sequence: int, granule: int, flags: int, packets: list[by
     return bytes(page)
 
 
-class LibopusWriter:
+class LibopusWriter(_Writer):
     """One Ogg Opus file: libopus encodes 20 ms frames, a page goes to disk every `page_ms`
     (or sooner, when 255 lacing values are reached)."""
 
@@ -336,13 +348,7 @@ class LibopusWriter:
         lib = _libopus()
         if lib is None:
             raise OSError("libopus is not available")
-        if channels not in (1, 2):
-            raise ValueError(f"channels must be 1 or 2, not {channels}")
-        self.path = Path(path)
-        self.channels = channels
-        self.frames = 0
-        self.closed = False
-        self.broken: str | None = None
+        super().__init__(path, channels)
         self._lib = lib
         error = ctypes.c_int(0)
         self._encoder = lib.opus_encoder_create(RATE, channels, _APPLICATION_AUDIO, error)
@@ -392,22 +398,9 @@ class LibopusWriter:
             raise
         self._sequence = 2
 
-    @property
-    def seconds(self) -> float:
-        """Audio handed to the writer so far."""
-        return self.frames / RATE
-
     def write(self, pcm: bytes) -> None:
-        if self.closed:
-            raise ValueError(f"{self.path}: write after close")
-        if self.broken is not None:
-            raise OSError(f"{self.path}: an earlier write failed: {self.broken}")
+        self.frames += self._frames_in(pcm)
         width = 2 * self.channels
-        if len(pcm) % width:
-            raise ValueError(
-                f"{len(pcm)} bytes is not a whole number of {self.channels}-channel frames"
-            )
-        self.frames += len(pcm) // width
         data = self._rest + bytes(pcm) if self._rest else bytes(pcm)
         step = _FRAME * width
         whole = len(data) - len(data) % step
