@@ -69,9 +69,7 @@ class _Call:
     agents: dict[str, str] = field(default_factory=dict)  # leg id → agent id
     talking: set[str] = field(default_factory=set)  # agent legs answered and not stopped
     tap: str | None = None  # the tap's name while recording
-    leg_id: str | None = None
     started: float = 0.0  # wall clock of the first recorded frame
-    frames: int = 0
     config: RecordingConfig | None = None  # as it was when recording began (STYLE §4)
     overflow: int = 0  # frames the tap's ring dropped so far
 
@@ -84,8 +82,8 @@ class RecorderStats:
     refused: int = 0
     blocks: int = 0  # handed to the encoder (counted on the event loop only)
     encoded: int = 0  # taken by the encoder (counted in the worker only)
-    frames: int = 0  # audio handed to the encoder, and taken by it (same threads)
-    encoded_frames: int = 0
+    frames: int = 0  # audio handed to the encoder (event loop) ...
+    encoded_frames: int = 0  # ... and taken by it (worker): `backlog`
     max_lag: float = 0.0  # the longest a block waited for the encoder (s)
     write_errors: int = 0
     lost_frames: int = 0  # dropped by the engine's tap rings (the encoder fell far behind)
@@ -223,7 +221,6 @@ class Recorder:
             self.stats.lost_frames += block.overflow - call.overflow
             call.overflow = block.overflow
         if block.frames:
-            call.frames += block.frames
             self.stats.blocks += 1
             self.stats.frames += block.frames
             self._worker.put(("pcm", call.call_id, block.pcm, time.monotonic()))
@@ -272,7 +269,7 @@ class Recorder:
             self.stats.refused += 1
             self._alert("not_recorded", call.call_id, f"tap on {leg_id}: {exc}")
             return
-        call.tap, call.leg_id, call.started, call.config = tap, leg_id, at, self.config
+        call.tap, call.started, call.config = tap, at, self.config
         self._taps[tap] = call
         self.stats.started += 1
         self.stats.active += 1
