@@ -345,7 +345,7 @@ class RecordingIndex:
     def unfinished(self) -> list[Recording]:
         """Rows without an end: recordings a crash interrupted (or still running)."""
         rows = self._db.execute("SELECT * FROM recordings WHERE ended IS NULL").fetchall()
-        return [self._recording(row) for row in rows]
+        return self._recordings(rows)
 
     # --- reading ------------------------------------------------------------------------------
     def get(self, recording_id: str, viewer: Viewer | None = None) -> Recording | None:
@@ -353,7 +353,7 @@ class RecordingIndex:
         row = self._db.execute("SELECT * FROM recordings WHERE id = ?", (recording_id,)).fetchone()
         if row is None:
             return None
-        recording = self._recording(row)
+        (recording,) = self._recordings([row])
         if viewer is not None and not self.may_see(viewer, recording):
             return None
         return recording
@@ -404,7 +404,7 @@ class RecordingIndex:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY started DESC, id DESC LIMIT ?"
         rows = self._db.execute(sql, (*args, query.limit)).fetchall()
-        return [self._recording(row) for row in rows]
+        return self._recordings(rows)
 
     # --- retention, holds, deletion -----------------------------------------------------------
     def expired(self, now: float, limit: int = 1000) -> list[Recording]:
@@ -415,7 +415,7 @@ class RecordingIndex:
             " ORDER BY expires LIMIT ?",
             (now, limit),
         ).fetchall()
-        return [self._recording(row) for row in rows]
+        return self._recordings(rows)
 
     def records_expired(self, now: float, limit: int = 1000) -> list[tuple[str, str]]:
         """(recording id, call id) whose call records are past their policy's time."""
@@ -474,7 +474,7 @@ class RecordingIndex:
             " ORDER BY started LIMIT ?",
             (target, limit),
         ).fetchall()
-        return [self._recording(row) for row in rows]
+        return self._recordings(rows)
 
     def pending_backup(self, target: str, limit: int) -> list[BackupItem]:
         """`recorder.backup.BackupStore`: what `run_backup` copies next."""
@@ -516,15 +516,23 @@ class RecordingIndex:
         return row is not None
 
     # --- rows ---------------------------------------------------------------------------------
-    def _segments(self, recording_id: str) -> tuple[Segment, ...]:
-        rows = self._db.execute(
-            'SELECT agent_id, leg_id, start, "end" FROM segments WHERE recording_id = ?'
-            " ORDER BY start, leg_id",
-            (recording_id,),
-        ).fetchall()
-        return tuple(Segment(r[0], r[1], r[2], r[3]) for r in rows)
+    def _recordings(self, rows: Sequence[sqlite3.Row]) -> list[Recording]:
+        """Rows as Recordings, with their segments fetched in a few queries, not one a row."""
+        segments: dict[str, list[Segment]] = {}
+        ids = [row["id"] for row in rows]
+        for at in range(0, len(ids), 500):
+            chunk = ids[at : at + 500]
+            for r in self._db.execute(
+                'SELECT recording_id, agent_id, leg_id, start, "end" FROM segments'
+                f" WHERE recording_id IN ({','.join('?' * len(chunk))})"
+                " ORDER BY recording_id, start, leg_id",
+                chunk,
+            ):
+                segments.setdefault(r[0], []).append(Segment(r[1], r[2], r[3], r[4]))
+        return [self._recording(row, tuple(segments.get(row["id"], ()))) for row in rows]
 
-    def _recording(self, row: sqlite3.Row) -> Recording:
+    @staticmethod
+    def _recording(row: sqlite3.Row, segments: tuple[Segment, ...]) -> Recording:
         qa = json.loads(row["qa"]) if row["qa"] else None
         return Recording(
             id=row["id"],
@@ -555,7 +563,7 @@ class RecordingIndex:
             deleted_policy=row["deleted_policy"],
             qa=qa,
             qa_flags=tuple(f for f in (row["qa_flags"] or "").split(",") if f),
-            segments=self._segments(row["id"]),
+            segments=segments,
         )
 
 
