@@ -26,6 +26,8 @@ from typing import TextIO
 
 import msgspec
 
+from softswitch.sqlite_wal import connect_wal
+
 #: Mailbox names and call ids become path components: nothing that can climb out.
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
@@ -69,12 +71,8 @@ class VoicemailStore:
     def __init__(self, db_path: str | Path, directory: str | Path) -> None:
         self.db_path = Path(db_path)
         self.directory = Path(directory)
-        self._db = sqlite3.connect(self.db_path, isolation_level=None)
+        self._db = connect_wal(self.db_path)
         self._db.row_factory = sqlite3.Row
-        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            self._db.close()
-            raise sqlite3.OperationalError(f"cannot use WAL journal mode on {self.db_path}: {mode}")
         self._db.execute("PRAGMA busy_timeout=5000")
         for statement in _SCHEMA.split(";"):
             self._db.execute(statement)

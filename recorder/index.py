@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -27,6 +26,7 @@ from typing import Any, Literal
 import msgspec
 
 from recorder.backup import BackupItem
+from softswitch.sqlite_wal import connect_wal
 
 SCHEMA_VERSION = 1
 
@@ -189,13 +189,12 @@ class RecordingIndex:
         """`directory`: where the recordings' relative paths start (the backup needs it)."""
         self.path = Path(path)
         self.directory = Path(directory) if directory is not None else self.path.parent
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        # Several connections may open a new index at once (the worker, QA, a pass, the
+        # CLI): the switch to WAL is retried for up to 10 s.
+        self._db = connect_wal(
+            self.path, check_same_thread=False, busy_timeout_ms=10000, wal_retry_s=10.0
+        )
         self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA busy_timeout=10000")
-        mode = self._journal_wal()
-        if str(mode).lower() != "wal":
-            self._db.close()
-            raise sqlite3.OperationalError(f"cannot use WAL journal mode on {self.path}: {mode}")
         # WAL with NORMAL: a commit survives the process being killed (REC-4) without an
         # fsync each; a power cut may lose the last commits, never the database.
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -213,20 +212,6 @@ class RecordingIndex:
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-
-    def _journal_wal(self, timeout: float = 10.0) -> str:
-        """Switch to WAL. On a new file, connections opening at once contend for the switch,
-        and SQLite answers "database is locked" at once instead of through the busy handler
-        (it will not wait in a deadlock): try again until `timeout`."""
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                return str(self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0])
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() >= deadline:
-                    self._db.close()
-                    raise
-                time.sleep(0.005)
 
     def close(self) -> None:
         self._db.close()

@@ -16,12 +16,13 @@ What a blocked caller gets is configured in ``dialplan.yaml`` (``blacklist:``).
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+
+from softswitch.sqlite_wal import connect_wal
 
 __all__ = ["BlacklistError", "BlacklistStore", "Entry", "LogEntry"]
 
@@ -143,11 +144,7 @@ class BlacklistStore:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         # isolation_level=None: autocommit; changes use explicit BEGIN IMMEDIATE.
-        self._db = sqlite3.connect(self.path, isolation_level=None)
-        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            self._db.close()
-            raise sqlite3.OperationalError(f"cannot use WAL journal mode on {self.path}: {mode}")
+        self._db = connect_wal(self.path)
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
         self._version: int | None = None

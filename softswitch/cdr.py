@@ -35,6 +35,8 @@ from typing import IO, Any, Literal
 
 import msgspec
 
+from softswitch.sqlite_wal import connect_wal
+
 SCHEMA_VERSION = 3
 
 #: Columns of each table, in order; the first is the key. Updates may name only these.
@@ -122,12 +124,8 @@ class CdrStore:
             raise ValueError(f"synchronous must be NORMAL or FULL, not {synchronous!r}")
         self.path = Path(path)
         # isolation_level=None: autocommit, each statement is its own transaction.
-        self._db = sqlite3.connect(self.path, isolation_level=None)
+        self._db = connect_wal(self.path)
         self._db.row_factory = sqlite3.Row
-        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            self._db.close()
-            raise sqlite3.OperationalError(f"cannot use WAL journal mode on {self.path}: {mode}")
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._migrate()
