@@ -669,6 +669,16 @@ class Agent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     auto_answer_after: Annotated[
         int, Meta(ge=0, le=60, description="Seconds the phone rings before it auto-answers.")
     ] = 0
+    features: Annotated[
+        tuple[Literal["transfer_external", "outbound"], ...],
+        Meta(
+            description="What the agent may do beyond taking calls and transferring them "
+            "to agents, queues and flows: `transfer_external` (transfer a caller to an "
+            "external number through a trunk) and `outbound` (place calls to external "
+            "numbers from the phone). A REFER to an external number from an agent without "
+            "`transfer_external` is refused with 403."
+        ),
+    ] = ()
     direct_media: Annotated[
         bool,
         Meta(
@@ -823,6 +833,15 @@ class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             description="Prompt played over and over to a waiting caller who is answered "
             "(came through the IVR), e.g. a music file; null: a ringback tone (450 Hz, 1 s "
             "on, 4 s off). A caller not answered yet hears the phone's own ringback."
+        ),
+    ] = None
+    hold_music: Annotated[
+        PromptRef | None,
+        Meta(
+            description="Prompt played over and over to a caller the agent put on hold from "
+            "the phone (the node answers the phone's hold itself and plays this to the "
+            "caller). Null: the queue's `music`, or, without that, a soft tone (400 Hz, "
+            "0.3 s every 4 s)."
         ),
     ] = None
     announce: Annotated[
@@ -1373,6 +1392,7 @@ def _cross_checks(loaded: dict[str, _Loaded], base: Path) -> None:
             for index, queue in queues.items("queues"):
                 refs: list[tuple[tuple[str, ...], PromptRef | None]] = [
                     (("music",), queue.music),
+                    (("hold_music",), queue.hold_music),
                     (("callback_prompt",), queue.callback_prompt),
                 ]
                 if queue.announce is not None:

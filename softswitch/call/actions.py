@@ -11,6 +11,7 @@ from __future__ import annotations
 import msgspec
 
 from media.items import PlayItem
+from softswitch.call.events import TransferTarget
 
 
 class Answer(msgspec.Struct, frozen=True):
@@ -141,10 +142,12 @@ class SetVariable(msgspec.Struct, frozen=True):
 
 class Enqueue(msgspec.Struct, frozen=True):
     """Hand the call to the queue application for `queue` (the caller leg must be up or
-    ringing); the current application is done with the call."""
+    ringing); the current application is done with the call. `agent`: offer it to that
+    agent only (a transfer to an agent), who must serve `queue`."""
 
     queue: str
     priority: int = 0
+    agent: str | None = None
 
 
 class RunFlow(msgspec.Struct, frozen=True):
@@ -217,5 +220,18 @@ __all__ = [
     "StopListen",
     "StopPlay",
     "StopRecord",
+    "transfer_actions",
     "Unmix",
 ]
+
+
+def transfer_actions(target: TransferTarget, priority: int = 0) -> list[Action]:
+    """The hand-off that carries out a transfer to `target` (see `TransferRequested`)."""
+    if target.kind == "queue":
+        return [Enqueue(target.value, priority)]
+    if target.kind == "agent":
+        assert target.queue is not None
+        return [Enqueue(target.queue, priority, agent=target.value)]
+    if target.kind == "flow":
+        return [RunFlow(target.value, target.node)]
+    return [DialOut(target.value, target.trunk)]

@@ -95,6 +95,22 @@ class ControlBase:
     def _end_relays(self, session: Session, now: float) -> None:
         raise NotImplementedError  # signalling.py
 
+    @staticmethod
+    def _hold_state(leg: Leg, body: bytes) -> None:
+        raise NotImplementedError  # signalling.py
+
+    def _refer(self, session: Session, leg: Leg, event: Any, now: float) -> None:
+        raise NotImplementedError  # features.py
+
+    def _agent_hold(self, session: Session, leg: Leg, event: Any, now: float) -> bool:
+        raise NotImplementedError  # features.py
+
+    def _transfer_done(self, session: Session, now: float) -> None:
+        raise NotImplementedError  # features.py
+
+    def _transfer_failed(self, session: Session, now: float) -> None:
+        raise NotImplementedError  # features.py
+
     def _stop_record(self, session: Session, leg: Leg, reason: str, now: float) -> None:
         raise NotImplementedError  # leg_actions.py
 

@@ -17,6 +17,7 @@ Times: `now` is monotonic, as for the transaction layer; bus events carry wall-c
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 from collections import deque
@@ -56,6 +57,7 @@ from softswitch.call.base import TIMER_PREFIX
 from softswitch.call.bus import EventBus
 from softswitch.call.dialout import DialOutApp
 from softswitch.call.errors import IllegalLegTransition
+from softswitch.call.features import Features
 from softswitch.call.leg import Leg, LegEvent, LegState
 from softswitch.call.leg_actions import LegActions
 from softswitch.call.queue_app import QueueApp, survey_flow
@@ -90,7 +92,7 @@ SinkFactory = Callable[[str], Any]
 SpeechFactory = Callable[[str, tuple[str, ...]], Any]
 
 
-class CallControl(Signalling, LegActions):
+class CallControl(Signalling, LegActions, Features):
     """Every live call of a node (see the module docstring)."""
 
     def __init__(
@@ -281,6 +283,8 @@ class CallControl(Signalling, LegActions):
         session.app = app
         for name in [n for n in session.timers if not n.startswith(TIMER_PREFIX)]:
             del session.timers[name]  # the old application's timers die with it
+        if session.transfer is not None:  # the hand-off of an agent's transfer
+            self._transfer_done(session, now)
         if isinstance(app, QueueApp):
             session.queue = app.queue
         self._deliver(session, ev.Started(), now)
@@ -307,6 +311,8 @@ class CallControl(Signalling, LegActions):
                     self._release(session, now, "failed", "system", 500)
                     continue
                 self._execute(session, app, actions, now)
+                if isinstance(event, ev.TransferRequested) and session.transfer is not None:
+                    self._transfer_failed(session, now)  # the application did not hand on
         finally:
             self._draining = False
 
@@ -379,6 +385,7 @@ class CallControl(Signalling, LegActions):
                     action.priority,
                     survey_flow(session.config, action.queue),
                     self.prompts,
+                    agent=action.agent,
                 ),
                 now,
             )
@@ -418,7 +425,8 @@ class CallControl(Signalling, LegActions):
         try:
             commands = method(*args)
         except AcdError as exc:
-            log.warning("ACD refused %s%s: %s", method.__name__, args, exc)
+            name = getattr(method, "__name__", None) or getattr(method, "func", method).__name__
+            log.warning("ACD refused %s%s: %s", name, args, exc)
             return
         self.apply(commands, now)
         self._drain()
@@ -670,9 +678,17 @@ class _AcdPort:
     def __init__(self, control: CallControl) -> None:
         self.control = control
 
-    def enqueue(self, call_id: str, queue: str, priority: int, now: float) -> None:
+    def enqueue(
+        self, call_id: str, queue: str, priority: int, now: float, agent: str | None = None
+    ) -> None:
         control = self.control
         control.bus.publish(ev.CallQueued(control.wall(now), call_id, queue))
+        if agent is not None:  # a transfer to that agent: no region or sticky preference
+            control.acd_input(
+                now, functools.partial(control.acd.enqueue, agent=agent), call_id, queue, now,
+                priority,
+            )  # fmt: skip
+            return
         region, preferred = self._preferences(call_id, queue, now)
         control.acd_input(
             now, control.acd.enqueue, call_id, queue, now, priority, region, preferred

@@ -111,6 +111,38 @@ class QueueTimedOut(msgspec.Struct, frozen=True):
     reason: str = "max_wait"
 
 
+class LegHeld(msgspec.Struct, frozen=True):
+    """An agent's phone put its party on hold (`held`) or took it back; the node answered
+    the phone itself and took the caller out of the bridge (or put it back), so the
+    application may play music to the caller meanwhile."""
+
+    leg_id: str
+    held: bool
+
+
+class TransferTarget(msgspec.Struct, frozen=True):
+    """Where a transfer sends the caller, resolved by call control from a phone's
+    Refer-To: `kind` is "queue", "agent" (one named agent, through its queue `queue`),
+    "flow" (an IVR flow, `node` optional) or "number" (an external number through
+    `trunk`)."""
+
+    kind: str
+    value: str
+    queue: str | None = None
+    node: str | None = None
+    trunk: str | None = None
+
+
+class TransferRequested(msgspec.Struct, frozen=True):
+    """The agent of `leg_id` transferred the caller (a blind REFER the node accepted with
+    202): the application settles its bookkeeping (the agent is done with the call) and
+    hands the call on with `transfer_actions(target)`; call control then tells the phone
+    the transfer went through and hangs its leg up."""
+
+    leg_id: str
+    target: TransferTarget
+
+
 AppEvent = (
     Started
     | LegRinging
@@ -126,6 +158,8 @@ AppEvent = (
     | AgentOffered
     | OfferWithdrawn
     | QueueTimedOut
+    | LegHeld
+    | TransferRequested
 )
 
 # ------------------------------------------------------------------------------ bus events

@@ -34,6 +34,7 @@ from softswitch.call.actions import (
     SetVariable,
     StartTimer,
     StopPlay,
+    transfer_actions,
 )
 from softswitch.call.app import CallView
 from softswitch.call.events import (
@@ -43,12 +44,14 @@ from softswitch.call.events import (
     LegAnswered,
     LegEnded,
     LegFailed,
+    LegHeld,
     LegRinging,
     OfferWithdrawn,
     PlaybackDone,
     QueueTimedOut,
     Started,
     TimerFired,
+    TransferRequested,
 )
 
 if TYPE_CHECKING:
@@ -59,6 +62,9 @@ log = logging.getLogger("hotline.call")
 #: What a caller already answered by the node hears while waiting when the queue has no
 #: `music` (China's ringback: 450 Hz, 1 s on, 4 s off).
 WAITING_TONE = Tone(450.0, level_dbm0=-13.0, on_ms=1000, off_ms=4000, repeats=0)
+
+#: What a caller on hold hears when the queue has neither `hold_music` nor `music`.
+HOLD_TONE = Tone(400.0, level_dbm0=-18.0, on_ms=300, off_ms=3700, repeats=0)
 
 
 #: The queue application's timer of periodic announcements.
@@ -78,7 +84,9 @@ class AcdPort(Protocol):
     """The ACD inputs the queue application makes (call control carries them out and routes
     the engine's answers back to the calls they concern)."""
 
-    def enqueue(self, call_id: str, queue: str, priority: int, now: float) -> None: ...
+    def enqueue(
+        self, call_id: str, queue: str, priority: int, now: float, agent: str | None = None
+    ) -> None: ...
     def abandon(self, call_id: str, now: float, callback: bool = False) -> None: ...
     def answered(self, call_id: str, agent_id: str, now: float) -> None: ...
     def rejected(self, call_id: str, agent_id: str, reason: str, now: float) -> None: ...
@@ -97,9 +105,11 @@ class QueueApp:
         priority: int = 0,
         survey_flow: str | None = None,
         prompts: PromptResolver | None = None,
+        agent: str | None = None,
     ) -> None:
         self.acd = acd
         self.queue = queue
+        self.agent = agent  # offered to this agent only (a transfer to an agent)
         self.priority = priority
         self.survey_flow = survey_flow
         self.prompts = prompts  # music and announcements (None: the waiting tone only)
@@ -109,6 +119,7 @@ class QueueApp:
         self.waiting = False
         self.tone = False
         self.called_back = False  # the caller pressed the callback key
+        self.holding = False  # the talking agent holds the caller: hold music plays
 
     def handle(self, call: CallView, event: AppEvent, now: float) -> list[Action]:
         if isinstance(event, Started):
@@ -149,7 +160,34 @@ class QueueApp:
             return [Hangup(disposition="callback")]
         if isinstance(event, DigitReceived) and event.leg_id == call.caller_leg:
             return self._digit(call, event.digit, now)
+        if isinstance(event, LegHeld) and event.leg_id == self.talking:
+            self.holding = event.held
+            return self._hold_music(call) if event.held else [StopPlay(call.caller_leg)]
+        if isinstance(event, PlaybackDone) and event.tag == "hold" and self.holding:
+            return [] if event.stopped else self._hold_music(call)
+        if isinstance(event, TransferRequested) and event.leg_id == self.talking:
+            return self._transferred(call, event, now)
         return []
+
+    def _hold_music(self, call: CallView) -> list[Action]:
+        """What a caller on hold hears: the queue's `hold_music`, else its `music`, else a
+        soft tone; played again each time it ends, until the agent takes the caller back."""
+        queue = call.config.queue(self.queue)
+        ref = queue.hold_music or queue.music if queue is not None else None
+        items = self._resolve(call, ref, {}) if ref is not None else ()
+        return [Play(call.caller_leg, items or (HOLD_TONE,), tag="hold")]
+
+    def _transferred(self, call: CallView, event: TransferRequested, now: float) -> list[Action]:
+        """The talking agent transferred the caller: the agent is done with the call (its
+        wrap-up starts) and the caller goes where the transfer says."""
+        agent = self.agent_of[event.leg_id]
+        self.talking = None
+        self.acd.ended(call.call_id, agent, now)
+        out: list[Action] = []
+        if self.holding:
+            self.holding = False
+            out.append(StopPlay(call.caller_leg))
+        return [*out, SetVariable("transferred_by", agent), *transfer_actions(event.target)]
 
     def _digit(self, call: CallView, digit: str, now: float) -> list[Action]:
         """The queue's `callback_key` while waiting: the caller leaves a callback request
@@ -242,7 +280,10 @@ class QueueApp:
             self.tone = True
         else:
             out.append(Ring(call.caller_leg))
-        self.acd.enqueue(call.call_id, self.queue, self._priority(call), now)
+        if self.agent is None:
+            self.acd.enqueue(call.call_id, self.queue, self._priority(call), now)
+        else:
+            self.acd.enqueue(call.call_id, self.queue, self._priority(call), now, self.agent)
         if self.tone and self.waiting:  # not sent straight to the overflow
             announced = self._announce(call)
             if not any(isinstance(a, Play) for a in announced):
@@ -290,7 +331,11 @@ class QueueApp:
         if event.leg_id == self.talking:
             self.acd.ended(call.call_id, self.agent_of[event.leg_id], now)
             self.talking = None
+            out: list[Action] = []
+            if self.holding:  # the agent hung up a caller on hold: the music stops
+                self.holding = False
+                out.append(StopPlay(call.caller_leg))
             if self.survey_flow is not None:
-                return [RunFlow(self.survey_flow)]
-            return [Hangup(status=480, disposition="answered")]
+                return [*out, RunFlow(self.survey_flow)]
+            return [*out, Hangup(status=480, disposition="answered")]
         return []

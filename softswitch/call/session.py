@@ -53,6 +53,7 @@ class Session:
         "relays",
         "timers",
         "mixes",
+        "transfer",
         "_leg_seq",
     )
 
@@ -91,6 +92,7 @@ class Session:
         self.relays: list[tuple] = []  # client transactions of in-dialog requests we relayed
         self.timers: dict[str, int] = {}  # application timer name -> serial
         self.mixes: dict[str, dict[str, tuple[str, ...]]] = {}  # mix id -> who hears whom
+        self.transfer: str | None = None  # the agent leg whose REFER is being carried out
         self._leg_seq = 0
 
     # --- CallView -------------------------------------------------------------------------

@@ -234,6 +234,13 @@ class Signalling(ControlBase):
             digit = dtmf_from_info(request)
             if digit is not None:
                 self.on_dtmf(session, leg.leg_id, digit, "info", now)
+        if method == "REFER":  # the node carries out transfers itself (features.py)
+            self._refer(session, leg, event, now)
+            self._drain()
+            return True
+        if method in ("INVITE", "UPDATE") and self._agent_hold(session, leg, event, now):
+            self._drain()
+            return True
         other = leg.peer
         if other is None or other.dialog is None or other.over:
             self._answer_alone(session, leg, event, now)

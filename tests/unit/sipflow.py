@@ -237,3 +237,33 @@ class Phone:
             "Max-Forwards: 70\nContent-Length: 0\n\n",
             self.source,
         )
+
+    def in_dialog(
+        self,
+        invite: Request,
+        method: str,
+        cseq: int,
+        headers: str = "",
+        sdp_direction: str | None = None,
+        to_tag: str = "ph",
+    ) -> None:
+        """A request of the phone in the dialog of `invite` (which it answered with
+        `to_tag`): a hold re-INVITE (`sdp_direction`), a REFER (`headers`: its Refer-To)."""
+        frm = invite.headers.get("from") or ""
+        to = (invite.headers.get("to") or "") + f";tag={to_tag}"
+        body = ""
+        if sdp_direction is not None:
+            body = (
+                "v=0\r\no=- 2 3 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                f"m=audio 7000 RTP/AVP 0\r\na={sdp_direction}\r\n"
+            )
+            headers += "Content-Type: application/sdp\n"
+        self.h.deliver(
+            f"{method} sip:hotline@127.0.0.1:5060 SIP/2.0\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bKph{method}{cseq};rport\n"
+            f"From: {to}\nTo: {frm}\nCall-ID: {invite.call_id}\nCSeq: {cseq} {method}\n"
+            f"Contact: <sip:{self.agent}@127.0.0.1:{self.port}>\n"
+            f"Max-Forwards: 70\n{headers}Content-Length: {len(body)}\n\n"
+            + body.replace("\r\n", "\n"),
+            self.source,
+        )

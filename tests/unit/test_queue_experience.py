@@ -3,19 +3,16 @@ the position and expected wait every `announce.every` seconds (virtual time, fak
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-import yaml
+from callkit import IvrHarness, answered_by_node, edited_config
 from sipflow import Phone, Trunk
-from test_call_model import MONDAY_10, FakeMedia, IvrHarness, NamedPrompts, Sink, answered_by_node
+from test_call_model import MONDAY_10
 
 from media.engine import PlaybackDone
 from softswitch.cli import main as cli_main
-from softswitch.config import load_config
 from softswitch.sip.message import Request
-from softswitch.switch import CallServices, Switch
 
 ROOT = Path(__file__).resolve().parents[2]
 ANNOUNCE = {
@@ -29,20 +26,8 @@ class QueueHarness(IvrHarness):
     """The IVR harness on the demo config with `general` given music and announcements."""
 
     def __init__(self, tmp_path: Path, general: dict) -> None:
-        config = tmp_path / "config"
-        shutil.copytree(ROOT / "config", config)
-        doc = yaml.safe_load((config / "queues.yaml").read_text(encoding="utf-8"))
-        doc["queues"][0].update(general)
-        (config / "queues.yaml").write_text(yaml.safe_dump(doc), encoding="utf-8")
-        super().__init__(tmp_path, MONDAY_10)
-        self.config = load_config(config)
-        self.media = FakeMedia()
-        services = CallServices(prompts=NamedPrompts(), clock_offset=MONDAY_10 - self.now)
-        self.switch = Switch(
-            self.config, self.cdr, {"UDP": "127.0.0.1:5060", "TCP": "127.0.0.1:5060"},
-            media=self.media, secret=b"k" * 32, services=services,
-        )  # fmt: skip
-        self.switch.control.sink_factory = Sink
+        config = edited_config(tmp_path, {"queues": general})
+        super().__init__(tmp_path, MONDAY_10, config_dir=config)
 
     def played(self, leg: str) -> list[str]:
         return self.media.last_play(leg)[1]

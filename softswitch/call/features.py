@@ -1,0 +1,260 @@
+"""What an agent's phone does inside a call, answered by the node itself: hold (the node
+answers the phone's hold offer from its anchor, takes the caller out of the bridge and lets
+the application play music to the caller) and blind transfer (REFER, RFC 3515: the node
+resolves the Refer-To, answers 202, hands the caller to a queue, an agent, a flow or an
+external number, reports the outcome in NOTIFY and hangs the phone's leg up). A part of
+`CallControl` (softswitch/call/control.py).
+
+Attended transfer (REFER with Replaces, RFC 3891) needs the agent's consultation call,
+an internal call from the phone; until the node takes such calls it answers a Replaces with
+501 and says so, and the call stays with the agent.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from acd import AcdError
+from media import MediaError
+from softswitch.call import events as ev
+from softswitch.call.base import ControlBase
+from softswitch.call.leg import Leg, LegState
+from softswitch.call.session import Session
+from softswitch.call.sipcodec import sdp_direction
+from softswitch.sip.build import make_response
+from softswitch.sip.errors import SipParseError
+from softswitch.sip.headers import parse_uri, unescape
+from softswitch.sip.message import parse_name_addr
+from softswitch.sip.transaction import RequestReceived
+
+if TYPE_CHECKING:
+    from softswitch.config import Config
+
+#: RFC 3515 §2.4.5: the body type of the NOTIFYs that report a REFER's progress.
+SIPFRAG = "message/sipfrag;version=2.0"
+
+
+class TransferError(Exception):
+    """A REFER the node will not carry out: the status and reason phrase to answer it."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def refer_user(request_value: str) -> tuple[str, bool]:
+    """The user part of a Refer-To value (unescaped) and whether it carries Replaces
+    (an attended transfer). Raises `TransferError` (400) when it is not a usable URI."""
+    try:
+        uri = parse_name_addr(request_value).uri
+    except SipParseError as exc:
+        raise TransferError(400, f"Bad Refer-To ({exc})") from None
+    parsed = parse_uri(uri)
+    if parsed.scheme == "tel":
+        number = parsed.opaque.split(";")[0]
+        return number, False
+    if not parsed.is_sip or not parsed.user:
+        raise TransferError(400, "Refer-To names no user")
+    headers = unescape(parsed.uri_headers or "").lower()
+    replaces = any(part.startswith("replaces=") for part in headers.split("&"))
+    return unescape(parsed.user), replaces
+
+
+def resolve_transfer(
+    config: Config,
+    user: str,
+    transferrer: str | None,
+    caller: str,
+    current_queue: str | None,
+    agent_queues: dict[str, tuple[str, ...]],
+    trunk: str,
+) -> ev.TransferTarget:
+    """Where a transfer to `user` sends the caller, on the configuration the call started
+    with: an agent id, a queue name, a dialplan route (queue, flow or external number), else
+    an external number through the call's trunk. `agent_queues`: the queues each logged-in
+    agent serves (the ACD's view). Raises `TransferError` with the answer to the REFER."""
+    agent = config.agent(user)
+    if agent is not None:
+        if user == transferrer:
+            raise TransferError(403, "Cannot transfer to yourself")
+        served = agent_queues.get(user)
+        if served is None:
+            raise TransferError(480, f"Agent {user} is not logged in")
+        if not served:
+            raise TransferError(480, f"Agent {user} serves no queue")
+        queue = current_queue if current_queue in served else served[0]
+        return ev.TransferTarget("agent", user, queue=queue)
+    if config.queue(user) is not None:
+        return ev.TransferTarget("queue", user)
+    result = config.dialplan.route(user, caller)
+    if result.route is not None:
+        if result.respond is not None:
+            raise TransferError(result.respond, result.reason or "Refused by the dialplan")
+        if result.queue is not None:
+            return ev.TransferTarget("queue", result.queue)
+        if result.flow is not None:
+            return ev.TransferTarget("flow", result.flow)
+        if result.transfer is not None:
+            return _external(config, result.transfer, result.transfer_trunk or trunk, transferrer)
+    if user.lstrip("+").isdigit():
+        return _external(config, user, trunk, transferrer)
+    raise TransferError(404, f"No agent, queue or route {user}")
+
+
+def _external(config: Config, number: str, trunk: str, agent_id: str | None) -> ev.TransferTarget:
+    agent = config.agent(agent_id) if agent_id else None
+    if agent is None or "transfer_external" not in agent.features:
+        raise TransferError(403, "Transfer to external numbers not allowed for this agent")
+    found = next((t for t in config.trunks if t.name == trunk), None)
+    if found is None or found.outbound is None or found.caller_id is None:
+        raise TransferError(503, f"Trunk {trunk} cannot place outbound calls")
+    return ev.TransferTarget("number", number, trunk=trunk)
+
+
+class Features(ControlBase):
+    # --- hold -----------------------------------------------------------------------------
+    def _agent_hold(self, session: Session, leg: Leg, event: RequestReceived, now: float) -> bool:
+        """A re-INVITE/UPDATE with SDP from an agent's phone bridged to the caller, both
+        anchored: the node answers it from its anchor. A hold (sendonly/inactive) takes the
+        caller out of the bridge, a resume puts it back; the application hears `LegHeld`.
+        False: not such a request (the caller relays it as before)."""
+        request = event.request
+        other = leg.peer
+        if (
+            leg is session.a
+            or leg.agent_id is None
+            or other is not session.a
+            or not request.body
+            or not (leg.anchored and other.anchored)
+        ):
+            return False
+        held_before = leg.state is LegState.HELD
+        wants_hold = sdp_direction(request.body) in ("sendonly", "inactive")
+        if not held_before and not wants_hold:
+            return False  # a plain re-offer (codec change, refresh): relayed as before
+        assert leg.dialog is not None
+        leg.dialog.update_target(request)
+        try:
+            body = self.media.answer_local(leg.leg_id, request.body)
+        except (MediaError, ValueError) as exc:
+            session.log.warning("hold offer of agent %s refused by media: %s", leg.agent_id, exc)
+            self._respond(event.key, make_response(request, 488), now)
+            return True
+        self._hold_state(leg, request.body)
+        extra = [
+            ("contact", f"<{self.contact_for(leg.target)}>"),
+            ("content-type", "application/sdp"),
+        ]
+        self._respond(event.key, make_response(request, 200, body=body, extra=extra), now)
+        held = leg.state is LegState.HELD
+        if held == held_before:
+            return True
+        if held:
+            self.media.unbridge(leg.leg_id)
+        else:
+            self.media.bridge(other.leg_id, leg.leg_id)
+        what = "HOLD" if held else "UNHOLD"
+        session.log.info("agent %s %s the caller", leg.agent_id, "held" if held else "resumed")
+        self.bus.publish(
+            ev.QueueLogged(self.wall(now), session.call_id, session.queue, leg.agent_id, what, None)
+        )
+        self._deliver(session, ev.LegHeld(leg.leg_id, held), now)
+        return True
+
+    # --- blind transfer -------------------------------------------------------------------
+    def _refer(self, session: Session, leg: Leg, event: RequestReceived, now: float) -> None:
+        """REFER from a party of the call (RFC 3515)."""
+        request = event.request
+        try:
+            target = self._transfer_target(session, leg, request.headers.get_all("refer-to"))
+        except TransferError as exc:
+            session.log.info("transfer by %s refused: %d %s", leg.leg_id, exc.status, exc.reason)
+            self._respond(event.key, make_response(request, exc.status, exc.reason), now)
+            return
+        self._respond(
+            event.key,
+            make_response(request, 202, extra=[("contact", f"<{self.contact_for(leg.target)}>")]),
+            now,
+        )
+        self._notify(session, leg, "SIP/2.0 100 Trying", final=False, now=now)
+        session.transfer = leg.leg_id
+        session.log.info(
+            "agent %s transfers the caller to %s %s", leg.agent_id, target.kind, target.value
+        )
+        data = {"to": target.kind, "target": target.value}
+        self.bus.publish(
+            ev.QueueLogged(
+                self.wall(now), session.call_id, session.queue, leg.agent_id, "TRANSFER", data
+            )
+        )
+        self._deliver(session, ev.TransferRequested(leg.leg_id, target), now)
+
+    def _transfer_target(
+        self, session: Session, leg: Leg, refer_to: list[str]
+    ) -> ev.TransferTarget:
+        if leg is session.a or leg.agent_id is None:
+            raise TransferError(403, "Only an agent's phone may transfer this call")
+        if session.transfer is not None:
+            raise TransferError(491, "A transfer is already in progress")
+        if leg.peer is not session.a or not session.a.up:
+            raise TransferError(403, "No caller to transfer")
+        if len(refer_to) != 1:
+            raise TransferError(400, "Exactly one Refer-To required")
+        user, replaces = refer_user(refer_to[0])
+        if replaces:
+            raise TransferError(
+                501, "Attended transfer (Replaces) not supported yet; use a blind transfer"
+            )
+        queues: dict[str, tuple[str, ...]] = {}
+        agent = session.config.agent(user)
+        if agent is not None:
+            try:
+                snap = self.acd.agent_snapshot(user)
+            except AcdError:
+                snap = None
+            if snap is not None and snap.state not in ("logged_out", "locked"):
+                queues[user] = snap.queues
+        return resolve_transfer(
+            session.config, user, leg.agent_id, session.caller, session.queue, queues,
+            session.trunk,
+        )  # fmt: skip
+
+    def _transfer_done(self, session: Session, now: float) -> None:
+        """The application handed the caller on for a transfer: the phone hears that it
+        worked and its leg is hung up."""
+        leg_id, session.transfer = session.transfer, None
+        leg = session.leg(leg_id) if leg_id else None
+        if leg is None or not leg.up:
+            return
+        self._notify(session, leg, "SIP/2.0 200 OK", final=True, now=now)
+        if leg.peer is not None:
+            if leg.anchored and leg.peer.anchored:
+                self.media.unbridge(leg.leg_id)
+            leg.peer.peer = None
+            leg.peer = None
+        self._leg_stopped(session, leg, now, "transferred")
+        self._bye(session, leg, now)
+        self._leave_mixes(session, leg, now)
+
+    def _transfer_failed(self, session: Session, now: float) -> None:
+        """The application did not hand the caller on: the phone hears the transfer failed
+        and keeps the call."""
+        leg_id, session.transfer = session.transfer, None
+        leg = session.leg(leg_id) if leg_id else None
+        session.log.warning("transfer by %s not carried out by %s", leg_id, session.app)
+        if leg is not None and leg.up:
+            self._notify(session, leg, "SIP/2.0 503 Service Unavailable", final=True, now=now)
+
+    def _notify(self, session: Session, leg: Leg, frag: str, final: bool, now: float) -> None:
+        if leg.dialog is None:
+            return
+        state = "terminated;reason=noresource" if final else "active;expires=60"
+        request = leg.dialog.new_request(
+            "NOTIFY",
+            f"{frag}\r\n".encode(),
+            [("event", "refer"), ("subscription-state", state), ("content-type", SIPFRAG)],
+        )
+        request.headers.add("contact", f"<{self.contact_for(leg.target)}>")
+        key = self.txn.send_request(request, leg.target, now)
+        self._clients[key] = (session, leg, "notify", None)

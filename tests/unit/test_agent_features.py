@@ -1,0 +1,198 @@
+"""An agent's phone inside a call, answered by the node: hold with music to the caller, and
+blind transfer by REFER (RFC 3515) to an agent, a queue, a flow or an external number
+(virtual time, the fake anchoring engine of `callkit`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from callkit import IvrHarness, edited_config, statuses
+from sipflow import Phone, Trunk
+from test_call_model import MONDAY_10
+
+from softswitch.call import events as ev
+from softswitch.sip.message import Request, Response
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FeatureHarness(IvrHarness):
+    """The demo config, with changes to `general` and to agent 1001 when given."""
+
+    def __init__(
+        self, tmp_path: Path, general: dict | None = None, agent_1001: dict | None = None
+    ) -> None:
+        changes = {"queues": general or {}, "agents": agent_1001 or {}}
+        super().__init__(tmp_path, MONDAY_10, config_dir=edited_config(tmp_path, changes))
+
+    def queue_log(self, call_id: str) -> list[str]:
+        return [row["event"] for row in self.cdr.get_queue_log(call_id)]
+
+
+def requests(messages: list) -> list[Request]:
+    return [m for m in messages if isinstance(m, Request)]
+
+
+def talking(h: FeatureHarness, *agents: str) -> tuple[Trunk, list[Phone], Request, str]:
+    """A caller of 9000 answered by the first of `agents` (all registered, in order)."""
+    phones = [Phone(h, agent, 5100 + int(agent) % 100) for agent in agents]
+    for phone in phones:
+        phone.register()
+    trunk = Trunk(h)
+    trunk.invite("9000")
+    (invite,) = requests(h.take(phones[0].port))
+    phones[0].reply(invite, 200, sdp=True)
+    h.take(phones[0].port)  # our ACK
+    ok = h.take(trunk.port)[-1]
+    assert isinstance(ok, Response) and ok.status == 200
+    trunk.to_tag = ok.to.tag
+    trunk.ack()
+    (session,) = h.switch.control.sessions.values()
+    return trunk, phones, invite, session.call_id
+
+
+def test_hold_from_the_phone_is_answered_by_the_node_and_the_caller_hears_music(
+    tmp_path: Path,
+) -> None:
+    h = FeatureHarness(tmp_path, {"hold_music": "menu_main"})
+    trunk, (phone,), invite, call_id = talking(h, "1001")
+    session = h.switch.control.sessions[call_id]
+    caller, agent_leg = session.a.leg_id, session.legs[1].leg_id
+    assert frozenset((caller, agent_leg)) in h.media.bridges
+    phone.in_dialog(invite, "INVITE", 2, sdp_direction="sendonly")
+    ok = h.take(phone.port)[-1]
+    assert isinstance(ok, Response) and ok.status == 200 and b"a=recvonly" in ok.body
+    assert h.take(trunk.port) == []  # the carrier is not asked: the node holds the caller
+    assert h.media.bridges == set()
+    assert h.media.last_play(caller)[1][-1] == "menu_main"
+    h.finish_play(caller)
+    assert h.media.last_play(caller)[1][-2:] == ["menu_main", "menu_main"]  # over and over
+    phone.in_dialog(invite, "INVITE", 3, sdp_direction="sendrecv")
+    ok = h.take(phone.port)[-1]
+    assert isinstance(ok, Response) and ok.status == 200 and b"a=sendrecv" in ok.body
+    assert frozenset((caller, agent_leg)) in h.media.bridges
+    assert ("stop_play", caller) in h.media.calls
+    assert h.queue_log(call_id)[-2:] == ["HOLD", "UNHOLD"]
+    trunk.bye()
+    assert h.switch.control.sessions == {}
+
+
+def test_without_hold_music_a_soft_tone_plays_and_hanging_up_on_hold_stops_it(
+    tmp_path: Path,
+) -> None:
+    h = FeatureHarness(tmp_path)
+    trunk, (phone,), invite, call_id = talking(h, "1001")
+    caller = h.switch.control.sessions[call_id].a.leg_id
+    phone.in_dialog(invite, "INVITE", 2, sdp_direction="inactive")
+    h.take(phone.port)
+    assert type(h.media.plays[caller][-1][1]).__name__ == "Tone"
+    stops = h.media.calls.count(("stop_play", caller))
+    phone.in_dialog(invite, "BYE", 3)
+    assert h.media.calls.count(("stop_play", caller)) == stops + 1
+    assert statuses(h.take(trunk.port)) == ["BYE"]  # general has no survey
+
+
+def test_a_codec_re_offer_from_the_phone_is_still_relayed(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    trunk, (phone,), invite, _ = talking(h, "1001")
+    phone.in_dialog(invite, "INVITE", 2, sdp_direction="sendrecv")
+    assert statuses(h.take(trunk.port)) == ["INVITE"]  # not a hold: the caller is asked
+
+
+def refer(phone: Phone, invite: Request, target: str, cseq: int = 5) -> list:
+    phone.in_dialog(invite, "REFER", cseq, headers=f"Refer-To: <{target}>\n")
+    return h_take(phone)
+
+
+def h_take(phone: Phone) -> list:
+    """What the phone got (100 Trying left out); it answers each NOTIFY with 200."""
+    out = [m for m in phone.h.take(phone.port) if not (isinstance(m, Response) and m.status == 100)]
+    for message in requests(out):
+        if message.method == "NOTIFY":
+            phone.reply(message, 200)
+    return out
+
+
+def notify_frags(messages: list) -> list[bytes]:
+    return [m.body.strip() for m in requests(messages) if m.method == "NOTIFY"]
+
+
+def test_blind_transfer_to_another_queue_rings_its_agent_and_hangs_up_the_first(
+    tmp_path: Path,
+) -> None:
+    h = FeatureHarness(tmp_path)
+    trunk, (first, other), invite, call_id = talking(h, "1001", "1005")
+    # 1005 serves `enterprise` too; 1001 sends the caller there.
+    out = refer(first, invite, "sip:enterprise@127.0.0.1")
+    assert statuses(out)[0] == 202
+    assert notify_frags(out) == [b"SIP/2.0 100 Trying", b"SIP/2.0 200 OK"]
+    assert statuses(out)[-1] == "BYE"
+    (ring,) = requests(h.take(other.port))
+    assert ring.method == "INVITE" and ring.headers.get("x-hotline-queue") == "enterprise"
+    assert ring.headers.get("x-hotline-var-transferred-by") == "1001"
+    assert h.switch.acd.agent_state("1001").value == "idle"  # done with it (no wrap-up)
+    other.reply(ring, 200, to_tag="o5", sdp=True)
+    session = h.switch.control.sessions[call_id]
+    assert frozenset((session.a.leg_id, session.legs[-1].leg_id)) in h.media.bridges
+    assert h.take(trunk.port) == []  # the caller's dialog never changed
+    assert "TRANSFER" in h.queue_log(call_id)
+    answered = [e.agent_id for e in h.bus_events if isinstance(e, ev.CallAnswered)]
+    assert answered == ["1001", "1005"]
+    trunk.bye()
+    assert h.switch.control.sessions == {}
+    first_leg = session.legs[1].leg_id
+    (row,) = [leg for leg in h.cdr.get_legs(call_id) if leg["leg_id"] == first_leg]
+    assert row["disposition"] == "transferred"
+
+
+def test_blind_transfer_to_a_dialplan_number_runs_its_flow(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    _trunk, (first,), invite, call_id = talking(h, "1001")
+    out = refer(first, invite, "sip:12345@127.0.0.1")
+    assert statuses(out)[0] == 202 and statuses(out)[-1] == "BYE"
+    session = h.switch.control.sessions[call_id]
+    assert session.app is not None and session.app.name == "ivr"
+    assert "welcome" in h.media.last_play(session.a.leg_id)[1]
+
+
+def test_transfers_the_node_refuses_leave_the_call_with_the_agent(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    trunk, (first,), invite, call_id = talking(h, "1001")
+    cases = [
+        ("sip:013912345678@127.0.0.1", 403),  # external: 1001 may not
+        ("sip:1001@127.0.0.1", 403),  # itself
+        ("sip:1002@127.0.0.1", 480),  # not logged in
+        ("sip:nobody@127.0.0.1", 404),
+        ("sip:1002@127.0.0.1?Replaces=abc%3Bto-tag%3Dx%3Bfrom-tag%3Dy", 501),
+    ]
+    for cseq, (target, status) in enumerate(cases, start=10):
+        out = refer(first, invite, target, cseq)
+        assert statuses(out) == [status], target
+    first.in_dialog(invite, "REFER", 20)  # no Refer-To at all
+    assert statuses(h_take(first)) == [400]
+    session = h.switch.control.sessions[call_id]
+    assert frozenset((session.a.leg_id, session.legs[1].leg_id)) in h.media.bridges
+    assert h.take(trunk.port) == []
+
+
+def test_a_caller_side_refer_is_refused_not_relayed(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    trunk, (phone,), _invite, _ = talking(h, "1001")
+    trunk.cseq += 1
+    h.deliver(
+        "REFER sip:hotline@127.0.0.1:5060 SIP/2.0\n"
+        + trunk.headers("REFER", trunk.cseq, "z9hG4bKtrkrefer", trunk.to_tag)
+        + "Refer-To: <sip:1002@127.0.0.1>\nContent-Length: 0\n\n",
+        trunk.source,
+    )
+    assert statuses(h.take(trunk.port)) == [403]
+    assert h.take(phone.port) == []
+
+
+def test_external_transfer_goes_out_as_the_hotline_for_a_permitted_agent(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path, agent_1001={"features": ["transfer_external"]})
+    _trunk, (first,), invite, _ = talking(h, "1001")
+    out = refer(first, invite, "sip:013912345678@127.0.0.1")
+    assert statuses(out)[0] == 202
+    (dial,) = requests(h.take(5080))
+    assert dial.uri.startswith("sip:013912345678@") and dial.from_.uri.startswith("sip:12345@")
