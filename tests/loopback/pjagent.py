@@ -9,11 +9,15 @@ Protocol with the parent process:
 
 - stdout carries exactly one JSON object per line, one per event (``ready``, ``registered``,
   ``reg_failed``, ``unregistered``, ``incoming``, ``ringing``, ``answered``, ``confirmed``,
-  ``media_active``, ``dtmf_sent``, ``dtmf``, ``disconnected``, ``error``, ``exit``).
+  ``media_active``, ``dtmf_sent``, ``dtmf``, ``held``, ``xfer_status``, ``disconnected``,
+  ``error``, ``exit``). With ``--tone HZ`` the phone sends that tone into every call instead
+  of its (null) microphone, so a test can tell who hears whom.
   Everything pjsip prints goes to stderr or to ``--log-file``; file descriptor 1 is redirected
   to stderr at start-up so that even C-level prints cannot corrupt the JSON stream.
 - stdin accepts one command per line: ``hangup [CALL_ID]``, ``answer [CODE] [CALL_ID]``,
   ``dtmf DIGITS [CALL_ID]``, ``call URI`` (the phone places a call: a caller of the IVR),
+  ``hold [CALL_ID]``, ``unhold [CALL_ID]`` (re-INVITE with sendonly, then sendrecv),
+  ``xfer URI [CALL_ID]`` (a blind transfer: REFER; its NOTIFYs are ``xfer_status`` events),
   ``register``, ``unregister``, ``quit``. A reader thread only
   queues the lines; the main thread, the only thread pjsua knows, executes them between
   ``libHandleEvents`` polls (threadCnt = 0, mainThreadOnly), so no pjsua call ever happens on
@@ -156,12 +160,32 @@ class AgentCall(pj.Call):
                 # Connect the call to the (null) sound device both ways: the device's clock
                 # drives the conference bridge, so RTP and RFC 4733 events actually flow.
                 audio.startTransmit(manager.getPlaybackDevMedia())
-                manager.getCaptureDevMedia().startTransmit(audio)
+                source = self.agent.tone_source() or manager.getCaptureDevMedia()
+                source.startTransmit(audio)
                 if not self.media_active:
                     self.media_active = True
                     self.agent.emitter.emit("media_active", call_id=self.sip_call_id)
                     if self.answered_at is not None and self.dtmf_pending:
                         self.agent.schedule(0.2, self.send_pending_dtmf)
+
+    def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:  # noqa: N802
+        self.agent.emitter.emit(
+            "xfer_status",
+            call_id=self.sip_call_id,
+            code=prm.statusCode,
+            reason=prm.reason,
+            final=bool(prm.finalNotify),
+        )
+
+    def hold(self, on: bool) -> None:
+        """Put the far end on hold (re-INVITE with a=sendonly) or take it back."""
+        param = pj.CallOpParam(True)
+        if on:
+            self.setHold(param)
+        else:
+            param.opt.flag = pj.PJSUA_CALL_UNHOLD
+            self.reinvite(param)
+        self.agent.emitter.emit("held", call_id=self.sip_call_id, on=on)
 
     def onDtmfDigit(self, prm: pj.OnDtmfDigitParam) -> None:  # noqa: N802
         self.agent.emitter.emit("dtmf", call_id=self.sip_call_id, digit=prm.digit)
@@ -203,6 +227,11 @@ class AgentCall(pj.Call):
             self.agent.emitter.emit("rejected", call_id=self.sip_call_id, code=code)
         else:
             self.agent.emitter.emit("ringing", call_id=self.sip_call_id, code=code)
+
+    def transfer(self, uri: str) -> None:
+        """A blind transfer of the far end to `uri` (REFER, RFC 3515)."""
+        self.xfer(uri, pj.CallOpParam(True))
+        self.agent.emitter.emit("xfer_sent", call_id=self.sip_call_id, uri=uri)
 
     def hangup_now(self) -> None:
         """Send BYE (or CANCEL/final response, depending on the state) from the agent side."""
@@ -272,6 +301,7 @@ class Agent:
         self.commands: queue.Queue[str] = queue.Queue()
         self.stop_requested = False
         self.transport_id = -1
+        self._tone: Any = None  # the --tone generator, made on first use
 
     # -- scheduling (main thread only) ------------------------------------------------------
 
@@ -293,6 +323,23 @@ class Agent:
             action()
         except pj.Error as error:
             self.emitter.emit("error", where=error.title, reason=error.reason, status=error.status)
+
+    def tone_source(self) -> Any:
+        """The --tone generator (a steady sine, -10 dBm0 or so), or None without --tone."""
+        if not self.args.tone:
+            return None
+        if self._tone is None:
+            tone = pj.ToneDesc()
+            tone.freq1 = int(self.args.tone)
+            tone.freq2 = 0
+            tone.on_msec = 10000
+            tone.off_msec = 0
+            tones = pj.ToneDescVector()
+            tones.append(tone)
+            self._tone = pj.ToneGenerator()
+            self._tone.createToneGenerator()
+            self._tone.play(tones, True)
+        return self._tone
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -394,6 +441,13 @@ class Agent:
         elif command == "dtmf" and rest:
             for call in self.find_calls(rest[1] if len(rest) > 1 else None):
                 self.guarded(lambda call=call: call.send_dtmf(rest[0]))
+        elif command in ("hold", "unhold"):
+            on = command == "hold"
+            for call in self.find_calls(rest[0] if rest else None):
+                self.guarded(lambda call=call: call.hold(on))
+        elif command == "xfer" and rest:
+            for call in self.find_calls(rest[1] if len(rest) > 1 else None):
+                self.guarded(lambda call=call: call.transfer(rest[0]))
         elif command == "call" and rest and self.account is not None:
             self.guarded(lambda: self.place_call(rest[0]))
         elif command in ("register", "unregister") and self.account is not None:
@@ -439,6 +493,7 @@ class Agent:
     def shutdown(self) -> None:
         """Hang up, unregister (bounded by unregWaitMsec) and destroy the library."""
         self.endpoint.hangupAllCalls()
+        self._tone = None
         end = time.monotonic() + 1.0
         while any(not call.disconnected for call in self.calls) and time.monotonic() < end:
             self.endpoint.libHandleEvents(10)
@@ -475,6 +530,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtmf", default="", metavar="DIGITS")
     parser.add_argument("--dtmf-method", choices=tuple(DTMF_METHODS), default="rfc4733")
     parser.add_argument("--null-audio", action="store_true")
+    parser.add_argument("--tone", type=int, default=0, metavar="HZ")
     parser.add_argument("--max-seconds", type=float, default=60.0)
     parser.add_argument("--log-file", default="")
     parser.add_argument("--log-level", type=int, default=1)
