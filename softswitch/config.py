@@ -670,12 +670,13 @@ class Agent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         int, Meta(ge=0, le=60, description="Seconds the phone rings before it auto-answers.")
     ] = 0
     features: Annotated[
-        tuple[Literal["transfer_external", "outbound"], ...],
+        tuple[Literal["transfer_external", "outbound", "supervise"], ...],
         Meta(
             description="What the agent may do beyond taking calls and transferring them "
             "to agents, queues and flows: `transfer_external` (transfer a caller to an "
-            "external number through a trunk) and `outbound` (place calls to external "
-            "numbers from the phone). A REFER to an external number from an agent without "
+            "external number through a trunk), `outbound` (place calls to external "
+            "numbers from the phone) and `supervise` (monitor, whisper and barge by feature "
+            "code: a supervisor). A REFER to an external number from an agent without "
             "`transfer_external` is refused with 403."
         ),
     ] = ()

@@ -266,6 +266,71 @@ class _Localities(msgspec.Struct, frozen=True):
     patterns: tuple[tuple[re.Pattern[str], str], ...]
 
 
+FeatureCode = Annotated[str, Meta(pattern=r"^[*#][0-9*#]*$")]
+
+#: Feature codes that take the digits after them (a reason code, an agent id).
+PREFIX_FEATURES = ("not_ready", "directed_pickup", "monitor", "whisper", "barge")
+
+
+class FeatureCodes(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
+    """What agents' phones dial for ACD features (ACD-4, ACD-6, ACD-7). Each code starts
+    with `*` or `#`, so none is ever an extension or a number, and no code may begin
+    another. `not_ready`, `directed_pickup`, `monitor`, `whisper` and `barge` take digits
+    after the code: a reason code, or the agent concerned (`*321001` whispers to 1001)."""
+
+    login: Annotated[FeatureCode, Meta(description="Log in: take queue calls again.")] = "*21"
+    logout: Annotated[
+        FeatureCode, Meta(description="Log out: no queue calls while still registered.")
+    ] = "*22"
+    ready: Annotated[FeatureCode, Meta(description="Ready (idle) from busy or a break.")] = "*23"
+    not_ready: Annotated[
+        FeatureCode, Meta(description="Not ready (busy), followed by optional reason digits.")
+    ] = "*24"
+    wrap_up_end: Annotated[FeatureCode, Meta(description="End wrap-up now.")] = "*25"
+    pickup: Annotated[
+        FeatureCode,
+        Meta(description="Answer the call ringing longest at an agent of your queues."),
+    ] = "*8"
+    directed_pickup: Annotated[
+        FeatureCode, Meta(description="Answer the call ringing at the agent whose id follows.")
+    ] = "**"
+    monitor: Annotated[
+        FeatureCode,
+        Meta(description="Supervisors: listen to the agent's call (neither party hears you)."),
+    ] = "*31"
+    whisper: Annotated[
+        FeatureCode, Meta(description="Supervisors: speak to the agent only, hear both.")
+    ] = "*32"
+    barge: Annotated[
+        FeatureCode,
+        Meta(description="Supervisors: join the call; everyone hears everyone (a tone first)."),
+    ] = "*33"
+
+    def match(self, dialled: str) -> tuple[str, str] | None:
+        """(feature, the digits after its code) for a dialled string, or None."""
+        for name in self.__struct_fields__:
+            code = getattr(self, name)
+            if name in PREFIX_FEATURES:
+                if dialled.startswith(code):
+                    return name, dialled[len(code) :]
+            elif dialled == code:
+                return name, ""
+        return None
+
+
+def _feature_code_problems(value: FeatureCodes) -> list[Problem]:
+    problems: list[Problem] = []
+    names = value.__struct_fields__
+    for name in names:
+        code = getattr(value, name)
+        for other in names:
+            if other != name and getattr(value, other).startswith(code):
+                problems.append(
+                    ((name,), f"`{code}` begins `{other}` ({getattr(value, other)}): ambiguous")
+                )
+    return problems
+
+
 class Dialplan(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
     """The contents of ``dialplan.yaml``: routes, a default action, and what flows use."""
 
@@ -295,6 +360,9 @@ class Dialplan(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=Tru
     flows: Annotated[
         dict[Name, Flow], Meta(description="IVR flows by name: a `start` node and `nodes`.")
     ] = {}
+    feature_codes: Annotated[
+        FeatureCodes, Meta(description="What agents' phones dial for ACD features.")
+    ] = FeatureCodes()
 
     def route(self, called: str, calling: str) -> RouteResult:
         """The action for a call from ``calling`` to ``called`` (first matching route)."""
@@ -448,6 +516,7 @@ ITEM_CHECKS: dict[type, Callable[[Any], list[Problem]]] = {
     nodes.Say: _say_problems,
     nodes.Collect: _collect_problems,
     nodes.Menu: _menu_problems,
+    FeatureCodes: _feature_code_problems,
 }
 
 #: Node fields naming another node of the same flow, and those mapping keys to nodes.

@@ -95,26 +95,7 @@ class Registrar:
         if result.stale:
             return self._challenge(request, now, True), []
         if not result.ok or result.username != aor_user:
-            self.counters["auth_failures"] += 1
-            failed = self.failures.failure(source.host, aor_user, now)
-            log.warning(
-                "REGISTER for %r from %s:%d refused (%s)%s",
-                aor_user,
-                source.host,
-                source.port,
-                result.reason if result.ok is False else "user mismatch",
-                "; source banned" if failed.banned else "",
-            )
-            if failed.banned_until is not None:
-                self.alerts.append(
-                    AuthAlert("source_banned", source.host, aor_user, failed.bans,
-                              failed.banned_until)
-                )  # fmt: skip
-            if failed.guarded_until is not None:
-                self.alerts.append(
-                    AuthAlert("user_guarded", source.host, aor_user, 0, failed.guarded_until)
-                )
-            return make_response(request, 403), []
+            return self._refused(request, source, aor_user, result, now), []
         self.failures.record_success(aor_user, source.host)
         try:
             outcome = self._apply(request, aor_user, source, now)
@@ -148,6 +129,51 @@ class Registrar:
             changes.append(AgentReachability(aor_user, False))
             log.info("agent %s unregistered", aor_user)
         return make_response(request, 200, extra=contacts), changes
+
+    def _refused(
+        self, request: Request, source: Target, user: str, result: Any, now: float
+    ) -> Response:
+        """Credentials that do not prove `user`: counted towards the guessing bans (alerts
+        for a ban or a guard), logged, answered 403."""
+        self.counters["auth_failures"] += 1
+        failed = self.failures.failure(source.host, user, now)
+        log.warning(
+            "%s for %r from %s:%d refused (%s)%s",
+            request.method, user, source.host, source.port,
+            result.reason if result.ok is False else "user mismatch",
+            "; source banned" if failed.banned else "",
+        )  # fmt: skip
+        if failed.banned_until is not None:
+            self.alerts.append(
+                AuthAlert("source_banned", source.host, user, failed.bans, failed.banned_until)
+            )
+        if failed.guarded_until is not None:
+            self.alerts.append(
+                AuthAlert("user_guarded", source.host, user, 0, failed.guarded_until)
+            )
+        return make_response(request, 403)
+
+    def authorize(
+        self, request: Request, source: Target, agent_id: str, now: float
+    ) -> Response | None:
+        """A request (an INVITE) from the registered phone of `agent_id`: None when its
+        Proxy-Authorization proves the agent's password, else the answer to send (407 with
+        the realm's challenges, or 403; failures count towards the guessing bans as for
+        REGISTER)."""
+        if self.failures.is_banned(source.host, now):
+            self.counters["banned"] += 1
+            return make_response(request, 403)
+        credentials = request.headers.get("proxy-authorization")
+        stale = False
+        if credentials is not None:
+            result = self.digest.verify(credentials, request.method, now, self._lookup_ha1)
+            if result.ok and result.username == agent_id:
+                return None
+            stale = result.stale
+            if not stale:
+                return self._refused(request, source, agent_id, result, now)
+        values = self.digest.challenge(now, stale=stale)
+        return make_response(request, 407, extra=[("proxy-authenticate", v) for v in values])
 
     def expired(self, events: list[BindingExpired]) -> list[AgentReachability]:
         """Bindings the location service let expire: unsaved, and the agents whose last

@@ -26,6 +26,7 @@ from softswitch.call.bus import EventBus
 from softswitch.call.control import CallControl
 from softswitch.call.dialout import DialOutApp
 from softswitch.call.events import AuthAlert
+from softswitch.call.phone_apps import PhoneCallError, phone_app
 from softswitch.call.queue_app import QueueApp, survey_flow
 from softswitch.call.restart import RestartByes, SavedDialog
 from softswitch.call.session import Session
@@ -263,7 +264,12 @@ class Switch:
                 message, source, make_response(message, 501, extra=[("allow", ALLOW)])
             )
             return
-        if message.method == "INVITE" and not trunk and not self._in_dialog_shape(message):
+        if (
+            message.method == "INVITE"
+            and not trunk
+            and not self._in_dialog_shape(message)
+            and self._phone_hosts.get(source.host, 0.0) <= now
+        ):
             self._refuse_stranger(message, source, now)
             return
         try:
@@ -423,6 +429,10 @@ class Switch:
         if max_forwards is not None and int(max_forwards) == 0:
             self._respond(ev, make_response(request, 483), now)
             return
+        agent_id = self._phone_of(request, ev.source, now)
+        if agent_id is not None:
+            self._phone_call(ev, agent_id, now)
+            return
         trunk = self.trunk_for_source(ev.source.host)
         if trunk is None:  # strangers are refused statelessly in `receive`; this is a guard
             self.counters["forbidden"] += 1
@@ -467,6 +477,46 @@ class Switch:
         self.control.start_call(
             ev, trunk.name, calling, called, config, app, now, route=result.route,
             needs_anchor=needs_anchor,
+        )  # fmt: skip
+
+    def _phone_of(self, request: Request, source: Target, now: float) -> str | None:
+        """The agent whose registered phone sent `request`: its From user is an agent with a
+        binding registered from this very address, port and transport (a carrier shares the
+        host of a phone at most, never its registered flow)."""
+        try:
+            user = uri_user(request.from_.uri)
+        except SipParseError:
+            return None
+        if not user or self.config.agent(user) is None:
+            return None
+        flow = (source.host, source.port)
+        for binding in self.location.lookup(user, now):
+            if binding.source == flow and binding.transport == source.transport:
+                return user
+        return None
+
+    def _phone_call(self, ev: RequestReceived, agent_id: str, now: float) -> None:
+        """A call from an agent's phone (digest-authenticated like its REGISTER): a feature
+        code, another agent's extension, or an external number (SPEC ACD-4, ACD-6, ACD-7)."""
+        request = ev.request
+        refused = self.registrar.authorize(request, ev.source, agent_id, now)
+        if self.registrar.alerts:
+            self._auth_alerts(now)
+        if refused is not None:
+            self._respond(ev, refused, now)
+            return
+        config = self.config
+        dialled = uri_user(request.uri) or uri_user(request.to.uri)
+        try:
+            app = phone_app(config, agent_id, dialled)
+        except PhoneCallError as exc:
+            log.info("call from agent %s to %s refused: %d %s", agent_id, dialled, exc.status,
+                     exc.reason)  # fmt: skip
+            self._respond(ev, make_response(request, exc.status, exc.reason), now)
+            return
+        self.control.start_call(
+            ev, "", agent_id, dialled, config, app, now, route=f"phone:{app.name}",
+            variables={"from_agent": agent_id}, needs_anchor=app.needs_anchor,
         )  # fmt: skip
 
     def _blocked(self, calling: str, now: float) -> Any:

@@ -174,6 +174,26 @@ class Hangup(msgspec.Struct, frozen=True):
     disposition: str = "completed"
 
 
+class AgentCommand(msgspec.Struct, frozen=True):
+    """Change an agent's ACD state as a phone's feature code asks (`ready`, `not_ready`
+    with `reason`, `wrap_up_end`, `login`, `logout`); the outcome comes back as
+    `CommandResult`."""
+
+    agent_id: str
+    action: str
+    reason: str = ""
+
+
+class Supervise(msgspec.Struct, frozen=True):
+    """Join this call's caller leg (a supervisor's phone) to the call agent `agent_id` is
+    talking on: `mode` "monitor" (hears both, heard by nobody), "whisper" (heard by the
+    agent only) or "barge" (everyone hears everyone; the agent hears a tone first). Asked
+    again, it changes the mode. The outcome comes back as `CommandResult`."""
+
+    agent_id: str
+    mode: str
+
+
 Action = (
     Answer
     | Ring
@@ -196,10 +216,13 @@ Action = (
     | RunFlow
     | DialOut
     | Hangup
+    | AgentCommand
+    | Supervise
 )
 
 __all__ = [
     "Action",
+    "AgentCommand",
     "Answer",
     "Bridge",
     "CallAgent",
@@ -220,6 +243,7 @@ __all__ = [
     "StopListen",
     "StopPlay",
     "StopRecord",
+    "Supervise",
     "transfer_actions",
     "Unmix",
 ]

@@ -67,6 +67,9 @@ class ControlBase:
     def acd_input(self, now: float, method: Callable[..., list[Any]], *args: Any) -> None:
         raise NotImplementedError  # control.py
 
+    def acd_command(self, now: float, method: Callable[..., list[Any]], *args: Any) -> None:
+        raise NotImplementedError  # control.py
+
     def on_dtmf(self, session: Session, leg_id: str, digit: str, source: str, now: float) -> None:
         raise NotImplementedError  # control.py
 
@@ -109,6 +112,9 @@ class ControlBase:
         raise NotImplementedError  # features.py
 
     def _transfer_failed(self, session: Session, now: float) -> None:
+        raise NotImplementedError  # features.py
+
+    def _end_supervision(self, target: Session, now: float, hang_up: bool = True) -> None:
         raise NotImplementedError  # features.py
 
     def _stop_record(self, session: Session, leg: Leg, reason: str, now: float) -> None:

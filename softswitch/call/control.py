@@ -30,6 +30,7 @@ from media import MediaEngine, MediaError, PassThroughMedia
 from softswitch.call import events as ev
 from softswitch.call.actions import (
     Action,
+    AgentCommand,
     Answer,
     Bridge,
     CallAgent,
@@ -50,6 +51,7 @@ from softswitch.call.actions import (
     StopListen,
     StopPlay,
     StopRecord,
+    Supervise,
     Unmix,
 )
 from softswitch.call.app import Application
@@ -400,6 +402,10 @@ class CallControl(Signalling, LegActions, Features):
             self._set_app(session, app, now)
         elif isinstance(action, DialOut):
             self._set_app(session, DialOutApp(action.number, action.trunk), now)
+        elif isinstance(action, AgentCommand):
+            self._agent_command(session, action, now)
+        elif isinstance(action, Supervise):
+            self._supervise(session, action, now)
         elif isinstance(action, Hangup):
             # A call some party (an agent) talked to counts as answered, whatever the
             # application ending it says (a survey after the agent hung up).
@@ -512,6 +518,13 @@ class CallControl(Signalling, LegActions, Features):
         bookkeeping (the queue application tells the ACD the call is gone)."""
         if session.ended:
             return
+        if session.supervisor is not None:  # the supervisor's call ends with this one
+            self._end_supervision(session, now)
+        if session.supervising is not None:  # a supervisor leaves: the parties talk alone
+            target = self.sessions.get(session.supervising)
+            session.supervising = None
+            if target is not None and target.supervisor == session.call_id:
+                self._end_supervision(target, now, hang_up=False)
         a = session.a
         app = session.app
         for leg in session.legs:

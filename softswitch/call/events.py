@@ -143,6 +143,15 @@ class TransferRequested(msgspec.Struct, frozen=True):
     target: TransferTarget
 
 
+class CommandResult(msgspec.Struct, frozen=True):
+    """How an `AgentCommand` or `Supervise` went: `ok`, and the agent's state after it or
+    why it was refused (`detail`)."""
+
+    command: str
+    ok: bool
+    detail: str = ""
+
+
 AppEvent = (
     Started
     | LegRinging
@@ -160,6 +169,7 @@ AppEvent = (
     | QueueTimedOut
     | LegHeld
     | TransferRequested
+    | CommandResult
 )
 
 # ------------------------------------------------------------------------------ bus events

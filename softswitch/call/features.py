@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING
 
 from acd import AcdError
 from media import MediaError
+from media.items import Tone
 from softswitch.call import events as ev
+from softswitch.call.actions import AgentCommand, Supervise
 from softswitch.call.base import ControlBase
 from softswitch.call.leg import Leg, LegState
 from softswitch.call.session import Session
@@ -32,6 +34,15 @@ if TYPE_CHECKING:
 
 #: RFC 3515 §2.4.5: the body type of the NOTIFYs that report a REFER's progress.
 SIPFRAG = "message/sipfrag;version=2.0"
+#: The mix of a supervised call, and what its agent hears as a supervisor barges in.
+SUPERVISE_MIX = "supervise"
+BARGE_TONE = Tone(1000.0, level_dbm0=-10.0, on_ms=200, off_ms=0, repeats=1)
+#: The engine's method for each state feature code.
+STATE_METHODS = {
+    "ready": "agent_ready",
+    "wrap_up_end": "agent_ready",
+    "not_ready": "agent_not_ready",
+}
 
 
 class TransferError(Exception):
@@ -150,6 +161,8 @@ class Features(ControlBase):
         held = leg.state is LegState.HELD
         if held == held_before:
             return True
+        if session.supervisor is not None:
+            self._end_supervision(session, now)
         if held:
             self.media.unbridge(leg.leg_id)
         else:
@@ -228,6 +241,8 @@ class Features(ControlBase):
         if leg is None or not leg.up:
             return
         self._notify(session, leg, "SIP/2.0 200 OK", final=True, now=now)
+        if session.supervisor is not None:
+            self._end_supervision(session, now)
         if leg.peer is not None:
             if leg.anchored and leg.peer.anchored:
                 self.media.unbridge(leg.leg_id)
@@ -258,3 +273,109 @@ class Features(ControlBase):
         request.headers.add("contact", f"<{self.contact_for(leg.target)}>")
         key = self.txn.send_request(request, leg.target, now)
         self._clients[key] = (session, leg, "notify", None)
+
+    # --- agent state from the phone -------------------------------------------------------
+    def _agent_command(self, session: Session, action: AgentCommand, now: float) -> None:
+        """A state feature code: the engine's refusal (ready while logged out …) is the
+        result, not an error of the call."""
+        name = STATE_METHODS[action.action]
+        method = getattr(self.acd, name)
+        try:
+            if action.action == "not_ready":
+                self.acd_command(now, method, action.agent_id, now, action.reason or "not_ready")
+            else:
+                self.acd_command(now, method, action.agent_id, now)
+        except AcdError as exc:
+            session.log.info("agent %s %s refused: %s", action.agent_id, action.action, exc)
+            self._deliver(session, ev.CommandResult(action.action, False, str(exc)), now)
+            return
+        state = self.acd.agent_state(action.agent_id).value
+        session.log.info(
+            "agent %s %s from the phone: now %s", action.agent_id, action.action, state
+        )
+        self._deliver(session, ev.CommandResult(action.action, True, state), now)
+
+    # --- supervisor: monitor, whisper, barge ----------------------------------------------
+    def _supervise(self, session: Session, action: Supervise, now: float) -> None:
+        """Mix the supervisor's leg (this session's caller leg) into the call the agent is
+        talking on. The mix belongs to that call; the two parties stay each other's peers
+        (their bridge comes back when the supervision ends)."""
+        sup = session.a
+        found = self._talking(action.agent_id)
+        if found is None or not sup.up or not sup.anchored:
+            why = "the agent is not on a call the node can mix"
+            self._deliver(session, ev.CommandResult("supervise", False, why), now)
+            return
+        target, agent_leg = found
+        if target.supervisor not in (None, session.call_id):
+            why = "another supervisor is on that call"
+            self._deliver(session, ev.CommandResult("supervise", False, why), now)
+            return
+        caller = target.a
+        s, c, g = sup.leg_id, caller.leg_id, agent_leg.leg_id
+        # Who hears whom: the supervisor hears both; the agent hears the supervisor from a
+        # whisper on; the caller only in a barge.
+        hears: dict[str, tuple[str, ...]] = {s: (c, g), c: (g,), g: (c,)}
+        if action.mode in ("whisper", "barge"):
+            hears[g] = (c, s)
+        if action.mode == "barge":
+            hears[c] = (g, s)
+        if action.mode == "barge":  # the agent is told: playback goes before the mix
+            self.media.play(g, [BARGE_TONE])
+        self.media.mix(f"{target.call_id}-{SUPERVISE_MIX}", hears)
+        target.mixes[SUPERVISE_MIX] = hears
+        target.supervisor = session.call_id
+        session.supervising = target.call_id
+        supervisor = session.caller
+        self.bus.publish(ev.MixChanged(self.wall(now), target.call_id, SUPERVISE_MIX, hears))
+        self.bus.publish(
+            ev.QueueLogged(
+                self.wall(now),
+                target.call_id,
+                target.queue,
+                action.agent_id,
+                action.mode.upper(),
+                {"supervisor": supervisor},
+            )  # fmt: skip
+        )
+        target.log.info("supervisor %s: %s agent %s", supervisor, action.mode, action.agent_id)
+        self._deliver(session, ev.CommandResult("supervise", True, action.mode), now)
+
+    def _talking(self, agent_id: str) -> tuple[Session, Leg] | None:
+        """The call `agent_id` talks on (its leg bridged to the caller, both anchored)."""
+        for session in self.sessions.values():
+            if session.ended or session.supervising is not None:
+                continue
+            for leg in session.legs[1:]:
+                if (
+                    leg.agent_id == agent_id
+                    and leg.up
+                    and leg.peer is session.a
+                    and leg.anchored
+                    and session.a.anchored
+                ):
+                    return session, leg
+        return None
+
+    def _end_supervision(self, target: Session, now: float, hang_up: bool = True) -> None:
+        """The supervised call changes (an end, a hold, a transfer) or the supervisor left:
+        the mix goes, the parties' bridge comes back, and (`hang_up`) the supervisor's call
+        ends."""
+        sup_id, target.supervisor = target.supervisor, None
+        if sup_id is None:
+            return
+        if target.mixes.pop(SUPERVISE_MIX, None) is not None:
+            self.media.unmix(f"{target.call_id}-{SUPERVISE_MIX}")
+            self.bus.publish(ev.MixChanged(self.wall(now), target.call_id, SUPERVISE_MIX, {}))
+        caller = target.a
+        agent_leg = caller.peer
+        if not target.ended and caller.up and agent_leg is not None and agent_leg.up:
+            if agent_leg.state is not LegState.HELD:
+                self.media.bridge(caller.leg_id, agent_leg.leg_id)
+        sup = self.sessions.get(sup_id)
+        if sup is None:
+            return
+        sup.supervising = None
+        if hang_up and not sup.ended:
+            sup.log.info("the supervised call %s changed: ending the supervision", target.call_id)
+            self._release(sup, now, "completed", "system", None, tell_app=False)

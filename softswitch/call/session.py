@@ -54,6 +54,8 @@ class Session:
         "timers",
         "mixes",
         "transfer",
+        "supervisor",
+        "supervising",
         "_leg_seq",
     )
 
@@ -93,6 +95,8 @@ class Session:
         self.timers: dict[str, int] = {}  # application timer name -> serial
         self.mixes: dict[str, dict[str, tuple[str, ...]]] = {}  # mix id -> who hears whom
         self.transfer: str | None = None  # the agent leg whose REFER is being carried out
+        self.supervisor: str | None = None  # the session of a supervisor mixed into this one
+        self.supervising: str | None = None  # this is a supervisor's call: the supervised one
         self._leg_seq = 0
 
     # --- CallView -------------------------------------------------------------------------

@@ -374,6 +374,8 @@ class Signalling(ControlBase):
         """BYE from an answered leg's party: the application is told; the caller's BYE
         ends the call."""
         side = "caller" if leg is session.a else "agent"
+        if session.supervisor is not None and leg is not session.a:
+            self._end_supervision(session, now)
         leg.to(LegEvent.REMOTE_BYE)
         self._stop_record(session, leg, "hangup", now)
         if session.hangup_side is None:

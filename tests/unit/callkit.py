@@ -27,6 +27,7 @@ class FakeMedia:
     def __init__(self) -> None:
         self.legs: set[str] = set()
         self.bridges: set[frozenset[str]] = set()
+        self.mixes: dict[str, dict[str, tuple[str, ...]]] = {}
         self.plays: dict[str, list[tuple[int, Any]]] = {}
         self.taps: dict[str, str] = {}
         self.calls: list[tuple] = []
@@ -72,6 +73,14 @@ class FakeMedia:
 
     def unbridge(self, leg_id: str) -> None:
         self.bridges = {b for b in self.bridges if leg_id not in b}
+
+    def mix(self, mix_id: str, hears: Any) -> None:
+        """Legs in a mix leave their bridge, as in the engine."""
+        self.mixes[mix_id] = dict(hears)
+        self.bridges = {b for b in self.bridges if not b & set(hears)}
+
+    def unmix(self, mix_id: str) -> None:
+        del self.mixes[mix_id]
 
     def play(self, leg_id: str, items: Any, barge_in: bool = False) -> list[int]:
         ids = [next(self._ids) for _ in items]

@@ -168,24 +168,27 @@ class Phone:
         ]
         return self._register(expires, challenge)
 
+    def credentials(self, challenge: str, method: str, uri: str, password: str = "") -> str:
+        """The Digest answer to `challenge` for `method` on `uri` (qop=auth)."""
+        params = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge))
+        realm, nonce = params["realm"], params["nonce"]
+
+        def hexhash(text: str) -> str:
+            return hashlib.new(self.algorithm.replace("-", ""), text.encode()).hexdigest()
+
+        ha1 = hexhash(f"{self.agent}:{realm}:{password or self.password}")
+        response = hexhash(f"{ha1}:{nonce}:00000001:c0ffee:auth:{hexhash(f'{method}:{uri}')}")
+        return (
+            f'Digest username="{self.agent}", realm="{realm}", '
+            f'nonce="{nonce}", uri="{uri}", response="{response}", '
+            f'algorithm={self.algorithm}, qop=auth, nc=00000001, cnonce="c0ffee"'
+        )
+
     def _register(self, expires: int, challenge: str | None) -> Response:
         self.reg_cseq += 1
         auth = ""
         if challenge is not None:
-            params = dict(re.findall(r'(\w+)="?([^",]*)"?', challenge))
-            realm, nonce = params["realm"], params["nonce"]
-            uri = "sip:127.0.0.1"
-
-            def hexhash(text: str) -> str:
-                return hashlib.new(self.algorithm.replace("-", ""), text.encode()).hexdigest()
-
-            ha1 = hexhash(f"{self.agent}:{realm}:{self.password}")
-            response = hexhash(f"{ha1}:{nonce}:00000001:c0ffee:auth:{hexhash(f'REGISTER:{uri}')}")
-            auth = (
-                f'Authorization: Digest username="{self.agent}", realm="{realm}", '
-                f'nonce="{nonce}", uri="{uri}", response="{response}", '
-                f'algorithm={self.algorithm}, qop=auth, nc=00000001, cnonce="c0ffee"\n'
-            )
+            auth = f"Authorization: {self.credentials(challenge, 'REGISTER', 'sip:127.0.0.1')}\n"
         self.h.deliver(
             "REGISTER sip:127.0.0.1 SIP/2.0\n"
             f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bKreg{self.reg_cseq};rport\n"
@@ -265,5 +268,61 @@ class Phone:
             f"Contact: <sip:{self.agent}@127.0.0.1:{self.port}>\n"
             f"Max-Forwards: 70\n{headers}Content-Length: {len(body)}\n\n"
             + body.replace("\r\n", "\n"),
+            self.source,
+        )
+
+    def dial(self, number: str, call_id: str = "", password: str = "") -> Request:
+        """A call from the phone to `number`, answering the node's 407 (with `password`,
+        default its own); returns the INVITE that got past the challenge."""
+        call_id = call_id or f"ph{self.agent}-{number}"
+        sdp = (
+            "v=0\r\no=- 3 3 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            "m=audio 7100 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+        )
+        uri = f"sip:{number}@127.0.0.1"
+        auth = ""
+        for cseq in (1, 2):
+            text = (
+                f"INVITE {uri} SIP/2.0\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bKdial{call_id}{cseq};rport\n"
+                f"From: <sip:{self.agent}@127.0.0.1>;tag=d{self.agent}\nTo: <{uri}>\n"
+                f"Call-ID: {call_id}\nCSeq: {cseq} INVITE\nMax-Forwards: 70\n"
+                f"Contact: <sip:{self.agent}@127.0.0.1:{self.port}>\n{auth}"
+                f"Content-Type: application/sdp\nContent-Length: {len(sdp)}\n\n"
+                + sdp.replace("\r\n", "\n")
+            )
+            self.h.deliver(text, self.source)
+            if cseq == 2:
+                break
+            answers = self.h.take(self.port)
+            (challenge,) = [m for m in answers if isinstance(m, Response) and m.status == 407]
+            self.ack_final(challenge, uri)
+            value = [
+                v
+                for v in challenge.headers.get_all("proxy-authenticate")
+                if f"algorithm={self.algorithm}," in v.replace(" ", "") + ","
+            ][0]
+            auth = f"Proxy-Authorization: {self.credentials(value, 'INVITE', uri, password)}\n"
+        return parse_message(text.replace("\n", "\r\n").encode())  # type: ignore[return-value]
+
+    def ack_final(self, response: Response, uri: str) -> None:
+        """ACK a final non-2xx answer to our INVITE (same branch, RFC 3261 §17.1.1.3)."""
+        via = response.headers.get("via") or ""
+        self.h.deliver(
+            f"ACK {uri} SIP/2.0\nVia: {via}\nFrom: {response.headers.get('from')}\n"
+            f"To: {response.headers.get('to')}\nCall-ID: {response.call_id}\n"
+            f"CSeq: {response.cseq[0]} ACK\nMax-Forwards: 70\nContent-Length: 0\n\n",
+            self.source,
+        )
+
+    def hang_up(self, invite: Request, remote_tag: str, cseq: int = 3) -> None:
+        """BYE in the dialog of a call the phone placed (`invite`, answered by the node with
+        To tag `remote_tag`)."""
+        to = f"{invite.headers.get('to')};tag={remote_tag}"
+        self.h.deliver(
+            f"BYE sip:hotline@127.0.0.1:5060 SIP/2.0\n"
+            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bKhang{cseq}{remote_tag};rport\n"
+            f"From: {invite.headers.get('from')}\nTo: {to}\nCall-ID: {invite.call_id}\n"
+            f"CSeq: {cseq} BYE\nMax-Forwards: 70\nContent-Length: 0\n\n",
             self.source,
         )

@@ -4,6 +4,7 @@ blind transfer by REFER (RFC 3515) to an agent, a queue, a flow or an external n
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from callkit import IvrHarness, edited_config, statuses
@@ -14,6 +15,7 @@ from softswitch.call import events as ev
 from softswitch.sip.message import Request, Response
 
 ROOT = Path(__file__).resolve().parents[2]
+CALLS = itertools.count(1)
 
 
 class FeatureHarness(IvrHarness):
@@ -196,3 +198,136 @@ def test_external_transfer_goes_out_as_the_hotline_for_a_permitted_agent(tmp_pat
     assert statuses(out)[0] == 202
     (dial,) = requests(h.take(5080))
     assert dial.uri.startswith("sip:013912345678@") and dial.from_.uri.startswith("sip:12345@")
+
+
+# --- calls from agents' phones: feature codes, supervisors ---------------------------------
+def feature_call(h: FeatureHarness, phone: Phone, code: str, password: str = "") -> list:
+    """The phone dials `code` (through the digest challenge); what it got back."""
+    phone.dial(code, call_id=f"fc-{next(CALLS)}", password=password)
+    return h_take(phone)
+
+
+def test_feature_codes_change_the_agents_state_and_beep_the_outcome(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    phone = Phone(h, "1001", 5101)
+    phone.register()
+    assert h.switch.acd.agent_state("1001").value == "idle"
+    out = feature_call(h, phone, "*243")  # not ready, reason 3
+    assert statuses(out)[-1] == 200  # answered by the node
+    (session,) = h.switch.control.sessions.values()
+    assert session.caller == "1001" and session.trunk == ""
+    assert h.switch.acd.agent_snapshot("1001").reason == "3"
+    leg = session.a.leg_id
+    assert type(h.media.plays[leg][-1][1]).__name__ == "Tone"
+    assert h.media.plays[leg][-1][1].f1 == 1400.0  # done
+    h.finish_play(leg)
+    assert statuses(h_take(phone)) == ["BYE"]
+    assert h.cdr.get_call(session.call_id)["route"] == "phone:feature"
+    feature_call(h, phone, "*23")
+    assert h.switch.acd.agent_state("1001").value == "idle"
+    (session,) = h.switch.control.sessions.values()
+    h.finish_play(session.a.leg_id)
+    h.switch.agent_command("1001", "lock", h.now)
+    feature_call(h, phone, "*23")  # a locked agent: the engine refuses, low beeps
+    (session,) = h.switch.control.sessions.values()
+    assert h.media.plays[session.a.leg_id][-1][1].f1 == 480.0
+    assert h.switch.acd.agent_state("1001").value == "locked"
+
+
+def test_phone_calls_need_the_agents_password_and_allowed_numbers(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    phone = Phone(h, "1001", 5101)
+    phone.register()
+    assert statuses(feature_call(h, phone, "*23", password="wrong")) == [403]
+    assert statuses(feature_call(h, phone, "*311002")) == [403]  # not a supervisor
+    assert statuses(feature_call(h, phone, "013912345678")) == [403]  # no `outbound`
+    assert statuses(feature_call(h, phone, "hello")) == [404]
+    assert h.switch.control.sessions == {}
+    assert h.cdr.get_queue_log() == [] or all(
+        row["event"] == "AGENT_STATE" for row in h.cdr.get_queue_log()
+    )
+
+
+def test_a_phone_not_registered_from_where_it_calls_is_no_agent(tmp_path: Path) -> None:
+    """The same agent's From from another port of the host is a trunk call (the host is in
+    the demo trunk's ACL): a feature code means nothing there."""
+    h = FeatureHarness(tmp_path)
+    Phone(h, "1001", 5101).register()
+    stranger = Phone(h, "1001", 5199)
+    stranger.h.deliver(
+        "INVITE sip:*23@127.0.0.1 SIP/2.0\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5199;branch=z9hG4bKstr;rport\n"
+        "From: <sip:1001@127.0.0.1>;tag=s\nTo: <sip:*23@127.0.0.1>\nCall-ID: str\n"
+        "CSeq: 1 INVITE\nMax-Forwards: 70\nContact: <sip:1001@127.0.0.1:5199>\n"
+        "Content-Length: 0\n\n",
+        stranger.source,
+    )
+    assert statuses(h.take(5199))[-1] == 404  # the dialplan's default for `*23`
+
+
+def test_a_supervisor_whispers_then_barges_and_leaves_with_the_call(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path, agent_1001={"features": ["supervise"]})
+    sup = Phone(h, "1001", 5101)
+    sup.register()
+    h.switch.agent_command("1001", "not_ready", h.now)  # 1001 supervises, takes no calls
+    trunk, (phone,), _invite, call_id = talking(h, "1002")
+    target = h.switch.control.sessions[call_id]
+    caller, agent_leg = target.a.leg_id, target.legs[1].leg_id
+    out = feature_call(h, sup, "*321002")
+    assert statuses(out)[-1] == 200
+    (sup_session,) = [s for s in h.switch.control.sessions.values() if s.call_id != call_id]
+    s = sup_session.a.leg_id
+    mix = f"{call_id}-supervise"
+    assert h.media.mixes[mix] == {
+        s: (caller, agent_leg),
+        caller: (agent_leg,),
+        agent_leg: (caller, s),
+    }
+    assert h.media.bridges == set()
+    h.press(s, "3")  # barge: the agent hears a tone, everyone hears everyone
+    assert h.media.mixes[mix][caller] == (agent_leg, s)
+    assert h.media.plays[agent_leg][-1][1].f1 == 1000.0
+    h.press(s, "1")  # back to a silent monitor
+    assert h.media.mixes[mix] == {
+        s: (caller, agent_leg),
+        caller: (agent_leg,),
+        agent_leg: (caller,),
+    }
+    assert [e for e in h.queue_log(call_id) if e in ("WHISPER", "BARGE", "MONITOR")] == [
+        "WHISPER", "BARGE", "MONITOR",
+    ]  # fmt: skip
+    trunk.bye()
+    assert mix not in h.media.mixes
+    assert statuses(h_take(sup)) == ["BYE"]  # the supervisor's call ends with the call
+    assert h.switch.control.sessions == {}
+
+
+def test_when_the_supervisor_hangs_up_the_parties_are_bridged_again(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path, agent_1001={"features": ["supervise"]})
+    sup = Phone(h, "1001", 5101)
+    sup.register()
+    h.switch.agent_command("1001", "not_ready", h.now)
+    trunk, _phones, _invite, call_id = talking(h, "1002")
+    target = h.switch.control.sessions[call_id]
+    invite = sup.dial("*311002", call_id="sup-1")
+    h_take(sup)
+    assert f"{call_id}-supervise" in h.media.mixes
+    (sup_session,) = [s for s in h.switch.control.sessions.values() if s.call_id != call_id]
+    assert sup_session.a.dialog is not None
+    sup.hang_up(invite, sup_session.a.dialog.local_tag)
+    assert h.media.mixes == {}
+    assert frozenset((target.a.leg_id, target.legs[1].leg_id)) in h.media.bridges
+    assert len(h.switch.control.sessions) == 1
+    trunk.bye()
+
+
+def test_supervising_an_agent_not_on_a_call_beeps_and_ends(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path, agent_1001={"features": ["supervise"]})
+    sup = Phone(h, "1001", 5101)
+    sup.register()
+    Phone(h, "1002", 5102).register()
+    feature_call(h, sup, "*331002")
+    (session,) = h.switch.control.sessions.values()
+    assert h.media.plays[session.a.leg_id][-1][1].f1 == 480.0
+    h.finish_play(session.a.leg_id)
+    assert statuses(h_take(sup)) == ["BYE"]

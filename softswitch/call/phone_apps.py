@@ -1,0 +1,160 @@
+"""Calls an agent's own phone places (SPEC ACD-4, ACD-6, ACD-7): feature codes for the
+agent's state, a supervisor's monitor / whisper / barge, and outbound calls through a trunk.
+`phone_app` picks the application for what the phone dialled, on the configuration of the
+moment; the phone was authenticated by the switch (digest, as for its REGISTER).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from media.items import Tone
+from softswitch.call.actions import (
+    Action,
+    AgentCommand,
+    Answer,
+    Hangup,
+    Play,
+    SetVariable,
+    Supervise,
+)
+from softswitch.call.dialout import DialOutApp
+from softswitch.call.events import AppEvent, CommandResult, DigitReceived, PlaybackDone, Started
+
+if TYPE_CHECKING:
+    from softswitch.call.app import CallView
+    from softswitch.config import Config
+
+#: Heard after a feature code that worked (two short high beeps) or was refused (three low).
+DONE_TONE = Tone(1400.0, level_dbm0=-12.0, on_ms=120, off_ms=120, repeats=2)
+REFUSED_TONE = Tone(480.0, level_dbm0=-12.0, on_ms=300, off_ms=200, repeats=3)
+
+#: Feature codes that change the dialling agent's own state.
+STATE_FEATURES = ("login", "logout", "ready", "not_ready", "wrap_up_end")
+SUPERVISE_FEATURES = ("monitor", "whisper", "barge")
+#: Keys a supervisor presses during a supervised call to change mode (as ChanSpy's).
+SUPERVISE_KEYS = {"1": "monitor", "2": "whisper", "3": "barge"}
+
+
+class PhoneCallError(Exception):
+    """A call the phone may not make: the final response to its INVITE."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class PhoneApp:
+    """An application of a phone's call; `needs_anchor`: the node must be in the media
+    path (it answers and plays, or mixes)."""
+
+    name = "phone"
+    needs_anchor = True
+
+    def handle(self, call: CallView, event: AppEvent, now: float) -> list[Action]:
+        raise NotImplementedError
+
+
+def phone_app(config: Config, agent_id: str, dialled: str) -> PhoneApp | OutboundApp:
+    """The application for a call from `agent_id`'s phone to `dialled` (raises
+    `PhoneCallError` with the answer when it may not be made)."""
+    agent = config.agent(agent_id)
+    assert agent is not None
+    feature = config.dialplan.feature_codes.match(dialled)
+    if feature is not None:
+        name, rest = feature
+        if name in ("login", "logout"):
+            raise PhoneCallError(501, f"Feature {name} is not available yet")
+        if name in STATE_FEATURES:
+            if rest and not rest.isdigit():
+                raise PhoneCallError(484, "Reason code must be digits")
+            return AgentStateApp(agent_id, name, rest)
+        if name in SUPERVISE_FEATURES:
+            if "supervise" not in agent.features:
+                raise PhoneCallError(403, "Not a supervisor")
+            if config.agent(rest) is None:
+                raise PhoneCallError(404, f"No agent {rest or '(none dialled)'}")
+            if rest == agent_id:
+                raise PhoneCallError(403, "Cannot supervise yourself")
+            return SuperviseApp(rest, name)
+        raise PhoneCallError(501, f"Feature {name} is not available yet")
+    if config.agent(dialled) is not None:
+        raise PhoneCallError(501, "Calls between agents are not available yet")
+    if dialled.lstrip("+").isdigit():
+        if "outbound" not in agent.features:
+            raise PhoneCallError(403, "Outbound calls not allowed for this agent")
+        trunk = next(
+            (t for t in config.trunks if t.outbound is not None and t.caller_id is not None),
+            None,
+        )
+        if trunk is None:
+            raise PhoneCallError(503, "No trunk places outbound calls")
+        return OutboundApp(dialled, trunk.name)
+    raise PhoneCallError(404, f"Nothing to call at {dialled or '(empty)'}")
+
+
+class OutboundApp(DialOutApp):
+    """An agent's call to an external number through a trunk, which presents the hotline
+    number (SPEC SIP-4); the far end's ringback and answer reach the phone as for any
+    dial-out."""
+
+    name = "outbound"
+    needs_anchor = False
+
+
+class AgentStateApp(PhoneApp):
+    """A state feature code: the node answers, changes the agent's state, beeps the outcome
+    (two high beeps: done; three low: refused, e.g. ready while logged out) and hangs up."""
+
+    name = "feature"
+
+    def __init__(self, agent_id: str, action: str, reason: str) -> None:
+        self.agent_id = agent_id
+        self.action = action
+        self.reason = reason
+
+    def handle(self, call: CallView, event: AppEvent, now: float) -> list[Action]:
+        if isinstance(event, Started):
+            return [
+                Answer(call.caller_leg),
+                AgentCommand(self.agent_id, self.action, self.reason),
+            ]
+        if isinstance(event, CommandResult):
+            tone = DONE_TONE if event.ok else REFUSED_TONE
+            return [
+                SetVariable("feature", f"{self.action}:{'ok' if event.ok else 'refused'}"),
+                Play(call.caller_leg, (tone,), tag="result"),
+            ]
+        if isinstance(event, PlaybackDone) and event.tag == "result":
+            return [Hangup(disposition="completed")]
+        return []
+
+
+class SuperviseApp(PhoneApp):
+    """A supervisor's monitor, whisper or barge of the agent `agent_id`'s call; keys 1, 2
+    and 3 switch between them. Refused (the agent is not on a call): three low beeps and
+    the call ends. The supervisor's call ends with the supervised call."""
+
+    name = "supervise"
+
+    def __init__(self, agent_id: str, mode: str) -> None:
+        self.agent_id = agent_id
+        self.mode = mode
+
+    def handle(self, call: CallView, event: AppEvent, now: float) -> list[Action]:
+        if isinstance(event, Started):
+            return [Answer(call.caller_leg), Supervise(self.agent_id, self.mode)]
+        if isinstance(event, CommandResult) and not event.ok:
+            return [
+                SetVariable("supervise", f"refused:{event.detail}"),
+                Play(call.caller_leg, (REFUSED_TONE,), tag="refused"),
+            ]
+        if isinstance(event, PlaybackDone) and event.tag == "refused":
+            return [Hangup(disposition="completed")]
+        if isinstance(event, DigitReceived) and event.digit in SUPERVISE_KEYS:
+            mode = SUPERVISE_KEYS[event.digit]
+            if mode != self.mode:
+                self.mode = mode
+                return [Supervise(self.agent_id, mode)]
+        return []
