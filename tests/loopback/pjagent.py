@@ -11,7 +11,8 @@ Protocol with the parent process:
   ``reg_failed``, ``unregistered``, ``incoming``, ``ringing``, ``answered``, ``confirmed``,
   ``media_active``, ``dtmf_sent``, ``dtmf``, ``held``, ``xfer_status``, ``disconnected``,
   ``error``, ``exit``). With ``--tone HZ`` the phone sends that tone into every call instead
-  of its (null) microphone, so a test can tell who hears whom.
+  of its (null) microphone, and with ``--record WAV`` it writes what it hears to a WAV file
+  (complete once the call is over), so a test can tell who hears whom.
   Everything pjsip prints goes to stderr or to ``--log-file``; file descriptor 1 is redirected
   to stderr at start-up so that even C-level prints cannot corrupt the JSON stream.
 - stdin accepts one command per line: ``hangup [CALL_ID]``, ``answer [CODE] [CALL_ID]``,
@@ -132,6 +133,7 @@ class AgentCall(pj.Call):
         self.dtmf_pending = agent.args.dtmf or ""
         self.media_active = False
         self.disconnected = False
+        self.recorder: Any = None  # --record: what this call's party sends the phone
 
     def onCallState(self, prm: pj.OnCallStateParam) -> None:  # noqa: N802 (pjsua2 API)
         info = self.getInfo()
@@ -162,11 +164,25 @@ class AgentCall(pj.Call):
                 audio.startTransmit(manager.getPlaybackDevMedia())
                 source = self.agent.tone_source() or manager.getCaptureDevMedia()
                 source.startTransmit(audio)
+                if self.agent.args.record and self.recorder is None:
+                    self.start_recording(audio)
                 if not self.media_active:
                     self.media_active = True
                     self.agent.emitter.emit("media_active", call_id=self.sip_call_id)
                     if self.answered_at is not None and self.dtmf_pending:
                         self.agent.schedule(0.2, self.send_pending_dtmf)
+
+    def start_recording(self, audio: Any) -> None:
+        """What the phone hears, into --record's WAV (a suffix per call after the first),
+        from the ``recording`` event's time on."""
+        self.agent.recordings += 1
+        path = self.agent.args.record
+        if self.agent.recordings > 1:
+            path = f"{path}.{self.agent.recordings}.wav"
+        self.recorder = pj.AudioMediaRecorder()
+        self.recorder.createRecorder(path)
+        audio.startTransmit(self.recorder)
+        self.agent.emitter.emit("recording", call_id=self.sip_call_id, path=path)
 
     def onCallTransferStatus(self, prm: pj.OnCallTransferStatusParam) -> None:  # noqa: N802
         self.agent.emitter.emit(
@@ -302,6 +318,7 @@ class Agent:
         self.stop_requested = False
         self.transport_id = -1
         self._tone: Any = None  # the --tone generator, made on first use
+        self.recordings = 0
 
     # -- scheduling (main thread only) ------------------------------------------------------
 
@@ -485,6 +502,7 @@ class Agent:
                 self.execute(line)
             if self.finished_calls:
                 for call in self.finished_calls:
+                    call.recorder = None  # the WAV is complete once its recorder is gone
                     if call in self.calls:
                         self.calls.remove(call)
                 self.finished_calls.clear()
@@ -494,6 +512,8 @@ class Agent:
         """Hang up, unregister (bounded by unregWaitMsec) and destroy the library."""
         self.endpoint.hangupAllCalls()
         self._tone = None
+        for call in self.calls:
+            call.recorder = None
         end = time.monotonic() + 1.0
         while any(not call.disconnected for call in self.calls) and time.monotonic() < end:
             self.endpoint.libHandleEvents(10)
@@ -531,6 +551,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtmf-method", choices=tuple(DTMF_METHODS), default="rfc4733")
     parser.add_argument("--null-audio", action="store_true")
     parser.add_argument("--tone", type=int, default=0, metavar="HZ")
+    parser.add_argument("--record", default="", metavar="WAV")
     parser.add_argument("--max-seconds", type=float, default=60.0)
     parser.add_argument("--log-file", default="")
     parser.add_argument("--log-level", type=int, default=1)

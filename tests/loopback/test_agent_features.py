@@ -6,19 +6,31 @@ first agent (1000 Hz), the node's hold tone (400 Hz), the agent the call went to
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import yaml
 
-from .harness import HotlineNode, PjAgent
-from .ivr_peers import RtpCaller
+from .harness import CONFIG_DIR, HotlineNode, PjAgent
+from .ivr_peers import RtpCaller, read_wav, tone, tone_fraction
 
 FIRST_TONE, SECOND_TONE, HOLD_TONE = 1000, 1500, 400
+CALLER_TONE = 700
 
 
-def agent(pjagent: Callable[..., PjAgent], node: HotlineNode, user: str, tone: int) -> PjAgent:
-    phone = pjagent(user=user, registrar=node, extra_args=["--tone", str(tone)])
+def agent(
+    pjagent: Callable[..., PjAgent],
+    node: HotlineNode,
+    user: str,
+    hz: int,
+    record: Path | None = None,
+) -> PjAgent:
+    extra = ["--tone", str(hz)] + (["--record", str(record)] if record else [])
+    phone = pjagent(user=user, registrar=node, extra_args=extra)
     assert phone.wait_for("registered", timeout=10)["code"] == 200
     return phone
 
@@ -96,3 +108,92 @@ def test_blind_transfer_connects_the_caller_to_the_target_and_frees_the_first_ag
         leg for leg in hotline.cdr_rows("legs", call_id=row["call_id"]) if leg["direction"] == "out"
     ]
     assert [leg["disposition"] for leg in outbound][0] == "transferred"
+
+
+def agents_with(agent_id: str, **fields: Any) -> dict[str, Any]:
+    """agents.yaml as shipped, with `fields` set on one agent."""
+    shipped = yaml.safe_load((CONFIG_DIR / "agents.yaml").read_text(encoding="utf-8"))
+    for entry in shipped["agents"]:
+        if entry["id"] == agent_id:
+            entry.update(fields)
+    return shipped
+
+
+def shares(samples: np.ndarray, rate: int) -> dict[int, float]:
+    """The energy share of each party's tone in a stretch of audio."""
+    if rate != 8000:  # pjsua's recorder writes the bridge's rate; take every n-th sample
+        samples = samples[:: rate // 8000]
+    return {hz: tone_fraction(samples, hz) for hz in (CALLER_TONE, FIRST_TONE, SECOND_TONE)}
+
+
+def test_a_supervisor_monitors_whispers_and_barges_and_each_party_hears_what_it_should(
+    node: Callable[..., HotlineNode],
+    pjagent: Callable[..., PjAgent],
+    rtp_caller: Callable[..., RtpCaller],
+    tmp_path: Path,
+) -> None:
+    """The caller sends 700 Hz, agent 1002 1000 Hz, supervisor 1001 1500 Hz; the supervisor
+    dials *311002 (monitor), then presses 2 (whisper) and 3 (barge)."""
+    hotline = node(agents={"agents": agents_with("1001", features=["supervise"])["agents"]})
+    talker = agent(pjagent, hotline, "1002", FIRST_TONE, record=tmp_path / "agent.wav")
+    sup = agent(pjagent, hotline, "1001", SECOND_TONE, record=tmp_path / "sup.wav")
+    caller = rtp_caller(hotline, called="9000")
+    caller.call()
+    caller.say(tone(CALLER_TONE, 30.0))
+    caller.wait_tone(FIRST_TONE)
+    sup.send(f"call sip:*311002@{hotline.address}")
+    sup.wait_for("media_active", timeout=8)
+    phases: dict[str, tuple[float, float]] = {}
+    start = time.time()
+    for mode, key in (("monitor", None), ("whisper", "2"), ("barge", "3")):
+        if key is not None:
+            sup.send(f"dtmf {key}")
+            start = time.time()
+        time.sleep(2.5)
+        phases[mode] = (start + 0.8, time.time() - 0.2)  # settled, before the next key
+    recorded = {
+        who: phone.wait_for("recording")["time"] for who, phone in (("agent", talker), ("sup", sup))
+    }
+    assert caller.hang_up() == 200
+    sup.wait_for("disconnected", timeout=5)  # the node ends the supervision with the call
+    talker.wait_for("disconnected", timeout=5)
+    talker.stop()
+    sup.stop()
+    heard = {
+        "agent": read_wav(tmp_path / "agent.wav"),
+        "sup": read_wav(tmp_path / "sup.wav"),
+    }
+    wall_to_mono = time.monotonic() - time.time()
+    for mode, (begin, end) in phases.items():
+        c = shares(caller.audio(begin + wall_to_mono, end + wall_to_mono), 8000)
+        views = {"caller": c}
+        for who, wav in heard.items():
+            first = int((begin - recorded[who]) * wav.rate)
+            last = int((end - recorded[who]) * wav.rate)
+            views[who] = shares(wav.samples[first:last], wav.rate)
+        present, absent = 0.08, 0.01
+        assert views["sup"][CALLER_TONE] > present and views["sup"][FIRST_TONE] > present, (
+            mode,
+            views,
+        )
+        assert views["agent"][CALLER_TONE] > present, (mode, views)
+        assert views["caller"][FIRST_TONE] > present, (mode, views)
+        if mode == "monitor":
+            assert views["agent"][SECOND_TONE] < absent, (mode, views)
+        else:
+            assert views["agent"][SECOND_TONE] > present, (mode, views)
+        if mode == "barge":
+            assert views["caller"][SECOND_TONE] > present, (mode, views)
+        else:
+            assert views["caller"][SECOND_TONE] < absent, (mode, views)
+    rows = hotline.wait_for_rows(
+        "calls", lambda rows: len(rows) == 2 and all(r["end"] is not None for r in rows)
+    )
+    assert sorted(r["route"] or "" for r in rows) == ["phone:supervise", "test"]
+    (supervised,) = [r for r in rows if r["agent"] == "1002"]
+    events = [event for event, _ in queue_events(hotline, supervised["call_id"])]
+    assert [e for e in events if e in ("MONITOR", "WHISPER", "BARGE")] == [
+        "MONITOR",
+        "WHISPER",
+        "BARGE",
+    ]
