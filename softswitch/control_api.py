@@ -37,6 +37,7 @@ AGENT_ACTIONS = {
     "break": "agent_break",
     "lock": "agent_lock",
     "unlock": "agent_unlock",
+    "release": "",  # a supervisor's force release of the agent's call (not an engine input)
 }
 SOCKET_NAME = "hotline.sock"
 MAX_REQUEST = 64 * 1024  # bytes of one request line

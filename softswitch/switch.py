@@ -30,14 +30,14 @@ from softswitch.call.phone_apps import PhoneCallError, phone_app
 from softswitch.call.queue_app import QueueApp, survey_flow
 from softswitch.call.restart import RestartByes, SavedDialog
 from softswitch.call.session import Session
-from softswitch.call.sipcodec import ALLOW, take_sdp_part, uri_user
+from softswitch.call.sipcodec import ALLOW, phone_target, take_sdp_part, uri_user
 from softswitch.cdr import CdrWriter
 from softswitch.config import Config, Trunk
 from softswitch.control_api import AGENT_ACTIONS
 from softswitch.dialplan import normalize
 from softswitch.registrar import AgentReachability, Registrar
 from softswitch.sip.auth import DigestServer, ha1
-from softswitch.sip.build import make_response, new_tag
+from softswitch.sip.build import make_response, new_request_headers, new_tag
 from softswitch.sip.errors import SipParseError
 from softswitch.sip.location import Binding, LocationService
 from softswitch.sip.message import (
@@ -69,6 +69,9 @@ KNOWN_METHODS = REGISTERED_METHODS
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 # Request-URI schemes the node serves (RFC 3261 §8.2.2.1); others get 416.
 SERVED_SCHEMES = frozenset(("sip", "sips", "tel"))
+#: RFC 3428 §7: a MESSAGE body beyond this needs a congestion-controlled transport (an MSRP
+#: session); the node does not relay it.
+MAX_MESSAGE_BODY = 1300
 
 
 def acd_specs(config: Config) -> tuple[list[QueueSpec], list[AgentSpec]]:
@@ -196,6 +199,7 @@ class Switch:
         self.counters = {
             "malformed": 0, "rate_limited": 0, "forbidden": 0, "not_found": 0, "blocked": 0,
         }  # fmt: skip
+        self._messages: dict[tuple, tuple] = {}  # MESSAGE sent on -> the sender's transaction
         self.restart_byes = RestartByes()  # BYEs to the calls a crash left (send_restart_byes)
 
     def is_trusted_source(self, host: str) -> bool:
@@ -339,11 +343,17 @@ class Switch:
             if isinstance(ev, RequestReceived):
                 self._request(ev, now)
             elif isinstance(ev, ResponseReceived):
-                b2bua.on_response(ev, now)
+                if self._messages and ev.key in self._messages:
+                    self._message_answered(ev.key, ev.response.status, ev.response.reason, now)
+                else:
+                    b2bua.on_response(ev, now)
             elif isinstance(ev, AckReceived):
                 b2bua.on_ack(ev, now)
             elif isinstance(ev, TransactionTimeout | TransportError):
-                b2bua.on_timeout(ev, now)
+                if self._messages and ev.key in self._messages:
+                    self._message_answered(ev.key, 408, "Request Timeout", now)
+                else:
+                    b2bua.on_timeout(ev, now)
             elif isinstance(ev, AckTimeout):
                 b2bua.on_ack_timeout(ev, now)
 
@@ -387,6 +397,8 @@ class Switch:
             )
         elif method == "INVITE":
             self._new_call(ev, now)
+        elif method == "MESSAGE":
+            self._message(ev, now)
         elif method == "BYE":
             self._respond(ev, make_response(request, 481), now)
         else:
@@ -518,6 +530,56 @@ class Switch:
             ev, "", agent_id, dialled, config, app, now, route=f"phone:{app.name}",
             variables={"from_agent": agent_id}, needs_anchor=app.needs_anchor,
         )  # fmt: skip
+
+    def _message(self, ev: RequestReceived, now: float) -> None:
+        """A SIP MESSAGE (RFC 3428) from an agent's phone to another agent: checked like the
+        phone's calls, sent on to the other phone's registered contact from the sender's
+        address of record; the far phone's final answer is the sender's."""
+        request = ev.request
+        sender = self._phone_of(request, ev.source, now)
+        if sender is None:
+            self._respond(ev, make_response(request, 403, "Messages only between agents"), now)
+            return
+        refused = self.registrar.authorize(request, ev.source, sender, now)
+        if self.registrar.alerts:
+            self._auth_alerts(now)
+        if refused is not None:
+            self._respond(ev, refused, now)
+            return
+        if len(request.body) > MAX_MESSAGE_BODY:
+            self._respond(ev, make_response(request, 513, "Message Too Large"), now)
+            return
+        user = uri_user(request.uri)
+        if self.config.agent(user) is None:
+            self._respond(ev, make_response(request, 404, f"No agent {user}"), now)
+            return
+        bindings = self.location.lookup(user, now)
+        if not bindings:
+            self._respond(ev, make_response(request, 480, f"Agent {user} is not registered"), now)
+            return
+        binding = bindings[0]
+        target = phone_target(binding.contact, binding.source, binding.transport)
+        realm = self.config.node.realm
+        headers = new_request_headers(
+            "MESSAGE", f"<sip:{sender}@{realm}>", f"<sip:{user}@{realm}>", realm
+        )
+        for name in ("content-type", "date"):
+            value = request.headers.get(name)
+            if value is not None:
+                headers.add(name, value)
+        key = self.txn.send_request(
+            Request("MESSAGE", binding.contact, headers, request.body), target, now
+        )
+        self._messages[key] = ev.key
+        log.info("MESSAGE from agent %s to agent %s (%d bytes)", sender, user, len(request.body))
+
+    def _message_answered(self, key: tuple, status: int, reason: str, now: float) -> None:
+        if status < 200:
+            return
+        server = self._messages.pop(key)
+        request = self.txn.server_request(server)
+        if request is not None:
+            self.txn.send_response(server, make_response(request, status, reason), now)
 
     def _blocked(self, calling: str, now: float) -> Any:
         store = self.services.blacklist
@@ -699,6 +761,10 @@ class Switch:
         name = AGENT_ACTIONS.get(action)
         if name is None:
             raise ValueError(f"unknown agent action {action!r} (one of {', '.join(AGENT_ACTIONS)})")
+        if action == "release":
+            if not self.control.release_agent_call(agent_id, now):
+                raise ValueError(f"agent {agent_id} is on no call")
+            return self.acd.agent_state(agent_id).value
         method = getattr(self.acd, name)
         if action in ("not_ready", "lock"):
             self.control.acd_command(now, method, agent_id, now, reason or action)

@@ -379,3 +379,29 @@ class Features(ControlBase):
         if hang_up and not sup.ended:
             sup.log.info("the supervised call %s changed: ending the supervision", target.call_id)
             self._release(sup, now, "completed", "system", None, tell_app=False)
+
+    # --- supervisor: force release ------------------------------------------------------
+    def release_agent_call(self, agent_id: str, now: float) -> bool:
+        """End the call agent `agent_id` is on (ringing or talking) for a supervisor: BYE to
+        every party, CDR "released by supervisor". False: the agent is on no call."""
+        for session in list(self.sessions.values()):
+            if session.ended:
+                continue
+            if any(leg.agent_id == agent_id and (leg.up or leg.pending) for leg in session.legs):
+                session.log.info("agent %s's call released by a supervisor", agent_id)
+                self.bus.publish(
+                    ev.QueueLogged(
+                        self.wall(now),
+                        session.call_id,
+                        session.queue,
+                        agent_id,
+                        "RELEASED",
+                        {"by": "supervisor"},
+                    )  # fmt: skip
+                )
+                session.hangup_side = "supervisor"
+                disposition = "answered" if session.answered is not None else "released"
+                self._release(session, now, disposition, "supervisor", 480)
+                self._drain()
+                return True
+        return False

@@ -25,8 +25,8 @@ from softswitch.call.sipcodec import (
     ALLOW,
     phone_target,
 )
-from softswitch.sip.build import new_call_id, new_tag
-from softswitch.sip.message import Headers, Request
+from softswitch.sip.build import new_request_headers
+from softswitch.sip.message import Request
 from softswitch.sip.transaction import (
     Target,
     hostport,
@@ -181,12 +181,9 @@ class LegActions(ControlBase):
         leg.agent_id = agent_id
         leg.anchored = not passthrough
         host = self.contact_for(target).split("@", 1)[1].split(";")[0]
-        headers = Headers()
-        headers.add("max-forwards", "70")
-        headers.add("from", f'"{from_user}" <sip:{from_user}@{host}>;tag={new_tag()}')
-        headers.add("to", f"<{to_uri}>")
-        headers.add("call-id", new_call_id(host))
-        headers.add("cseq", "1 INVITE")
+        headers = new_request_headers(
+            "INVITE", f'"{from_user}" <sip:{from_user}@{host}>', f"<{to_uri}>", host
+        )
         headers.add("contact", f"<{self.contact_for(target)}>")
         headers.add("allow", ALLOW)
         if internal is not None:

@@ -29,6 +29,19 @@ def new_call_id(host: str) -> str:
     return f"{_rng.getrandbits(96):024x}@{host}"
 
 
+def new_request_headers(method: str, from_addr: str, to_addr: str, host: str) -> Headers:
+    """The headers that start an out-of-dialog request (RFC 3261 §8.1.1): Max-Forwards,
+    From (`from_addr`, a name-addr, with a fresh tag), To, a new Call-ID at `host`, CSeq 1.
+    The transaction layer adds the Via."""
+    headers = Headers()
+    headers.add("max-forwards", "70")
+    headers.add("from", f"{from_addr};tag={new_tag()}")
+    headers.add("to", to_addr)
+    headers.add("call-id", new_call_id(host))
+    headers.add("cseq", f"1 {method}")
+    return headers
+
+
 def make_response(
     request: Request,
     status: int,

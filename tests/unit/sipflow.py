@@ -274,35 +274,47 @@ class Phone:
     def dial(self, number: str, call_id: str = "", password: str = "") -> Request:
         """A call from the phone to `number`, answering the node's 407 (with `password`,
         default its own); returns the INVITE that got past the challenge."""
-        call_id = call_id or f"ph{self.agent}-{number}"
         sdp = (
-            "v=0\r\no=- 3 3 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-            "m=audio 7100 RTP/AVP 0 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+            "v=0\no=- 3 3 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n"
+            "m=audio 7100 RTP/AVP 0 101\na=rtpmap:101 telephone-event/8000\n"
         )
-        uri = f"sip:{number}@127.0.0.1"
+        call_id = call_id or f"ph{self.agent}-{number}"
+        return self.send_authenticated("INVITE", number, call_id, sdp, "application/sdp", password)
+
+    def message(self, to: str, text: str, call_id: str = "") -> Request:
+        """A SIP MESSAGE (RFC 3428) from the phone to agent `to`."""
+        call_id = call_id or f"msg{self.agent}-{to}"
+        return self.send_authenticated("MESSAGE", to, call_id, text, "text/plain")
+
+    def send_authenticated(
+        self, method: str, user: str, call_id: str, body: str, content_type: str, password: str = ""
+    ) -> Request:
+        """`method` to sip:`user`@node, once bare and once with the answer to its 407."""
+        uri = f"sip:{user}@127.0.0.1"
+        length = len(body.replace("\n", "\r\n").encode())
         auth = ""
         for cseq in (1, 2):
             text = (
-                f"INVITE {uri} SIP/2.0\n"
-                f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bKdial{call_id}{cseq};rport\n"
+                f"{method} {uri} SIP/2.0\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bK{method}{call_id}{cseq};rport\n"
                 f"From: <sip:{self.agent}@127.0.0.1>;tag=d{self.agent}\nTo: <{uri}>\n"
-                f"Call-ID: {call_id}\nCSeq: {cseq} INVITE\nMax-Forwards: 70\n"
+                f"Call-ID: {call_id}\nCSeq: {cseq} {method}\nMax-Forwards: 70\n"
                 f"Contact: <sip:{self.agent}@127.0.0.1:{self.port}>\n{auth}"
-                f"Content-Type: application/sdp\nContent-Length: {len(sdp)}\n\n"
-                + sdp.replace("\r\n", "\n")
+                f"Content-Type: {content_type}\nContent-Length: {length}\n\n" + body
             )
             self.h.deliver(text, self.source)
             if cseq == 2:
                 break
             answers = self.h.take(self.port)
             (challenge,) = [m for m in answers if isinstance(m, Response) and m.status == 407]
-            self.ack_final(challenge, uri)
+            if method == "INVITE":
+                self.ack_final(challenge, uri)
             value = [
                 v
                 for v in challenge.headers.get_all("proxy-authenticate")
                 if f"algorithm={self.algorithm}," in v.replace(" ", "") + ","
             ][0]
-            auth = f"Proxy-Authorization: {self.credentials(value, 'INVITE', uri, password)}\n"
+            auth = f"Proxy-Authorization: {self.credentials(value, method, uri, password)}\n"
         return parse_message(text.replace("\n", "\r\n").encode())  # type: ignore[return-value]
 
     def ack_final(self, response: Response, uri: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 from pathlib import Path
 
+import pytest
 from callkit import IvrHarness, edited_config, statuses
 from sipflow import Phone, Trunk
 from test_call_model import MONDAY_10
@@ -331,3 +332,52 @@ def test_supervising_an_agent_not_on_a_call_beeps_and_ends(tmp_path: Path) -> No
     assert h.media.plays[session.a.leg_id][-1][1].f1 == 480.0
     h.finish_play(session.a.leg_id)
     assert statuses(h_take(sup)) == ["BYE"]
+
+
+def test_a_supervisor_force_releases_an_agents_call(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    trunk, (phone,), _invite, call_id = talking(h, "1001")
+    with pytest.raises(ValueError, match="on no call"):
+        h.switch.agent_command("1002", "release", h.now)
+    assert h.switch.agent_command("1001", "release", h.now) == "idle"
+    h._collect()
+    assert statuses(h.take(trunk.port)) == ["BYE"]
+    assert "BYE" in statuses(h.take(phone.port))
+    call = h.cdr.get_call(call_id)
+    assert call is not None and call["hangup_side"] == "supervisor"
+    assert "RELEASED" in h.queue_log(call_id)
+
+
+def test_an_agent_allowed_outbound_calls_out_as_the_hotline(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path, agent_1001={"features": ["outbound"]})
+    phone = Phone(h, "1001", 5101)
+    phone.register()
+    phone.dial("013912345678", call_id="out-1")
+    (dial,) = requests(h.take(5080))
+    assert dial.uri.startswith("sip:013912345678@") and dial.from_.uri.startswith("sip:12345@")
+    assert dial.headers.get("p-asserted-identity", "").startswith("<sip:12345@")
+    assert not any(name.startswith("x-hotline") for name, _ in dial.headers)
+    (session,) = h.switch.control.sessions.values()
+    assert session.caller == "1001" and session.app is not None and session.app.name == "outbound"
+
+
+def test_agents_send_each_other_sip_messages(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    sender, receiver = Phone(h, "1001", 5101), Phone(h, "1002", 5102)
+    sender.register()
+    receiver.register()
+    sender.message("1002", "caller 138... needs a callback")
+    (relayed,) = requests(h.take(receiver.port))
+    assert relayed.method == "MESSAGE" and relayed.body == b"caller 138... needs a callback"
+    assert (
+        relayed.from_.uri.startswith("sip:1001@")
+        and relayed.headers.get("content-type") == "text/plain"
+    )
+    receiver.reply(relayed, 200)
+    assert statuses(h_take(sender))[-1] == 200
+    sender.message("1003", "are you there?", call_id="m2")  # not registered
+    assert statuses(h_take(sender))[-1] == 480
+    sender.message("1002", "no answer", call_id="m3")
+    h.take(receiver.port)
+    h.advance(40)  # the far phone never answers: the sender hears 408
+    assert statuses(h_take(sender))[-1] == 408
