@@ -45,11 +45,28 @@ Routing rules (SPEC ACD-1 longest-idle, ACD-4 subset):
 - A phone that unregisters while ringing: `CancelOffer`, the agent is logged out, the call goes
   back to the head and is offered to the next agent. While talking: the call goes on and the
   agent is logged out when it ends.
+- Ring all (strategy `ring_all`): a call is offered to *every* idle agent of its queue that
+  is eligible for it, at once (one `OfferCall` each, one ring timer each), and stays open
+  while it rings: an agent that becomes idle and would take it next (the first call in
+  order, as above) joins the ringing. The first to answer takes the call; every other ring
+  is withdrawn (`CancelOffer` "answered_elsewhere", queue-log RINGCANCELED) and those agents
+  are idle again with their place in line kept, each offered its next call. A no-answer,
+  reject or unregister of one ringing agent is that agent's failure only (retry window,
+  `lock_after`, back of the line); the call goes back to the head of its queue when its
+  last ring fails. An agent ringing for a call gets no other call, as with every strategy.
+  Whether a call rings all is fixed at enqueue (the queue spec it started with).
+- A call for one named agent (`enqueue(agent=…)`: agent-to-agent transfer, a directed call)
+  may be offered to that agent only, whatever the queue's strategy, and is skipped by every
+  other agent's pick, so it holds up no other call. It waits while the agent is busy (max wait
+  as usual); a failed offer puts it back to wait for the same agent (retry window, lock).
+  It leaves (`QueueTimeout` "agent_unavailable") when that agent cannot take it: not logged
+  in when it arrives (it never joins), logged out, or no longer serving the queue after a
+  reload, while it waits.
 
-Invariant after every method returns: no waiting call has an idle agent in its queue that is
-eligible for it at `now`. Exceptions, each with a timer due at once (`get_timer() <= now`): an
-agent that failed the call in this step with `retry` = 0, and `replace_specs` until the next
-`handle_timer` (see there).
+Invariant after every method returns: no open call (waiting, or ringing all) has an idle agent
+in its queue that is eligible for it at `now`. Exceptions, each with a timer due at once
+(`get_timer() <= now`): an agent that failed the call in this step with `retry` = 0, and
+`replace_specs` until the next `handle_timer` (see there).
 """
 
 from __future__ import annotations
@@ -59,7 +76,14 @@ import random
 from collections.abc import Iterable
 
 from acd.agent import AgentEvent, AgentRecord, AgentState, next_agent_state
-from acd.errors import DuplicateCall, NotOffered, UnknownAgent, UnknownCall, UnknownQueue
+from acd.errors import (
+    DuplicateCall,
+    NotInQueue,
+    NotOffered,
+    UnknownAgent,
+    UnknownCall,
+    UnknownQueue,
+)
 from acd.events import (
     AgentSnapshot,
     CancelOffer,
@@ -144,7 +168,9 @@ class Acd:
     def agent_unavailable(self, agent_id: str, now: float) -> list[Command]:
         """The agent's phone unregistered (or its registration expired): the agent is logged
         out. If it was ringing: `CancelOffer`, the call goes back to its queue head and the
-        next agent is offered it. If it was talking: logged out when the call ends."""
+        next agent is offered it (unless other agents still ring it: ring-all). If it was
+        talking: logged out when the call ends. Calls waiting for this agent alone leave
+        (`QueueTimeout` "agent_unavailable")."""
         self._tick(now)
         agent = self._agents.get(agent_id)
         if agent is None:
@@ -158,19 +184,14 @@ class Acd:
             call = self._calls[agent.call_id]
         if call is not None:
             next_call_state(call.call_id, call.state, CallEvent.AGENT_GONE)
-            out.append(
-                self._event(
-                    _K.RINGCANCELED,
-                    call,
-                    now,
-                    {"reason": "agent_unavailable", "ring": now - call.offered_at},
-                )
-            )
+            offered_at, _ = call.rings.pop(agent.agent_id)
+            data = {"reason": "agent_unavailable", "ring": now - offered_at}
+            out.append(self._event(_K.RINGCANCELED, call, now, data, agent.agent_id))
             out.append(CancelOffer(call.call_id, agent.agent_id, "agent_unavailable"))
         self._agent_to(agent, AgentEvent.UNAVAILABLE, now, out, call_id=agent.call_id)
         agent.call_id = None
         agent.logout_pending = False
-        if call is not None:
+        if call is not None and not call.rings:  # others may still ring a ring-all call
             self._requeue(call, CallEvent.AGENT_GONE)
             self._dispatch_call(call, now, out)
         self._widen_for(agent, now, out)
@@ -242,26 +263,50 @@ class Acd:
         priority: int = 0,
         region: str | None = None,
         preferred: str | None = None,
+        *,
+        agent: str | None = None,
     ) -> list[Command]:
         """A call joins `queue` (higher `priority` waits ahead of lower); the agent the queue's
-        strategy picks is offered it at once if one is idle. Starts the call's max-wait clock.
+        strategy picks is offered it at once if one is idle (every idle one, `ring_all`).
+        Starts the call's max-wait clock.
 
         `region` (the caller's region) and `preferred` (the agent who served the caller last)
         matter to queues with `region_wait` and `sticky_wait`: for those seconds only agents of
-        that region, or only that agent, may take the call, while such agents are logged in."""
+        that region, or only that agent, may take the call, while such agents are logged in.
+
+        `agent` makes it a call for that agent alone (agent-to-agent transfer, a directed
+        call; `region` and `preferred` are then ignored): no other agent is offered it, and
+        it holds up none of the queue's other calls. `queue` must be one the agent serves
+        (it is the queue the call counts in): `NotInQueue` otherwise, `UnknownAgent` for an
+        agent not configured. An agent not logged in refuses the call at once (`QueueTimeout`
+        "agent_unavailable", queue-log UNAVAILABLE, counted as overflowed like "full" and
+        "empty"); a logged-in agent that is busy (ringing, talking, wrap-up, not ready, a
+        break, locked) is waited for until max wait. A no-answer or reject puts the call back
+        to wait for the same agent, offered again after the queue's `retry`; the agent
+        logging out while the call waits sends it away ("agent_unavailable")."""
         self._tick(now)
         q = self._queues.get(queue)
         if q is None or q.draining:
             raise UnknownQueue(queue)
         if call_id in self._calls:
             raise DuplicateCall(call_id)
+        if agent is not None:
+            target = self._agents.get(agent)
+            if target is None or target.retired:
+                raise UnknownAgent(agent)
+            if agent not in q.members:
+                raise NotInQueue(agent, queue)
+            if target.state is AgentState.LOGGED_OUT:
+                refused = {"waited": 0.0, "agent": agent}
+                return self._refused(call_id, q, _K.UNAVAILABLE, "agent_unavailable", now, refused)
+            region = preferred = None
         if q.spec.max_callers and len(q.calls) >= q.spec.max_callers:
             return self._refused(call_id, q, _K.FULL, "full", now, {"waiting": len(q.calls)})
         if q.spec.leave_when_empty and not q.logged_in:
             return self._refused(call_id, q, _K.EMPTY, "empty", now, {"waited": 0.0})
         self._seq += 1
         call = CallRecord(
-            call_id, q.spec, priority, now, self._seq, self._next_serial(), region, preferred
+            call_id, q.spec, priority, now, self._seq, self._next_serial(), region, preferred, agent
         )
         self._calls[call_id] = call
         q.calls[call_id] = call
@@ -279,7 +324,9 @@ class Acd:
             data["region"] = region
         if preferred is not None:
             data["preferred"] = preferred
-        out: list[Command] = [self._event(_K.ENTER, call, now, data)]
+        if agent is not None:
+            data["agent"] = agent
+        out: list[Command] = [self._event(_K.ENTER, call, now, data, None)]
         self._dispatch_call(call, now, out)
         return out
 
@@ -292,7 +339,8 @@ class Acd:
         now: float,
         data: dict[str, object],
     ) -> list[Command]:
-        """A call that does not join `q` (full, or empty with `leave_when_empty`)."""
+        """A call that does not join `q` (full, empty with `leave_when_empty`, or for a named
+        agent not logged in)."""
         q.counts["entered"] += 1
         q.counts["overflowed"] += 1
         event = QueueEvent(
@@ -302,40 +350,49 @@ class Acd:
 
     def abandon(self, call_id: str, now: float, callback: bool = False) -> list[Command]:
         """The caller hung up (or CANCELled) while queued or ringing: the call leaves the ACD;
-        if an agent was ringing, `CancelOffer` and that agent may take another call. With
+        each agent ringing gets `CancelOffer` and may take another call. With
         `callback` the caller left asking to be called back (queue-log CALLBACK, not
         ABANDON)."""
         self._tick(now)
         call = self._call(call_id)
         next_call_state(call_id, call.state, CallEvent.ABANDON)
-        agent = self._ringing_agent(call)
+        ringing = self._ringing_agents(call)
         q = self._queues[call.queue]
+        position = q.remove_open(call)
         data: dict[str, object] = {"waited": now - call.enqueued_at}
-        if agent is None:
-            data["position"] = q.remove_waiting(call)
+        if ringing:
+            data["ring"] = now - min(offered_at for offered_at, _ in call.rings.values())
         else:
-            data["ring"] = now - call.offered_at
+            data["position"] = position
         kind = _K.CALLBACK if callback else _K.ABANDON
         short = now - call.enqueued_at < SHORT_ABANDON_SECONDS
         q.counts["callbacks" if callback else "abandoned"] += 1
         if short:
             q.counts["callbacks_short" if callback else "abandoned_short"] += 1
-        out: list[Command] = [self._event(kind, call, now, data)]
-        if agent is not None:
-            reason = "callback" if callback else "abandoned"
+        named = self._named_agent(call, data)
+        out: list[Command] = [self._event(kind, call, now, data, named)]
+        reason = "callback" if callback else "abandoned"
+        for agent in ringing:
             out.append(CancelOffer(call_id, agent.agent_id, reason))
         self._finish(call, CallEvent.ABANDON)
-        if agent is not None:
+        for agent in ringing:
             self._withdraw_offer(agent, call_id, now, out)
         return out
 
     def agent_answered(self, call_id: str, agent_id: str, now: float) -> list[Command]:
-        """The ringing agent answered: the call is connected and leaves the queue."""
+        """The ringing agent answered: the call is connected and leaves the queue. Other agents
+        still ringing for it (ring-all) get `CancelOffer` "answered_elsewhere" (queue-log
+        RINGCANCELED) and are idle again with their place kept, each offered its next call."""
         self._tick(now)
         call, agent = self._offer_pair(call_id, agent_id, CallEvent.ANSWER)
+        q = self._queues[call.queue]
+        q.remove_open(call)  # a ring-all call stayed open while it rang
         call.state = next_call_state(call_id, call.state, CallEvent.ANSWER)
         call.connected_at = now
-        q = self._queues[call.queue]
+        offered_at, _ = call.rings.pop(agent_id)
+        others = [(self._agents[other], at) for other, (at, _) in call.rings.items()]
+        call.rings.clear()
+        call.agent_id = agent_id
         q.recent_waits.append(now - call.enqueued_at)
         q.counts["answered"] += 1
         if now - call.enqueued_at <= SERVICE_LEVEL_SECONDS:
@@ -350,24 +407,30 @@ class Acd:
                 now,
                 {
                     "waited": now - call.enqueued_at,
-                    "ring": now - call.offered_at,
+                    "ring": now - offered_at,
                     "attempt": call.attempts,
                 },
+                agent_id,
             )
         ]
         self._agent_to(agent, AgentEvent.ANSWER, now, out, call_id=call_id)
+        for other, at in others:
+            data = {"reason": "answered_elsewhere", "ring": now - at, "by": agent_id}
+            out.append(self._event(_K.RINGCANCELED, call, now, data, other.agent_id))
+            out.append(CancelOffer(call_id, other.agent_id, "answered_elsewhere"))
+        for other, _ in others:
+            self._withdraw_offer(other, call_id, now, out)
         return out
 
     def agent_rejected(self, call_id: str, agent_id: str, now: float, reason: str) -> list[Command]:
         """The agent's phone refused the call (486, 603, another error, unreachable): the agent
         is idle again at the back of the line and is not offered this call again for the queue's
         `retry` seconds; the call goes back to its queue head and the next eligible agent is
-        offered it."""
+        offered it (unless other agents still ring it: ring-all)."""
         self._tick(now)
         call, agent = self._offer_pair(call_id, agent_id, CallEvent.REJECT)
-        out: list[Command] = [
-            self._event(_K.REJECT, call, now, {"reason": reason, "ring": now - call.offered_at})
-        ]
+        data = {"reason": reason, "ring": now - call.rings[agent_id][0]}
+        out: list[Command] = [self._event(_K.REJECT, call, now, data, agent_id)]
         self._offer_failed(call, agent, CallEvent.REJECT, AgentEvent.REJECT, now, out)
         return out
 
@@ -378,7 +441,7 @@ class Acd:
         self._tick(now)
         call, agent = self._offer_pair(call_id, agent_id, CallEvent.END)
         out: list[Command] = [
-            self._event(_K.COMPLETE, call, now, {"talk": now - call.connected_at})
+            self._event(_K.COMPLETE, call, now, {"talk": now - call.connected_at}, agent_id)
         ]
         self._finish(call, CallEvent.END)
         agent.call_id = None
@@ -430,10 +493,10 @@ class Acd:
             elif kind == _MAX_WAIT:
                 self._time_out(self._calls[key], now, out)
             elif kind == _RING_TIMEOUT:
-                self._ring_timeout(self._calls[key], now, out)
+                self._ring_timeout(self._agents[key], now, out)
             elif kind == _RETRY or kind == _WIDEN:
                 call = self._calls[key]
-                if call.state is CallState.WAITING:
+                if call.open:
                     self._dispatch_call(call, now, out)
             elif kind == _AGENT_ALERT:
                 agent = self._agents[key]
@@ -698,9 +761,10 @@ class Acd:
         """The first call of `q` in order that `agent` may take: one whose sticky or region
         window does not keep it for others and, unless the agent is `fresh`, whose retry
         window for the agent is closed. The calls skipped are few: those the agent failed in
-        the last `retry` seconds and those held for other regions or agents."""
+        the last `retry` seconds, those held for other regions or agents, and those for other
+        named agents (`enqueue(agent=…)`)."""
         agent_id = agent.agent_id
-        for key in q.waiting:
+        for key in q.open_keys():
             call = q.calls[key[2]]
             if not self._allows(q, call, agent, now):
                 continue
@@ -709,7 +773,10 @@ class Acd:
         return None
 
     def _allows(self, q: QueueRecord, call: CallRecord, agent: AgentRecord, now: float) -> bool:
-        """Whether the call's sticky and region windows let `agent` take it at `now`."""
+        """Whether the call's sticky and region windows let `agent` take it at `now`; a call
+        for a named agent, only that agent."""
+        if call.directed is not None:
+            return agent.agent_id == call.directed
         if now >= call.widen_at:
             return True
         waited = now - call.enqueued_at
@@ -726,19 +793,28 @@ class Acd:
 
     def _widen_for(self, agent: AgentRecord, now: float, out: list[Command]) -> None:
         """`agent` logged out: calls held for it (sticky) or for its region, which it may
-        have been the last one logged in of, may now go to the others. Offer them. In a
-        queue with `leave_when_empty` that it leaves without agents, its calls leave."""
+        have been the last one logged in of, may now go to the others. Offer them. Calls for
+        it alone leave (agent_unavailable). In a queue with `leave_when_empty` that it leaves
+        without agents, its calls leave."""
+        agent_id = agent.agent_id
         for name in agent.queues:
             q = self._queues.get(name)
             if q is None:
                 continue
             if q.spec.leave_when_empty and not q.logged_in and q.calls:
                 for call in sorted(q.calls.values(), key=lambda c: c.key):
-                    self._time_out(call, now, out, _K.EMPTY, "empty")  # may drop a draining q
+                    if call.directed is not None:
+                        self._time_out(call, now, out, _K.UNAVAILABLE, "agent_unavailable")
+                    else:
+                        self._time_out(call, now, out, _K.EMPTY, "empty")  # may drop a drained q
                 continue
-            held = [q.calls[key[2]] for key in q.waiting if q.calls[key[2]].widen_at > now]
+            held = [
+                call
+                for call in (q.calls[key[2]] for key in q.open_keys())
+                if call.widen_at > now or call.directed == agent_id
+            ]
             for call in held:
-                if call.state is CallState.WAITING:
+                if call.open:  # a call for this agent leaves here (see _dispatch_call)
                     self._dispatch_call(call, now, out)
 
     def _forget_if_retired(self, agent: AgentRecord) -> None:
@@ -770,10 +846,18 @@ class Acd:
             raise UnknownCall(call_id)
         return call
 
-    def _ringing_agent(self, call: CallRecord) -> AgentRecord | None:
-        if call.state is not CallState.RINGING or call.agent_id is None:
-            return None
-        return self._agents[call.agent_id]
+    def _ringing_agents(self, call: CallRecord) -> list[AgentRecord]:
+        """The agents being offered the call, in the order they were."""
+        return [self._agents[agent_id] for agent_id in call.rings]
+
+    def _named_agent(self, call: CallRecord, data: dict[str, object]) -> str | None:
+        """The agent an event about a call leaving the queue names: the one ringing, if any. A
+        ring-all call ringing several names none; they are listed in `data` ("ringing")."""
+        if len(call.rings) == 1:
+            return next(iter(call.rings))
+        if call.rings:
+            data["ringing"] = list(call.rings)
+        return None
 
     def _offer_pair(
         self, call_id: str, agent_id: str, event: CallEvent
@@ -785,33 +869,64 @@ class Acd:
         if agent is None:
             raise UnknownAgent(agent_id)
         next_call_state(call_id, call.state, event)
-        if call.agent_id != agent_id:
-            raise NotOffered(call_id, agent_id, call.state.value, event.value, call.agent_id)
+        on_call = call.agent_id == agent_id if event is CallEvent.END else agent_id in call.rings
+        if not on_call:
+            with_agent = call.agent_id or ", ".join(call.rings) or None
+            raise NotOffered(call_id, agent_id, call.state.value, event.value, with_agent)
         return call, agent
 
     def _event(
-        self, kind: QueueEventKind, call: CallRecord, now: float, data: dict[str, object]
+        self,
+        kind: QueueEventKind,
+        call: CallRecord,
+        now: float,
+        data: dict[str, object],
+        agent_id: str | None,
     ) -> QueueEvent:
         return QueueEvent(
             kind=kind,
             call_id=call.call_id,
-            agent_id=call.agent_id,
+            agent_id=agent_id,
             queue=call.queue,
             at=now,
             data=data,
         )
 
     def _dispatch_call(self, call: CallRecord, now: float, out: list[Command]) -> None:
-        """Offer a waiting call to the idle agent of its queue that the queue's strategy picks
-        among those eligible for it."""
+        """Offer an open call to the idle agent of its queue that the queue's strategy picks
+        among those eligible for it; a ring-all call to every one of them. A call for a named
+        agent that can no longer take it (logged out, or not serving the queue since a
+        reload) leaves instead (`QueueTimeout` "agent_unavailable")."""
         q = self._queues[call.queue]
+        if call.directed is not None and not self._serves(q, call.directed):
+            self._time_out(call, now, out, _K.UNAVAILABLE, "agent_unavailable")
+            return
+        if call.ring_all:
+            for agent_id in [key[-1] for key in q.idle if self._may_take(q, call, key[-1], now)]:
+                self._offer(call, self._agents[agent_id], now, out)
+            return
         agent_id = self._pick(q, call, now)
         if agent_id is not None:
             self._offer(call, self._agents[agent_id], now, out)
 
+    def _serves(self, q: QueueRecord, agent_id: str) -> bool:
+        """Whether `agent_id` is logged in and a member of `q` (a call for it may wait)."""
+        agent = self._agents.get(agent_id)
+        return (
+            agent is not None
+            and not agent.retired
+            and agent.state is not AgentState.LOGGED_OUT
+            and agent_id in q.members
+        )
+
     def _pick(self, q: QueueRecord, call: CallRecord, now: float) -> str | None:
         idle = q.idle
         if not idle:
+            return None
+        if call.directed is not None:  # that agent or none, whatever the strategy
+            agent_id = call.directed
+            if agent_id in q.idle_keys and self._may_take(q, call, agent_id, now):
+                return agent_id
             return None
         strategy = q.spec.strategy
         simple = not call.tried and now >= call.widen_at
@@ -848,34 +963,33 @@ class Acd:
         return None
 
     def _offer(self, call: CallRecord, agent: AgentRecord, now: float, out: list[Command]) -> None:
+        """Ring `agent` for an open call (its ring timer is keyed by the agent: a ring-all
+        call has one per agent)."""
         q = self._queues[call.queue]
-        q.remove_waiting(call)
+        if call.state is CallState.WAITING:
+            q.remove_waiting(call)
+            if call.ring_all:
+                q.add_ringing_all(call)  # still open while it rings
         q.rr_last = agent.agent_id
         call.state = next_call_state(call.call_id, call.state, CallEvent.OFFER)
-        call.agent_id = agent.agent_id
-        call.offered_at = now
-        call.offer_serial = self._next_serial()
+        serial = self._next_serial()
+        call.rings[agent.agent_id] = (now, serial)
         call.attempts += 1
-        out.append(
-            self._event(
-                _K.OFFER,
-                call,
-                now,
-                {"ring_timeout": call.spec.ring_timeout, "attempt": call.attempts},
-            )
-        )
+        data: dict[str, object] = {"ring_timeout": call.spec.ring_timeout, "attempt": call.attempts}
+        out.append(self._event(_K.OFFER, call, now, data, agent.agent_id))
         self._agent_to(agent, AgentEvent.OFFER, now, out, call_id=call.call_id)
         agent.call_id = call.call_id
         out.append(OfferCall(call.call_id, agent.agent_id, call.queue, call.spec.ring_timeout))
-        self._push_timer(
-            now + call.spec.ring_timeout, _RING_TIMEOUT, call.call_id, call.offer_serial
-        )
+        self._push_timer(now + call.spec.ring_timeout, _RING_TIMEOUT, agent.agent_id, serial)
 
     def _requeue(self, call: CallRecord, event: CallEvent) -> None:
-        """Put a call whose offer failed back in its queue, in its original place (the head)."""
+        """Put a call whose last ring failed back in its queue, in its original place (the
+        head)."""
+        q = self._queues[call.queue]
+        if call.ring_all:
+            q.remove_ringing_all(call)
         call.state = next_call_state(call.call_id, call.state, event)
-        call.agent_id = None
-        self._queues[call.queue].add_waiting(call)
+        q.add_waiting(call)
 
     def _offer_failed(
         self,
@@ -887,11 +1001,13 @@ class Acd:
         out: list[Command],
     ) -> None:
         """No answer or reject: the agent goes idle at the back of the line, the call back to
-        its queue head, and the agent's retry window for the call opens (a timer at its end
-        re-dispatches the call if it still waits); the call is offered to the next eligible
-        agent first, then the agent may take a call it is eligible for."""
+        its queue head (when no other agent still rings it), and the agent's retry window for
+        the call opens (a timer at its end re-dispatches the call if it is still open); the
+        call is offered to the next eligible agent first, then the agent may take a call it is
+        eligible for."""
         self._agent_to(agent, agent_event, now, out, call_id=call.call_id)
         agent.call_id = None
+        del call.rings[agent.agent_id]
         agent.missed += 1
         lock_after = call.spec.lock_after
         locked = bool(lock_after) and agent.missed >= lock_after and not agent.logout_pending
@@ -899,11 +1015,14 @@ class Acd:
             agent.pending = None
             reason = f"missed {agent.missed} calls in a row"
             self._agent_to(agent, AgentEvent.LOCK, now, out, call_id=call.call_id, reason=reason)
-        self._requeue(call, call_event)
+        last = not call.rings
+        if last:
+            self._requeue(call, call_event)
         until = now + call.spec.retry
         call.record_failure(agent.agent_id, until, self._step)
         self._push_timer(until, _RETRY, call.call_id, call.serial)
-        self._dispatch_call(call, now, out)
+        if last:
+            self._dispatch_call(call, now, out)
         if not locked:
             self._agent_ready(agent, now, out, fresh=False)
 
@@ -934,26 +1053,32 @@ class Acd:
         kind: QueueEventKind = _K.TIMEOUT,
         reason: str = "max_wait",
     ) -> None:
-        """The call leaves its queue without an agent (max wait, or the queue's last agent
-        gone with `leave_when_empty`): `CancelOffer` if ringing, then `QueueTimeout`."""
-        agent = self._ringing_agent(call)
-        if agent is not None:
+        """The call leaves its queue without an agent (max wait, the queue's last agent gone
+        with `leave_when_empty`, its named agent gone): `CancelOffer` to each agent ringing,
+        then `QueueTimeout`."""
+        ringing = self._ringing_agents(call)
+        for agent in ringing:
             out.append(CancelOffer(call.call_id, agent.agent_id, reason))
-        else:
-            self._queues[call.queue].remove_waiting(call)
+        self._queues[call.queue].remove_open(call)
         waited = now - call.enqueued_at
         self._queues[call.queue].counts["overflowed"] += 1
         out.append(QueueTimeout(call.call_id, call.queue, waited, reason))
-        out.append(self._event(kind, call, now, {"waited": waited}))
+        data: dict[str, object] = {"waited": waited}
+        if kind is _K.UNAVAILABLE:
+            data["agent"] = call.directed
+        named = self._named_agent(call, data)
+        out.append(self._event(kind, call, now, data, named))
         self._finish(call, CallEvent.MAX_WAIT)
-        if agent is not None:
+        for agent in ringing:
             self._withdraw_offer(agent, call.call_id, now, out)
 
-    def _ring_timeout(self, call: CallRecord, now: float, out: list[Command]) -> None:
-        agent = self._ringing_agent(call)
-        if agent is None:
-            raise RuntimeError(f"ring timer fired for call {call.call_id!r} that rings nobody")
-        out.append(self._event(_K.RINGNOANSWER, call, now, {"ring": now - call.offered_at}))
+    def _ring_timeout(self, agent: AgentRecord, now: float, out: list[Command]) -> None:
+        call = self._calls.get(agent.call_id) if agent.call_id is not None else None
+        if call is None:
+            raise RuntimeError(f"ring timer fired for agent {agent.agent_id!r} ringing no call")
+        offered_at, _ = call.rings[agent.agent_id]
+        data: dict[str, object] = {"ring": now - offered_at}
+        out.append(self._event(_K.RINGNOANSWER, call, now, data, agent.agent_id))
         out.append(CancelOffer(call.call_id, agent.agent_id, "ring_timeout"))
         self._offer_failed(call, agent, CallEvent.RING_TIMEOUT, AgentEvent.RING_TIMEOUT, now, out)
 
@@ -975,6 +1100,13 @@ class Acd:
 
     def _timer_valid(self, timer: _Timer) -> bool:
         _, kind, _, key, serial = timer
+        if kind == _RING_TIMEOUT:  # keyed by the agent ringing
+            agent = self._agents.get(key)
+            if agent is None or agent.state is not AgentState.RINGING or agent.call_id is None:
+                return False
+            ringing = self._calls.get(agent.call_id)
+            ring = ringing.rings.get(key) if ringing is not None else None
+            return ring is not None and ring[1] == serial
         if kind == _AGENT_ALERT:
             agent = self._agents.get(key)
             return (
@@ -992,23 +1124,20 @@ class Acd:
         call = self._calls.get(key)
         if call is None:
             return False
-        if kind == _MAX_WAIT or kind == _RETRY or kind == _WIDEN:
-            # A retry timer stays valid while the call is ringing someone else: that offer may
-            # fail before the window ends, and the call must then be offered again at its end.
-            return call.serial == serial and call.state in (CallState.WAITING, CallState.RINGING)
-        return call.state is CallState.RINGING and call.offer_serial == serial
+        # A retry timer stays valid while the call is ringing someone else: that offer may fail
+        # before the window ends, and the call must then be offered again at its end.
+        return call.serial == serial and call.state in (CallState.WAITING, CallState.RINGING)
 
     def _apply_reload(self, now: float, out: list[Command]) -> None:
         """Finish a `replace_specs`: log out removed agents that are idle or in wrap-up, then
-        offer waiting calls (in queue order) to idle agents that can now take them."""
+        offer open calls (in queue order) to idle agents that can now take them."""
         self._reload_pending = False
         for agent in list(self._agents.values()):
             self._settle(agent, now, out)
         waiting = sorted(
-            (call for call in self._calls.values() if call.state is CallState.WAITING),
-            key=lambda call: call.key,
+            (call for call in self._calls.values() if call.open), key=lambda call: call.key
         )
-        for call in waiting:
+        for call in waiting:  # calls for an agent no longer in their queue leave here
             self._dispatch_call(call, now, out)
 
 

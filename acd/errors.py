@@ -33,6 +33,16 @@ class UnknownAgent(AcdError):  # noqa: N818 (names fixed by the B2BUA contract)
         super().__init__(f"unknown agent {agent_id!r}")
 
 
+class NotInQueue(AcdError):  # noqa: N818 (named like the errors above)
+    """A call for one named agent (`Acd.enqueue(agent=…)`) names a queue that agent does not
+    serve (neither listed in its `queues` nor required skills it meets)."""
+
+    def __init__(self, agent_id: str, queue: str) -> None:
+        self.agent_id = agent_id
+        self.queue = queue
+        super().__init__(f"agent {agent_id!r} does not serve queue {queue!r}")
+
+
 class UnknownCall(AcdError):  # noqa: N818 (names fixed by the B2BUA contract)
     """The call id is not (or no longer) known: never enqueued, or already ended/abandoned/
     timed out."""

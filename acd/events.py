@@ -15,7 +15,9 @@ import msgspec
 
 class OfferCall(msgspec.Struct, frozen=True):
     """Ring `agent_id` for `call_id`; report the outcome with `agent_answered` or
-    `agent_rejected`. The engine itself ends the ring after `ring_timeout` seconds."""
+    `agent_rejected`. The engine itself ends the ring after `ring_timeout` seconds. A call of
+    a `ring_all` queue is offered to several agents at once (one `OfferCall` each); the first
+    to answer takes it and the others get `CancelOffer` (``"answered_elsewhere"``)."""
 
     call_id: str
     agent_id: str
@@ -26,8 +28,10 @@ class OfferCall(msgspec.Struct, frozen=True):
 class CancelOffer(msgspec.Struct, frozen=True):
     """Stop ringing `agent_id` for `call_id` (send CANCEL on that agent leg).
 
-    `reason`: ``"ring_timeout"``, ``"abandoned"`` (caller gone), ``"max_wait"`` (caller leaves
-    with `QueueTimeout`), ``"agent_unavailable"`` (the agent's phone unregistered)."""
+    `reason`: ``"ring_timeout"``, ``"abandoned"`` (caller gone), ``"callback"`` (caller gone
+    asking to be called back), ``"max_wait"`` (caller leaves with `QueueTimeout`),
+    ``"agent_unavailable"`` (the agent's phone unregistered), ``"answered_elsewhere"``
+    (another agent answered this ring-all call first)."""
 
     call_id: str
     agent_id: str
@@ -37,9 +41,11 @@ class CancelOffer(msgspec.Struct, frozen=True):
 class QueueTimeout(msgspec.Struct, frozen=True):
     """The call left the queue without an agent; call control sends the caller to the
     queue's overflow (SPEC ACD-2). `reason`: ``"max_wait"`` (it waited `max_wait`),
-    ``"full"`` (the queue held `max_callers` calls when it arrived; it never joined) or
+    ``"full"`` (the queue held `max_callers` calls when it arrived; it never joined),
     ``"empty"`` (`leave_when_empty` and no agent of the queue logged in, when it arrived or
-    when the last one logged out)."""
+    when the last one logged out) or ``"agent_unavailable"`` (a call for one named agent,
+    `Acd.enqueue(agent=…)`, whose agent was not logged in when it arrived — it never joined
+    — or logged out, or stopped serving the queue in a reload, while the call waited)."""
 
     call_id: str
     queue: str
@@ -50,18 +56,29 @@ class QueueTimeout(msgspec.Struct, frozen=True):
 class QueueEventKind(enum.StrEnum):
     """Kinds of `QueueEvent`, one per state change (SPEC RPT-1 queue log).
 
-    - ENTER: call joined a queue (data: priority, position).
-    - OFFER: call offered to an agent (data: ring_timeout, attempt).
-    - RINGNOANSWER: the agent did not answer within ring_timeout; call back at the queue head.
-    - REJECT: the agent's phone refused (486/603/error/unreachable); call back at the head.
-    - RINGCANCELED: the ringing agent's phone unregistered; call back at the head.
+    - ENTER: call joined a queue (data: priority, position; region, preferred, agent when
+      given).
+    - OFFER: call offered to an agent (data: ring_timeout, attempt); a ring-all call has one
+      per agent it rings.
+    - RINGNOANSWER: the agent did not answer within ring_timeout (data: ring); call back at
+      the queue head, unless other agents still ring it (ring-all).
+    - REJECT: the agent's phone refused (486/603/error/unreachable; data: reason, ring); call
+      back at the head unless other agents still ring it.
+    - RINGCANCELED: the agent's ring ended by no fault of its own (data: reason, ring):
+      ``"agent_unavailable"``, its phone unregistered (call back at the head unless others
+      still ring it); ``"answered_elsewhere"``, another agent answered this ring-all call
+      (data also: by, that agent).
     - CONNECT: the agent answered (data: waited, ring, attempt).
-    - ABANDON: the caller left while queued or ringing (data: waited, position or ring).
+    - ABANDON: the caller left while queued or ringing (data: waited, position or ring). The
+      event names the ringing agent; a ring-all call ringing several names none and lists
+      them (data: ringing). The same holds for TIMEOUT and CALLBACK.
     - TIMEOUT: max wait reached; the call left the queue (data: waited).
     - CALLBACK: the caller left asking to be called back (data: waited, position or ring).
     - FULL: the queue held `max_callers` calls; the call did not join (data: waiting).
     - EMPTY: no agent of the queue logged in and `leave_when_empty`: the call did not join
       or left (data: waited).
+    - UNAVAILABLE: a call for one named agent that cannot take it (not logged in, or no
+      longer serving the queue): the call did not join or left (data: waited, agent).
     - COMPLETE: a connected call ended (data: talk).
     - AGENT_STATE: an agent changed state (data: from, to, event, reason if any).
     - AGENT_ALERT: an agent has been busy or on a break longer than its queues'
@@ -79,6 +96,7 @@ class QueueEventKind(enum.StrEnum):
     CALLBACK = "CALLBACK"
     FULL = "FULL"
     EMPTY = "EMPTY"
+    UNAVAILABLE = "UNAVAILABLE"
     COMPLETE = "COMPLETE"
     AGENT_STATE = "AGENT_STATE"
     AGENT_ALERT = "AGENT_ALERT"
@@ -118,7 +136,8 @@ class QueueKpis(msgspec.Struct, frozen=True):
     queue: `entered`; `answered` (`answered_in_time`: within the queue's service-level
     seconds, default 15); `abandoned` (`abandoned_short`: within 20 s of entering, left out
     of the human answer rate); `callbacks` (left asking for one); `overflowed` (max wait,
-    full, empty). Rates are None before any call left the queue.
+    full, empty, and calls for one named agent that could not take them: agent_unavailable).
+    Rates are None before any call left the queue.
 
     - human answer rate = answered / (left the queue − abandoned_short − callbacks within 20 s)
     - service level = answered_in_time / left the queue

@@ -11,6 +11,9 @@ every agent or call:
 - `waiting`: ``(-priority, seq, call_id)`` of its calls not being offered — higher priority
   first, then enqueue order (`seq`, global across queues, so an agent serving several queues
   compares the heads by waiting time).
+- `ringing_all`: the same keys of its ring-all calls while they ring: they are still open to
+  an agent that becomes idle (`CallRecord.open`), but no longer ahead of a waiting caller
+  (positions count `waiting` only, as for a call ringing one agent).
 
 A call put back after a failed offer keeps its `seq`, so it returns to the head (SPEC ACD-4),
 ahead of every call that arrived after it. It does not jump over a call that has waited longer:
@@ -23,8 +26,9 @@ from __future__ import annotations
 
 import bisect
 import enum
+import heapq
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 
 from acd.spec import QueueSpec
@@ -74,6 +78,9 @@ _V = CallEvent
 CALL_TRANSITIONS: Mapping[tuple[CallState, CallEvent], CallState] = MappingProxyType(
     {
         (_C.WAITING, _V.OFFER): _C.RINGING,
+        # ring_all: another agent rings too. A failed ring (no answer, reject, agent gone)
+        # takes a call back to WAITING only when it was the last ring.
+        (_C.RINGING, _V.OFFER): _C.RINGING,
         (_C.WAITING, _V.ABANDON): _C.ABANDONED,
         (_C.WAITING, _V.MAX_WAIT): _C.TIMED_OUT,
         (_C.RINGING, _V.RING_TIMEOUT): _C.WAITING,
@@ -102,13 +109,18 @@ class CallRecord:
 
     `spec` is the queue spec captured at enqueue: a reload does not change the ring timeout,
     max wait, wrap-up or retry of a call already in progress (STYLE §4). `tried` maps each agent
-    whose offer of this call failed (no answer, reject) to the end of its retry window: the
-    time from which it is eligible for the call again. It holds at most one entry per agent
-    that ever failed the call, so it stays small. `failed_agent` and `failed_step` name the
-    latest failure and the engine step (one public input) it happened in: that agent is never
-    re-offered the call within the same step, even with `retry` = 0. `serial` tells this call
-    apart from a later one reusing its id, `offer_serial` one offer from the next (stale timers
-    are recognised by them).
+    whose offer of this call failed (no answer, reject) to the end of its retry window — the
+    time from which it is eligible for the call again — and the engine step (one public input)
+    of that failure: the agent is never re-offered the call within the same step, even with
+    `retry` = 0. It holds at most one entry per agent that ever failed the call, so it stays
+    small.
+
+    `rings` maps each agent being offered the call to when that offer began and its serial
+    (one entry, or several for a ring-all call); `agent_id` is the agent connected with the
+    call once one answered. `directed` is the one agent a call for a named agent may go to
+    (`Acd.enqueue(agent=…)`), None for a call any agent of the queue may take. `serial` tells
+    this call apart from a later one reusing its id, an offer's serial one offer from the next
+    (stale timers are recognised by them).
     """
 
     __slots__ = (
@@ -122,15 +134,13 @@ class CallRecord:
         "state",
         "key",
         "agent_id",
-        "offered_at",
-        "offer_serial",
+        "rings",
         "attempts",
         "tried",
-        "failed_agent",
-        "failed_step",
         "connected_at",
         "region",
         "preferred",
+        "directed",
     )
 
     def __init__(
@@ -143,6 +153,7 @@ class CallRecord:
         serial: int,
         region: str | None = None,
         preferred: str | None = None,
+        directed: str | None = None,
     ) -> None:
         self.call_id = call_id
         self.queue = spec.name
@@ -153,16 +164,28 @@ class CallRecord:
         self.serial = serial
         self.state = CallState.WAITING
         self.key: tuple[int, int, str] = (-priority, seq, call_id)
-        self.agent_id: str | None = None
-        self.offered_at = 0.0
-        self.offer_serial = 0
+        self.agent_id: str | None = None  # the agent connected with the call
+        self.rings: dict[str, tuple[float, int]] = {}  # agent -> (offered at, offer serial)
         self.attempts = 0
-        self.tried: dict[str, float] = {}
-        self.failed_agent: str | None = None
-        self.failed_step = -1
+        self.tried: dict[str, tuple[float, int]] = {}  # agent -> (window end, failure step)
         self.connected_at = 0.0
         self.region = region  # the caller's region, for the queue's region preference
         self.preferred = preferred  # the agent who served the caller last (sticky agent)
+        self.directed = directed  # the only agent that may take the call (None: any)
+
+    @property
+    def ring_all(self) -> bool:
+        """Whether the call rings every idle agent that may take it at once (its queue's
+        strategy when it was enqueued; a call for one named agent never does)."""
+        return self.spec.strategy == "ring_all" and self.directed is None
+
+    @property
+    def open(self) -> bool:
+        """Whether an idle agent may be offered the call now: it waits, or it is a ring-all
+        call ringing others: the calls in their queue's `waiting` and `ringing_all`."""
+        return self.state is CallState.WAITING or (
+            self.state is CallState.RINGING and self.ring_all
+        )
 
     @property
     def widen_at(self) -> float:
@@ -175,18 +198,17 @@ class CallRecord:
     def record_failure(self, agent_id: str, until: float, step: int) -> None:
         """The offer to `agent_id` failed in engine step `step`: it is not eligible for this
         call before `until`, and never again within `step`."""
-        self.tried[agent_id] = until
-        self.failed_agent = agent_id
-        self.failed_step = step
+        self.tried[agent_id] = (until, step)
 
     def eligible(self, agent_id: str, now: float, step: int) -> bool:
         """May `agent_id` (idle, a member of the queue) be offered this call at `now` in
         engine step `step`? Yes unless its retry window for the call is still open, or it
         failed the call in this very step."""
-        until = self.tried.get(agent_id)
-        if until is None:
+        failure = self.tried.get(agent_id)
+        if failure is None:
             return True
-        return until <= now and not (agent_id == self.failed_agent and step == self.failed_step)
+        until, failed_step = failure
+        return until <= now and step != failed_step
 
 
 class QueueRecord:
@@ -198,7 +220,8 @@ class QueueRecord:
     """
 
     __slots__ = (
-        "name", "spec", "draining", "members", "idle", "idle_keys", "waiting", "calls",
+        "name", "spec", "draining", "members", "idle", "idle_keys", "waiting", "ringing_all",
+        "calls",
         "scores", "regions", "rr_last", "order", "logged_in", "recent_waits", "counts",
     )  # fmt: skip
 
@@ -210,6 +233,7 @@ class QueueRecord:
         self.idle: list[tuple] = []
         self.idle_keys: dict[str, tuple] = {}  # agent id -> its key in `idle`
         self.waiting: list[tuple[int, int, str]] = []
+        self.ringing_all: list[tuple[int, int, str]] = []  # ring-all calls ringing
         self.calls: dict[str, CallRecord] = {}
         self.scores: dict[str, int] = {}  # agent id -> skill score here (strategy skills)
         self.regions: dict[str, int] = {}  # region -> members of it logged in
@@ -270,8 +294,31 @@ class QueueRecord:
 
     def remove_waiting(self, call: CallRecord) -> int:
         """Remove `call`; return the 1-based position it had."""
-        i = bisect.bisect_left(self.waiting, call.key)
-        if i == len(self.waiting) or self.waiting[i] != call.key:
-            raise RuntimeError(f"queue {self.name!r}: waiting index lost call {call.call_id!r}")
-        del self.waiting[i]
-        return i + 1
+        return self._remove(self.waiting, "waiting", call) + 1
+
+    def add_ringing_all(self, call: CallRecord) -> None:
+        """A ring-all call rings its first agent: it stays open in `ringing_all`."""
+        bisect.insort(self.ringing_all, call.key)
+
+    def remove_ringing_all(self, call: CallRecord) -> None:
+        self._remove(self.ringing_all, "ringing_all", call)
+
+    def remove_open(self, call: CallRecord) -> int:
+        """Take `call` out of whichever index holds it (it leaves the queue or is answered):
+        the 1-based position it had if it waited, else 0."""
+        if call.state is CallState.WAITING:
+            return self.remove_waiting(call)
+        if call.open:
+            self.remove_ringing_all(call)
+        return 0
+
+    def open_keys(self) -> Iterator[tuple[int, int, str]]:
+        """The keys of the open calls (waiting, and ring-all calls ringing) in order."""
+        return heapq.merge(self.waiting, self.ringing_all)
+
+    def _remove(self, index: list[tuple[int, int, str]], what: str, call: CallRecord) -> int:
+        i = bisect.bisect_left(index, call.key)
+        if i == len(index) or index[i] != call.key:
+            raise RuntimeError(f"queue {self.name!r}: {what} index lost call {call.call_id!r}")
+        del index[i]
+        return i

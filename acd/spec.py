@@ -25,9 +25,12 @@ from acd.errors import InvalidSpec
 #: - `fewest_calls`: the agent that answered the fewest calls since the engine started,
 #:   then the longest idle;
 #: - `random`: any of them, from the engine's seeded generator (the same inputs and seed
-#:   give the same choices).
-#: Ring-all (ringing every idle agent at once) is not among them yet.
-STRATEGIES: tuple[str, ...] = ("longest_idle", "skills", "round_robin", "fewest_calls", "random")
+#:   give the same choices);
+#: - `ring_all`: all of them at once; the first to answer takes the call, the others' rings
+#:   are withdrawn (agents that become idle while it rings are offered it too).
+STRATEGIES: tuple[str, ...] = (
+    "longest_idle", "skills", "round_robin", "fewest_calls", "random", "ring_all",
+)  # fmt: skip
 #: Skill levels, lowest to highest.
 MIN_LEVEL, MAX_LEVEL = 1, 10
 
@@ -36,7 +39,8 @@ class QueueSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """One queue.
 
     - `ring_timeout`: seconds an agent's phone rings before the call goes back to the queue head
-      (SPEC ACD-4).
+      (SPEC ACD-4); with `ring_all`, each agent's ring times out on its own and the call goes
+      back when its last ring has ended.
     - `max_wait`: seconds from `enqueue` until the caller leaves with `QueueTimeout`; re-queues
       after no-answer do not restart it.
     - `wrap_up`: seconds of after-call work before the agent is idle again (0 = none).

@@ -741,13 +741,15 @@ class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     name: Annotated[str, Meta(pattern=_NAME, description="Unique queue name.")]
     strategy: Annotated[
-        Literal["longest_idle", "skills", "round_robin", "fewest_calls", "random"],
+        Literal["longest_idle", "skills", "round_robin", "fewest_calls", "random", "ring_all"],
         Meta(
             description="How the next agent is chosen among the idle ones: `longest_idle` "
             "(idle the longest); `skills` (the highest sum of levels in the queue's `skills`, "
             "then idle the longest); `round_robin` (the next after the agent last offered a "
             "call of this queue, in the order of agents.yaml); `fewest_calls` (fewest calls "
-            "answered since the node started, then idle the longest); `random`."
+            "answered since the node started, then idle the longest); `random`; `ring_all` "
+            "(every idle one at once, and those who become idle while it rings; the first "
+            "to answer takes the call, the others stop ringing)."
         ),
     ] = "longest_idle"
     skills: Annotated[
@@ -789,7 +791,8 @@ class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         Meta(
             ge=1,
             description="Seconds an agent's phone rings before the call returns "
-            "to the head of the queue and the next agent rings.",
+            "to the head of the queue and the next agent rings (`ring_all`: each phone "
+            "stops on its own; the call returns when the last one has stopped).",
         ),
     ] = 15.0
     max_wait: Annotated[

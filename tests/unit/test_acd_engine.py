@@ -7,6 +7,7 @@ import ast
 from pathlib import Path
 
 import pytest
+from acdkit import cancels, login, offers, run_timers
 
 from acd import (
     Acd,
@@ -52,37 +53,12 @@ def make_acd(
     )
 
 
-def offers(out: list) -> list[tuple[str, str]]:
-    return [(c.call_id, c.agent_id) for c in out if isinstance(c, OfferCall)]
-
-
-def cancels(out: list) -> list[tuple[str, str, str]]:
-    return [(c.call_id, c.agent_id, c.reason) for c in out if isinstance(c, CancelOffer)]
-
-
 def kinds(out: list) -> list[str]:
     return [c.kind for c in out if isinstance(c, QueueEvent) and c.kind != "AGENT_STATE"]
 
 
 def commands(out: list) -> list:
     return [c for c in out if not isinstance(c, QueueEvent)]
-
-
-def login(acd: Acd, *agent_ids: str, start: float = 0.0) -> None:
-    """Log agents in one second apart, so the first one is the longest idle."""
-    for i, agent_id in enumerate(agent_ids):
-        assert offers(acd.agent_available(agent_id, start + i)) == []
-
-
-def drain_timers(acd: Acd, until: float) -> list:
-    """Run timers in deadline order up to `until`, as the B2BUA's loop would."""
-    out: list = []
-    for _ in range(10_000):
-        deadline = acd.get_timer()
-        if deadline is None or deadline > until:
-            return out
-        out += acd.handle_timer(deadline)
-    raise AssertionError("timers did not settle")
 
 
 # -- longest idle --------------------------------------------------------------------------
@@ -273,7 +249,7 @@ def test_one_agent_that_never_answers_is_rung_every_retry_until_max_wait() -> No
     acd = make_acd(("a1",), ring_timeout=15.0, max_wait=60.0, retry=5.0)
     login(acd, "a1")
     out = acd.enqueue("c1", "general", 10.0)
-    out += drain_timers(acd, 1000.0)
+    out += run_timers(acd, 1000.0)
     # rings 10-25, window 25-30, rings 30-45, window 45-50, rings 50-65, window ends at 70
     # together with max wait, which runs first: the caller leaves, no fourth ring
     offer_times = [e.at for e in out if isinstance(e, QueueEvent) and e.kind == "OFFER"]
@@ -492,7 +468,7 @@ def test_max_wait_clock_is_not_reset_by_requeues() -> None:
     acd = make_acd(("a1", "a2", "a3"), ring_timeout=10.0, max_wait=25.0)
     login(acd, "a1", "a2", "a3")
     acd.enqueue("c1", "general", 100.0)
-    out = drain_timers(acd, 1000.0)
+    out = run_timers(acd, 1000.0)
     # 110: a1 no answer -> a2; 120: a2 no answer -> a3; 125: max wait while ringing a3
     assert cancels(out) == [
         ("c1", "a1", "ring_timeout"),
@@ -765,7 +741,7 @@ def test_unknown_names_and_duplicates_raise_acd_errors() -> None:
 @pytest.mark.parametrize(
     "queue",
     [
-        QueueSpec("q", strategy="ring_all"),
+        QueueSpec("q", strategy="leastrecent"),  # Asterisk's, not ours
         QueueSpec("q", ring_timeout=0.0),
         QueueSpec("q", max_wait=-1.0),
         QueueSpec("q", wrap_up=float("nan")),
@@ -817,7 +793,7 @@ def test_same_inputs_give_same_outputs() -> None:
             out += acd.agent_available(f"a{i}", float(i % 2))
         for i in range(20):
             out += acd.enqueue(f"c{i}", "general", 10.0 + i, priority=i % 3)
-        out += drain_timers(acd, 100.0)
+        out += run_timers(acd, 100.0)
         return out
 
     assert run() == run()

@@ -1,13 +1,17 @@
 """Random sequences of ACD inputs (hypothesis state machine): no call is ever lost.
 
 Every enqueued call ends exactly once — connected then ended, abandoned, or timed out — the
-commands stay consistent with the agents' states, and no waiting call is left with an idle
-agent of its queue that is eligible for it (the longest-idle dispatch invariant; eligible = not
-failed by that agent within the queue's `retry` seconds). An agent is offered a call inside its
+commands stay consistent with the agents' states, and no open call (waiting, or a ring-all
+call ringing) is left with an idle agent of its queue that is eligible for it (the dispatch
+invariant; eligible = not failed by that agent within the queue's `retry` seconds, and the
+call's own agent for a call for one named agent). An agent is offered a call inside its
 retry window only when it has just become available, and never in the same command list as its
-failure. q1 has `retry` = 0, q2 a window of 4 s.
-Agents also ask for not ready, breaks, ready, lock and unlock at random moments (a CLI and
-a phone at once are two such inputs in some order); q2 locks an agent after 2 misses.
+failure. No agent is ever offered two calls; a call answered is answered by exactly one agent,
+and every other ring of it is withdrawn in the same list. q1 has `retry` = 0, q2 a window of
+4 s. Agents also ask for not ready, breaks, ready, lock and unlock at random moments (a CLI and
+a phone at once are two such inputs in some order); q2 locks an agent after 2 misses. Calls
+for one named agent (`enqueue(agent=…)`) are offered to that agent only, and never wait for
+an agent that is logged out or no longer serves their queue.
 
 The model drives the engine like the B2BUA's loop: after each input it runs the timers that are
 due at once (`get_timer() <= now`) before time moves on. Between the two, a waiting call may
@@ -27,6 +31,7 @@ from acd import (
     AgentSpec,
     AgentState,
     CancelOffer,
+    NotInQueue,
     NotOffered,
     OfferCall,
     QueueEvent,
@@ -56,10 +61,20 @@ class AcdMachine(RuleBasedStateMachine):
         self.next_id = 0
         self.queue_of: dict[str, str] = {}
         self.status: dict[str, str] = {}  # live calls: waiting | ringing | connected
-        self.ringing: dict[str, str] = {}  # call -> agent being offered it
+        self.ringing: dict[str, set[str]] = {}  # call -> agents being offered it
         self.connected: dict[str, str] = {}  # call -> agent talking
         self.tried: dict[str, dict[str, float]] = {}  # call -> agent -> end of retry window
         self.outcomes: dict[str, list[str]] = {}
+        self.directed: dict[str, str] = {}  # call for one named agent -> that agent
+        self.strategy = {spec.name: spec.strategy for spec in self.queues}
+
+    def ring_all(self, call_id: str) -> bool:
+        return self.strategy[self.queue_of[call_id]] == "ring_all" and (
+            call_id not in self.directed
+        )
+
+    def ringing_agents(self) -> list[str]:
+        return [agent for agents in self.ringing.values() for agent in agents]
 
     # -- bookkeeping of what the engine returns ----------------------------------------------
 
@@ -74,24 +89,45 @@ class AcdMachine(RuleBasedStateMachine):
         available_here: set[str] = set()
         for item in out:
             if isinstance(item, OfferCall):
-                assert self.status.get(item.call_id) == "waiting", item
-                assert item.agent_id not in self.ringing.values(), item
+                status = self.status.get(item.call_id)
+                # one offer at a time, except a ring-all call ringing several agents
+                assert status == "waiting" or (
+                    status == "ringing" and self.ring_all(item.call_id)
+                ), item
+                assert item.agent_id not in self.ringing_agents(), ("offered two calls", item)
                 assert item.agent_id not in self.connected.values(), item
                 assert item.queue == self.queue_of[item.call_id]
+                assert item.call_id not in self.directed or (
+                    self.directed[item.call_id] == item.agent_id
+                ), ("a call for one agent offered to another", item)
                 assert (item.call_id, item.agent_id) not in failed_here, item
                 until = self.tried[item.call_id].get(item.agent_id)
                 if until is not None and until > self.now:
                     assert item.agent_id in available_here, ("offered inside window", item)
                 self.status[item.call_id] = "ringing"
-                self.ringing[item.call_id] = item.agent_id
+                self.ringing.setdefault(item.call_id, set()).add(item.agent_id)
             elif isinstance(item, CancelOffer):
-                assert self.ringing.pop(item.call_id) == item.agent_id, item
-                self.status[item.call_id] = "waiting"
+                agents = self.ringing[item.call_id]
+                assert item.agent_id in agents, item
+                agents.remove(item.agent_id)
+                if item.reason == "answered_elsewhere":
+                    assert self.status[item.call_id] == "connected", item
+                    assert self.connected[item.call_id] != item.agent_id, item
+                elif not agents:
+                    self.status[item.call_id] = "waiting"
+                if not agents:
+                    del self.ringing[item.call_id]
                 if item.reason == "ring_timeout":
                     self.fail(item.call_id, item.agent_id)
                     failed_here.add((item.call_id, item.agent_id))
             elif isinstance(item, QueueTimeout):
                 assert self.status.get(item.call_id) == "waiting", item
+                if item.reason == "agent_unavailable":
+                    agent_id = self.directed[item.call_id]
+                    assert (
+                        self.acd.agent_state(agent_id) is AgentState.LOGGED_OUT
+                        or self.queue_of[item.call_id] not in self.members[agent_id]
+                    ), item
                 self.finish(item.call_id, "timed_out")
             else:
                 assert isinstance(item, QueueEvent)
@@ -107,12 +143,16 @@ class AcdMachine(RuleBasedStateMachine):
             assert deadline is not None and deadline <= self.now, self.eligible_idle_pairs()
 
     def eligible_idle_pairs(self) -> list[tuple[str, str]]:
-        """(waiting call, idle agent of its queue eligible for it now) pairs."""
+        """(open call, idle agent of its queue eligible for it now) pairs; open: waiting, or a
+        ring-all call ringing."""
         idle = [a for a in AGENT_IDS if self.acd.agent_state(a) is AgentState.IDLE]
         pairs = []
-        for call_id in self.calls_in("waiting"):
+        ringing_all = [c for c in self.calls_in("ringing") if self.ring_all(c)]
+        for call_id in self.calls_in("waiting") + ringing_all:
             queue = self.queue_of[call_id]
             for agent_id in idle:
+                if self.directed.get(call_id, agent_id) != agent_id:
+                    continue
                 if queue in self.members[agent_id]:
                     if self.tried[call_id].get(agent_id, -1.0) <= self.now:
                         pairs.append((call_id, agent_id))
@@ -125,6 +165,7 @@ class AcdMachine(RuleBasedStateMachine):
     def finish(self, call_id: str, outcome: str) -> None:
         del self.status[call_id]
         self.outcomes[call_id].append(outcome)
+        self.directed.pop(call_id, None)
 
     def advance_to(self, target: float) -> None:
         for _ in range(100_000):
@@ -155,11 +196,52 @@ class AcdMachine(RuleBasedStateMachine):
         self.check_step()
         self.settle()
 
+    @rule(queue=st.sampled_from(["q1", "q2"]), agent_id=st.sampled_from(AGENT_IDS))
+    def enqueue_for_agent(self, queue: str, agent_id: str) -> None:
+        """A transfer or directed call to one agent: refused at once when it is logged out."""
+        self.next_id += 1
+        call_id = f"c{self.next_id}"
+        if queue not in self.members[agent_id]:
+            try:
+                self.acd.enqueue(call_id, queue, self.now, agent=agent_id)
+            except NotInQueue as exc:
+                assert (exc.agent_id, exc.queue) == (agent_id, queue)
+            else:
+                raise AssertionError("a call for an agent not in the queue was accepted")
+            assert self.acd.queue_snapshot(queue, self.now).waiting == len(
+                [
+                    c
+                    for c, s in self.status.items()
+                    if s != "connected" and self.queue_of[c] == queue
+                ]
+            )
+            return
+        logged_out = self.acd.agent_state(agent_id) is AgentState.LOGGED_OUT
+        self.queue_of[call_id] = queue
+        self.status[call_id] = "waiting"
+        self.tried[call_id] = {}
+        self.outcomes[call_id] = []
+        self.directed[call_id] = agent_id
+        out = self.acd.enqueue(call_id, queue, self.now, agent=agent_id)
+        refused = [c for c in out if isinstance(c, QueueTimeout)]
+        assert bool(refused) == logged_out, out
+        if logged_out:
+            assert refused[0].reason == "agent_unavailable"
+        self.absorb(out)
+        self.check_step()
+        self.settle()
+
     @rule(agent_id=st.sampled_from(AGENT_IDS))
     def available(self, agent_id: str) -> None:
         self.absorb(self.acd.agent_available(agent_id, self.now))
         self.check_step()
         self.settle()
+
+    @rule()
+    def shift_starts(self) -> None:
+        """Every agent's phone registers, one input each (several idle agents at once)."""
+        for agent_id in AGENT_IDS:
+            self.available(agent_id)
 
     @rule(agent_id=st.sampled_from(AGENT_IDS))
     def unavailable(self, agent_id: str) -> None:
@@ -191,10 +273,11 @@ class AcdMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def abandon(self, data: st.DataObject) -> None:
         call_id = data.draw(st.sampled_from(self.calls_in("waiting") + self.calls_in("ringing")))
-        was_ringing = self.ringing.get(call_id)
+        was_ringing = sorted(self.ringing.get(call_id, ()))
         out = self.acd.abandon(call_id, self.now)
-        if was_ringing is not None:
-            assert CancelOffer(call_id, was_ringing, "abandoned") in out
+        cancels = [c for c in out if isinstance(c, CancelOffer) and c.call_id == call_id]
+        assert sorted(c.agent_id for c in cancels) == was_ringing
+        assert all(c.reason == "abandoned" for c in cancels)
         self.absorb(out)
         self.finish(call_id, "abandoned")
         self.check_step()
@@ -203,11 +286,24 @@ class AcdMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.calls_in("ringing"))
     @rule(data=st.data())
     def answer(self, data: st.DataObject) -> None:
-        call_id = data.draw(st.sampled_from(self.calls_in("ringing")))
-        agent_id = self.ringing.pop(call_id)
+        self.answer_one_of(data, self.calls_in("ringing"))
+
+    @precondition(lambda self: any(len(agents) > 1 for agents in self.ringing.values()))
+    @rule(data=st.data())
+    def answer_while_others_ring(self, data: st.DataObject) -> None:
+        """An agent answers a ring-all call that rings others too (made likelier)."""
+        self.answer_one_of(data, sorted(c for c, a in self.ringing.items() if len(a) > 1))
+
+    def answer_one_of(self, data: st.DataObject, calls: list[str]) -> None:
+        call_id = data.draw(st.sampled_from(calls))
+        agent_id = data.draw(st.sampled_from(sorted(self.ringing[call_id])))
+        self.ringing[call_id].remove(agent_id)
         self.status[call_id] = "connected"
         self.connected[call_id] = agent_id
         self.absorb(self.acd.agent_answered(call_id, agent_id, self.now))
+        # answered by exactly one agent: every other ring was withdrawn in the same list
+        assert not self.ringing.get(call_id), self.ringing.get(call_id)
+        self.ringing.pop(call_id, None)
         self.check_step()
         self.settle()
 
@@ -215,8 +311,11 @@ class AcdMachine(RuleBasedStateMachine):
     @rule(data=st.data(), reason=st.sampled_from(["486", "603", "unreachable"]))
     def reject(self, data: st.DataObject, reason: str) -> None:
         call_id = data.draw(st.sampled_from(self.calls_in("ringing")))
-        agent_id = self.ringing.pop(call_id)
-        self.status[call_id] = "waiting"
+        agent_id = data.draw(st.sampled_from(sorted(self.ringing[call_id])))
+        self.ringing[call_id].remove(agent_id)
+        if not self.ringing[call_id]:  # back in the queue only when its last ring failed
+            del self.ringing[call_id]
+            self.status[call_id] = "waiting"
         self.fail(call_id, agent_id)
         out = self.acd.agent_rejected(call_id, agent_id, self.now, reason)
         self.absorb(out, failed=(call_id, agent_id))
@@ -237,7 +336,7 @@ class AcdMachine(RuleBasedStateMachine):
     @rule(data=st.data(), agent_id=st.sampled_from(AGENT_IDS))
     def stale_answer(self, data: st.DataObject, agent_id: str) -> None:
         call_id = data.draw(st.sampled_from(self.calls_in("ringing") + self.calls_in("waiting")))
-        if self.ringing.get(call_id) == agent_id:
+        if agent_id in self.ringing.get(call_id, ()):
             return
         try:
             self.acd.agent_answered(call_id, agent_id, self.now)
@@ -262,7 +361,8 @@ class AcdMachine(RuleBasedStateMachine):
 
     @invariant()
     def agent_states_match_commands(self) -> None:
-        ringing_agents = set(self.ringing.values())
+        ringing_agents = set(self.ringing_agents())
+        assert len(ringing_agents) == len(self.ringing_agents()), self.ringing  # one call each
         talking_agents = set(self.connected.values())
         for agent_id in AGENT_IDS:
             state = self.acd.agent_state(agent_id)
@@ -270,8 +370,16 @@ class AcdMachine(RuleBasedStateMachine):
             assert (state is AgentState.TALKING) == (agent_id in talking_agents), agent_id
 
     @invariant()
-    def no_waiting_call_has_an_eligible_idle_agent(self) -> None:
+    def no_open_call_has_an_eligible_idle_agent(self) -> None:
         assert self.eligible_idle_pairs() == []
+
+    @invariant()
+    def calls_for_one_agent_wait_only_for_an_agent_that_may_take_them(self) -> None:
+        for call_id, agent_id in self.directed.items():
+            if self.status[call_id] != "waiting":
+                continue  # ringing: a reload that took the agent out lets the ring go on
+            assert self.acd.agent_state(agent_id) is not AgentState.LOGGED_OUT, call_id
+            assert self.queue_of[call_id] in self.members[agent_id], call_id
 
     @invariant()
     def snapshots_count_the_live_calls(self) -> None:
@@ -281,7 +389,7 @@ class AcdMachine(RuleBasedStateMachine):
                 c for c, s in self.status.items() if s != "connected" and self.queue_of[c] == queue
             ]
             assert snap.waiting == len(in_queue)
-            assert snap.ringing == sum(1 for c in in_queue if c in self.ringing)
+            assert snap.ringing == sum(1 for c in in_queue if self.ringing.get(c))
             assert sum(snap.agents.values()) == sum(1 for m in self.members.values() if queue in m)
 
     @invariant()
@@ -324,7 +432,22 @@ class RandomMachine(AcdMachine):
     queues = tuple(msgspec.structs.replace(q, strategy="random") for q in QUEUES)
 
 
-for _machine in (OtherStrategiesMachine, RandomMachine):
+class RingAllMachine(AcdMachine):
+    """… and with ring-all in both queues: a call rings every idle agent of its queue."""
+
+    queues = tuple(msgspec.structs.replace(q, strategy="ring_all") for q in QUEUES)
+
+
+class MixedRingAllMachine(AcdMachine):
+    """… and with ring-all in q1 beside longest idle in q2 (agents a3 serves both)."""
+
+    queues = (msgspec.structs.replace(QUEUES[0], strategy="ring_all"), QUEUES[1])
+
+
+for _machine in (OtherStrategiesMachine, RandomMachine, MixedRingAllMachine):
     _machine.TestCase.settings = settings(max_examples=60, **MACHINE_SETTINGS)
+RingAllMachine.TestCase.settings = settings(max_examples=150, **MACHINE_SETTINGS)
 test_other_strategies_never_lose_a_call = OtherStrategiesMachine.TestCase
 test_random_strategy_never_loses_a_call = RandomMachine.TestCase
+test_ring_all_never_loses_a_call = RingAllMachine.TestCase
+test_ring_all_beside_longest_idle_never_loses_a_call = MixedRingAllMachine.TestCase

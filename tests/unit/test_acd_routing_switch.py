@@ -226,3 +226,60 @@ def test_an_auto_answer_agent_gets_the_answer_after_headers(tmp_path: Path) -> N
     Trunk(h, port=5092, call_id="c2").invite()  # 1002 is not auto-answer
     (other,) = [m for m in h.take(5102) if isinstance(m, Request)]
     assert other.headers.get("call-info") is None and other.headers.get("answer-mode") is None
+
+
+def ring_all_invites(h: Harness, phones: dict[int, Phone]) -> tuple[Trunk, dict[int, Request]]:
+    """A trunk call to 9000 in a ring-all queue: the INVITE each phone got, each answered 180."""
+    trunk = Trunk(h)
+    trunk.invite()
+    invites = {}
+    for port, phone in phones.items():
+        (invite,) = h.take(port)
+        assert isinstance(invite, Request) and invite.method == "INVITE"
+        phone.reply(invite, 180)
+        invites[port] = invite
+    return trunk, invites
+
+
+def test_ring_all_rings_every_phone_and_the_first_answer_cancels_the_others(
+    tmp_path: Path,
+) -> None:
+    h = Harness(tmp_path, config_with(tmp_path, {"strategy": "ring_all"}))
+    phones = two_phones(h)
+    trunk, invites = ring_all_invites(h, phones)
+    assert invites[5101].headers.get("x-hotline-call-id") == invites[5102].headers.get(
+        "x-hotline-call-id"
+    )
+    phones[5102].reply(invites[5102], 200, sdp=True)
+    assert [m.method for m in h.take(5102) if isinstance(m, Request)] == ["ACK"]
+    (cancel,) = h.take(5101)
+    assert isinstance(cancel, Request) and cancel.method == "CANCEL"
+    phones[5101].reply(cancel, 200)
+    phones[5101].reply(invites[5101], 487)
+    assert [m.method for m in h.take(5101) if isinstance(m, Request)] == ["ACK"]
+    assert [m.status for m in h.take(trunk.port) if isinstance(m, Response)][-1] == 200
+    (row,) = h.cdr._db.execute("SELECT agent, answer FROM calls").fetchall()
+    assert row["agent"] == "1002" and row["answer"] is not None
+    log = h.cdr._db.execute("SELECT event, agent, data FROM queue_log ORDER BY id").fetchall()
+    calls = [(r["event"], r["agent"]) for r in log if r["event"] != "AGENT_STATE"]
+    assert calls == [
+        ("ENTER", None),
+        ("OFFER", "1001"),
+        ("OFFER", "1002"),
+        ("CONNECT", "1002"),
+        ("RINGCANCELED", "1001"),
+    ]
+    assert '"answered_elsewhere"' in [r for r in log if r["event"] == "RINGCANCELED"][0]["data"]
+    assert h.switch.acd.agent_state("1001").value == "idle"
+
+
+def test_ring_all_a_phone_that_refuses_leaves_the_others_ringing(tmp_path: Path) -> None:
+    h = Harness(tmp_path, config_with(tmp_path, {"strategy": "ring_all"}))
+    phones = two_phones(h)
+    trunk, invites = ring_all_invites(h, phones)
+    phones[5101].reply(invites[5101], 486)
+    assert [m.method for m in h.take(5101)] == ["ACK"]  # and no new INVITE (retry window)
+    assert h.take(5102) == []  # still ringing, no CANCEL
+    phones[5102].reply(invites[5102], 200, sdp=True)
+    (row,) = h.cdr._db.execute("SELECT agent FROM calls").fetchall()
+    assert row["agent"] == "1002"

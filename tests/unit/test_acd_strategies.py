@@ -8,22 +8,18 @@ each `get_timer()` deadline; it reads who is offered which call from the `OfferC
 from __future__ import annotations
 
 import pytest
+from acdkit import offers, run_timers
 
 from acd import (
     Acd,
     AgentSpec,
     IllegalTransition,
     InvalidSpec,
-    OfferCall,
     QueueEvent,
     QueueSpec,
     QueueTimeout,
     UnknownAgent,
 )
-
-
-def offers(out: list) -> list[tuple[str, str]]:
-    return [(c.call_id, c.agent_id) for c in out if isinstance(c, OfferCall)]
 
 
 def login(acd: Acd, agents: list[str], now: float = 0.0, step: float = 1.0) -> float:
@@ -38,13 +34,6 @@ def serve(acd: Acd, call: str, agent: str, now: float) -> list:
     """The agent answers `call` and hangs up at once (no wrap-up): idle again."""
     acd.agent_answered(call, agent, now)
     return acd.call_ended(call, agent, now)
-
-
-def run_timers(acd: Acd, until: float) -> list:
-    out: list = []
-    while (due := acd.get_timer()) is not None and due <= until:
-        out += acd.handle_timer(due)
-    return out
 
 
 # -- strategies ---------------------------------------------------------------------------

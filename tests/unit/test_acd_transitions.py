@@ -87,6 +87,7 @@ V = CallEvent
 
 EXPECTED_CALL = {
     (C.WAITING, V.OFFER): C.RINGING,
+    (C.RINGING, V.OFFER): C.RINGING,  # ring_all: one more agent rings
     (C.WAITING, V.ABANDON): C.ABANDONED,
     (C.WAITING, V.MAX_WAIT): C.TIMED_OUT,
     (C.RINGING, V.RING_TIMEOUT): C.WAITING,

@@ -158,11 +158,11 @@ def test_missing_required_field_points_at_the_item(tmp_path: Path) -> None:
 
 def test_unsupported_strategy_lists_the_allowed_ones(tmp_path: Path) -> None:
     errors = errors_of(
-        make_config(tmp_path, queues="queues:\n  - name: general\n    strategy: ring_all\n")
+        make_config(tmp_path, queues="queues:\n  - name: general\n    strategy: leastrecent\n")
     )
     assert errors == [
-        "queues.yaml:3: queues[0].strategy: Invalid enum value 'ring_all'; allowed: "
-        "'longest_idle', 'skills', 'round_robin', 'fewest_calls', 'random'"
+        "queues.yaml:3: queues[0].strategy: Invalid enum value 'leastrecent'; allowed: "
+        "'longest_idle', 'skills', 'round_robin', 'fewest_calls', 'random', 'ring_all'"
     ]
 
 
