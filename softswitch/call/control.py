@@ -94,6 +94,14 @@ SinkFactory = Callable[[str], Any]
 SpeechFactory = Callable[[str, tuple[str, ...]], Any]
 
 
+#: How the log says why a call left its queue without an agent (`QueueTimeout.reason`).
+OVERFLOW_WHY = {
+    "full": "full",
+    "empty": "has no agent logged in",
+    "agent_unavailable": "lost the agent it waited for (not logged in)",
+}
+
+
 class CallControl(Signalling, LegActions, Features):
     """Every live call of a node (see the module docstring)."""
 
@@ -476,7 +484,7 @@ class CallControl(Signalling, LegActions, Features):
                     session.log.info(
                         "queue %s %s: overflow after %.1f s",
                         cmd.queue,
-                        "full" if cmd.reason == "full" else "has no agent logged in",
+                        OVERFLOW_WHY.get(cmd.reason, cmd.reason),
                         cmd.waited,
                     )
                     self.counters["overflows"] += 1

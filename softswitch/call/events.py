@@ -103,8 +103,9 @@ class OfferWithdrawn(msgspec.Struct, frozen=True):
 
 
 class QueueTimedOut(msgspec.Struct, frozen=True):
-    """The call left `queue` without an agent: ``"max_wait"``, ``"full"`` or ``"empty"``
-    (see `acd.QueueTimeout`); the queue application sends it to the queue's overflow."""
+    """The call left `queue` without an agent: ``"max_wait"``, ``"full"``, ``"empty"`` or
+    ``"agent_unavailable"`` (a call for one named agent who is not logged in; see
+    `acd.QueueTimeout`); the queue application sends it to the queue's overflow."""
 
     queue: str
     waited: float

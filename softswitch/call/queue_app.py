@@ -71,7 +71,12 @@ HOLD_TONE = Tone(400.0, level_dbm0=-18.0, on_ms=300, off_ms=3700, repeats=0)
 ANNOUNCE_TIMER = "queue-announce"
 
 #: CDR disposition of a caller hung up by a queue's overflow, by why it left the queue.
-OVERFLOW_DISPOSITIONS = {"max_wait": "timeout", "full": "queue_full", "empty": "queue_empty"}
+OVERFLOW_DISPOSITIONS = {
+    "max_wait": "timeout",
+    "full": "queue_full",
+    "empty": "queue_empty",
+    "agent_unavailable": "agent_unavailable",
+}
 
 
 def survey_flow(config: Config, queue: str) -> str | None:
@@ -260,6 +265,9 @@ class QueueApp:
         if self.tone:
             out += [StopPlay(call.caller_leg), CancelTimer(ANNOUNCE_TIMER)]
             self.tone = False
+        if self.agent is not None and event.reason == "agent_unavailable":
+            # Transferred to an agent who has just logged out: any agent of the queue.
+            return [*out, Enqueue(event.queue, self.priority)]
         if target is not None and target.queue is not None:
             return [*out, Enqueue(target.queue, self.priority)]
         if target is not None and target.flow is not None:

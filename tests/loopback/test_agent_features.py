@@ -73,7 +73,7 @@ def test_hold_plays_the_hold_tone_to_the_caller_and_resume_reconnects(
     assert events.index("HOLD") < events.index("UNHOLD")
 
 
-@pytest.mark.parametrize(("target", "second_agent"), [("enterprise", "1005")])
+@pytest.mark.parametrize(("target", "second_agent"), [("enterprise", "1005"), ("1002", "1002")])
 def test_blind_transfer_connects_the_caller_to_the_target_and_frees_the_first_agent(
     node: Callable[..., HotlineNode],
     pjagent: Callable[..., PjAgent],

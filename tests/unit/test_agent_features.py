@@ -381,3 +381,35 @@ def test_agents_send_each_other_sip_messages(tmp_path: Path) -> None:
     h.take(receiver.port)
     h.advance(40)  # the far phone never answers: the sender hears 408
     assert statuses(h_take(sender))[-1] == 408
+
+
+def test_blind_transfer_to_a_busy_agent_waits_for_that_agent_only(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    trunk, (first, second, third), invite, call_id = talking(h, "1001", "1002", "1003")
+    h.switch.agent_command("1002", "not_ready", h.now)
+    out = refer(first, invite, "sip:1002@127.0.0.1")
+    assert statuses(out)[0] == 202 and statuses(out)[-1] == "BYE"
+    session = h.switch.control.sessions[call_id]
+    assert type(h.media.plays[session.a.leg_id][-1][1]).__name__ == "Tone"  # waiting tone
+    h.advance(10)
+    assert requests(h.take(third.port)) == []  # 1003 is idle, but the call is for 1002
+    h.switch.agent_command("1002", "ready", h.now)
+    h._collect()
+    (ring,) = requests(h.take(second.port))
+    assert ring.headers.get("x-hotline-queue") == "general"
+    second.reply(ring, 200, to_tag="o2", sdp=True)
+    assert frozenset((session.a.leg_id, session.legs[-1].leg_id)) in h.media.bridges
+    trunk.bye()
+    assert h.cdr.get_call(call_id)["agent"] == "1002"
+
+
+def test_a_transfer_to_an_agent_who_logs_out_meanwhile_goes_to_the_queue(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    _trunk, (first, second, third), invite, call_id = talking(h, "1001", "1002", "1003")
+    h.switch.agent_command("1002", "not_ready", h.now)
+    refer(first, invite, "sip:1002@127.0.0.1")
+    second.register(expires=0)  # 1002 logs out while the caller waits for it
+    h._collect()
+    rings = requests(h.take(first.port) + h.take(third.port))
+    assert [r.method for r in rings] == ["INVITE"]  # anyone of general now
+    assert "UNAVAILABLE" in h.queue_log(call_id)
