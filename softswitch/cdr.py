@@ -527,6 +527,9 @@ class CdrWriter:
 
     def _call_answered(self, event: Any) -> None:
         store = self.store
+        if not event.first:  # a transfer's next agent: the call's answer and wait stand
+            store.call_update(event.call_id, agent=event.agent_id)
+            return
         store.call_update(event.call_id, answer=event.at, agent=event.agent_id, wait=event.wait)
         store.leg_update(event.caller_leg, answer=event.at)
 

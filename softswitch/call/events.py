@@ -201,13 +201,15 @@ class CallRinging(msgspec.Struct, frozen=True, tag=True):
 
 
 class CallAnswered(msgspec.Struct, frozen=True, tag=True):
-    """The caller is talking to an agent (or another party the node dialled)."""
+    """The caller is talking to an agent (or another party the node dialled); `first`:
+    the call's first answer (after a transfer the next party's answer is not)."""
 
     at: float
     call_id: str
     agent_id: str | None
     wait: float
     caller_leg: str
+    first: bool = True
 
 
 class CallEnded(msgspec.Struct, frozen=True, tag=True):

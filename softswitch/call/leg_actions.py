@@ -260,8 +260,9 @@ class LegActions(ControlBase):
         wall = self.wall(now)
         self.bus.publish(
             ev.CallAnswered(
-                wall, session.call_id, other.agent_id, now - session.started, caller.leg_id
-            )
+                wall, session.call_id, other.agent_id, now - session.started, caller.leg_id,
+                first,
+            )  # fmt: skip
         )
         session.log.info("answered by agent %s", other.agent_id)
 

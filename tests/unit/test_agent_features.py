@@ -126,6 +126,8 @@ def test_blind_transfer_to_another_queue_rings_its_agent_and_hangs_up_the_first(
     h = FeatureHarness(tmp_path)
     trunk, (first, other), invite, call_id = talking(h, "1001", "1005")
     # 1005 serves `enterprise` too; 1001 sends the caller there.
+    before = h.cdr.get_call(call_id)
+    h.advance(30)
     out = refer(first, invite, "sip:enterprise@127.0.0.1")
     assert statuses(out)[0] == 202
     assert notify_frags(out) == [b"SIP/2.0 100 Trying", b"SIP/2.0 200 OK"]
@@ -143,6 +145,13 @@ def test_blind_transfer_to_another_queue_rings_its_agent_and_hangs_up_the_first(
     assert answered == ["1001", "1005"]
     trunk.bye()
     assert h.switch.control.sessions == {}
+    row = h.cdr.get_call(call_id)
+    assert row is not None and before is not None
+    assert (row["answer"], row["wait"], row["agent"]) == (
+        before["answer"],
+        before["wait"],
+        "1005",
+    )
     first_leg = session.legs[1].leg_id
     (row,) = [leg for leg in h.cdr.get_legs(call_id) if leg["leg_id"] == first_leg]
     assert row["disposition"] == "transferred"
