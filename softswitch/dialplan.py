@@ -269,14 +269,15 @@ class _Localities(msgspec.Struct, frozen=True):
 FeatureCode = Annotated[str, Meta(pattern=r"^[*#][0-9*#]*$")]
 
 #: Feature codes that take the digits after them (a reason code, an agent id).
-PREFIX_FEATURES = ("not_ready", "directed_pickup", "monitor", "whisper", "barge")
+PREFIX_FEATURES = ("not_ready", "directed_pickup", "monitor", "whisper", "barge", "conference")
 
 
 class FeatureCodes(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
     """What agents' phones dial for ACD features (ACD-4, ACD-6, ACD-7). Each code starts
     with `*` or `#`, so none is ever an extension or a number, and no code may begin
-    another. `not_ready`, `directed_pickup`, `monitor`, `whisper` and `barge` take digits
-    after the code: a reason code, or the agent concerned (`*321001` whispers to 1001)."""
+    another. `not_ready`, `directed_pickup`, `monitor`, `whisper`, `barge` and `conference`
+    take digits after the code: a reason code, the agent concerned (`*321001` whispers to
+    1001), or the number to add to the call."""
 
     login: Annotated[FeatureCode, Meta(description="Log in: take queue calls again.")] = "*21"
     logout: Annotated[
@@ -305,6 +306,13 @@ class FeatureCodes(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict
         FeatureCode,
         Meta(description="Supervisors: join the call; everyone hears everyone (a tone first)."),
     ] = "*33"
+    conference: Annotated[
+        FeatureCode,
+        Meta(
+            description="From a second line during a call: ring the number that follows into "
+            "the call (a three-way call; `*4` + the department's number)."
+        ),
+    ] = "*4"
 
     def match(self, dialled: str) -> tuple[str, str] | None:
         """(feature, the digits after its code) for a dialled string, or None."""

@@ -51,10 +51,13 @@ class CallNumber(msgspec.Struct, frozen=True):
 
 class Bridge(msgspec.Struct, frozen=True):
     """Join two legs: each hears the other. An inbound leg not yet answered is answered
-    now (with the codec of the other leg where it can)."""
+    now (with the codec of the other leg where it can). `rejoin`: two parties of the call
+    go back to talking alone after a mix (a three-way call's third party left); nothing
+    is answered and the call's answer is not published again."""
 
     leg_a: str
     leg_b: str
+    rejoin: bool = False
 
 
 class Mix(msgspec.Struct, frozen=True):
@@ -184,6 +187,15 @@ class AgentCommand(msgspec.Struct, frozen=True):
     reason: str = ""
 
 
+class AddParty(msgspec.Struct, frozen=True):
+    """A three-way call: ring `number` into the call agent `agent_id` is talking on (a
+    phone's conference feature code); the outcome of the request comes back as
+    `CommandResult`, the third party's progress to the call's own application."""
+
+    agent_id: str
+    number: str
+
+
 class Supervise(msgspec.Struct, frozen=True):
     """Join this call's caller leg (a supervisor's phone) to the call agent `agent_id` is
     talking on: `mode` "monitor" (hears both, heard by nobody), "whisper" (heard by the
@@ -217,11 +229,13 @@ Action = (
     | DialOut
     | Hangup
     | AgentCommand
+    | AddParty
     | Supervise
 )
 
 __all__ = [
     "Action",
+    "AddParty",
     "AgentCommand",
     "Answer",
     "Bridge",

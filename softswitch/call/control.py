@@ -30,6 +30,7 @@ from media import MediaEngine, MediaError, PassThroughMedia
 from softswitch.call import events as ev
 from softswitch.call.actions import (
     Action,
+    AddParty,
     AgentCommand,
     Answer,
     Bridge,
@@ -414,6 +415,8 @@ class CallControl(Signalling, LegActions, Features):
             self._agent_command(session, action, now)
         elif isinstance(action, Supervise):
             self._supervise(session, action, now)
+        elif isinstance(action, AddParty):
+            self._add_party(session, action, now)
         elif isinstance(action, Hangup):
             # A call some party (an agent) talked to counts as answered, whatever the
             # application ending it says (a survey after the agent hung up).

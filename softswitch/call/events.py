@@ -144,6 +144,14 @@ class TransferRequested(msgspec.Struct, frozen=True):
     target: TransferTarget
 
 
+class ConferenceRequested(msgspec.Struct, frozen=True):
+    """The talking agent asked for a three-way call with `target` (a "number" through its
+    trunk): the application rings it and mixes the three parties once it answers."""
+
+    agent_id: str
+    target: TransferTarget
+
+
 class CommandResult(msgspec.Struct, frozen=True):
     """How an `AgentCommand` or `Supervise` went: `ok`, and the agent's state after it or
     why it was refused (`detail`)."""
@@ -171,6 +179,7 @@ AppEvent = (
     | LegHeld
     | TransferRequested
     | CommandResult
+    | ConferenceRequested
 )
 
 # ------------------------------------------------------------------------------ bus events

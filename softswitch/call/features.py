@@ -18,7 +18,7 @@ from acd import AcdError
 from media import MediaError
 from media.items import Tone
 from softswitch.call import events as ev
-from softswitch.call.actions import AgentCommand, Supervise
+from softswitch.call.actions import AddParty, AgentCommand, Supervise
 from softswitch.call.base import ControlBase
 from softswitch.call.leg import Leg, LegState
 from softswitch.call.session import Session
@@ -405,3 +405,35 @@ class Features(ControlBase):
                 self._drain()
                 return True
         return False
+
+    # --- three-way calls ----------------------------------------------------------------
+    def _add_party(self, session: Session, action: AddParty, now: float) -> None:
+        """The agent's conference feature code: the call it talks on rings the number as a
+        third party (its application mixes the three once it answers)."""
+        found = self._talking(action.agent_id)
+        if found is None:
+            self._deliver(session, ev.CommandResult("conference", False, "not on a call"), now)
+            return
+        target_session, _leg = found
+        try:
+            if target_session.config.agent(action.number) is not None:
+                raise TransferError(501, "Three-way calls with agents are not available yet")
+            target = _external(
+                target_session.config, action.number, target_session.trunk, action.agent_id
+            )
+        except TransferError as exc:
+            self._deliver(session, ev.CommandResult("conference", False, exc.reason), now)
+            return
+        self.bus.publish(
+            ev.QueueLogged(
+                self.wall(now),
+                target_session.call_id,
+                target_session.queue,
+                action.agent_id,
+                "CONFERENCE",
+                {"target": action.number},
+            )  # fmt: skip
+        )
+        target_session.log.info("agent %s adds %s to the call", action.agent_id, action.number)
+        self._deliver(target_session, ev.ConferenceRequested(action.agent_id, target), now)
+        self._deliver(session, ev.CommandResult("conference", True, action.number), now)

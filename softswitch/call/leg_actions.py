@@ -241,6 +241,12 @@ class LegActions(ControlBase):
             raise IllegalLegTransition(action.leg_a, "gone", "bridge")
         caller = a if a is session.a else b
         other = b if caller is a else a
+        if action.rejoin:
+            if caller.anchored and other.anchored:
+                self.media.bridge(caller.leg_id, other.leg_id)
+            caller.peer, other.peer = other, caller
+            session.log.info("%s and %s talk alone again", caller.leg_id, other.leg_id)
+            return
         if not caller.up:
             if other.anchored:
                 self._answer(session, now, prefer=other.codec, by_node=False)
@@ -260,7 +266,11 @@ class LegActions(ControlBase):
         wall = self.wall(now)
         self.bus.publish(
             ev.CallAnswered(
-                wall, session.call_id, other.agent_id, now - session.started, caller.leg_id,
+                wall,
+                session.call_id,
+                other.agent_id,
+                now - session.started,
+                caller.leg_id,
                 first,
             )  # fmt: skip
         )

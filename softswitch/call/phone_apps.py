@@ -1,5 +1,6 @@
 """Calls an agent's own phone places (SPEC ACD-4, ACD-6, ACD-7): feature codes for the
-agent's state, a supervisor's monitor / whisper / barge, and outbound calls through a trunk.
+agent's state and for a three-way call, a supervisor's monitor / whisper / barge, and
+outbound calls through a trunk.
 `phone_app` picks the application for what the phone dialled, on the configuration of the
 moment; the phone was authenticated by the switch (digest, as for its REGISTER).
 """
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 from media.items import Tone
 from softswitch.call.actions import (
     Action,
+    AddParty,
     AgentCommand,
     Answer,
     Hangup,
@@ -20,14 +22,15 @@ from softswitch.call.actions import (
 )
 from softswitch.call.dialout import DialOutApp
 from softswitch.call.events import AppEvent, CommandResult, DigitReceived, PlaybackDone, Started
+from softswitch.call.queue_app import REFUSED_TONE
 
 if TYPE_CHECKING:
     from softswitch.call.app import CallView
     from softswitch.config import Config
 
-#: Heard after a feature code that worked (two short high beeps) or was refused (three low).
+#: Heard after a feature code that worked (two short high beeps); one refused gets the
+#: three low beeps of `REFUSED_TONE`.
 DONE_TONE = Tone(1400.0, level_dbm0=-12.0, on_ms=120, off_ms=120, repeats=2)
-REFUSED_TONE = Tone(480.0, level_dbm0=-12.0, on_ms=300, off_ms=200, repeats=3)
 
 #: Feature codes that change the dialling agent's own state.
 STATE_FEATURES = ("login", "logout", "ready", "not_ready", "wrap_up_end")
@@ -69,7 +72,11 @@ def phone_app(config: Config, agent_id: str, dialled: str) -> PhoneApp | Outboun
         if name in STATE_FEATURES:
             if rest and not rest.isdigit():
                 raise PhoneCallError(484, "Reason code must be digits")
-            return AgentStateApp(agent_id, name, rest)
+            return FeatureApp(AgentCommand(agent_id, name, rest))
+        if name == "conference":
+            if not rest.lstrip("+").isdigit():
+                raise PhoneCallError(484, "Dial the number to add after the code")
+            return FeatureApp(AddParty(agent_id, rest))
         if name in SUPERVISE_FEATURES:
             if "supervise" not in agent.features:
                 raise PhoneCallError(403, "Not a supervisor")
@@ -103,27 +110,24 @@ class OutboundApp(DialOutApp):
     needs_anchor = False
 
 
-class AgentStateApp(PhoneApp):
-    """A state feature code: the node answers, changes the agent's state, beeps the outcome
-    (two high beeps: done; three low: refused, e.g. ready while logged out) and hangs up."""
+class FeatureApp(PhoneApp):
+    """A feature code that asks one thing of the node (an agent state, a third party for
+    the agent's call): the node answers, asks, beeps the outcome (two high beeps: done;
+    three low: refused, e.g. ready while locked) and hangs up."""
 
     name = "feature"
 
-    def __init__(self, agent_id: str, action: str, reason: str) -> None:
-        self.agent_id = agent_id
-        self.action = action
-        self.reason = reason
+    def __init__(self, command: AgentCommand | AddParty) -> None:
+        self.command = command
 
     def handle(self, call: CallView, event: AppEvent, now: float) -> list[Action]:
         if isinstance(event, Started):
-            return [
-                Answer(call.caller_leg),
-                AgentCommand(self.agent_id, self.action, self.reason),
-            ]
+            return [Answer(call.caller_leg), self.command]
         if isinstance(event, CommandResult):
             tone = DONE_TONE if event.ok else REFUSED_TONE
+            what = getattr(self.command, "action", "conference")
             return [
-                SetVariable("feature", f"{self.action}:{'ok' if event.ok else 'refused'}"),
+                SetVariable("feature", f"{what}:{'ok' if event.ok else 'refused'}"),
                 Play(call.caller_leg, (tone,), tag="result"),
             ]
         if isinstance(event, PlaybackDone) and event.tag == "result":

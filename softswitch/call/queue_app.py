@@ -23,23 +23,27 @@ from softswitch.call.actions import (
     Action,
     Bridge,
     CallAgent,
+    CallNumber,
     CancelTimer,
     DialOut,
     DropLeg,
     Enqueue,
     Hangup,
+    Mix,
     Play,
     Ring,
     RunFlow,
     SetVariable,
     StartTimer,
     StopPlay,
+    Unmix,
     transfer_actions,
 )
 from softswitch.call.app import CallView
 from softswitch.call.events import (
     AgentOffered,
     AppEvent,
+    ConferenceRequested,
     DigitReceived,
     LegAnswered,
     LegEnded,
@@ -62,6 +66,11 @@ log = logging.getLogger("hotline.call")
 #: What a caller already answered by the node hears while waiting when the queue has no
 #: `music` (China's ringback: 450 Hz, 1 s on, 4 s off).
 WAITING_TONE = Tone(450.0, level_dbm0=-13.0, on_ms=1000, off_ms=4000, repeats=0)
+
+#: The mix of a three-way call, and what the agent hears when its third party cannot be
+#: reached (three low beeps).
+CONFERENCE_MIX = "conference"
+REFUSED_TONE = Tone(480.0, level_dbm0=-12.0, on_ms=300, off_ms=200, repeats=3)
 
 #: What a caller on hold hears when the queue has neither `hold_music` nor `music`.
 HOLD_TONE = Tone(400.0, level_dbm0=-18.0, on_ms=300, off_ms=3700, repeats=0)
@@ -125,8 +134,14 @@ class QueueApp:
         self.tone = False
         self.called_back = False  # the caller pressed the callback key
         self.holding = False  # the talking agent holds the caller: hold music plays
+        self.third: str | None = None  # a three-way call's third party: ringing, then mixed
+        self.mixed = False  # the three parties are in the conference mix
 
     def handle(self, call: CallView, event: AppEvent, now: float) -> list[Action]:
+        if self.third is not None and getattr(event, "leg_id", None) == self.third:
+            if isinstance(event, LegAnswered | LegFailed | LegEnded):
+                return self._third_party(call, event)
+            return []
         if isinstance(event, Started):
             return self._start(call, now)
         if isinstance(event, AgentOffered):
@@ -172,6 +187,40 @@ class QueueApp:
             return [] if event.stopped else self._hold_music(call)
         if isinstance(event, TransferRequested) and event.leg_id == self.talking:
             return self._transferred(call, event, now)
+        if isinstance(event, ConferenceRequested) and self.talking and self.third is None:
+            self.third = call.new_leg_id()
+            return [CallNumber(event.target.value, self.third, event.target.trunk)]
+        return []
+
+    def _third_party(self, call: CallView, event: AppEvent) -> list[Action]:
+        """The third party of a three-way call rang, answered, failed or hung up."""
+        caller, third = call.caller_leg, self.third
+        assert third is not None
+        if isinstance(event, LegAnswered) and self.talking is not None:
+            self.mixed = True
+            agent = self.talking
+            out: list[Action] = []
+            if self.holding:  # the agent held the caller to dial: everyone talks now
+                self.holding = False
+                out.append(StopPlay(caller))
+            hears: dict[str, tuple[str, ...]] = {
+                caller: (agent, third), agent: (caller, third), third: (caller, agent),
+            }  # fmt: skip
+            return [*out, Mix(CONFERENCE_MIX, hears)]
+        if isinstance(event, LegAnswered):  # the agent left while it rang
+            self.mixed = False
+            return [Bridge(caller, third, rejoin=True)]
+        if isinstance(event, LegFailed):
+            self.third = None
+            if self.talking is None:  # the agent left for it, and it cannot be reached
+                return [Hangup(status=480, disposition="answered")]
+            return [Play(self.talking, (REFUSED_TONE,))]
+        if isinstance(event, LegEnded):
+            self.third = None
+            if self.mixed and self.talking is not None:
+                self.mixed = False
+                return [Unmix(CONFERENCE_MIX), Bridge(caller, self.talking, rejoin=True)]
+            return [Hangup(status=480, disposition="answered")]
         return []
 
     def _hold_music(self, call: CallView) -> list[Action]:
@@ -339,6 +388,13 @@ class QueueApp:
         if event.leg_id == self.talking:
             self.acd.ended(call.call_id, self.agent_of[event.leg_id], now)
             self.talking = None
+            if self.third is not None:
+                # The agent left a three-way call (or while the third party rang): the
+                # caller goes on with the third party.
+                if not self.mixed:
+                    return [StopPlay(call.caller_leg)] if self.holding else []
+                self.mixed = False
+                return [Unmix(CONFERENCE_MIX), Bridge(call.caller_leg, self.third, rejoin=True)]
             out: list[Action] = []
             if self.holding:  # the agent hung up a caller on hold: the music stops
                 self.holding = False

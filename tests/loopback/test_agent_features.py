@@ -17,6 +17,7 @@ import yaml
 
 from .harness import CONFIG_DIR, HotlineNode, PjAgent
 from .ivr_peers import RtpCaller, read_wav, tone, tone_fraction
+from .ivr_support import trunks_override
 
 FIRST_TONE, SECOND_TONE, HOLD_TONE = 1000, 1500, 400
 CALLER_TONE = 700
@@ -197,3 +198,59 @@ def test_a_supervisor_monitors_whispers_and_barges_and_each_party_hears_what_it_
         "WHISPER",
         "BARGE",
     ]
+
+
+def test_a_three_way_call_with_a_department_and_the_agent_leaving_it(
+    node: Callable[..., HotlineNode],
+    pjagent: Callable[..., PjAgent],
+    rtp_caller: Callable[..., RtpCaller],
+    tmp_path: Path,
+) -> None:
+    """Agent 1001 (1000 Hz) dials *4 + a department's number from a second line; the
+    department, a pjsua2 phone behind the trunk (1500 Hz), answers: all three hear each
+    other. The agent hangs up: caller (700 Hz) and department go on together."""
+    department = pjagent(user="dept", extra_args=["--tone", str(SECOND_TONE), "--record",
+                                                  str(tmp_path / "dept.wav")])  # fmt: skip
+    hotline = node(
+        agents={"agents": agents_with("1001", features=["transfer_external"])["agents"]},
+        trunks=trunks_override(outbound=department.address),
+    )
+    phone = agent(pjagent, hotline, "1001", FIRST_TONE, record=tmp_path / "agent.wav")
+    caller = rtp_caller(hotline, called="9000")
+    caller.call()
+    caller.say(tone(CALLER_TONE, 30.0))
+    caller.wait_tone(FIRST_TONE)
+    phone.send(f"call sip:*4013912345678@{hotline.address}")
+    incoming = department.wait_for("incoming", timeout=8)
+    assert "12345" in incoming["from"]  # the hotline's number, not the agent's
+    department.wait_for("media_active", timeout=8)
+    time.sleep(1.0)
+    begin = time.time()
+    time.sleep(2.0)
+    end = time.time()
+    phone.send("hangup " + phone.wait_for("confirmed")["call_id"])  # its queue call
+    phone.wait_for("disconnected", timeout=5)
+    time.sleep(1.0)
+    after = time.time()
+    time.sleep(2.0)
+    after_end = time.time()
+    assert caller.hang_up() == 200
+    department.wait_for("disconnected", timeout=5)
+    department.stop()
+    phone.stop()
+    wall_to_mono = time.monotonic() - time.time()
+    dept_wav = read_wav(tmp_path / "dept.wav")
+    dept_t0 = department.wait_for("recording")["time"]
+
+    def dept(a: float, b: float) -> dict[int, float]:
+        first, last = int((a - dept_t0) * dept_wav.rate), int((b - dept_t0) * dept_wav.rate)
+        return shares(dept_wav.samples[first:last], dept_wav.rate)
+
+    three = shares(caller.audio(begin + wall_to_mono, end + wall_to_mono), 8000)
+    assert three[FIRST_TONE] > 0.08 and three[SECOND_TONE] > 0.08, three
+    heard = dept(begin, end)
+    assert heard[CALLER_TONE] > 0.08 and heard[FIRST_TONE] > 0.08, heard
+    two = shares(caller.audio(after + wall_to_mono, after_end + wall_to_mono), 8000)
+    assert two[SECOND_TONE] > 0.5 and two[FIRST_TONE] < 0.01, two
+    heard = dept(after, after_end)
+    assert heard[CALLER_TONE] > 0.5 and heard[FIRST_TONE] < 0.01, heard

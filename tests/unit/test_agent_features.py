@@ -422,3 +422,70 @@ def test_a_transfer_to_an_agent_who_logs_out_meanwhile_goes_to_the_queue(tmp_pat
     rings = requests(h.take(first.port) + h.take(third.port))
     assert [r.method for r in rings] == ["INVITE"]  # anyone of general now
     assert "UNAVAILABLE" in h.queue_log(call_id)
+
+
+def three_way(h: FeatureHarness) -> tuple[Trunk, Phone, Request, Phone, Request, str]:
+    """1001 talks to a caller and dials *4 + a department's number from a second line; the
+    department (a far end behind the trunk) answers."""
+    trunk, (phone,), invite, call_id = talking(h, "1001")
+    out = feature_call(h, phone, "*4013912345678")
+    assert statuses(out)[-1] == 200
+    (feature,) = [s for s in h.switch.control.sessions.values() if s.call_id != call_id]
+    h.finish_play(feature.a.leg_id)  # two beeps, the feature call ends
+    (dial,) = requests(h.take(5080))
+    assert dial.uri.startswith("sip:013912345678@") and dial.from_.uri.startswith("sip:12345@")
+    department = Phone(h, "dept", 5080)
+    department.reply(dial, 200, to_tag="dp", sdp=True)
+    h.take(5080)
+    return trunk, phone, invite, department, dial, call_id
+
+
+def test_a_three_way_call_mixes_the_department_in_and_ends_back_in_two(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path, agent_1001={"features": ["transfer_external"]})
+    trunk, _phone, _invite, department, dial, call_id = three_way(h)
+    session = h.switch.control.sessions[call_id]
+    caller, agent, third = (leg.leg_id for leg in session.legs if leg.up)
+    assert h.media.mixes[f"{call_id}-conference"] == {
+        caller: (agent, third), agent: (caller, third), third: (caller, agent),
+    }  # fmt: skip
+    assert "CONFERENCE" in h.queue_log(call_id)
+    department.bye(dial, to_tag="dp")  # the department hangs up: caller and agent go on
+    assert h.media.mixes == {}
+    assert frozenset((caller, agent)) in h.media.bridges
+    trunk.bye()
+    assert h.switch.control.sessions == {}
+
+
+def test_the_agent_leaves_a_three_way_call_and_the_caller_stays_with_the_department(
+    tmp_path: Path,
+) -> None:
+    h = FeatureHarness(tmp_path, agent_1001={"features": ["transfer_external"]})
+    trunk, phone, invite, department, dial, call_id = three_way(h)
+    session = h.switch.control.sessions[call_id]
+    caller, _agent, third = (leg.leg_id for leg in session.legs if leg.up)
+    phone.in_dialog(invite, "BYE", 9)
+    assert h.media.mixes == {}
+    assert frozenset((caller, third)) in h.media.bridges
+    assert h.switch.acd.agent_state("1001").value == "idle"
+    assert h.take(trunk.port) == []  # the caller is still connected
+    department.bye(dial, to_tag="dp")
+    assert statuses(h.take(trunk.port)) == ["BYE"]
+    assert h.switch.control.sessions == {}
+
+
+def test_a_three_way_call_needs_permission_and_a_call(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    phone = Phone(h, "1001", 5101)
+    phone.register()
+    feature_call(h, phone, "*4013912345678")  # on no call
+    (session,) = h.switch.control.sessions.values()
+    assert h.media.plays[session.a.leg_id][-1][1].f1 == 480.0
+    h.finish_play(session.a.leg_id)
+    h_take(phone)
+    h.switch.agent_command("1001", "not_ready", h.now)
+    _trunk, _phones, _invite, call_id = talking(h, "1002")
+    phone2 = Phone(h, "1002", 5102)
+    feature_call(h, phone2, "*4013912345678")  # 1002 may not call outside numbers
+    (feature,) = [s for s in h.switch.control.sessions.values() if s.call_id != call_id]
+    assert h.media.plays[feature.a.leg_id][-1][1].f1 == 480.0
+    assert requests(h.take(5080)) == []
