@@ -340,7 +340,9 @@ class CdrStore:
     def callback_list(self, since: float) -> list[dict[str, Any]]:
         """Callers to call back (ACD-8): callback requests (queue-log CALLBACK) and abandoned
         calls (ABANDON) since `since` (epoch seconds), oldest first, each once per caller
-        and queue, leaving out callers whose later call was answered."""
+        and queue, leaving out callers whose later call was answered and those an agent's
+        callback (`*5`, route `phone:callback`) reached. Each task lists the callback
+        attempts made since (`attempts`; `last_attempt`: agent, disposition, SIP cause)."""
         rows = self._db.execute(
             "SELECT q.at, q.event, q.queue, c.caller, c.call_id, q.data FROM queue_log AS q "
             "JOIN calls AS c ON c.call_id = q.call_id "
@@ -348,6 +350,9 @@ class CdrStore:
             "AND NOT EXISTS (SELECT 1 FROM calls AS later WHERE later.caller = c.caller "
             "AND later.call_id != c.call_id AND later.start >= q.at "
             "AND later.answer IS NOT NULL AND later.agent IS NOT NULL) "
+            "AND NOT EXISTS (SELECT 1 FROM calls AS back WHERE back.called = c.caller "
+            "AND back.route = 'phone:callback' AND back.start >= q.at "
+            "AND back.answer IS NOT NULL) "
             "ORDER BY q.at, q.id",
             (since,),
         ).fetchall()
@@ -359,10 +364,21 @@ class CdrStore:
                 continue
             seen.add(key)
             data = msgspec.json.decode(row["data"]) if row["data"] else {}
+            attempts = self._db.execute(
+                "SELECT caller, disposition, sip_cause FROM calls WHERE called = ? "
+                "AND route = 'phone:callback' AND start >= ? ORDER BY start",
+                (row["caller"], row["at"]),
+            ).fetchall()
+            last = attempts[-1] if attempts else None
             out.append({
                 "at": row["at"], "kind": "callback" if row["event"] == "CALLBACK" else "abandoned",
                 "queue": row["queue"], "caller": row["caller"], "call_id": row["call_id"],
                 "waited": data.get("waited"), "position": data.get("position"),
+                "attempts": len(attempts),
+                "last_attempt": None if last is None else {
+                    "agent": last["caller"], "disposition": last["disposition"],
+                    "sip_cause": last["sip_cause"],
+                },
             })  # fmt: skip
         return out
 

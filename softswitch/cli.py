@@ -137,13 +137,18 @@ def callbacks_command(args: argparse.Namespace) -> int:
         rows = store.callback_list(time.time() - args.hours * 3600)
     finally:
         store.close()
-    print("time\tkind\tqueue\tcaller\twaited s\tposition\tcall id")
+    print("time\tkind\tqueue\tcaller\twaited s\tposition\tcall id\tattempts\tlast attempt")
     for row in rows:
         waited = "-" if row["waited"] is None else f"{row['waited']:.0f}"
         position = "-" if row["position"] is None else str(row["position"])
+        last = row["last_attempt"]
+        tried = "-"
+        if last is not None:
+            cause = f" {last['sip_cause']}" if last["sip_cause"] else ""
+            tried = f"{last['agent']}: {last['disposition']}{cause}"
         print(
             f"{_show_time(row['at'])}\t{row['kind']}\t{row['queue']}\t{row['caller']}\t"
-            f"{waited}\t{position}\t{row['call_id']}"
+            f"{waited}\t{position}\t{row['call_id']}\t{row['attempts']}\t{tried}"
         )
     return 0
 

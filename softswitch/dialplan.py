@@ -269,7 +269,9 @@ class _Localities(msgspec.Struct, frozen=True):
 FeatureCode = Annotated[str, Meta(pattern=r"^[*#][0-9*#]*$")]
 
 #: Feature codes that take the digits after them (a reason code, an agent id).
-PREFIX_FEATURES = ("not_ready", "directed_pickup", "monitor", "whisper", "barge", "conference")
+PREFIX_FEATURES = (
+    "not_ready", "directed_pickup", "monitor", "whisper", "barge", "conference", "callback",
+)  # fmt: skip
 
 
 class FeatureCodes(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
@@ -313,6 +315,13 @@ class FeatureCodes(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict
             "the call (a three-way call; `*4` + the department's number)."
         ),
     ] = "*4"
+    callback: Annotated[
+        FeatureCode,
+        Meta(
+            description="Call back a caller on the callback list (`hotline callbacks`): "
+            "`*5` + the caller's number; the attempt and its outcome are kept with the task."
+        ),
+    ] = "*5"
 
     def match(self, dialled: str) -> tuple[str, str] | None:
         """(feature, the digits after its code) for a dialled string, or None."""

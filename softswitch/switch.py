@@ -26,7 +26,7 @@ from softswitch.call.bus import EventBus
 from softswitch.call.control import CallControl
 from softswitch.call.dialout import DialOutApp
 from softswitch.call.events import AuthAlert
-from softswitch.call.phone_apps import PhoneCallError, phone_app
+from softswitch.call.phone_apps import OutboundApp, PhoneCallError, phone_app
 from softswitch.call.queue_app import QueueApp, survey_flow
 from softswitch.call.restart import RestartByes, SavedDialog
 from softswitch.call.session import Session
@@ -193,6 +193,7 @@ class Switch:
             node_id=node.id,
         )
         self.control.flow_factory = self._flow_app
+        self._cdr = cdr
         if cdr is not None:
             self.control.last_agent = cdr.last_agent
         self.control.prompts = self.services.prompts
@@ -520,16 +521,29 @@ class Switch:
         config = self.config
         dialled = uri_user(request.uri) or uri_user(request.to.uri)
         try:
-            app = phone_app(config, agent_id, dialled)
+            app = phone_app(config, agent_id, dialled, self._callback_open)
         except PhoneCallError as exc:
             log.info("call from agent %s to %s refused: %d %s", agent_id, dialled, exc.status,
                      exc.reason)  # fmt: skip
             self._respond(ev, make_response(request, exc.status, exc.reason), now)
             return
+        # An outbound call's (or a callback's) called number is the one dialled out.
+        called = app.number if isinstance(app, OutboundApp) else dialled
         self.control.start_call(
-            ev, "", agent_id, dialled, config, app, now, route=f"phone:{app.name}",
+            ev, "", agent_id, called, config, app, now, route=f"phone:{app.name}",
             variables={"from_agent": agent_id}, needs_anchor=app.needs_anchor,
         )  # fmt: skip
+
+    def _callback_open(self, number: str) -> bool:
+        """Whether `number` is on the callback list of the last week (the CDR store)."""
+        if self._cdr is None:
+            return False
+        since = self.control.wall(self._now) - 7 * 86400
+        try:
+            return any(task["caller"] == number for task in self._cdr.callback_list(since))
+        except Exception as exc:  # a broken CDR database must not stop the phone
+            log.error("callback list lookup failed: %s", exc)
+            return False
 
     def _message(self, ev: RequestReceived, now: float) -> None:
         """A SIP MESSAGE (RFC 3428) from an agent's phone to another agent: checked like the

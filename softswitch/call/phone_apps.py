@@ -7,6 +7,7 @@ moment; the phone was authenticated by the switch (digest, as for its REGISTER).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from media.items import Tone
@@ -59,9 +60,15 @@ class PhoneApp:
         raise NotImplementedError
 
 
-def phone_app(config: Config, agent_id: str, dialled: str) -> PhoneApp | OutboundApp:
+def phone_app(
+    config: Config,
+    agent_id: str,
+    dialled: str,
+    callback_open: Callable[[str], bool] | None = None,
+) -> PhoneApp | OutboundApp:
     """The application for a call from `agent_id`'s phone to `dialled` (raises
-    `PhoneCallError` with the answer when it may not be made)."""
+    `PhoneCallError` with the answer when it may not be made). `callback_open(number)`:
+    whether the callback list holds that caller (the node's CDR store)."""
     agent = config.agent(agent_id)
     assert agent is not None
     feature = config.dialplan.feature_codes.match(dialled)
@@ -73,6 +80,10 @@ def phone_app(config: Config, agent_id: str, dialled: str) -> PhoneApp | Outboun
             if rest and not rest.isdigit():
                 raise PhoneCallError(484, "Reason code must be digits")
             return FeatureApp(AgentCommand(agent_id, name, rest))
+        if name == "callback":
+            if callback_open is None or not rest or not callback_open(rest):
+                raise PhoneCallError(404, f"No callback task for {rest or '(no number)'}")
+            return CallbackApp(rest, _outbound_trunk(config))
         if name == "conference":
             if not rest.lstrip("+").isdigit():
                 raise PhoneCallError(484, "Dial the number to add after the code")
@@ -91,14 +102,18 @@ def phone_app(config: Config, agent_id: str, dialled: str) -> PhoneApp | Outboun
     if dialled.lstrip("+").isdigit():
         if "outbound" not in agent.features:
             raise PhoneCallError(403, "Outbound calls not allowed for this agent")
-        trunk = next(
-            (t for t in config.trunks if t.outbound is not None and t.caller_id is not None),
-            None,
-        )
-        if trunk is None:
-            raise PhoneCallError(503, "No trunk places outbound calls")
-        return OutboundApp(dialled, trunk.name)
+        return OutboundApp(dialled, _outbound_trunk(config))
     raise PhoneCallError(404, f"Nothing to call at {dialled or '(empty)'}")
+
+
+def _outbound_trunk(config: Config) -> str:
+    """The first trunk that places outbound calls (an `outbound` address and a `caller_id`)."""
+    trunk = next(
+        (t for t in config.trunks if t.outbound is not None and t.caller_id is not None), None
+    )
+    if trunk is None:
+        raise PhoneCallError(503, "No trunk places outbound calls")
+    return trunk.name
 
 
 class OutboundApp(DialOutApp):
@@ -108,6 +123,21 @@ class OutboundApp(DialOutApp):
 
     name = "outbound"
     needs_anchor = False
+
+
+class CallbackApp(OutboundApp):
+    """An agent takes a callback task: the caller's number is dialled through the trunk as
+    the hotline (any agent may; no `outbound` permission needed). The call's variable
+    `callback` names the number, so the attempt and its outcome (the CDR row) belong to the
+    task: answered, it leaves the callback list."""
+
+    name = "callback"
+
+    def handle(self, call: CallView, event: AppEvent, now: float) -> list[Action]:
+        out = super().handle(call, event, now)
+        if isinstance(event, Started):
+            return [SetVariable("callback", self.number), *out]
+        return out
 
 
 class FeatureApp(PhoneApp):

@@ -489,3 +489,38 @@ def test_a_three_way_call_needs_permission_and_a_call(tmp_path: Path) -> None:
     (feature,) = [s for s in h.switch.control.sessions.values() if s.call_id != call_id]
     assert h.media.plays[feature.a.leg_id][-1][1].f1 == 480.0
     assert requests(h.take(5080)) == []
+
+
+def test_an_agent_takes_a_callback_task_from_the_phone(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    phone = Phone(h, "1001", 5101)
+    phone.register()
+    h.switch.agent_command("1001", "not_ready", h.now)
+    trunk = Trunk(h)
+    trunk.invite("9000")  # nobody ready: the caller waits, then gives up
+    h.advance(5)
+    trunk.cancel()
+    h.take(trunk.port)
+    h.switch.agent_command("1001", "ready", h.now)
+    (task,) = h.cdr.callback_list(0.0)
+    number = task["caller"]
+    assert (task["kind"], task["attempts"]) == ("abandoned", 0)
+    assert statuses(feature_call(h, phone, "*5013999999999")) == [404]  # no such task
+    phone.dial(f"*5{number}", call_id="cb-1")
+    (dial,) = requests(h.take(5080))
+    assert dial.uri.startswith(f"sip:{number}@") and dial.from_.uri.startswith("sip:12345@")
+    far = Phone(h, "far", 5080)
+    far.reply(dial, 486)  # busy: the attempt is kept with the task
+    h.take(5080)
+    (task,) = h.cdr.callback_list(0.0)
+    assert task["attempts"] == 1
+    assert task["last_attempt"] == {
+        "agent": "1001",
+        "disposition": "dialout_failed",
+        "sip_cause": 486,
+    }
+    phone.dial(f"*5{number}", call_id="cb-2")
+    (dial,) = requests(h.take(5080))
+    far.reply(dial, 200, to_tag="far", sdp=True)
+    h.take(5080)
+    assert h.cdr.callback_list(0.0) == []  # reached: off the list
