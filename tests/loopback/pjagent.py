@@ -19,6 +19,7 @@ Protocol with the parent process:
   ``dtmf DIGITS [CALL_ID]``, ``call URI`` (the phone places a call: a caller of the IVR),
   ``hold [CALL_ID]``, ``unhold [CALL_ID]`` (re-INVITE with sendonly, then sendrecv),
   ``xfer URI [CALL_ID]`` (a blind transfer: REFER; its NOTIFYs are ``xfer_status`` events),
+  ``message URI TEXT`` (a SIP MESSAGE; ``message_status`` and, received, ``message`` events),
   ``register``, ``unregister``, ``quit``. A reader thread only
   queues the lines; the main thread, the only thread pjsua knows, executes them between
   ``libHandleEvents`` polls (threadCnt = 0, mainThreadOnly), so no pjsua call ever happens on
@@ -276,6 +277,14 @@ class AgentAccount(pj.Account):
         else:
             self.agent.emitter.emit("reg_failed", code=code, reason=prm.reason)
 
+    def onInstantMessage(self, prm: pj.OnInstantMessageParam) -> None:  # noqa: N802
+        self.agent.emitter.emit(
+            "message", **{"from": prm.fromUri}, body=prm.msgBody, content_type=prm.contentType
+        )
+
+    def onInstantMessageStatus(self, prm: pj.OnInstantMessageStatusParam) -> None:  # noqa: N802
+        self.agent.emitter.emit("message_status", code=prm.code, reason=prm.reason, to=prm.toUri)
+
     def onIncomingCall(self, prm: pj.OnIncomingCallParam) -> None:  # noqa: N802
         call = AgentCall(self.agent, self, prm.callId)
         info = call.getInfo()
@@ -319,6 +328,7 @@ class Agent:
         self.transport_id = -1
         self._tone: Any = None  # the --tone generator, made on first use
         self.recordings = 0
+        self.buddies: list[Any] = []
 
     # -- scheduling (main thread only) ------------------------------------------------------
 
@@ -465,6 +475,8 @@ class Agent:
         elif command == "xfer" and rest:
             for call in self.find_calls(rest[1] if len(rest) > 1 else None):
                 self.guarded(lambda call=call: call.transfer(rest[0]))
+        elif command == "message" and len(rest) >= 2 and self.account is not None:
+            self.guarded(lambda: self.send_message(rest[0], " ".join(rest[1:])))
         elif command == "call" and rest and self.account is not None:
             self.guarded(lambda: self.place_call(rest[0]))
         elif command in ("register", "unregister") and self.account is not None:
@@ -473,6 +485,20 @@ class Agent:
             self.guarded(lambda: account.setRegistration(renew))
         else:
             self.emitter.emit("error", where="command", reason=f"unknown command {line!r}")
+
+    def send_message(self, uri: str, text: str) -> None:
+        """A SIP MESSAGE (RFC 3428) to `uri` through the account (its registrar answers)."""
+        assert self.account is not None
+        buddy = pj.Buddy()
+        config = pj.BuddyConfig()
+        config.uri = uri
+        config.subscribe = False
+        buddy.create(self.account, config)
+        param = pj.SendInstantMessageParam()
+        param.content = text
+        buddy.sendInstantMessage(param)
+        self.buddies.append(buddy)  # pjsua2 objects must outlive their requests
+        self.emitter.emit("message_sent", uri=uri)
 
     def place_call(self, uri: str) -> None:
         """An outgoing call from this phone (PCMU/PCMA with telephone-event, as pjsip offers)."""
@@ -512,6 +538,7 @@ class Agent:
         """Hang up, unregister (bounded by unregWaitMsec) and destroy the library."""
         self.endpoint.hangupAllCalls()
         self._tone = None
+        self.buddies.clear()
         for call in self.calls:
             call.recorder = None
         end = time.monotonic() + 1.0

@@ -254,3 +254,31 @@ def test_a_three_way_call_with_a_department_and_the_agent_leaving_it(
     assert two[SECOND_TONE] > 0.5 and two[FIRST_TONE] < 0.01, two
     heard = dept(after, after_end)
     assert heard[CALLER_TONE] > 0.5 and heard[FIRST_TONE] < 0.01, heard
+
+
+def test_feature_codes_and_messages_from_pjsua2_phones(
+    node: Callable[..., HotlineNode],
+    pjagent: Callable[..., PjAgent],
+) -> None:
+    """*2407 from a real phone (through the node's 407) makes 1001 busy with reason 07, *23
+    ready again; a MESSAGE from 1001 reaches 1002's phone and its 200 comes back."""
+    hotline = node()
+    first = agent(pjagent, hotline, "1001", FIRST_TONE)
+    second = agent(pjagent, hotline, "1002", SECOND_TONE)
+    first.send(f"call sip:*2407@{hotline.address}")
+    first.wait_for("disconnected", timeout=8)  # the node beeps and hangs up
+    states = hotline.wait_for_rows(
+        "queue_log", lambda rows: any(r["event"] == "AGENT_STATE" and r["agent"] == "1001"
+                                      and "07" in (r["data"] or "") for r in rows)
+    )  # fmt: skip
+    assert states
+    first.send(f"message sip:1002@{hotline.address} caller 13800138000 needs a callback")
+    message = second.wait_for("message", timeout=8)
+    assert message["body"] == "caller 13800138000 needs a callback"
+    assert "1001" in message["from"]
+    assert first.wait_for("message_status", timeout=8)["code"] == 200
+    first.send(f"call sip:*23@{hotline.address}")
+    first.wait_for("disconnected", timeout=8)
+    rows = hotline.cdr_rows("calls")
+    assert sorted(r["route"] for r in rows) == ["phone:feature", "phone:feature"]
+    assert all(r["trunk"] == "" and r["caller"] == "1001" for r in rows)
