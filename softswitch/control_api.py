@@ -37,6 +37,8 @@ AGENT_ACTIONS = {
     "break": "agent_break",
     "lock": "agent_lock",
     "unlock": "agent_unlock",
+    "login": "agent_login",
+    "logout": "agent_logout",
     "release": "",  # a supervisor's force release of the agent's call (not an engine input)
 }
 SOCKET_NAME = "hotline.sock"

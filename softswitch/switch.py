@@ -521,7 +521,7 @@ class Switch:
         config = self.config
         dialled = uri_user(request.uri) or uri_user(request.to.uri)
         try:
-            app = phone_app(config, agent_id, dialled, self._callback_open)
+            app = phone_app(config, agent_id, dialled, self._callback_open, self.control.port)
         except PhoneCallError as exc:
             log.info("call from agent %s to %s refused: %d %s", agent_id, dialled, exc.status,
                      exc.reason)  # fmt: skip

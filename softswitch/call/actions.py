@@ -31,8 +31,9 @@ class Ring(msgspec.Struct, frozen=True):
 
 class CallAgent(msgspec.Struct, frozen=True):
     """Originate leg `leg_id` (from `CallView.new_leg_id()`) to the agent's registered
-    phone, offering the call of `queue`; its progress comes back as `LegRinging`,
-    `LegAnswered` or `LegFailed`."""
+    phone, offering the call of `queue` ("" for a call between agents, which is never
+    auto-answered); its progress comes back as `LegRinging`, `LegAnswered` or
+    `LegFailed`."""
 
     agent_id: str
     queue: str
@@ -196,6 +197,16 @@ class AddParty(msgspec.Struct, frozen=True):
     number: str
 
 
+class PickUp(msgspec.Struct, frozen=True):
+    """Call pickup: this call's caller leg (the picking agent's phone, not answered yet)
+    takes the call ringing at `ringing_agent` (None: the one ringing longest in the
+    agent's queues). Done, the leg belongs to that call and this one ends; refused, a
+    `CommandResult` says why."""
+
+    agent_id: str
+    ringing_agent: str | None
+
+
 class Supervise(msgspec.Struct, frozen=True):
     """Join this call's caller leg (a supervisor's phone) to the call agent `agent_id` is
     talking on: `mode` "monitor" (hears both, heard by nobody), "whisper" (heard by the
@@ -230,6 +241,7 @@ Action = (
     | Hangup
     | AgentCommand
     | AddParty
+    | PickUp
     | Supervise
 )
 
@@ -248,6 +260,7 @@ __all__ = [
     "Hangup",
     "Listen",
     "Mix",
+    "PickUp",
     "Play",
     "Record",
     "Ring",

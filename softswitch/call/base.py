@@ -45,6 +45,10 @@ class ControlBase:
     _recordings: dict[str, tuple[Session, Leg]]
     _listening: dict[str, tuple[Session, Leg, Any]]
     _pending: deque[Any]
+    port: Any  # control.py's _AcdPort
+    _graveyard: deque[tuple[float, list[tuple], list[tuple]]]
+    cleanup_delay: float
+    _adopted: dict[str, Session]  # leg id -> the call a picked-up leg moved to
 
     # Implemented by the parts (each names where); declared here so that one part may call
     # another's.
@@ -65,6 +69,9 @@ class ControlBase:
         raise NotImplementedError  # control.py
 
     def acd_input(self, now: float, method: Callable[..., list[Any]], *args: Any) -> None:
+        raise NotImplementedError  # control.py
+
+    def apply(self, commands: Any, now: float) -> None:
         raise NotImplementedError  # control.py
 
     def acd_command(self, now: float, method: Callable[..., list[Any]], *args: Any) -> None:

@@ -43,6 +43,7 @@ from softswitch.call.actions import (
     Hangup,
     Listen,
     Mix,
+    PickUp,
     Play,
     Record,
     Ring,
@@ -153,6 +154,7 @@ class CallControl(Signalling, LegActions, Features):
         self._pending: deque[tuple[Session, ev.AppEvent, float]] = deque()
         self._draining = False
         self._recordings: dict[str, tuple[Session, Leg]] = {}  # tap id -> its session and leg
+        self._adopted: dict[str, Session] = {}  # picked-up leg id -> the call it moved to
         self.port = _AcdPort(self)
         self.counters = {
             "calls": 0, "answered": 0, "abandoned": 0, "timeouts": 0, "overflows": 0, "ivr": 0,
@@ -417,6 +419,8 @@ class CallControl(Signalling, LegActions, Features):
             self._supervise(session, action, now)
         elif isinstance(action, AddParty):
             self._add_party(session, action, now)
+        elif isinstance(action, PickUp):
+            self._pickup(session, action, now)
         elif isinstance(action, Hangup):
             # A call some party (an agent) talked to counts as answered, whatever the
             # application ending it says (a survey after the agent hung up).
@@ -576,6 +580,8 @@ class CallControl(Signalling, LegActions, Features):
             )  # fmt: skip
         )
         self._end_relays(session, now)
+        for leg in session.legs:
+            self._adopted.pop(leg.leg_id, None)
         session.log.info("ended: %s, hung up by %s, talk %.1f s", disposition, side, talk)
         self.sessions.pop(session.call_id, None)
         if a.invite_key is not None:
@@ -666,8 +672,8 @@ class CallControl(Signalling, LegActions, Features):
         leg_id = getattr(event, "leg_id", None)
         if leg_id is None:
             return
-        session = self.sessions.get(leg_id.rsplit("-", 1)[0])
-        if session is None:
+        session = self.sessions.get(leg_id.rsplit("-", 1)[0]) or self._adopted.get(leg_id)
+        if session is None or session.ended:
             return
         leg = session.leg(leg_id)
         if leg is None:
@@ -755,6 +761,26 @@ class _AcdPort:
 
     def ended(self, call_id: str, agent_id: str, now: float) -> None:
         self.control.acd_input(now, self.control.acd.call_ended, call_id, agent_id, now)
+
+    def direct_started(self, agent_id: str, call_id: str, now: float) -> bool:
+        """`agent_id` is on a call between agents: False when the ACD refuses (the agent
+        rings, is on a call or logged out)."""
+        control = self.control
+        try:
+            commands = control.acd.direct_call_started(agent_id, call_id, now)
+        except AcdError as exc:
+            log.info("call=%s agent %s not on a direct call: %s", call_id, agent_id, exc)
+            return False
+        control.apply(commands, now)
+        return True
+
+    def direct_ended(self, agent_id: str, call_id: str, now: float) -> None:
+        self.control.acd_input(now, self.control.acd.direct_call_ended, agent_id, call_id, now)
+
+    def held(self, call_id: str, agent_id: str, held: bool, now: float) -> None:
+        acd = self.control.acd
+        method = acd.agent_hold if held else acd.agent_resume
+        self.control.acd_input(now, method, agent_id, call_id, now)
 
 
 def _float(text: str) -> float:

@@ -144,6 +144,28 @@ class TransferRequested(msgspec.Struct, frozen=True):
     target: TransferTarget
 
 
+class LegReplaced(msgspec.Struct, frozen=True):
+    """An attended transfer: the agent of `old_leg` handed the caller to the party of
+    `new_leg` (agent `agent_id`, None for an outside number) of its consultation call
+    `consultation`; that leg now belongs to this call and the old one is being hung up.
+    The application settles the old agent and bridges the caller to the new leg. A new
+    agent stays on its direct call `consultation` in the ACD until it leaves this call."""
+
+    old_leg: str
+    new_leg: str
+    agent_id: str | None
+    consultation: str
+
+
+class PickedUp(msgspec.Struct, frozen=True):
+    """Agent `agent_id` picked the call up from its phone (`*8`, `**NNNN`): its leg
+    `leg_id`, answered by the node, now belongs to this call; the ACD has it talking on the
+    call and has withdrawn the other rings. The application bridges it to the caller."""
+
+    leg_id: str
+    agent_id: str
+
+
 class ConferenceRequested(msgspec.Struct, frozen=True):
     """The talking agent asked for a three-way call with `target` (a "number" through its
     trunk): the application rings it and mixes the three parties once it answers."""
@@ -180,6 +202,8 @@ AppEvent = (
     | TransferRequested
     | CommandResult
     | ConferenceRequested
+    | PickedUp
+    | LegReplaced
 )
 
 # ------------------------------------------------------------------------------ bus events

@@ -5,9 +5,9 @@ resolves the Refer-To, answers 202, hands the caller to a queue, an agent, a flo
 external number, reports the outcome in NOTIFY and hangs the phone's leg up). A part of
 `CallControl` (softswitch/call/control.py).
 
-Attended transfer (REFER with Replaces, RFC 3891) needs the agent's consultation call,
-an internal call from the phone; until the node takes such calls it answers a Replaces with
-501 and says so, and the call stays with the agent.
+An attended transfer (REFER with Replaces, RFC 3891) names the agent's consultation
+call, one its phone placed (to another agent, or out through the trunk): the consulted
+party's leg moves into the caller's call.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from acd import AcdError
 from media import MediaError
 from media.items import Tone
 from softswitch.call import events as ev
-from softswitch.call.actions import AddParty, AgentCommand, Supervise
+from softswitch.call.actions import AddParty, AgentCommand, PickUp, Supervise
 from softswitch.call.base import ControlBase
-from softswitch.call.leg import Leg, LegState
+from softswitch.call.leg import Leg, LegEvent, LegState
 from softswitch.call.session import Session
 from softswitch.call.sipcodec import sdp_direction
 from softswitch.sip.build import make_response
@@ -39,10 +39,20 @@ SUPERVISE_MIX = "supervise"
 BARGE_TONE = Tone(1000.0, level_dbm0=-10.0, on_ms=200, off_ms=0, repeats=1)
 #: The engine's method for each state feature code.
 STATE_METHODS = {
+    "login": "agent_login",
+    "logout": "agent_logout",
     "ready": "agent_ready",
     "wrap_up_end": "agent_ready",
     "not_ready": "agent_not_ready",
 }
+
+
+class Attended(Exception):  # noqa: N818 (a branch of REFER handling, not an error)
+    """The REFER carries Replaces: an attended transfer (`Features._attended`)."""
+
+    def __init__(self, replaces: str) -> None:
+        super().__init__(replaces)
+        self.replaces = replaces
 
 
 class TransferError(Exception):
@@ -54,9 +64,10 @@ class TransferError(Exception):
         self.reason = reason
 
 
-def refer_user(request_value: str) -> tuple[str, bool]:
-    """The user part of a Refer-To value (unescaped) and whether it carries Replaces
-    (an attended transfer). Raises `TransferError` (400) when it is not a usable URI."""
+def refer_user(request_value: str) -> tuple[str, str | None]:
+    """The user part of a Refer-To value (unescaped) and its Replaces value, unescaped
+    (an attended transfer), or None. Raises `TransferError` (400) when it is not a usable
+    URI."""
     try:
         uri = parse_name_addr(request_value).uri
     except SipParseError as exc:
@@ -64,12 +75,30 @@ def refer_user(request_value: str) -> tuple[str, bool]:
     parsed = parse_uri(uri)
     if parsed.scheme == "tel":
         number = parsed.opaque.split(";")[0]
-        return number, False
+        return number, None
     if not parsed.is_sip or not parsed.user:
         raise TransferError(400, "Refer-To names no user")
-    headers = unescape(parsed.uri_headers or "").lower()
-    replaces = any(part.startswith("replaces=") for part in headers.split("&"))
+    replaces = None
+    for part in (parsed.uri_headers or "").split("&"):
+        name, _, value = part.partition("=")
+        if name.lower() == "replaces":
+            replaces = unescape(value)
     return unescape(parsed.user), replaces
+
+
+def parse_replaces(value: str) -> tuple[str, str, str]:
+    """(Call-ID, to-tag, from-tag) of a Replaces value (RFC 3891 §6.1); 400 when one is
+    missing. The to-tag is the far end's tag as the referrer sees the dialog: the node's
+    own tag of the consultation call."""
+    call_id, *params = value.split(";")
+    tags = {}
+    for param in params:
+        name, _, tag = param.partition("=")
+        tags[name.strip().lower()] = tag.strip()
+    if not call_id.strip() or not tags.get("to-tag") or not tags.get("from-tag"):
+        raise TransferError(400, "Replaces needs a Call-ID, a to-tag and a from-tag")
+    return call_id.strip(), tags["to-tag"], tags["from-tag"]
+
 
 
 def resolve_transfer(
@@ -167,6 +196,8 @@ class Features(ControlBase):
             self.media.unbridge(leg.leg_id)
         else:
             self.media.bridge(other.leg_id, leg.leg_id)
+        if session.queue is not None:  # a queue call: the agent is on hold in the ACD
+            self.port.held(session.call_id, leg.agent_id, held, now)
         what = "HOLD" if held else "UNHOLD"
         session.log.info("agent %s %s the caller", leg.agent_id, "held" if held else "resumed")
         self.bus.publish(
@@ -181,6 +212,15 @@ class Features(ControlBase):
         request = event.request
         try:
             target = self._transfer_target(session, leg, request.headers.get_all("refer-to"))
+        except Attended as attended:
+            try:
+                self._attended(session, leg, event, attended.replaces, now)
+            except TransferError as exc:
+                session.log.info(
+                    "transfer by %s refused: %d %s", leg.leg_id, exc.status, exc.reason
+                )
+                self._respond(event.key, make_response(request, exc.status, exc.reason), now)
+            return
         except TransferError as exc:
             session.log.info("transfer by %s refused: %d %s", leg.leg_id, exc.status, exc.reason)
             self._respond(event.key, make_response(request, exc.status, exc.reason), now)
@@ -203,6 +243,69 @@ class Features(ControlBase):
         )
         self._deliver(session, ev.TransferRequested(leg.leg_id, target), now)
 
+    def _attended(
+        self, session: Session, leg: Leg, event: RequestReceived, replaces: str, now: float
+    ) -> None:
+        """An attended transfer: the agent's REFER names (Replaces) its consultation call
+        with another party, a call the agent's phone placed. That party's leg moves into
+        this call and is bridged to the caller; the agent's legs in both calls are hung up
+        and the consultation call ends (CDR `transferred`)."""
+        if getattr(session.app, "name", "") != "queue":
+            raise TransferError(403, "Attended transfer is for queue calls")
+        call_id, to_tag, from_tag = parse_replaces(replaces)
+        found = self._dialogs.get((call_id, to_tag, from_tag))
+        if found is None:
+            raise TransferError(481, "The consultation call is not known")
+        consult, consult_leg = found
+        if (
+            consult is session
+            or consult.ended
+            or consult_leg is not consult.a
+            or consult.caller != leg.agent_id
+        ):
+            raise TransferError(403, "Replaces names no consultation call of this agent")
+        parties = [other for other in consult.legs[1:] if other.up]
+        if len(parties) != 1:
+            raise TransferError(403, "The consultation call is not answered")
+        target = parties[0]
+        if not (target.anchored and session.a.anchored):
+            raise TransferError(488, "The consultation call's media cannot be joined")
+        request = event.request
+        contact = [("contact", f"<{self.contact_for(leg.target)}>")]
+        self._respond(event.key, make_response(request, 202, extra=contact), now)
+        self._notify(session, leg, "SIP/2.0 100 Trying", final=False, now=now)
+        if consult.supervisor is not None:
+            self._end_supervision(consult, now)
+        # The consulted party's leg changes calls: dialog, transactions, media events follow.
+        self.media.unbridge(target.leg_id)
+        if target.peer is not None:
+            target.peer.peer = None
+            target.peer = None
+        consult.legs.remove(target)
+        session.legs.append(target)
+        assert target.dialog is not None
+        self._dialogs[target.dialog.id] = (session, target)
+        self._adopted[target.leg_id] = session
+        for key, entry in list(self._clients.items()):
+            if entry[1] is target:
+                self._clients[key] = (session, *entry[1:])
+        self._bye(consult, consult.a, now)  # the agent's own consultation leg
+        consult.a.media.release(consult.a.leg_id)
+        self._leg_stopped(consult, consult.a, now, "transferred")
+        self._retire(consult, now, "transferred")
+        who = target.agent_id or "an outside party"
+        session.log.info("agent %s transfers the caller to %s (attended)", leg.agent_id, who)
+        self.bus.publish(
+            ev.QueueLogged(
+                self.wall(now), session.call_id, session.queue, leg.agent_id, "TRANSFER",
+                {"to": "attended", "target": who, "consultation": consult.call_id},
+            )  # fmt: skip
+        )
+        replaced = ev.LegReplaced(leg.leg_id, target.leg_id, target.agent_id, consult.call_id)
+        self._deliver(session, replaced, now)
+        session.transfer = leg.leg_id
+        self._transfer_done(session, now)
+
     def _transfer_target(
         self, session: Session, leg: Leg, refer_to: list[str]
     ) -> ev.TransferTarget:
@@ -215,10 +318,8 @@ class Features(ControlBase):
         if len(refer_to) != 1:
             raise TransferError(400, "Exactly one Refer-To required")
         user, replaces = refer_user(refer_to[0])
-        if replaces:
-            raise TransferError(
-                501, "Attended transfer (Replaces) not supported yet; use a blind transfer"
-            )
+        if replaces is not None:
+            raise Attended(replaces)
         queues: dict[str, tuple[str, ...]] = {}
         agent = session.config.agent(user)
         if agent is not None:
@@ -437,3 +538,70 @@ class Features(ControlBase):
         target_session.log.info("agent %s adds %s to the call", action.agent_id, action.number)
         self._deliver(target_session, ev.ConferenceRequested(action.agent_id, target), now)
         self._deliver(session, ev.CommandResult("conference", True, action.number), now)
+
+    # --- call pickup --------------------------------------------------------------------
+    def _pickup(self, session: Session, action: PickUp, now: float) -> None:
+        """`*8` / `**NNNN`: the picker's leg (this session's caller leg, not answered yet)
+        is answered by the node and moves to the ringing call, whose application bridges
+        it; this session ends (CDR `picked_up`)."""
+        picker = session.a
+        acd = self.acd
+        try:
+            if action.ringing_agent is not None:
+                call_id = acd.ringing_at(action.ringing_agent)
+            else:
+                call_id = acd.ringing_for(action.agent_id)
+            target = self.sessions.get(call_id) if call_id is not None else None
+            if target is None or target.ended or call_id is None:
+                raise TransferError(480, "Nothing rings to pick up")
+            commands = acd.picked_up(call_id, action.agent_id, now)
+        except (AcdError, TransferError) as exc:
+            why = exc.reason if isinstance(exc, TransferError) else str(exc)
+            self._deliver(session, ev.CommandResult("pickup", False, why), now)
+            return
+        assert picker.invite is not None and picker.dialog is not None
+        body = self.media.answer_local(picker.leg_id, picker.offer or picker.invite.body)
+        picker.anchored = True
+        picker.agent_id = action.agent_id
+        picker.to(LegEvent.ANSWER)
+        extra = [
+            ("contact", f"<{self.contact_for(picker.target)}>"),
+            ("content-type", "application/sdp"),
+        ]
+        ok = make_response(
+            picker.invite, 200, to_tag=picker.dialog.local_tag, body=body, extra=extra
+        )
+        self._respond(picker.invite_key, ok, now)
+        # The leg changes calls: its dialog, media events and CDR row follow it.
+        session.legs.remove(picker)
+        target.legs.append(picker)
+        self._dialogs[picker.dialog.id] = (target, picker)
+        self._adopted[picker.leg_id] = target
+        self._retire(session, now, "picked_up")
+        target.log.info("agent %s picked the call up", action.agent_id)
+        self.apply(commands, now)  # the other rings are withdrawn
+        self._deliver(target, ev.PickedUp(picker.leg_id, action.agent_id), now)
+
+    def _retire(self, session: Session, now: float, disposition: str) -> None:
+        """End a session whose parties went to another call: its CDR row closes, no SIP
+        (a leg left is hung up by whoever retires it)."""
+        session.ended = True
+        dialog_ids = [leg.dialog.id for leg in session.legs if leg.dialog is not None]
+        self._graveyard.append((now + self.cleanup_delay, [], dialog_ids))
+        self.sessions.pop(session.call_id, None)
+        if session.a.invite_key is not None:
+            self._by_invite.pop(session.a.invite_key, None)
+        if self._by_origin.get(session.origin) is session:
+            del self._by_origin[session.origin]
+        self.bus.publish(
+            ev.CallEnded(
+                self.wall(now),
+                session.call_id,
+                disposition,
+                "agent",
+                None,
+                0.0,
+                now - session.started,
+                dict(session.variables),
+            )  # fmt: skip
+        )

@@ -111,17 +111,20 @@ class LegActions(ControlBase):
         agent_id = action.agent_id
         bindings = self.location.lookup(agent_id, now)
         if not bindings:
+            session.log.warning("agent %s has no registered contact", agent_id)
+            if not action.queue:  # a call between agents: the caller hears why
+                self._deliver(session, ev.LegFailed(action.leg_id, 480, "not registered"), now)
+                return
             # The registration vanished between the ACD's choice and now: log the agent out,
             # which puts the call back at the head of the queue.
-            session.log.warning("agent %s has no registered contact", agent_id)
             self.acd_input(now, self.acd.agent_unavailable, agent_id, now)
             return
         binding = bindings[0]
         target = phone_target(binding.contact, binding.source, binding.transport)
         direct = self.direct_media(session.trunk, agent_id)
-        internal = [("x-hotline-queue", action.queue)]
+        internal = [("x-hotline-queue", action.queue)] if action.queue else []
         agent = session.config.agent(agent_id)
-        if agent is not None and agent.auto_answer:
+        if agent is not None and agent.auto_answer and action.queue:
             after = agent.auto_answer_after
             internal += [
                 ("call-info", f"<sip:{self.realm}>;answer-after={after}"),

@@ -8,7 +8,7 @@ moment; the phone was authenticated by the switch (digest, as for its REGISTER).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from media.items import Tone
 from softswitch.call.actions import (
@@ -16,13 +16,27 @@ from softswitch.call.actions import (
     AddParty,
     AgentCommand,
     Answer,
+    Bridge,
+    CallAgent,
     Hangup,
+    PickUp,
     Play,
+    Ring,
     SetVariable,
     Supervise,
 )
 from softswitch.call.dialout import DialOutApp
-from softswitch.call.events import AppEvent, CommandResult, DigitReceived, PlaybackDone, Started
+from softswitch.call.events import (
+    AppEvent,
+    CommandResult,
+    DigitReceived,
+    LegAnswered,
+    LegEnded,
+    LegFailed,
+    LegRinging,
+    PlaybackDone,
+    Started,
+)
 from softswitch.call.queue_app import REFUSED_TONE
 
 if TYPE_CHECKING:
@@ -65,17 +79,17 @@ def phone_app(
     agent_id: str,
     dialled: str,
     callback_open: Callable[[str], bool] | None = None,
+    port: DirectCallPort | None = None,
 ) -> PhoneApp | OutboundApp:
     """The application for a call from `agent_id`'s phone to `dialled` (raises
     `PhoneCallError` with the answer when it may not be made). `callback_open(number)`:
-    whether the callback list holds that caller (the node's CDR store)."""
+    whether the callback list holds that caller (the node's CDR store); `port`: the ACD's
+    bookkeeping of calls between agents."""
     agent = config.agent(agent_id)
     assert agent is not None
     feature = config.dialplan.feature_codes.match(dialled)
     if feature is not None:
         name, rest = feature
-        if name in ("login", "logout"):
-            raise PhoneCallError(501, f"Feature {name} is not available yet")
         if name in STATE_FEATURES:
             if rest and not rest.isdigit():
                 raise PhoneCallError(484, "Reason code must be digits")
@@ -96,9 +110,17 @@ def phone_app(
             if rest == agent_id:
                 raise PhoneCallError(403, "Cannot supervise yourself")
             return SuperviseApp(rest, name)
+        if name in ("pickup", "directed_pickup"):
+            if name == "directed_pickup" and config.agent(rest) is None:
+                raise PhoneCallError(404, f"No agent {rest or '(none dialled)'}")
+            return PickupApp(agent_id, rest or None)
         raise PhoneCallError(501, f"Feature {name} is not available yet")
     if config.agent(dialled) is not None:
-        raise PhoneCallError(501, "Calls between agents are not available yet")
+        if dialled == agent_id:
+            raise PhoneCallError(403, "Cannot call yourself")
+        if port is None:
+            raise PhoneCallError(501, "Calls between agents need the ACD")
+        return InternalCallApp(port, agent_id, dialled)
     if dialled.lstrip("+").isdigit():
         if "outbound" not in agent.features:
             raise PhoneCallError(403, "Outbound calls not allowed for this agent")
@@ -162,6 +184,79 @@ class FeatureApp(PhoneApp):
             ]
         if isinstance(event, PlaybackDone) and event.tag == "result":
             return [Hangup(disposition="completed")]
+        return []
+
+
+class DirectCallPort(Protocol):
+    """The ACD inputs of a call between agents (call control carries them out)."""
+
+    def direct_started(self, agent_id: str, call_id: str, now: float) -> bool: ...
+    def direct_ended(self, agent_id: str, call_id: str, now: float) -> None: ...
+
+
+class InternalCallApp(PhoneApp):
+    """An agent calls another agent's extension (a consultation, a question): the other
+    phone rings with the caller's identity; while the call lasts the ACD offers neither
+    agent a queue call (a direct call). An agent already on a call, e.g. one holding a
+    caller to consult, stays on that call in the ACD. The callee on a call, ringing or
+    logged out: 486 Busy Here."""
+
+    name = "internal"
+
+    def __init__(self, port: DirectCallPort, caller: str, callee: str) -> None:
+        self.port = port
+        self.caller = caller
+        self.callee = callee
+        self.leg_id: str | None = None
+        self.marked: list[str] = []  # agents on this direct call in the ACD
+
+    def handle(self, call: CallView, event: AppEvent, now: float) -> list[Action]:
+        if isinstance(event, Started):
+            if not self.port.direct_started(self.callee, call.call_id, now):
+                return [Hangup(status=486, reason="Busy Here", disposition="busy")]
+            self.marked.append(self.callee)
+            if self.port.direct_started(self.caller, call.call_id, now):
+                self.marked.append(self.caller)
+            self.leg_id = call.new_leg_id()
+            return [CallAgent(self.callee, "", self.leg_id)]
+        if getattr(event, "leg_id", None) == self.leg_id:
+            if isinstance(event, LegRinging) and not call.caller_answered:
+                return [Ring(call.caller_leg, event.status, from_leg=self.leg_id)]
+            if isinstance(event, LegAnswered):
+                assert self.leg_id is not None
+                return [Bridge(call.caller_leg, self.leg_id)]
+            if isinstance(event, LegFailed):
+                self._done(call, now)
+                status = event.status if 400 <= event.status < 700 else 480
+                return [Hangup(status=status, disposition="no_answer")]
+            if isinstance(event, LegEnded):
+                self._done(call, now)
+                return [Hangup(status=480, disposition="answered")]
+        if isinstance(event, LegEnded) and event.leg_id == call.caller_leg:
+            self._done(call, now)
+        return []
+
+    def _done(self, call: CallView, now: float) -> None:
+        for agent_id in self.marked:
+            self.port.direct_ended(agent_id, call.call_id, now)
+        self.marked.clear()
+
+
+class PickupApp(PhoneApp):
+    """Call pickup: `*8` answers the call ringing longest at an agent sharing a queue
+    with the picker, `**NNNN` the one ringing at agent NNNN. Nothing to pick up: 480."""
+
+    name = "pickup"
+
+    def __init__(self, agent_id: str, ringing_agent: str | None) -> None:
+        self.agent_id = agent_id
+        self.ringing_agent = ringing_agent
+
+    def handle(self, call: CallView, event: AppEvent, now: float) -> list[Action]:
+        if isinstance(event, Started):
+            return [PickUp(self.agent_id, self.ringing_agent)]
+        if isinstance(event, CommandResult) and not event.ok:
+            return [Hangup(status=480, reason=event.detail, disposition="no_pickup")]
         return []
 
 

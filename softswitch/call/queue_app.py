@@ -49,8 +49,10 @@ from softswitch.call.events import (
     LegEnded,
     LegFailed,
     LegHeld,
+    LegReplaced,
     LegRinging,
     OfferWithdrawn,
+    PickedUp,
     PlaybackDone,
     QueueTimedOut,
     Started,
@@ -105,6 +107,7 @@ class AcdPort(Protocol):
     def answered(self, call_id: str, agent_id: str, now: float) -> None: ...
     def rejected(self, call_id: str, agent_id: str, reason: str, now: float) -> None: ...
     def ended(self, call_id: str, agent_id: str, now: float) -> None: ...
+    def direct_ended(self, agent_id: str, call_id: str, now: float) -> None: ...
     def position(self, call_id: str) -> int | None: ...
     def expected_wait(self, queue: str) -> float | None: ...
 
@@ -136,6 +139,7 @@ class QueueApp:
         self.holding = False  # the talking agent holds the caller: hold music plays
         self.third: str | None = None  # a three-way call's third party: ringing, then mixed
         self.mixed = False  # the three parties are in the conference mix
+        self.direct: dict[str, str] = {}  # leg of an attended transfer's agent -> its call
 
     def handle(self, call: CallView, event: AppEvent, now: float) -> list[Action]:
         if self.third is not None and getattr(event, "leg_id", None) == self.third:
@@ -187,6 +191,18 @@ class QueueApp:
             return [] if event.stopped else self._hold_music(call)
         if isinstance(event, TransferRequested) and event.leg_id == self.talking:
             return self._transferred(call, event, now)
+        if isinstance(event, LegReplaced) and event.old_leg == self.talking:
+            return self._replaced(call, event, now)
+        if isinstance(event, PickedUp) and self.waiting and self.talking is None:
+            # The ACD has the picker talking on the call already (and withdrew the rings).
+            self.talking = event.leg_id
+            self.agent_of[event.leg_id] = event.agent_id
+            self.waiting = False
+            out: list[Action] = []
+            if self.tone:
+                out += [StopPlay(call.caller_leg), CancelTimer(ANNOUNCE_TIMER)]
+                self.tone = False
+            return [*out, Bridge(call.caller_leg, event.leg_id)]
         if isinstance(event, ConferenceRequested) and self.talking and self.third is None:
             self.third = call.new_leg_id()
             return [CallNumber(event.target.value, self.third, event.target.trunk)]
@@ -231,12 +247,38 @@ class QueueApp:
         items = self._resolve(call, ref, {}) if ref is not None else ()
         return [Play(call.caller_leg, items or (HOLD_TONE,), tag="hold")]
 
+    def _replaced(self, call: CallView, event: LegReplaced, now: float) -> list[Action]:
+        """An attended transfer: the old agent is done with the call (wrap-up), the
+        consulted party takes over; the caller, held to consult, hears it now."""
+        self._agent_done(call, event.old_leg, now)
+        self.talking = event.new_leg
+        if event.agent_id is not None:
+            self.agent_of[event.new_leg] = event.agent_id
+            self.direct[event.new_leg] = event.consultation
+        out: list[Action] = []
+        if self.holding:
+            self.holding = False
+            out.append(StopPlay(call.caller_leg))
+        return [*out, Bridge(call.caller_leg, event.new_leg)]
+
+    def _agent_done(self, call: CallView, leg_id: str, now: float) -> None:
+        """The agent of `leg_id` is done with the call: the ACD hears the call ended for it
+        (or, for one an attended transfer brought, that its direct call ended)."""
+        agent = self.agent_of.get(leg_id)
+        if agent is None:
+            return  # an outside party (an attended transfer to a number)
+        consultation = self.direct.pop(leg_id, None)
+        if consultation is not None:
+            self.acd.direct_ended(agent, consultation, now)
+        else:
+            self.acd.ended(call.call_id, agent, now)
+
     def _transferred(self, call: CallView, event: TransferRequested, now: float) -> list[Action]:
         """The talking agent transferred the caller: the agent is done with the call (its
         wrap-up starts) and the caller goes where the transfer says."""
-        agent = self.agent_of[event.leg_id]
+        agent = self.agent_of.get(event.leg_id, "")
         self.talking = None
-        self.acd.ended(call.call_id, agent, now)
+        self._agent_done(call, event.leg_id, now)
         out: list[Action] = []
         if self.holding:
             self.holding = False
@@ -379,14 +421,14 @@ class QueueApp:
     def _leg_ended(self, call: CallView, event: LegEnded, now: float) -> list[Action]:
         if event.leg_id == call.caller_leg:
             if self.talking is not None:
-                self.acd.ended(call.call_id, self.agent_of[self.talking], now)
+                self._agent_done(call, self.talking, now)
                 self.talking = None
             elif self.waiting:
                 self.waiting = False
                 self.acd.abandon(call.call_id, now)
             return []
         if event.leg_id == self.talking:
-            self.acd.ended(call.call_id, self.agent_of[event.leg_id], now)
+            self._agent_done(call, event.leg_id, now)
             self.talking = None
             if self.third is not None:
                 # The agent left a three-way call (or while the third party rang): the

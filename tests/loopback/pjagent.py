@@ -19,6 +19,7 @@ Protocol with the parent process:
   ``dtmf DIGITS [CALL_ID]``, ``call URI`` (the phone places a call: a caller of the IVR),
   ``hold [CALL_ID]``, ``unhold [CALL_ID]`` (re-INVITE with sendonly, then sendrecv),
   ``xfer URI [CALL_ID]`` (a blind transfer: REFER; its NOTIFYs are ``xfer_status`` events),
+  ``xfer_replaces CALL_ID DEST_CALL_ID`` (an attended transfer: REFER with Replaces),
   ``message URI TEXT`` (a SIP MESSAGE; ``message_status`` and, received, ``message`` events),
   ``register``, ``unregister``, ``quit``. A reader thread only
   queues the lines; the main thread, the only thread pjsua knows, executes them between
@@ -250,6 +251,11 @@ class AgentCall(pj.Call):
         self.xfer(uri, pj.CallOpParam(True))
         self.agent.emitter.emit("xfer_sent", call_id=self.sip_call_id, uri=uri)
 
+    def transfer_to_call(self, other: AgentCall) -> None:
+        """An attended transfer: REFER with Replaces naming the dialog of `other` (RFC 3891)."""
+        self.xferReplaces(other, pj.CallOpParam(True))
+        self.agent.emitter.emit("xfer_sent", call_id=self.sip_call_id, replaces=other.sip_call_id)
+
     def hangup_now(self) -> None:
         """Send BYE (or CANCEL/final response, depending on the state) from the agent side."""
         if self.disconnected:
@@ -472,6 +478,13 @@ class Agent:
             on = command == "hold"
             for call in self.find_calls(rest[0] if rest else None):
                 self.guarded(lambda call=call: call.hold(on))
+        elif command == "xfer_replaces" and len(rest) == 2:
+            # xfer_replaces CALL_ID DEST_CALL_ID: transfer CALL_ID's party to DEST_CALL_ID's
+            calls, dest = self.find_calls(rest[0]), self.find_calls(rest[1])
+            if calls and dest:
+                self.guarded(lambda: calls[0].transfer_to_call(dest[0]))
+            else:
+                self.emitter.emit("error", where="command", reason=f"no such calls: {line!r}")
         elif command == "xfer" and rest:
             for call in self.find_calls(rest[1] if len(rest) > 1 else None):
                 self.guarded(lambda call=call: call.transfer(rest[0]))

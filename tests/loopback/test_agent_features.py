@@ -6,6 +6,7 @@ first agent (1000 Hz), the node's hold tone (400 Hz), the agent the call went to
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -282,3 +283,101 @@ def test_feature_codes_and_messages_from_pjsua2_phones(
     rows = hotline.cdr_rows("calls")
     assert sorted(r["route"] for r in rows) == ["phone:feature", "phone:feature"]
     assert all(r["trunk"] == "" and r["caller"] == "1001" for r in rows)
+
+
+def test_a_pjsua2_agent_picks_up_a_call_ringing_at_another(
+    node: Callable[..., HotlineNode],
+    pjagent: Callable[..., PjAgent],
+    rtp_caller: Callable[..., RtpCaller],
+) -> None:
+    """1002's phone rings and does not answer; 1001 dials *8 and has the caller."""
+    hotline = node()
+    ringing = pjagent(user="1002", registrar=hotline, auto_answer=0)  # rings, never answers
+    assert ringing.wait_for("registered", timeout=10)["code"] == 200
+    picker = agent(pjagent, hotline, "1001", FIRST_TONE)
+    caller = rtp_caller(hotline, called="9000")
+    answer: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: answer.update(ok=caller.call(timeout=15)))
+    thread.start()
+    ringing.wait_for("incoming", timeout=8)
+    picker.send(f"call sip:*8@{hotline.address}")
+    picker.wait_for("media_active", timeout=8)
+    ringing.wait_for("disconnected", timeout=8)  # its ring was cancelled
+    thread.join(timeout=15)
+    assert answer.get("ok") is not None
+    caller.wait_tone(FIRST_TONE, timeout=8)
+    assert caller.hang_up() == 200
+    picker.wait_for("disconnected", timeout=5)
+    rows = hotline.wait_for_rows(
+        "calls", lambda rows: len(rows) == 2 and all(r["end"] is not None for r in rows)
+    )
+    (call,) = [r for r in rows if r["route"] == "test"]
+    assert call["agent"] == "1001" and call["disposition"] == "answered"
+    assert ("PICKUP", "1001") in queue_events(hotline, call["call_id"])
+    (pickup,) = [r for r in rows if r["route"] == "phone:pickup"]
+    assert pickup["disposition"] == "picked_up"
+
+
+def test_pjsua2_agents_call_each_other_by_extension(
+    node: Callable[..., HotlineNode],
+    pjagent: Callable[..., PjAgent],
+    tmp_path: Path,
+) -> None:
+    hotline = node()
+    callee = agent(pjagent, hotline, "1002", SECOND_TONE, record=tmp_path / "callee.wav")
+    caller = agent(pjagent, hotline, "1001", FIRST_TONE)
+    caller.send(f"call sip:1002@{hotline.address}")
+    incoming = callee.wait_for("incoming", timeout=8)
+    assert "1001" in incoming["from"]
+    callee.wait_for("media_active", timeout=8)
+    started = callee.wait_for("recording")["time"]
+    time.sleep(2.0)
+    caller.send("hangup")
+    callee.wait_for("disconnected", timeout=5)
+    callee.stop()
+    wav = read_wav(tmp_path / "callee.wav")
+    heard = shares(
+        wav.samples[int(0.5 * wav.rate) : int((time.time() - started - 0.5) * wav.rate)], wav.rate
+    )
+    assert heard[FIRST_TONE] > 0.5, heard
+    (row,) = hotline.wait_for_rows(
+        "calls", lambda rows: len(rows) == 1 and rows[0]["end"] is not None
+    )
+    assert (row["route"], row["caller"], row["called"]) == ("phone:internal", "1001", "1002")
+
+
+def test_attended_transfer_from_pjsua2_after_a_consultation_call(
+    node: Callable[..., HotlineNode],
+    pjagent: Callable[..., PjAgent],
+    rtp_caller: Callable[..., RtpCaller],
+) -> None:
+    """1001 holds the caller (who hears the hold tone), consults 1002 on its second line,
+    then transfers with Replaces: the caller hears 1002; both of 1001's calls end."""
+    hotline = node()
+    first = agent(pjagent, hotline, "1001", FIRST_TONE)
+    second = agent(pjagent, hotline, "1002", SECOND_TONE)
+    caller = rtp_caller(hotline, called="9000")
+    caller.call()
+    caller.wait_tone(FIRST_TONE)
+    queue_call = first.wait_for("confirmed")["call_id"]
+    first.send("hold")
+    held = caller.wait_tone(HOLD_TONE, timeout=8)
+    first.send(f"call sip:1002@{hotline.address}")
+    consult = first.wait_for("calling")["call_id"]
+    second.wait_for("media_active", timeout=8)
+    first.wait_for("confirmed", call_id=consult, timeout=8)
+    first.send(f"xfer_replaces {queue_call} {consult}")
+    assert first.wait_for("xfer_status", timeout=8, final=True)["code"] == 200
+    caller.wait_tone(SECOND_TONE, since=held, timeout=8)
+    first.wait_for("disconnected", call_id=queue_call, timeout=8)
+    first.wait_for("disconnected", call_id=consult, timeout=8)
+    assert caller.hang_up() == 200
+    second.wait_for("disconnected", timeout=5)
+    rows = hotline.wait_for_rows(
+        "calls", lambda rows: len(rows) == 2 and all(r["end"] is not None for r in rows)
+    )
+    (call,) = [r for r in rows if r["route"] == "test"]
+    (consultation,) = [r for r in rows if r["route"] == "phone:internal"]
+    assert call["agent"] == "1002" and call["disposition"] == "answered"
+    assert consultation["disposition"] == "transferred"
+    assert ("TRANSFER", "1001") in queue_events(hotline, call["call_id"])

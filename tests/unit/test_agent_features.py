@@ -12,6 +12,7 @@ from callkit import IvrHarness, edited_config, statuses
 from sipflow import Phone, Trunk
 from test_call_model import MONDAY_10
 
+from acd import AcdError
 from softswitch.call import events as ev
 from softswitch.sip.message import Request, Response
 
@@ -29,7 +30,9 @@ class FeatureHarness(IvrHarness):
         super().__init__(tmp_path, MONDAY_10, config_dir=edited_config(tmp_path, changes))
 
     def queue_log(self, call_id: str) -> list[str]:
-        return [row["event"] for row in self.cdr.get_queue_log(call_id)]
+        """The call's queue-log events, agents' state changes left out."""
+        rows = self.cdr.get_queue_log(call_id)
+        return [row["event"] for row in rows if row["event"] != "AGENT_STATE"]
 
 
 def requests(messages: list) -> list[Request]:
@@ -175,7 +178,7 @@ def test_transfers_the_node_refuses_leave_the_call_with_the_agent(tmp_path: Path
         ("sip:1001@127.0.0.1", 403),  # itself
         ("sip:1002@127.0.0.1", 480),  # not logged in
         ("sip:nobody@127.0.0.1", 404),
-        ("sip:1002@127.0.0.1?Replaces=abc%3Bto-tag%3Dx%3Bfrom-tag%3Dy", 501),
+        ("sip:1002@127.0.0.1?Replaces=abc%3Bto-tag%3Dx%3Bfrom-tag%3Dy", 481),  # no such call
     ]
     for cseq, (target, status) in enumerate(cases, start=10):
         out = refer(first, invite, target, cseq)
@@ -524,3 +527,148 @@ def test_an_agent_takes_a_callback_task_from_the_phone(tmp_path: Path) -> None:
     far.reply(dial, 200, to_tag="far", sdp=True)
     h.take(5080)
     assert h.cdr.callback_list(0.0) == []  # reached: off the list
+
+
+# --- calls between agents, pickup, log in and out -----------------------------------------
+def test_an_agent_calls_another_agent_and_neither_gets_queue_calls_meanwhile(
+    tmp_path: Path,
+) -> None:
+    h = FeatureHarness(tmp_path)
+    one, two = Phone(h, "1001", 5101), Phone(h, "1002", 5102)
+    one.register()
+    two.register()
+    one.dial("1002", call_id="int-1")
+    (ring,) = requests(h.take(two.port))
+    assert ring.from_.uri.startswith("sip:1001@") and ring.headers.get("x-hotline-queue") is None
+    assert h.switch.acd.agent_state("1001").value == "direct_call"
+    assert h.switch.acd.agent_state("1002").value == "direct_call"
+    two.reply(ring, 200, to_tag="t2", sdp=True)
+    h.take(two.port)  # our ACK
+    (session,) = h.switch.control.sessions.values()
+    assert frozenset((session.a.leg_id, session.legs[1].leg_id)) in h.media.bridges
+    trunk = Trunk(h)
+    trunk.invite("9000")  # a queue call waits: both agents are on the phone
+    assert requests(h.take(one.port)) == [] and requests(h.take(two.port)) == []
+    two.bye(ring, to_tag="t2")
+    h.take(one.port)
+    # Both are free again; the waiting caller rings one of them.
+    rings = requests(h.take(one.port) + h.take(two.port))
+    assert [r.headers.get("x-hotline-queue") for r in rings] == ["general"]
+
+
+def test_calling_a_busy_agent_gets_486(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    _trunk, (talker,), _invite, _ = talking(h, "1002")
+    other = Phone(h, "1001", 5101)
+    other.register()
+    other.dial("1002", call_id="int-2")
+    assert statuses(h_take(other))[-1] == 486
+
+
+def test_group_and_directed_pickup_take_a_ringing_call(tmp_path: Path) -> None:
+    for code in ("*8", "**1002"):
+        h = FeatureHarness(tmp_path / code.replace("*", "s"))
+        ringing, picker = Phone(h, "1002", 5102), Phone(h, "1001", 5101)
+        ringing.register()
+        picker.register()
+        h.switch.agent_command("1001", "not_ready", h.now)  # the call rings 1002 only
+        trunk = Trunk(h)
+        trunk.invite("9000")
+        (ring,) = requests(h.take(ringing.port))
+        ringing.reply(ring, 180)
+        picker.dial(code, call_id=f"pick-{code}")
+        assert statuses(h_take(picker))[-1] == 200  # answered by the node for the call
+        assert "CANCEL" in statuses(h.take(ringing.port))
+        (session,) = h.switch.control.sessions.values()
+        legs = [leg for leg in session.legs if leg.up]
+        assert [leg.agent_id for leg in legs[1:]] == ["1001"]
+        assert frozenset((session.a.leg_id, legs[1].leg_id)) in h.media.bridges
+        assert h.switch.acd.agent_state("1001").value == "talking"
+        assert "PICKUP" in h.queue_log(session.call_id)
+        ok = h.take(trunk.port)[-1]
+        assert isinstance(ok, Response) and ok.status == 200  # the caller is answered
+        trunk.to_tag = ok.to.tag
+        trunk.ack()
+        trunk.bye()
+        assert h.switch.control.sessions == {}
+        assert h.cdr.get_call(session.call_id)["agent"] == "1001"
+
+
+def test_pickup_with_nothing_ringing_is_480(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    picker = Phone(h, "1001", 5101)
+    picker.register()
+    picker.dial("*8", call_id="pick-none")
+    assert statuses(h_take(picker))[-1] == 480
+    assert h.switch.control.sessions == {}
+
+
+def test_log_out_and_in_from_the_phone(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    phone = Phone(h, "1001", 5101)
+    phone.register()
+    feature_call(h, phone, "*22")
+    assert h.switch.acd.agent_state("1001").value == "logged_out"
+    (session,) = h.switch.control.sessions.values()
+    h.finish_play(session.a.leg_id)
+    h_take(phone)
+    trunk = Trunk(h)
+    trunk.invite("9000")
+    assert requests(h.take(phone.port)) == []  # logged out: no calls
+    out = feature_call(h, phone, "*21")
+    rings = [r for r in requests(out) if r.headers.get("x-hotline-queue") == "general"]
+    assert len(rings) == 1  # logged in: the waiting caller rings it at once
+    assert h.switch.acd.agent_state("1001").value == "ringing"
+    with pytest.raises(AcdError):
+        h.switch.agent_command("1008", "login", h.now)  # its phone is not registered
+
+
+def test_attended_transfer_hands_the_caller_to_the_consulted_agent(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    trunk, (first, second), invite, call_id = talking(h, "1001", "1002")
+    first.in_dialog(invite, "INVITE", 2, sdp_direction="sendonly")  # hold to consult
+    h.take(first.port)
+    first.dial("1002", call_id="consult-1")
+    (ring,) = requests(h.take(second.port))
+    second.reply(ring, 200, to_tag="c2", sdp=True)
+    h.take(second.port)
+    ok = [m for m in h.take(first.port) if isinstance(m, Response) and m.status == 200][-1]
+    node_tag = ok.to.tag
+    (consultation,) = [
+        s.call_id for s in h.switch.control.sessions.values() if s.call_id != call_id
+    ]
+    replaces = f"consult-1%3Bto-tag%3D{node_tag}%3Bfrom-tag%3Dd1001"
+    out = refer(first, invite, f"sip:1002@127.0.0.1?Replaces={replaces}", cseq=6)
+    assert statuses(out)[0] == 202
+    assert notify_frags(out) == [b"SIP/2.0 100 Trying", b"SIP/2.0 200 OK"]
+    # 1001's legs in both calls are hung up; 1002's phone notices nothing.
+    assert statuses(out).count("BYE") == 2
+    assert requests(h.take(second.port)) == []
+    session = h.switch.control.sessions[call_id]
+    assert list(h.switch.control.sessions) == [call_id]  # the consultation call is over
+    b = session.legs[-1]
+    assert b.agent_id == "1002" and frozenset((session.a.leg_id, b.leg_id)) in h.media.bridges
+    assert ("stop_play", session.a.leg_id) in h.media.calls  # the hold music stops
+    assert h.switch.acd.agent_state("1001").value == "idle"
+    assert h.switch.acd.agent_state("1002").value == "direct_call"
+    assert h.take(trunk.port) == []
+    trunk.bye()
+    assert "BYE" in statuses(h.take(second.port))
+    assert h.switch.acd.agent_state("1002").value == "idle"
+    assert h.cdr.get_call(call_id)["agent"] == "1002"
+    row = h.cdr.get_call(consultation)
+    assert row is not None and row["disposition"] == "transferred" and row["end"] is not None
+
+
+def test_attended_transfer_refusals_leave_both_calls(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    _trunk, (first, _second), invite, call_id = talking(h, "1001", "1002")
+    cases = [
+        ("unknown%3Bto-tag%3Dx%3Bfrom-tag%3Dy", 481),
+        ("consult-x", 400),
+    ]
+    for cseq, (replaces, status) in enumerate(cases, start=30):
+        out = refer(first, invite, f"sip:1002@127.0.0.1?Replaces={replaces}", cseq=cseq)
+        assert statuses(out) == [status]
+    session = h.switch.control.sessions[call_id]
+    assert frozenset((session.a.leg_id, session.legs[1].leg_id)) in h.media.bridges
