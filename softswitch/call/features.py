@@ -518,10 +518,16 @@ class Features(ControlBase):
         target_session, _leg = found
         try:
             if target_session.config.agent(action.number) is not None:
-                raise TransferError(501, "Three-way calls with agents are not available yet")
-            target = _external(
-                target_session.config, action.number, target_session.trunk, action.agent_id
-            )
+                if action.number == action.agent_id:
+                    raise TransferError(403, "Cannot add yourself")
+                if not self.port.direct_started(action.number, target_session.call_id, now):
+                    raise TransferError(486, f"Agent {action.number} is busy")
+                target = ev.TransferTarget("agent", action.number)
+            else:
+                target = _external(
+                    target_session.config, action.number, target_session.trunk,
+                    action.agent_id,
+                )  # fmt: skip
         except TransferError as exc:
             self._deliver(session, ev.CommandResult("conference", False, exc.reason), now)
             return

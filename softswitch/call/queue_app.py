@@ -139,12 +139,13 @@ class QueueApp:
         self.holding = False  # the talking agent holds the caller: hold music plays
         self.third: str | None = None  # a three-way call's third party: ringing, then mixed
         self.mixed = False  # the three parties are in the conference mix
-        self.direct: dict[str, str] = {}  # leg of an attended transfer's agent -> its call
+        self.direct: dict[str, str] = {}  # leg of an agent on a direct call -> its call id
+        self.done: set[str] = set()  # agent legs whose end the ACD has been told
 
     def handle(self, call: CallView, event: AppEvent, now: float) -> list[Action]:
         if self.third is not None and getattr(event, "leg_id", None) == self.third:
             if isinstance(event, LegAnswered | LegFailed | LegEnded):
-                return self._third_party(call, event)
+                return self._third_party(call, event, now)
             return []
         if isinstance(event, Started):
             return self._start(call, now)
@@ -205,10 +206,15 @@ class QueueApp:
             return [*out, Bridge(call.caller_leg, event.leg_id)]
         if isinstance(event, ConferenceRequested) and self.talking and self.third is None:
             self.third = call.new_leg_id()
-            return [CallNumber(event.target.value, self.third, event.target.trunk)]
+            target = event.target
+            if target.kind == "agent":  # on a direct call in the ACD (call control did it)
+                self.agent_of[self.third] = target.value
+                self.direct[self.third] = call.call_id
+                return [CallAgent(target.value, "", self.third)]
+            return [CallNumber(target.value, self.third, target.trunk)]
         return []
 
-    def _third_party(self, call: CallView, event: AppEvent) -> list[Action]:
+    def _third_party(self, call: CallView, event: AppEvent, now: float) -> list[Action]:
         """The third party of a three-way call rang, answered, failed or hung up."""
         caller, third = call.caller_leg, self.third
         assert third is not None
@@ -225,19 +231,28 @@ class QueueApp:
             return [*out, Mix(CONFERENCE_MIX, hears)]
         if isinstance(event, LegAnswered):  # the agent left while it rang
             self.mixed = False
+            self._third_takes_over()
             return [Bridge(caller, third, rejoin=True)]
         if isinstance(event, LegFailed):
+            self._agent_done(call, third, now)
             self.third = None
             if self.talking is None:  # the agent left for it, and it cannot be reached
                 return [Hangup(status=480, disposition="answered")]
             return [Play(self.talking, (REFUSED_TONE,))]
         if isinstance(event, LegEnded):
+            self._agent_done(call, third, now)
             self.third = None
             if self.mixed and self.talking is not None:
                 self.mixed = False
                 return [Unmix(CONFERENCE_MIX), Bridge(caller, self.talking, rejoin=True)]
             return [Hangup(status=480, disposition="answered")]
         return []
+
+    def _third_takes_over(self) -> None:
+        """The agent left a three-way call: a third party that is an agent becomes the
+        call's talking agent (it may hold, transfer …); an outside party stays the third."""
+        if self.third is not None and self.third in self.agent_of:
+            self.talking, self.third = self.third, None
 
     def _hold_music(self, call: CallView) -> list[Action]:
         """What a caller on hold hears: the queue's `hold_music`, else its `music`, else a
@@ -265,8 +280,9 @@ class QueueApp:
         """The agent of `leg_id` is done with the call: the ACD hears the call ended for it
         (or, for one an attended transfer brought, that its direct call ended)."""
         agent = self.agent_of.get(leg_id)
-        if agent is None:
-            return  # an outside party (an attended transfer to a number)
+        if agent is None or leg_id in self.done:
+            return  # an outside party (an attended transfer to a number), or told already
+        self.done.add(leg_id)
         consultation = self.direct.pop(leg_id, None)
         if consultation is not None:
             self.acd.direct_ended(agent, consultation, now)
@@ -436,7 +452,9 @@ class QueueApp:
                 if not self.mixed:
                     return [StopPlay(call.caller_leg)] if self.holding else []
                 self.mixed = False
-                return [Unmix(CONFERENCE_MIX), Bridge(call.caller_leg, self.third, rejoin=True)]
+                third = self.third
+                self._third_takes_over()
+                return [Unmix(CONFERENCE_MIX), Bridge(call.caller_leg, third, rejoin=True)]
             out: list[Action] = []
             if self.holding:  # the agent hung up a caller on hold: the music stops
                 self.holding = False

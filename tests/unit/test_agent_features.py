@@ -672,3 +672,26 @@ def test_attended_transfer_refusals_leave_both_calls(tmp_path: Path) -> None:
         assert statuses(out) == [status]
     session = h.switch.control.sessions[call_id]
     assert frozenset((session.a.leg_id, session.legs[1].leg_id)) in h.media.bridges
+
+
+def test_a_three_way_call_with_another_agent_who_then_keeps_the_caller(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    trunk, (first, second), invite, call_id = talking(h, "1001", "1002")
+    feature_call(h, first, "*41002")
+    (feature,) = [s for s in h.switch.control.sessions.values() if s.call_id != call_id]
+    h.finish_play(feature.a.leg_id)
+    h_take(first)
+    (ring,) = requests(h.take(second.port))
+    assert ring.headers.get("x-hotline-queue") is None
+    assert h.switch.acd.agent_state("1002").value == "direct_call"
+    second.reply(ring, 200, to_tag="c3", sdp=True)
+    h.take(second.port)
+    session = h.switch.control.sessions[call_id]
+    assert len(h.media.mixes[f"{call_id}-conference"]) == 3
+    first.in_dialog(invite, "BYE", 9)
+    third = session.legs[-1].leg_id
+    assert frozenset((session.a.leg_id, third)) in h.media.bridges
+    assert h.switch.acd.agent_state("1001").value == "idle"
+    trunk.bye()
+    assert h.switch.acd.agent_state("1002").value == "idle"
+    assert h.switch.control.sessions == {}
