@@ -669,6 +669,15 @@ class Agent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     auto_answer_after: Annotated[
         int, Meta(ge=0, le=60, description="Seconds the phone rings before it auto-answers.")
     ] = 0
+    mobile: Annotated[
+        Annotated[str, Meta(pattern=r"^\+?[0-9]+$")] | None,
+        Meta(
+            description="A mobile agent: queue calls ring this number through the first "
+            "trunk with `outbound` and `caller_id` (presenting the hotline number) instead "
+            "of a registered phone. Such an agent takes calls after `hotline agent login ID` "
+            "and stops after `logout` (it has no registration; a restart logs it out)."
+        ),
+    ] = None
     features: Annotated[
         tuple[Literal["transfer_external", "outbound", "supervise"], ...],
         Meta(
@@ -1411,6 +1420,14 @@ def _cross_checks(loaded: dict[str, _Loaded], base: Path) -> None:
                                 ("queues", index, *where, *inner),
                                 f"unknown prompt `{name}` (dialplan.yaml `prompts`)",
                             )
+        if agents is not None and trunks is not None:
+            dialling = [t for _, t in trunks.items("trunks") if t.outbound and t.caller_id]
+            for index, agent in agents.items("agents"):
+                if agent.mobile is not None and not dialling:
+                    agents.builder.error(
+                        ("agents", index, "mobile"),
+                        "a mobile agent needs a trunk with `outbound` and `caller_id`",
+                    )
         if queues is not None and trunks is not None:
             names = {t.name for _, t in trunks.items("trunks")}
             for index, queue in queues.items("queues"):

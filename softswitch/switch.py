@@ -779,6 +779,16 @@ class Switch:
             if not self.control.release_agent_call(agent_id, now):
                 raise ValueError(f"agent {agent_id} is on no call")
             return self.acd.agent_state(agent_id).value
+        agent = self.config.agent(agent_id)
+        if agent is not None and agent.mobile is not None and action in ("login", "logout"):
+            # A mobile agent has no registration: logging in makes it reachable.
+            if action == "login":
+                self.control.acd_command(now, self.acd.agent_available, agent_id, now)
+                if self.acd.agent_snapshot(agent_id).state == "logged_out":
+                    self.control.acd_command(now, self.acd.agent_login, agent_id, now)
+            else:
+                self.control.acd_command(now, self.acd.agent_unavailable, agent_id, now)
+            return self.acd.agent_state(agent_id).value
         method = getattr(self.acd, name)
         if action in ("not_ready", "lock"):
             self.control.acd_command(now, method, agent_id, now, reason or action)

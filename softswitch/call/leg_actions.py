@@ -4,7 +4,7 @@ originate legs (the one request builder), bridge and mix, play, record, listen. 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from media import MediaError, NotAnchoredError
 from softswitch.call import events as ev
@@ -37,6 +37,10 @@ from softswitch.sip.transaction import (
 #: every minute, since a proxy may end the transaction after a gap (Kamailio's fr_inv_timer,
 #: 120 s by default, answers the caller 408); 50 s leaves a lost datagram's worth of slack.
 PROVISIONAL_REFRESH = 50.0
+
+
+if TYPE_CHECKING:
+    from softswitch.config import Trunk
 
 
 def parse_host_port(text: str) -> tuple[str, int]:
@@ -109,6 +113,10 @@ class LegActions(ControlBase):
     def _call_agent(self, session: Session, action: CallAgent, now: float) -> None:
         """A leg to the agent's registered phone, offering the call of `action.queue`."""
         agent_id = action.agent_id
+        agent = session.config.agent(agent_id)
+        if agent is not None and agent.mobile is not None:
+            self._call_mobile(session, action, agent.mobile, now)
+            return
         bindings = self.location.lookup(agent_id, now)
         if not bindings:
             session.log.warning("agent %s has no registered contact", agent_id)
@@ -123,7 +131,6 @@ class LegActions(ControlBase):
         target = phone_target(binding.contact, binding.source, binding.transport)
         direct = self.direct_media(session.trunk, agent_id)
         internal = [("x-hotline-queue", action.queue)] if action.queue else []
-        agent = session.config.agent(agent_id)
         if agent is not None and agent.auto_answer and action.queue:
             after = agent.auto_answer_after
             internal += [
@@ -139,23 +146,52 @@ class LegActions(ControlBase):
             self.bus.publish(ev.CallRinging(self.wall(now), session.call_id, agent_id))
             session.log.info("offering to agent %s at %s", agent_id, binding.contact)
 
+    def _call_mobile(self, session: Session, action: CallAgent, number: str, now: float) -> None:
+        """A mobile agent (SPEC ACD-5): the queue call rings the agent's own number through
+        the first trunk that places outbound calls, presenting the hotline number; as for
+        any outside party, no associated data goes with it."""
+        trunk = next(
+            (t for t in session.config.trunks if t.outbound is not None and t.caller_id), None
+        )
+        leg = self._dial(session, action.leg_id, number, trunk, now, agent_id=action.agent_id)
+        if leg is not None:
+            self.bus.publish(ev.CallRinging(self.wall(now), session.call_id, action.agent_id))
+
     def _call_number(self, session: Session, action: CallNumber, now: float) -> None:
         """A leg to an external number through a trunk, presenting the hotline number."""
         trunk_name = action.trunk or session.trunk
         trunk = next((t for t in session.config.trunks if t.name == trunk_name), None)
+        self._dial(session, action.leg_id, action.number, trunk, now, trunk_name=trunk_name)
+
+    def _dial(
+        self,
+        session: Session,
+        leg_id: str,
+        number: str,
+        trunk: Trunk | None,
+        now: float,
+        agent_id: str | None = None,
+        trunk_name: str | None = None,
+    ) -> Leg | None:
+        """`number` through `trunk`, as the trunk's hotline number; a trunk that cannot
+        place calls fails the leg (503) at once."""
         if trunk is None or trunk.outbound is None or trunk.caller_id is None:
             why = "unknown trunk" if trunk is None else "no `outbound` address or `caller_id`"
-            session.log.error("cannot dial %s through trunk %s: %s", action.number, trunk_name, why)
-            self._deliver(session, ev.LegFailed(action.leg_id, 503, why), now)
-            return
+            name = trunk.name if trunk is not None else trunk_name or "(none)"
+            session.log.error("cannot dial %s through trunk %s: %s", number, name, why)
+            self._deliver(session, ev.LegFailed(leg_id, 503, why), now)
+            return None
         host, port = parse_host_port(trunk.outbound)
         target = Target("UDP", host, port)
-        uri = f"sip:{action.number}@{hostport(host, port)}"
+        uri = f"sip:{number}@{hostport(host, port)}"
         leg = self._originate(
-            session, action.leg_id, uri, target, uri, trunk.caller_id, trunk.direct_media, now
-        )
+            session, leg_id, uri, target, uri, trunk.caller_id, trunk.direct_media, now,
+            agent_id=agent_id,
+        )  # fmt: skip
         if leg is not None:
-            session.log.info("dialling %s through trunk %s", action.number, trunk_name)
+            who = f"mobile agent {agent_id} at " if agent_id else ""
+            session.log.info("dialling %s%s through trunk %s", who, number, trunk.name)
+        return leg
 
     def _originate(
         self,

@@ -14,6 +14,7 @@ from test_call_model import MONDAY_10
 
 from acd import AcdError
 from softswitch.call import events as ev
+from softswitch.config import ConfigError, load_config
 from softswitch.sip.message import Request, Response
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -695,3 +696,34 @@ def test_a_three_way_call_with_another_agent_who_then_keeps_the_caller(tmp_path:
     trunk.bye()
     assert h.switch.acd.agent_state("1002").value == "idle"
     assert h.switch.control.sessions == {}
+
+
+def test_a_mobile_agent_logs_in_from_the_cli_and_is_rung_through_the_trunk(
+    tmp_path: Path,
+) -> None:
+    h = FeatureHarness(tmp_path, agent_1001={"mobile": "013700000001"})
+    assert h.switch.acd.agent_state("1001").value == "logged_out"
+    assert h.switch.agent_command("1001", "login", h.now) == "idle"
+    trunk = Trunk(h)
+    trunk.invite("9000")
+    (ring,) = requests(h.take(5080))
+    assert ring.uri.startswith("sip:013700000001@") and ring.from_.uri.startswith("sip:12345@")
+    assert not any(name.startswith("x-hotline") for name, _ in ring.headers)
+    mobile = Phone(h, "mobile", 5080)
+    mobile.reply(ring, 200, to_tag="m1", sdp=True)
+    h.take(5080)
+    (session,) = h.switch.control.sessions.values()
+    assert frozenset((session.a.leg_id, session.legs[1].leg_id)) in h.media.bridges
+    mobile.bye(ring, to_tag="m1")
+    assert h.cdr.get_call(session.call_id)["agent"] == "1001"
+    assert h.switch.agent_command("1001", "logout", h.now) == "logged_out"
+    Trunk(h, call_id="second").invite("9000")
+    assert requests(h.take(5080)) == []
+
+
+def test_a_mobile_agent_needs_a_trunk_that_dials_out(tmp_path: Path) -> None:
+    config = edited_config(tmp_path, {"agents": {"mobile": "013700000001"}})
+    trunks = config / "trunks.yaml"
+    trunks.write_text(trunks.read_text().replace('outbound: "127.0.0.1:5080"', ""))
+    with pytest.raises(ConfigError, match="mobile agent needs a trunk"):
+        load_config(config)
