@@ -217,6 +217,13 @@ class Signalling(ControlBase):
             self._respond(event.key, make_response(request, 500, str(exc)), now)
             return True
         if session.ended or leg.over:
+            if request.method == "BYE" and leg.state in (LegState.ENDING, LegState.ENDED):
+                # Our BYE and the party's crossed (a phone hanging up after its transfer's
+                # NOTIFY, RFC 5589 §6): the dialog is known and ends either way (§15.1.2).
+                self._respond(event.key, make_response(request, 200), now)
+                if leg.state is LegState.ENDING:
+                    leg.to(LegEvent.REMOTE_BYE)
+                return True
             self._respond(event.key, make_response(request, 481), now)
             return True
         method = request.method

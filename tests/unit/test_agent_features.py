@@ -727,3 +727,13 @@ def test_a_mobile_agent_needs_a_trunk_that_dials_out(tmp_path: Path) -> None:
     trunks.write_text(trunks.read_text().replace('outbound: "127.0.0.1:5080"', ""))
     with pytest.raises(ConfigError, match="mobile agent needs a trunk"):
         load_config(config)
+
+
+def test_the_phones_bye_after_its_transfer_crossing_ours_gets_200(tmp_path: Path) -> None:
+    """RFC 5589 §6: the transferor hangs up after the final NOTIFY, as the node does."""
+    h = FeatureHarness(tmp_path)
+    _trunk, (first, _other), invite, call_id = talking(h, "1001", "1005")
+    out = refer(first, invite, "sip:enterprise@127.0.0.1")
+    assert statuses(out)[-1] == "BYE"  # ours
+    first.in_dialog(invite, "BYE", 7)  # the phone's, crossing it
+    assert statuses(h_take(first)) == [200]
