@@ -913,6 +913,15 @@ class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "no calls until a supervisor unlocks it. An answer resets the count. 0 = never.",
         ),
     ] = 0
+    conference_alert: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description="Seconds a three-way call of this queue (`*4`) may last before the "
+            "node raises an alert: an `AGENT_ALERT` in the queue log (`what: conference`) "
+            "and a warning in the node's log, once per three-way call. 0 = never.",
+        ),
+    ] = 0.0
     busy_alert: Annotated[
         float,
         Meta(

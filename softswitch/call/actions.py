@@ -197,6 +197,15 @@ class AddParty(msgspec.Struct, frozen=True):
     number: str
 
 
+class Alert(msgspec.Struct, frozen=True):
+    """Tell supervisors about the call: an `AGENT_ALERT` in the queue log for `agent_id`
+    and a warning in the node's log (e.g. a three-way call past its queue's limit)."""
+
+    agent_id: str
+    what: str
+    seconds: float
+
+
 class PickUp(msgspec.Struct, frozen=True):
     """Call pickup: this call's caller leg (the picking agent's phone, not answered yet)
     takes the call ringing at `ringing_agent` (None: the one ringing longest in the
@@ -241,6 +250,7 @@ Action = (
     | Hangup
     | AgentCommand
     | AddParty
+    | Alert
     | PickUp
     | Supervise
 )
@@ -249,6 +259,7 @@ __all__ = [
     "Action",
     "AddParty",
     "AgentCommand",
+    "Alert",
     "Answer",
     "Bridge",
     "CallAgent",

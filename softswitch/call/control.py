@@ -32,6 +32,7 @@ from softswitch.call.actions import (
     Action,
     AddParty,
     AgentCommand,
+    Alert,
     Answer,
     Bridge,
     CallAgent,
@@ -421,6 +422,15 @@ class CallControl(Signalling, LegActions, Features):
             self._add_party(session, action, now)
         elif isinstance(action, PickUp):
             self._pickup(session, action, now)
+        elif isinstance(action, Alert):
+            data = {"what": action.what, "seconds": action.seconds}
+            session.log.warning("agent %s alert: %s", action.agent_id, data)
+            self.bus.publish(
+                ev.QueueLogged(
+                    self.wall(now), session.call_id, session.queue, action.agent_id,
+                    "AGENT_ALERT", data,
+                )  # fmt: skip
+            )
         elif isinstance(action, Hangup):
             # A call some party (an agent) talked to counts as answered, whatever the
             # application ending it says (a survey after the agent hung up).

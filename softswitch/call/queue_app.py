@@ -21,6 +21,7 @@ from ivr.resolver import PromptError, PromptResolver
 from media.items import PlayItem, Tone
 from softswitch.call.actions import (
     Action,
+    Alert,
     Bridge,
     CallAgent,
     CallNumber,
@@ -72,6 +73,8 @@ WAITING_TONE = Tone(450.0, level_dbm0=-13.0, on_ms=1000, off_ms=4000, repeats=0)
 #: The mix of a three-way call, and what the agent hears when its third party cannot be
 #: reached (three low beeps).
 CONFERENCE_MIX = "conference"
+#: The queue application's timer of a three-way call's `conference_alert`.
+CONFERENCE_TIMER = "conference-alert"
 REFUSED_TONE = Tone(480.0, level_dbm0=-12.0, on_ms=300, off_ms=200, repeats=3)
 
 #: What a caller on hold hears when the queue has neither `hold_music` nor `music`.
@@ -176,6 +179,12 @@ class QueueApp:
         if isinstance(event, QueueTimedOut):
             self.waiting = False
             return self._overflow(call, event)
+        if isinstance(event, TimerFired) and event.name == CONFERENCE_TIMER:
+            queue = call.config.queue(self.queue)
+            if self.mixed and self.talking is not None and queue is not None:
+                agent = self.agent_of.get(self.talking, "")
+                return [Alert(agent, "conference", queue.conference_alert)]
+            return []
         if isinstance(event, TimerFired) and event.name == ANNOUNCE_TIMER and self.waiting:
             return self._announce(call)
         if isinstance(event, PlaybackDone) and self.waiting and self.tone:
@@ -228,6 +237,9 @@ class QueueApp:
             hears: dict[str, tuple[str, ...]] = {
                 caller: (agent, third), agent: (caller, third), third: (caller, agent),
             }  # fmt: skip
+            queue = call.config.queue(self.queue)
+            if queue is not None and queue.conference_alert > 0:
+                out.append(StartTimer(CONFERENCE_TIMER, queue.conference_alert))
             return [*out, Mix(CONFERENCE_MIX, hears)]
         if isinstance(event, LegAnswered):  # the agent left while it rang
             self.mixed = False

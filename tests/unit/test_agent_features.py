@@ -737,3 +737,16 @@ def test_the_phones_bye_after_its_transfer_crossing_ours_gets_200(tmp_path: Path
     assert statuses(out)[-1] == "BYE"  # ours
     first.in_dialog(invite, "BYE", 7)  # the phone's, crossing it
     assert statuses(h_take(first)) == [200]
+
+
+def test_a_three_way_call_past_the_queues_limit_raises_one_alert(tmp_path: Path) -> None:
+    h = FeatureHarness(
+        tmp_path, {"conference_alert": 60}, agent_1001={"features": ["transfer_external"]}
+    )
+    trunk, _phone, _invite, _department, _dial, call_id = three_way(h)
+    h.advance(59)
+    assert "AGENT_ALERT" not in h.queue_log(call_id)
+    h.advance(2)
+    (alert,) = [r for r in h.cdr.get_queue_log(call_id) if r["event"] == "AGENT_ALERT"]
+    assert alert["agent"] == "1001" and alert["data"] == {"what": "conference", "seconds": 60.0}
+    trunk.bye()
