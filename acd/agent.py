@@ -1,15 +1,25 @@
 """Agent states and their transition table (SPEC ACD-4, STYLE §2).
 
-Logged out, idle, ringing, talking, wrap-up, busy (not ready, with a reason code), break and
-locked. Registration drives login: a phone that registers makes its agent idle, one that
-unregisters logs it out. Not ready, break and ready come from the agent (phone feature
-codes, the CLI, the API); lock comes from missed calls in a row (the queue's `lock_after`)
-or a supervisor, and only a supervisor's unlock ends it.
+Logged out, idle, ringing, talking, on hold, on a direct call, wrap-up, busy (not ready, with a
+reason code), break and locked. Registration drives login: a phone that registers makes its
+agent idle, one that unregisters logs it out. The agent may also log out while its phone stays
+registered (feature code, CLI): it is then logged out until it logs in again, whatever its
+phone does meanwhile (the engine keeps that choice beside the state, as `signed_out`). Not
+ready, break and ready come from the agent (phone feature codes, the CLI, the API); lock comes
+from missed calls in a row (the queue's `lock_after`) or a supervisor, and only a supervisor's
+unlock ends it.
 
 Self-loops are listed on purpose: a REGISTER refresh reports `AVAILABLE` again for an agent that
 is already working, an expiry reports `UNAVAILABLE` for one already logged out; both are normal
 and change nothing. `UNAVAILABLE` while talking keeps the agent talking; the engine remembers it
-and logs the agent out when that call ends (the call in progress is not cut).
+and logs the agent out when that call ends (the call in progress is not cut). The same holds
+for a logout, a not-ready or a break asked while ringing, talking, on hold or on a direct call.
+
+Hold is a state of an agent talking on a queue call (its phone put the caller on hold); a
+direct call is any call of the agent outside the queues (an internal call, its own outbound
+call, a callback). On a direct call the agent is offered no queue call; when it ends the agent
+returns to the state it had before (idle, busy with its reason, a break, locked; wrap-up ends),
+or to the one asked for during the call.
 """
 
 from __future__ import annotations
@@ -28,6 +38,8 @@ class AgentState(enum.Enum):
     IDLE = "idle"
     RINGING = "ringing"
     TALKING = "talking"
+    HOLD = "hold"  # talking on a queue call that its phone put on hold
+    DIRECT_CALL = "direct_call"  # on a call outside the queues (internal, outbound, callback)
     WRAP_UP = "wrap_up"
     BUSY = "busy"  # not ready, with a reason code (paperwork, training …)
     BREAK = "break"  # on a break
@@ -52,10 +64,26 @@ class AgentEvent(enum.Enum):
     READY = "ready"  # the agent is ready again (also ends wrap-up early)
     LOCK = "lock"  # `lock_after` missed calls in a row, or a supervisor
     UNLOCK = "unlock"  # a supervisor
+    LOGIN = "login"  # the agent logs in again (feature code, CLI); its phone is registered
+    LOGOUT = "logout"  # the agent logs out; its phone stays registered
+    DIRECT_START = "direct_start"  # a call outside the queues begins (internal, outbound …)
+    DIRECT_END = "direct_end"  # that call ended
+    PICKUP = "pickup"  # the agent picks up a queue call ringing at another agent
+    HOLD = "hold"  # the agent's phone holds its queue call
+    RESUME = "resume"  # … and takes it back
 
 
 _S = AgentState
 _E = AgentEvent
+
+#: Logged in and on no call: a direct call may start, a logout applies at once.
+_FREE = (_S.IDLE, _S.WRAP_UP, _S.BUSY, _S.BREAK, _S.LOCKED)
+#: Ringing or on a call: the agent's requests (a logout, a not-ready, a break) wait for its
+#: end, and it is offered no other call.
+ON_CALL = (_S.RINGING, _S.TALKING, _S.HOLD, _S.DIRECT_CALL)
+_LOGGED_IN = _FREE + ON_CALL
+#: The agent's requests that wait for the end of the call they are asked during.
+_DEFERRED = (_E.NOT_READY, _E.BREAK, _E.READY)
 
 AGENT_TRANSITIONS: Mapping[tuple[AgentState, AgentEvent], AgentState] = MappingProxyType(
     {
@@ -110,6 +138,34 @@ AGENT_TRANSITIONS: Mapping[tuple[AgentState, AgentEvent], AgentState] = MappingP
         (_S.LOCKED, _E.UNLOCK): _S.IDLE,
         (_S.LOCKED, _E.AVAILABLE): _S.LOCKED,
         (_S.LOCKED, _E.UNAVAILABLE): _S.LOGGED_OUT,
+        # Log in / log out with the phone registered. Login of a logged-in agent changes
+        # nothing; a logout asked while ringing or on a call applies when the call is over.
+        (_S.LOGGED_OUT, _E.LOGIN): _S.IDLE,
+        **{(state, _E.LOGIN): state for state in _LOGGED_IN},
+        **{(state, _E.LOGOUT): _S.LOGGED_OUT for state in _FREE},
+        **{(state, _E.LOGOUT): state for state in ON_CALL},
+        # Direct calls: from any logged-in state off a call; the end returns to idle, and
+        # the engine then applies what the agent had before (busy, break, locked) or asked
+        # for during the call. Requests during it change that: the engine checks them
+        # against the state the agent returns to (lock and unlock included).
+        **{(state, _E.DIRECT_START): _S.DIRECT_CALL for state in _FREE},
+        (_S.DIRECT_CALL, _E.DIRECT_END): _S.IDLE,
+        **{(_S.DIRECT_CALL, event): _S.DIRECT_CALL for event in _DEFERRED},
+        (_S.DIRECT_CALL, _E.LOCK): _S.DIRECT_CALL,
+        (_S.DIRECT_CALL, _E.UNLOCK): _S.DIRECT_CALL,
+        (_S.DIRECT_CALL, _E.AVAILABLE): _S.DIRECT_CALL,
+        (_S.DIRECT_CALL, _E.UNAVAILABLE): _S.DIRECT_CALL,
+        # Pickup of a queue call ringing elsewhere: talking on it as if it had been answered
+        # (not locked: a lock keeps queue calls from the agent until a supervisor unlocks).
+        **{(state, _E.PICKUP): _S.TALKING for state in _FREE if state is not _S.LOCKED},
+        # Hold: a queue call held by the agent's phone; it may end while held.
+        (_S.TALKING, _E.HOLD): _S.HOLD,
+        (_S.HOLD, _E.RESUME): _S.TALKING,
+        (_S.HOLD, _E.HANGUP): _S.WRAP_UP,
+        (_S.HOLD, _E.HANGUP_NO_WRAP_UP): _S.IDLE,
+        **{(_S.HOLD, event): _S.HOLD for event in _DEFERRED},
+        (_S.HOLD, _E.AVAILABLE): _S.HOLD,
+        (_S.HOLD, _E.UNAVAILABLE): _S.HOLD,
     }
 )
 
@@ -129,9 +185,13 @@ class AgentRecord:
 
     `idle_since` is the longest-idle routing key: the time the agent last became available
     (login, end of call or of wrap-up) — or, after a no-answer or reject, the time of that
-    failure, which sends the agent to the back of the line. `queues` is the effective membership
-    (listed queues, queues whose skills it meets, and queues draining after a reload). `logout_pending` is set when the
-    phone unregisters during a call; `retired` when a reload removed the agent while it was busy.
+    failure, which sends the agent to the back of the line. `queues` is the effective
+    membership (listed queues, queues whose skills it meets, and queues draining after a
+    reload). `logout_pending` is set when the phone unregisters during a call; `retired` when
+    a reload removed the agent while it was busy. `registered` follows the phone's
+    registration; `signed_out` is the agent's own logout (it is logged out, or will be when
+    its call ends, until `agent_login`; registering does not change it). `call_id` is the
+    queue call the agent rings for or talks on, `direct_call_id` its direct call.
     """
 
     __slots__ = (
@@ -150,6 +210,10 @@ class AgentRecord:
         "retired",
         "wrap_up_serial",
         "state_serial",
+        "registered",
+        "signed_out",
+        "direct_call_id",
+        "direct_calls",
     )
 
     def __init__(self, agent_id: str, queues: tuple[str, ...], region: str | None = None) -> None:
@@ -162,11 +226,22 @@ class AgentRecord:
         self.idle_since = 0.0
         self.call_id: str | None = None
         self.logout_pending = False
-        # NOT_READY or BREAK asked while ringing or talking, with its reason: applied when the
-        # agent would next become idle.
+        # What the agent is to do when it would next become idle: a NOT_READY or BREAK asked
+        # while ringing or on a call, with its reason; on a direct call also the state it had
+        # before (NOT_READY, BREAK or LOCK with its reason). None: idle.
         self.pending: tuple[AgentEvent, str] | None = None
         self.reason = ""  # reason code of BUSY
         self.missed = 0  # offers missed in a row (no answer or refused); reset by an answer
         self.retired = False
         self.wrap_up_serial = 0
         self.state_serial = 0  # changes with every state change (alert timers check it)
+        self.registered = False
+        self.signed_out = False
+        self.direct_call_id: str | None = None
+        self.direct_calls = 0  # direct calls started since the engine started
+
+    @property
+    def leaving(self) -> bool:
+        """Whether the agent is to be logged out when its call is over (phone unregistered,
+        its own logout, or removed by a reload)."""
+        return self.logout_pending or self.signed_out or self.retired

@@ -1,17 +1,39 @@
-"""The ACD engine's inputs about agents: registration, not ready, breaks, ready, lock and
-unlock (SPEC ACD-4). `AgentInputs` is the agent half of `acd.Acd`'s public interface; the
-routing they lead to (an agent made idle is offered the longest-waiting call of its queues)
-is `acd.routing`'s."""
+"""The ACD engine's inputs about agents: registration, log in and out, not ready, breaks,
+ready, lock and unlock (SPEC ACD-4), direct calls outside the queues, and hold.
+`AgentInputs` is the agent half of `acd.Acd`'s public interface; the routing they lead to (an
+agent made idle is offered the longest-waiting call of its queues) is `acd.routing`'s.
+
+Requests asked while the agent rings or is on a call (not ready, break, ready, logout; on a
+direct call also lock and unlock) wait for the end of that call: each is checked against the
+state the agent returns to, and changes it.
+"""
 
 from __future__ import annotations
 
-from acd.agent import AgentEvent, AgentState, next_agent_state
-from acd.errors import UnknownAgent
+from acd.agent import ON_CALL, AgentEvent, AgentRecord, AgentState, next_agent_state
+from acd.errors import (
+    AgentBusy,
+    IllegalTransition,
+    NotLoggedIn,
+    NotOffered,
+    NotOnDirectCall,
+    NotRegistered,
+    UnknownAgent,
+)
 from acd.events import CancelOffer, Command, QueueEventKind
-from acd.queue import CallEvent, next_call_state
+from acd.queue import CallEvent, CallState, next_call_state
 from acd.routing import Router
 
 _K = QueueEventKind
+_S = AgentState
+
+#: What a deferred request (`AgentRecord.pending`) makes of an agent that becomes idle.
+_PENDING_STATE = {
+    AgentEvent.NOT_READY: _S.BUSY,
+    AgentEvent.BREAK: _S.BREAK,
+    AgentEvent.LOCK: _S.LOCKED,
+}
+_PENDING_EVENT = {state: event for event, state in _PENDING_STATE.items()}
 
 
 class AgentInputs(Router):
@@ -21,9 +43,14 @@ class AgentInputs(Router):
         """The agent's phone registered. A logged-out agent becomes idle and may at once be
         offered the longest-waiting call of its queues; in any other state nothing changes (a
         REGISTER refresh), except that a logout pending from an unregister during a call is
-        forgotten."""
+        forgotten. An agent that logged itself out (`agent_logout`) stays logged out until
+        `agent_login`."""
         agent = self._live_agent(agent_id, now)
+        agent.registered = True
         out: list[Command] = []
+        if agent.signed_out:  # logged out by the agent's choice: registering is no login
+            agent.logout_pending = False
+            return out
         before = agent.state
         self._agent_to(agent, AgentEvent.AVAILABLE, now, out)
         if before is AgentState.LOGGED_OUT:
@@ -36,14 +63,16 @@ class AgentInputs(Router):
         """The agent's phone unregistered (or its registration expired): the agent is logged
         out. If it was ringing: `CancelOffer`, the call goes back to its queue head and the
         next agent is offered it (unless other agents still ring it: ring-all). If it was
-        talking: logged out when the call ends. Calls waiting for this agent alone leave
-        (`QueueTimeout` "agent_unavailable")."""
+        on a call (talking, on hold, a direct call): logged out when the call ends. Calls
+        waiting for this agent alone leave (`QueueTimeout` "agent_unavailable"). An agent's
+        own logout (`agent_logout`) outlasts this: registering again does not log it in."""
         self._tick(now)
         agent = self._agents.get(agent_id)
         if agent is None:
             raise UnknownAgent(agent_id)
+        agent.registered = False
         out: list[Command] = []
-        if agent.state is AgentState.TALKING:
+        if agent.state in (AgentState.TALKING, AgentState.HOLD, AgentState.DIRECT_CALL):
             agent.logout_pending = True
             return out
         call = None
@@ -65,9 +94,47 @@ class AgentInputs(Router):
         self._forget_if_retired(agent)
         return out
 
+    def agent_logout(self, agent_id: str, now: float) -> list[Command]:
+        """The agent logs out while its phone stays registered (feature code, CLI): it is
+        logged out and offered nothing, as if its phone had unregistered (calls waiting for it
+        alone leave; a queue with `leave_when_empty` it was the last agent of sends its calls
+        to overflow), and stays so, across unregistering and registering again, until
+        `agent_login`. Asked while ringing or on a call, it applies when that is over (like
+        not ready). Refused: `NotRegistered` when the phone is not registered, `NotLoggedIn`
+        when the agent is logged out already or logs out at the end of its call."""
+        agent = self._live_agent(agent_id, now)
+        state = agent.state
+        if not agent.registered:
+            raise NotRegistered(agent_id, state.value, AgentEvent.LOGOUT.value)
+        if agent.signed_out or state is AgentState.LOGGED_OUT:
+            raise NotLoggedIn(agent_id, state.value, AgentEvent.LOGOUT.value)
+        next_agent_state(agent_id, state, AgentEvent.LOGOUT)
+        agent.signed_out = True
+        out: list[Command] = []
+        if state not in ON_CALL:
+            self._settle(agent, now, out)
+        return out
+
+    def agent_login(self, agent_id: str, now: float) -> list[Command]:
+        """The agent logs in again after `agent_logout`: idle, and offered the
+        longest-waiting call of its queues at once. A logout still waiting for the end of a
+        call is withdrawn; an agent logged in already is left as it is. Refused
+        (`NotRegistered`) when its phone is not registered."""
+        agent = self._live_agent(agent_id, now)
+        state = agent.state
+        if not agent.registered:
+            raise NotRegistered(agent_id, state.value, AgentEvent.LOGIN.value)
+        next_agent_state(agent_id, state, AgentEvent.LOGIN)
+        agent.signed_out = False
+        out: list[Command] = []
+        if state is AgentState.LOGGED_OUT:
+            self._agent_to(agent, AgentEvent.LOGIN, now, out)
+            self._agent_ready(agent, now, out, fresh=True)
+        return out
+
     def agent_not_ready(self, agent_id: str, now: float, reason: str = "") -> list[Command]:
         """The agent goes busy (not ready) with `reason` (a reason code): at once from idle,
-        wrap-up or a break; asked while ringing or talking, when that call is over."""
+        wrap-up or a break; asked while ringing or on a call, when that call is over."""
         return self._agent_request(agent_id, AgentEvent.NOT_READY, now, reason)
 
     def agent_break(self, agent_id: str, now: float) -> list[Command]:
@@ -76,17 +143,19 @@ class AgentInputs(Router):
 
     def agent_ready(self, agent_id: str, now: float) -> list[Command]:
         """The agent is ready: from busy, a break or wrap-up (ending it early) it is idle and
-        may be offered the longest-waiting call of its queues; while ringing or talking it
-        withdraws a not-ready or break asked before. Refused (`IllegalTransition`) when
-        locked or logged out."""
+        may be offered the longest-waiting call of its queues; while ringing or on a call it
+        withdraws a not-ready or break asked before (on a direct call: the busy or break it
+        had before it). Refused (`IllegalTransition`) when locked or logged out."""
         return self._agent_request(agent_id, AgentEvent.READY, now, "")
 
     def agent_lock(self, agent_id: str, now: float, reason: str = "supervisor") -> list[Command]:
-        """A supervisor locks the agent (not while ringing or talking)."""
+        """A supervisor locks the agent (not while ringing, talking or on hold; on a direct
+        call, when that call ends)."""
         return self._agent_request(agent_id, AgentEvent.LOCK, now, reason)
 
     def agent_unlock(self, agent_id: str, now: float) -> list[Command]:
-        """A supervisor unlocks a locked agent: it is idle and may be offered a call."""
+        """A supervisor unlocks a locked agent: it is idle and may be offered a call (on a
+        direct call it began locked: when that call ends)."""
         return self._agent_request(agent_id, AgentEvent.UNLOCK, now, "")
 
     def _agent_request(
@@ -96,12 +165,106 @@ class AgentInputs(Router):
         out: list[Command] = []
         state = agent.state
         next_agent_state(agent_id, state, event)  # IllegalTransition before any change
-        if state in (AgentState.RINGING, AgentState.TALKING):
-            agent.pending = None if event is AgentEvent.READY else (event, reason)
+        if state in ON_CALL:  # for the end of the call, judged by the state it returns to
+            back = self._returns_to(agent)
+            try:
+                returns_to = next_agent_state(agent_id, back, event)
+            except IllegalTransition:
+                detail = f"it returns to {back.value} when its call is over"
+                raise IllegalTransition(
+                    "agent", agent_id, state.value, event.value, detail
+                ) from None
+            agent.pending = None if returns_to is AgentState.IDLE else (event, reason)
             return out
         self._agent_to(agent, event, now, out, reason=reason)
         if agent.state is AgentState.IDLE and state is not AgentState.IDLE:
             self._agent_ready(agent, now, out, fresh=True)
+        return out
+
+    def _returns_to(self, agent: AgentRecord) -> AgentState:
+        """The state an agent ringing or on a call takes when it is over (before wrap-up)."""
+        if agent.pending is None:
+            return AgentState.IDLE
+        return _PENDING_STATE[agent.pending[0]]
+
+    def _return_later(self, agent: AgentRecord) -> None:
+        """The agent takes a call while busy, on a break or locked: it is to return to that
+        state (with its reason) when the call is over. Idle and wrap-up leave nothing; a
+        request still pending from the call before wrap-up stays."""
+        event = _PENDING_EVENT.get(agent.state)
+        if event is not None:
+            agent.pending = (event, "" if event is AgentEvent.BREAK else agent.reason)
+
+    # -- direct calls and hold --------------------------------------------------------------
+
+    def direct_call_started(self, agent_id: str, call_id: str, now: float) -> list[Command]:
+        """The agent is on a call outside the queues (an internal call between agents, its
+        own outbound call, a callback), `call_id` being call control's id of it: it shows
+        DIRECT_CALL and is offered no queue call until `direct_call_ended`. Allowed from
+        idle, wrap-up (which ends), busy, a break and locked; the agent returns to that state
+        afterwards. Refused: `NotLoggedIn` for a logged-out agent (or one logging out at the
+        end of its call), `AgentBusy` while it rings for a call or is on one (answer such a
+        call 486 Busy Here)."""
+        agent = self._live_agent(agent_id, now)
+        state = agent.state
+        event = AgentEvent.DIRECT_START
+        if state in ON_CALL:
+            raise AgentBusy(agent_id, state.value, event.value)
+        if state is AgentState.LOGGED_OUT or agent.signed_out:
+            raise NotLoggedIn(agent_id, state.value, event.value)
+        next_agent_state(agent_id, state, event)
+        self._return_later(agent)
+        out: list[Command] = []
+        self._agent_to(agent, event, now, out, call_id=call_id)
+        agent.direct_call_id = call_id
+        agent.direct_calls += 1
+        return out
+
+    def direct_call_ended(self, agent_id: str, call_id: str, now: float) -> list[Command]:
+        """The agent's direct call ended: it returns to what it was before (idle, offered the
+        longest-waiting call of its queues at once; busy with its reason; a break; locked;
+        idle after a wrap-up) or to what it asked for during the call (not ready, a break,
+        ready, a logout; lock and unlock by a supervisor); logged out if its phone
+        unregistered meanwhile. Refused (`NotOnDirectCall`) when `call_id` is not its direct
+        call."""
+        self._tick(now)
+        agent = self._agents.get(agent_id)  # a reload may have removed it during the call
+        if agent is None:
+            raise UnknownAgent(agent_id)
+        if agent.state is not AgentState.DIRECT_CALL or agent.direct_call_id != call_id:
+            raise NotOnDirectCall(agent_id, call_id, agent.state.value, agent.direct_call_id)
+        out: list[Command] = []
+        self._agent_to(agent, AgentEvent.DIRECT_END, now, out, call_id=call_id)
+        agent.direct_call_id = None
+        self._agent_ready(agent, now, out, fresh=True)
+        return out
+
+    def agent_hold(self, agent_id: str, call_id: str, now: float) -> list[Command]:
+        """The agent's phone put its queue call on hold: HOLD until `agent_resume` (or the
+        call's end, `call_ended`). Held longer than the call's queue's `hold_alert`, the
+        agent raises one AGENT_ALERT. Refused: `NotOffered` when the agent is not talking on
+        that call, `IllegalTransition` when it holds it already."""
+        return self._hold_input(agent_id, call_id, AgentEvent.HOLD, now)
+
+    def agent_resume(self, agent_id: str, call_id: str, now: float) -> list[Command]:
+        """The agent takes its held call back: TALKING again. Refused like `agent_hold`
+        (`IllegalTransition` when the call is not on hold)."""
+        return self._hold_input(agent_id, call_id, AgentEvent.RESUME, now)
+
+    def _hold_input(
+        self, agent_id: str, call_id: str, event: AgentEvent, now: float
+    ) -> list[Command]:
+        self._tick(now)
+        call = self._call(call_id)
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            raise UnknownAgent(agent_id)
+        if call.state is not CallState.CONNECTED or call.agent_id != agent_id:
+            with_agent = call.agent_id or ", ".join(call.rings) or None
+            raise NotOffered(call_id, agent_id, call.state.value, event.value, with_agent)
+        next_agent_state(agent_id, agent.state, event)
+        out: list[Command] = []
+        self._agent_to(agent, event, now, out, call_id=call_id)
         return out
 
     def agent_state(self, agent_id: str) -> AgentState:

@@ -63,6 +63,12 @@ Routing rules (SPEC ACD-1 longest-idle, ACD-4 subset):
   in when it arrives (it never joins), logged out, or no longer serving the queue after a
   reload, while it waits.
 
+- Only an IDLE agent is offered a call: not one ringing, talking, holding its call (HOLD), on
+  a direct call outside the queues (DIRECT_CALL: `direct_call_started`), or logged out —
+  by its phone unregistering or by its own `agent_logout`, which lasts until `agent_login`.
+  A pickup (`picked_up`) takes a ringing call for another agent: its rings are withdrawn
+  ("picked_up", no miss for those agents) and it is connected as if answered.
+
 Invariant after every method returns: no open call (waiting, or ringing all) has an idle agent
 in its queue that is eligible for it at `now`. Exceptions, each with a timer due at once
 (`get_timer() <= now`): an agent that failed the call in this step with `retry` = 0, and
@@ -74,9 +80,9 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 
-from acd.agent import AgentEvent, AgentRecord, AgentState
+from acd.agent import ON_CALL, AgentEvent, AgentRecord, AgentState, next_agent_state
 from acd.agent_inputs import AgentInputs
-from acd.errors import DuplicateCall, NotInQueue, UnknownAgent, UnknownQueue
+from acd.errors import AgentBusy, DuplicateCall, NotInQueue, NotLoggedIn, UnknownAgent, UnknownQueue
 from acd.events import (
     AgentSnapshot,
     CancelOffer,
@@ -88,7 +94,6 @@ from acd.events import (
     QueueTimeout,
 )
 from acd.queue import (
-    SERVICE_LEVEL_SECONDS,
     SHORT_ABANDON_SECONDS,
     CallEvent,
     CallRecord,
@@ -250,42 +255,80 @@ class Acd(AgentInputs):
         RINGCANCELED) and are idle again with their place kept, each offered its next call."""
         self._tick(now)
         call, agent = self._offer_pair(call_id, agent_id, CallEvent.ANSWER)
-        q = self._queues[call.queue]
-        q.remove_open(call)  # a ring-all call stayed open while it rang
-        call.state = next_call_state(call_id, call.state, CallEvent.ANSWER)
-        call.connected_at = now
         offered_at, _ = call.rings.pop(agent_id)
-        others = [(self._agents[other], at) for other, (at, _) in call.rings.items()]
-        call.rings.clear()
-        call.agent_id = agent_id
-        q.recent_waits.append(now - call.enqueued_at)
-        q.counts["answered"] += 1
-        if now - call.enqueued_at <= SERVICE_LEVEL_SECONDS:
-            q.counts["answered_in_time"] += 1
-        agent.answered += 1
-        agent.missed = 0
-        self._leave_queue(call)
-        out: list[Command] = [
-            self._event(
-                _K.CONNECT,
-                call,
-                now,
-                {
-                    "waited": now - call.enqueued_at,
-                    "ring": now - offered_at,
-                    "attempt": call.attempts,
-                },
-                agent_id,
-            )
-        ]
+        data: dict[str, object] = {
+            "waited": now - call.enqueued_at,
+            "ring": now - offered_at,
+            "attempt": call.attempts,
+        }
+        out: list[Command] = [self._event(_K.CONNECT, call, now, data, agent_id)]
+        others = self._connect(call, agent, CallEvent.ANSWER, now)
         self._agent_to(agent, AgentEvent.ANSWER, now, out, call_id=call_id)
-        for other, at in others:
-            data = {"reason": "answered_elsewhere", "ring": now - at, "by": agent_id}
-            out.append(self._event(_K.RINGCANCELED, call, now, data, other.agent_id))
-            out.append(CancelOffer(call_id, other.agent_id, "answered_elsewhere"))
-        for other, _ in others:
-            self._withdraw_offer(other, call_id, now, out)
+        self._withdraw_rings(call, others, "answered_elsewhere", agent_id, now, out)
         return out
+
+    def picked_up(self, call_id: str, agent_id: str, now: float) -> list[Command]:
+        """`agent_id` picks up a call ringing at other agents (call pickup: directed, of the
+        call ringing at one agent, `ringing_at`; or group, of the one ringing longest in the
+        agent's queues, `ringing_for`). Every ring of the call is withdrawn (`CancelOffer`
+        "picked_up", queue-log RINGCANCELED; those agents are idle again with their place
+        kept and no miss counted, each offered its next call) and the agent talks on the call
+        as if it had been offered and answered (queue-log PICKUP; `agent_hold`,
+        `call_ended` … follow). The agent may be idle, in wrap-up (which ends), busy or on a
+        break (to which it returns when the call is over) and need not serve the call's
+        queue. Refused, with nothing changed: `UnknownCall`; `IllegalTransition` when the
+        call is not ringing (waiting, or connected already) or the agent is locked;
+        `NotLoggedIn`; `AgentBusy` when the agent rings for a call or is on one."""
+        agent = self._live_agent(agent_id, now)
+        call = self._call(call_id)
+        next_call_state(call_id, call.state, CallEvent.PICKUP)
+        state = agent.state
+        if state in ON_CALL:
+            raise AgentBusy(agent_id, state.value, AgentEvent.PICKUP.value)
+        if state is AgentState.LOGGED_OUT or agent.signed_out:
+            raise NotLoggedIn(agent_id, state.value, AgentEvent.PICKUP.value)
+        next_agent_state(agent_id, state, AgentEvent.PICKUP)  # not locked
+        self._return_later(agent)
+        first_ring = min(offered_at for offered_at, _ in call.rings.values())
+        data = {
+            "by": agent_id,
+            "from": list(call.rings),
+            "waited": now - call.enqueued_at,
+            "ring": now - first_ring,
+        }
+        out: list[Command] = [self._event(_K.PICKUP, call, now, data, agent_id)]
+        others = self._connect(call, agent, CallEvent.PICKUP, now)
+        self._agent_to(agent, AgentEvent.PICKUP, now, out, call_id=call_id)
+        agent.call_id = call_id
+        self._withdraw_rings(call, others, "picked_up", agent_id, now, out)
+        return out
+
+    def ringing_at(self, agent_id: str) -> str | None:
+        """The call ringing at `agent_id` (for a directed pickup of it), None if none."""
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            raise UnknownAgent(agent_id)
+        return agent.call_id if agent.state is AgentState.RINGING else None
+
+    def ringing_for(self, agent_id: str) -> str | None:
+        """The call a group pickup by `agent_id` takes: of the calls ringing at other agents
+        sharing one of its queues (its pickup group), the one whose ring there began first
+        (ties: queue order); None if none rings."""
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            raise UnknownAgent(agent_id)
+        best: tuple[float, tuple[int, int, str]] | None = None
+        for name in agent.queues:
+            for member in self._queues[name].members:
+                other = self._agents[member]
+                if member == agent_id or other.state is not AgentState.RINGING:
+                    continue
+                assert other.call_id is not None
+                call = self._calls[other.call_id]
+                ring = (call.rings[member][0], call.key)
+                if best is None or ring < best:
+                    best = ring
+        return None if best is None else best[1][2]
 
     def agent_rejected(self, call_id: str, agent_id: str, now: float, reason: str) -> list[Command]:
         """The agent's phone refused the call (486, 603, another error, unreachable): the agent
@@ -364,21 +407,7 @@ class Acd(AgentInputs):
                 if call.open:
                     self._dispatch_call(call, now, out)
             elif kind == TIMER_AGENT_ALERT:
-                agent = self._agents[key]
-                since = agent.state_since if agent.state_since is not None else now
-                data = {"state": agent.state.value, "seconds": now - since}
-                if agent.reason and agent.state is AgentState.BUSY:
-                    data["reason"] = agent.reason
-                out.append(
-                    QueueEvent(
-                        kind=_K.AGENT_ALERT,
-                        call_id=None,
-                        agent_id=key,
-                        queue=None,
-                        at=now,
-                        data=data,
-                    )  # fmt: skip
-                )
+                out.append(self._agent_alert(self._agents[key], now))
             else:
                 agent = self._agents[key]
                 self._agent_to(agent, AgentEvent.WRAP_UP_END, now, out)
@@ -386,6 +415,22 @@ class Acd(AgentInputs):
         for timer in deferred:
             heapq.heappush(self._timers, timer)
         return out
+
+    def _agent_alert(self, agent: AgentRecord, now: float) -> QueueEvent:
+        """AGENT_ALERT: the agent is busy or on a break longer than its queues' `busy_alert`,
+        or holds its call longer than the call's queue's `hold_alert` (the event names that
+        call and queue)."""
+        since = agent.state_since if agent.state_since is not None else now
+        data: dict[str, object] = {"state": agent.state.value, "seconds": now - since}
+        if agent.reason and agent.state is AgentState.BUSY:
+            data["reason"] = agent.reason
+        call_id = queue = None
+        if agent.state is AgentState.HOLD and agent.call_id is not None:
+            call_id, queue = agent.call_id, self._calls[agent.call_id].queue
+        return QueueEvent(
+            kind=_K.AGENT_ALERT, call_id=call_id, agent_id=agent.agent_id, queue=queue, at=now,
+            data=data,
+        )  # fmt: skip
 
     # ---------------------------------------------------------------------------------------
     # Views and configuration
@@ -429,7 +474,8 @@ class Acd(AgentInputs):
         return sum(q.recent_waits) / len(q.recent_waits)
 
     def agent_snapshot(self, agent_id: str) -> AgentSnapshot:
-        """The agent's state, since when, busy reason and counts (`UnknownAgent` if none)."""
+        """The agent's state, since when, busy reason, counts, registration and own logout
+        (`UnknownAgent` if none)."""
         agent = self._agents.get(agent_id)
         if agent is None:
             raise UnknownAgent(agent_id)
@@ -442,6 +488,9 @@ class Acd(AgentInputs):
             agent.answered,
             agent.missed,
             agent.queues,
+            registered=agent.registered,
+            signed_out=agent.signed_out,
+            direct_calls=agent.direct_calls,
         )
 
     def agent_ids(self) -> list[str]:

@@ -79,7 +79,8 @@ class IllegalTransition(AcdError):  # noqa: N818 (names fixed by the B2BUA contr
 
 
 class NotOffered(IllegalTransition):
-    """An agent answered, rejected or ended a call that is not offered to / connected with it.
+    """An agent answered, rejected, ended, held or resumed a call that is not offered to /
+    connected with it.
 
     Typical cause: a 200 OK crossing the CANCEL the engine asked for after a ring timeout; the
     B2BUA then releases that agent leg. `offered_to` is the agent the call is with now, if any.
@@ -96,4 +97,48 @@ class NotOffered(IllegalTransition):
             state,
             event,
             f"agent {agent_id!r} is not on this call; it is with {offered_to!r}",
+        )
+
+
+class _AgentRefusal(IllegalTransition):
+    """An input about an agent that its situation does not allow; `agent_id` names it."""
+
+    def __init__(self, agent_id: str, state: str, event: str, detail: str) -> None:
+        self.agent_id = agent_id
+        super().__init__("agent", agent_id, state, event, detail)
+
+
+class NotRegistered(_AgentRefusal):
+    """`agent_login` or `agent_logout` of an agent whose phone is not registered: its
+    registration is what logs it in, so there is nothing to log in or out."""
+
+    def __init__(self, agent_id: str, state: str, event: str) -> None:
+        super().__init__(agent_id, state, event, "its phone is not registered")
+
+
+class NotLoggedIn(_AgentRefusal):
+    """The agent is logged out, or logs out when its call ends (`agent_logout` during a
+    call): a second logout, a direct call or a pickup is refused."""
+
+    def __init__(self, agent_id: str, state: str, event: str) -> None:
+        super().__init__(agent_id, state, event, "the agent is not logged in")
+
+
+class AgentBusy(_AgentRefusal):
+    """The agent rings for a call or is on one (talking, on hold, a direct call): a direct
+    call or a pickup is refused. Call control answers a call to that agent 486 Busy Here."""
+
+    def __init__(self, agent_id: str, state: str, event: str) -> None:
+        super().__init__(agent_id, state, event, "the agent is ringing or on a call")
+
+
+class NotOnDirectCall(_AgentRefusal):
+    """`direct_call_ended` names a call that is not the agent's direct call; `on_call` is
+    the direct call it is on, if any."""
+
+    def __init__(self, agent_id: str, call_id: str, state: str, on_call: str | None) -> None:
+        self.call_id = call_id
+        self.on_call = on_call
+        super().__init__(
+            agent_id, state, "direct_end", f"its direct call is {on_call!r}, not {call_id!r}"
         )

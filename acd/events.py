@@ -31,7 +31,8 @@ class CancelOffer(msgspec.Struct, frozen=True):
     `reason`: ``"ring_timeout"``, ``"abandoned"`` (caller gone), ``"callback"`` (caller gone
     asking to be called back), ``"max_wait"`` (caller leaves with `QueueTimeout`),
     ``"agent_unavailable"`` (the agent's phone unregistered), ``"answered_elsewhere"``
-    (another agent answered this ring-all call first)."""
+    (another agent answered this ring-all call first), ``"picked_up"`` (another agent
+    picked the call up, `Acd.picked_up`)."""
 
     call_id: str
     agent_id: str
@@ -67,7 +68,8 @@ class QueueEventKind(enum.StrEnum):
     - RINGCANCELED: the agent's ring ended by no fault of its own (data: reason, ring):
       ``"agent_unavailable"``, its phone unregistered (call back at the head unless others
       still ring it); ``"answered_elsewhere"``, another agent answered this ring-all call
-      (data also: by, that agent).
+      (data also: by, that agent); ``"picked_up"``, another agent picked the call up (data
+      also: by).
     - CONNECT: the agent answered (data: waited, ring, attempt).
     - ABANDON: the caller left while queued or ringing (data: waited, position or ring). The
       event names the ringing agent; a ring-all call ringing several names none and lists
@@ -79,10 +81,17 @@ class QueueEventKind(enum.StrEnum):
       or left (data: waited).
     - UNAVAILABLE: a call for one named agent that cannot take it (not logged in, or no
       longer serving the queue): the call did not join or left (data: waited, agent).
+    - PICKUP: an agent picked up the call ringing at others and talks on it (the event
+      names it; data: by, from — the agents it rang at —, waited, ring since its first ring).
+      It stands for the CONNECT of that call.
     - COMPLETE: a connected call ended (data: talk).
-    - AGENT_STATE: an agent changed state (data: from, to, event, reason if any).
+    - AGENT_STATE: an agent changed state (data: from, to, event, reason if any); the call
+      is named for a state change about one: a queue call, or a direct call (events
+      ``direct_start``, ``direct_end``).
     - AGENT_ALERT: an agent has been busy or on a break longer than its queues'
-      `busy_alert` (data: state, seconds, reason).
+      `busy_alert` (data: state, seconds, reason), or has held its call longer than the
+      call's queue's `hold_alert` (data: state ``"hold"``, seconds; the event names the
+      call and its queue).
     """
 
     ENTER = "ENTER"
@@ -91,6 +100,7 @@ class QueueEventKind(enum.StrEnum):
     REJECT = "REJECT"
     RINGCANCELED = "RINGCANCELED"
     CONNECT = "CONNECT"
+    PICKUP = "PICKUP"
     ABANDON = "ABANDON"
     TIMEOUT = "TIMEOUT"
     CALLBACK = "CALLBACK"
@@ -159,7 +169,10 @@ Command = OfferCall | CancelOffer | QueueTimeout | QueueEvent
 
 class AgentSnapshot(msgspec.Struct, frozen=True):
     """One agent as a supervisor sees it: state, since when (engine time), busy reason,
-    calls answered since the engine started, offers missed in a row, queues served."""
+    calls answered since the engine started, offers missed in a row, queues served; whether
+    its phone is registered, whether the agent logged itself out (`signed_out`: logged out
+    with its phone registered, or logging out when its call ends, until it logs in again),
+    and the direct calls (outside the queues) it started since the engine started."""
 
     agent_id: str
     state: str
@@ -168,3 +181,6 @@ class AgentSnapshot(msgspec.Struct, frozen=True):
     answered: int
     missed: int
     queues: tuple[str, ...]
+    registered: bool = False
+    signed_out: bool = False
+    direct_calls: int = 0

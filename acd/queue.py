@@ -70,6 +70,7 @@ class CallEvent(enum.Enum):
     ABANDON = "abandon"
     MAX_WAIT = "max_wait"
     END = "end"
+    PICKUP = "pickup"  # an agent it does not ring picks it up
 
 
 _C = CallState
@@ -89,6 +90,7 @@ CALL_TRANSITIONS: Mapping[tuple[CallState, CallEvent], CallState] = MappingProxy
         (_C.RINGING, _V.ANSWER): _C.CONNECTED,
         (_C.RINGING, _V.ABANDON): _C.ABANDONED,
         (_C.RINGING, _V.MAX_WAIT): _C.TIMED_OUT,
+        (_C.RINGING, _V.PICKUP): _C.CONNECTED,
         (_C.CONNECTED, _V.END): _C.ENDED,
     }
 )

@@ -15,10 +15,17 @@ import heapq
 import random
 from collections.abc import Iterable
 
-from acd.agent import AgentEvent, AgentRecord, AgentState, next_agent_state
+from acd.agent import ON_CALL, AgentEvent, AgentRecord, AgentState, next_agent_state
 from acd.errors import NotOffered, UnknownAgent, UnknownCall
 from acd.events import CancelOffer, Command, OfferCall, QueueEvent, QueueEventKind, QueueTimeout
-from acd.queue import CallEvent, CallRecord, CallState, QueueRecord, next_call_state
+from acd.queue import (
+    SERVICE_LEVEL_SECONDS,
+    CallEvent,
+    CallRecord,
+    CallState,
+    QueueRecord,
+    next_call_state,
+)
 from acd.spec import AgentSpec, QueueSpec, memberships, validate_specs
 
 _K = QueueEventKind
@@ -32,6 +39,9 @@ TIMER_WIDEN = 4  # a call's sticky or region window ends: any agent of the queue
 TIMER_AGENT_ALERT = 5  # an agent has been busy or on a break longer than its queues allow
 
 Timer = tuple[float, int, int, str, int]  # (deadline, kind, seq, call or agent id, serial)
+
+#: States a pending logout waits in (ringing, or on a call), or has nothing to do in.
+_NOT_SETTLED = (AgentState.LOGGED_OUT, *ON_CALL)
 
 
 class Router:
@@ -120,6 +130,10 @@ class Router:
                 self._push_timer(
                     now + min(limits), TIMER_AGENT_ALERT, agent.agent_id, agent.state_serial
                 )
+        elif new is AgentState.HOLD and call_id is not None:
+            limit = self._calls[call_id].spec.hold_alert  # the held call's queue decides
+            if limit > 0:
+                self._push_timer(now + limit, TIMER_AGENT_ALERT, agent.agent_id, agent.state_serial)
         if new is AgentState.IDLE:
             agent.idle_since = now if idle_since is None else idle_since
             for name in agent.queues:
@@ -137,13 +151,14 @@ class Router:
         )
 
     def _settle(self, agent: AgentRecord, now: float, out: list[Command]) -> bool:
-        """Log the agent out if a logout is pending (unregistered during a call, or removed by a
-        reload) and it has just left its call; return True if it did."""
-        if not (agent.logout_pending or agent.retired):
+        """Log the agent out if a logout is pending (unregistered during a call, its own
+        logout, or removed by a reload) and it has just left its call; return True if it
+        did."""
+        if not agent.leaving or agent.state in _NOT_SETTLED:
             return False
-        if agent.state in (AgentState.LOGGED_OUT, AgentState.RINGING, AgentState.TALKING):
-            return False
-        self._agent_to(agent, AgentEvent.UNAVAILABLE, now, out)
+        phone_gone = agent.logout_pending or agent.retired
+        event = AgentEvent.UNAVAILABLE if phone_gone else AgentEvent.LOGOUT
+        self._agent_to(agent, event, now, out)
         agent.logout_pending = False
         self._widen_for(agent, now, out)
         self._forget_if_retired(agent)
@@ -395,6 +410,47 @@ class Router:
         out.append(OfferCall(call.call_id, agent.agent_id, call.queue, call.spec.ring_timeout))
         self._push_timer(now + call.spec.ring_timeout, TIMER_RING_TIMEOUT, agent.agent_id, serial)
 
+    def _connect(
+        self, call: CallRecord, agent: AgentRecord, event: CallEvent, now: float
+    ) -> list[tuple[AgentRecord, float]]:
+        """`agent` takes the call (it answered, or picked it up): the call is connected and
+        leaves its queue, counted as answered. Return the agents still ringing for it, with
+        when each ring began (their rings are to be withdrawn, `_withdraw_rings`)."""
+        q = self._queues[call.queue]
+        q.remove_open(call)  # a ring-all call stayed open while it rang
+        call.state = next_call_state(call.call_id, call.state, event)
+        call.connected_at = now
+        others = [(self._agents[other], at) for other, (at, _) in call.rings.items()]
+        call.rings.clear()
+        call.agent_id = agent.agent_id
+        q.recent_waits.append(now - call.enqueued_at)
+        q.counts["answered"] += 1
+        if now - call.enqueued_at <= SERVICE_LEVEL_SECONDS:
+            q.counts["answered_in_time"] += 1
+        agent.answered += 1
+        agent.missed = 0
+        self._leave_queue(call)
+        return others
+
+    def _withdraw_rings(
+        self,
+        call: CallRecord,
+        ringing: list[tuple[AgentRecord, float]],
+        reason: str,
+        by: str,
+        now: float,
+        out: list[Command],
+    ) -> None:
+        """Agent `by` took the call: stop the other agents' rings (`CancelOffer` `reason`,
+        queue-log RINGCANCELED); they are idle again with their place kept, no miss counted,
+        and each is offered its next call."""
+        for other, offered_at in ringing:
+            data = {"reason": reason, "ring": now - offered_at, "by": by}
+            out.append(self._event(_K.RINGCANCELED, call, now, data, other.agent_id))
+            out.append(CancelOffer(call.call_id, other.agent_id, reason))
+        for other, _ in ringing:
+            self._withdraw_offer(other, call.call_id, now, out)
+
     def _requeue(self, call: CallRecord, event: CallEvent) -> None:
         """Put a call whose last ring failed back in its queue, in its original place (the
         head)."""
@@ -423,7 +479,7 @@ class Router:
         del call.rings[agent.agent_id]
         agent.missed += 1
         lock_after = call.spec.lock_after
-        locked = bool(lock_after) and agent.missed >= lock_after and not agent.logout_pending
+        locked = bool(lock_after) and agent.missed >= lock_after and not agent.leaving
         if locked:
             agent.pending = None
             reason = f"missed {agent.missed} calls in a row"
@@ -524,7 +580,7 @@ class Router:
             agent = self._agents.get(key)
             return (
                 agent is not None
-                and agent.state in (AgentState.BUSY, AgentState.BREAK)
+                and agent.state in (AgentState.BUSY, AgentState.BREAK, AgentState.HOLD)
                 and agent.state_serial == serial
             )
         if kind == TIMER_WRAP_UP_END:

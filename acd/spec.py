@@ -67,6 +67,8 @@ class QueueSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     - `sticky_wait`: seconds a call with a preferred agent (the one who served the caller
       last) is kept for that agent alone; 0 = no stickiness. No wait when that agent is not
       logged in or does not serve the queue.
+    - `hold_alert`: seconds an agent may keep a call of the queue on hold before the engine
+      raises an AGENT_ALERT event (once per hold); 0 = never.
     """
 
     name: Annotated[str, msgspec.Meta(min_length=1)]
@@ -82,6 +84,7 @@ class QueueSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     leave_when_empty: bool = False
     lock_after: Annotated[int, msgspec.Meta(ge=0)] = 0
     busy_alert: Annotated[float, msgspec.Meta(ge=0)] = 0.0
+    hold_alert: Annotated[float, msgspec.Meta(ge=0)] = 0.0
 
 
 class AgentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -174,6 +177,7 @@ def validate_specs(
         _check_seconds(f"{where}.region_wait", q.region_wait, allow_zero=True)
         _check_seconds(f"{where}.sticky_wait", q.sticky_wait, allow_zero=True)
         _check_seconds(f"{where}.busy_alert", q.busy_alert, allow_zero=True)
+        _check_seconds(f"{where}.hold_alert", q.hold_alert, allow_zero=True)
         _check_skills(f"{where}.skills", q.skills)
         for field in ("max_callers", "lock_after"):
             value = getattr(q, field)

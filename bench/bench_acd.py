@@ -129,6 +129,26 @@ def test_reject_then_next_offer_among_10000_idle_agents(benchmark) -> None:
     benchmark(cycle)
 
 
+def test_group_pickup_among_10000_agents(benchmark) -> None:
+    """Group pickup in a queue of 10,000 idle agents: a call rings the longest-idle agent,
+    the agent idle the shortest finds it (`ringing_for`, a scan of its queue's members) and
+    picks it up (the ring is withdrawn), then ends it and is idle again."""
+    acd = agents_engine()
+    picker = f"{1000 + N - 1}"
+    ids = (f"c{i}" for i in itertools.count())
+    clock = itertools.count(100)
+
+    def cycle() -> None:
+        call_id = next(ids)
+        now = float(next(clock))
+        acd.enqueue(call_id, "general", now)
+        assert acd.ringing_for(picker) == call_id
+        acd.picked_up(call_id, picker, now)
+        acd.call_ended(call_id, picker, now + 0.5)
+
+    benchmark(cycle)
+
+
 def test_reference_linear_scan_of_10000_idle_agents(benchmark) -> None:
     """Reference: pick the longest-idle agent by scanning a dict of 10,000 idle agents."""
     idle_since = {f"{1000 + i}": i / 1000 for i in range(N)}

@@ -932,6 +932,15 @@ class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "0 = never.",
         ),
     ] = 0.0
+    hold_alert: Annotated[
+        float,
+        Meta(
+            ge=0,
+            description="Seconds an agent may keep a caller of this queue on hold before the "
+            "node raises an alert: an `AGENT_ALERT` in the queue log (naming the call) and a "
+            "warning in the node's log, once per hold. 0 = never.",
+        ),
+    ] = 0.0
     when_empty: Annotated[
         Literal["join", "leave"],
         Meta(

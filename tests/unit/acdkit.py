@@ -25,6 +25,15 @@ def events(out: list, kind: str) -> list[QueueEvent]:
     return [e for e in out if isinstance(e, QueueEvent) and e.kind == kind]
 
 
+def changes(out: list, agent_id: str) -> list[tuple[str, str, str]]:
+    """(from, to, event) of each AGENT_STATE change of `agent_id`, in order."""
+    return [
+        (e.data["from"], e.data["to"], e.data["event"])
+        for e in events(out, "AGENT_STATE")
+        if e.agent_id == agent_id
+    ]
+
+
 def log(out: list) -> list[tuple[str, str | None]]:
     """(kind, agent) of each queue-log event about a call, agent state changes left out."""
     return [

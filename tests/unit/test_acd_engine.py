@@ -778,6 +778,8 @@ def test_queue_snapshot_counts_calls_and_agents_by_state() -> None:
         "idle": 0,
         "ringing": 1,
         "talking": 1,
+        "hold": 0,
+        "direct_call": 0,
         "wrap_up": 0,
         "busy": 0,
         "break": 0,

@@ -13,12 +13,22 @@ a phone at once are two such inputs in some order); q2 locks an agent after 2 mi
 for one named agent (`enqueue(agent=…)`) are offered to that agent only, and never wait for
 an agent that is logged out or no longer serves their queue.
 
+Agents also log out and in with their phones registered (a logout outlasts registrations and
+waits for the end of a call), start and end direct calls outside the queues, pick up calls
+ringing at others (directed, and by group through `ringing_for`), and hold and resume their
+queue calls: no agent is ever offered two calls or talks on two, no call is lost, an agent on
+a direct call, on hold or logged out by its own choice is never offered a queue call, and a
+picked-up call's rings are all withdrawn in the same list. q2 alerts on a hold of 6 s, and only
+about a call still held by the agent alerting.
+
 The model drives the engine like the B2BUA's loop: after each input it runs the timers that are
 due at once (`get_timer() <= now`) before time moves on. Between the two, a waiting call may
 have an eligible idle agent only if such a timer is due.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import msgspec
 from hypothesis import HealthCheck, settings
@@ -41,11 +51,18 @@ from acd import (
 
 QUEUES = (
     QueueSpec("q1", ring_timeout=5.0, max_wait=40.0, wrap_up=0.0, retry=0.0),
-    QueueSpec("q2", ring_timeout=7.0, max_wait=30.0, wrap_up=3.0, retry=4.0, lock_after=2),
+    QueueSpec(
+        "q2", ring_timeout=7.0, max_wait=30.0, wrap_up=3.0, retry=4.0, lock_after=2, hold_alert=6.0
+    ),
 )
 RETRY = {spec.name: spec.retry for spec in QUEUES}
 # AGENT_STATE events after which an agent has *become available* (may take a call in a window)
-BECAME_AVAILABLE = {"available", "hangup_no_wrap_up", "wrap_up_end", "ready", "unlock"}
+BECAME_AVAILABLE = {
+    "available", "hangup_no_wrap_up", "wrap_up_end", "ready", "unlock", "login", "direct_end",
+}  # fmt: skip
+#: Where an agent may start a direct call; a pickup, the same but locked.
+OFF_CALL = {AgentState.IDLE, AgentState.WRAP_UP, AgentState.BUSY, AgentState.BREAK}
+DIRECT_FROM = OFF_CALL | {AgentState.LOCKED}
 AGENT_IDS = ("a1", "a2", "a3", "a4")
 MEMBERSHIPS = st.sampled_from([(), ("q1",), ("q2",), ("q1", "q2"), ("q2", "q1")])
 
@@ -67,6 +84,10 @@ class AcdMachine(RuleBasedStateMachine):
         self.outcomes: dict[str, list[str]] = {}
         self.directed: dict[str, str] = {}  # call for one named agent -> that agent
         self.strategy = {spec.name: spec.strategy for spec in self.queues}
+        self.registered: set[str] = set()  # agents whose phone is registered
+        self.signed_out: set[str] = set()  # agents that logged themselves out
+        self.direct: dict[str, str] = {}  # agent -> its direct call
+        self.held: set[str] = set()  # connected calls on hold
 
     def ring_all(self, call_id: str) -> bool:
         return self.strategy[self.queue_of[call_id]] == "ring_all" and (
@@ -95,7 +116,9 @@ class AcdMachine(RuleBasedStateMachine):
                     status == "ringing" and self.ring_all(item.call_id)
                 ), item
                 assert item.agent_id not in self.ringing_agents(), ("offered two calls", item)
-                assert item.agent_id not in self.connected.values(), item
+                assert item.agent_id not in self.connected.values(), item  # talking or held
+                assert item.agent_id not in self.direct, ("offered on a direct call", item)
+                assert item.agent_id not in self.signed_out, ("offered while logged out", item)
                 assert item.queue == self.queue_of[item.call_id]
                 assert item.call_id not in self.directed or (
                     self.directed[item.call_id] == item.agent_id
@@ -110,7 +133,7 @@ class AcdMachine(RuleBasedStateMachine):
                 agents = self.ringing[item.call_id]
                 assert item.agent_id in agents, item
                 agents.remove(item.agent_id)
-                if item.reason == "answered_elsewhere":
+                if item.reason in ("answered_elsewhere", "picked_up"):
                     assert self.status[item.call_id] == "connected", item
                     assert self.connected[item.call_id] != item.agent_id, item
                 elif not agents:
@@ -134,6 +157,10 @@ class AcdMachine(RuleBasedStateMachine):
                 if item.kind == "AGENT_STATE" and item.data["event"] in BECAME_AVAILABLE:
                     assert item.agent_id is not None
                     available_here.add(item.agent_id)
+                elif item.kind == "AGENT_ALERT" and item.data["state"] == "hold":
+                    assert item.call_id in self.held, item  # still held, by that agent
+                    assert self.connected[item.call_id] == item.agent_id, item
+                    assert self.queue_of[item.call_id] == item.queue == "q2", item
 
     def check_step(self) -> None:
         """After one input: a waiting call may have an eligible idle agent only while a timer
@@ -233,6 +260,7 @@ class AcdMachine(RuleBasedStateMachine):
 
     @rule(agent_id=st.sampled_from(AGENT_IDS))
     def available(self, agent_id: str) -> None:
+        self.registered.add(agent_id)
         self.absorb(self.acd.agent_available(agent_id, self.now))
         self.check_step()
         self.settle()
@@ -245,6 +273,7 @@ class AcdMachine(RuleBasedStateMachine):
 
     @rule(agent_id=st.sampled_from(AGENT_IDS))
     def unavailable(self, agent_id: str) -> None:
+        self.registered.discard(agent_id)
         self.absorb(self.acd.agent_unavailable(agent_id, self.now))
         self.check_step()
         self.settle()
@@ -261,6 +290,124 @@ class AcdMachine(RuleBasedStateMachine):
         except AcdError:
             assert self.acd.agent_state(agent_id) is before
             return
+        self.absorb(out)
+        self.check_step()
+        self.settle()
+
+    @rule(agent_id=st.sampled_from(AGENT_IDS), action=st.sampled_from(["login", "logout"]))
+    def login_or_logout(self, agent_id: str, action: str) -> None:
+        """The agent logs in or out with its phone registered (feature code, CLI)."""
+        before = self.acd.agent_state(agent_id)
+        refused = agent_id not in self.registered or (
+            action == "logout" and agent_id in self.signed_out
+        )
+        try:
+            out = getattr(self.acd, f"agent_{action}")(agent_id, self.now)
+        except AcdError:
+            assert refused, (agent_id, action, before)
+            assert self.acd.agent_state(agent_id) is before
+            return
+        assert not refused, (agent_id, action, before)
+        if action == "logout":
+            self.signed_out.add(agent_id)
+        else:
+            self.signed_out.discard(agent_id)
+        self.absorb(out)
+        self.check_step()
+        self.settle()
+
+    def attempt(
+        self, agent_id: str, allowed: set[AgentState], call: Callable[[], list]
+    ) -> list | None:
+        """Run `call`, an input about `agent_id` that the engine takes from the states in
+        `allowed` only: its command list, or None when it was refused (nothing changed)."""
+        before = self.acd.agent_state(agent_id)
+        try:
+            out = call()
+        except AcdError:
+            assert before not in allowed, before
+            assert self.acd.agent_state(agent_id) is before
+            return None
+        assert before in allowed, before
+        return out
+
+    @rule(agent_id=st.sampled_from(AGENT_IDS))
+    def direct_call_starts(self, agent_id: str) -> None:
+        """An internal or outbound call of the agent: refused while it rings or is on one."""
+        self.next_id += 1
+        call_id = f"d{self.next_id}"
+        start = self.acd.direct_call_started
+        out = self.attempt(agent_id, DIRECT_FROM, lambda: start(agent_id, call_id, self.now))
+        if out is None:
+            return
+        assert agent_id not in self.direct and agent_id not in self.signed_out, agent_id
+        self.direct[agent_id] = call_id
+        self.absorb(out)
+        self.check_step()
+        self.settle()
+
+    @precondition(lambda self: self.direct)
+    @rule(data=st.data())
+    def direct_call_ends(self, data: st.DataObject) -> None:
+        agent_id = data.draw(st.sampled_from(sorted(self.direct)))
+        call_id = self.direct.pop(agent_id)
+        self.absorb(self.acd.direct_call_ended(agent_id, call_id, self.now))
+        assert self.acd.agent_state(agent_id) is not AgentState.DIRECT_CALL
+        self.check_step()
+        self.settle()
+
+    @precondition(lambda self: self.calls_in("ringing"))
+    @rule(data=st.data(), agent_id=st.sampled_from(AGENT_IDS))
+    def pickup(self, data: st.DataObject, agent_id: str) -> None:
+        """Directed pickup of a call ringing at some agent, by any agent."""
+        call_id = data.draw(st.sampled_from(self.calls_in("ringing")))
+        self.pick_up(call_id, agent_id)
+
+    @precondition(lambda self: self.calls_in("ringing"))
+    @rule(agent_id=st.sampled_from(AGENT_IDS))
+    def group_pickup(self, agent_id: str) -> None:
+        """Group pickup: the call ringing longest at an agent sharing a queue with this one."""
+        call_id = self.acd.ringing_for(agent_id)
+        group = {a for a in AGENT_IDS if a != agent_id and self.shares_queue(a, agent_id)}
+        rung = {a for c in self.calls_in("ringing") for a in self.ringing[c]} & group
+        assert (call_id is None) == (not rung), (call_id, rung)
+        if call_id is not None:
+            assert self.ringing[call_id] & group, call_id
+            self.pick_up(call_id, agent_id)
+
+    def shares_queue(self, a: str, b: str) -> bool:
+        return bool(set(self.members[a]) & set(self.members[b]))
+
+    def pick_up(self, call_id: str, agent_id: str) -> None:
+        was_ringing = sorted(self.ringing[call_id])
+        for ringing_agent in was_ringing:
+            assert self.acd.ringing_at(ringing_agent) == call_id
+        pick = self.acd.picked_up
+        out = self.attempt(agent_id, OFF_CALL, lambda: pick(call_id, agent_id, self.now))
+        if out is None:
+            return
+        assert agent_id not in self.signed_out, agent_id
+        self.status[call_id] = "connected"
+        self.connected[call_id] = agent_id
+        picked = [c for c in out if isinstance(c, CancelOffer) and c.reason == "picked_up"]
+        assert sorted(c.agent_id for c in picked) == was_ringing, out
+        self.absorb(out)
+        assert not self.ringing.get(call_id), self.ringing.get(call_id)
+        self.ringing.pop(call_id, None)
+        self.check_step()
+        self.settle()
+
+    @precondition(lambda self: self.calls_in("connected"))
+    @rule(data=st.data())
+    def hold_or_resume(self, data: st.DataObject) -> None:
+        call_id = data.draw(st.sampled_from(self.calls_in("connected")))
+        agent_id = self.connected[call_id]
+        if call_id in self.held:
+            self.held.remove(call_id)
+            out = self.acd.agent_resume(agent_id, call_id, self.now)
+        else:
+            self.held.add(call_id)
+            out = self.acd.agent_hold(agent_id, call_id, self.now)
         self.absorb(out)
         self.check_step()
         self.settle()
@@ -327,6 +474,7 @@ class AcdMachine(RuleBasedStateMachine):
     def end(self, data: st.DataObject) -> None:
         call_id = data.draw(st.sampled_from(self.calls_in("connected")))
         agent_id = self.connected.pop(call_id)
+        self.held.discard(call_id)  # a held call may end
         self.finish(call_id, "ended")
         self.absorb(self.acd.call_ended(call_id, agent_id, self.now))
         self.check_step()
@@ -364,10 +512,20 @@ class AcdMachine(RuleBasedStateMachine):
         ringing_agents = set(self.ringing_agents())
         assert len(ringing_agents) == len(self.ringing_agents()), self.ringing  # one call each
         talking_agents = set(self.connected.values())
+        assert len(talking_agents) == len(self.connected), self.connected  # one call each
+        holding = {self.connected[c] for c in self.held}
         for agent_id in AGENT_IDS:
             state = self.acd.agent_state(agent_id)
+            on_call = state in (AgentState.TALKING, AgentState.HOLD)
             assert (state is AgentState.RINGING) == (agent_id in ringing_agents), agent_id
-            assert (state is AgentState.TALKING) == (agent_id in talking_agents), agent_id
+            assert on_call == (agent_id in talking_agents), agent_id
+            assert (state is AgentState.HOLD) == (agent_id in holding), agent_id
+            assert (state is AgentState.DIRECT_CALL) == (agent_id in self.direct), agent_id
+            snap = self.acd.agent_snapshot(agent_id)
+            assert snap.signed_out == (agent_id in self.signed_out), agent_id
+            assert snap.registered == (agent_id in self.registered), agent_id
+            if agent_id in self.signed_out and not on_call and state is not AgentState.RINGING:
+                assert state in (AgentState.LOGGED_OUT, AgentState.DIRECT_CALL), agent_id
 
     @invariant()
     def no_open_call_has_an_eligible_idle_agent(self) -> None:
@@ -398,6 +556,9 @@ class AcdMachine(RuleBasedStateMachine):
         assert deadline is None or deadline > self.now
 
     def teardown(self) -> None:
+        for agent_id in sorted(self.direct):
+            call_id = self.direct.pop(agent_id)
+            self.absorb(self.acd.direct_call_ended(agent_id, call_id, self.now))
         for call_id in self.calls_in("connected"):
             agent_id = self.connected.pop(call_id)
             self.finish(call_id, "ended")

@@ -198,3 +198,14 @@ def test_queue_retry_from_yaml_reaches_the_engine(tmp_path: Path) -> None:
     acd.agent_rejected("c1", "1001", 2.0, "486")
     assert acd.get_timer() == 4.0
     assert offers(acd.handle_timer(4.0)) == [("c1", "1001")]
+
+
+def test_a_removed_agent_that_misses_its_last_call_is_forgotten_not_locked() -> None:
+    acd = Acd([QueueSpec("q1", ring_timeout=10.0, lock_after=1)], [AgentSpec("a1", ("q1",))])
+    acd.agent_available("a1", 0.0)
+    acd.enqueue("c1", "q1", 1.0)  # a1 rings
+    acd.replace_specs([QueueSpec("q1", ring_timeout=10.0, lock_after=1)], [])
+    acd.handle_timer(2.0)
+    assert acd.agent_state("a1") is AgentState.RINGING
+    acd.handle_timer(11.0)  # no answer: the miss would lock it, but it is leaving
+    assert "a1" not in acd.agent_ids()

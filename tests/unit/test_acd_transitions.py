@@ -4,6 +4,7 @@ themselves and through the engine's public methods."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import pytest
 
@@ -12,13 +13,19 @@ from acd import (
     CALL_TRANSITIONS,
     Acd,
     AcdError,
+    AgentBusy,
     AgentEvent,
     AgentSpec,
     AgentState,
     CallEvent,
     CallState,
     IllegalTransition,
+    NotLoggedIn,
+    NotOffered,
+    NotOnDirectCall,
+    NotRegistered,
     QueueSpec,
+    UnknownCall,
     format_agent_table,
     format_call_table,
     next_agent_state,
@@ -80,6 +87,55 @@ EXPECTED_AGENT = {
     (A.LOCKED, E.UNLOCK): A.IDLE,
     (A.LOCKED, E.AVAILABLE): A.LOCKED,
     (A.LOCKED, E.UNAVAILABLE): A.LOGGED_OUT,
+    # log in / log out with the phone registered; during a call the logout waits for its end
+    (A.LOGGED_OUT, E.LOGIN): A.IDLE,
+    (A.IDLE, E.LOGIN): A.IDLE,
+    (A.RINGING, E.LOGIN): A.RINGING,
+    (A.TALKING, E.LOGIN): A.TALKING,
+    (A.HOLD, E.LOGIN): A.HOLD,
+    (A.DIRECT_CALL, E.LOGIN): A.DIRECT_CALL,
+    (A.WRAP_UP, E.LOGIN): A.WRAP_UP,
+    (A.BUSY, E.LOGIN): A.BUSY,
+    (A.BREAK, E.LOGIN): A.BREAK,
+    (A.LOCKED, E.LOGIN): A.LOCKED,
+    (A.IDLE, E.LOGOUT): A.LOGGED_OUT,
+    (A.WRAP_UP, E.LOGOUT): A.LOGGED_OUT,
+    (A.BUSY, E.LOGOUT): A.LOGGED_OUT,
+    (A.BREAK, E.LOGOUT): A.LOGGED_OUT,
+    (A.LOCKED, E.LOGOUT): A.LOGGED_OUT,
+    (A.RINGING, E.LOGOUT): A.RINGING,
+    (A.TALKING, E.LOGOUT): A.TALKING,
+    (A.HOLD, E.LOGOUT): A.HOLD,
+    (A.DIRECT_CALL, E.LOGOUT): A.DIRECT_CALL,
+    # direct calls: from any logged-in state off a call, back through idle
+    (A.IDLE, E.DIRECT_START): A.DIRECT_CALL,
+    (A.WRAP_UP, E.DIRECT_START): A.DIRECT_CALL,
+    (A.BUSY, E.DIRECT_START): A.DIRECT_CALL,
+    (A.BREAK, E.DIRECT_START): A.DIRECT_CALL,
+    (A.LOCKED, E.DIRECT_START): A.DIRECT_CALL,
+    (A.DIRECT_CALL, E.DIRECT_END): A.IDLE,
+    (A.DIRECT_CALL, E.AVAILABLE): A.DIRECT_CALL,
+    (A.DIRECT_CALL, E.UNAVAILABLE): A.DIRECT_CALL,
+    (A.DIRECT_CALL, E.NOT_READY): A.DIRECT_CALL,
+    (A.DIRECT_CALL, E.BREAK): A.DIRECT_CALL,
+    (A.DIRECT_CALL, E.READY): A.DIRECT_CALL,
+    (A.DIRECT_CALL, E.LOCK): A.DIRECT_CALL,
+    (A.DIRECT_CALL, E.UNLOCK): A.DIRECT_CALL,
+    # pickup of a call ringing elsewhere: not while locked
+    (A.IDLE, E.PICKUP): A.TALKING,
+    (A.WRAP_UP, E.PICKUP): A.TALKING,
+    (A.BUSY, E.PICKUP): A.TALKING,
+    (A.BREAK, E.PICKUP): A.TALKING,
+    # hold of a queue call
+    (A.TALKING, E.HOLD): A.HOLD,
+    (A.HOLD, E.RESUME): A.TALKING,
+    (A.HOLD, E.HANGUP): A.WRAP_UP,
+    (A.HOLD, E.HANGUP_NO_WRAP_UP): A.IDLE,
+    (A.HOLD, E.AVAILABLE): A.HOLD,
+    (A.HOLD, E.UNAVAILABLE): A.HOLD,
+    (A.HOLD, E.NOT_READY): A.HOLD,
+    (A.HOLD, E.BREAK): A.HOLD,
+    (A.HOLD, E.READY): A.HOLD,
 }
 
 C = CallState
@@ -96,6 +152,7 @@ EXPECTED_CALL = {
     (C.RINGING, V.ANSWER): C.CONNECTED,
     (C.RINGING, V.ABANDON): C.ABANDONED,
     (C.RINGING, V.MAX_WAIT): C.TIMED_OUT,
+    (C.RINGING, V.PICKUP): C.CONNECTED,
     (C.CONNECTED, V.END): C.ENDED,
 }
 
@@ -137,154 +194,244 @@ def test_tables_print_every_state_and_event() -> None:
     idle_row = next(line for line in agent_text.splitlines() if line.startswith("idle "))
     idle_cells = ["idle", "idle", "logged_out", "ringing", *["-"] * 7]
     idle_cells += ["busy", "break", "idle", "locked", "-"]
+    idle_cells += ["idle", "logged_out", "direct_call", "-", "talking", "-", "-"]
     assert idle_row.split() == idle_cells
 
 
 # -- the same pairs through the engine's public methods ------------------------------------
 
 
-def agent_in(state: AgentState, wrap_up: float = 10.0) -> Acd:
-    """An engine whose agent `a1` is in `state`; call `c1` is with it when ringing/talking."""
-    acd = Acd([QueueSpec("q", wrap_up=wrap_up)], [AgentSpec("a1", ("q",))])
-    if state is A.LOGGED_OUT:
+#: Where `a1` may be: each state, and logged out by its own choice with its phone registered.
+SIGNED_OUT = "signed_out"
+SETUPS: list[AgentState | str] = [*AgentState, SIGNED_OUT]
+
+
+def agent_in(setup: AgentState | str, wrap_up: float = 10.0) -> Acd:
+    """An engine whose agent `a1` is in `setup`; call `c1` is with it when ringing, talking or
+    on hold, direct call `d1` when on one. Agent `a2` (logged out) serves queue `p` alone."""
+    acd = Acd(
+        [QueueSpec("q", wrap_up=wrap_up), QueueSpec("p")],
+        [AgentSpec("a1", ("q",)), AgentSpec("a2", ("p",))],
+    )
+    if setup is A.LOGGED_OUT:
         return acd
     acd.agent_available("a1", 0.0)
-    if state is A.IDLE:
+    if setup is A.IDLE:
         return acd
-    if state is A.BUSY:
+    if setup == SIGNED_OUT:
+        acd.agent_logout("a1", 0.5)
+        return acd
+    if setup is A.BUSY:
         acd.agent_not_ready("a1", 0.5, "paperwork")
         return acd
-    if state is A.BREAK:
+    if setup is A.BREAK:
         acd.agent_break("a1", 0.5)
         return acd
-    if state is A.LOCKED:
+    if setup is A.LOCKED:
         acd.agent_lock("a1", 0.5)
         return acd
+    if setup is A.DIRECT_CALL:
+        acd.direct_call_started("a1", "d1", 0.5)
+        return acd
     acd.enqueue("c1", "q", 1.0)
-    if state is A.RINGING:
+    if setup is A.RINGING:
         return acd
     acd.agent_answered("c1", "a1", 2.0)
-    if state is A.TALKING:
+    if setup is A.TALKING:
+        return acd
+    if setup is A.HOLD:
+        acd.agent_hold("a1", "c1", 2.5)
         return acd
     acd.call_ended("c1", "a1", 3.0)
-    assert state is A.WRAP_UP
+    assert setup is A.WRAP_UP
     return acd
 
 
-# What each public input leads to from each state (None: raises an AcdError, state unchanged).
-API_RESULTS = {
-    "available": {
-        A.LOGGED_OUT: A.IDLE,
-        A.IDLE: A.IDLE,
-        A.RINGING: A.RINGING,
-        A.TALKING: A.TALKING,
-        A.WRAP_UP: A.WRAP_UP,
-        A.BUSY: A.BUSY,
-        A.BREAK: A.BREAK,
-        A.LOCKED: A.LOCKED,
-    },
+def test_setups_reach_their_state() -> None:
+    for setup in SETUPS:
+        expected = A.LOGGED_OUT if setup == SIGNED_OUT else setup
+        assert agent_in(setup).agent_state("a1") is expected, setup
+    assert agent_in(SIGNED_OUT).agent_snapshot("a1").signed_out
+
+
+#: Inputs that change nothing for a logged-in agent leave it in its state.
+STAY_LOGGED_IN = {state: state for state in AgentState if state is not A.LOGGED_OUT}
+#: On a call an input that waits for its end leaves the state as it is; ringing too, for a
+#: request of the agent's.
+WAITS_FOR_THE_CALL = {A.TALKING: A.TALKING, A.HOLD: A.HOLD, A.DIRECT_CALL: A.DIRECT_CALL}
+WAITS_FOR_THE_RING = {A.RINGING: A.RINGING, **WAITS_FOR_THE_CALL}
+
+# What each public input leads to from each setup (None: raises an AcdError, state unchanged).
+API_RESULTS: dict[str, dict[AgentState | str, AgentState]] = {
+    # a REGISTER refresh; registering again after the agent's own logout is no login
+    "available": {A.LOGGED_OUT: A.IDLE, SIGNED_OUT: A.LOGGED_OUT, **STAY_LOGGED_IN},
     "unavailable": {
         A.LOGGED_OUT: A.LOGGED_OUT,
+        SIGNED_OUT: A.LOGGED_OUT,
         A.IDLE: A.LOGGED_OUT,
         A.RINGING: A.LOGGED_OUT,
-        A.TALKING: A.TALKING,
+        **WAITS_FOR_THE_CALL,
         A.WRAP_UP: A.LOGGED_OUT,
         A.BUSY: A.LOGGED_OUT,
         A.BREAK: A.LOGGED_OUT,
         A.LOCKED: A.LOGGED_OUT,
     },
-    # asked while ringing or talking: the state stays, the request waits for the call's end
+    # asked while ringing or on a call: the state stays, the request waits for the call's end
     "not_ready": {
         A.IDLE: A.BUSY,
-        A.RINGING: A.RINGING,
-        A.TALKING: A.TALKING,
+        **WAITS_FOR_THE_RING,
         A.WRAP_UP: A.BUSY,
         A.BUSY: A.BUSY,
         A.BREAK: A.BUSY,
     },
     "break": {
         A.IDLE: A.BREAK,
-        A.RINGING: A.RINGING,
-        A.TALKING: A.TALKING,
+        **WAITS_FOR_THE_RING,
         A.WRAP_UP: A.BREAK,
         A.BUSY: A.BREAK,
         A.BREAK: A.BREAK,
     },
     "ready": {
         A.IDLE: A.IDLE,
-        A.RINGING: A.RINGING,
-        A.TALKING: A.TALKING,
+        **WAITS_FOR_THE_RING,
         A.WRAP_UP: A.IDLE,
         A.BUSY: A.IDLE,
         A.BREAK: A.IDLE,
     },
     "lock": {
         A.IDLE: A.LOCKED,
+        A.DIRECT_CALL: A.DIRECT_CALL,  # locked when the direct call ends
         A.WRAP_UP: A.LOCKED,
         A.BUSY: A.LOCKED,
         A.BREAK: A.LOCKED,
         A.LOCKED: A.LOCKED,
     },
+    # the direct call of DIRECT_CALL began idle: there is nothing to unlock
     "unlock": {A.LOCKED: A.IDLE},
     "answered": {A.RINGING: A.TALKING},
     "rejected": {A.RINGING: A.IDLE},
-    "ended": {A.TALKING: A.WRAP_UP},
+    "ended": {A.TALKING: A.WRAP_UP, A.HOLD: A.WRAP_UP},
     # the next due timer: ring timeout when ringing, wrap-up end in wrap-up
     "next_timer": {
         A.LOGGED_OUT: A.LOGGED_OUT,
+        SIGNED_OUT: A.LOGGED_OUT,
         A.IDLE: A.IDLE,
         A.RINGING: A.IDLE,
         A.TALKING: A.TALKING,
+        A.HOLD: A.HOLD,
+        A.DIRECT_CALL: A.DIRECT_CALL,
         A.WRAP_UP: A.IDLE,
         A.BUSY: A.BUSY,
         A.BREAK: A.BREAK,
         A.LOCKED: A.LOCKED,
     },
+    # a login of an agent logged in changes nothing; an unregistered phone has none
+    "login": {SIGNED_OUT: A.IDLE, **STAY_LOGGED_IN},
+    "logout": {
+        A.IDLE: A.LOGGED_OUT,
+        **WAITS_FOR_THE_RING,  # logged out when the ring or the call is over
+        A.WRAP_UP: A.LOGGED_OUT,
+        A.BUSY: A.LOGGED_OUT,
+        A.BREAK: A.LOGGED_OUT,
+        A.LOCKED: A.LOGGED_OUT,
+    },
+    "direct_start": {
+        A.IDLE: A.DIRECT_CALL,
+        A.WRAP_UP: A.DIRECT_CALL,
+        A.BUSY: A.DIRECT_CALL,
+        A.BREAK: A.DIRECT_CALL,
+        A.LOCKED: A.DIRECT_CALL,
+    },
+    "direct_end": {A.DIRECT_CALL: A.IDLE},
+    "pickup": {A.IDLE: A.TALKING, A.WRAP_UP: A.TALKING, A.BUSY: A.TALKING, A.BREAK: A.TALKING},
+    "hold": {A.TALKING: A.HOLD},
+    "resume": {A.HOLD: A.TALKING},
+}
+
+#: Why a direct call or a pickup is refused: the agent is logged out, or ringing or on a call.
+NOT_FREE: dict[AgentState | str, type[AcdError]] = {
+    A.LOGGED_OUT: NotLoggedIn,
+    SIGNED_OUT: NotLoggedIn,
+    A.RINGING: AgentBusy,
+    A.TALKING: AgentBusy,
+    A.HOLD: AgentBusy,
+    A.DIRECT_CALL: AgentBusy,
+}
+#: Setups without a call c1 to hold or resume.
+NO_CALL: dict[AgentState | str, type[AcdError]] = dict.fromkeys(
+    [A.LOGGED_OUT, SIGNED_OUT, A.IDLE, A.DIRECT_CALL, A.WRAP_UP, A.BUSY, A.BREAK, A.LOCKED],
+    UnknownCall,
+)
+# The error each refusal of the newer inputs raises (the others: `AcdError` as checked).
+API_ERRORS: dict[str, dict[AgentState | str, type[AcdError]]] = {
+    "login": {A.LOGGED_OUT: NotRegistered},
+    "logout": {A.LOGGED_OUT: NotRegistered, SIGNED_OUT: NotLoggedIn},
+    "direct_start": NOT_FREE,
+    "direct_end": dict.fromkeys([s for s in SETUPS if s is not A.DIRECT_CALL], NotOnDirectCall),
+    "pickup": {**NOT_FREE, A.LOCKED: IllegalTransition},
+    "hold": {**NO_CALL, A.RINGING: NotOffered, A.HOLD: IllegalTransition},
+    "resume": {**NO_CALL, A.RINGING: NotOffered, A.TALKING: IllegalTransition},
 }
 
 
-def apply_input(acd: Acd, name: str) -> None:
-    if name == "available":
-        acd.agent_available("a1", 5.0)
-    elif name == "unavailable":
-        acd.agent_unavailable("a1", 5.0)
-    elif name == "answered":
-        acd.agent_answered("c1", "a1", 5.0)
-    elif name == "rejected":
-        acd.agent_rejected("c1", "a1", 5.0, "486")
-    elif name == "ended":
-        acd.call_ended("c1", "a1", 5.0)
-    elif name == "not_ready":
-        acd.agent_not_ready("a1", 5.0, "meeting")
-    elif name == "break":
-        acd.agent_break("a1", 5.0)
-    elif name == "ready":
-        acd.agent_ready("a1", 5.0)
-    elif name == "lock":
-        acd.agent_lock("a1", 5.0)
-    elif name == "unlock":
-        acd.agent_unlock("a1", 5.0)
-    elif name == "next_timer":
-        deadline = acd.get_timer()
-        if deadline is not None:
-            acd.handle_timer(deadline)
-    else:
-        raise AssertionError(name)
+def pick_up_c9(acd: Acd) -> None:
+    """c9 rings a2, in a queue a1 does not serve; a1 picks it up."""
+    acd.agent_available("a2", 4.0)
+    acd.enqueue("c9", "p", 4.5)
+    acd.picked_up("c9", "a1", 5.0)
 
 
-@pytest.mark.parametrize(
-    ("state", "name"), list(itertools.product(AgentState, sorted(API_RESULTS)))
-)
-def test_every_agent_state_and_public_input(state: AgentState, name: str) -> None:
-    acd = agent_in(state)
-    expected = API_RESULTS[name].get(state)
+def run_next_timer(acd: Acd) -> None:
+    deadline = acd.get_timer()
+    if deadline is not None:
+        acd.handle_timer(deadline)
+
+
+#: Each public input of `API_RESULTS`, as `a1` (and its call c1, direct call d1) gets it.
+INPUTS: dict[str, Callable[[Acd], object]] = {
+    "available": lambda acd: acd.agent_available("a1", 5.0),
+    "unavailable": lambda acd: acd.agent_unavailable("a1", 5.0),
+    "answered": lambda acd: acd.agent_answered("c1", "a1", 5.0),
+    "rejected": lambda acd: acd.agent_rejected("c1", "a1", 5.0, "486"),
+    "ended": lambda acd: acd.call_ended("c1", "a1", 5.0),
+    "not_ready": lambda acd: acd.agent_not_ready("a1", 5.0, "meeting"),
+    "break": lambda acd: acd.agent_break("a1", 5.0),
+    "ready": lambda acd: acd.agent_ready("a1", 5.0),
+    "lock": lambda acd: acd.agent_lock("a1", 5.0),
+    "unlock": lambda acd: acd.agent_unlock("a1", 5.0),
+    "login": lambda acd: acd.agent_login("a1", 5.0),
+    "logout": lambda acd: acd.agent_logout("a1", 5.0),
+    "direct_start": lambda acd: acd.direct_call_started("a1", "d2", 5.0),
+    "direct_end": lambda acd: acd.direct_call_ended("a1", "d1", 5.0),
+    "pickup": pick_up_c9,
+    "hold": lambda acd: acd.agent_hold("a1", "c1", 5.0),
+    "resume": lambda acd: acd.agent_resume("a1", "c1", 5.0),
+    "next_timer": run_next_timer,
+}
+
+
+def test_every_input_has_its_results() -> None:
+    assert set(INPUTS) == set(API_RESULTS)
+
+
+@pytest.mark.parametrize(("setup", "name"), list(itertools.product(SETUPS, sorted(API_RESULTS))))
+def test_every_agent_state_and_public_input(setup: AgentState | str, name: str) -> None:
+    acd = agent_in(setup)
+    before = acd.agent_state("a1")
+    expected = API_RESULTS[name].get(setup)
     if expected is None:
-        with pytest.raises(AcdError):
-            apply_input(acd, name)
-        assert acd.agent_state("a1") is state
+        error = API_ERRORS.get(name, {}).get(setup, AcdError)
+        with pytest.raises(error):
+            INPUTS[name](acd)
+        assert acd.agent_state("a1") is before
     else:
-        apply_input(acd, name)
+        INPUTS[name](acd)
         assert acd.agent_state("a1") is expected
+
+
+def test_error_table_names_only_refusals() -> None:
+    for name, errors in API_ERRORS.items():
+        assert not set(errors) & set(API_RESULTS[name]), name
 
 
 def test_next_timer_of_each_state_is_the_expected_one() -> None:
