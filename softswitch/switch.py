@@ -90,6 +90,7 @@ def acd_specs(config: Config) -> tuple[list[QueueSpec], list[AgentSpec]]:
             q.when_empty == "leave",
             q.lock_after,
             float(q.busy_alert),
+            float(q.hold_alert),
         )
         for q in config.queues
     ]

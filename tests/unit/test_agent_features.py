@@ -750,3 +750,16 @@ def test_a_three_way_call_past_the_queues_limit_raises_one_alert(tmp_path: Path)
     (alert,) = [r for r in h.cdr.get_queue_log(call_id) if r["event"] == "AGENT_ALERT"]
     assert alert["agent"] == "1001" and alert["data"] == {"what": "conference", "seconds": 60.0}
     trunk.bye()
+
+
+def test_a_hold_longer_than_the_queues_hold_alert_raises_an_alert(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path, {"hold_alert": 30})
+    trunk, (phone,), invite, call_id = talking(h, "1001")
+    phone.in_dialog(invite, "INVITE", 2, sdp_direction="sendonly")
+    assert h.switch.acd.agent_state("1001").value == "hold"
+    h.advance(31)
+    (alert,) = [r for r in h.cdr.get_queue_log(call_id) if r["event"] == "AGENT_ALERT"]
+    assert alert["agent"] == "1001" and alert["data"]["state"] == "hold"
+    phone.in_dialog(invite, "INVITE", 3, sdp_direction="sendrecv")
+    assert h.switch.acd.agent_state("1001").value == "talking"
+    trunk.bye()
