@@ -184,11 +184,17 @@ def status_command(args: argparse.Namespace) -> int:
             f"{_percent(k.get('service_level'))}\t{_percent(k.get('human_answer_rate'))}\t"
             f"{agents}"
         )
-    print("agent\tstate\tfor s\treason\tanswered\tmissed in a row")
+    print("agent\tstate\tfor s\treason\tanswered\tmissed in a row\tdirect calls\tphone")
     for a in reply["agents"]:
+        state = a["state"]
+        if a.get("signed_out") and state != "logged_out":
+            state += " (logging out)"
+        phone = "registered" if a.get("registered") else "-"
+        if a.get("signed_out"):
+            phone += ", logged out by the agent"
         print(
-            f"{a['agent_id']}\t{a['state']}\t{_seconds(a['seconds'])}\t{a['reason'] or '-'}\t"
-            f"{a['answered']}\t{a['missed']}"
+            f"{a['agent_id']}\t{state}\t{_seconds(a['seconds'])}\t{a['reason'] or '-'}\t"
+            f"{a['answered']}\t{a['missed']}\t{a.get('direct_calls', 0)}\t{phone}"
         )
     return 0
 

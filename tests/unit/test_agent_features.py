@@ -13,6 +13,7 @@ from sipflow import Phone, Trunk
 from test_call_model import MONDAY_10
 
 from acd import AcdError
+from softswitch import cli
 from softswitch.call import events as ev
 from softswitch.config import ConfigError, load_config
 from softswitch.sip.message import Request, Response
@@ -763,3 +764,24 @@ def test_a_hold_longer_than_the_queues_hold_alert_raises_an_alert(tmp_path: Path
     phone.in_dialog(invite, "INVITE", 3, sdp_direction="sendrecv")
     assert h.switch.acd.agent_state("1001").value == "talking"
     trunk.bye()
+
+
+def test_hotline_status_shows_direct_calls_and_agents_logged_out_by_choice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    h = FeatureHarness(tmp_path)
+    one, two = Phone(h, "1001", 5101), Phone(h, "1002", 5102)
+    one.register()
+    two.register()
+    one.dial("1002", call_id="int-status")
+    reply = {"ok": True, **h.switch.live_status(h.now)}
+    monkeypatch.setattr(cli, "_ask_node", lambda data, message: reply)
+    assert cli.main(["status", "--data", str(tmp_path)]) == 0
+    lines = {line.split("\t")[0]: line.split("\t") for line in capsys.readouterr().out.splitlines()}
+    assert lines["1001"][1] == "direct_call" and lines["1001"][6:] == ["1", "registered"]
+    h.switch.agent_command("1002", "logout", h.now)  # on its call: applies at the end
+    reply = {"ok": True, **h.switch.live_status(h.now)}
+    assert cli.main(["status", "--data", str(tmp_path)]) == 0
+    lines = {line.split("\t")[0]: line.split("\t") for line in capsys.readouterr().out.splitlines()}
+    assert lines["1002"][1] == "direct_call (logging out)"
+    assert lines["1002"][7] == "registered, logged out by the agent"
