@@ -23,7 +23,10 @@ node is not one stack's quirk. Debian's baresip 1.0.0 runs headless, one process
   test's directory and shown in every failure message.
 
 Commands of 1.0.0 (menu module and core) for `command()`: ``accept`` (with
-``answer_mode="manual"``; the default answers by itself), ``hangup``, ``hold``, ``resume``,
+``answer_mode="manual"``; the default answers by itself. 1.0.0 has no auto-answer on request:
+it reads no ``Call-Info: …;answer-after``, ``Alert-Info`` or ``Answer-Mode`` and has no
+``sip_autoanswer`` account parameter, all added in 1.1.0, so a manual account rings until
+``accept`` whatever the INVITE asks), ``hangup``, ``hold``, ``resume``,
 ``transfer URI`` (blind: REFER; baresip reports the transferee's final NOTIFY as
 ``CALL_CLOSED`` "Call transfered" or ``CALL_TRANSFER_FAILED``, after which it drops the call),
 ``uanew``, ``quit``.
