@@ -381,3 +381,22 @@ def test_attended_transfer_from_pjsua2_after_a_consultation_call(
     assert call["agent"] == "1002" and call["disposition"] == "answered"
     assert consultation["disposition"] == "transferred"
     assert ("TRANSFER", "1001") in queue_events(hotline, call["call_id"])
+
+
+def test_auto_answer_requests_reach_a_real_phone(
+    node: Callable[..., HotlineNode],
+    pjagent: Callable[..., PjAgent],
+    rtp_caller: Callable[..., RtpCaller],
+) -> None:
+    """What a headset agent's phone reads to answer by itself (RFC 5373 and the common
+    Call-Info / Alert-Info forms) arrives intact at pjsip; whether a phone honours them is
+    the phone's setting (baresip 1.0.0 does not, see baresip_agent.py)."""
+    agents = agents_with("1001", auto_answer=True, auto_answer_after=2)["agents"]
+    hotline = node(agents={"agents": agents})
+    phone = agent(pjagent, hotline, "1001", FIRST_TONE)
+    caller = rtp_caller(hotline, called="9000")
+    caller.call()
+    headers = phone.wait_for("incoming")["headers"]
+    assert "answer-after=2" in headers["Call-Info"]
+    assert "info=alert-autoanswer" in headers["Alert-Info"] and "delay=2" in headers["Alert-Info"]
+    assert caller.hang_up() == 200
