@@ -6,7 +6,11 @@ Two writers with one interface; `OggOpusWriter(...)` picks the first that can ru
 - `LibopusWriter`: libopus (Debian `libopus0`) through ctypes, at complexity `COMPLEXITY`,
   and Ogg pages (RFC 3533, RFC 7845) built here, one `write(2)` each. The encoder is the
   per-frame work and runs in C with the GIL released; Python only slices 20 ms frames and
-  frames pages. About 3x cheaper than libsndfile, which fixes complexity at 10.
+  frames pages. About 3x cheaper than libsndfile, which fixes complexity at 10. A stereo
+  recording is two independent mono streams (channel mapping family 1, no coupled
+  stream): Opus's joint stereo at these rates leaks a loud channel into a quiet one about
+  23 dB down, and the two channels are different people (the caller; what the caller
+  heard) whom quality inspection and speech analytics must find apart.
 - `SndfileOpusWriter`: libsndfile through soundfile (its wheel bundles one with Opus), for
   machines without libopus.
 
@@ -251,6 +255,8 @@ _SET_COMPLEXITY = 4010
 _GET_LOOKAHEAD = 4027
 _MAX_PACKET = 1500
 _MAX_FRAME = RATE * 120 // 1000  # the longest Opus packet, 120 ms
+#: Stereo files: two mono streams, channel i in stream i (RFC 7845 §5.1.1.2, family 1).
+_STREAMS = {1: (0, 1, 0, b""), 2: (1, 2, 0, bytes((0, 1)))}  # family, streams, coupled, map
 _BOS, _CONTINUED = 0x02, 0x01
 _REVERSED = bytes(int(f"{i:08b}"[::-1], 2) for i in range(256))
 _OPUS: Any = None
@@ -300,6 +306,23 @@ def _libopus() -> Any:
                     ctypes.c_int,
                 )
                 lib.opus_decoder_destroy.argtypes = (ctypes.c_void_p,)
+                lib.opus_multistream_encoder_create.restype = ctypes.c_void_p
+                lib.opus_multistream_encoder_create.argtypes = (
+                    ctypes.c_int32, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                    ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int),
+                )  # fmt: skip
+                lib.opus_multistream_encode.restype = ctypes.c_int32
+                lib.opus_multistream_encode.argtypes = lib.opus_encode.argtypes
+                lib.opus_multistream_encoder_destroy.argtypes = (ctypes.c_void_p,)
+                lib.opus_multistream_encoder_ctl.restype = ctypes.c_int
+                lib.opus_multistream_decoder_create.restype = ctypes.c_void_p
+                lib.opus_multistream_decoder_create.argtypes = (
+                    ctypes.c_int32, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                    ctypes.c_char_p, ctypes.POINTER(ctypes.c_int),
+                )  # fmt: skip
+                lib.opus_multistream_decode.restype = ctypes.c_int
+                lib.opus_multistream_decode.argtypes = lib.opus_decode.argtypes
+                lib.opus_multistream_decoder_destroy.argtypes = (ctypes.c_void_p,)
                 lib.opus_packet_get_nb_samples.restype = ctypes.c_int
                 lib.opus_packet_get_nb_samples.argtypes = (
                     ctypes.c_char_p,
@@ -351,17 +374,20 @@ class LibopusWriter(_Writer):
         super().__init__(path, channels)
         self._lib = lib
         error = ctypes.c_int(0)
-        self._encoder = lib.opus_encoder_create(RATE, channels, _APPLICATION_AUDIO, error)
-        if not self._encoder or error.value != 0:
-            raise OSError(f"opus_encoder_create failed ({error.value})")
-        # The file's rate is the encoder's plus about 80 bytes of page framing a second.
-        target = max(6000 * channels, bitrate * channels - 700)
-        for request, value in ((_SET_BITRATE, target), (_SET_COMPLEXITY, complexity)):
-            lib.opus_encoder_ctl(ctypes.c_void_p(self._encoder), request, ctypes.c_int32(value))
-        lookahead = ctypes.c_int32(0)
-        lib.opus_encoder_ctl(
-            ctypes.c_void_p(self._encoder), _GET_LOOKAHEAD, ctypes.byref(lookahead)
+        family, streams, coupled, mapping = _STREAMS[channels]
+        self._encoder = lib.opus_multistream_encoder_create(
+            RATE, channels, streams, coupled, mapping or b"\x00", _APPLICATION_AUDIO, error
         )
+        if not self._encoder or error.value != 0:
+            raise OSError(f"opus_multistream_encoder_create failed ({error.value})")
+        # The file's rate is the encoder's plus about 80 bytes of page framing a second; the
+        # bitrate is the streams' total, shared out by libopus.
+        target = max(6000 * channels, bitrate * channels - 700)
+        ctl = lib.opus_multistream_encoder_ctl
+        for request, value in ((_SET_BITRATE, target), (_SET_COMPLEXITY, complexity)):
+            ctl(ctypes.c_void_p(self._encoder), request, ctypes.c_int32(value))
+        lookahead = ctypes.c_int32(0)
+        ctl(ctypes.c_void_p(self._encoder), _GET_LOOKAHEAD, ctypes.byref(lookahead))
         self._lookahead = lookahead.value  # samples at 8 kHz the encoder holds back
         self._out = ctypes.create_string_buffer(_MAX_PACKET)
         self._rest = b""  # input short of a whole frame
@@ -381,8 +407,10 @@ class LibopusWriter(_Writer):
         vendor = f"hotline, {lib.opus_get_version_string().decode()}".encode()
         comments = [f"TITLE={title}".encode()] if title else []
         head = struct.pack(
-            "<8sBBHIhB", b"OpusHead", 1, channels, self._lookahead * _SCALE, RATE, 0, 0
+            "<8sBBHIhB", b"OpusHead", 1, channels, self._lookahead * _SCALE, RATE, 0, family
         )
+        if family:
+            head += bytes((streams, coupled)) + mapping
         tags = (
             b"OpusTags"
             + struct.pack("<I", len(vendor))
@@ -422,9 +450,10 @@ class LibopusWriter(_Writer):
                 self._flush_page(0)
 
     def _encode(self, address: int) -> None:
-        size = self._lib.opus_encode(self._encoder, address, _FRAME, self._out, _MAX_PACKET)
+        encode = self._lib.opus_multistream_encode
+        size = encode(self._encoder, address, _FRAME, self._out, _MAX_PACKET)
         if size < 0:
-            raise ValueError(f"{self.path}: opus_encode failed ({size})")
+            raise ValueError(f"{self.path}: opus_multistream_encode failed ({size})")
         packet = self._out.raw[:size]
         self._packets.append(packet)
         self._lacing += size // 255 + 1
@@ -486,7 +515,7 @@ class LibopusWriter(_Writer):
 
     def _release(self) -> None:
         if self._encoder:
-            self._lib.opus_encoder_destroy(ctypes.c_void_p(self._encoder))
+            self._lib.opus_multistream_encoder_destroy(ctypes.c_void_p(self._encoder))
             self._encoder = None
         if getattr(self, "_fd", -1) >= 0:
             with contextlib.suppress(OSError):
@@ -582,17 +611,27 @@ def _read_libopus(path: Path) -> tuple[bytes, int, bool]:
     if not head.startswith(b"OpusHead") or len(head) < 19 or pages[0].after_gap:
         raise ValueError(f"{path}: not an Ogg Opus file")
     channels, preskip, rate = struct.unpack_from("<BHI", head, 9)
-    if rate != RATE or channels not in (1, 2) or head[18] != 0:
+    if rate != RATE or channels not in (1, 2):
         raise ValueError(f"{path}: {channels} channels at {rate} Hz, expected 1 or 2 at {RATE}")
+    # Family 0: one stream (coupled when stereo, as files before 2026-12 and libsndfile's
+    # are); family 1: the stream counts and the channel map follow (RFC 7845 §5.1.1).
+    if head[18] == 0:
+        streams, coupled, mapping = 1, channels - 1, bytes(range(channels))
+    elif head[18] == 1 and len(head) >= 21 + channels:
+        streams, coupled, mapping = head[19], head[20], head[21 : 21 + channels]
+    else:
+        raise ValueError(f"{path}: channel mapping family {head[18]} is not one of ours")
     tags = next(
         (i for i, p in enumerate(pages) if any(k.startswith(b"OpusTags") for k in p.packets)), None
     )
     if tags is None:
         raise ValueError(f"{path}: no OpusTags header")
     error = ctypes.c_int(0)
-    decoder = lib.opus_decoder_create(RATE, channels, ctypes.byref(error))
+    decoder = lib.opus_multistream_decoder_create(
+        RATE, channels, streams, coupled, mapping, ctypes.byref(error)
+    )
     if not decoder or error.value != 0:
-        raise ValueError(f"{path}: opus_decoder_create failed ({error.value})")
+        raise ValueError(f"{path}: opus_multistream_decoder_create failed ({error.value})")
     width = channels * 2
     out = (ctypes.c_int16 * (_MAX_FRAME * channels))()
     pieces: list[bytes] = []
@@ -609,13 +648,14 @@ def _read_libopus(path: Path) -> tuple[bytes, int, bool]:
                     pieces.append(bytes(missing * width))
                     decoded += missing
             for packet in page.packets:
-                samples = lib.opus_decode(decoder, packet, len(packet), out, _MAX_FRAME, 0)
+                decode = lib.opus_multistream_decode
+                samples = decode(decoder, packet, len(packet), out, _MAX_FRAME, 0)
                 if samples < 0:
                     continue  # a damaged packet: skipped, as a player would
                 pieces.append(ctypes.string_at(out, samples * width))
                 decoded += samples
     finally:
-        lib.opus_decoder_destroy(decoder)
+        lib.opus_multistream_decoder_destroy(decoder)
     complete = bool(pages) and pages[-1].eos
     pcm = b"".join(pieces)
     skip = (preskip // _SCALE) * width

@@ -49,6 +49,10 @@ OVERLOAD_SECONDS = 30.0
 #: Call variables copied into the index (set by the IVR or associated data).
 SERVICE_VARIABLE = "service_type"
 CUSTOMER_VARIABLE = "customer_id"
+#: Calls from agents' phones that are no conversation of their own: feature codes (beeps),
+#: a supervisor's listening (the supervised call is recorded, with a barge in it) and a
+#: pickup (its leg joins the ringing call). Internal, outbound and callback calls are.
+UNRECORDED_ROUTES = frozenset(("phone:feature", "phone:supervise", "phone:pickup"))
 
 
 def relative_path(recording_id: str, started: float) -> str:
@@ -136,6 +140,7 @@ class Recorder:
 
     kinds = (
         ev.CallStarted,
+        ev.LegJoined,
         ev.CallQueued,
         ev.CallAnsweredByNode,
         ev.CallAnswered,
@@ -151,7 +156,8 @@ class Recorder:
     def __call__(self, event: Any) -> None:
         kind = type(event)
         if kind is ev.CallStarted:
-            self._calls[event.call_id] = _Call(event.call_id, event.caller, event.called)
+            if event.route not in UNRECORDED_ROUTES:
+                self._calls[event.call_id] = _Call(event.call_id, event.caller, event.called)
             return
         if kind is ev.VoicemailLeft:
             self._worker.put(("voicemail", event, self._clock()))
@@ -180,6 +186,16 @@ class Recorder:
                 elif call.tap is not None:
                     offset = max(0.0, event.at - call.started)
                     self._worker.put(("segment", call.call_id, agent, event.leg_id, offset))
+        elif kind is ev.LegJoined:
+            # A picked-up or attended-transfer party: a segment from now, as for an answer.
+            if event.agent_id is not None:
+                call.agents[event.leg_id] = event.agent_id
+                call.talking.add(event.leg_id)
+                if call.tap is not None:
+                    offset = max(0.0, event.at - call.started)
+                    self._worker.put(
+                        ("segment", call.call_id, event.agent_id, event.leg_id, offset)
+                    )
         elif kind is ev.LegStopped:
             call.talking.discard(event.leg_id)
             if call.tap is not None and event.leg_id in call.agents:

@@ -284,6 +284,17 @@ class LegStopped(msgspec.Struct, frozen=True, tag=True):
     sip_cause: int | None = None
 
 
+class LegJoined(msgspec.Struct, frozen=True, tag=True):
+    """An answered leg of another call moved into this one (a pickup: the picker's phone;
+    an attended transfer: the consulted agent's): from now on it is a party of `call_id`."""
+
+    at: float
+    call_id: str
+    leg_id: str
+    agent_id: str | None
+    from_call: str
+
+
 class CallAnsweredByNode(msgspec.Struct, frozen=True, tag=True):
     """The node answered the caller itself (IVR, voicemail)."""
 
@@ -384,6 +395,7 @@ BusEvent = (
     | LegProgress
     | LegStopped
     | CallAnsweredByNode
+    | LegJoined
     | IvrStep
     | MixChanged
     | VariableChanged

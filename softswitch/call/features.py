@@ -293,6 +293,11 @@ class Features(ControlBase):
         consult.a.media.release(consult.a.leg_id)
         self._leg_stopped(consult, consult.a, now, "transferred")
         self._retire(consult, now, "transferred")
+        self.bus.publish(
+            ev.LegJoined(
+                self.wall(now), session.call_id, target.leg_id, target.agent_id, consult.call_id
+            )
+        )
         who = target.agent_id or "an outside party"
         session.log.info("agent %s transfers the caller to %s (attended)", leg.agent_id, who)
         self.bus.publish(
@@ -585,6 +590,11 @@ class Features(ControlBase):
         self._adopted[picker.leg_id] = target
         self._retire(session, now, "picked_up")
         target.log.info("agent %s picked the call up", action.agent_id)
+        self.bus.publish(
+            ev.LegJoined(
+                self.wall(now), target.call_id, picker.leg_id, action.agent_id, session.call_id
+            )
+        )
         self.apply(commands, now)  # the other rings are withdrawn
         self._deliver(target, ev.PickedUp(picker.leg_id, action.agent_id), now)
 

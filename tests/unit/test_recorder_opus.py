@@ -181,8 +181,9 @@ def test_the_file_holds_about_the_configured_bits_per_second_per_channel(
     writer.write(call.tobytes())
     writer.close()
     per_channel = writer.path.stat().st_size * 8 / 10.0 / 2
-    # Ogg framing included: at most the configured rate (VBR may stay a little under it).
-    assert 0.85 * bitrate <= per_channel <= 1.02 * bitrate
+    # Ogg framing included: about the configured rate (VBR stays under it at low rates and
+    # goes up to 3 % over it at high ones, where two mono streams round up).
+    assert 0.85 * bitrate <= per_channel <= 1.03 * bitrate
 
 
 def test_write_rejects_a_partial_frame_and_writes_after_close(tmp_path: Path) -> None:
@@ -374,7 +375,11 @@ def test_the_libopus_reader_matches_libsndfile_and_skips_damaged_pages(
     assert (channels, complete) == (their_channels, their_complete) == (2, True)
     a = np.frombuffer(ours, dtype=np.int16).astype(int)
     b = np.frombuffer(theirs, dtype=np.int16).astype(int)
-    assert len(a) == len(b) == 2 * len(left) and np.abs(a - b).max() <= 2
+    assert len(a) == len(b) == 2 * len(left)
+    # libsndfile decodes the two mono streams of our stereo files at 48 kHz and resamples;
+    # libopus here decodes at 8 kHz: the same audio, not the same samples.
+    error = float(np.sum((a - b) ** 2))
+    assert error == 0 or 10 * np.log10(float(np.sum(b**2)) / error) > 30
 
     # A page whose bytes were damaged is dropped whole (its CRC fails) and its time becomes
     # silence, so what follows stays in place; a torn last page (the crash case) is dropped
@@ -392,4 +397,7 @@ def test_the_libopus_reader_matches_libsndfile_and_skips_damaged_pages(
     assert 3.5 <= len(c) / RATE <= 4.0, len(c) / RATE  # the torn last page is gone
     assert not c[int(1.2 * RATE) : int(1.8 * RATE)].any()  # the damaged second is silence
     after = slice(int(2.2 * RATE), len(c))
-    assert np.abs(c[after] - whole[after]).max() <= 2  # and the audio after it is in place
+    # ... and the audio after it is in place: the same samples but for the decoder's own
+    # recovery from the loss (a shift by even one sample would leave a 440 Hz error).
+    error = float(np.sum((c[after] - whole[after]) ** 2))
+    assert 10 * np.log10(float(np.sum(whole[after] ** 2)) / max(error, 1.0)) > 25
