@@ -19,6 +19,7 @@ from acd.engine import Acd
 from acd.errors import (
     AcdError,
     AgentBusy,
+    CannotServe,
     DuplicateCall,
     IllegalTransition,
     InvalidSpec,
@@ -64,6 +65,7 @@ __all__ = [
     "CallEvent",
     "CallState",
     "CancelOffer",
+    "CannotServe",
     "Command",
     "DuplicateCall",
     "IllegalTransition",

@@ -185,9 +185,13 @@ class AgentRecord:
 
     `idle_since` is the longest-idle routing key: the time the agent last became available
     (login, end of call or of wrap-up) — or, after a no-answer or reject, the time of that
-    failure, which sends the agent to the back of the line. `queues` is the effective
+    failure, which sends the agent to the back of the line. `serves` is the effective
     membership (listed queues, queues whose skills it meets, and queues draining after a
-    reload). `logout_pending` is set when the phone unregisters during a call; `retired` when
+    reload), `chosen` the queues a login named (`Acd.agent_login(queues=…)`; None: all), and
+    `queues` the ones it works in: `serves` narrowed to `chosen`, in configuration order —
+    the queues it is logged in to, or (logged out) those its next login or registration
+    logs it in to. Routing (idle indexes, counts of agents logged in) follows `queues`;
+    `logout_pending` is set when the phone unregisters during a call; `retired` when
     a reload removed the agent while it was busy. `registered` follows the phone's
     registration; `signed_out` is the agent's own logout (it is logged out, or will be when
     its call ends, until `agent_login`; registering does not change it). `call_id` is the
@@ -199,6 +203,8 @@ class AgentRecord:
         "region",
         "answered",
         "queues",
+        "serves",
+        "chosen",
         "state",
         "state_since",
         "idle_since",
@@ -221,6 +227,8 @@ class AgentRecord:
         self.region = region
         self.answered = 0  # calls answered since the engine started (strategy fewest_calls)
         self.queues = queues
+        self.serves = queues
+        self.chosen: frozenset[str] | None = None
         self.state = AgentState.LOGGED_OUT
         self.state_since: float | None = None  # None: logged out since the engine started
         self.idle_since = 0.0
@@ -239,6 +247,17 @@ class AgentRecord:
         self.signed_out = False
         self.direct_call_id: str | None = None
         self.direct_calls = 0  # direct calls started since the engine started
+
+    def working_queues(self) -> tuple[str, ...]:
+        """`serves` narrowed to `chosen` (what `queues` is to be)."""
+        chosen = self.chosen
+        if chosen is None:
+            return self.serves
+        return tuple(name for name in self.serves if name in chosen)
+
+    def logged_in_to(self, queue: str) -> bool:
+        """Whether the agent is logged in to `queue` (not logged out, and works in it)."""
+        return self.state is not AgentState.LOGGED_OUT and queue in self.queues
 
     @property
     def leaving(self) -> bool:

@@ -10,9 +10,12 @@ state the agent returns to, and changes it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from acd.agent import ON_CALL, AgentEvent, AgentRecord, AgentState, next_agent_state
 from acd.errors import (
     AgentBusy,
+    CannotServe,
     IllegalTransition,
     NotLoggedIn,
     NotOffered,
@@ -20,7 +23,7 @@ from acd.errors import (
     NotRegistered,
     UnknownAgent,
 )
-from acd.events import CancelOffer, Command, QueueEventKind
+from acd.events import CancelOffer, Command, QueueEvent, QueueEventKind
 from acd.queue import CallEvent, CallState, next_call_state
 from acd.routing import Router
 
@@ -90,8 +93,7 @@ class AgentInputs(Router):
         if call is not None and not call.rings:  # others may still ring a ring-all call
             self._requeue(call, CallEvent.AGENT_GONE)
             self._dispatch_call(call, now, out)
-        self._widen_for(agent, now, out)
-        self._forget_if_retired(agent)
+        self._logged_out(agent, now, out)
         return out
 
     def agent_logout(self, agent_id: str, now: float) -> list[Command]:
@@ -115,22 +117,97 @@ class AgentInputs(Router):
             self._settle(agent, now, out)
         return out
 
-    def agent_login(self, agent_id: str, now: float) -> list[Command]:
-        """The agent logs in again after `agent_logout`: idle, and offered the
-        longest-waiting call of its queues at once. A logout still waiting for the end of a
-        call is withdrawn; an agent logged in already is left as it is. Refused
-        (`NotRegistered`) when its phone is not registered."""
+    def agent_login(
+        self, agent_id: str, now: float, queues: Sequence[str] | None = None
+    ) -> list[Command]:
+        """The agent logs in (again, after `agent_logout`), to `queues` or, None, to every
+        queue it may serve (those it lists, those whose skills it meets): idle, and offered
+        the longest-waiting call of those queues at once. A logout still waiting for the end
+        of a call is withdrawn.
+
+        The choice holds until its next login (without `queues`: all again) or logout, across
+        its phone unregistering and registering, and through reloads that leave it one of
+        them (a reload leaving none logs it out, as `agent_logout` would). For an agent
+        logged in already it applies at once, whatever its state: its idle place leaves the
+        queues it is no longer logged in to, and their waiting calls are no longer offered
+        to it (those held for it, sticky, go to the others; those for it alone leave,
+        agent_unavailable; a `leave_when_empty` queue it was the last agent logged in to
+        sends its calls to overflow, empty); a ring in progress goes on, and its call is
+        answered, fails or leaves as any other; an idle agent is offered the first call of a
+        queue it joined at once. Queue-log LOGIN (data: queues, joined, left) for each login
+        that logs the agent in, names queues or changes them; a login of an agent logged in
+        already to all its queues, naming none, changes nothing.
+
+        Refused, with nothing changed: `NotRegistered` when its phone is not registered,
+        `CannotServe` when `queues` is empty or names a queue it may not serve (or one
+        draining after a reload)."""
         agent = self._live_agent(agent_id, now)
         state = agent.state
         if not agent.registered:
             raise NotRegistered(agent_id, state.value, AgentEvent.LOGIN.value)
+        chosen = None if queues is None else self._chosen(agent, queues)
         next_agent_state(agent_id, state, AgentEvent.LOGIN)
         agent.signed_out = False
+        agent.chosen = chosen
         out: list[Command] = []
         if state is AgentState.LOGGED_OUT:
+            agent.queues = agent.working_queues()  # logged out: counted nowhere yet
+            out.append(self._login_event(agent, (), agent.queues, now))
             self._agent_to(agent, AgentEvent.LOGIN, now, out)
             self._agent_ready(agent, now, out, fresh=True)
+            return out
+        before, after = agent.queues, agent.working_queues()
+        if chosen is not None or after != before:
+            out.append(self._login_event(agent, before, after, now))
+            self._move_queues(agent, after, now, out)
         return out
+
+    def _chosen(self, agent: AgentRecord, queues: Sequence[str]) -> frozenset[str]:
+        """The queues a login names, checked against those the agent may serve."""
+        if isinstance(queues, str):
+            raise TypeError("queues: a sequence of queue names, not one string")
+        names = tuple(dict.fromkeys(queues))
+        may_serve = self._may_serve(agent)
+        wrong = tuple(name for name in names if name not in may_serve)
+        if wrong or not names:
+            raise CannotServe(agent.agent_id, wrong, may_serve)
+        return frozenset(names)
+
+    def _may_serve(self, agent: AgentRecord) -> tuple[str, ...]:
+        """The queues a login of the agent may name: those it serves, draining ones left out."""
+        return tuple(name for name in agent.serves if not self._queues[name].draining)
+
+    def _login_event(
+        self, agent: AgentRecord, before: tuple[str, ...], after: tuple[str, ...], now: float
+    ) -> QueueEvent:
+        data: dict[str, object] = {
+            "queues": list(after),
+            "joined": [name for name in after if name not in before],
+            "left": [name for name in before if name not in after],
+        }
+        return QueueEvent(
+            kind=_K.LOGIN, call_id=None, agent_id=agent.agent_id, queue=None, at=now, data=data
+        )
+
+    def _move_queues(
+        self, agent: AgentRecord, after: tuple[str, ...], now: float, out: list[Command]
+    ) -> None:
+        """A logged-in agent works in `after` from now on (see `agent_login`)."""
+        before = agent.queues
+        left = tuple(name for name in before if name not in after)
+        joined = tuple(name for name in after if name not in before)
+        idle = agent.state is AgentState.IDLE
+        if idle:
+            for name in left:
+                self._queues[name].remove_idle(agent.agent_id)
+            for name in joined:
+                self._queues[name].add_idle(agent.agent_id, agent.idle_since, agent.answered)
+        self._count_logged_in(agent, left, -1)
+        self._count_logged_in(agent, joined, 1)
+        agent.queues = after
+        self._widen_for(agent, left, now, out)
+        if agent.state is AgentState.IDLE:  # not fresh: its retry windows hold
+            self._agent_ready(agent, now, out, fresh=False)
 
     def agent_not_ready(self, agent_id: str, now: float, reason: str = "") -> list[Command]:
         """The agent goes busy (not ready) with `reason` (a reason code): at once from idle,

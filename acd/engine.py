@@ -60,8 +60,15 @@ Routing rules (SPEC ACD-1 longest-idle, ACD-4 subset):
   other agent's pick, so it holds up no other call. It waits while the agent is busy (max wait
   as usual); a failed offer puts it back to wait for the same agent (retry window, lock).
   It leaves (`QueueTimeout` "agent_unavailable") when that agent cannot take it: not logged
-  in when it arrives (it never joins), logged out, or no longer serving the queue after a
-  reload, while it waits.
+  in to the call's queue when it arrives (it never joins), or logged out of it while it
+  waits (its logout, a login naming other queues, a reload).
+
+- An agent works in the queues its last login named (`agent_login(queues=…)`, e.g. per
+  shift) or, without a list, in every queue it may serve. Only those count: its idle place,
+  the agents logged in to a queue (`leave_when_empty`, `region_wait`), the agent a sticky
+  call waits for, the agent a call for one named agent waits for (one not logged in to the
+  call's queue refuses it, agent_unavailable). A login of an agent logged in already
+  changes its queues at once; a ring in progress finishes as usual.
 
 - Only an IDLE agent is offered a call: not one ringing, talking, holding its call (HOLD), on
   a direct call outside the queues (DIRECT_CALL: `direct_call_started`), or logged out —
@@ -146,14 +153,16 @@ class Acd(AgentInputs):
 
         `agent` makes it a call for that agent alone (agent-to-agent transfer, a directed
         call; `region` and `preferred` are then ignored): no other agent is offered it, and
-        it holds up none of the queue's other calls. `queue` must be one the agent serves
+        it holds up none of the queue's other calls. `queue` must be one the agent may serve
         (it is the queue the call counts in): `NotInQueue` otherwise, `UnknownAgent` for an
-        agent not configured. An agent not logged in refuses the call at once (`QueueTimeout`
-        "agent_unavailable", queue-log UNAVAILABLE, counted as overflowed like "full" and
-        "empty"); a logged-in agent that is busy (ringing, talking, wrap-up, not ready, a
-        break, locked) is waited for until max wait. A no-answer or reject puts the call back
-        to wait for the same agent, offered again after the queue's `retry`; the agent
-        logging out while the call waits sends it away ("agent_unavailable")."""
+        agent not configured. An agent not logged in to `queue` (logged out, or its login
+        named other queues) refuses the call at once (`QueueTimeout` "agent_unavailable",
+        queue-log UNAVAILABLE, counted as overflowed like "full" and "empty"; call control
+        picks a queue of the agent's snapshot, `AgentSnapshot.queues`). An agent logged in
+        to it that is busy (ringing, talking, wrap-up, not ready, a break, locked) is waited
+        for until max wait. A no-answer or reject puts the call back to wait for the same
+        agent, offered again after the queue's `retry`; the agent logging out, or out of
+        `queue`, while the call waits sends it away ("agent_unavailable")."""
         self._tick(now)
         q = self._queues.get(queue)
         if q is None or q.draining:
@@ -166,7 +175,7 @@ class Acd(AgentInputs):
                 raise UnknownAgent(agent)
             if agent not in q.members:
                 raise NotInQueue(agent, queue)
-            if target.state is AgentState.LOGGED_OUT:
+            if not self._serves(q, agent):
                 refused = {"waited": 0.0, "agent": agent}
                 return self._refused(call_id, q, _K.UNAVAILABLE, "agent_unavailable", now, refused)
             region = preferred = None
@@ -312,13 +321,14 @@ class Acd(AgentInputs):
 
     def ringing_for(self, agent_id: str) -> str | None:
         """The call a group pickup by `agent_id` takes: of the calls ringing at other agents
-        sharing one of its queues (its pickup group), the one whose ring there began first
-        (ties: queue order); None if none rings."""
+        sharing one of the queues it may serve (its pickup group, whatever queues a login
+        chose), the one whose ring there began first (ties: queue order); None if none
+        rings."""
         agent = self._agents.get(agent_id)
         if agent is None:
             raise UnknownAgent(agent_id)
         best: tuple[float, tuple[int, int, str]] | None = None
-        for name in agent.queues:
+        for name in agent.serves:
             for member in self._queues[name].members:
                 other = self._agents[member]
                 if member == agent_id or other.state is not AgentState.RINGING:
@@ -436,13 +446,16 @@ class Acd(AgentInputs):
     # Views and configuration
 
     def queue_snapshot(self, queue: str, now: float) -> QueueSnapshot:
-        """Waiting and ringing counts, longest wait and agents by state for one queue."""
+        """Waiting and ringing counts, longest wait and agents by state for one queue (an
+        agent logged in to other queues only counts as logged out here)."""
         q = self._queues.get(queue)
         if q is None:
             raise UnknownQueue(queue)
         agents = {state.value: 0 for state in AgentState}
         for agent_id in q.members:
-            agents[self._agents[agent_id].state.value] += 1
+            agent = self._agents[agent_id]
+            state = agent.state if queue in agent.queues else AgentState.LOGGED_OUT
+            agents[state.value] += 1
         longest = max((now - c.enqueued_at for c in q.calls.values()), default=0.0)
         return QueueSnapshot(
             queue=queue,
@@ -474,8 +487,8 @@ class Acd(AgentInputs):
         return sum(q.recent_waits) / len(q.recent_waits)
 
     def agent_snapshot(self, agent_id: str) -> AgentSnapshot:
-        """The agent's state, since when, busy reason, counts, registration and own logout
-        (`UnknownAgent` if none)."""
+        """The agent's state, since when, busy reason, counts, the queues it is logged in to
+        and those it may serve, registration and own logout (`UnknownAgent` if none)."""
         agent = self._agents.get(agent_id)
         if agent is None:
             raise UnknownAgent(agent_id)
@@ -491,6 +504,7 @@ class Acd(AgentInputs):
             registered=agent.registered,
             signed_out=agent.signed_out,
             direct_calls=agent.direct_calls,
+            may_serve=agent.serves,
         )
 
     def agent_ids(self) -> list[str]:
@@ -509,7 +523,12 @@ class Acd(AgentInputs):
           and forgotten; one that is idle or in wrap-up is logged out at the next
           `handle_timer`; a new agent starts logged out (call `agent_available` for it if its
           phone is registered);
-        - changed memberships take effect for routing at once.
+        - changed memberships take effect for routing at once; an agent whose last login named
+          queues keeps those of them it may still serve, and one left with none is logged
+          out as by `agent_logout` (at the next `handle_timer`, or when its call is over;
+          AGENT_STATE reason "a reload left none of its chosen queues");
+        - a `leave_when_empty` queue the reload left without agents logged in sends its
+          waiting calls to overflow ("empty") at the next `handle_timer`.
 
         This method returns nothing, so the effects that produce commands (logging out removed
         agents, offering waiting calls to agents that joined their queue) wait for the next
@@ -534,7 +553,7 @@ class Acd(AgentInputs):
             a_spec = new_agents.get(agent_id)
             if a_spec is None:
                 agent.retired = True
-                agent.queues = ()
+                agent.queues = agent.serves = ()
                 if agent.state is AgentState.LOGGED_OUT:
                     del self._agents[agent_id]
                 continue
@@ -543,10 +562,13 @@ class Acd(AgentInputs):
             serves = served[agent_id]
             draining = tuple(
                 name
-                for name in agent.queues
+                for name in agent.serves
                 if name in self._queues and self._queues[name].draining and name not in serves
             )
-            agent.queues = serves + draining
+            agent.serves = serves + draining
+            if agent.chosen is not None:
+                self._narrow_choice(agent, agent.chosen, serves, draining)
+            agent.queues = agent.working_queues()
         for agent_id, a_spec in new_agents.items():
             if agent_id not in self._agents:
                 self._agents[agent_id] = AgentRecord(agent_id, served[agent_id], a_spec.region)
@@ -560,16 +582,33 @@ class Acd(AgentInputs):
             q.logged_in = 0
         for agent in self._agents.values():
             a_spec = new_agents.get(agent.agent_id)
-            for name in agent.queues:
+            for name in agent.serves:
                 q = self._queues[name]
                 q.add_member(agent.agent_id, a_spec.score(q.spec.skills) if a_spec else 0)
-                if agent.state is not AgentState.LOGGED_OUT:
-                    q.logged_in += 1
-                    if agent.region is not None:
-                        q.regions[agent.region] = q.regions.get(agent.region, 0) + 1
-                if agent.state is AgentState.IDLE:
-                    q.add_idle(agent.agent_id, agent.idle_since, agent.answered)
+            if agent.state is not AgentState.LOGGED_OUT:
+                self._count_logged_in(agent, agent.queues, 1)
+            if agent.state is AgentState.IDLE:
+                for name in agent.queues:
+                    self._queues[name].add_idle(agent.agent_id, agent.idle_since, agent.answered)
         self._reload_pending = True
+
+    def _narrow_choice(
+        self,
+        agent: AgentRecord,
+        chosen: frozenset[str],
+        serves: tuple[str, ...],
+        draining: tuple[str, ...],
+    ) -> None:
+        """A reload: the queues the agent's login chose become those of them it may still
+        serve (and draining ones it keeps serving until they empty). None left: it logs out
+        as by its own logout, at once if it is logged out, else at `_apply_reload` or the
+        end of its call (it works in no queue meanwhile)."""
+        kept = chosen.intersection(serves)
+        if kept:
+            agent.chosen = kept | chosen.intersection(draining)
+            return
+        agent.signed_out = True
+        agent.chosen = None if agent.state is AgentState.LOGGED_OUT else frozenset()
 
     def _apply_reload(self, now: float, out: list[Command]) -> None:
         """Finish a `replace_specs`: log out removed agents that are idle or in wrap-up, then

@@ -43,6 +43,26 @@ class NotInQueue(AcdError):  # noqa: N818 (named like the errors above)
         super().__init__(f"agent {agent_id!r} does not serve queue {queue!r}")
 
 
+class CannotServe(AcdError):  # noqa: N818 (named like the errors above)
+    """`Acd.agent_login(queues=…)` names queues the agent may not serve (`queues`: those
+    names, in the order given: not configured, removed by a reload, or neither listed in its
+    `queues` nor requiring skills it meets), or no queue at all (`queues` empty).
+    `may_serve` lists the queues it may choose from. Nothing changed."""
+
+    def __init__(self, agent_id: str, queues: tuple[str, ...], may_serve: tuple[str, ...]) -> None:
+        self.agent_id = agent_id
+        self.queues = queues
+        self.may_serve = may_serve
+        choices = ", ".join(may_serve) or "none"
+        if queues:
+            names = ", ".join(repr(name) for name in queues)
+            plural = "s" if len(queues) > 1 else ""
+            problem = f"agent {agent_id!r} may not serve queue{plural} {names}"
+        else:
+            problem = f"agent {agent_id!r}: a login names at least one queue"
+        super().__init__(f"{problem} (it may serve: {choices})")
+
+
 class UnknownCall(AcdError):  # noqa: N818 (names fixed by the B2BUA contract)
     """The call id is not (or no longer) known: never enqueued, or already ended/abandoned/
     timed out."""

@@ -88,6 +88,9 @@ class QueueEventKind(enum.StrEnum):
     - AGENT_STATE: an agent changed state (data: from, to, event, reason if any); the call
       is named for a state change about one: a queue call, or a direct call (events
       ``direct_start``, ``direct_end``).
+    - LOGIN: `Acd.agent_login` logged an agent in, or named or changed the queues it is
+      logged in to (data: queues — those it is logged in to now, in configuration order —,
+      joined, left); the AGENT_STATE of a login from logged out follows it.
     - AGENT_ALERT: an agent has been busy or on a break longer than its queues'
       `busy_alert` (data: state, seconds, reason), or has held its call longer than the
       call's queue's `hold_alert` (data: state ``"hold"``, seconds; the event names the
@@ -109,6 +112,7 @@ class QueueEventKind(enum.StrEnum):
     UNAVAILABLE = "UNAVAILABLE"
     COMPLETE = "COMPLETE"
     AGENT_STATE = "AGENT_STATE"
+    LOGIN = "LOGIN"
     AGENT_ALERT = "AGENT_ALERT"
 
 
@@ -129,7 +133,9 @@ class QueueSnapshot(msgspec.Struct, frozen=True):
     `waiting` counts every call in the queue not yet answered, `ringing` the part of them being
     offered to an agent right now; `longest_wait` is the age of the oldest of them (0.0 when
     none). `agents` counts the queue's agents by state value (``"idle"`` …), every state
-    present. `draining` is true for a queue removed by a reload that still holds calls."""
+    present; an agent that may serve the queue but logged in to other queues only
+    (`Acd.agent_login(queues=…)`) counts as ``"logged_out"`` here. `draining` is true for a
+    queue removed by a reload that still holds calls."""
 
     queue: str
     at: float
@@ -169,10 +175,13 @@ Command = OfferCall | CancelOffer | QueueTimeout | QueueEvent
 
 class AgentSnapshot(msgspec.Struct, frozen=True):
     """One agent as a supervisor sees it: state, since when (engine time), busy reason,
-    calls answered since the engine started, offers missed in a row, queues served; whether
-    its phone is registered, whether the agent logged itself out (`signed_out`: logged out
-    with its phone registered, or logging out when its call ends, until it logs in again),
-    and the direct calls (outside the queues) it started since the engine started."""
+    calls answered since the engine started, offers missed in a row; `queues`, those it is
+    logged in to (logged out: those its next login or registration logs it in to), which
+    are all of `may_serve` — every queue it may serve (listed, skills, draining) — unless
+    its last login named some (`Acd.agent_login(queues=…)`); whether its phone is
+    registered, whether the agent logged itself out (`signed_out`: logged out with its phone
+    registered, or logging out when its call ends, until it logs in again), and the direct
+    calls (outside the queues) it started since the engine started."""
 
     agent_id: str
     state: str
@@ -184,3 +193,4 @@ class AgentSnapshot(msgspec.Struct, frozen=True):
     registered: bool = False
     signed_out: bool = False
     direct_calls: int = 0
+    may_serve: tuple[str, ...] = ()

@@ -68,7 +68,7 @@ class Router:
         for a_spec in agent_specs:
             agent = AgentRecord(a_spec.agent_id, served[a_spec.agent_id], a_spec.region)
             self._agents[a_spec.agent_id] = agent
-            for name in agent.queues:
+            for name in agent.serves:
                 q = self._queues[name]
                 q.add_member(a_spec.agent_id, a_spec.score(q.spec.skills))
 
@@ -111,12 +111,7 @@ class Router:
             for name in agent.queues:
                 self._queues[name].remove_idle(agent.agent_id)
         if AgentState.LOGGED_OUT in (old, new):
-            change = 1 if old is AgentState.LOGGED_OUT else -1
-            for name in agent.queues:
-                q = self._queues[name]
-                q.logged_in += change
-                if agent.region is not None:
-                    q.regions[agent.region] = q.regions.get(agent.region, 0) + change
+            self._count_logged_in(agent, agent.queues, 1 if old is AgentState.LOGGED_OUT else -1)
         agent.state = new
         agent.state_since = now
         agent.state_serial = self._next_serial()
@@ -150,19 +145,38 @@ class Router:
             )
         )
 
+    def _count_logged_in(self, agent: AgentRecord, names: Iterable[str], change: int) -> None:
+        """The agent logs in to (`change` 1) or out of (-1) the queues `names`: keep their
+        counts of agents logged in, by region too, in step."""
+        for name in names:
+            q = self._queues[name]
+            q.logged_in += change
+            if agent.region is not None:
+                q.regions[agent.region] = q.regions.get(agent.region, 0) + change
+
     def _settle(self, agent: AgentRecord, now: float, out: list[Command]) -> bool:
         """Log the agent out if a logout is pending (unregistered during a call, its own
-        logout, or removed by a reload) and it has just left its call; return True if it
-        did."""
+        logout, a reload that left none of the queues its login chose, or removed by a
+        reload) and it has just left its call; return True if it did."""
         if not agent.leaving or agent.state in _NOT_SETTLED:
             return False
         phone_gone = agent.logout_pending or agent.retired
         event = AgentEvent.UNAVAILABLE if phone_gone else AgentEvent.LOGOUT
-        self._agent_to(agent, event, now, out)
+        reason = "a reload left none of its chosen queues" if agent.chosen == frozenset() else ""
+        self._agent_to(agent, event, now, out, reason=reason)
         agent.logout_pending = False
-        self._widen_for(agent, now, out)
-        self._forget_if_retired(agent)
+        self._logged_out(agent, now, out)
         return True
+
+    def _logged_out(self, agent: AgentRecord, now: float, out: list[Command]) -> None:
+        """The agent has just been logged out: the calls of its queues that waited on it
+        may go elsewhere or leave (`_widen_for`); its own logout ends the choice of queues
+        of its last login; a removed agent is forgotten."""
+        self._widen_for(agent, agent.queues, now, out)
+        if agent.signed_out:
+            agent.chosen = None
+            agent.queues = agent.serves
+        self._forget_if_retired(agent)
 
     def _agent_ready(self, agent: AgentRecord, now: float, out: list[Command], fresh: bool) -> None:
         """The agent has just entered IDLE: offer it the best call of its queues. A `fresh`
@@ -209,28 +223,31 @@ class Router:
             return True
         waited = now - call.enqueued_at
         preferred = call.preferred
-        if preferred is not None and waited < call.spec.sticky_wait:
-            chosen = self._agents.get(preferred)
-            if chosen is not None and chosen.state is not AgentState.LOGGED_OUT:
-                if preferred in q.members:
-                    return agent.agent_id == preferred
+        if preferred is not None and waited < call.spec.sticky_wait and self._serves(q, preferred):
+            return agent.agent_id == preferred
         region = call.region
         if region is not None and waited < call.spec.region_wait and q.regions.get(region, 0):
             return agent.region == region
         return True
 
-    def _widen_for(self, agent: AgentRecord, now: float, out: list[Command]) -> None:
-        """`agent` logged out: calls held for it (sticky) or for its region, which it may
-        have been the last one logged in of, may now go to the others. Offer them. Calls for
-        it alone leave (agent_unavailable). In a queue with `leave_when_empty` that it leaves
-        without agents, its calls leave."""
+    def _widen_for(
+        self, agent: AgentRecord, queues: Iterable[str], now: float, out: list[Command]
+    ) -> None:
+        """`agent` left `queues` (it logged out, or a login named other queues): calls of
+        theirs held for it (sticky) or for its region, which it may have been the last one
+        logged in of, may now go to the others. Offer them. Calls for it alone leave
+        (agent_unavailable). In a queue with `leave_when_empty` that it leaves without
+        agents logged in, its calls leave; one still ringing an agent (who left the queue
+        by a login, its ring going on) leaves if that ring fails (`_dispatch_call`)."""
         agent_id = agent.agent_id
-        for name in agent.queues:
+        for name in queues:
             q = self._queues.get(name)
             if q is None:
                 continue
             if q.spec.leave_when_empty and not q.logged_in and q.calls:
                 for call in sorted(q.calls.values(), key=lambda c: c.key):
+                    if call.rings:
+                        continue
                     if call.directed is not None:
                         self._time_out(call, now, out, _K.UNAVAILABLE, "agent_unavailable")
                     else:
@@ -323,11 +340,17 @@ class Router:
     def _dispatch_call(self, call: CallRecord, now: float, out: list[Command]) -> None:
         """Offer an open call to the idle agent of its queue that the queue's strategy picks
         among those eligible for it; a ring-all call to every one of them. A call for a named
-        agent that can no longer take it (logged out, or not serving the queue since a
-        reload) leaves instead (`QueueTimeout` "agent_unavailable")."""
+        agent that can no longer take it (logged out, or no longer logged in to the queue: a
+        login naming other queues, a reload) leaves instead (`QueueTimeout`
+        "agent_unavailable"); so does a call ringing no one in a `leave_when_empty` queue no
+        agent is logged in to ("empty": its last ring failed after the queue's last agent
+        left it, or a reload took the queue's last agents)."""
         q = self._queues[call.queue]
         if call.directed is not None and not self._serves(q, call.directed):
             self._time_out(call, now, out, _K.UNAVAILABLE, "agent_unavailable")
+            return
+        if q.spec.leave_when_empty and not q.logged_in and not call.rings:
+            self._time_out(call, now, out, _K.EMPTY, "empty")
             return
         if call.ring_all:
             for agent_id in [key[-1] for key in q.idle if self._may_take(q, call, key[-1], now)]:
@@ -338,14 +361,9 @@ class Router:
             self._offer(call, self._agents[agent_id], now, out)
 
     def _serves(self, q: QueueRecord, agent_id: str) -> bool:
-        """Whether `agent_id` is logged in and a member of `q` (a call for it may wait)."""
+        """Whether `agent_id` is logged in to `q` (a call for it, or held for it, may wait)."""
         agent = self._agents.get(agent_id)
-        return (
-            agent is not None
-            and not agent.retired
-            and agent.state is not AgentState.LOGGED_OUT
-            and agent_id in q.members
-        )
+        return agent is not None and agent.logged_in_to(q.name)
 
     def _pick(self, q: QueueRecord, call: CallRecord, now: float) -> str | None:
         idle = q.idle
@@ -503,9 +521,10 @@ class Router:
             del self._queues[q.name]
             for agent_id in q.members:
                 agent = self._agents[agent_id]
-                if agent.state is AgentState.IDLE:
-                    q.remove_idle(agent.agent_id)
+                agent.serves = tuple(name for name in agent.serves if name != q.name)
                 agent.queues = tuple(name for name in agent.queues if name != q.name)
+                if agent.chosen is not None:
+                    agent.chosen = agent.chosen - {q.name}
 
     def _finish(self, call: CallRecord, event: CallEvent) -> None:
         """Move the call to a final state and forget it."""

@@ -21,6 +21,13 @@ a direct call, on hold or logged out by its own choice is never offered a queue 
 picked-up call's rings are all withdrawn in the same list. q2 alerts on a hold of 6 s, and only
 about a call still held by the agent alerting.
 
+Logins name random subsets of the queues (some refused: none, or a queue the agent does not
+serve), from any state: an agent is offered calls of the queues it is logged in to only (its
+snapshot's `queues`), a call for one named agent waits only while that agent is logged in to
+its queue, and reloads keep the chosen queues the agent may still serve (logging it out when
+none is left). With `leave_when_empty` (one more machine) no call waits unrung in a queue no
+agent is logged in to.
+
 The model drives the engine like the B2BUA's loop: after each input it runs the timers that are
 due at once (`get_timer() <= now`) before time moves on. Between the two, a waiting call may
 have an eligible idle agent only if such a timer is due.
@@ -41,6 +48,7 @@ from acd import (
     AgentSpec,
     AgentState,
     CancelOffer,
+    CannotServe,
     NotInQueue,
     NotOffered,
     OfferCall,
@@ -84,10 +92,23 @@ class AcdMachine(RuleBasedStateMachine):
         self.outcomes: dict[str, list[str]] = {}
         self.directed: dict[str, str] = {}  # call for one named agent -> that agent
         self.strategy = {spec.name: spec.strategy for spec in self.queues}
+        self.leave_when_empty = {spec.name: spec.leave_when_empty for spec in self.queues}
         self.registered: set[str] = set()  # agents whose phone is registered
         self.signed_out: set[str] = set()  # agents that logged themselves out
         self.direct: dict[str, str] = {}  # agent -> its direct call
         self.held: set[str] = set()  # connected calls on hold
+        # agent -> the queues its last login named (None: all it serves)
+        self.chosen: dict[str, frozenset[str] | None] = dict.fromkeys(AGENT_IDS)
+
+    def working(self, agent_id: str) -> tuple[str, ...]:
+        """The queues the agent is logged in to (or, logged out, would log in to)."""
+        chosen = self.chosen[agent_id]
+        members = self.members[agent_id]
+        return members if chosen is None else tuple(q for q in members if q in chosen)
+
+    def logged_in_to(self, agent_id: str, queue: str) -> bool:
+        state = self.acd.agent_state(agent_id)
+        return state is not AgentState.LOGGED_OUT and queue in self.working(agent_id)
 
     def ring_all(self, call_id: str) -> bool:
         return self.strategy[self.queue_of[call_id]] == "ring_all" and (
@@ -120,6 +141,7 @@ class AcdMachine(RuleBasedStateMachine):
                 assert item.agent_id not in self.direct, ("offered on a direct call", item)
                 assert item.agent_id not in self.signed_out, ("offered while logged out", item)
                 assert item.queue == self.queue_of[item.call_id]
+                assert item.queue in self.working(item.agent_id), ("not logged in to it", item)
                 assert item.call_id not in self.directed or (
                     self.directed[item.call_id] == item.agent_id
                 ), ("a call for one agent offered to another", item)
@@ -147,16 +169,18 @@ class AcdMachine(RuleBasedStateMachine):
                 assert self.status.get(item.call_id) == "waiting", item
                 if item.reason == "agent_unavailable":
                     agent_id = self.directed[item.call_id]
-                    assert (
-                        self.acd.agent_state(agent_id) is AgentState.LOGGED_OUT
-                        or self.queue_of[item.call_id] not in self.members[agent_id]
-                    ), item
+                    assert not self.logged_in_to(agent_id, self.queue_of[item.call_id]), item
+                elif item.reason == "empty":
+                    assert self.leave_when_empty[item.queue], item
                 self.finish(item.call_id, "timed_out")
             else:
                 assert isinstance(item, QueueEvent)
-                if item.kind == "AGENT_STATE" and item.data["event"] in BECAME_AVAILABLE:
+                if item.kind == "AGENT_STATE":
                     assert item.agent_id is not None
-                    available_here.add(item.agent_id)
+                    if item.data["event"] in BECAME_AVAILABLE:
+                        available_here.add(item.agent_id)
+                    if item.data["to"] == "logged_out" and item.agent_id in self.signed_out:
+                        self.chosen[item.agent_id] = None  # its own logout ends the choice
                 elif item.kind == "AGENT_ALERT" and item.data["state"] == "hold":
                     assert item.call_id in self.held, item  # still held, by that agent
                     assert self.connected[item.call_id] == item.agent_id, item
@@ -180,7 +204,7 @@ class AcdMachine(RuleBasedStateMachine):
             for agent_id in idle:
                 if self.directed.get(call_id, agent_id) != agent_id:
                     continue
-                if queue in self.members[agent_id]:
+                if queue in self.working(agent_id):
                     if self.tried[call_id].get(agent_id, -1.0) <= self.now:
                         pairs.append((call_id, agent_id))
         return pairs
@@ -243,7 +267,7 @@ class AcdMachine(RuleBasedStateMachine):
                 ]
             )
             return
-        logged_out = self.acd.agent_state(agent_id) is AgentState.LOGGED_OUT
+        logged_out = not self.logged_in_to(agent_id, queue)
         self.queue_of[call_id] = queue
         self.status[call_id] = "waiting"
         self.tried[call_id] = {}
@@ -312,6 +336,38 @@ class AcdMachine(RuleBasedStateMachine):
             self.signed_out.add(agent_id)
         else:
             self.signed_out.discard(agent_id)
+            self.chosen[agent_id] = None
+        self.absorb(out)
+        self.check_step()
+        self.settle()
+
+    @rule(
+        agent_id=st.sampled_from(AGENT_IDS),
+        queues=st.lists(st.sampled_from(["q1", "q2", "q3"]), max_size=3),
+    )
+    def login_to_queues(self, agent_id: str, queues: list[str]) -> None:
+        """The agent logs in to some queues (`--queues`), from any state; refused when its
+        phone is not registered, or the list is empty or names a queue it does not serve
+        (q3 exists nowhere)."""
+        before = self.acd.agent_state(agent_id)
+        snap = self.acd.agent_snapshot(agent_id)
+        unregistered = agent_id not in self.registered
+        wrong = not queues or not set(queues) <= set(self.members[agent_id])
+        try:
+            out = self.acd.agent_login(agent_id, self.now, queues=queues)
+        except CannotServe as exc:
+            assert wrong and not unregistered, (agent_id, queues)
+            assert set(exc.queues) == set(queues) - set(self.members[agent_id])
+            assert self.acd.agent_state(agent_id) is before
+            assert self.acd.agent_snapshot(agent_id) == snap
+            return
+        except AcdError:
+            assert unregistered, (agent_id, queues)
+            assert self.acd.agent_state(agent_id) is before
+            return
+        assert not wrong and not unregistered, (agent_id, queues)
+        self.signed_out.discard(agent_id)
+        self.chosen[agent_id] = frozenset(queues)
         self.absorb(out)
         self.check_step()
         self.settle()
@@ -498,6 +554,17 @@ class AcdMachine(RuleBasedStateMachine):
     @rule(a1=MEMBERSHIPS, a2=MEMBERSHIPS, a3=MEMBERSHIPS, a4=MEMBERSHIPS)
     def reload(self, a1: tuple, a2: tuple, a3: tuple, a4: tuple) -> None:
         self.members = {"a1": a1, "a2": a2, "a3": a3, "a4": a4}
+        for agent_id, chosen in self.chosen.items():
+            if chosen is None:
+                continue
+            kept = chosen & set(self.members[agent_id])
+            if kept:
+                self.chosen[agent_id] = kept
+                continue
+            # none left: logged out as by its own logout (now, or when its call is over)
+            self.signed_out.add(agent_id)
+            logged_out = self.acd.agent_state(agent_id) is AgentState.LOGGED_OUT
+            self.chosen[agent_id] = None if logged_out else frozenset()
         self.acd.replace_specs(self.queues, [AgentSpec(a, q) for a, q in self.members.items()])
         # the B2BUA re-arms its timer after a reload: the reload's effects are due now
         assert self.acd.get_timer() is not None
@@ -523,6 +590,8 @@ class AcdMachine(RuleBasedStateMachine):
             assert (state is AgentState.DIRECT_CALL) == (agent_id in self.direct), agent_id
             snap = self.acd.agent_snapshot(agent_id)
             assert snap.signed_out == (agent_id in self.signed_out), agent_id
+            assert snap.queues == self.working(agent_id), agent_id
+            assert snap.may_serve == self.members[agent_id], agent_id
             assert snap.registered == (agent_id in self.registered), agent_id
             if agent_id in self.signed_out and not on_call and state is not AgentState.RINGING:
                 assert state in (AgentState.LOGGED_OUT, AgentState.DIRECT_CALL), agent_id
@@ -536,8 +605,7 @@ class AcdMachine(RuleBasedStateMachine):
         for call_id, agent_id in self.directed.items():
             if self.status[call_id] != "waiting":
                 continue  # ringing: a reload that took the agent out lets the ring go on
-            assert self.acd.agent_state(agent_id) is not AgentState.LOGGED_OUT, call_id
-            assert self.queue_of[call_id] in self.members[agent_id], call_id
+            assert self.logged_in_to(agent_id, self.queue_of[call_id]), call_id
 
     @invariant()
     def snapshots_count_the_live_calls(self) -> None:
@@ -549,6 +617,15 @@ class AcdMachine(RuleBasedStateMachine):
             assert snap.waiting == len(in_queue)
             assert snap.ringing == sum(1 for c in in_queue if self.ringing.get(c))
             assert sum(snap.agents.values()) == sum(1 for m in self.members.values() if queue in m)
+            logged_in = [a for a in AGENT_IDS if self.logged_in_to(a, queue)]
+            assert sum(snap.agents.values()) - snap.agents["logged_out"] == len(logged_in)
+
+    @invariant()
+    def no_call_waits_unrung_in_an_empty_queue_that_leaves_when_empty(self) -> None:
+        for queue, leaves in self.leave_when_empty.items():
+            if leaves and not any(self.logged_in_to(a, queue) for a in AGENT_IDS):
+                waiting = [c for c in self.calls_in("waiting") if self.queue_of[c] == queue]
+                assert waiting == [], (queue, waiting)
 
     @invariant()
     def no_timer_is_overdue(self) -> None:
@@ -605,10 +682,21 @@ class MixedRingAllMachine(AcdMachine):
     queues = (msgspec.structs.replace(QUEUES[0], strategy="ring_all"), QUEUES[1])
 
 
-for _machine in (OtherStrategiesMachine, RandomMachine, MixedRingAllMachine):
+class LeaveWhenEmptyMachine(AcdMachine):
+    """… and with `leave_when_empty` in q1 (ring all) and q2: calls leave, or do not join,
+    when no agent is logged in to their queue."""
+
+    queues = (
+        msgspec.structs.replace(QUEUES[0], strategy="ring_all", leave_when_empty=True),
+        msgspec.structs.replace(QUEUES[1], leave_when_empty=True),
+    )
+
+
+for _machine in (OtherStrategiesMachine, RandomMachine, MixedRingAllMachine, LeaveWhenEmptyMachine):
     _machine.TestCase.settings = settings(max_examples=60, **MACHINE_SETTINGS)
 RingAllMachine.TestCase.settings = settings(max_examples=150, **MACHINE_SETTINGS)
 test_other_strategies_never_lose_a_call = OtherStrategiesMachine.TestCase
 test_random_strategy_never_loses_a_call = RandomMachine.TestCase
 test_ring_all_never_loses_a_call = RingAllMachine.TestCase
 test_ring_all_beside_longest_idle_never_loses_a_call = MixedRingAllMachine.TestCase
+test_leave_when_empty_never_loses_a_call = LeaveWhenEmptyMachine.TestCase

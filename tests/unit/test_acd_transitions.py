@@ -7,6 +7,7 @@ import itertools
 from collections.abc import Callable
 
 import pytest
+from acdkit import offers, run_timers
 
 from acd import (
     AGENT_TRANSITIONS,
@@ -19,6 +20,7 @@ from acd import (
     AgentState,
     CallEvent,
     CallState,
+    CannotServe,
     IllegalTransition,
     NotLoggedIn,
     NotOffered,
@@ -204,14 +206,17 @@ def test_tables_print_every_state_and_event() -> None:
 #: Where `a1` may be: each state, and logged out by its own choice with its phone registered.
 SIGNED_OUT = "signed_out"
 SETUPS: list[AgentState | str] = [*AgentState, SIGNED_OUT]
+#: The setups with `a1`'s phone registered.
+REGISTERED = [setup for setup in SETUPS if setup is not A.LOGGED_OUT]
 
 
 def agent_in(setup: AgentState | str, wrap_up: float = 10.0) -> Acd:
-    """An engine whose agent `a1` is in `setup`; call `c1` is with it when ringing, talking or
-    on hold, direct call `d1` when on one. Agent `a2` (logged out) serves queue `p` alone."""
+    """An engine whose agent `a1` is in `setup`; call `c1` (queue `q`) is with it when
+    ringing, talking or on hold, direct call `d1` when on one. `a1` also serves queue `r`;
+    agent `a2` (logged out) serves queue `p` alone."""
     acd = Acd(
-        [QueueSpec("q", wrap_up=wrap_up), QueueSpec("p")],
-        [AgentSpec("a1", ("q",)), AgentSpec("a2", ("p",))],
+        [QueueSpec("q", wrap_up=wrap_up), QueueSpec("p"), QueueSpec("r")],
+        [AgentSpec("a1", ("q", "r")), AgentSpec("a2", ("p",))],
     )
     if setup is A.LOGGED_OUT:
         return acd
@@ -327,6 +332,11 @@ API_RESULTS: dict[str, dict[AgentState | str, AgentState]] = {
     },
     # a login of an agent logged in changes nothing; an unregistered phone has none
     "login": {SIGNED_OUT: A.IDLE, **STAY_LOGGED_IN},
+    # … to some of its queues: the same states (its queues change at once, see below)
+    "login_r": {SIGNED_OUT: A.IDLE, **STAY_LOGGED_IN},
+    # … to a queue it does not serve, or to none: refused from every state
+    "login_p": {},
+    "login_none": {},
     "logout": {
         A.IDLE: A.LOGGED_OUT,
         **WAITS_FOR_THE_RING,  # logged out when the ring or the call is over
@@ -365,6 +375,9 @@ NO_CALL: dict[AgentState | str, type[AcdError]] = dict.fromkeys(
 # The error each refusal of the newer inputs raises (the others: `AcdError` as checked).
 API_ERRORS: dict[str, dict[AgentState | str, type[AcdError]]] = {
     "login": {A.LOGGED_OUT: NotRegistered},
+    "login_r": {A.LOGGED_OUT: NotRegistered},
+    "login_p": {A.LOGGED_OUT: NotRegistered, **dict.fromkeys(REGISTERED, CannotServe)},
+    "login_none": {A.LOGGED_OUT: NotRegistered, **dict.fromkeys(REGISTERED, CannotServe)},
     "logout": {A.LOGGED_OUT: NotRegistered, SIGNED_OUT: NotLoggedIn},
     "direct_start": NOT_FREE,
     "direct_end": dict.fromkeys([s for s in SETUPS if s is not A.DIRECT_CALL], NotOnDirectCall),
@@ -400,6 +413,9 @@ INPUTS: dict[str, Callable[[Acd], object]] = {
     "lock": lambda acd: acd.agent_lock("a1", 5.0),
     "unlock": lambda acd: acd.agent_unlock("a1", 5.0),
     "login": lambda acd: acd.agent_login("a1", 5.0),
+    "login_r": lambda acd: acd.agent_login("a1", 5.0, queues=["r"]),
+    "login_p": lambda acd: acd.agent_login("a1", 5.0, queues=["p"]),
+    "login_none": lambda acd: acd.agent_login("a1", 5.0, queues=[]),
     "logout": lambda acd: acd.agent_logout("a1", 5.0),
     "direct_start": lambda acd: acd.direct_call_started("a1", "d2", 5.0),
     "direct_end": lambda acd: acd.direct_call_ended("a1", "d1", 5.0),
@@ -432,6 +448,38 @@ def test_every_agent_state_and_public_input(setup: AgentState | str, name: str) 
 def test_error_table_names_only_refusals() -> None:
     for name, errors in API_ERRORS.items():
         assert not set(errors) & set(API_RESULTS[name]), name
+
+
+def to_idle(acd: Acd, now: float) -> list:
+    """Bring `a1` back to idle from where `agent_in` left it (its ring refused, its call
+    over, ready, unlocked …); what that returned."""
+    state = acd.agent_state("a1")
+    if state is A.RINGING:
+        return acd.agent_rejected("c1", "a1", now, "486")
+    if state in (A.TALKING, A.HOLD):
+        return acd.call_ended("c1", "a1", now) + run_timers(acd, now + 10.0)
+    if state is A.DIRECT_CALL:
+        return acd.direct_call_ended("a1", "d1", now)
+    if state in (A.BUSY, A.BREAK):
+        return acd.agent_ready("a1", now)
+    if state is A.LOCKED:
+        return acd.agent_unlock("a1", now)
+    return run_timers(acd, now + 10.0)  # the end of its wrap-up
+
+
+@pytest.mark.parametrize("setup", REGISTERED)
+def test_every_state_logs_in_to_the_queues_named_at_once(setup: AgentState | str) -> None:
+    acd = agent_in(setup)
+    acd.agent_login("a1", 5.0, queues=["r"])
+    snap = acd.agent_snapshot("a1")
+    assert (snap.queues, snap.may_serve, snap.signed_out) == (("r",), ("q", "r"), False)
+    assert acd.queue_snapshot("q", 5.0).agents["logged_out"] == 1  # a1, for q
+    idle = acd.agent_state("a1") is A.IDLE
+    out = acd.enqueue("w", "q", 6.0) + acd.enqueue("v", "r", 7.0)
+    assert offers(out) == ([("v", "a1")] if idle else [])
+    if not idle:  # a ring or call in progress goes on; once idle, a1 takes r's call
+        out += to_idle(acd, 8.0)
+    assert offers(out) == [("v", "a1")]  # never q's
 
 
 def test_next_timer_of_each_state_is_the_expected_one() -> None:
