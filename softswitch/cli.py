@@ -74,12 +74,19 @@ def _parser() -> argparse.ArgumentParser:
         "agent",
         help="change a logged-in agent's state on the running node",
         description="Agents log in by registering their phone; these change what a "
-        "logged-in agent is offered. not-ready and break asked during a call take effect "
-        "when it ends; lock and unlock are a supervisor's.",
+        "logged-in agent is offered. login (with --queues: only those) and logout keep the "
+        "phone registered; not-ready, break and logout asked during a call take effect when "
+        "it ends; lock, unlock and release are a supervisor's.",
     )
     agent.add_argument("action", choices=[a.replace("_", "-") for a in AGENT_ACTIONS])
     agent.add_argument("agent", help="agent id, e.g. 1001")
     agent.add_argument("--reason", default="", help="reason code for not-ready or lock")
+    agent.add_argument(
+        "--queues",
+        default=None,
+        help="login: the queues to take calls from, comma-separated (default: all the "
+        "agent's queues)",
+    )
     agent.add_argument("--data", default="var", help="data directory of the running node")
     callbacks = sub.add_parser(
         "callbacks",
@@ -111,7 +118,14 @@ def _ask_node(data: str, message: dict[str, Any]) -> dict[str, Any] | None:
 def agent_command(args: argparse.Namespace) -> int:
     """``hotline agent ACTION AGENT``: 0 and the new state, 2 with the node's refusal."""
     action = args.action.replace("-", "_")
-    message = {"op": "agent", "agent": args.agent, "action": action, "reason": args.reason}
+    message: dict[str, Any] = {
+        "op": "agent", "agent": args.agent, "action": action, "reason": args.reason,
+    }  # fmt: skip
+    if args.queues is not None:
+        if action != "login":
+            print("hotline agent: --queues goes with login", file=sys.stderr)
+            return 2
+        message["queues"] = [q.strip() for q in args.queues.split(",") if q.strip()]
     reply = _ask_node(args.data, message)
     if reply is None:
         return 1

@@ -6,6 +6,8 @@ The protocol is one JSON object per line each way:
 
     {"op": "agent", "agent": "1001", "action": "not_ready", "reason": "paperwork"}
     → {"ok": true, "agent": "1001", "state": "busy"}
+    {"op": "agent", "agent": "1001", "action": "login", "queues": ["general"]}
+    → {"ok": true, "agent": "1001", "state": "idle"}
     {"op": "status"}
     → {"ok": true, "queues": [...], "agents": [...], "calls": 3}
 
@@ -61,8 +63,15 @@ def handle_request(switch: Any, request: object, now: float) -> dict[str, Any]:
             return {"ok": False, "error": "agent requests need `agent` and `action` strings"}
         if not isinstance(reason, str):
             return {"ok": False, "error": "`reason` must be a string"}
+        queues = request.get("queues")
+        if queues is not None and (
+            action != "login"
+            or not isinstance(queues, list)
+            or not all(isinstance(q, str) for q in queues)
+        ):
+            return {"ok": False, "error": "`queues` is a list of queue names, for login only"}
         try:
-            state = switch.agent_command(agent, action, now, reason)
+            state = switch.agent_command(agent, action, now, reason, queues)
         except (AcdError, ValueError) as exc:
             return {"ok": False, "error": str(exc)}
         log.info("agent %s: %s%s from the control socket: now %s",

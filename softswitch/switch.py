@@ -769,7 +769,14 @@ class Switch:
         """A connection to `target` could not be made: fail what waits on it at once."""
         self._dispatch(self.txn.transport_failed(target, now), now)
 
-    def agent_command(self, agent_id: str, action: str, now: float, reason: str = "") -> str:
+    def agent_command(
+        self,
+        agent_id: str,
+        action: str,
+        now: float,
+        reason: str = "",
+        queues: list[str] | None = None,
+    ) -> str:
         """A state request for an agent from the CLI or the API (`AGENT_ACTIONS`); returns
         the agent's state after it. Raises `AcdError` (`UnknownAgent`, `IllegalTransition`:
         nothing changed) or `ValueError` for an action that does not exist."""
@@ -781,15 +788,22 @@ class Switch:
                 raise ValueError(f"agent {agent_id} is on no call")
             return self.acd.agent_state(agent_id).value
         agent = self.config.agent(agent_id)
+        acd = self.acd
         if agent is not None and agent.mobile is not None and action in ("login", "logout"):
-            # A mobile agent has no registration: logging in makes it reachable.
+            # A mobile agent has no registration: logging in makes it reachable (with the
+            # queues named, or all), logging out unreachable, its choice of queues gone.
             if action == "login":
-                self.control.acd_command(now, self.acd.agent_available, agent_id, now)
-                if self.acd.agent_snapshot(agent_id).state == "logged_out":
-                    self.control.acd_command(now, self.acd.agent_login, agent_id, now)
+                self.control.acd_command(now, acd.agent_available, agent_id, now)
+                self.control.acd_command(now, acd.agent_login, agent_id, now, queues)
             else:
-                self.control.acd_command(now, self.acd.agent_unavailable, agent_id, now)
-            return self.acd.agent_state(agent_id).value
+                snap = acd.agent_snapshot(agent_id)
+                if snap.state != "logged_out" and not snap.signed_out:
+                    self.control.acd_command(now, acd.agent_logout, agent_id, now)
+                self.control.acd_command(now, acd.agent_unavailable, agent_id, now)
+            return acd.agent_state(agent_id).value
+        if action == "login":
+            self.control.acd_command(now, acd.agent_login, agent_id, now, queues)
+            return acd.agent_state(agent_id).value
         method = getattr(self.acd, name)
         if action in ("not_ready", "lock"):
             self.control.acd_command(now, method, agent_id, now, reason or action)

@@ -427,8 +427,12 @@ class CallControl(Signalling, LegActions, Features):
             session.log.warning("agent %s alert: %s", action.agent_id, data)
             self.bus.publish(
                 ev.QueueLogged(
-                    self.wall(now), session.call_id, session.queue, action.agent_id,
-                    "AGENT_ALERT", data,
+                    self.wall(now),
+                    session.call_id,
+                    session.queue,
+                    action.agent_id,
+                    "AGENT_ALERT",
+                    data,
                 )  # fmt: skip
             )
         elif isinstance(action, Hangup):

@@ -100,7 +100,6 @@ def parse_replaces(value: str) -> tuple[str, str, str]:
     return call_id.strip(), tags["to-tag"], tags["from-tag"]
 
 
-
 def resolve_transfer(
     config: Config,
     user: str,
@@ -302,7 +301,11 @@ class Features(ControlBase):
         session.log.info("agent %s transfers the caller to %s (attended)", leg.agent_id, who)
         self.bus.publish(
             ev.QueueLogged(
-                self.wall(now), session.call_id, session.queue, leg.agent_id, "TRANSFER",
+                self.wall(now),
+                session.call_id,
+                session.queue,
+                leg.agent_id,
+                "TRANSFER",
                 {"to": "attended", "target": who, "consultation": consult.call_id},
             )  # fmt: skip
         )

@@ -785,3 +785,39 @@ def test_hotline_status_shows_direct_calls_and_agents_logged_out_by_choice(
     lines = {line.split("\t")[0]: line.split("\t") for line in capsys.readouterr().out.splitlines()}
     assert lines["1002"][1] == "direct_call (logging out)"
     assert lines["1002"][7] == "registered, logged out by the agent"
+
+
+def test_login_to_some_queues_through_the_control_socket(tmp_path: Path) -> None:
+    from softswitch.control_api import handle_request
+
+    h = FeatureHarness(tmp_path)
+    phone = Phone(h, "1005", 5105)  # serves general and enterprise
+    phone.register()
+
+    def ask(**request: object) -> dict:
+        return handle_request(h.switch, {"op": "agent", "agent": "1005", **request}, h.now)
+
+    assert ask(action="login", queues=["enterprise"]) == {
+        "ok": True, "agent": "1005", "state": "idle",
+    }  # fmt: skip
+    assert h.switch.acd.agent_snapshot("1005").queues == ("enterprise",)
+    Trunk(h).invite("9000")  # general: 1005 is not logged in to it
+    assert requests(h.take(phone.port)) == []
+    refused = ask(action="login", queues=["legal"])
+    assert not refused["ok"] and "may not serve" in refused["error"]
+    assert ask(action="not_ready", queues=["general"])["ok"] is False
+    assert ask(action="login", queues="general")["ok"] is False  # a string, not a list
+    assert ask(action="login")["ok"]  # all its queues again: the waiting call rings it
+    h._collect()
+    assert [r.method for r in requests(h.take(phone.port))] == ["INVITE"]
+
+
+def test_a_mobile_agents_logout_forgets_its_chosen_queues(tmp_path: Path) -> None:
+    h = FeatureHarness(
+        tmp_path, agent_1001={"mobile": "013700000001", "queues": ["general", "legal"]}
+    )
+    h.switch.agent_command("1001", "login", h.now, queues=["legal"])
+    assert h.switch.acd.agent_snapshot("1001").queues == ("legal",)
+    assert h.switch.agent_command("1001", "logout", h.now) == "logged_out"
+    assert h.switch.agent_command("1001", "login", h.now) == "idle"
+    assert h.switch.acd.agent_snapshot("1001").queues == ("general", "legal")
