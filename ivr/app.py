@@ -308,6 +308,11 @@ class IvrApp:
             case nodes.Transfer():
                 dial = act.DialOut(node.number, node.trunk)
                 return out + self._play(call, now, [node.prompt], self._hand_on(dial))
+            case nodes.Callback():
+                out += self._ensure_answer(call)
+                out.append(act.QueueNote("CALLBACK", node.queue, {"from": "ivr"}))
+                out.append(self._set("callback", "requested"))
+                return out + self._play(call, now, [node.prompt], self._callback_done)
             case nodes.Hangup():
                 respond = node.respond
                 return out + self._play(
@@ -568,6 +573,10 @@ class IvrApp:
             return [action]
 
         return hand_on
+
+    def _callback_done(self, call: CallView, now: float) -> list[Action]:
+        self._phase = Phase.DONE
+        return [*self._stop_listening(), act.Hangup(disposition="callback")]
 
     def _hangup(self, status: int, reason: str) -> list[Action]:
         self._phase = Phase.DONE

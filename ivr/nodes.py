@@ -261,6 +261,20 @@ class Hangup(
     ] = 480
 
 
+class Callback(
+    msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="callback", tag_field="type"
+):
+    """The caller asks to be called back instead of waiting (a queue's overflow to a flow
+    that offers it, or a menu key): a `CALLBACK` for `queue` in the queue log, so the
+    caller is on `hotline callbacks` and an agent takes the task with `*5`; then `prompt`
+    (e.g. "we will call you back at this number") and the call ends."""
+
+    queue: Annotated[str, Meta(description="Queue whose callback list the caller joins.")]
+    prompt: Annotated[
+        PromptRef | None, Meta(description="Played (after answering) before hanging up.")
+    ] = None
+
+
 class Time(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="time", tag_field="type"):
     """Branch on a schedule of `schedules:` (DP-3): `open` inside working hours, `closed`
     outside them and on holidays."""
@@ -291,7 +305,18 @@ class Set(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag="set", ta
 
 
 Node = (
-    Play | Menu | Collect | Queue | Transfer | Voicemail | Survey | Hangup | Time | Locality | Set
+    Play
+    | Menu
+    | Collect
+    | Queue
+    | Transfer
+    | Voicemail
+    | Survey
+    | Hangup
+    | Time
+    | Locality
+    | Set
+    | Callback
 )
 
 

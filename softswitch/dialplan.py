@@ -604,7 +604,7 @@ class _References:
         for field in PROMPT_FIELDS:
             for sub, name in prompt_names(getattr(node, field, None)):
                 self.check((*path, field, *sub), name, known.prompts, "prompt", "prompts")
-        if isinstance(node, nodes.Queue):
+        if isinstance(node, nodes.Queue | nodes.Callback):
             self.check((*path, "queue"), node.queue, known.queues, "queue", "queues.yaml")
         elif isinstance(node, nodes.Transfer):
             self.check((*path, "trunk"), node.trunk, known.trunks, "trunk", "trunks.yaml")

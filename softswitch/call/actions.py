@@ -197,6 +197,15 @@ class AddParty(msgspec.Struct, frozen=True):
     number: str
 
 
+class QueueNote(msgspec.Struct, frozen=True):
+    """A line of the queue log for this call that no ACD input makes: `event` (e.g.
+    "CALLBACK", a request the IVR took) in `queue`, with `data`."""
+
+    event: str
+    queue: str
+    data: dict[str, str] | None = None
+
+
 class Alert(msgspec.Struct, frozen=True):
     """Tell supervisors about the call: an `AGENT_ALERT` in the queue log for `agent_id`
     and a warning in the node's log (e.g. a three-way call past its queue's limit)."""
@@ -251,6 +260,7 @@ Action = (
     | AgentCommand
     | AddParty
     | Alert
+    | QueueNote
     | PickUp
     | Supervise
 )
@@ -272,6 +282,7 @@ __all__ = [
     "Listen",
     "Mix",
     "PickUp",
+    "QueueNote",
     "Play",
     "Record",
     "Ring",

@@ -46,6 +46,7 @@ from softswitch.call.actions import (
     Mix,
     PickUp,
     Play,
+    QueueNote,
     Record,
     Ring,
     RunFlow,
@@ -422,6 +423,17 @@ class CallControl(Signalling, LegActions, Features):
             self._add_party(session, action, now)
         elif isinstance(action, PickUp):
             self._pickup(session, action, now)
+        elif isinstance(action, QueueNote):
+            self.bus.publish(
+                ev.QueueLogged(
+                    self.wall(now),
+                    session.call_id,
+                    action.queue,
+                    None,
+                    action.event,
+                    action.data,
+                )  # fmt: skip
+            )
         elif isinstance(action, Alert):
             data = {"what": action.what, "seconds": action.seconds}
             session.log.warning("agent %s alert: %s", action.agent_id, data)

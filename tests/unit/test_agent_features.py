@@ -8,7 +8,7 @@ import itertools
 from pathlib import Path
 
 import pytest
-from callkit import IvrHarness, edited_config, statuses
+from callkit import IvrHarness, answered_by_node, edited_config, statuses
 from sipflow import Phone, Trunk
 from test_call_model import MONDAY_10
 
@@ -821,3 +821,52 @@ def test_a_mobile_agents_logout_forgets_its_chosen_queues(tmp_path: Path) -> Non
     assert h.switch.agent_command("1001", "logout", h.now) == "logged_out"
     assert h.switch.agent_command("1001", "login", h.now) == "idle"
     assert h.switch.acd.agent_snapshot("1001").queues == ("general", "legal")
+
+
+def test_a_queue_overflows_to_a_callback_offer_that_puts_the_caller_on_the_list(
+    tmp_path: Path,
+) -> None:
+    import yaml
+
+    config = edited_config(
+        tmp_path, {"queues": {"max_wait": 30, "overflow": {"flow": "offer_callback"}}}
+    )
+    dialplan = config / "dialplan.yaml"
+    doc = yaml.safe_load(dialplan.read_text(encoding="utf-8"))
+    doc["flows"]["offer_callback"] = {
+        "start": "offer",
+        "nodes": {
+            "offer": {"type": "menu", "prompt": "welcome", "keys": {"1": "cb", "2": "bye"}},
+            "cb": {"type": "callback", "queue": "general", "prompt": "please_wait"},
+            "bye": {"type": "hangup"},
+        },
+    }
+    dialplan.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    h = IvrHarness(tmp_path, MONDAY_10, config_dir=config)
+    trunk = Trunk(h)
+    leg = answered_by_node(h, trunk, "12345")
+    h.press(leg, "1")
+    h.finish_play(leg)  # in general now; nobody is logged in
+    h.advance(31)  # max wait: the overflow flow offers a callback
+    h.finish_play(leg)
+    h.press(leg, "1")
+    assert h.finish_play(leg)[-1] == "please_wait"
+    assert statuses(h.take(trunk.port))[-1] == "BYE"
+    call = h.cdr.get_call(leg[:-2])
+    assert call is not None and call["disposition"] == "callback"
+    (task,) = h.cdr.callback_list(0.0)
+    assert (task["kind"], task["queue"], task["caller"]) == ("callback", "general", "13800000001")
+
+
+def test_a_callback_node_must_name_a_queue(tmp_path: Path) -> None:
+    import yaml
+
+    config = edited_config(tmp_path, {})
+    dialplan = config / "dialplan.yaml"
+    doc = yaml.safe_load(dialplan.read_text(encoding="utf-8"))
+    doc["flows"]["offer_callback"] = {
+        "start": "cb", "nodes": {"cb": {"type": "callback", "queue": "nosuch"}},
+    }  # fmt: skip
+    dialplan.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(ConfigError, match="unknown queue `nosuch`"):
+        load_config(config)
