@@ -242,11 +242,13 @@ def ends_with_eos(path: str | Path) -> bool:
 
 
 # --- the libopus writer ---------------------------------------------------------------------
-#: libopus encoder complexity (0-10), application AUDIO with the signal type left to libopus
-#: (as libsndfile sets it, which uses complexity 10): at 3, bench/recorder.py measured tone
-#: SNR 22.1 dB, speech SNR 10.8 dB and log-spectral distance 7.8 dB against libsndfile's
-#: 22.5, 8.7 and 8.5, at a third of its CPU (6.0 against 17.4 s per recorded call-hour).
-COMPLEXITY = 3
+#: libopus encoder complexity (0-10), application AUDIO with the signal type left to libopus.
+#: Each channel is its own mono stream (SILK at these rates): bench/recorder.py measured, at
+#: 0, 16.7 s of CPU per recorded call-hour, tone SNR 17.8 dB, speech SNR 13.4 dB and
+#: log-spectral distance 5.1 dB (at 3: 24.8 s, 21.4, 14.2, 4.95; libsndfile, coupled
+#: stereo at complexity 10: 18 s, 19.7, 7.6, 9.5). One coupled stereo stream took 6.2 s but
+#: leaked the caller into the heard channel 23 dB down.
+COMPLEXITY = 0
 _FRAME = RATE // 50  # 20 ms
 _SCALE = 48000 // RATE  # Ogg Opus granule positions count 48 kHz samples
 _APPLICATION_AUDIO = 2049
@@ -434,13 +436,19 @@ class LibopusWriter(_Writer):
         whole = len(data) - len(data) % step
         self._rest = data[whole:]
         if whole:
-            frames = np.frombuffer(data, dtype="<i2", count=whole // 2).reshape(-1, step // 2)
-            silent = ~frames.any(axis=1)
+            channels = self.channels
+            frames = np.frombuffer(data, dtype="<i2", count=whole // 2).reshape(
+                -1, _FRAME, channels
+            )
+            silent = ~frames.any(axis=1)  # (frame, channel): a channel silent for 20 ms
             if silent.any():
                 # libopus 1.3 encodes digital silence three times slower than sound (denormal
-                # floats in its filters): a ±1 LSB dither (-90 dBFS) there costs nothing to hear.
+                # floats in its filters): a ±1 LSB dither (-90 dBFS) there costs nothing to
+                # hear. Per channel: each is its own stream, and one party is often silent.
                 frames = frames.copy()
-                frames[silent] = _DITHER[: step // 2]
+                dither = _DITHER[:_FRAME]
+                for frame, channel in zip(*np.nonzero(silent), strict=True):
+                    frames[frame, :, channel] = dither
                 data = frames.tobytes()
         buffer = ctypes.create_string_buffer(data[:whole], whole) if whole else None
         base = ctypes.addressof(buffer) if buffer is not None else 0

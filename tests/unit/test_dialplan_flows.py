@@ -333,7 +333,10 @@ def test_unknown_node_type_lists_the_allowed_types(tmp_path: Path) -> None:
               o: {type: 3}
         """,
     )
-    allowed = "play, menu, collect, queue, transfer, voicemail, survey, hangup, time, locality, set"
+    allowed = (
+        "play, menu, collect, queue, transfer, voicemail, survey, hangup, time, locality, set, "
+        "callback"
+    )
     assert errors == [
         f"{at(5)}: flows.main.nodes.m.type: unknown type `menuu`; allowed: {allowed}; "
         "did you mean `menu`?",
