@@ -274,57 +274,32 @@ def _libopus() -> Any:
         if name is not None and os.environ.get("HOTLINE_OPUS") != "libsndfile":
             try:
                 lib = ctypes.CDLL(name)
-                lib.opus_encoder_create.restype = ctypes.c_void_p
-                lib.opus_encoder_create.argtypes = (
-                    ctypes.c_int32,
-                    ctypes.c_int,
-                    ctypes.c_int,
-                    ctypes.POINTER(ctypes.c_int),
-                )
-                lib.opus_encode.restype = ctypes.c_int32
-                lib.opus_encode.argtypes = (
-                    ctypes.c_void_p,
-                    ctypes.c_void_p,
-                    ctypes.c_int,
-                    ctypes.c_void_p,
-                    ctypes.c_int32,
-                )
-                lib.opus_encoder_destroy.argtypes = (ctypes.c_void_p,)
-                lib.opus_encoder_ctl.restype = ctypes.c_int
+                created = ctypes.c_void_p
+                error = ctypes.POINTER(ctypes.c_int)
+                mapping = ctypes.c_char_p
                 lib.opus_get_version_string.restype = ctypes.c_char_p
-                lib.opus_decoder_create.restype = ctypes.c_void_p
-                lib.opus_decoder_create.argtypes = (
-                    ctypes.c_int32,
-                    ctypes.c_int,
-                    ctypes.POINTER(ctypes.c_int),
-                )
-                lib.opus_decode.restype = ctypes.c_int
-                lib.opus_decode.argtypes = (
-                    ctypes.c_void_p,
-                    ctypes.c_char_p,
-                    ctypes.c_int32,
-                    ctypes.c_void_p,
-                    ctypes.c_int,
-                    ctypes.c_int,
-                )
-                lib.opus_decoder_destroy.argtypes = (ctypes.c_void_p,)
-                lib.opus_multistream_encoder_create.restype = ctypes.c_void_p
+                # Every file goes through the multistream API (a mono file is one stream).
+                lib.opus_multistream_encoder_create.restype = created
                 lib.opus_multistream_encoder_create.argtypes = (
-                    ctypes.c_int32, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                    ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int),
+                    ctypes.c_int32, ctypes.c_int, ctypes.c_int, ctypes.c_int, mapping,
+                    ctypes.c_int, error,
                 )  # fmt: skip
                 lib.opus_multistream_encode.restype = ctypes.c_int32
-                lib.opus_multistream_encode.argtypes = lib.opus_encode.argtypes
-                lib.opus_multistream_encoder_destroy.argtypes = (ctypes.c_void_p,)
+                lib.opus_multistream_encode.argtypes = (
+                    created, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_int32,
+                )  # fmt: skip
+                lib.opus_multistream_encoder_destroy.argtypes = (created,)
                 lib.opus_multistream_encoder_ctl.restype = ctypes.c_int
-                lib.opus_multistream_decoder_create.restype = ctypes.c_void_p
+                lib.opus_multistream_decoder_create.restype = created
                 lib.opus_multistream_decoder_create.argtypes = (
-                    ctypes.c_int32, ctypes.c_int, ctypes.c_int, ctypes.c_int,
-                    ctypes.c_char_p, ctypes.POINTER(ctypes.c_int),
+                    ctypes.c_int32, ctypes.c_int, ctypes.c_int, ctypes.c_int, mapping, error,
                 )  # fmt: skip
                 lib.opus_multistream_decode.restype = ctypes.c_int
-                lib.opus_multistream_decode.argtypes = lib.opus_decode.argtypes
-                lib.opus_multistream_decoder_destroy.argtypes = (ctypes.c_void_p,)
+                lib.opus_multistream_decode.argtypes = (
+                    created, ctypes.c_char_p, ctypes.c_int32, ctypes.c_void_p, ctypes.c_int,
+                    ctypes.c_int,
+                )  # fmt: skip
+                lib.opus_multistream_decoder_destroy.argtypes = (created,)
                 lib.opus_packet_get_nb_samples.restype = ctypes.c_int
                 lib.opus_packet_get_nb_samples.argtypes = (
                     ctypes.c_char_p,
