@@ -575,6 +575,11 @@ class Trunk(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
         """The calling number after this trunk's ``calling_rules``."""
         return normalize(number, self.calling_rules)
 
+    @property
+    def dials_out(self) -> bool:
+        """Whether calls go out through it: it has an `outbound` address and a `caller_id`."""
+        return self.outbound is not None and self.caller_id is not None
+
 
 def _address_forms(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     text = host.strip()
@@ -1032,6 +1037,10 @@ class Config(msgspec.Struct, frozen=True, dict=True):
         """The queue with this name, if configured."""
         return self.queues_by_name.get(name)
 
+    def outbound_trunk(self) -> Trunk | None:
+        """The first trunk calls go out through (agents' outbound and mobile calls)."""
+        return next((t for t in self.trunks if t.dials_out), None)
+
     def algorithms_for(self, agent: Agent) -> tuple[str, ...]:
         """Digest algorithms offered to ``agent``, in order."""
         return agent.algorithms if agent.algorithms is not None else self.auth.algorithms
@@ -1439,7 +1448,7 @@ def _cross_checks(loaded: dict[str, _Loaded], base: Path) -> None:
                                 f"unknown prompt `{name}` (dialplan.yaml `prompts`)",
                             )
         if agents is not None and trunks is not None:
-            dialling = [t for _, t in trunks.items("trunks") if t.outbound and t.caller_id]
+            dialling = [t for _, t in trunks.items("trunks") if t.dials_out]
             for index, agent in agents.items("agents"):
                 if agent.mobile is not None and not dialling:
                     agents.builder.error(

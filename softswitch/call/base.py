@@ -96,6 +96,9 @@ class ControlBase:
                     body: bytes = b"") -> Any:  # fmt: skip
         raise NotImplementedError  # signalling.py
 
+    def _unpeer(self, leg: Leg) -> None:
+        raise NotImplementedError  # signalling.py
+
     def _bye(self, session: Session, leg: Leg, now: float, dialog: Any = None) -> None:
         raise NotImplementedError  # signalling.py
 

@@ -146,7 +146,7 @@ def _external(config: Config, number: str, trunk: str, agent_id: str | None) -> 
     if agent is None or "transfer_external" not in agent.features:
         raise TransferError(403, "Transfer to external numbers not allowed for this agent")
     found = next((t for t in config.trunks if t.name == trunk), None)
-    if found is None or found.outbound is None or found.caller_id is None:
+    if found is None or not found.dials_out:
         raise TransferError(503, f"Trunk {trunk} cannot place outbound calls")
     return ev.TransferTarget("number", number, trunk=trunk)
 
@@ -210,37 +210,35 @@ class Features(ControlBase):
         """REFER from a party of the call (RFC 3515)."""
         request = event.request
         try:
-            target = self._transfer_target(session, leg, request.headers.get_all("refer-to"))
-        except Attended as attended:
             try:
+                target = self._transfer_target(session, leg, request.headers.get_all("refer-to"))
+            except Attended as attended:
                 self._attended(session, leg, event, attended.replaces, now)
-            except TransferError as exc:
-                session.log.info(
-                    "transfer by %s refused: %d %s", leg.leg_id, exc.status, exc.reason
-                )
-                self._respond(event.key, make_response(request, exc.status, exc.reason), now)
-            return
+                return
         except TransferError as exc:
             session.log.info("transfer by %s refused: %d %s", leg.leg_id, exc.status, exc.reason)
             self._respond(event.key, make_response(request, exc.status, exc.reason), now)
             return
-        self._respond(
-            event.key,
-            make_response(request, 202, extra=[("contact", f"<{self.contact_for(leg.target)}>")]),
-            now,
-        )
-        self._notify(session, leg, "SIP/2.0 100 Trying", final=False, now=now)
+        self._accept_refer(session, leg, event, {"to": target.kind, "target": target.value}, now)
         session.transfer = leg.leg_id
         session.log.info(
             "agent %s transfers the caller to %s %s", leg.agent_id, target.kind, target.value
         )
-        data = {"to": target.kind, "target": target.value}
+        self._deliver(session, ev.TransferRequested(leg.leg_id, target), now)
+
+    def _accept_refer(
+        self, session: Session, leg: Leg, event: RequestReceived, data: dict, now: float
+    ) -> None:
+        """A REFER the node carries out: 202, the first NOTIFY (RFC 3515 §2.4.4) and the
+        queue log's TRANSFER line with `data`."""
+        contact = [("contact", f"<{self.contact_for(leg.target)}>")]
+        self._respond(event.key, make_response(event.request, 202, extra=contact), now)
+        self._notify(session, leg, "SIP/2.0 100 Trying", final=False, now=now)
         self.bus.publish(
             ev.QueueLogged(
                 self.wall(now), session.call_id, session.queue, leg.agent_id, "TRANSFER", data
             )
         )
-        self._deliver(session, ev.TransferRequested(leg.leg_id, target), now)
 
     def _attended(
         self, session: Session, leg: Leg, event: RequestReceived, replaces: str, now: float
@@ -269,46 +267,18 @@ class Features(ControlBase):
         target = parties[0]
         if not (target.anchored and session.a.anchored):
             raise TransferError(488, "The consultation call's media cannot be joined")
-        request = event.request
-        contact = [("contact", f"<{self.contact_for(leg.target)}>")]
-        self._respond(event.key, make_response(request, 202, extra=contact), now)
-        self._notify(session, leg, "SIP/2.0 100 Trying", final=False, now=now)
+        who = target.agent_id or "an outside party"
+        data = {"to": "attended", "target": who, "consultation": consult.call_id}
+        self._accept_refer(session, leg, event, data, now)
         if consult.supervisor is not None:
             self._end_supervision(consult, now)
-        # The consulted party's leg changes calls: dialog, transactions, media events follow.
-        self.media.unbridge(target.leg_id)
-        if target.peer is not None:
-            target.peer.peer = None
-            target.peer = None
-        consult.legs.remove(target)
-        session.legs.append(target)
-        assert target.dialog is not None
-        self._dialogs[target.dialog.id] = (session, target)
-        self._adopted[target.leg_id] = session
-        for key, entry in list(self._clients.items()):
-            if entry[1] is target:
-                self._clients[key] = (session, *entry[1:])
+        self._unpeer(target)
+        self._move_leg(target, consult, session, now)
         self._bye(consult, consult.a, now)  # the agent's own consultation leg
         consult.a.media.release(consult.a.leg_id)
         self._leg_stopped(consult, consult.a, now, "transferred")
         self._retire(consult, now, "transferred")
-        self.bus.publish(
-            ev.LegJoined(
-                self.wall(now), session.call_id, target.leg_id, target.agent_id, consult.call_id
-            )
-        )
-        who = target.agent_id or "an outside party"
         session.log.info("agent %s transfers the caller to %s (attended)", leg.agent_id, who)
-        self.bus.publish(
-            ev.QueueLogged(
-                self.wall(now),
-                session.call_id,
-                session.queue,
-                leg.agent_id,
-                "TRANSFER",
-                {"to": "attended", "target": who, "consultation": consult.call_id},
-            )  # fmt: skip
-        )
         replaced = ev.LegReplaced(leg.leg_id, target.leg_id, target.agent_id, consult.call_id)
         self._deliver(session, replaced, now)
         session.transfer = leg.leg_id
@@ -352,11 +322,7 @@ class Features(ControlBase):
         self._notify(session, leg, "SIP/2.0 200 OK", final=True, now=now)
         if session.supervisor is not None:
             self._end_supervision(session, now)
-        if leg.peer is not None:
-            if leg.anchored and leg.peer.anchored:
-                self.media.unbridge(leg.leg_id)
-            leg.peer.peer = None
-            leg.peer = None
+        self._unpeer(leg)
         self._leg_stopped(session, leg, now, "transferred")
         self._bye(session, leg, now)
         self._leave_mixes(session, leg, now)
@@ -586,20 +552,27 @@ class Features(ControlBase):
             picker.invite, 200, to_tag=picker.dialog.local_tag, body=body, extra=extra
         )
         self._respond(picker.invite_key, ok, now)
-        # The leg changes calls: its dialog, media events and CDR row follow it.
-        session.legs.remove(picker)
-        target.legs.append(picker)
-        self._dialogs[picker.dialog.id] = (target, picker)
-        self._adopted[picker.leg_id] = target
+        self._move_leg(picker, session, target, now)
         self._retire(session, now, "picked_up")
         target.log.info("agent %s picked the call up", action.agent_id)
-        self.bus.publish(
-            ev.LegJoined(
-                self.wall(now), target.call_id, picker.leg_id, action.agent_id, session.call_id
-            )
-        )
         self.apply(commands, now)  # the other rings are withdrawn
         self._deliver(target, ev.PickedUp(picker.leg_id, action.agent_id), now)
+
+    def _move_leg(self, leg: Leg, source: Session, target: Session, now: float) -> None:
+        """An answered leg changes calls (a pickup, an attended transfer): its dialog, the
+        transactions it waits on and its media events follow it; `LegJoined` tells the bus
+        (the CDR row stays the leg's, the recorder adds its segment)."""
+        source.legs.remove(leg)
+        target.legs.append(leg)
+        assert leg.dialog is not None
+        self._dialogs[leg.dialog.id] = (target, leg)
+        self._adopted[leg.leg_id] = target
+        for key, entry in list(self._clients.items()):
+            if entry[1] is leg:
+                self._clients[key] = (target, *entry[1:])
+        self.bus.publish(
+            ev.LegJoined(self.wall(now), target.call_id, leg.leg_id, leg.agent_id, source.call_id)
+        )
 
     def _retire(self, session: Session, now: float, disposition: str) -> None:
         """End a session whose parties went to another call: its CDR row closes, no SIP

@@ -150,9 +150,7 @@ class LegActions(ControlBase):
         """A mobile agent (SPEC ACD-5): the queue call rings the agent's own number through
         the first trunk that places outbound calls, presenting the hotline number; as for
         any outside party, no associated data goes with it."""
-        trunk = next(
-            (t for t in session.config.trunks if t.outbound is not None and t.caller_id), None
-        )
+        trunk = session.config.outbound_trunk()
         leg = self._dial(session, action.leg_id, number, trunk, now, agent_id=action.agent_id)
         if leg is not None:
             self.bus.publish(ev.CallRinging(self.wall(now), session.call_id, action.agent_id))

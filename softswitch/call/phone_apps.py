@@ -130,9 +130,7 @@ def phone_app(
 
 def _outbound_trunk(config: Config) -> str:
     """The first trunk that places outbound calls (an `outbound` address and a `caller_id`)."""
-    trunk = next(
-        (t for t in config.trunks if t.outbound is not None and t.caller_id is not None), None
-    )
+    trunk = config.outbound_trunk()
     if trunk is None:
         raise PhoneCallError(503, "No trunk places outbound calls")
     return trunk.name

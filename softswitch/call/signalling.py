@@ -387,11 +387,7 @@ class Signalling(ControlBase):
         self._stop_record(session, leg, "hangup", now)
         if session.hangup_side is None:
             session.hangup_side = side
-        if leg.peer is not None:
-            if leg.anchored and leg.peer.anchored:
-                leg.media.unbridge(leg.leg_id)
-            leg.peer.peer = None
-            leg.peer = None
+        self._unpeer(leg)
         self._leg_stopped(session, leg, now)
         if leg is not session.a:
             self._leave_mixes(session, leg, now)
@@ -400,6 +396,17 @@ class Signalling(ControlBase):
             self._release(session, now, disposition, side, None)
         else:
             self._deliver(session, ev.LegEnded(leg.leg_id, side), now)
+
+    def _unpeer(self, leg: Leg) -> None:
+        """Take `leg` out of its two-party bridge: the engine stops relaying, neither leg
+        names the other as its peer."""
+        peer = leg.peer
+        if peer is None:
+            return
+        if leg.anchored and peer.anchored:
+            leg.media.unbridge(leg.leg_id)
+        peer.peer = None
+        leg.peer = None
 
     def _find_dialog(self, request: Request) -> tuple[Session, Leg] | None:
         try:
