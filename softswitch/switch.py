@@ -497,6 +497,8 @@ class Switch:
         """The agent whose registered phone sent `request`: its From user is an agent with a
         binding registered from this very address, port and transport (a carrier shares the
         host of a phone at most, never its registered flow)."""
+        if self._phone_hosts.get(source.host, 0.0) <= now:
+            return None  # no phone registered from this host: a carrier's call, unparsed
         try:
             user = uri_user(request.from_.uri)
         except SipParseError:
@@ -509,15 +511,21 @@ class Switch:
                 return user
         return None
 
-    def _phone_call(self, ev: RequestReceived, agent_id: str, now: float) -> None:
-        """A call from an agent's phone (digest-authenticated like its REGISTER): a feature
-        code, another agent's extension, or an external number (SPEC ACD-4, ACD-6, ACD-7)."""
-        request = ev.request
-        refused = self.registrar.authorize(request, ev.source, agent_id, now)
+    def _phone_authorized(self, ev: RequestReceived, agent_id: str, now: float) -> bool:
+        """Whether the phone's request proves the agent's password; if not, it is answered
+        (407 or 403, with the guessing bans' alerts)."""
+        refused = self.registrar.authorize(ev.request, ev.source, agent_id, now)
         if self.registrar.alerts:
             self._auth_alerts(now)
         if refused is not None:
             self._respond(ev, refused, now)
+        return refused is None
+
+    def _phone_call(self, ev: RequestReceived, agent_id: str, now: float) -> None:
+        """A call from an agent's phone (digest-authenticated like its REGISTER): a feature
+        code, another agent's extension, or an external number (SPEC ACD-4, ACD-6, ACD-7)."""
+        request = ev.request
+        if not self._phone_authorized(ev, agent_id, now):
             return
         config = self.config
         dialled = uri_user(request.uri) or uri_user(request.to.uri)
@@ -555,11 +563,7 @@ class Switch:
         if sender is None:
             self._respond(ev, make_response(request, 403, "Messages only between agents"), now)
             return
-        refused = self.registrar.authorize(request, ev.source, sender, now)
-        if self.registrar.alerts:
-            self._auth_alerts(now)
-        if refused is not None:
-            self._respond(ev, refused, now)
+        if not self._phone_authorized(ev, sender, now):
             return
         if len(request.body) > MAX_MESSAGE_BODY:
             self._respond(ev, make_response(request, 513, "Message Too Large"), now)
@@ -758,7 +762,13 @@ class Switch:
 
     def restore_bindings(self, bindings: list[Binding], now: float) -> None:
         """At start, before any message: the bindings saved before a restart; their agents
-        are available to the ACD at once."""
+        are available to the ACD at once, and their phones' hosts are trusted (SIP-8) and
+        may place calls, as after a REGISTER."""
+        for binding in bindings:
+            host = binding.source[0]
+            if binding.expires_at > now:
+                until = max(self._phone_hosts.get(host, 0.0), binding.expires_at)
+                self._phone_hosts[host] = until
         self._reachability(self.registrar.restore(bindings, now), now)
 
     def send_restart_byes(self, dialogs: list[SavedDialog], now: float) -> None:

@@ -870,3 +870,14 @@ def test_a_callback_node_must_name_a_queue(tmp_path: Path) -> None:
     dialplan.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     with pytest.raises(ConfigError, match="unknown queue `nosuch`"):
         load_config(config)
+
+
+def test_a_phone_restored_after_a_restart_may_dial_feature_codes(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    Phone(h, "1001", 5101).register()
+    saved = h.switch.location.bindings(h.now)
+    again = FeatureHarness(tmp_path / "restarted")
+    again.switch.restore_bindings(saved, again.now)
+    phone = Phone(again, "1001", 5101)  # it did not register again
+    assert statuses(feature_call(again, phone, "*243"))[-1] == 200
+    assert again.switch.acd.agent_snapshot("1001").reason == "3"
