@@ -101,6 +101,10 @@ def _quote(column: str) -> str:
     return f'"{column}"'
 
 
+#: The routes of callback attempts: an agent's `*5`, and one the node dialled for an agent.
+CALLBACK_ROUTES = "('phone:callback', 'node:callback')"
+
+
 class CdrStore:
     """The CDR and queue-log database of one node (one connection, autocommit, WAL).
 
@@ -340,9 +344,10 @@ class CdrStore:
     def callback_list(self, since: float) -> list[dict[str, Any]]:
         """Callers to call back (ACD-8): callback requests (queue-log CALLBACK) and abandoned
         calls (ABANDON) since `since` (epoch seconds), oldest first, each once per caller
-        and queue, leaving out callers whose later call was answered and those an agent's
-        callback (`*5`, route `phone:callback`) reached. Each task lists the callback
-        attempts made since (`attempts`; `last_attempt`: agent, disposition, SIP cause)."""
+        and queue, leaving out callers whose later call was answered and those a callback
+        reached: an agent's (`*5`, route `phone:callback`) or one the node dialled for an
+        agent (route `node:callback`). Each task lists the callback attempts made since
+        (`attempts`; `last_attempt`: agent, disposition, SIP cause, start)."""
         rows = self._db.execute(
             "SELECT q.at, q.event, q.queue, c.caller, c.call_id, q.data FROM queue_log AS q "
             "JOIN calls AS c ON c.call_id = q.call_id "
@@ -350,12 +355,20 @@ class CdrStore:
             "AND NOT EXISTS (SELECT 1 FROM calls AS later WHERE later.caller = c.caller "
             "AND later.call_id != c.call_id AND later.start >= q.at "
             "AND later.answer IS NOT NULL AND later.agent IS NOT NULL) "
-            "AND NOT EXISTS (SELECT 1 FROM calls AS back WHERE back.called = c.caller "
-            "AND back.route = 'phone:callback' AND back.start >= q.at "
+            f"AND NOT EXISTS (SELECT 1 FROM calls AS back WHERE back.called = c.caller "
+            f"AND back.route IN {CALLBACK_ROUTES} AND back.start >= q.at "
             "AND back.answer IS NOT NULL) "
             "ORDER BY q.at, q.id",
             (since,),
         ).fetchall()
+        # Every callback attempt since, in one query (not one per task), by number called.
+        tried: dict[str, list[Any]] = {}
+        for attempt in self._db.execute(
+            "SELECT called, caller, disposition, sip_cause, start FROM calls "
+            f"WHERE route IN {CALLBACK_ROUTES} AND start >= ? ORDER BY start",
+            (since,),
+        ):
+            tried.setdefault(attempt["called"], []).append(attempt)
         seen: set[tuple[str, str]] = set()
         out: list[dict[str, Any]] = []
         for row in rows:
@@ -364,11 +377,7 @@ class CdrStore:
                 continue
             seen.add(key)
             data = msgspec.json.decode(row["data"]) if row["data"] else {}
-            attempts = self._db.execute(
-                "SELECT caller, disposition, sip_cause FROM calls WHERE called = ? "
-                "AND route = 'phone:callback' AND start >= ? ORDER BY start",
-                (row["caller"], row["at"]),
-            ).fetchall()
+            attempts = [a for a in tried.get(row["caller"], ()) if a["start"] >= row["at"]]
             last = attempts[-1] if attempts else None
             out.append({
                 "at": row["at"], "kind": "callback" if row["event"] == "CALLBACK" else "abandoned",
@@ -377,7 +386,7 @@ class CdrStore:
                 "attempts": len(attempts),
                 "last_attempt": None if last is None else {
                     "agent": last["caller"], "disposition": last["disposition"],
-                    "sip_cause": last["sip_cause"],
+                    "sip_cause": last["sip_cause"], "at": last["start"],
                 },
             })  # fmt: skip
         return out

@@ -32,6 +32,9 @@ from softswitch.config import check_command, load_config, parse_host_port
 from softswitch.control_api import AGENT_ACTIONS
 from softswitch.errors import ConfigError
 
+#: Supervisor modes of `hotline agent` (the node rings the supervisor's phone).
+SUPERVISE_MODES = ("monitor", "whisper", "barge")
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hotline", description=__doc__.splitlines()[0])
@@ -78,8 +81,15 @@ def _parser() -> argparse.ArgumentParser:
         "phone registered; not-ready, break and logout asked during a call take effect when "
         "it ends; lock, unlock and release are a supervisor's.",
     )
-    agent.add_argument("action", choices=[a.replace("_", "-") for a in AGENT_ACTIONS])
+    agent.add_argument(
+        "action", choices=[*(a.replace("_", "-") for a in AGENT_ACTIONS), *SUPERVISE_MODES]
+    )
     agent.add_argument("agent", help="agent id, e.g. 1001")
+    agent.add_argument(
+        "--supervisor",
+        help="monitor, whisper, barge: the supervisor whose phone the node rings into the "
+        "agent's call (keys 1, 2, 3 change the mode)",
+    )
     agent.add_argument("--reason", default="", help="reason code for not-ready or lock")
     agent.add_argument(
         "--queues",
@@ -94,6 +104,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     callbacks.add_argument("--hours", type=float, default=24.0, help="how far back (24)")
     callbacks.add_argument("--data", default="var", help="data directory (default: var)")
+    cb_actions = callbacks.add_subparsers(dest="action")  # none: the list
+    dial = cb_actions.add_parser(
+        "dial",
+        help="the running node rings the agent's phone, then calls NUMBER back through the "
+        "trunk as the hotline",
+    )
+    dial.add_argument("number", help="the caller to call back (a task of the list)")
+    dial.add_argument("--agent", required=True, help="the agent who makes the call")
+    dial.add_argument("--data", dest="node_data", help="data directory of the running node")
     status = sub.add_parser("status", help="queues and agents of the running node, live")
     status.add_argument("--data", default="var", help="data directory of the running node")
     status.add_argument("--json", action="store_true", help="the raw JSON reply")
@@ -118,6 +137,8 @@ def _ask_node(data: str, message: dict[str, Any]) -> dict[str, Any] | None:
 def agent_command(args: argparse.Namespace) -> int:
     """``hotline agent ACTION AGENT``: 0 and the new state, 2 with the node's refusal."""
     action = args.action.replace("-", "_")
+    if action in SUPERVISE_MODES or args.supervisor is not None:
+        return _supervise_command(args, action)
     message: dict[str, Any] = {
         "op": "agent", "agent": args.agent, "action": action, "reason": args.reason,
     }  # fmt: skip
@@ -126,20 +147,54 @@ def agent_command(args: argparse.Namespace) -> int:
             print("hotline agent: --queues goes with login", file=sys.stderr)
             return 2
         message["queues"] = [q.strip() for q in args.queues.split(",") if q.strip()]
-    reply = _ask_node(args.data, message)
-    if reply is None:
-        return 1
-    if not reply.get("ok"):
-        print(f"hotline agent: {reply.get('error')}", file=sys.stderr)
+    reply, code = _node_reply("agent", args.data, message)
+    if reply is not None:
+        print(f"{args.agent}: {reply['state']}")
+    return code
+
+
+def _supervise_command(args: argparse.Namespace, mode: str) -> int:
+    """``hotline agent monitor|whisper|barge AGENT --supervisor ID``."""
+    if mode not in SUPERVISE_MODES or args.supervisor is None:
+        print("hotline agent: --supervisor goes with monitor, whisper and barge (and they "
+              "need it)", file=sys.stderr)  # fmt: skip
         return 2
-    print(f"{args.agent}: {reply['state']}")
-    return 0
+    message = {"op": "supervise", "supervisor": args.supervisor, "agent": args.agent, "mode": mode}
+    return _node_call("agent", args.data, message, f"{args.supervisor}'s phone rings")
+
+
+def _node_call(command: str, data: str, message: dict[str, Any], what: str) -> int:
+    """A call the running node places on request: 0 and its call id, 2 with its refusal."""
+    reply, code = _node_reply(command, data, message)
+    if reply is not None:
+        print(f"{what}: call {reply['call_id']}")
+    return code
+
+
+def _node_reply(
+    command: str, data: str, message: dict[str, Any]
+) -> tuple[dict[str, Any] | None, int]:
+    """The running node's answer when it carried `message` out, else None (said on stderr)
+    and the exit code: 1 no node answers, 2 it refused."""
+    reply = _ask_node(data, message)
+    if reply is None:
+        return None, 1
+    if not reply.get("ok"):
+        print(f"hotline {command}: {reply.get('error')}", file=sys.stderr)
+        return None, 2
+    return reply, 0
 
 
 def callbacks_command(args: argparse.Namespace) -> int:
     """``hotline callbacks``: who asked to be called back or gave up waiting, and has not
-    got through since (ACD-8), oldest first."""
+    got through since (ACD-8), oldest first; ``hotline callbacks dial NUMBER --agent ID``:
+    the running node calls one back for that agent."""
     from softswitch.cdr import CdrStore
+
+    if args.action == "dial":
+        message = {"op": "callback", "number": args.number, "agent": args.agent}
+        data = args.node_data or args.data
+        return _node_call("callbacks", data, message, f"{args.agent}'s phone rings")
 
     path = Path(args.data) / "hotline.db"
     if not path.exists():

@@ -750,6 +750,30 @@ class QueueAnnounce(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ] = None
 
 
+class CallbackDial(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The node calls the queue's callback tasks back by itself (ACD-8): while no caller
+    waits in the queue, an idle agent of it is rung for the oldest task due, and then the
+    caller, through the first outbound trunk as the hotline (as `hotline callbacks dial`)."""
+
+    attempts: Annotated[
+        int,
+        Meta(
+            ge=1,
+            le=20,
+            description="Attempts per task, agents' `*5` calls included, before the node "
+            "leaves it to the agents (it stays on `hotline callbacks`).",
+        ),
+    ] = 3
+    retry: Annotated[
+        float,
+        Meta(ge=30, le=86400, description="Seconds between two attempts of one task."),
+    ] = 600.0
+    hours: Annotated[
+        float,
+        Meta(gt=0, le=168, description="How old a task may be (since the caller's call)."),
+    ] = 24.0
+
+
 class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A call queue (ACD-1, ACD-2)."""
 
@@ -889,6 +913,15 @@ class Queue(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     callback_prompt: Annotated[
         PromptRef | None,
         Meta(description="Played to a caller who pressed `callback_key`, before hanging up."),
+    ] = None
+    callback_dial: Annotated[
+        CallbackDial | None,
+        Meta(
+            description="The node calls this queue's callback tasks (callback requests and "
+            "abandoned calls) back by itself, with an idle agent, while no caller waits. "
+            "Null: agents take them (`*5`) or an operator has them dialled (`hotline "
+            "callbacks dial`)."
+        ),
     ] = None
     overflow: Annotated[
         Action | None,
@@ -1457,7 +1490,13 @@ def _cross_checks(loaded: dict[str, _Loaded], base: Path) -> None:
                     )
         if queues is not None and trunks is not None:
             names = {t.name for _, t in trunks.items("trunks")}
+            dials = any(t.dials_out for _, t in trunks.items("trunks"))
             for index, queue in queues.items("queues"):
+                if queue.callback_dial is not None and not dials:
+                    queues.builder.error(
+                        ("queues", index, "callback_dial"),
+                        "calling callers back needs a trunk with `outbound` and `caller_id`",
+                    )
                 overflow = queue.overflow
                 if overflow is not None and overflow.trunk is not None:
                     if overflow.trunk not in names:

@@ -1,4 +1,5 @@
-"""The running node's local control socket: agent state requests and live status.
+"""The running node's local control socket: agent state requests, calls the node places
+on request, and live status.
 
 `hotline agent …` and `hotline status` (softswitch/cli.py) talk to the node through a Unix
 socket in its data directory (``DATA/hotline.sock``, mode 0600: only the node's own user).
@@ -8,6 +9,10 @@ The protocol is one JSON object per line each way:
     → {"ok": true, "agent": "1001", "state": "busy"}
     {"op": "agent", "agent": "1001", "action": "login", "queues": ["general"]}
     → {"ok": true, "agent": "1001", "state": "idle"}
+    {"op": "callback", "number": "13800001111", "agent": "1001"}
+    → {"ok": true, "call_id": "hl-1796000000-7"}
+    {"op": "supervise", "supervisor": "1009", "agent": "1001", "mode": "monitor"}
+    → {"ok": true, "call_id": "hl-1796000000-8"}
     {"op": "status"}
     → {"ok": true, "queues": [...], "agents": [...], "calls": 3}
 
@@ -77,7 +82,28 @@ def handle_request(switch: Any, request: object, now: float) -> dict[str, Any]:
         log.info("agent %s: %s%s from the control socket: now %s",
                  agent, action, f" ({reason})" if reason else "", state)  # fmt: skip
         return {"ok": True, "agent": agent, "state": state}
-    return {"ok": False, "error": f"unknown op {op!r} (status, agent)"}
+    if op == "callback":  # the node dials a callback task for an agent
+        number, agent = request.get("number"), request.get("agent")
+        if not isinstance(number, str) or not isinstance(agent, str):
+            return {"ok": False, "error": "callback requests need `number` and `agent` strings"}
+        return _node_call(switch.dial_callback, number, agent, now)
+    if op == "supervise":  # the node rings a supervisor's phone into an agent's call
+        sup, agent, mode = request.get("supervisor"), request.get("agent"), request.get("mode")
+        if not all(isinstance(v, str) for v in (sup, agent, mode)):
+            return {
+                "ok": False, "error": "supervise requests need `supervisor`, `agent` and `mode`",
+            }  # fmt: skip
+        return _node_call(switch.supervise, sup, agent, mode, now)
+    return {"ok": False, "error": f"unknown op {op!r} (status, agent, callback, supervise)"}
+
+
+def _node_call(method: Callable[..., str], *args: Any) -> dict[str, Any]:
+    """A call the node places on request: its call id, or why it was refused."""
+    try:
+        call_id = method(*args)
+    except (AcdError, ValueError) as exc:
+        return {"ok": False, "error": str(exc)}
+    return {"ok": True, "call_id": call_id}
 
 
 class ControlServer:

@@ -35,6 +35,7 @@ from softswitch.cdr import CdrWriter
 from softswitch.config import Config, Trunk
 from softswitch.control_api import AGENT_ACTIONS
 from softswitch.dialplan import normalize
+from softswitch.node_calls import NodeCalls
 from softswitch.registrar import AgentReachability, Registrar
 from softswitch.sip.auth import DigestServer, ha1
 from softswitch.sip.build import make_response, new_request_headers, new_tag
@@ -124,7 +125,7 @@ class _NoPrompts:
         raise PromptError("no prompt library on this node")
 
 
-class Switch:
+class Switch(NodeCalls):
     """Everything of one node between the sockets and the CDR store."""
 
     def __init__(
@@ -543,17 +544,6 @@ class Switch:
             variables={"from_agent": agent_id}, needs_anchor=app.needs_anchor,
         )  # fmt: skip
 
-    def _callback_open(self, number: str) -> bool:
-        """Whether `number` is on the callback list of the last week (the CDR store)."""
-        if self._cdr is None:
-            return False
-        since = self.control.wall(self._now) - 7 * 86400
-        try:
-            return any(task["caller"] == number for task in self._cdr.callback_list(since))
-        except Exception as exc:  # a broken CDR database must not stop the phone
-            log.error("callback list lookup failed: %s", exc)
-            return False
-
     def _message(self, ev: RequestReceived, now: float) -> None:
         """A SIP MESSAGE (RFC 3428) from an agent's phone to another agent: checked like the
         phone's calls, sent on to the other phone's registered contact from the sender's
@@ -749,7 +739,12 @@ class Switch:
     def get_timer(self) -> float | None:
         timers = [
             t
-            for t in (self.txn.get_timer(), self.control.get_timer(), self.location.get_timer())
+            for t in (
+                self.txn.get_timer(),
+                self.control.get_timer(),
+                self.location.get_timer(),
+                self.callback_timer(),
+            )
             if t is not None
         ]
         return min(timers) if timers else None
@@ -759,6 +754,7 @@ class Switch:
         self._dispatch(self.txn.handle_timer(now), now)
         self.control.handle_timer(now)
         self._reachability(self.registrar.expired(self.location.handle_timer(now)), now)
+        self.dial_due_callbacks(now)
 
     def restore_bindings(self, bindings: list[Binding], now: float) -> None:
         """At start, before any message: the bindings saved before a restart; their agents

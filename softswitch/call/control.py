@@ -74,7 +74,7 @@ from softswitch.call.sipcodec import (
     hop_target,
     origin_of,
 )
-from softswitch.sip.build import make_response, new_tag
+from softswitch.sip.build import make_response, new_call_id, new_tag
 from softswitch.sip.dialog import Dialog
 from softswitch.sip.errors import DialogError, SipParseError, TransactionError
 from softswitch.sip.location import LocationService
@@ -233,7 +233,7 @@ class CallControl(Signalling, LegActions, Features):
             log.error("call to %s needs media anchoring (media.anchor is off): 503", called)
             self._respond(event.key, make_response(request, 503, to_tag=new_tag()), now)
             return None
-        call_id = f"{self.node_id}-{int(self.wall(now))}-{next(self._ids)}"
+        call_id = self.new_call_id(now)
         a = Leg(f"{call_id}-a", "in", event.source, self.media)
         a.invite = request
         a.invite_key = event.key
@@ -290,6 +290,51 @@ class CallControl(Signalling, LegActions, Features):
                 session.log.info("refused: %s", exc)
                 self._release(session, now, "failed", "system", 488, tell_app=False)
                 return None
+        self._set_app(session, app, now)
+        self._drain()
+        return session
+
+    # --- a call the node places ---------------------------------------------------------
+    def new_call_id(self, now: float) -> str:
+        """A call id of this node, unique across its runs (node, start second, serial)."""
+        return f"{self.node_id}-{int(self.wall(now))}-{next(self._ids)}"
+
+    def originate(
+        self,
+        call_id: str,
+        agent_id: str,
+        config: Config,
+        app: Application,
+        now: float,
+        called: str,
+        route: str,
+        variables: dict[str, str] | None = None,
+        reserved: bool = False,
+    ) -> Session | None:
+        """A call the node places itself (a callback it dials, a supervision started from
+        the CLI): a session whose first leg is outbound, to agent `agent_id`'s phone, and
+        which `app` runs from the start. The application asks for that leg (`CallAgent`
+        naming `caller_leg`); the node's media anchors it. `call_id`: from `new_call_id`
+        (the ACD may be told of the call before it starts); `reserved`: the agent is on
+        this direct call in the ACD, which ends with the call, however it ends. None when
+        the node cannot be a party of calls (`media.anchor` off)."""
+        if not self.anchors:
+            log.error("a call the node places needs media anchoring (media.anchor is off)")
+            return None
+        sip_call_id = new_call_id(self.realm)
+        a = Leg(f"{call_id}-a", "out", Target("UDP", "0.0.0.0", 0), self.media)
+        a.agent_id = agent_id
+        session = Session(call_id, a, "", agent_id, called, config, sip_call_id)
+        session.started = now
+        session.route = route
+        session.variables.update(variables or {})
+        session.direct_agent = agent_id if reserved else None
+        self.sessions[call_id] = session
+        self.counters["calls"] += 1
+        self.bus.publish(
+            ev.CallStarted(self.wall(now), call_id, sip_call_id, "", agent_id, called, route)
+        )
+        session.log.info("the node calls agent %s for %s (%s)", agent_id, called, route)
         self._set_app(session, app, now)
         self._drain()
         return session
@@ -577,11 +622,14 @@ class CallControl(Signalling, LegActions, Features):
         session.ended = True  # from here on, nothing is delivered to it
         if tell_app and app is not None:
             self._last_words(session, app, ev.LegEnded(a.leg_id, side, cause), now)
-        if not a.up and not a.over:
+        if a.direction == "out":  # the node's own call: its first party is cancelled below
+            if a.state is LegState.NEW:
+                a.to(LegEvent.REJECTED)  # never dialled
+        elif not a.up and not a.over:
             self._respond(a.invite_key, self._a_response(session, cause or 480, phrase), now)
             a.to(LegEvent.REJECTED)
         for leg in session.legs:
-            if leg.pending and leg is not a:
+            if leg.pending and (leg is not a or a.direction == "out"):
                 self._cancel_leg(session, leg, now, leg_reason)
             elif leg.up and leg.dialog is not None:
                 self._bye(session, leg, now)
@@ -617,6 +665,12 @@ class CallControl(Signalling, LegActions, Features):
         dialog_ids = [leg.dialog.id for leg in session.legs if leg.dialog is not None]
         client_keys = [k for leg in session.legs if (k := leg.invite_key) is not None]
         self._graveyard.append((now + self.cleanup_delay, client_keys, dialog_ids))
+        if session.direct_agent is not None:  # the agent the node called is free again
+            agent_id, session.direct_agent = session.direct_agent, None
+            try:
+                self.apply(self.acd.direct_call_ended(agent_id, session.call_id, now), now)
+            except AcdError as exc:  # a reload removed the agent meanwhile
+                session.log.warning("agent %s not taken off its direct call: %s", agent_id, exc)
 
     def _last_words(
         self, session: Session, app: Application, last: ev.AppEvent, now: float

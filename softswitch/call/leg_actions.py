@@ -120,7 +120,8 @@ class LegActions(ControlBase):
         bindings = self.location.lookup(agent_id, now)
         if not bindings:
             session.log.warning("agent %s has no registered contact", agent_id)
-            if not action.queue:  # a call between agents: the caller hears why
+            if not action.queue or action.leg_id == session.a.leg_id:
+                # A call between agents (the caller hears why), or one the node places
                 self._deliver(session, ev.LegFailed(action.leg_id, 480, "not registered"), now)
                 return
             # The registration vanished between the ACD's choice and now: log the agent out,
@@ -138,9 +139,12 @@ class LegActions(ControlBase):
                 ("alert-info", f"<sip:{self.realm}>;info=alert-autoanswer;delay={after}"),
                 ("answer-mode", "Auto"),
             ]
+        # The phone shows who the call is with: the caller, or, for a call the node places
+        # to the agent first, whom it is for (the number called back, the agent supervised).
+        shown = session.called if action.leg_id == session.a.leg_id else session.caller
         leg = self._originate(
             session, action.leg_id, binding.contact, target, f"sip:{agent_id}@{self.realm}",
-            session.caller or "anonymous", direct, now, internal=internal, agent_id=agent_id,
+            shown or "anonymous", direct, now, internal=internal, agent_id=agent_id,
         )  # fmt: skip
         if leg is not None:
             self.bus.publish(ev.CallRinging(self.wall(now), session.call_id, agent_id))
@@ -206,21 +210,32 @@ class LegActions(ControlBase):
     ) -> Leg | None:
         """The one request builder for every leg the node originates (agents, external
         numbers). `internal`: headers for the node's own phones (associated data, the
-        caller's identity); an external party gets none of them (SPEC OUT-5)."""
+        caller's identity); an external party gets none of them (SPEC OUT-5).
+
+        `leg_id` naming the session's own first leg: a call the node places (`originate`),
+        whose first party is dialled here, always through the anchor."""
         a = session.a
-        assert a.invite is not None
-        # Pass SDP from leg to leg only for a two-party call the node does not touch: the
-        # caller's media must not be anchored already (an IVR caller always is).
-        anchors = self.anchors
-        passthrough = not anchors or (direct and not a.anchored)
-        media = self.passthrough if anchors and passthrough else self.media
-        leg = Leg(leg_id, "out", target, media)
+        first = leg_id == a.leg_id
+        if first:
+            leg = a
+            leg.target = target
+            leg.anchored = True
+        else:
+            assert a.invite is not None
+            # Pass SDP from leg to leg only for a two-party call the node does not touch:
+            # the caller's media must not be anchored already (an IVR caller always is).
+            anchors = self.anchors
+            passthrough = not anchors or (direct and not a.anchored)
+            media = self.passthrough if anchors and passthrough else self.media
+            leg = Leg(leg_id, "out", target, media)
+            leg.anchored = not passthrough
         leg.agent_id = agent_id
-        leg.anchored = not passthrough
         host = self.contact_for(target).split("@", 1)[1].split(";")[0]
         headers = new_request_headers(
             "INVITE", f'"{from_user}" <sip:{from_user}@{host}>', f"<{to_uri}>", host
         )
+        if first:
+            headers.set("call-id", session.origin[0])
         headers.add("contact", f"<{self.contact_for(target)}>")
         headers.add("allow", ALLOW)
         if internal is not None:
@@ -242,6 +257,7 @@ class LegActions(ControlBase):
             if leg.anchored:
                 body = self.media.offer_local(leg.leg_id) or b""
             else:
+                assert a.invite is not None
                 body = leg.media.offer(a.leg_id, leg.leg_id, a.invite.body or None) or b""
         except MediaError as exc:
             # The caller's SDP cannot be served or no RTP ports are left. The leg was never
@@ -251,7 +267,8 @@ class LegActions(ControlBase):
             leg.media.release(leg.leg_id)
             self._release(session, now, "failed", "system", status)
             return None
-        session.legs.append(leg)
+        if not first:
+            session.legs.append(leg)
         if body:
             headers.add("content-type", "application/sdp")
         invite = Request("INVITE", request_uri, headers, body)
@@ -294,8 +311,11 @@ class LegActions(ControlBase):
         if caller.anchored and other.anchored:
             self.media.bridge(caller.leg_id, other.leg_id)
         caller.peer, other.peer = other, caller
-        if other.agent_id is not None:
-            session.agent_id = other.agent_id
+        # The agent of the call: the party bridged to the caller, or the caller itself when
+        # the node placed the call to an agent first (a callback it dials).
+        agent_id = other.agent_id if other.agent_id is not None else caller.agent_id
+        if agent_id is not None:
+            session.agent_id = agent_id
         first = session.answered is None
         if first:
             session.answered = now
@@ -305,13 +325,13 @@ class LegActions(ControlBase):
             ev.CallAnswered(
                 wall,
                 session.call_id,
-                other.agent_id,
+                agent_id,
                 now - session.started,
                 caller.leg_id,
                 first,
             )  # fmt: skip
         )
-        session.log.info("answered by agent %s", other.agent_id)
+        session.log.info("answered by agent %s", agent_id)
 
     def _mix(
         self, session: Session, mix_id: str, hears: dict[str, tuple[str, ...]], now: float

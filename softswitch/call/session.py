@@ -56,6 +56,7 @@ class Session:
         "transfer",
         "supervisor",
         "supervising",
+        "direct_agent",
         "_leg_seq",
     )
 
@@ -97,6 +98,8 @@ class Session:
         self.transfer: str | None = None  # the agent leg whose REFER is being carried out
         self.supervisor: str | None = None  # the session of a supervisor mixed into this one
         self.supervising: str | None = None  # this is a supervisor's call: the supervised one
+        # A call the node placed to an agent reserved in the ACD (a direct call) until it ends
+        self.direct_agent: str | None = None
         self._leg_seq = 0
 
     # --- CallView -------------------------------------------------------------------------

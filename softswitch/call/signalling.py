@@ -392,7 +392,10 @@ class Signalling(ControlBase):
         if leg is not session.a:
             self._leave_mixes(session, leg, now)
         if leg is session.a:
-            disposition = "answered" if session.answered else "abandoned"
+            # A caller who hangs up before talking to anyone abandons; the agent the node
+            # called first (a callback it dials) gives the attempt up.
+            unanswered = "abandoned" if leg.direction == "in" else "cancelled"
+            disposition = "answered" if session.answered else unanswered
             self._release(session, now, disposition, side, None)
         else:
             self._deliver(session, ev.LegEnded(leg.leg_id, side), now)

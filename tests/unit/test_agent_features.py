@@ -523,6 +523,7 @@ def test_an_agent_takes_a_callback_task_from_the_phone(tmp_path: Path) -> None:
         "agent": "1001",
         "disposition": "dialout_failed",
         "sip_cause": 486,
+        "at": pytest.approx(h.switch.control.wall(h.now), abs=1.0),
     }
     phone.dial(f"*5{number}", call_id="cb-2")
     (dial,) = requests(h.take(5080))
