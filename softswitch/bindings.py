@@ -1,4 +1,5 @@
-"""Registrations that survive a restart: the registrar's bindings in SQLite.
+"""Registrations that survive a restart: the registrar's bindings in SQLite, and mobile
+agents' logins (a mobile agent's equivalent of a registration, softswitch/agent_requests.py).
 
 Without them a restarted node knows no phone, and every agent stays unavailable until its
 phone registers again (up to an hour with the default expiry), while callers wait in the
@@ -44,6 +45,12 @@ CREATE TABLE IF NOT EXISTS bindings (
     PRIMARY KEY (aor, contact)
 )
 """
+_MOBILE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS mobile_logins (
+    agent TEXT PRIMARY KEY, queues TEXT, at REAL NOT NULL
+)
+"""
+_queues_decoder = msgspec.json.Decoder(list[str] | None)
 _COLUMNS = (
     "aor", "contact", "expires_at", "q", "call_id", "cseq", "source_host", "source_port",
     "transport", "instance", "user_agent", "registered_at", "reg_id", "params",
@@ -62,6 +69,7 @@ class BindingStore:
         self._db = db
         self.wall_offset = wall_offset
         db.execute(_SCHEMA)
+        db.execute(_MOBILE_SCHEMA)
 
     def save(self, bindings: Iterable[Binding]) -> None:
         """Write new or refreshed bindings (a row per AOR and contact URI)."""
@@ -127,4 +135,36 @@ class BindingStore:
                 bad.append((values["aor"], values["contact"]))
         if bad:
             self._db.executemany("DELETE FROM bindings WHERE aor = ? AND contact = ?", bad)
+        return found
+
+    # --- mobile agents' logins -------------------------------------------------------------
+    def save_mobile(self, agent_id: str, queues: list[str] | None, wall_now: float = 0.0) -> None:
+        """Mobile agent `agent_id` is logged in (to `queues`, None: all its queues)."""
+        try:
+            self._db.execute(
+                "INSERT OR REPLACE INTO mobile_logins (agent, queues, at) VALUES (?, ?, ?)",
+                (agent_id, msgspec.json.encode(queues).decode(), wall_now),
+            )
+        except sqlite3.Error as exc:
+            log.error("mobile login of %s not saved (a restart logs it out): %s", agent_id, exc)
+
+    def remove_mobile(self, agent_id: str) -> None:
+        """Mobile agent `agent_id` logged out."""
+        try:
+            self._db.execute("DELETE FROM mobile_logins WHERE agent = ?", (agent_id,))
+        except sqlite3.Error as exc:
+            log.error("mobile logout of %s not saved (a restart logs it in): %s", agent_id, exc)
+
+    def load_mobile(self) -> list[tuple[str, list[str] | None]]:
+        """The saved mobile logins, oldest first: (agent, queues or None); unreadable rows
+        are logged and deleted."""
+        found: list[tuple[str, list[str] | None]] = []
+        for agent_id, queues in self._db.execute(
+            "SELECT agent, queues FROM mobile_logins ORDER BY at, agent"
+        ).fetchall():
+            try:
+                found.append((agent_id, _queues_decoder.decode(queues or "null")))
+            except msgspec.DecodeError as exc:
+                log.error("saved mobile login of %r unreadable, dropped: %s", agent_id, exc)
+                self.remove_mobile(agent_id)
         return found

@@ -178,12 +178,16 @@ class Node:
         now = asyncio.get_running_loop().time()
         bindings = BindingStore(self._cdr.connection, self._wall_offset)
         switch.registrar.store = bindings
+        switch.mobile_store = bindings
         recorder = DialogRecorder(self._cdr, switch.control.sessions)
         switch.bus.subscribe(recorder, recorder.kinds)
         restored = bindings.load(now + self._wall_offset)
         switch.restore_bindings(restored, now)
         if restored:
             log.info("restored %d registrations saved by the last run", len(restored))
+        mobile = switch.restore_mobile_logins(now)
+        if mobile:
+            log.info("restored %d mobile agents' logins saved by the last run", mobile)
         switch.send_restart_byes(recovered.dialogs, now)
         self._cdr.run_started(now + self._wall_offset)
         self._flush()

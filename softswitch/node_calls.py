@@ -48,6 +48,8 @@ class NodeCalls:
     _cdr: CdrStore | None
     _now: float
     _callbacks_at: float = 0.0  # when the dialler looks next
+    _dial_config: Config | None = None  # the configuration `_dials` was read from
+    _dials = False  # some queue of it has `callback_dial`
 
     def callback_task(self, number: str) -> dict[str, Any] | None:
         """The open callback task of `number` in the last week (the CDR store's list), or
@@ -104,8 +106,13 @@ class NodeCalls:
 
     # --- the queues' own dialler (`callback_dial`) -----------------------------------------
     def callback_timer(self) -> float | None:
-        """When the dialler looks for tasks due next; None when no queue has one."""
-        if self._cdr is None or not any(q.callback_dial for q in self.config.queues):
+        """When the dialler looks for tasks due next; None when no queue has one (asked
+        after every input: the configuration is looked at once)."""
+        config = self.config
+        if config is not self._dial_config:
+            self._dial_config = config
+            self._dials = any(q.callback_dial for q in config.queues)
+        if not self._dials or self._cdr is None:
             return None
         return self._callbacks_at
 

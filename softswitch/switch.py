@@ -14,12 +14,11 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-import msgspec
-
-from acd import Acd, AcdError, AgentSpec, QueueSpec
+from acd import Acd, AgentSpec, QueueSpec
 from ivr.app import IvrApp
 from ivr.resolver import PromptError, PromptResolver
 from media import MediaEngine, PassThroughMedia
+from softswitch.agent_requests import AgentRequests
 from softswitch.call.app import Application
 from softswitch.call.blocked import BlockedApp
 from softswitch.call.bus import EventBus
@@ -33,7 +32,6 @@ from softswitch.call.session import Session
 from softswitch.call.sipcodec import ALLOW, phone_target, take_sdp_part, uri_user
 from softswitch.cdr import CdrWriter
 from softswitch.config import Config, Trunk
-from softswitch.control_api import AGENT_ACTIONS
 from softswitch.dialplan import normalize
 from softswitch.node_calls import NodeCalls
 from softswitch.registrar import AgentReachability, Registrar
@@ -125,7 +123,7 @@ class _NoPrompts:
         raise PromptError("no prompt library on this node")
 
 
-class Switch(NodeCalls):
+class Switch(AgentRequests, NodeCalls):
     """Everything of one node between the sockets and the CDR store."""
 
     def __init__(
@@ -774,67 +772,6 @@ class Switch(NodeCalls):
     def transport_failed(self, target: Target, now: float) -> None:
         """A connection to `target` could not be made: fail what waits on it at once."""
         self._dispatch(self.txn.transport_failed(target, now), now)
-
-    def agent_command(
-        self,
-        agent_id: str,
-        action: str,
-        now: float,
-        reason: str = "",
-        queues: list[str] | None = None,
-    ) -> str:
-        """A state request for an agent from the CLI or the API (`AGENT_ACTIONS`); returns
-        the agent's state after it. Raises `AcdError` (`UnknownAgent`, `IllegalTransition`:
-        nothing changed) or `ValueError` for an action that does not exist."""
-        name = AGENT_ACTIONS.get(action)
-        if name is None:
-            raise ValueError(f"unknown agent action {action!r} (one of {', '.join(AGENT_ACTIONS)})")
-        if action == "release":
-            if not self.control.release_agent_call(agent_id, now):
-                raise ValueError(f"agent {agent_id} is on no call")
-            return self.acd.agent_state(agent_id).value
-        agent = self.config.agent(agent_id)
-        acd = self.acd
-        if agent is not None and agent.mobile is not None and action in ("login", "logout"):
-            # A mobile agent has no registration: logging in makes it reachable (with the
-            # queues named, or all), logging out unreachable, its choice of queues gone.
-            if action == "login":
-                self.control.acd_command(now, acd.agent_available, agent_id, now)
-                self.control.acd_command(now, acd.agent_login, agent_id, now, queues)
-            else:
-                snap = acd.agent_snapshot(agent_id)
-                if snap.state != "logged_out" and not snap.signed_out:
-                    self.control.acd_command(now, acd.agent_logout, agent_id, now)
-                self.control.acd_command(now, acd.agent_unavailable, agent_id, now)
-            return acd.agent_state(agent_id).value
-        if action == "login":
-            self.control.acd_command(now, acd.agent_login, agent_id, now, queues)
-            return acd.agent_state(agent_id).value
-        method = getattr(self.acd, name)
-        if action in ("not_ready", "lock"):
-            self.control.acd_command(now, method, agent_id, now, reason or action)
-        else:
-            self.control.acd_command(now, method, agent_id, now)
-        return self.acd.agent_state(agent_id).value
-
-    def live_status(self, now: float) -> dict[str, Any]:
-        """Queues (waiting, ringing, longest wait, agents by state) and agents (state, seconds
-        in it, reason, calls), for `hotline status` and the API."""
-        queues = []
-        for queue in self.config.queues:
-            try:
-                queues.append(msgspec.to_builtins(self.acd.queue_snapshot(queue.name, now)))
-            except AcdError:
-                continue  # not in the engine (a reload in progress)
-        agents = []
-        for agent_id in self.acd.agent_ids():
-            snap = self.acd.agent_snapshot(agent_id)
-            view = msgspec.to_builtins(snap)
-            since = snap.since
-            view["seconds"] = None if since is None else round(max(0.0, now - since), 1)
-            del view["since"]
-            agents.append(view)
-        return {"queues": queues, "agents": agents, "calls": len(self.control.sessions)}
 
     def shutdown(self, now: float) -> None:
         self.control.shutdown(now)

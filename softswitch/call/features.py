@@ -386,7 +386,8 @@ class Features(ControlBase):
             why = "another supervisor is on that call"
             self._deliver(session, ev.CommandResult("supervise", False, why), now)
             return
-        caller = target.a
+        caller = agent_leg.peer  # the caller, or whom the node called for the agent
+        assert caller is not None
         s, c, g = sup.leg_id, caller.leg_id, agent_leg.leg_id
         # Who hears whom: the supervisor hears both; the agent hears the supervisor from a
         # whisper on; the caller only in a barge.
@@ -417,17 +418,22 @@ class Features(ControlBase):
         self._deliver(session, ev.CommandResult("supervise", True, action.mode), now)
 
     def _talking(self, agent_id: str) -> tuple[Session, Leg] | None:
-        """The call `agent_id` talks on (its leg bridged to the caller, both anchored)."""
+        """The call `agent_id` talks on: its leg bridged to the caller, both anchored (or,
+        on a call the node placed to the agent first, the agent's own first leg bridged to
+        whom it called)."""
         for session in self.sessions.values():
             if session.ended or session.supervising is not None:
                 continue
-            for leg in session.legs[1:]:
+            for leg in session.legs:
+                peer = leg.peer
                 if (
                     leg.agent_id == agent_id
                     and leg.up
-                    and leg.peer is session.a
                     and leg.anchored
-                    and session.a.anchored
+                    and peer is not None
+                    and (peer is session.a or leg is session.a)
+                    and peer.up
+                    and peer.anchored
                 ):
                     return session, leg
         return None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from callkit import edited_config
 from restartkit import restarted, start
 from sipflow import Harness, Phone, Trunk
 
@@ -143,3 +144,33 @@ def test_unregistered_and_expired_bindings_leave_the_store(tmp_path: Path) -> No
     assert [r[0] for r in rows] == ["1002"]
     assert other.register(expires=0).status == 200
     assert h.cdr.connection.execute("SELECT count(*) FROM bindings").fetchone()[0] == 0
+
+
+def test_a_mobile_agents_login_outlives_a_restart_and_its_logout_too(tmp_path: Path) -> None:
+    config = edited_config(tmp_path, {"agents": {"mobile": "013700000001"}})
+    first = Harness(tmp_path, config)
+    start(first)
+    first.switch.agent_command("1001", "login", first.now, queues=["general"])
+    h, _ = restarted(tmp_path, after=30, previous=first, config_dir=config)
+    snap = h.switch.acd.agent_snapshot("1001")
+    assert (snap.state, snap.queues) == ("idle", ("general",))
+    Trunk(h).invite("9000")
+    (ring,) = [m for m in h.take(5080) if isinstance(m, Request)]
+    assert ring.uri.startswith("sip:013700000001@")  # its queue call rings the mobile
+    h.switch.agent_command("1001", "logout", h.now)
+    again, _ = restarted(tmp_path, after=30, previous=h, config_dir=config)
+    assert again.switch.acd.agent_state("1001").value == "logged_out"
+
+
+def test_a_saved_mobile_login_of_an_agent_no_longer_mobile_is_dropped(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = edited_config(tmp_path, {"agents": {"mobile": "013700000001"}})
+    first = Harness(tmp_path, config)
+    start(first)
+    first.switch.agent_command("1001", "login", first.now)
+    with caplog.at_level(logging.WARNING):
+        h, _ = restarted(tmp_path, after=5, previous=first)  # the shipped config: a phone
+    assert "saved mobile login of 1001 dropped" in caplog.text
+    assert h.switch.acd.agent_state("1001").value == "logged_out"
+    assert BindingStore(h.cdr.connection, 0.0).load_mobile() == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 from callkit import edited_config, statuses
 from sipflow import Phone, Trunk
 from test_agent_features import FeatureHarness, h_take, requests, talking
@@ -338,3 +339,37 @@ def test_a_queue_that_calls_back_needs_a_trunk_that_dials_out(tmp_path: Path) ->
     trunks.write_text(trunks.read_text().replace('outbound: "127.0.0.1:5080"', ""))
     with pytest.raises(ConfigError, match="callback_dial.*needs a trunk|needs a trunk"):
         load_config(config)
+
+
+def test_a_callback_the_node_dialled_can_be_supervised_and_released(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    config = tmp_path / "config" / "agents.yaml"  # 1002 supervises
+    doc = yaml.safe_load(config.read_text(encoding="utf-8"))
+    next(a for a in doc["agents"] if a["id"] == "1002")["features"] = ["supervise"]
+    config.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    h.switch.reload(load_config(tmp_path / "config"), h.now)
+    phone, _number, call_id, ring = callback_ringing(h)
+    phone.reply(ring, 200, sdp=True)
+    h.take(phone.port)
+    (dial,) = requests(h.take(5080))
+    Phone(h, "far", 5080).reply(dial, 200, to_tag="far", sdp=True)
+    h.take(5080)
+    session = h.switch.control.sessions[call_id]
+    agent_leg, far_leg = session.a.leg_id, session.legs[1].leg_id
+    sup = Phone(h, "1002", 5102)
+    sup.register()
+    h.switch.agent_command("1002", "not_ready", h.now)
+    sup_call = h.switch.supervise("1002", "1001", "monitor", h.now)
+    h._collect()
+    (sup_ring,) = requests(h.take(sup.port))
+    sup.reply(sup_ring, 200, sdp=True)
+    s = h.switch.control.sessions[sup_call].a.leg_id
+    assert h.media.mixes[f"{call_id}-supervise"] == {
+        s: (far_leg, agent_leg),
+        far_leg: (agent_leg,),
+        agent_leg: (far_leg,),
+    }
+    assert h.switch.agent_command("1001", "release", h.now) == "idle"
+    h._collect()
+    assert "BYE" in statuses(h.take(5080)) and "BYE" in statuses(h.take(phone.port))
+    assert h.switch.control.sessions == {}
