@@ -3,9 +3,12 @@
 - ``generate``: a seeded synthetic trace (`loadtest.generate`).
 - ``from-cdr``: a trace of real calls from a node's ``DATA/hotline.db`` (`loadtest.from_cdr`).
 - ``check``: validate a trace and print a summary.
+- ``run``: replay a trace against a SIP target with emulated callers and agents, and report
+  (`loadtest.run`, `loadtest.report`).
 
-Exit status: 0 done; 1 an invalid trace or database (each problem one line on stderr, a trace's
-as ``file:line: column: message``); 2 the command line is wrong (one line, ``hotline: …``).
+Exit status: 0 done; 1 an invalid trace or database, or a run that could not be done (target
+silent, agents not registered: one line), each problem one line on stderr (a trace's as
+``file:line: column: message``); 2 the command line is wrong (one line, ``hotline: …``).
 """
 
 from __future__ import annotations
@@ -15,7 +18,10 @@ import sys
 from pathlib import Path
 
 from loadtest import generate as gen
+from loadtest.agents import AgentAccount, AgentSetupError, load_agents
 from loadtest.from_cdr import DB_NAME, CdrTraceError, trace_from_cdr
+from loadtest.report import format_report
+from loadtest.run import RunError, RunOptions, run_trace, write_json
 from loadtest.trace import Trace, TraceError, format_seconds, read_trace, write_trace
 from recorder.cli import _TIME_HELP, CliError, parse_time
 
@@ -24,9 +30,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     """The `loadtest` command and its actions, on `hotline`'s subparsers."""
     loadtest = sub.add_parser(
         "loadtest",
-        help="call traces for load tests: generate, convert from the CDR, check",
-        description="Traces are CSV (or .parquet with pyarrow); see docs/loadtest.md. "
-        "Replaying them (`hotline loadtest run`) is not there yet.",
+        help="call traces for load tests: generate, convert from the CDR, check, run",
+        description="Traces are CSV (or .parquet with pyarrow); see docs/loadtest.md.",
     )
     actions = loadtest.add_subparsers(dest="action", required=True)
     g = actions.add_parser("generate", help="a seeded synthetic trace")
@@ -74,6 +79,51 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
     k = actions.add_parser("check", help="validate a trace and print a summary")
     k.add_argument("trace", metavar="FILE")
+    _add_run_parser(actions)
+
+
+def _add_run_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    r = actions.add_parser(
+        "run",
+        help="replay a trace against a SIP target with emulated callers and agents",
+        description="Callers INVITE the target at the trace's times (scaled), press the "
+        "IVR keys, wait with their patience, talk and hang up; emulated agents register and "
+        "answer. See docs/loadtest.md.",
+    )
+    r.add_argument("trace", metavar="TRACE")
+    r.add_argument("--target", required=True, metavar="HOST:PORT", help="the SIP target (UDP)")
+    r.add_argument(
+        "--time-scale", type=float, default=1.0, metavar="F",
+        help="run seconds per trace second for every trace time (1; 0.1: ten times faster)",
+    )  # fmt: skip
+    r.add_argument("--agents", type=int, metavar="N", help="emulated agents (default: all)")
+    who = r.add_mutually_exclusive_group()
+    who.add_argument(
+        "--register-agents", metavar="FILE", help="agents.yaml whose agents register (password)"
+    )
+    who.add_argument(
+        "--agent-password-file", metavar="FILE", help="lines of ID PASSWORD for the agents"
+    )
+    r.add_argument(
+        "--answer-delay", type=float, default=1.0, metavar="S",
+        help="agents answer S trace seconds after the INVITE (1)",
+    )  # fmt: skip
+    r.add_argument(
+        "--wrap-up", type=float, default=0.0, metavar="S",
+        help="the node's queue wrap-up, for the staffing model (0)",
+    )  # fmt: skip
+    r.add_argument(
+        "--max-seconds", type=float, default=3600.0, metavar="S",
+        help="end the run after S real seconds, hanging up what is left (3600)",
+    )  # fmt: skip
+    r.add_argument("--limit", type=int, metavar="N", help="replay only the first N calls")
+    r.add_argument("--local-ip", default="127.0.0.1", help="address to send from (127.0.0.1)")
+    r.add_argument(
+        "--rtp-ports", default="30000-32767", metavar="MIN-MAX",
+        help="RTP ports of the emulated parties (30000-32767; not the node's own range)",
+    )  # fmt: skip
+    r.add_argument("--json", metavar="FILE", help="also write the report as JSON (- for stdout)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
 
 
 def _generator_spec(args: argparse.Namespace) -> gen.GeneratorSpec:
@@ -190,9 +240,76 @@ def summary(trace: Trace) -> list[str]:
     return lines
 
 
+def _host_port(text: str, option: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise CliError(f"{option} {text!r}: expected HOST:PORT", 2)
+    return host.strip("[]"), int(port)
+
+
+def _run_options(args: argparse.Namespace) -> RunOptions:
+    if not args.time_scale > 0:
+        raise CliError("--time-scale: expected a number > 0", 2)
+    if not args.max_seconds > 0:
+        raise CliError("--max-seconds: expected seconds > 0", 2)
+    if args.answer_delay < 0 or args.wrap_up < 0:
+        raise CliError("--answer-delay and --wrap-up: expected seconds >= 0", 2)
+    if args.agents is not None and args.agents < 0:
+        raise CliError("--agents: expected a number >= 0", 2)
+    low, _, high = args.rtp_ports.partition("-")
+    if not (low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) <= 65535):
+        raise CliError(f"--rtp-ports {args.rtp_ports!r}: expected MIN-MAX within 1024-65535", 2)
+    accounts: list[AgentAccount] = []
+    source = args.register_agents or args.agent_password_file
+    if source is None:
+        if args.agents:
+            raise CliError("--agents N needs --register-agents or --agent-password-file", 2)
+    else:
+        try:
+            accounts = load_agents(Path(source), yaml_file=args.register_agents is not None)
+        except AgentSetupError as exc:
+            raise CliError(str(exc), 1) from None
+        if args.agents is not None:
+            if args.agents > len(accounts):
+                raise CliError(f"--agents {args.agents}: {source} has {len(accounts)} agents", 1)
+            accounts = accounts[: args.agents]
+    return RunOptions(
+        target=_host_port(args.target, "--target"),
+        time_scale=args.time_scale,
+        agents=tuple(accounts),
+        answer_delay_s=args.answer_delay,
+        wrap_up_s=args.wrap_up,
+        max_seconds=args.max_seconds,
+        local_ip=args.local_ip,
+        rtp_ports=(int(low), int(high)),
+        progress=not args.no_progress,
+    )
+
+
+def _run(args: argparse.Namespace) -> int:
+    options = _run_options(args)
+    if args.limit is not None and args.limit < 0:
+        raise CliError("--limit: expected a number >= 0", 2)
+    trace = read_trace(args.trace)
+    if args.limit is not None:
+        trace = Trace(trace.calls[: args.limit], trace.metadata)
+    try:
+        report = run_trace(trace, args.trace, options)
+    except RunError as exc:
+        print(f"hotline: {exc}", file=sys.stderr)
+        return 1
+    for line in format_report(report):
+        print(line)
+    if args.json:
+        write_json(args.json, report)
+    return 0
+
+
 def loadtest_command(args: argparse.Namespace) -> int:
     """Run a `hotline loadtest` action; returns the exit status."""
     try:
+        if args.action == "run":
+            return _run(args)
         if args.action == "generate":
             trace = gen.generate(_generator_spec(args))
             write_trace(args.out, trace)
