@@ -277,6 +277,7 @@ class Caller:
 
     def _end(self, now: float, outcome: Outcome, reason: str = "") -> None:
         self.state = S.ENDED
+        self._keys_left_unpressed()
         self.timers.clear()
         r = self.result
         r.ended_at = now

@@ -294,14 +294,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.limit is not None:
         trace = Trace(trace.calls[: args.limit], trace.metadata)
     try:
-        report = run_trace(trace, args.trace, options)
+        report, calls = run_trace(trace, args.trace, options)
     except RunError as exc:
         print(f"hotline: {exc}", file=sys.stderr)
         return 1
     for line in format_report(report):
         print(line)
     if args.json:
-        write_json(args.json, report)
+        write_json(args.json, report, calls)
     return 0
 
 

@@ -400,6 +400,10 @@ def format_report(report: Report) -> list[str]:
     return lines
 
 
-def report_json(report: Report) -> bytes:
-    """The report as JSON (infinite model waits as null)."""
-    return msgspec.json.format(msgspec.json.encode(report), indent=2) + b"\n"
+def report_json(report: Report, calls: Sequence[CallResult] = ()) -> bytes:
+    """The report as JSON (infinite model waits as null), with every call's `CallResult`
+    under ``calls`` (run-clock seconds) when given."""
+    data = msgspec.to_builtins(report)
+    if calls:
+        data["calls"] = msgspec.to_builtins(list(calls))
+    return msgspec.json.format(msgspec.json.encode(data), indent=2) + b"\n"

@@ -791,12 +791,15 @@ async def replay(trace: Trace, options: RunOptions) -> tuple[list[rep.CallResult
     return [c.result for c in run.callers], run, seconds
 
 
-def run_trace(trace: Trace, trace_name: str, options: RunOptions) -> rep.Report:
-    """Replay `trace` against the target and build the report (`RunError` if it cannot)."""
+def run_trace(
+    trace: Trace, trace_name: str, options: RunOptions
+) -> tuple[rep.Report, list[rep.CallResult]]:
+    """Replay `trace` against the target: the report and every call's result (`RunError`
+    if the run cannot be done)."""
     results, run, seconds = asyncio.run(replay(trace, options))
     correlation = dict(run.correlator.counts)
     correlation.update(run.counters)
-    return rep.build_report(
+    report = rep.build_report(
         results,
         trace=trace,
         trace_name=trace_name,
@@ -808,10 +811,11 @@ def run_trace(trace: Trace, trace_name: str, options: RunOptions) -> rep.Report:
         correlation=correlation,
         queues=max(1, len(run.queues)),
     )
+    return report, results
 
 
-def write_json(path: str, report: rep.Report) -> None:
-    data = rep.report_json(report)
+def write_json(path: str, report: rep.Report, calls: list[rep.CallResult]) -> None:
+    data = rep.report_json(report, calls)
     if path == "-":
         sys.stdout.buffer.write(data)
     else:

@@ -1,0 +1,65 @@
+"""`hotline loadtest run` against the real node: 20 generated calls to the 12345 IVR (key 1 →
+queue general) in ~20 s at time scale 0.1, two emulated agents from the demo's agents.yaml,
+more traffic than they can take so that some callers abandon. The report must agree with
+the node's CDR call by call (answered and abandoned, and who answered)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from .harness import HotlineNode
+from .ivr_support import hotline_cli
+
+CALLS = 20
+OFFICE_HOURS = "2026-12-07T10:00+08:00"  # a Monday morning: the main menu is open
+
+
+def test_loadtest_run_replays_a_trace_and_agrees_with_the_cdr(
+    node: Callable[..., HotlineNode], tmp_path: Path
+) -> None:
+    hotline = node(extra_args=["--clock", OFFICE_HOURS])
+    keys = tmp_path / "keys.yaml"
+    keys.write_text('think: fixed:1\nsequences:\n  - {keys: "1", weight: 1}\n', encoding="utf-8")
+    trace = tmp_path / "trace.csv"
+    made = hotline_cli(
+        "loadtest", "generate", "--out", str(trace), "--seed", "5", "--profile", "flat",
+        "--hours", "08-09", "--calls-per-hour", "360", "--talk", "exp:30", "--patience", "60",
+        "--keys", str(keys), "--called", "12345",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    report_path = tmp_path / "report.json"
+    run = hotline_cli(
+        "loadtest", "run", str(trace), "--limit", str(CALLS), "--target", hotline.address,
+        "--time-scale", "0.1", "--agents", "2",
+        "--register-agents", str(hotline.config_dir / "agents.yaml"),
+        "--max-seconds", "45", "--json", str(report_path), "--no-progress",
+        timeout=80.0,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr + hotline.describe()
+    assert "service level" in run.stdout and "BHCA" in run.stdout, run.stdout
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    assert report["offered"] == report["attempted"] == CALLS
+    assert report["failed"] == report["cut"] == report["released"] == 0, run.stdout
+    assert report["answered"] + report["abandoned"] == CALLS
+    assert report["answered"] > 0 and report["abandoned"] > 0, run.stdout
+    assert report["correlation"]["unmatched"] == 0
+    assert report["keys_sent"] > 0 and report["setup_ms"]["count"] == CALLS
+
+    rows = hotline.wait_for_rows(
+        "calls", lambda rows: len(rows) == CALLS and all(r["end"] is not None for r in rows)
+    )
+    cdr = {row["sip_call_id"]: row for row in rows}
+    dispositions = [row["disposition"] for row in rows]
+    assert dispositions.count("answered") == report["answered"], (dispositions, run.stdout)
+    assert dispositions.count("abandoned") == report["abandoned"], (dispositions, run.stdout)
+    for call in report["calls"]:
+        row = cdr[call["sip_call_id"]]
+        assert row["disposition"] == call["outcome"], (call, row)
+        if call["outcome"] == "answered":
+            assert row["agent"] == call["agent"], (call, row)
+    kpis = report["kpis"]
+    assert kpis["queued"] == CALLS and kpis["answered"] == report["answered"]
+    # the two agents are unregistered at the end of the run
+    assert "agent 1001 unregistered" in hotline.log_text()
