@@ -1,1 +1,1 @@
-"""Load testing (SPEC §1, §10): busy-hour call traces (format, generator, from the CDR) and the Erlang staffing model; the replay (`hotline loadtest run`) is not built yet."""
+"""Load testing (SPEC §1, §10): busy-hour call traces (format, generator, from the CDR), the Erlang staffing model, and the replay against a switch with emulated callers and agents (`hotline loadtest run`: `run`, `caller`, `agents`, `report`)."""

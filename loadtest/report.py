@@ -395,7 +395,8 @@ def format_report(report: Report) -> list[str]:
             f"    measured  service level {_share(v.measured_service_level)}, mean wait "
             f"{_num(v.measured_mean_wait_s)} s → "
             + ("agrees" if v.within else "differs")
-            + " within the default tolerance (meaningful for long runs only)"
+            + " within the default tolerance (meaningful for long runs only; measured waits"
+            " include the agents' answer delay and what the node plays before queueing)"
         )
     return lines
 

@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from .harness import HotlineNode
+from .harness import HotlineNode, free_port
 from .ivr_support import hotline_cli
 
 CALLS = 20
@@ -63,3 +63,25 @@ def test_loadtest_run_replays_a_trace_and_agrees_with_the_cdr(
     assert kpis["queued"] == CALLS and kpis["answered"] == report["answered"]
     # the two agents are unregistered at the end of the run
     assert "agent 1001 unregistered" in hotline.log_text()
+
+
+def test_loadtest_run_stops_with_one_line_when_target_or_registration_fails(
+    node: Callable[..., HotlineNode], tmp_path: Path
+) -> None:
+    trace = tmp_path / "trace.csv"
+    made = hotline_cli("loadtest", "generate", "--out", str(trace), "--calls-per-hour", "60")
+    assert made.returncode == 0, made.stderr
+    silent = f"127.0.0.1:{free_port('udp')}"
+    run = hotline_cli("loadtest", "run", str(trace), "--target", silent, "--no-progress")
+    assert run.returncode == 1, run.stdout
+    assert run.stderr == f"hotline: no SIP response from {silent} to OPTIONS within 2 s\n"
+    hotline = node()
+    passwords = tmp_path / "passwords.txt"
+    passwords.write_text("1001 not-the-password\n", encoding="utf-8")
+    run = hotline_cli(
+        "loadtest", "run", str(trace), "--target", hotline.address, "--no-progress",
+        "--agent-password-file", str(passwords),
+    )  # fmt: skip
+    assert run.returncode == 1, run.stdout
+    assert run.stderr == "hotline: agent 1001: REGISTER answered 403 Forbidden\n", run.stderr
+    assert hotline.cdr_rows("calls") == []  # no call was placed

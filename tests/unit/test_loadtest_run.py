@@ -17,8 +17,10 @@ from loadtest.agents import (
     pick_challenge,
 )
 from loadtest.caller import TRANSITIONS, Caller, Event, State
+from loadtest.cli import loadtest_command
 from loadtest.report import CallResult, Outcome
 from loadtest.trace import KeyPress, Trace, TraceCall
+from softswitch.cli import _parser
 from softswitch.sip.auth import DigestServer, ha1
 
 
@@ -317,3 +319,32 @@ def test_client_digest_is_accepted_by_the_nodes_digest_server() -> None:
     result = server.verify(value, "REGISTER", 101.0, lambda user, algorithm: stored.get(algorithm))
     assert result.ok, result.reason
     assert pick_challenge(['Basic realm="x"']) is None
+
+
+# --- the command line -------------------------------------------------------------------------
+def run_cli(*args: str) -> int:
+    return loadtest_command(_parser().parse_args(["loadtest", "run", *args]))
+
+
+def test_run_refuses_a_wrong_command_line_with_2_and_a_bad_trace_with_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = tmp_path / "t.csv"
+    trace.write_text("# hotline-trace 1\ncall_id,offset_s\n", encoding="utf-8")
+    target = ["--target", "127.0.0.1:5060"]
+    cases = [
+        (["--target", "localhost"], 2, "--target 'localhost': expected HOST:PORT"),
+        ([*target, "--time-scale", "0"], 2, "--time-scale: expected a number > 0"),
+        ([*target, "--agents", "2"], 2, "--agents N needs --register-agents"),
+        ([*target, "--rtp-ports", "9-8"], 2, "--rtp-ports '9-8'"),
+        ([*target, "--agent-password-file", str(tmp_path / "none")], 1, "none:"),
+        (target, 1, "header: missing column caller"),
+    ]
+    for args, status, message in cases:
+        assert run_cli(str(trace), *args) == status, args
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") <= 8, (args, err)
+    shipped = Path(__file__).resolve().parents[2] / "config" / "agents.yaml"
+    more = [*target, "--register-agents", str(shipped), "--agents", "99"]
+    assert run_cli(str(trace), *more) == 1
+    assert "has 8 agents" in capsys.readouterr().err
