@@ -168,6 +168,19 @@ class SipSocket(asyncio.DatagramProtocol):
             self.transport.close()
 
 
+def granted_expires(response: sipmsg.Response, asked: int) -> float:
+    """The expiry a 200 to REGISTER granted (RFC 3261 §10.2.4: the Contact's ``expires``,
+    else the Expires header), at least 10 s; `asked` when it says neither."""
+    for contact in response.headers.get_all("contact"):
+        with contextlib.suppress(SipError, ValueError, TypeError):
+            value = sipmsg.parse_name_addr(contact).params.get("expires")
+            if value is not None:
+                return max(10.0, float(value))
+    with contextlib.suppress(ValueError, TypeError):
+        return max(10.0, float(response.headers.get("expires") or asked))
+    return float(asked)
+
+
 def _target_of(dialog: Dialog, default: Target) -> Target:
     host, port, transport = dialog.next_hop()
     return Target(transport if transport == "UDP" else default.transport, host, port or 5060)
@@ -229,6 +242,7 @@ class Replay:
         self.phones: SipSocket | None = None
         self.started_at = 0.0
         self.registered: list[AgentAccount] = []
+        self.granted = float(options.expires)  # the shortest registration the target granted
         self._leg_numbers = 0
 
     # --- set-up and tear-down -------------------------------------------------------------
@@ -324,6 +338,7 @@ class Replay:
             raise RunError(f"agent {account.agent_id}: REGISTER answered {got}")
         if expires:
             self.registered.append(account)
+            self.granted = min(self.granted, granted_expires(response, expires))
 
     # --- the run -------------------------------------------------------------------------
     async def run(self) -> float:
@@ -357,9 +372,8 @@ class Replay:
         return self.loop.time() - start
 
     async def _refresh_registrations(self, deadline: float) -> None:
-        every = self.options.expires * 0.8
-        while self.loop.time() + every < deadline:
-            await asyncio.sleep(every)
+        while self.loop.time() + self.granted * 0.8 < deadline:
+            await asyncio.sleep(self.granted * 0.8)  # RFC 3261 §10.2.4: refresh before expiry
             with contextlib.suppress(RunError):
                 self.registered = []
                 await self._register_all(self.options.expires)

@@ -19,9 +19,11 @@ from loadtest.agents import (
 from loadtest.caller import TRANSITIONS, Caller, Event, State
 from loadtest.cli import loadtest_command
 from loadtest.report import CallResult, Outcome
+from loadtest.run import granted_expires
 from loadtest.trace import KeyPress, Trace, TraceCall
 from softswitch.cli import _parser
 from softswitch.sip.auth import DigestServer, ha1
+from softswitch.sip.message import Headers, Response
 
 
 def call(**kw: object) -> TraceCall:
@@ -348,3 +350,12 @@ def test_run_refuses_a_wrong_command_line_with_2_and_a_bad_trace_with_1(
     more = [*target, "--register-agents", str(shipped), "--agents", "99"]
     assert run_cli(str(trace), *more) == 1
     assert "has 8 agents" in capsys.readouterr().err
+
+
+def test_registrations_are_refreshed_by_the_expiry_the_registrar_granted() -> None:
+    contact = Response(200, headers=Headers([("contact", "<sip:1001@127.0.0.1:5>;expires=600")]))
+    assert granted_expires(contact, 3600) == 600.0
+    header = Response(200, headers=Headers([("expires", "120")]))
+    assert granted_expires(header, 3600) == 120.0
+    assert granted_expires(Response(200), 3600) == 3600.0
+    assert granted_expires(Response(200, headers=Headers([("expires", "1")])), 3600) == 10.0
