@@ -138,6 +138,14 @@ def test_staffing_model_is_erlang_c_or_a_for_flat_poisson_traces() -> None:
     assert not rep.staffing(generated("none"), 5, 0, k, queues=2).applicable
 
 
+def test_staffing_model_counts_the_agents_ring_as_busy_time_and_as_wait() -> None:
+    k = rep.kpis([waited(Outcome.ANSWERED, 4.0)], 1.0)
+    s = rep.staffing(generated("none"), 5, 0.0, k, answer_delay_s=1.0)
+    assert s.model is not None and s.verdict is not None
+    assert s.model.handle_time_s == 31.0 and s.model.target_s == 14.0
+    assert s.verdict.measured_mean_wait_s == pytest.approx(3.0)  # the wait less the ring
+
+
 # --- the caller -------------------------------------------------------------------------------
 def test_ivr_caller_presses_keys_waits_is_answered_talks_and_hangs_up() -> None:
     c = Caller(call(keys=(KeyPress("1", 2.0), KeyPress("3", 1.0)), patience_s=30, talk_s=100), 0.1)
