@@ -302,7 +302,7 @@ def _run(args: argparse.Namespace) -> int:
         print(line)
     if args.json:
         write_json(args.json, report, calls)
-    return 0
+    return 130 if report.interrupted else 0
 
 
 def loadtest_command(args: argparse.Namespace) -> int:

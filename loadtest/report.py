@@ -104,6 +104,7 @@ class Report(msgspec.Struct, frozen=True, kw_only=True):
     time_scale: float
     agents: int
     answer_delay_s: float  # trace seconds
+    interrupted: bool  # SIGINT/SIGTERM ended the run early
     run_seconds: float
     offered: int
     attempted: int
@@ -286,6 +287,7 @@ def build_report(
     answer_delay_s: float = 0.0,
     correlation: dict[str, int] | None = None,
     queues: int = 1,
+    interrupted: bool = False,
 ) -> Report:
     """Every figure of the run from its calls (see the module docstring)."""
     counts = {o: 0 for o in Outcome}
@@ -341,6 +343,7 @@ def build_report(
         kpis=measured,
         staffing=staffing(trace, agents, wrap_up_s, measured, queues, answer_delay_s),
         answer_delay_s=answer_delay_s,
+        interrupted=interrupted,
         correlation=dict(correlation or {}),
         failures=failures,
         bye_failures=sum(1 for c in calls if c.bye_failed),

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -244,6 +245,7 @@ class Replay:
         self.registered: list[AgentAccount] = []
         self.granted = float(options.expires)  # the shortest registration the target granted
         self._leg_numbers = 0
+        self.interrupted = False
 
     # --- set-up and tear-down -------------------------------------------------------------
     async def setup(self) -> None:
@@ -263,7 +265,7 @@ class Replay:
 
     async def close(self) -> None:
         if self.registered and self.phones is not None:
-            with contextlib.suppress(RunError):
+            with contextlib.suppress(RunError, TimeoutError):
                 await asyncio.wait_for(self._register_all(0), END_GRACE_S)
         for sock in (self.trunk, self.phones):
             if sock is not None:
@@ -357,19 +359,37 @@ class Replay:
         refresh = self.loop.create_task(self._refresh_registrations(deadline))
         if self.open == 0:
             self.finished.set()
+        signals = self._catch_signals()
         try:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.finished.wait(), max(0.0, deadline - self.loop.time()))
-            if not self.finished.is_set():
+            if self.open > 0:  # --max-seconds, or SIGINT/SIGTERM: end what is left
+                self.finished.clear()
                 self._cut_all()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.finished.wait(), END_GRACE_S)
         finally:
+            for number in signals:
+                self.loop.remove_signal_handler(number)
             refresh.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresh
             self._end_agent_calls()
         return self.loop.time() - start
+
+    def _catch_signals(self) -> list[signal.Signals]:
+        """SIGINT and SIGTERM end the run as --max-seconds does (calls hung up, agents
+        unregistered, the report printed); the exit status is then 130."""
+        caught = []
+        for number in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                self.loop.add_signal_handler(number, self._interrupt)
+                caught.append(number)
+        return caught
+
+    def _interrupt(self) -> None:
+        self.interrupted = True
+        self.finished.set()
 
     async def _refresh_registrations(self, deadline: float) -> None:
         while self.loop.time() + self.granted * 0.8 < deadline:
@@ -813,6 +833,8 @@ def run_trace(
     results, run, seconds = asyncio.run(replay(trace, options))
     correlation = dict(run.correlator.counts)
     correlation.update(run.counters)
+    if run.interrupted:
+        print("hotline: interrupted: calls hung up, agents unregistered", file=sys.stderr)
     report = rep.build_report(
         results,
         trace=trace,
@@ -822,8 +844,10 @@ def run_trace(
         agents=len(options.agents),
         run_seconds=seconds,
         wrap_up_s=options.wrap_up_s,
+        answer_delay_s=options.answer_delay_s,
         correlation=correlation,
         queues=max(1, len(run.queues)),
+        interrupted=run.interrupted,
     )
     return report, results
 
