@@ -551,6 +551,32 @@ class Trunk(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
             'are sent to (UDP), e.g. `"10.0.0.1:5060"`; null: no outbound calls on it.'
         ),
     ] = None
+    reliable_provisional: Annotated[
+        bool,
+        Meta(
+            description="Send 180/183 reliably (RFC 3262: `Require: 100rel`, PRACK) when the "
+            "carrier's INVITE supports `100rel`; false: only when it requires it."
+        ),
+    ] = True
+    session_expires: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=86400,
+            description="Session timer (RFC 4028) the node asks for, in seconds, when the "
+            "carrier supports `timer` but proposes no `Session-Expires` (the carrier then "
+            "refreshes); 0: none. A carrier's own `Session-Expires` is always honoured.",
+        ),
+    ] = 1800
+    min_se: Annotated[
+        int,
+        Meta(
+            ge=90,
+            le=86400,
+            description="The shortest `Session-Expires` accepted from the carrier; below it, "
+            "422 with `Min-SE` (RFC 4028 §9).",
+        ),
+    ] = 90
 
     @cached_property
     def networks(self) -> tuple[IpNetwork, ...]:

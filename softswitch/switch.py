@@ -65,7 +65,7 @@ log = logging.getLogger("hotline.sip")
 # Methods this node knows (SIP-1): every method registered for SIP; others get 501.
 KNOWN_METHODS = REGISTERED_METHODS
 # Option tags we support in Require (RFC 3261 §8.2.2.3); none yet.
-SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({"100rel", "timer"})
 # Request-URI schemes the node serves (RFC 3261 §8.2.2.1); others get 416.
 SERVED_SCHEMES = frozenset(("sip", "sips", "tel"))
 #: RFC 3428 §7: a MESSAGE body beyond this needs a congestion-controlled transport (an MSRP

@@ -82,7 +82,7 @@ class ControlBase:
 
     def _release(self, session: Session, now: float, disposition: str, side: str,
                  cause: int | None, leg_reason: str = "call_ended",
-                 tell_app: bool = True) -> None:  # fmt: skip
+                 tell_app: bool = True, phrase: str = "") -> None:  # fmt: skip
         raise NotImplementedError  # control.py
 
     def _leg_stopped(self, session: Session, leg: Leg, now: float,
@@ -93,8 +93,36 @@ class ControlBase:
         raise NotImplementedError  # signalling.py
 
     def _a_response(self, session: Session, status: int, reason: str = "",
-                    body: bytes = b"") -> Any:  # fmt: skip
+                    body: bytes = b"", extra: list[tuple[str, str]] | None = None,
+                    ) -> Any:  # fmt: skip
         raise NotImplementedError  # signalling.py
+
+    def _timer_start(self, session: Session, leg: Leg, now: float) -> None:
+        raise NotImplementedError  # extensions.py
+
+    def _final_to_caller(self, session: Session, response: Any, now: float) -> None:
+        raise NotImplementedError  # extensions.py
+
+    def _send_reliable(self, session: Session, leg: Leg, now: float) -> None:
+        raise NotImplementedError  # extensions.py
+
+    def _prack_timer(self, session: Session, leg: Leg, now: float) -> None:
+        raise NotImplementedError  # extensions.py
+
+    def _session_timer(self, session: Session, leg: Leg, now: float) -> None:
+        raise NotImplementedError  # extensions.py
+
+    def _caller_refresh(self, session: Session, leg: Leg, event: Any, now: float) -> bool:
+        raise NotImplementedError  # extensions.py
+
+    def _prack_provisional(self, session: Session, leg: Leg, response: Any, now: float) -> bool:
+        raise NotImplementedError  # extensions.py
+
+    def _on_prack(self, session: Session, leg: Leg, event: Any, now: float) -> None:
+        raise NotImplementedError  # extensions.py
+
+    def _refresh_answered(self, session: Session, leg: Leg, event: Any, now: float) -> None:
+        raise NotImplementedError  # extensions.py
 
     def _unpeer(self, leg: Leg) -> None:
         raise NotImplementedError  # signalling.py

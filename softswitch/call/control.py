@@ -63,6 +63,7 @@ from softswitch.call.base import TIMER_PREFIX
 from softswitch.call.bus import EventBus
 from softswitch.call.dialout import DialOutApp
 from softswitch.call.errors import IllegalLegTransition
+from softswitch.call.extensions import Extensions, SessionTooBriefError
 from softswitch.call.features import Features
 from softswitch.call.leg import Leg, LegEvent, LegState
 from softswitch.call.leg_actions import LegActions
@@ -106,7 +107,7 @@ OVERFLOW_WHY = {
 }
 
 
-class CallControl(Signalling, LegActions, Features):
+class CallControl(Signalling, LegActions, Features, Extensions):
     """Every live call of a node (see the module docstring)."""
 
     def __init__(
@@ -250,6 +251,18 @@ class CallControl(Signalling, LegActions, Features):
             return None
         if a.dialog.route_set:
             a.target = hop_target(a.dialog, event.source.transport)
+        a.sdp = request.body
+        try:
+            self._caller_extensions(session, request, config)
+        except SessionTooBriefError as exc:  # RFC 4028 §9: ask for a longer interval
+            extra = [("min-se", str(exc.min_se))]
+            self._respond(
+                event.key, make_response(request, 422, extra=extra, to_tag=a.dialog.local_tag), now
+            )
+            return None
+        except ValueError as exc:
+            self._respond(event.key, make_response(request, 400, str(exc)), now)
+            return None
         self.sessions[call_id] = session
         self._by_invite[event.key] = session
         self._by_origin[origin] = session
@@ -626,7 +639,7 @@ class CallControl(Signalling, LegActions, Features):
             if a.state is LegState.NEW:
                 a.to(LegEvent.REJECTED)  # never dialled
         elif not a.up and not a.over:
-            self._respond(a.invite_key, self._a_response(session, cause or 480, phrase), now)
+            self._final_to_caller(session, self._a_response(session, cause or 480, phrase), now)
             a.to(LegEvent.REJECTED)
         for leg in session.legs:
             if leg.pending and (leg is not a or a.direction == "out"):

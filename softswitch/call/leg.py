@@ -134,6 +134,10 @@ class Leg:
         "offer",
         "codec",
         "stopped",
+        "reliable",
+        "timer",
+        "early",
+        "rack",
     )
 
     def __init__(self, leg_id: str, direction: str, target: Target, media: MediaEngine) -> None:
@@ -162,6 +166,12 @@ class Leg:
         self.offer: Any = None  # its INVITE's SDP as the anchor read it (media.read_offer)
         self.codec: int | None = None  # the G.711 payload type its party chose
         self.stopped = False  # its end (and why) is published
+        # RFC 3262 / 4028 (softswitch/call/extensions.py): a caller leg's reliable
+        # provisionals and session timer; an outbound leg's early dialog and last RSeq
+        self.reliable: Any = None
+        self.timer: Any = None
+        self.early: Dialog | None = None
+        self.rack: int | None = None
 
     def to(self, event: LegEvent) -> LegState:
         """Apply `event` (raises `IllegalLegTransition`); returns the new state."""

@@ -68,7 +68,7 @@ class LegActions(ControlBase):
             body = media.offer_local(a.leg_id)
         a.anchored = True
         a.to(LegEvent.ANSWER)
-        self._respond(a.invite_key, self._a_response(session, 200, body=body), now)
+        self._final_to_caller(session, self._a_response(session, 200, body=body), now)
         if by_node and session.node_answered is None:
             session.node_answered = now
             self.counters["ivr"] += 1
@@ -105,7 +105,10 @@ class LegActions(ControlBase):
         §13.3.1.1); once the caller is answered or gone, nothing more."""
         if leg.provisional is None or leg.up or leg.over:
             return
-        self._respond(leg.invite_key, leg.provisional, now)
+        if leg.reliable is not None:  # RFC 3262: each one reliably, with its own RSeq
+            self._send_reliable(session, leg, now)
+        else:
+            self._respond(leg.invite_key, leg.provisional, now)
         self._start_timer(
             session, f"{TIMER_PREFIX}provisional:{leg.leg_id}", PROVISIONAL_REFRESH, now
         )
@@ -253,6 +256,7 @@ class LegActions(ControlBase):
                 headers.add(f"x-hotline-var-{name.replace('_', '-')}", text)
         else:
             headers.add("p-asserted-identity", f"<sip:{from_user}@{host}>")
+            headers.add("supported", "100rel")  # PRACKed (extensions.py)
         try:
             if leg.anchored:
                 body = self.media.offer_local(leg.leg_id) or b""
@@ -307,7 +311,7 @@ class LegActions(ControlBase):
             else:
                 body = other.media.answer(other.leg_id, caller.leg_id, other.sdp or b"")
                 caller.to(LegEvent.ANSWER)
-                self._respond(caller.invite_key, self._a_response(session, 200, body=body), now)
+                self._final_to_caller(session, self._a_response(session, 200, body=body), now)
         if caller.anchored and other.anchored:
             self.media.bridge(caller.leg_id, other.leg_id)
         caller.peer, other.peer = other, caller
@@ -448,6 +452,10 @@ class LegActions(ControlBase):
             self._stop_record(session, leg, "max", now)
         elif kind == "provisional" and leg is not None:
             self._send_provisional(session, leg, now)
+        elif kind == "prack" and leg is not None:
+            self._prack_timer(session, leg, now)
+        elif kind == "session" and leg is not None:
+            self._session_timer(session, leg, now)
 
     def _stop_record(self, session: Session, leg: Leg, reason: str, now: float) -> None:
         if leg.recording is None:

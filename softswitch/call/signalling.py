@@ -45,6 +45,8 @@ class Signalling(ControlBase):
             self._relay_response(session, leg, event.response, extra, now)
         elif purpose == "bye" and status >= 200 and leg.state is LegState.ENDING:
             leg.to(LegEvent.BYE_DONE)
+        elif purpose == "refresh" and not session.ended:
+            self._refresh_answered(session, leg, event, now)
         if status >= 200 and purpose != "invite":
             self._clients.pop(event.key, None)
         self._drain()
@@ -61,6 +63,8 @@ class Signalling(ControlBase):
                 return
             if status == 100 or not leg.pending or session.ended:
                 return
+            if self._prack_provisional(session, leg, response, now):
+                return  # a reliable provisional again: PRACKed already
             leg.to(LegEvent.PROVISIONAL)
             if response.body:
                 try:
@@ -100,6 +104,8 @@ class Signalling(ControlBase):
         except (DialogError, SipParseError) as exc:
             session.log.warning("unusable 2xx from agent: %s", exc)
             return
+        if leg.early is not None and leg.early.remote_tag == dialog.remote_tag:
+            dialog.local_cseq = leg.early.local_cseq  # numbering goes on after the PRACKs
         ack = dialog.ack(leg.invite.cseq[0])
         self.txn.send_ack(ack, leg.target)
         if leg.dialog is not None or not leg.pending or session.ended:
@@ -168,7 +174,7 @@ class Signalling(ControlBase):
     def _caller_gone(self, session: Session, now: float) -> None:
         """The caller left a call not yet answered (CANCEL, or BYE in the early dialog):
         487 to its INVITE, the application is told, ringing agents are cancelled."""
-        self._respond(session.a.invite_key, self._a_response(session, 487), now)
+        self._final_to_caller(session, self._a_response(session, 487), now)
         session.a.to(LegEvent.REMOTE_CANCEL)
         ringing = any(leg.pending for leg in session.legs[1:])
         session.log.info("caller left while %s", "ringing" if ringing else "waiting")
@@ -227,6 +233,15 @@ class Signalling(ControlBase):
             self._respond(event.key, make_response(request, 481), now)
             return True
         method = request.method
+        if method == "PRACK":
+            self._on_prack(session, leg, event, now)
+            self._drain()
+            return True
+        if method in ("INVITE", "UPDATE") and leg is session.a and leg.direction == "in":
+            if self._caller_refresh(session, leg, event, now):
+                self._drain()
+                return True
+            leg.sdp = request.body or leg.sdp
         if method == "BYE":
             self._respond(event.key, make_response(request, 200), now)
             if leg is session.a and not leg.up:
@@ -374,6 +389,9 @@ class Signalling(ControlBase):
             extra_headers.append(("content-type", "application/sdp"))
         if method in ("INVITE", "UPDATE") and status < 300:
             extra_headers.append(("contact", f"<{self.contact_for(origin.target)}>"))
+            if status >= 200 and origin is session.a and origin.timer is not None:
+                extra_headers += origin.timer.headers()  # the caller's refresh is answered
+                self._timer_start(session, origin, now)
         reply = make_response(request, status, response.reason, body=body, extra=extra_headers)
         self._respond(server_key, reply, now)
 
@@ -430,15 +448,23 @@ class Signalling(ControlBase):
             log.debug("response %d not sent: %s", response.status, exc)
 
     def _a_response(
-        self, session: Session, status: int, reason: str = "", body: bytes = b""
+        self,
+        session: Session,
+        status: int,
+        reason: str = "",
+        body: bytes = b"",
+        extra: list[tuple[str, str]] | None = None,
     ) -> Response:
+        """A response to the caller's INVITE; a 2xx carries its session timer."""
         a = session.a
         assert a.invite is not None and a.dialog is not None
-        extra = [("contact", f"<{self.contact_for(a.target)}>")]
+        headers = [("contact", f"<{self.contact_for(a.target)}>"), *(extra or ())]
         if body:
-            extra.append(("content-type", "application/sdp"))
+            headers.append(("content-type", "application/sdp"))
+        if 200 <= status < 300 and a.timer is not None:
+            headers += a.timer.headers()
         return make_response(
-            a.invite, status, reason, to_tag=a.dialog.local_tag, body=body, extra=extra
+            a.invite, status, reason, to_tag=a.dialog.local_tag, body=body, extra=headers
         )
 
     def _cancel_leg(self, session: Session, leg: Leg, now: float, reason: str) -> None:

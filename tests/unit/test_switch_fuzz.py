@@ -218,6 +218,7 @@ class SwitchMachine(RuleBasedStateMachine):
         self.reg_cseq = dict.fromkeys(AGENTS, 0)
         self.fresh = 0  # branches made unique by `mutate`
         self.live: dict[str, bool] = {}  # call id -> answered and acknowledged, at last check
+        self.reliable: set[str] = set()  # calls whose caller asked for 100rel, at last check
         self.rtp_timeouts: set[str] = set()  # calls told of a dead media path
         self.invites: dict[tuple, set[tuple]] = {}  # server txn -> via_keys of its INVITEs
         self.finals: set[tuple] = set()  # via_key of each final response to an INVITE
@@ -807,11 +808,16 @@ class SwitchMachine(RuleBasedStateMachine):
             elif row["disposition"] == "timeout":
                 assert row["wait"] >= max_wait - 1e-6, row
             elif row["disposition"] == "failed":
-                assert row["sip_cause"] in (488, 503), row  # the caller's SDP was refused
+                # The caller's SDP was refused, or (RFC 3262 §3) a caller that asked for
+                # reliable provisionals never PRACKed one.
+                assert row["sip_cause"] in (488, 503) or (
+                    row["sip_cause"] == 500 and call_id in self.reliable
+                ), row
             else:
                 assert reason in {("answered", "caller"), ("answered", "agent")} | {
                     ("abandoned", "caller")
                 }, row
+        self.reliable = {c for c, call in calls.items() if call.a.reliable is not None}
         self.live = {
             call_id: call.answered is not None
             and call.a.up

@@ -1,0 +1,247 @@
+"""SIP extensions of carriers' IMS cores on the caller's leg (softswitch/call/extensions.py):
+reliable provisional responses (RFC 3262) and session timers (RFC 4028), and the 100rel
+the node's own INVITEs get from a far end (virtual time, the fake anchoring engine)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from callkit import statuses
+from sipflow import Phone, Trunk
+from test_agent_features import FeatureHarness, requests
+
+from softswitch.sip.message import Request, Response
+
+IMS = "Supported: 100rel, timer\nAllow: INVITE, ACK, BYE, CANCEL, PRACK, UPDATE\n"
+
+
+def responses(messages: list) -> list[Response]:
+    """The responses among `messages`, 100 Trying left out."""
+    return [m for m in messages if isinstance(m, Response) and m.status != 100]
+
+
+def in_dialog(trunk: Trunk, method: str, extra: str = "", sdp_version: int | None = None) -> None:
+    """`method` from the carrier in its dialog (early or confirmed), with the next CSeq."""
+    trunk.cseq += 1
+    body = ""
+    if sdp_version is not None:
+        body = (
+            f"v=0\no=- 1 {sdp_version} IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n"
+            "m=audio 6000 RTP/AVP 0 101\na=rtpmap:101 telephone-event/8000\n"
+        ).replace("\n", "\r\n")
+    ctype = "Content-Type: application/sdp\n" if body else ""
+    trunk.h.deliver(
+        f"{method} sip:hotline@127.0.0.1:5060 SIP/2.0\n"
+        + trunk.headers(method, trunk.cseq, f"z9hG4bK{method}{trunk.cseq}", trunk.to_tag)
+        + f"Contact: <sip:carrier@127.0.0.1:{trunk.port}>\n{extra}{ctype}"
+        + f"Content-Length: {len(body)}\n\n"
+        + body.replace("\r\n", "\n"),
+        trunk.source,
+    )
+
+
+def prack(trunk: Trunk, provisional: Response) -> None:
+    trunk.to_tag = provisional.to.tag
+    in_dialog(trunk, "PRACK", f"RAck: {provisional.headers.get('rseq')} 1 INVITE\n")
+
+
+def ringing(h: FeatureHarness, extra: str = IMS) -> tuple[Trunk, Phone, Request]:
+    """A carrier's call to 9000 with `extra` headers, ringing agent 1001."""
+    phone = Phone(h, "1001", 5101)
+    phone.register()
+    trunk = Trunk(h)
+    trunk.invite("9000", extra)
+    (invite,) = requests(h.take(phone.port))
+    return trunk, phone, invite
+
+
+# --- 100rel -------------------------------------------------------------------------------
+def test_a_carrier_that_supports_100rel_gets_reliable_ringing_and_its_prack_answered(
+    tmp_path: Path,
+) -> None:
+    h = FeatureHarness(tmp_path)
+    trunk, phone, invite = ringing(h)  # the queue rings the caller at once
+    (ring,) = [r for r in responses(h.take(trunk.port)) if r.status == 180]
+    assert ring.headers.get("require") == "100rel" and ring.headers.get("rseq", "").isdigit()
+    phone.reply(invite, 180)  # the phone's ringing waits for the PRACK of the first
+    h.advance(0.6)  # T1: passed again, the same RSeq
+    (again,) = [r for r in responses(h.take(trunk.port)) if r.status == 180]
+    assert again.headers.get("rseq") == ring.headers.get("rseq")
+    prack(trunk, ring)
+    got = responses(h.take(trunk.port))
+    assert [r.status for r in got] == [200, 180]  # the PRACK's 200, then the next 180
+    assert int(got[1].headers.get("rseq") or 0) == int(ring.headers.get("rseq") or 0) + 1
+    prack(trunk, got[1])
+    assert [r.status for r in responses(h.take(trunk.port))] == [200]
+    h.advance(5)
+    assert h.take(trunk.port) == []  # no more retransmissions
+    phone.reply(invite, 200, sdp=True)
+    (ok,) = [r for r in responses(h.take(trunk.port)) if r.status == 200]
+    assert ok.cseq[1] == "INVITE" and ok.headers.get("rseq") is None
+
+
+def test_no_prack_after_64_t1_refuses_the_call_with_500(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    trunk, phone, invite = ringing(h, "Require: 100rel\n")
+    h.advance(31.9)
+    assert [r.status for r in responses(h.take(trunk.port)) if r.status >= 200] == []
+    h.advance(0.2)
+    finals = [r for r in responses(h.take(trunk.port)) if r.status >= 200]
+    assert [(r.status, r.reason) for r in finals] == [(500, "No PRACK")]
+    assert h.switch.control.sessions == {}
+
+
+def test_a_prack_for_no_provisional_gets_481_and_the_call_goes_on(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    trunk, phone, invite = ringing(h)
+    (ring,) = [r for r in responses(h.take(trunk.port)) if r.status == 180]
+    trunk.to_tag = ring.to.tag
+    in_dialog(trunk, "PRACK", "RAck: 1 1 INVITE\n")
+    assert [r.status for r in responses(h.take(trunk.port))] == [481]
+    prack(trunk, ring)
+    assert [r.status for r in responses(h.take(trunk.port))] == [200]
+
+
+def test_a_2xx_waits_for_the_prack_of_early_media(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    trunk, phone, invite = ringing(h)
+    (ring,) = [r for r in responses(h.take(trunk.port)) if r.status == 180]
+    phone.reply(invite, 183, sdp=True)  # the agent's phone sends early media
+    prack(trunk, ring)
+    (early,) = [r for r in responses(h.take(trunk.port)) if r.status == 183]
+    assert early.body and early.headers.get("require") == "100rel"
+    phone.reply(invite, 200, sdp=True)
+    assert [r.status for r in responses(h.take(trunk.port)) if r.status >= 200] == []
+    prack(trunk, early)
+    got = [r.status for r in responses(h.take(trunk.port))]
+    assert got[0] == 200 and got[-1] == 200 and len(got) == 2  # the PRACK's, then INVITE's
+
+
+def test_a_trunk_may_send_ringing_reliably_only_when_required(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    trunks = tmp_path / "config" / "trunks.yaml"
+    trunks.write_text(
+        trunks.read_text().replace(
+            "name: carrier", "name: carrier\n    reliable_provisional: false"
+        )
+    )
+    from softswitch.config import load_config
+
+    h.switch.reload(load_config(tmp_path / "config"), h.now)
+    trunk, phone, invite = ringing(h)
+    phone.reply(invite, 180)
+    rings = [r for r in responses(h.take(trunk.port)) if r.status == 180]
+    assert len(rings) == 2  # the queue's and the phone's, neither waiting for a PRACK
+    ring = rings[-1]
+    assert ring.headers.get("require") is None and ring.headers.get("rseq") is None
+
+
+def test_an_invite_requiring_preconditions_gets_420(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    Trunk(h).invite("9000", "Require: precondition, 100rel\n")
+    (refused,) = [r for r in responses(h.take(5090)) if r.status >= 200]
+    assert refused.status == 420 and refused.headers.get("unsupported") == "precondition"
+
+
+# --- session timers -----------------------------------------------------------------------
+def answered(h: FeatureHarness, extra: str) -> tuple[Trunk, Phone, Request, Response]:
+    trunk, phone, invite = ringing(h, extra)
+    phone.reply(invite, 200, sdp=True)
+    h.take(phone.port)
+    (ok,) = [r for r in responses(h.take(trunk.port)) if r.status == 200]
+    trunk.to_tag = ok.to.tag
+    trunk.ack()
+    return trunk, phone, invite, ok
+
+
+def test_a_session_expires_below_min_se_gets_422(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    Trunk(h).invite("9000", "Supported: timer\nSession-Expires: 60\n")
+    (refused,) = [r for r in responses(h.take(5090)) if r.status >= 200]
+    assert (refused.status, refused.headers.get("min-se")) == (422, "90")
+    assert h.switch.control.sessions == {}
+
+
+def test_a_call_whose_carrier_stops_refreshing_is_released_on_both_legs(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    trunk, phone, _invite, ok = answered(
+        h, "Supported: timer\nSession-Expires: 120;refresher=uac\n"
+    )
+    assert ok.headers.get("session-expires") == "120;refresher=uac"
+    assert ok.headers.get("require") == "timer"
+    (session,) = h.switch.control.sessions.values()
+    h.advance(60)
+    in_dialog(trunk, "UPDATE", "Session-Expires: 120;refresher=uac\nSupported: timer\n")
+    (refreshed,) = responses(h.take(trunk.port))
+    assert (
+        refreshed.status == 200 and refreshed.headers.get("session-expires") == "120;refresher=uac"
+    )
+    assert requests(h.take(phone.port)) == []  # answered by the node, not relayed to the agent
+    h.advance(80)  # 140 s: still up, the refresh restarted the timer
+    assert h.switch.control.sessions
+    h.advance(10)  # 60 + 88 s: no refresh since: released
+    assert "BYE" in statuses(h.take(trunk.port)) and "BYE" in statuses(h.take(phone.port))
+    row = h.cdr.get_call(session.call_id)
+    assert row is not None
+    assert (row["hangup_side"], row["sip_cause"], row["disposition"]) == ("system", 408, "answered")
+    assert '"release":"session_expired"' in row["variables"].replace(" ", "")
+
+
+def test_the_node_refreshes_when_the_carrier_cannot(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    extra = "Allow: INVITE, ACK, BYE, UPDATE\nSession-Expires: 200\n"  # no Supported: timer
+    trunk, _phone, _invite, ok = answered(h, extra)
+    assert ok.headers.get("session-expires") == "200;refresher=uas"
+    assert ok.headers.get("require") is None
+    h.advance(100.1)
+    (update,) = requests(h.take(trunk.port))
+    assert (
+        update.method == "UPDATE" and update.headers.get("session-expires") == "200;refresher=uas"
+    )
+    Phone(h, "carrier", trunk.port).reply(update, 200)
+    h.advance(100)
+    (update,) = requests(h.take(trunk.port))  # the next half interval
+    Phone(h, "carrier", trunk.port).reply(update, 481)
+    assert "BYE" in statuses(h.take(5101))
+    assert h.switch.control.sessions == {}
+
+
+def test_a_re_invite_that_changes_the_media_is_still_relayed(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path)
+    trunk, phone, _invite, _ok = answered(h, IMS)
+    in_dialog(trunk, "INVITE", "", sdp_version=1)  # the same o= version: a refresh
+    assert [r.status for r in responses(h.take(trunk.port))] == [200]
+    assert requests(h.take(phone.port)) == []
+    in_dialog(trunk, "INVITE", "", sdp_version=2)  # a new version: the agent is asked
+    assert [r.method for r in requests(h.take(phone.port))] == ["INVITE"]
+
+
+# --- 100rel from a far end the node calls -------------------------------------------------
+def test_the_node_pracks_a_reliable_provisional_from_the_trunk(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path, agent_1001={"features": ["outbound"]})
+    phone = Phone(h, "1001", 5101)
+    phone.register()
+    phone.dial("013912345678", call_id="out-1")
+    (dial,) = requests(h.take(5080))
+    assert "100rel" in (dial.headers.get("supported") or "")
+    far = Phone(h, "far", 5080)
+    lines = dial.headers
+    raw = (
+        "SIP/2.0 180 Ringing\r\n"
+        + "".join(f"Via: {v}\r\n" for v in lines.get_all("via"))
+        + f"From: {lines.get('from')}\r\nTo: {lines.get('to')};tag=far\r\n"
+        + f"Call-ID: {dial.call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:far@127.0.0.1:5080>\r\n"
+        + "Require: 100rel\r\nRSeq: 7\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    h.switch.receive(raw, far.source, h.now)
+    h._collect()
+    (pr,) = requests(h.take(5080))
+    assert pr.method == "PRACK" and pr.headers.get("rack") == "7 1 INVITE" and pr.cseq[0] == 2
+    h.switch.receive(raw, far.source, h.now)  # the 180 again: absorbed
+    h._collect()
+    assert requests(h.take(5080)) == []
+    far.reply(pr, 200)
+    far.reply(dial, 200, to_tag="far", sdp=True)
+    assert [r.method for r in requests(h.take(5080))] == ["ACK"]
+    (session,) = h.switch.control.sessions.values()
+    assert session.legs[1].dialog is not None and session.legs[1].dialog.local_cseq == 2
