@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from softswitch.bindings import BindingStore
     from softswitch.call.control import CallControl
     from softswitch.config import Config
+    from softswitch.trunk_monitor import TrunkMonitor
 
 log = logging.getLogger("hotline.switch")
 
@@ -33,6 +34,7 @@ class AgentRequests:
     config: Config
     control: CallControl
     acd: Acd
+    trunks: TrunkMonitor
     #: Where mobile logins are kept (the node sets it; None: they end with the process).
     mobile_store: BindingStore | None = None
 
@@ -99,7 +101,12 @@ class AgentRequests:
             view["seconds"] = None if since is None else round(max(0.0, now - since), 1)
             del view["since"]
             agents.append(view)
-        return {"queues": queues, "agents": agents, "calls": len(self.control.sessions)}
+        return {
+            "queues": queues,
+            "agents": agents,
+            "calls": len(self.control.sessions),
+            "trunks": self.trunks.snapshot(now),
+        }
 
     def restore_mobile_logins(self, now: float) -> int:
         """At start: log the mobile agents in again that were logged in when the node

@@ -253,6 +253,11 @@ def status_command(args: argparse.Namespace) -> int:
             f"{_percent(k.get('service_level'))}\t{_percent(k.get('human_answer_rate'))}\t"
             f"{agents}"
         )
+    if reply.get("trunks"):
+        print("trunk\taddress\tstate\tfor s\tkeep-alive s")
+        for t in reply["trunks"]:
+            every = f"{t['keepalive']:.0f}" if t["keepalive"] else "off"
+            print(f"{t['trunk']}\t{t['address']}\t{t['state']}\t{_seconds(t['seconds'])}\t{every}")
     print("agent\tstate\tfor s\treason\tanswered\tmissed in a row\tdirect calls\tphone")
     for a in reply["agents"]:
         state = a["state"]

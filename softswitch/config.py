@@ -545,12 +545,35 @@ class Trunk(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
         ),
     ] = False
     outbound: Annotated[
-        str | None,
+        str | tuple[str, ...] | None,
         Meta(
             description="`HOST:PORT` of the carrier's SBC that calls out through this trunk "
-            'are sent to (UDP), e.g. `"10.0.0.1:5060"`; null: no outbound calls on it.'
+            'are sent to (UDP), e.g. `"10.0.0.1:5060"`, or a list of them (an SBC pair), '
+            "tried in order: an address that is down (`keepalive`) goes last, and a call "
+            "that gets 503, 408 or a transport error, or no answer within "
+            "`failover_timeout`, moves on to the next address, then to the next trunk that "
+            "dials out; null: no outbound calls on it."
         ),
     ] = None
+    keepalive: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=3600,
+            description="Seconds between OPTIONS keep-alives to each `outbound` address "
+            "(up while it answers, down after two unanswered, `hotline status`), e.g. 30; "
+            "0: none (addresses are then marked down only by calls that fail on them).",
+        ),
+    ] = 0
+    failover_timeout: Annotated[
+        float,
+        Meta(
+            gt=0,
+            le=32,
+            description="Seconds an outbound INVITE waits for any response from an address "
+            "before the call moves on to the next one.",
+        ),
+    ] = 4.0
     reliable_provisional: Annotated[
         bool,
         Meta(
@@ -602,9 +625,16 @@ class Trunk(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
         return normalize(number, self.calling_rules)
 
     @property
+    def outbound_addresses(self) -> tuple[str, ...]:
+        """The `outbound` addresses, in order (none: no outbound calls)."""
+        if self.outbound is None:
+            return ()
+        return (self.outbound,) if isinstance(self.outbound, str) else self.outbound
+
+    @property
     def dials_out(self) -> bool:
         """Whether calls go out through it: it has an `outbound` address and a `caller_id`."""
-        return self.outbound is not None and self.caller_id is not None
+        return bool(self.outbound_addresses) and self.caller_id is not None
 
 
 def _address_forms(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
@@ -1307,11 +1337,15 @@ def _item_checks(b: StructBuilder) -> dict[type, StructCheck]:
             _ = value.networks  # parse once now; cached on the frozen value
         if not value.acl and value.digest is None:
             b.error(path, "a trunk needs an `acl` or `digest` (or both)")
-        if value.outbound is not None:
+        if value.outbound is not None and not value.outbound_addresses:
+            b.error((*path, "outbound"), "an empty list: give an address, or null")
+        for i, address in enumerate(value.outbound_addresses):
             try:
-                parse_host_port(value.outbound)
+                parse_host_port(address)
             except ValueError as exc:
-                b.error((*path, "outbound"), str(exc))
+                where = (*path, "outbound") if isinstance(value.outbound, str) else (
+                    *path, "outbound", i)  # fmt: skip
+                b.error(where, str(exc))
 
     def rule(value: NumberRule, path: KeyPath) -> None:
         if _compile(b, value.match, (*path, "match")):

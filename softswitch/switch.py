@@ -59,6 +59,7 @@ from softswitch.sip.transaction import (
     TransactionTimeout,
     TransportError,
 )
+from softswitch.trunk_monitor import TrunkMonitor
 
 log = logging.getLogger("hotline.sip")
 
@@ -193,6 +194,10 @@ class Switch(AgentRequests, NodeCalls):
             node_id=node.id,
         )
         self.control.flow_factory = self._flow_app
+        self.trunks = TrunkMonitor(self.txn, self.bus, self.contact_for, self.control.wall)
+        self.trunks.configure(config, 0.0)
+        self.control.peer_order = self.trunks.order
+        self.control.peer_failed = self.trunks.call_failed
         self._cdr = cdr
         if cdr is not None:
             self.control.last_agent = cdr.last_agent
@@ -344,14 +349,19 @@ class Switch(AgentRequests, NodeCalls):
             if isinstance(ev, RequestReceived):
                 self._request(ev, now)
             elif isinstance(ev, ResponseReceived):
-                if self._messages and ev.key in self._messages:
+                if self.trunks.owns(ev.key):
+                    self.trunks.on_response(ev.key, ev.response, now)
+                elif self._messages and ev.key in self._messages:
                     self._message_answered(ev.key, ev.response.status, ev.response.reason, now)
                 else:
                     b2bua.on_response(ev, now)
             elif isinstance(ev, AckReceived):
                 b2bua.on_ack(ev, now)
             elif isinstance(ev, TransactionTimeout | TransportError):
-                if self._messages and ev.key in self._messages:
+                if self.trunks.owns(ev.key):
+                    why = "no answer" if isinstance(ev, TransactionTimeout) else "transport error"
+                    self.trunks.on_failure(ev.key, why, now)
+                elif self._messages and ev.key in self._messages:
                     self._message_answered(ev.key, 408, "Request Timeout", now)
                 else:
                     b2bua.on_timeout(ev, now)
@@ -705,6 +715,7 @@ class Switch(AgentRequests, NodeCalls):
         self.acd.replace_specs(queues, agents)  # raises AcdError: nothing changed then
         self.config = config
         self.registrar.config = config
+        self.trunks.configure(config, now)
         self._trunk_sources.clear()
         limits = config.limits
         self.txn.max_server_per_source = limits.max_transactions_per_source
@@ -725,6 +736,7 @@ class Switch(AgentRequests, NodeCalls):
             ("txn", self.txn.counters),
             ("registrar", self.registrar.counters),
             ("calls", self.control.counters),
+            ("trunks", self.trunks.counters),
         ):
             for name, value in counters.items():
                 out[f"{prefix}.{name}"] = int(value)
@@ -742,6 +754,7 @@ class Switch(AgentRequests, NodeCalls):
                 self.control.get_timer(),
                 self.location.get_timer(),
                 self.callback_timer(),
+                self.trunks.get_timer(),
             )
             if t is not None
         ]
@@ -753,6 +766,7 @@ class Switch(AgentRequests, NodeCalls):
         self.control.handle_timer(now)
         self._reachability(self.registrar.expired(self.location.handle_timer(now)), now)
         self.dial_due_callbacks(now)
+        self.trunks.handle_timer(now)
 
     def restore_bindings(self, bindings: list[Binding], now: float) -> None:
         """At start, before any message: the bindings saved before a restart; their agents

@@ -124,6 +124,22 @@ class ControlBase:
     def _refresh_answered(self, session: Session, leg: Leg, event: Any, now: float) -> None:
         raise NotImplementedError  # extensions.py
 
+    def _outbound_routes(self, session: Session, trunk: Any) -> list[tuple[Any, str]]:
+        raise NotImplementedError  # failover.py
+
+    def _start_attempt_timer(self, session: Session, leg: Leg, now: float) -> None:
+        raise NotImplementedError  # failover.py
+
+    def _failover_timer(self, session: Session, leg: Leg, now: float) -> None:
+        raise NotImplementedError  # failover.py
+
+    def _redial(self, session: Session, leg: Leg, why: str, now: float) -> bool:
+        raise NotImplementedError  # failover.py
+
+    def _stale_response(self, session: Session, leg: Leg, key: tuple, response: Any,
+                        extra: tuple, now: float) -> None:  # fmt: skip
+        raise NotImplementedError  # failover.py
+
     def _unpeer(self, leg: Leg) -> None:
         raise NotImplementedError  # signalling.py
 

@@ -64,6 +64,7 @@ from softswitch.call.bus import EventBus
 from softswitch.call.dialout import DialOutApp
 from softswitch.call.errors import IllegalLegTransition
 from softswitch.call.extensions import Extensions, SessionTooBriefError
+from softswitch.call.failover import Failover
 from softswitch.call.features import Features
 from softswitch.call.leg import Leg, LegEvent, LegState
 from softswitch.call.leg_actions import LegActions
@@ -107,7 +108,7 @@ OVERFLOW_WHY = {
 }
 
 
-class CallControl(Signalling, LegActions, Features, Extensions):
+class CallControl(Signalling, LegActions, Features, Extensions, Failover):
     """Every live call of a node (see the module docstring)."""
 
     def __init__(
@@ -677,6 +678,9 @@ class CallControl(Signalling, LegActions, Features, Extensions):
             del self._by_origin[session.origin]
         dialog_ids = [leg.dialog.id for leg in session.legs if leg.dialog is not None]
         client_keys = [k for leg in session.legs if (k := leg.invite_key) is not None]
+        for leg in session.legs:
+            if leg.attempts is not None:
+                client_keys += leg.attempts.stale
         self._graveyard.append((now + self.cleanup_delay, client_keys, dialog_ids))
         if session.direct_agent is not None:  # the agent the node called is free again
             agent_id, session.direct_agent = session.direct_agent, None

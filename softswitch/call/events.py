@@ -335,6 +335,16 @@ class DigitPressed(msgspec.Struct, frozen=True, tag=True):
     source: str
 
 
+class TrunkStateChanged(msgspec.Struct, frozen=True, tag=True):
+    """A trunk's outbound address went up or down (softswitch/trunk_monitor.py)."""
+
+    at: float
+    trunk: str
+    address: str
+    state: str  # "up" | "down"
+    reason: str
+
+
 class QueueLogged(msgspec.Struct, frozen=True, tag=True):
     """An ACD event (enter, ring, answer, abandon …) for the queue log."""
 
@@ -405,4 +415,5 @@ BusEvent = (
     | SurveyRated
     | AuthAlert
     | RecordingAlert
+    | TrunkStateChanged
 )

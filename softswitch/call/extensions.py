@@ -57,10 +57,11 @@ MIN_SE_FLOOR = 90
 class Reliable:
     """A caller leg's reliable provisional responses (RFC 3262 §3)."""
 
-    __slots__ = ("rseq", "unacked", "interval", "deadline", "held", "waiting")
+    __slots__ = ("rseq", "sent", "unacked", "interval", "deadline", "held", "waiting")
 
     def __init__(self) -> None:
         self.rseq = secrets.randbelow(2**31 - 2) + 1  # §3: the first RSeq is random
+        self.sent = False  # `rseq` is that of a provisional sent
         self.unacked: Response | None = None  # sent, its PRACK not in yet
         self.interval = T1
         self.deadline = 0.0  # when the call is refused without its PRACK (64·T1)
@@ -177,6 +178,7 @@ class Extensions(ControlBase):
             return
         base = leg.provisional
         rel.rseq += 1
+        rel.sent = True
         rel.unacked = self._a_response(
             session, base.status, base.reason, base.body,
             extra=[("require", "100rel"), ("rseq", str(rel.rseq))],
@@ -202,22 +204,24 @@ class Extensions(ControlBase):
         self._start_timer(session, f"{TIMER_PREFIX}prack:{leg.leg_id}", wait, now)
 
     def _on_prack(self, session: Session, leg: Leg, event: RequestReceived, now: float) -> None:
-        """A PRACK (RFC 3262 §3): 200 when it acknowledges the outstanding provisional,
-        which lets a held 2xx or the next provisional go; else 481."""
+        """A PRACK (RFC 3262 §3): 200 when it acknowledges the latest reliable provisional,
+        which lets a held 2xx or the next provisional go; else 481. A PRACK that crossed
+        the final response (the provisional had no SDP, so the 2xx did not wait) still
+        gets 200: pjsip ends the call on a 481 there."""
         request = event.request
         rel = leg.reliable
         rack = (request.headers.get("rack") or "").split()
-        expected = None
-        if rel is not None and rel.unacked is not None and leg.invite is not None:
-            expected = [str(rel.rseq), str(leg.invite.cseq[0]), "INVITE"]
         if len(rack) == 3:
             rack[2] = rack[2].upper()
-        if expected is None or rack != expected:
+        sent = rel is not None and rel.sent and leg.invite is not None
+        if not sent or rack != [str(rel.rseq), str(leg.invite.cseq[0]), "INVITE"]:  # type: ignore[union-attr]
             self._respond(event.key, make_response(request, 481, "No Matching Provisional"), now)
             return
         assert rel is not None
-        rel.unacked = None
+        outstanding, rel.unacked = rel.unacked, None
         self._respond(event.key, make_response(request, 200), now)
+        if outstanding is None:
+            return
         if rel.held is not None:
             held, rel.held = rel.held, None
             self._respond(leg.invite_key, held, now)

@@ -138,6 +138,7 @@ class Leg:
         "timer",
         "early",
         "rack",
+        "attempts",
     )
 
     def __init__(self, leg_id: str, direction: str, target: Target, media: MediaEngine) -> None:
@@ -172,6 +173,7 @@ class Leg:
         self.timer: Any = None
         self.early: Dialog | None = None
         self.rack: int | None = None
+        self.attempts: Any = None  # an external number's routes (softswitch/call/failover.py)
 
     def to(self, event: LegEvent) -> LegState:
         """Apply `event` (raises `IllegalLegTransition`); returns the new state."""

@@ -19,6 +19,7 @@ from softswitch.call.actions import (
 )
 from softswitch.call.base import TIMER_PREFIX, ControlBase
 from softswitch.call.errors import IllegalLegTransition
+from softswitch.call.failover import Attempts, trunk_uri
 from softswitch.call.leg import Leg, LegEvent, LegState
 from softswitch.call.session import Session
 from softswitch.call.sipcodec import (
@@ -29,7 +30,6 @@ from softswitch.sip.build import new_request_headers
 from softswitch.sip.message import Request
 from softswitch.sip.transaction import (
     Target,
-    hostport,
 )
 
 #: Seconds between provisionals to a caller the node keeps waiting unanswered (a queue's
@@ -180,22 +180,25 @@ class LegActions(ControlBase):
     ) -> Leg | None:
         """`number` through `trunk`, as the trunk's hotline number; a trunk that cannot
         place calls fails the leg (503) at once."""
-        if trunk is None or trunk.outbound is None or trunk.caller_id is None:
+        if trunk is None or not trunk.dials_out:
             why = "unknown trunk" if trunk is None else "no `outbound` address or `caller_id`"
             name = trunk.name if trunk is not None else trunk_name or "(none)"
             session.log.error("cannot dial %s through trunk %s: %s", number, name, why)
             self._deliver(session, ev.LegFailed(leg_id, 503, why), now)
             return None
-        host, port = parse_host_port(trunk.outbound)
-        target = Target("UDP", host, port)
-        uri = f"sip:{number}@{hostport(host, port)}"
+        attempts = Attempts(number, self._outbound_routes(session, trunk))
+        first = attempts.trunk
+        assert first.caller_id is not None
+        uri, target = trunk_uri(number, attempts.address)
         leg = self._originate(
-            session, leg_id, uri, target, uri, trunk.caller_id, trunk.direct_media, now,
+            session, leg_id, uri, target, uri, first.caller_id, first.direct_media, now,
             agent_id=agent_id,
         )  # fmt: skip
         if leg is not None:
+            leg.attempts = attempts
+            self._start_attempt_timer(session, leg, now)
             who = f"mobile agent {agent_id} at " if agent_id else ""
-            session.log.info("dialling %s%s through trunk %s", who, number, trunk.name)
+            session.log.info("dialling %s%s through trunk %s", who, number, first.name)
         return leg
 
     def _originate(
@@ -456,6 +459,8 @@ class LegActions(ControlBase):
             self._prack_timer(session, leg, now)
         elif kind == "session" and leg is not None:
             self._session_timer(session, leg, now)
+        elif kind == "failover" and leg is not None:
+            self._failover_timer(session, leg, now)
 
     def _stop_record(self, session: Session, leg: Leg, reason: str, now: float) -> None:
         if leg.recording is None:

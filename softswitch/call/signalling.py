@@ -47,6 +47,9 @@ class Signalling(ControlBase):
             leg.to(LegEvent.BYE_DONE)
         elif purpose == "refresh" and not session.ended:
             self._refresh_answered(session, leg, event, now)
+        elif purpose == "stale":
+            self._stale_response(session, leg, event.key, event.response, extra, now)
+            return
         if status >= 200 and purpose != "invite":
             self._clients.pop(event.key, None)
         self._drain()
@@ -81,6 +84,8 @@ class Signalling(ControlBase):
             return
         # A final failure: the phone refused, is busy, or the CANCEL took effect (487).
         self._clients.pop(event.key, None)
+        if status in (408, 503) and self._redial(session, leg, str(status), now):
+            return  # an external number: its next trunk address (failover.py)
         leg.media.release(leg.leg_id)
         cancelled = leg.state is LegState.CANCELLING
         if leg.state not in (LegState.FAILED, LegState.ENDED):
@@ -143,6 +148,10 @@ class Signalling(ControlBase):
             return
         session, leg, purpose, extra = entry
         if purpose == "invite" and leg.pending:
+            why = "transport error" if isinstance(event, TransportError) else "408"
+            if self._redial(session, leg, why, now):
+                self._drain()
+                return
             leg.to(LegEvent.REJECTED)
             leg.media.release(leg.leg_id)
             if not session.ended:

@@ -301,3 +301,39 @@ def test_survey_after_the_agent_hangs_up_stores_the_rating(
     # survey's Hangup keeps its default disposition), so answered calls of queues with a
     # survey are not counted as answered.
     assert call["disposition"] == "answered"
+
+
+def test_a_dead_sbc_of_the_pair_is_skipped_and_the_call_goes_through_the_other(
+    node: Callable[..., HotlineNode],
+    rtp_caller: Callable[..., RtpCaller],
+    sipp: Callable[..., Sipp],
+) -> None:
+    """The trunk lists an SBC pair; the first is dead (nothing listens). The call waits
+    `failover_timeout` (2 s) for it, then goes to the second, which answers; the transfer is
+    heard end to end, and `hotline status` has the first down (issue 9: trunk failover).
+    Keep-alives stay off: SIPp's far end answers INVITEs only."""
+    dead, far_port = free_port("udp"), free_port("udp")
+    outbound = [f"127.0.0.1:{dead}", f"127.0.0.1:{far_port}"]
+    trunks = trunks_override(outbound=outbound, failover_timeout=2)
+    hotline = ivr_node(node, clock=CLOSED, trunks=trunks)
+    far_end = sipp(
+        "uas_carrier", local_port=far_port, calls=1, timeout=30, extra_args=["-rtp_echo"]
+    )
+    far_end.start()
+    wait_udp_bound(far_port)
+    caller = rtp_caller(hotline, called="12348")
+    started = time.monotonic()
+    assert caller.call().status == 200
+    hotline.wait_for_rows(
+        "legs",
+        lambda rows: any(r["direction"] == "out" and r["answer"] is not None for r in rows),
+        timeout=10,
+    )
+    connected = time.monotonic()
+    assert connected - started < 8  # the dead address was waited for 2 s, not Timer B's 32
+    caller.say(tone(700, 1.0))
+    caller.wait_tone(700, since=connected, timeout=5)
+    assert caller.hang_up() == 200
+    assert far_end.wait(timeout=10) == 0, far_end.describe()
+    status = hotline_cli("status", "--data", str(hotline.data_dir))
+    assert f"127.0.0.1:{dead}\tdown" in status.stdout, status.stdout

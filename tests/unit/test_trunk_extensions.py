@@ -245,3 +245,15 @@ def test_the_node_pracks_a_reliable_provisional_from_the_trunk(tmp_path: Path) -
     assert [r.method for r in requests(h.take(5080))] == ["ACK"]
     (session,) = h.switch.control.sessions.values()
     assert session.legs[1].dialog is not None and session.legs[1].dialog.local_cseq == 2
+
+
+def test_a_prack_that_crosses_the_2xx_still_gets_200(tmp_path: Path) -> None:
+    """The 180 had no SDP, so the 200 did not wait for its PRACK; pjsip ends a call whose
+    PRACK gets 481 there."""
+    h = FeatureHarness(tmp_path)
+    trunk, phone, invite = ringing(h)
+    (ring,) = [r for r in responses(h.take(trunk.port)) if r.status == 180]
+    phone.reply(invite, 200, sdp=True)
+    assert [r.status for r in responses(h.take(trunk.port))] == [200]
+    prack(trunk, ring)
+    assert [r.status for r in responses(h.take(trunk.port))] == [200]
