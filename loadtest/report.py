@@ -30,7 +30,7 @@ from enum import Enum
 import msgspec
 
 from loadtest.erlang import ErlangA, ErlangC, Verdict, compare, erlang_a_model, erlang_c_model
-from loadtest.trace import Trace
+from loadtest.trace import Trace, TraceCall
 
 SERVICE_LEVEL_S = 15.0  # SPEC RPT-3: answered within 15 s (three rings)
 SHORT_ABANDON_S = 20.0  # SPEC RPT-3: callers gone within 20 s are left out of the answer rate
@@ -226,6 +226,7 @@ def staffing(
     measured: Kpis,
     queues: int = 1,
     answer_delay_s: float = 0.0,
+    replayed: Sequence[TraceCall] = (),
 ) -> Staffing:
     """Erlang C (callers who wait forever) or Erlang A (exponential patience) for a trace
     made by `hotline loadtest generate` with the flat profile (homogeneous Poisson arrivals)
@@ -236,7 +237,12 @@ def staffing(
     wrap-up: emulated agents do none of their own); and the measured wait ends at the
     answer, so it is the model's queue wait plus the ring: the model's service level is
     taken at 15 s − ring, and the measured mean wait less the ring is set against the
-    model's."""
+    model's.
+
+    With `replayed` (the trace calls the run attempted, two or more) the model takes their
+    own arrival rate ((n − 1) / the span of their offsets), mean talk and mean patience
+    rather than the generator's parameters: the comparison is then with the sample the
+    agents really got, not with the population it was drawn from."""
     meta = trace.metadata
     if meta.get("generator") != "hotline loadtest generate":
         return Staffing(applicable=False, why="not a generated trace (no Poisson arrivals)")
@@ -256,10 +262,18 @@ def staffing(
         rate = float(meta.get("bhca", ""))
     except ValueError:
         return Staffing(applicable=False, why="no bhca in the trace's metadata")
-    ring = answer_delay_s
-    handle = ring + talk[1] + wrap_up_s
-    target = max(0.0, SERVICE_LEVEL_S - ring)
     patience = meta.get("patience", "none")
+    mean_talk = talk[1]
+    span = replayed[-1].offset_s - replayed[0].offset_s if len(replayed) > 1 else 0.0
+    if span > 0:
+        rate = (len(replayed) - 1) / span * HOUR_S
+        mean_talk = sum(c.talk_s for c in replayed) / len(replayed)
+        waits = [c.patience_s for c in replayed if c.patience_s is not None]
+        if patience != "none" and waits:
+            patience = str(sum(waits) / len(waits))
+    ring = answer_delay_s
+    handle = ring + mean_talk + wrap_up_s
+    target = max(0.0, SERVICE_LEVEL_S - ring)
     model: ErlangC | ErlangA
     if patience == "none":
         model = erlang_c_model(rate, handle, agents, target)
@@ -272,6 +286,12 @@ def staffing(
         wait = max(0.0, measured.mean_wait_s - ring)
         verdict = compare(model, measured.service_level, wait)
     return Staffing(applicable=True, why=why, model=model, verdict=verdict)
+
+
+def _replayed(trace: Trace, calls: Sequence[CallResult]) -> list[TraceCall]:
+    """The trace calls the run attempted, in arrival order."""
+    attempted = {c.call_id for c in calls if c.invite_at is not None}
+    return [c for c in trace.calls if c.call_id in attempted]
 
 
 def build_report(
@@ -341,7 +361,9 @@ def build_report(
         ivr_response_ms=percentiles(ivr),
         queue_wait_s=percentiles(waits),
         kpis=measured,
-        staffing=staffing(trace, agents, wrap_up_s, measured, queues, answer_delay_s),
+        staffing=staffing(
+            trace, agents, wrap_up_s, measured, queues, answer_delay_s, _replayed(trace, calls)
+        ),
         answer_delay_s=answer_delay_s,
         interrupted=interrupted,
         correlation=dict(correlation or {}),
@@ -405,8 +427,9 @@ def format_report(report: Report) -> list[str]:
     m = s.model
     ring = f" + ring {r.answer_delay_s:g} s" if r.answer_delay_s else ""
     lines.append(
-        f"  staffing model: {s.why}; handle time {m.handle_time_s:g} s (talk{ring}"
-        f" + wrap-up), {m.traffic_erlangs:.2f} erlangs on {m.agents} agents"
+        f"  staffing model: {s.why}; {m.arrivals_per_s * HOUR_S:,.0f} calls/h, handle time "
+        f"{m.handle_time_s:.1f} s (talk{ring} + wrap-up), {m.traffic_erlangs:.2f} erlangs on "
+        f"{m.agents} agents"
     )
     lines.append(
         f"    predicted service level {_share(m.service_level)}, mean wait in queue "

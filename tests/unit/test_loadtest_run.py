@@ -146,6 +146,18 @@ def test_staffing_model_counts_the_agents_ring_as_busy_time_and_as_wait() -> Non
     assert s.verdict.measured_mean_wait_s == pytest.approx(3.0)  # the wait less the ring
 
 
+def test_staffing_model_takes_the_replayed_sample_rate_talk_and_patience() -> None:
+    k = rep.kpis([waited(Outcome.ANSWERED, 4.0)], 1.0)
+    sample = [
+        call(call_id=f"c{i}", offset_s=i * 20.0, talk_s=10.0 + i, patience_s=40.0) for i in range(5)
+    ]  # 4 gaps of 20 s: 180 calls an hour; talk 12 s on average
+    s = rep.staffing(generated("60"), 5, 0.0, k, replayed=sample)
+    assert s.model is not None
+    assert s.model.arrivals_per_s * 3600 == pytest.approx(180.0)
+    assert s.model.handle_time_s == pytest.approx(12.0)
+    assert isinstance(s.model, rep.ErlangA) and s.model.patience_s == pytest.approx(40.0)
+
+
 # --- the caller -------------------------------------------------------------------------------
 def test_ivr_caller_presses_keys_waits_is_answered_talks_and_hangs_up() -> None:
     c = Caller(call(keys=(KeyPress("1", 2.0), KeyPress("3", 1.0)), patience_s=30, talk_s=100), 0.1)
