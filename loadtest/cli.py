@@ -123,6 +123,9 @@ def _add_run_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser]
         help="RTP ports of the emulated parties (30000-32767; not the node's own range)",
     )  # fmt: skip
     r.add_argument("--json", metavar="FILE", help="also write the report as JSON (- for stdout)")
+    r.add_argument(
+        "--node-pid", type=int, metavar="PID", help="sample this local node's CPU and memory"
+    )
     r.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
 
 
@@ -254,6 +257,8 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         raise CliError("--max-seconds: expected seconds > 0", 2)
     if args.answer_delay < 0 or args.wrap_up < 0:
         raise CliError("--answer-delay and --wrap-up: expected seconds >= 0", 2)
+    if args.node_pid is not None and args.node_pid < 1:
+        raise CliError("--node-pid: expected a process id", 2)
     if args.agents is not None and args.agents < 0:
         raise CliError("--agents: expected a number >= 0", 2)
     low, _, high = args.rtp_ports.partition("-")
@@ -283,6 +288,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         local_ip=args.local_ip,
         rtp_ports=(int(low), int(high)),
         progress=not args.no_progress,
+        node_pid=args.node_pid,
     )
 
 

@@ -30,6 +30,7 @@ from enum import Enum
 import msgspec
 
 from loadtest.erlang import ErlangA, ErlangC, Verdict, compare, erlang_a_model, erlang_c_model
+from loadtest.sample import NodeUsage
 from loadtest.trace import Trace, TraceCall
 
 SERVICE_LEVEL_S = 15.0  # SPEC RPT-3: answered within 15 s (three rings)
@@ -127,6 +128,7 @@ class Report(msgspec.Struct, frozen=True, kw_only=True):
     bye_failures: int
     keys_sent: int
     keys_skipped: int
+    node: NodeUsage | None = None  # --node-pid: the node's CPU and memory
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -308,6 +310,7 @@ def build_report(
     correlation: dict[str, int] | None = None,
     queues: int = 1,
     interrupted: bool = False,
+    node: NodeUsage | None = None,
 ) -> Report:
     """Every figure of the run from its calls (see the module docstring)."""
     counts = {o: 0 for o in Outcome}
@@ -366,6 +369,7 @@ def build_report(
         ),
         answer_delay_s=answer_delay_s,
         interrupted=interrupted,
+        node=node,
         correlation=dict(correlation or {}),
         failures=failures,
         bye_failures=sum(1 for c in calls if c.bye_failed),
@@ -420,6 +424,12 @@ def format_report(report: Report) -> list[str]:
         f"{r.bye_failures}; agent INVITEs "
         + ", ".join(f"{n} {what}" for what, n in sorted(r.correlation.items())),
     ]
+    if r.node is not None:
+        n = r.node
+        lines.append(
+            f"  node pid {n.pid}: CPU {n.cpu_s:.2f} s ({_num(n.cpu_ms_per_call, 2)} ms per call, "
+            f"{n.cpu_share:.0%} of one core), resident memory up to {n.rss_mb_max:.0f} MB"
+        )
     s = r.staffing
     if not s.applicable or s.model is None:
         lines.append(f"  staffing model: not printed, {s.why}")

@@ -33,6 +33,7 @@ import msgspec
 from loadtest import report as rep
 from loadtest.agents import AgentAccount, Correlator, authorization, pick_challenge
 from loadtest.caller import Caller, Command, Event, State
+from loadtest.sample import NodeSampler, SampleError
 from loadtest.trace import Trace
 from media.engine import FirstPacket, MediaError, MediaEvent, RtpEngine, RtpTimeout
 from media.items import Silence
@@ -79,6 +80,7 @@ class RunOptions(msgspec.Struct, frozen=True, kw_only=True):
     rtp_ports: tuple[int, int] = (30000, 32767)
     expires: int = 3600
     progress: bool = True
+    node_pid: int | None = None  # sample this local process's CPU and memory
 
 
 # --- SIP over one UDP socket ------------------------------------------------------------------
@@ -246,6 +248,7 @@ class Replay:
         self.granted = float(options.expires)  # the shortest registration the target granted
         self._leg_numbers = 0
         self.interrupted = False
+        self.sampler = NodeSampler(options.node_pid) if options.node_pid else None
 
     # --- set-up and tear-down -------------------------------------------------------------
     async def setup(self) -> None:
@@ -260,6 +263,11 @@ class Replay:
             self.phones = await SipSocket.open(self.loop, o.local_ip, self._phone_event)
         except OSError as exc:
             raise RunError(f"cannot bind a SIP socket on {o.local_ip}: {exc}") from None
+        if self.sampler is not None:
+            try:
+                self.sampler.read()
+            except SampleError as exc:
+                raise RunError(str(exc)) from None
         await self._preflight()
         await self._register_all(o.expires)
 
@@ -357,6 +365,7 @@ class Replay:
             else:
                 caller.handle(Event.CUT, start)  # past --max-seconds: never attempted
         refresh = self.loop.create_task(self._refresh_registrations(deadline))
+        sampling = self.loop.create_task(self._sample_node(deadline + END_GRACE_S))
         if self.open == 0:
             self.finished.set()
         signals = self._catch_signals()
@@ -371,10 +380,13 @@ class Replay:
         finally:
             for number in signals:
                 self.loop.remove_signal_handler(number)
-            refresh.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresh
+            for task in (refresh, sampling):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             self._end_agent_calls()
+            if self.sampler is not None:
+                self.sampler.sample(self.loop.time())
         return self.loop.time() - start
 
     def _catch_signals(self) -> list[signal.Signals]:
@@ -390,6 +402,15 @@ class Replay:
     def _interrupt(self) -> None:
         self.interrupted = True
         self.finished.set()
+
+    async def _sample_node(self, until: float) -> None:
+        """The node's CPU and memory once a second (with --node-pid), from the first call."""
+        if self.sampler is None:
+            return
+        await asyncio.sleep(max(0.0, self.started_at - self.loop.time()))
+        while self.loop.time() < until:
+            self.sampler.sample(self.loop.time())
+            await asyncio.sleep(1.0)
 
     async def _refresh_registrations(self, deadline: float) -> None:
         while self.loop.time() + self.granted * 0.8 < deadline:
@@ -807,7 +828,7 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-        elif self.enabled:
+        elif self.enabled and self.done:
             self._line()
 
 
@@ -848,6 +869,9 @@ def run_trace(
         correlation=correlation,
         queues=max(1, len(run.queues)),
         interrupted=run.interrupted,
+        node=run.sampler.usage(sum(1 for r in results if r.invite_at is not None))
+        if run.sampler is not None
+        else None,
     )
     return report, results
 

@@ -35,6 +35,7 @@ def test_loadtest_run_replays_a_trace_and_agrees_with_the_cdr(
         "--time-scale", "0.1", "--agents", "2",
         "--register-agents", str(hotline.config_dir / "agents.yaml"),
         "--max-seconds", "45", "--json", str(report_path), "--no-progress",
+        "--node-pid", str(hotline.process.pid if hotline.process else 0),
         timeout=80.0,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr + hotline.describe()
@@ -46,6 +47,7 @@ def test_loadtest_run_replays_a_trace_and_agrees_with_the_cdr(
     assert report["answered"] > 0 and report["abandoned"] > 0, run.stdout
     assert report["correlation"]["unmatched"] == 0
     assert report["keys_sent"] > 0 and report["setup_ms"]["count"] == CALLS
+    assert report["node"]["cpu_s"] > 0 and report["node"]["rss_mb_max"] > 0
 
     rows = hotline.wait_for_rows(
         "calls", lambda rows: len(rows) == CALLS and all(r["end"] is not None for r in rows)

@@ -20,6 +20,7 @@ from loadtest.caller import TRANSITIONS, Caller, Event, State
 from loadtest.cli import loadtest_command
 from loadtest.report import CallResult, Outcome
 from loadtest.run import granted_expires
+from loadtest.sample import CLOCK_TICKS, NodeSampler, SampleError, parse_rss, parse_stat
 from loadtest.trace import KeyPress, Trace, TraceCall
 from softswitch.cli import _parser
 from softswitch.sip.auth import DigestServer, ha1
@@ -379,3 +380,25 @@ def test_registrations_are_refreshed_by_the_expiry_the_registrar_granted() -> No
     assert granted_expires(header, 3600) == 120.0
     assert granted_expires(Response(200), 3600) == 3600.0
     assert granted_expires(Response(200, headers=Headers([("expires", "1")])), 3600) == 10.0
+
+
+# --- the node's CPU and memory ----------------------------------------------------------------
+def test_node_sampler_reads_cpu_and_memory_from_proc(tmp_path: Path) -> None:
+    stat = "4242 (python (node) x) S 1 2 3 4 5 6 7 8 9 10 {u} {s} 0 0 20 0 3 0 99"
+    assert parse_stat(stat.format(u=CLOCK_TICKS * 2, s=CLOCK_TICKS)) == pytest.approx(3.0)
+    assert parse_rss("Name:\tpython\nVmRSS:\t  51200 kB\n") == pytest.approx(50.0)
+    assert parse_rss("Name: x\n") == 0.0
+    proc = tmp_path / "4242"
+    proc.mkdir()
+    sampler = NodeSampler(4242, proc=tmp_path)
+    for now, ticks, rss in ((10.0, 100, 1024), (20.0, 100 + 5 * CLOCK_TICKS, 4096)):
+        (proc / "stat").write_text(stat.format(u=ticks, s=0), encoding="ascii")
+        (proc / "status").write_text(f"VmRSS: {rss} kB\n", encoding="ascii")
+        sampler.sample(now)
+    usage = sampler.usage(attempted=50)
+    assert usage is not None
+    assert (usage.cpu_s, usage.cpu_ms_per_call, usage.cpu_share) == pytest.approx((5, 100, 0.5))
+    assert usage.rss_mb_max == pytest.approx(4.0) and usage.samples == 2
+    with pytest.raises(SampleError, match="--node-pid 7"):
+        NodeSampler(7, proc=tmp_path).read()
+    assert NodeSampler(7, proc=tmp_path).usage(1) is None

@@ -1,0 +1,92 @@
+"""The node's CPU time and memory during `hotline loadtest run --node-pid PID` (Linux /proc).
+
+A run against a node on the same machine can name its process; the run then reads
+``/proc/PID/stat`` (user + system CPU time, all threads) and ``/proc/PID/status`` (VmRSS) once
+a second and reports the CPU the node used from the first call's start to the end of the run,
+per attempted call, its mean share of one core, and its largest resident memory. Reading
+/proc is the only I/O here; `parse_stat` and `parse_rss` are pure.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+class NodeUsage(msgspec.Struct, frozen=True, kw_only=True):
+    pid: int
+    cpu_s: float  # user + system over the run
+    cpu_ms_per_call: float | None
+    cpu_share: float  # of one core, over the run
+    rss_mb_max: float
+    samples: int
+
+
+class SampleError(Exception):
+    """The process cannot be read (gone, not ours, not Linux): one line."""
+
+
+def parse_stat(text: str) -> float:
+    """User + system CPU seconds from a /proc/PID/stat line (fields 14 and 15, counted after
+    the parenthesised command name, which may itself hold spaces and parentheses)."""
+    rest = text[text.rindex(")") + 2 :].split()
+    # rest[0] is field 3 (state): utime is field 14, stime field 15
+    return (int(rest[11]) + int(rest[12])) / CLOCK_TICKS
+
+
+def parse_rss(text: str) -> float:
+    """VmRSS of a /proc/PID/status text, in MB (0 when absent)."""
+    for line in text.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
+class NodeSampler:
+    """Samples one process; `sample()` once a second, `usage()` at the end."""
+
+    def __init__(self, pid: int, proc: Path = Path("/proc")) -> None:
+        self.pid = pid
+        self._dir = proc / str(pid)
+        self.first: tuple[float, float] | None = None  # (when, cpu s)
+        self.last: tuple[float, float] | None = None
+        self.rss_max = 0.0
+        self.samples = 0
+
+    def read(self) -> tuple[float, float]:
+        """(CPU seconds, RSS MB) now; `SampleError` when the process cannot be read."""
+        try:
+            stat = (self._dir / "stat").read_text(encoding="ascii", errors="replace")
+            status = (self._dir / "status").read_text(encoding="ascii", errors="replace")
+            return parse_stat(stat), parse_rss(status)
+        except (OSError, ValueError, IndexError) as exc:
+            raise SampleError(f"--node-pid {self.pid}: cannot read /proc: {exc}") from None
+
+    def sample(self, now: float) -> None:
+        try:
+            cpu, rss = self.read()
+        except SampleError:
+            return  # the node went away during the run: keep what was seen
+        if self.first is None:
+            self.first = (now, cpu)
+        self.last = (now, cpu)
+        self.rss_max = max(self.rss_max, rss)
+        self.samples += 1
+
+    def usage(self, attempted: int) -> NodeUsage | None:
+        if self.first is None or self.last is None:
+            return None
+        cpu = max(0.0, self.last[1] - self.first[1])
+        span = self.last[0] - self.first[0]
+        return NodeUsage(
+            pid=self.pid,
+            cpu_s=cpu,
+            cpu_ms_per_call=cpu * 1000.0 / attempted if attempted else None,
+            cpu_share=cpu / span if span > 0 else 0.0,
+            rss_mb_max=self.rss_max,
+            samples=self.samples,
+        )
