@@ -328,12 +328,10 @@ def build_report(
         for c in calls
         if c.first_response_at is not None and c.invite_at is not None
     ]
-    ivr = [
-        (c.first_rtp_at - c.node_answer_at) * 1000.0
+    ivr = [  # 0 when the first packet was read before the 200 (same loop turn, or early audio)
+        max(0.0, c.first_rtp_at - c.node_answer_at) * 1000.0
         for c in calls
-        if c.first_rtp_at is not None
-        and c.node_answer_at is not None
-        and c.first_rtp_at >= c.node_answer_at
+        if c.first_rtp_at is not None and c.node_answer_at is not None
     ]
     waits = [
         max(0.0, c.agent_answer_at - c.waiting_at) / time_scale
