@@ -268,7 +268,10 @@ class Caller:
         if old is S.NEW:
             return []
         if r.outcome is None:
-            r.outcome = Outcome.CUT
+            # An agent answered: the call was answered, only its talk was cut short.
+            answered = r.agent_answer_at is not None
+            r.outcome = Outcome.ANSWERED if answered else Outcome.CUT
+            r.cut_short = answered
         if old in (S.CALLING, S.EARLY):
             return [Command("cancel")]
         if old in UP:

@@ -17,8 +17,9 @@ time); the report turns them into:
 Outcomes (`Outcome`): answered (an emulated agent answered the call), abandoned (the caller's
 patience ran out first: CANCEL or BYE), released (the node ended the call before an agent
 answered: a 4xx/6xx final response such as 404 or the queue's 480, or its BYE), failed (no
-final response, 5xx, 408, a transport error, an unusable answer) and cut (still up when
-`--max-seconds` ended the run). The call processing failure rate is failed / attempted.
+final response, 5xx, 408, a transport error, an unusable answer) and cut (not answered by an
+agent and still up when `--max-seconds` ended the run; an answered call still talking then
+stays answered, flagged `cut_short`). The call processing failure rate is failed / attempted.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class CallResult(msgspec.Struct, kw_only=True):
     keys_sent: int = 0
     keys_skipped: int = 0  # keys of the trace never pressed (no IVR answered)
     bye_failed: bool = False  # our BYE got no 2xx
+    cut_short: bool = False  # answered, and still talking when --max-seconds ended the run
 
 
 class Percentiles(msgspec.Struct, frozen=True, kw_only=True):
@@ -113,7 +115,8 @@ class Report(msgspec.Struct, frozen=True, kw_only=True):
     abandoned: int
     released: int
     failed: int
-    cut: int
+    cut: int  # unanswered calls still up at the end of the run
+    cut_short: int  # answered calls still talking at the end of the run (in `answered`)
     failure_rate: float | None
     bhca: float | None
     bhca_extrapolated: bool
@@ -354,6 +357,7 @@ def build_report(
         released=counts[Outcome.RELEASED],
         failed=counts[Outcome.FAILED],
         cut=counts[Outcome.CUT],
+        cut_short=sum(1 for c in calls if c.cut_short),
         failure_rate=counts[Outcome.FAILED] / attempted if attempted else None,
         bhca=hour,
         bhca_extrapolated=extrapolated,
@@ -402,7 +406,7 @@ def format_report(report: Report) -> list[str]:
         f"agents, {r.run_seconds:.1f} s",
         f"  calls offered {r.offered}, attempted {r.attempted}, answered {r.answered}, "
         f"abandoned {r.abandoned}, released by the node {r.released}, failed {r.failed}, "
-        f"cut {r.cut}",
+        f"cut {r.cut}" + (f" (and {r.cut_short} answered calls cut short)" if r.cut_short else ""),
         f"  call processing failure rate {_num(r.failure_rate, 6)}"
         + (
             f"  ({', '.join(f'{n} {why}' for why, n in sorted(r.failures.items()))})"

@@ -267,6 +267,13 @@ def test_cut_ends_whatever_is_up_and_leaves_unstarted_calls_unattempted() -> Non
     assert kinds(up.handle(Event.CUT, 1)) == ["bye"]
     up.handle(Event.BYE_DONE, 1.1)
     assert up.result.outcome is Outcome.CUT
+    talking = Caller(call(talk_s=60), 1.0)
+    talking.handle(Event.START, 0)
+    talking.handle(Event.ANSWERED, 0)
+    talking.handle(Event.AGENT_ANSWERED, 1)
+    assert kinds(talking.handle(Event.CUT, 2)) == ["bye"]
+    talking.handle(Event.BYE_DONE, 2.1)
+    assert talking.result.outcome is Outcome.ANSWERED and talking.result.cut_short
 
 
 def test_events_the_table_does_not_allow_are_ignored_and_counted() -> None:
