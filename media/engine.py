@@ -88,7 +88,7 @@ class FirstPacket(msgspec.Struct, frozen=True):
 
 
 class RtpTimeout(msgspec.Struct, frozen=True):
-    """No RTP for `rtp_timeout` seconds while the leg was sendrecv (SPEC MED-3)."""
+    """Neither RTP nor RTCP for `rtp_timeout` s while the leg was sendrecv (SPEC MED-3)."""
 
     leg_id: str
     silent_ms: int

@@ -241,6 +241,7 @@ typedef struct rtp_leg {
     dtmf_detector *detector;
     char inband_digit;                /* confirmed in-band key not yet reported (still on) */
     uint64_t last_rx_ns, timeout_base_ns;
+    uint64_t last_rtcp_ns; /* RTCP from the leg's party: its media is alive while it is silent */
     int timeout_reported;
     rtp_te_rx te_rx;
     rtp_te_tx te_tx;

@@ -288,12 +288,16 @@ int rtp_leg_send(rtp_engine *e, rtp_leg *leg, uint64_t source, int marker, int p
     return 1;
 }
 
-/* RTP inactivity (SPEC MED-3): only while the remote said sendrecv, i.e. not on hold. */
+/* Dead media (SPEC MED-3): neither RTP nor RTCP from the leg's party for the timeout, only
+ * while the remote said sendrecv (not on hold). A phone that mutes or has no sound device
+ * sends no RTP but keeps sending RTCP: its call is not released for that. */
 void rtp_leg_check_timeouts(rtp_engine *e, rtp_leg *leg)
 {
     if (!leg->has_remote || leg->direction != RTP_SENDRECV || leg->timeout_reported)
         return;
     uint64_t since = leg->last_rx_ns > leg->timeout_base_ns ? leg->last_rx_ns : leg->timeout_base_ns;
+    if (leg->last_rtcp_ns > since)
+        since = leg->last_rtcp_ns;
     if (e->now_ns < since || e->now_ns - since < e->timeout_ns)
         return;
     leg->timeout_reported = 1;

@@ -36,6 +36,8 @@ void rtp_rtcp_receive(rtp_engine *e, rtp_leg *leg, const uint8_t *buf, size_t le
                       const struct sockaddr_in *from)
 {
     leg->stats.rtcp_in++;
+    leg->last_rtcp_ns = e->now_ns; /* a muted phone (no RTP) still reports: not dead */
+    leg->timeout_reported = 0;
     if (from) {
         leg->rtcp_latched = *from;
         leg->rtcp_latched_ok = 1;

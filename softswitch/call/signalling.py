@@ -6,6 +6,7 @@ relayed in-dialog requests, and the responses the node sends. A part of `CallCon
 from __future__ import annotations
 
 from media import MediaError
+from media.items import DtmfTone
 from softswitch.call import events as ev
 from softswitch.call.base import ControlBase
 from softswitch.call.leg import Leg, LegEvent, LegState
@@ -265,6 +266,10 @@ class Signalling(ControlBase):
             digit = dtmf_from_info(request)
             if digit is not None:
                 self.on_dtmf(session, leg.leg_id, digit, "info", now)
+                if self._dtmf_to_peer(session, leg, digit):
+                    self._respond(event.key, make_response(request, 200), now)
+                    self._drain()
+                    return True
         if method == "REFER":  # the node carries out transfers itself (features.py)
             self._refer(session, leg, event, now)
             self._drain()
@@ -426,6 +431,29 @@ class Signalling(ControlBase):
             self._release(session, now, disposition, side, None)
         else:
             self._deliver(session, ev.LegEnded(leg.leg_id, side), now)
+
+    def _dtmf_to_peer(self, session: Session, leg: Leg, digit: str) -> bool:
+        """A key a party sent by SIP INFO reaches the party it talks to in the media: as an
+        RFC 4733 event when that leg negotiated telephone-event, else as an in-band tone
+        (both legs anchored). False: not converted (the INFO is relayed as before)."""
+        other = leg.peer
+        if other is None or not (leg.anchored and other.anchored) or other.over:
+            return False
+        remote_media = getattr(self.media, "remote_media", None)
+        remote = remote_media(other.leg_id) if remote_media is not None else None
+        try:
+            if remote is not None and remote.telephone_event_pt is not None:
+                self.media.send_dtmf(other.leg_id, digit)  # type: ignore[attr-defined]
+                how = "RFC 4733"
+            else:
+                self.media.play(other.leg_id, [DtmfTone(digit)])
+                how = "in-band"
+        except (MediaError, AttributeError) as exc:
+            session.log.warning("key %s from %s not converted: %s", digit, leg.leg_id, exc)
+            return False
+        session.log.info("key %s by SIP INFO from %s sent to %s %s", digit, leg.leg_id,
+                         other.leg_id, how)  # fmt: skip
+        return True
 
     def _unpeer(self, leg: Leg) -> None:
         """Take `leg` out of its two-party bridge: the engine stops relaying, neither leg

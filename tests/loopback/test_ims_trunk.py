@@ -5,9 +5,11 @@ reliable ringing and PRACK, and a session timer the carrier refreshes with UPDAT
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from .harness import HotlineNode, PjAgent, Sipp
+from .ivr_peers import RtpCaller
 
 SIPP_TIMEOUT = 30.0
 
@@ -16,7 +18,7 @@ def test_an_ims_trunk_call_with_100rel_and_session_timer_reaches_an_agent(
     node: Callable[..., HotlineNode], pjagent: Callable[..., PjAgent], sipp: Callable[..., Sipp]
 ) -> None:
     hotline = node()
-    agent = pjagent(user="1001", registrar=hotline)
+    agent = pjagent(user="1001", registrar=hotline, answer_delay=1.0)
     assert agent.wait_for("registered", timeout=10)["code"] == 200
     carrier = sipp(
         "uac_ims_trunk", remote=hotline.address, service="9000", duration_ms=1000,
@@ -32,3 +34,33 @@ def test_an_ims_trunk_call_with_100rel_and_session_timer_reaches_an_agent(
     assert (call["called"], call["caller"], call["agent"]) == ("9000", "13800138000", "1001")
     assert (call["disposition"], call["hangup_side"]) == ("answered", "caller")
     assert "P-Charging-Vector" not in str(agent.wait_for("incoming")["headers"])
+
+
+def test_a_key_a_pjsua2_agent_sends_by_info_reaches_the_carrier_as_rfc4733(
+    node: Callable[..., HotlineNode],
+    pjagent: Callable[..., PjAgent],
+    rtp_caller: Callable[..., RtpCaller],
+) -> None:
+    """DTMF interworking: the agent's phone sends SIP INFO; the carrier negotiated
+    telephone-event, so it gets RFC 4733 events in the RTP, and no INFO."""
+    hotline = node()
+    agent = pjagent(user="1001", registrar=hotline, dtmf_method="info")
+    assert agent.wait_for("registered", timeout=10)["code"] == 200
+    caller = rtp_caller(hotline, called="9000")
+    caller.call()
+    agent.wait_for("media_active", timeout=8)
+    sent = time.monotonic()
+    agent.send("dtmf 7")
+    deadline = time.monotonic() + 5
+    events: list = []
+    while time.monotonic() < deadline and not events:
+        time.sleep(0.1)
+        with caller._condition:
+            packets = list(caller.packets)
+        events = [
+            p for p in packets
+            if p.at >= sent and p.payload_type == caller.remote_event_pt and p.payload[:1] == b"\x07"
+        ]  # fmt: skip
+    assert events, caller.describe()
+    assert not [m for m in caller.messages if not m.is_response and m.method == "INFO"]
+    assert caller.hang_up() == 200

@@ -715,3 +715,19 @@ def test_events_reach_an_asyncio_callback(engine: RtpEngine, peers) -> None:
         return got
 
     assert asyncio.run(main())[0] == FirstPacket("a", LOCAL, pa.port, False)
+
+
+def test_rtcp_from_a_silent_party_keeps_its_leg_alive(engine: RtpEngine, peers) -> None:
+    """A muted phone (or one without a sound device) sends no RTP but its RTCP goes on: no
+    RtpTimeout while it does; once it stops too, the timeout comes."""
+    pa, port_a, pb, port_b = two_legs(engine, peers)  # rtp_timeout=1.0
+    pb.send(port_b, 0, 1, 160, 0x2, b"\xff" * 160)  # the agent's side streams
+    deadline = time.monotonic() + 2.4
+    events: list = []
+    while time.monotonic() < deadline:  # the caller's side: RTCP only, every 0.4 s
+        pa.rtcp.sendto(struct.pack("!BBHI", 0x80, 201, 1, 0xABC), (LOCAL, port_a + 1))
+        pb.send(port_b, 0, 2, 320, 0x2, b"\xff" * 160)
+        events += wait_events(engine, lambda ev: False, 0.4)
+    assert [e.leg_id for e in events if isinstance(e, RtpTimeout)] == []
+    events = wait_events(engine, lambda ev: any(isinstance(e, RtpTimeout) for e in ev), 2.5)
+    assert "a" in [e.leg_id for e in events if isinstance(e, RtpTimeout)]

@@ -257,3 +257,28 @@ def test_a_prack_that_crosses_the_2xx_still_gets_200(tmp_path: Path) -> None:
     assert [r.status for r in responses(h.take(trunk.port))] == [200]
     prack(trunk, ring)
     assert [r.status for r in responses(h.take(trunk.port))] == [200]
+
+
+# --- DTMF interworking ---------------------------------------------------------------------
+def test_a_key_the_agent_sends_by_sip_info_reaches_the_carrier_in_its_media(
+    tmp_path: Path,
+) -> None:
+    """The carrier negotiated telephone-event (or nothing): the agent's INFO is answered by
+    the node and the key goes to the caller's leg in the media, not as an INFO."""
+    h = FeatureHarness(tmp_path)
+    trunk, phone, invite, _ok = answered(h, "")
+    body = "Signal=5\r\nDuration=160\r\n"
+    frm = invite.headers.get("from") or ""
+    h.deliver(
+        "INFO sip:hotline@127.0.0.1:5060 SIP/2.0\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5101;branch=z9hG4bKinfo1;rport\n"
+        f"From: {invite.headers.get('to')};tag=ph\nTo: {frm}\nCall-ID: {invite.call_id}\n"
+        "CSeq: 5 INFO\nContent-Type: application/dtmf-relay\nMax-Forwards: 70\n"
+        f"Content-Length: {len(body)}\n\n" + body.replace("\r\n", "\n"),
+        phone.source,
+    )
+    assert [r.status for r in responses(h.take(phone.port))] == [200]
+    assert requests(h.take(trunk.port)) == []  # no INFO to the carrier
+    (session,) = h.switch.control.sessions.values()
+    played = h.media.plays[session.a.leg_id][-1][1]
+    assert type(played).__name__ == "DtmfTone" and played.digit == "5"
