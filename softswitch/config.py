@@ -555,6 +555,30 @@ class Trunk(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
             "dials out; null: no outbound calls on it."
         ),
     ] = None
+    dial_rules: Annotated[
+        tuple[NumberRule, ...],
+        Meta(
+            description="Rules applied in order to numbers dialled out through this trunk, "
+            "e.g. the E.164 form an IMS core wants: `{match: '^0', replace: '+86'}` "
+            "(010… → +8610…), `{match: '^(1[3-9])', replace: '+86\\1'}` (mobiles)."
+        ),
+    ] = ()
+    uri_scheme: Annotated[
+        Literal["sip", "tel"],
+        Meta(
+            description="Request-URI and To of calls out: `sip:NUMBER@ADDRESS`, or "
+            "`tel:NUMBER` (RFC 3966, as IMS trunks take it; the request still goes to the "
+            "`outbound` address). P-Asserted-Identity follows: `tel:` + `caller_id`."
+        ),
+    ] = "sip"
+    privacy: Annotated[
+        Literal["none", "id"],
+        Meta(
+            description="`id`: calls out carry `Privacy: id` (RFC 3325), asking the carrier "
+            "to withhold the hotline's identity from the called party; `none`: no Privacy "
+            "header."
+        ),
+    ] = "none"
     keepalive: Annotated[
         int,
         Meta(
@@ -623,6 +647,10 @@ class Trunk(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
     def normalize_calling(self, number: str) -> str:
         """The calling number after this trunk's ``calling_rules``."""
         return normalize(number, self.calling_rules)
+
+    def normalize_dialled(self, number: str) -> str:
+        """A number dialled out after this trunk's ``dial_rules``."""
+        return normalize(number, self.dial_rules)
 
     @property
     def outbound_addresses(self) -> tuple[str, ...]:

@@ -47,9 +47,25 @@ def parse_host_port(text: str) -> tuple[str, int]:
     return parse(text)
 
 
-def trunk_uri(number: str, address: str) -> tuple[str, Target]:
+def trunk_uri(trunk: Trunk, number: str, address: str) -> tuple[str, Target]:
+    """The Request-URI of `number` dialled through `trunk` at `address` (its `dial_rules`
+    and `uri_scheme`), and where the request goes."""
     host, port = parse_host_port(address)
-    return f"sip:{number}@{hostport(host, port)}", Target("UDP", host, port)
+    dialled = trunk.normalize_dialled(number)
+    if trunk.uri_scheme == "tel":
+        return f"tel:{dialled}", Target("UDP", host, port)
+    return f"sip:{dialled}@{hostport(host, port)}", Target("UDP", host, port)
+
+
+def identity_headers(trunk: Trunk, host: str) -> list[tuple[str, str]]:
+    """What presents the hotline on a call out through `trunk` (SPEC SIP-4): its
+    P-Asserted-Identity (RFC 3325) as the trunk's scheme, and Privacy when configured."""
+    cid = trunk.caller_id
+    pai = f"<tel:{cid}>" if trunk.uri_scheme == "tel" else f"<sip:{cid}@{host}>"
+    out = [("p-asserted-identity", pai)]
+    if trunk.privacy == "id":
+        out.append(("privacy", "id"))
+    return out
 
 
 class Failover(ControlBase):
@@ -90,7 +106,7 @@ class Failover(ControlBase):
         old_trunk, old_address = attempts.trunk, attempts.address
         attempts.trunk, attempts.address = attempts.remaining.pop(0)
         trunk = attempts.trunk
-        uri, target = trunk_uri(attempts.number, attempts.address)
+        uri, target = trunk_uri(trunk, attempts.number, attempts.address)
         headers = leg.invite.headers.copy()
         headers.pop_first("via")
         headers.set("cseq", f"{leg.invite.cseq[0] + 1} INVITE")  # a new request (§8.1.3.4)
@@ -100,7 +116,9 @@ class Failover(ControlBase):
             tag = leg.invite.from_.tag
             cid = trunk.caller_id
             headers.set("from", f'"{cid}" <sip:{cid}@{host}>;tag={tag}')
-            headers.set("p-asserted-identity", f"<sip:{cid}@{host}>")
+            headers.remove("privacy")
+            for name, value in identity_headers(trunk, host):
+                headers.set(name, value)
         invite = Request("INVITE", uri, headers, leg.invite.body)
         leg.invite, leg.target, leg.got_provisional = invite, target, False
         leg.invite_key = self.txn.send_request(invite, target, now)

@@ -19,7 +19,7 @@ from softswitch.call.actions import (
 )
 from softswitch.call.base import TIMER_PREFIX, ControlBase
 from softswitch.call.errors import IllegalLegTransition
-from softswitch.call.failover import Attempts, trunk_uri
+from softswitch.call.failover import Attempts, identity_headers, trunk_uri
 from softswitch.call.leg import Leg, LegEvent, LegState
 from softswitch.call.session import Session
 from softswitch.call.sipcodec import (
@@ -189,10 +189,10 @@ class LegActions(ControlBase):
         attempts = Attempts(number, self._outbound_routes(session, trunk))
         first = attempts.trunk
         assert first.caller_id is not None
-        uri, target = trunk_uri(number, attempts.address)
+        uri, target = trunk_uri(first, number, attempts.address)
         leg = self._originate(
             session, leg_id, uri, target, uri, first.caller_id, first.direct_media, now,
-            agent_id=agent_id,
+            agent_id=agent_id, trunk=first,
         )  # fmt: skip
         if leg is not None:
             leg.attempts = attempts
@@ -213,6 +213,7 @@ class LegActions(ControlBase):
         now: float,
         internal: list[tuple[str, str]] | None = None,
         agent_id: str | None = None,
+        trunk: Trunk | None = None,
     ) -> Leg | None:
         """The one request builder for every leg the node originates (agents, external
         numbers). `internal`: headers for the node's own phones (associated data, the
@@ -258,7 +259,11 @@ class LegActions(ControlBase):
                 text = "".join(c for c in value if c.isprintable())[:200]
                 headers.add(f"x-hotline-var-{name.replace('_', '-')}", text)
         else:
-            headers.add("p-asserted-identity", f"<sip:{from_user}@{host}>")
+            if trunk is not None:  # the trunk's form of the hotline's identity
+                for name, value in identity_headers(trunk, host):
+                    headers.add(name, value)
+            else:
+                headers.add("p-asserted-identity", f"<sip:{from_user}@{host}>")
             headers.add("supported", "100rel")  # PRACKed (extensions.py)
         try:
             if leg.anchored:

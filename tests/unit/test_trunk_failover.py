@@ -136,3 +136,22 @@ def test_an_empty_outbound_list_is_a_config_error(tmp_path: Path) -> None:
     del h
     with pytest.raises(ConfigError, match="empty list"):
         load_config(tmp_path / "config")
+
+
+def test_calls_out_take_the_trunks_e164_tel_form_and_privacy(tmp_path: Path) -> None:
+    h = with_trunks(
+        tmp_path,
+        {
+            "dial_rules": [{"match": "^0", "replace": "+86"}],
+            "uri_scheme": "tel",
+            "privacy": "id",
+            "caller_id": "+8612345",
+        },
+    )
+    dial_out(h)  # 013912345678
+    (invite,) = invites(h, 5080)
+    assert invite.uri == "tel:+8613912345678"
+    assert invite.headers.get("to") == "<tel:+8613912345678>"
+    assert invite.headers.get("p-asserted-identity") == "<tel:+8612345>"
+    assert invite.headers.get("privacy") == "id"
+    assert invite.from_.uri.startswith("sip:+8612345@")
