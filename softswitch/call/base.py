@@ -124,6 +124,28 @@ class ControlBase:
     def _refresh_answered(self, session: Session, leg: Leg, event: Any, now: float) -> None:
         raise NotImplementedError  # extensions.py
 
+    def _invite_response(self, session: Session, leg: Leg, event: Any, now: float) -> None:
+        raise NotImplementedError  # signalling.py
+
+    def _fork(self, session: Session, leg: Leg, targets: list[Any], now: float) -> None:
+        raise NotImplementedError  # forking.py
+
+    def _fork_response(self, session: Session, leg: Leg, fork: Any, event: Any,
+                       now: float) -> None:  # fmt: skip
+        raise NotImplementedError  # forking.py
+
+    def _fork_timeout(self, leg: Leg, fork: Any) -> None:
+        raise NotImplementedError  # forking.py
+
+    def _next_attempt(self, session: Session, leg: Leg, status: int) -> bool:
+        raise NotImplementedError  # forking.py
+
+    def _cancel_forks(self, leg: Leg, now: float) -> None:
+        raise NotImplementedError  # forking.py
+
+    def _leg_refusal(self, leg: Leg, status: int) -> int:
+        raise NotImplementedError  # forking.py
+
     def _outbound_routes(self, session: Session, trunk: Any) -> list[tuple[Any, str]]:
         raise NotImplementedError  # failover.py
 

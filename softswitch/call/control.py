@@ -66,6 +66,7 @@ from softswitch.call.errors import IllegalLegTransition
 from softswitch.call.extensions import Extensions, SessionTooBriefError
 from softswitch.call.failover import Failover
 from softswitch.call.features import Features
+from softswitch.call.forking import Forking
 from softswitch.call.leg import Leg, LegEvent, LegState
 from softswitch.call.leg_actions import LegActions
 from softswitch.call.queue_app import QueueApp, survey_flow
@@ -108,7 +109,7 @@ OVERFLOW_WHY = {
 }
 
 
-class CallControl(Signalling, LegActions, Features, Extensions, Failover):
+class CallControl(Signalling, LegActions, Features, Extensions, Failover, Forking):
     """Every live call of a node (see the module docstring)."""
 
     def __init__(
@@ -681,6 +682,7 @@ class CallControl(Signalling, LegActions, Features, Extensions, Failover):
         for leg in session.legs:
             if leg.attempts is not None:
                 client_keys += leg.attempts.stale
+            client_keys += [fork.key for fork in leg.forks if fork.key is not None]
         self._graveyard.append((now + self.cleanup_delay, client_keys, dialog_ids))
         if session.direct_agent is not None:  # the agent the node called is free again
             agent_id, session.direct_agent = session.direct_agent, None

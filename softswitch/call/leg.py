@@ -139,6 +139,8 @@ class Leg:
         "early",
         "rack",
         "attempts",
+        "forks",
+        "refusal",
     )
 
     def __init__(self, leg_id: str, direction: str, target: Target, media: MediaEngine) -> None:
@@ -174,6 +176,8 @@ class Leg:
         self.early: Dialog | None = None
         self.rack: int | None = None
         self.attempts: Any = None  # an external number's routes (softswitch/call/failover.py)
+        self.forks: list[Any] = []  # the agent's other devices rung (softswitch/call/forking.py)
+        self.refusal: int | None = None  # the most telling refusal of its devices so far
 
     def to(self, event: LegEvent) -> LegState:
         """Apply `event` (raises `IllegalLegTransition`); returns the new state."""

@@ -150,6 +150,12 @@ class LegActions(ControlBase):
             shown or "anonymous", direct, now, internal=internal, agent_id=agent_id,
         )  # fmt: skip
         if leg is not None:
+            if len(bindings) > 1:  # every registered device rings (forking.py)
+                others = [
+                    (b.contact, phone_target(b.contact, b.source, b.transport))
+                    for b in bindings[1:]
+                ]
+                self._fork(session, leg, others, now)
             self.bus.publish(ev.CallRinging(self.wall(now), session.call_id, agent_id))
             session.log.info("offering to agent %s at %s", agent_id, binding.contact)
 

@@ -51,6 +51,10 @@ class Signalling(ControlBase):
         elif purpose == "stale":
             self._stale_response(session, leg, event.key, event.response, extra, now)
             return
+        elif purpose == "fork":
+            self._fork_response(session, leg, extra, event, now)
+            self._drain()
+            return
         if status >= 200 and purpose != "invite":
             self._clients.pop(event.key, None)
         self._drain()
@@ -87,6 +91,15 @@ class Signalling(ControlBase):
         self._clients.pop(event.key, None)
         if status in (408, 503) and self._redial(session, leg, str(status), now):
             return  # an external number: its next trunk address (failover.py)
+        if (
+            leg.forks
+            and not session.ended
+            and leg.pending
+            and self._next_attempt(session, leg, status)
+        ):
+            return  # the agent's other devices still ring (forking.py)
+        if leg.forks or leg.refusal is not None:
+            status = self._leg_refusal(leg, status)
         leg.media.release(leg.leg_id)
         cancelled = leg.state is LegState.CANCELLING
         if leg.state not in (LegState.FAILED, LegState.ENDED):
@@ -148,9 +161,13 @@ class Signalling(ControlBase):
         if entry is None:
             return
         session, leg, purpose, extra = entry
-        if purpose == "invite" and leg.pending:
+        if purpose == "fork":
+            self._fork_timeout(leg, extra)
+        elif purpose == "invite" and leg.pending:
             why = "transport error" if isinstance(event, TransportError) else "408"
-            if self._redial(session, leg, why, now):
+            if self._redial(session, leg, why, now) or (
+                leg.forks and not session.ended and self._next_attempt(session, leg, 408)
+            ):
                 self._drain()
                 return
             leg.to(LegEvent.REJECTED)
@@ -505,6 +522,7 @@ class Signalling(ControlBase):
         )
 
     def _cancel_leg(self, session: Session, leg: Leg, now: float, reason: str) -> None:
+        self._cancel_forks(leg, now)
         leg.to(LegEvent.CANCEL)
         self._leg_stopped(session, leg, now, reason)
         if leg.got_provisional:
