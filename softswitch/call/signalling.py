@@ -151,6 +151,8 @@ class Signalling(ControlBase):
         leg.ack = ack
         leg.to(LegEvent.ANSWER)
         self._dialogs[dialog.id] = (session, leg)
+        if leg.forks:  # the agent's other devices stop ringing
+            self._cancel_forks(leg, now)
         self.bus.publish(
             ev.LegProgress(self.wall(now), session.call_id, leg.leg_id, "answer", response.status)
         )

@@ -64,3 +64,25 @@ def test_a_key_a_pjsua2_agent_sends_by_info_reaches_the_carrier_as_rfc4733(
     assert events, caller.describe()
     assert not [m for m in caller.messages if not m.is_response and m.method == "INFO"]
     assert caller.hang_up() == 200
+
+
+def test_an_agent_on_two_pjsua2_devices_rings_on_both_and_the_first_answer_wins(
+    node: Callable[..., HotlineNode],
+    pjagent: Callable[..., PjAgent],
+    rtp_caller: Callable[..., RtpCaller],
+) -> None:
+    """Agent 1001 registered from a desk phone (answers after 3 s) and a softphone (after
+    0.5 s): both ring, the softphone takes the call, the desk phone's ringing is cancelled."""
+    hotline = node()
+    desk = pjagent(user="1001", registrar=hotline, answer_delay=3.0)
+    soft = pjagent(user="1001", registrar=hotline, answer_delay=0.5)
+    for phone in (desk, soft):
+        assert phone.wait_for("registered", timeout=10)["code"] == 200
+    caller = rtp_caller(hotline, called="9000")
+    assert caller.call().status == 200
+    soft.wait_for("confirmed", timeout=8)
+    desk.wait_for("incoming", timeout=2)
+    gone = desk.wait_for("disconnected", timeout=5)
+    assert gone["code"] == 487, gone
+    assert caller.hang_up() == 200
+    soft.wait_for("disconnected", timeout=5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from callkit import statuses
 from sipflow import Phone, Trunk
 from test_agent_features import FeatureHarness, requests
@@ -24,27 +25,32 @@ def two_devices(h: FeatureHarness) -> tuple[Phone, Phone, Trunk, Request, Reques
     return desk, soft, trunk, a, b
 
 
-def test_both_devices_ring_and_the_first_answer_cancels_the_other(tmp_path: Path) -> None:
+@pytest.mark.parametrize("first", ["desk", "soft"])
+def test_both_devices_ring_and_the_first_answer_cancels_the_other(
+    tmp_path: Path, first: str
+) -> None:
     h = FeatureHarness(tmp_path)
     desk, soft, trunk, a, b = two_devices(h)
     assert a.call_id == b.call_id and a.uri != b.uri
     desk.reply(a, 180)
     soft.reply(b, 180)
-    soft.reply(b, 200, to_tag="soft", sdp=True)
-    assert "ACK" in statuses(h.take(soft.port))
-    cancels = [m for m in requests(h.take(desk.port)) if m.method == "CANCEL"]
+    (winner, win), (loser, lose) = ((desk, a), (soft, b)) if first == "desk" else (
+        (soft, b), (desk, a))  # fmt: skip
+    winner.reply(win, 200, to_tag="won", sdp=True)
+    assert "ACK" in statuses(h.take(winner.port))
+    cancels = [m for m in requests(h.take(loser.port)) if m.method == "CANCEL"]
     assert len(cancels) == 1
-    desk.reply(cancels[0], 200)
-    desk.reply(a, 487)
+    loser.reply(cancels[0], 200)
+    loser.reply(lose, 487)
     ok = [m for m in h.take(trunk.port) if isinstance(m, Response) and m.status == 200]
     assert ok
     (session,) = h.switch.control.sessions.values()
-    assert session.legs[1].target.port == soft.port
+    assert session.legs[1].target.port == winner.port
     trunk.to_tag = ok[-1].to.tag
     trunk.ack()
     trunk.bye()
-    assert "BYE" in statuses(h.take(soft.port))
-    assert "BYE" not in statuses(h.take(desk.port))
+    assert "BYE" in statuses(h.take(winner.port))
+    assert "BYE" not in statuses(h.take(loser.port))
 
 
 def test_a_busy_device_drops_out_and_the_other_can_still_answer(tmp_path: Path) -> None:
