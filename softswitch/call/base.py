@@ -41,6 +41,7 @@ class ControlBase:
     _by_invite: dict[tuple, Session]
     _by_origin: dict[tuple, Session]
     _clients: dict[tuple, tuple]
+    _timer_c: dict[str, tuple]
     _dialogs: dict[tuple, tuple[Session, Leg]]
     _recordings: dict[str, tuple[Session, Leg]]
     _listening: dict[str, tuple[Session, Leg, Any]]
@@ -123,6 +124,9 @@ class ControlBase:
 
     def _refresh_answered(self, session: Session, leg: Leg, event: Any, now: float) -> None:
         raise NotImplementedError  # extensions.py
+
+    def _timer_c_fired(self, session: Session, name: str, now: float) -> None:
+        raise NotImplementedError  # signalling.py
 
     def _invite_response(self, session: Session, leg: Leg, event: Any, now: float) -> None:
         raise NotImplementedError  # signalling.py

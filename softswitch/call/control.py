@@ -160,6 +160,7 @@ class CallControl(Signalling, LegActions, Features, Extensions, Failover, Forkin
         self._draining = False
         self._recordings: dict[str, tuple[Session, Leg]] = {}  # tap id -> its session and leg
         self._adopted: dict[str, Session] = {}  # picked-up leg id -> the call it moved to
+        self._timer_c: dict[str, tuple] = {}  # Timer C name -> the relayed re-INVITE's txn
         self.port = _AcdPort(self)
         self.counters = {
             "calls": 0, "answered": 0, "abandoned": 0, "timeouts": 0, "overflows": 0, "ivr": 0,

@@ -472,6 +472,8 @@ class LegActions(ControlBase):
             self._session_timer(session, leg, now)
         elif kind == "failover" and leg is not None:
             self._failover_timer(session, leg, now)
+        elif kind == "timerc":
+            self._timer_c_fired(session, name, now)
 
     def _stop_record(self, session: Session, leg: Leg, reason: str, now: float) -> None:
         if leg.recording is None:

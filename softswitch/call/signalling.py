@@ -8,7 +8,7 @@ from __future__ import annotations
 from media import MediaError
 from media.items import DtmfTone
 from softswitch.call import events as ev
-from softswitch.call.base import ControlBase
+from softswitch.call.base import TIMER_PREFIX, ControlBase
 from softswitch.call.leg import Leg, LegEvent, LegState
 from softswitch.call.session import Session, log
 from softswitch.call.sipcodec import (
@@ -29,6 +29,9 @@ from softswitch.sip.transaction import (
     TransportError,
 )
 from softswitch.sip.transaction import State as TxnState
+
+#: Timer C (RFC 3261 §16.6): how long a relayed re-INVITE may stay at 1xx (> 3 minutes).
+TIMER_C = 181.0
 
 
 class Signalling(ControlBase):
@@ -336,6 +339,10 @@ class Signalling(ControlBase):
         key = self.txn.send_request(relayed, other.target, now)
         self._clients[key] = (session, other, "relay", (event.key, leg, offer))
         session.relays.append(key)
+        if method == "INVITE":  # Timer C (RFC 3261 §16.6 step 11): a 1xx is not an answer
+            name = f"timerc:{other.leg_id}:{relayed.cseq[0]}"
+            self._timer_c[name] = key
+            self._start_timer(session, f"{TIMER_PREFIX}{name}", TIMER_C, now)
         session.log.info(
             "relayed %s from the %s", method, "caller" if leg is session.a else "agent"
         )
@@ -451,6 +458,22 @@ class Signalling(ControlBase):
         else:
             self._deliver(session, ev.LegEnded(leg.leg_id, side), now)
 
+    def _timer_c_fired(self, session: Session, name: str, now: float) -> None:
+        """A relayed re-INVITE answered only with 1xx for `TIMER_C` s: CANCEL it and tell
+        the party that sent it 408, so neither side waits for ever."""
+        key = self._timer_c.pop(name, None)
+        entry = self._clients.get(key) if key is not None else None
+        if key is None or entry is None or session.ended:
+            return
+        if self.txn.client_state(key) is not TxnState.PROCEEDING:
+            return  # answered meanwhile (or Timer B, without a 1xx, ends it)
+        self.txn.send_cancel(key, now)
+        server_key = entry[3][0]
+        request = self.txn.server_request(server_key)
+        if request is not None and self.txn.server_state(server_key) in PENDING:
+            self._respond(server_key, make_response(request, 408, "No Final Answer"), now)
+        session.log.warning("relayed re-INVITE got no final answer in %.0f s: cancelled", TIMER_C)
+
     def _dtmf_to_peer(self, session: Session, leg: Leg, digit: str) -> bool:
         """A key a party sent by SIP INFO reaches the party it talks to in the media: as an
         RFC 4733 event when that leg negotiated telephone-event, else as an in-band tone
@@ -562,4 +585,8 @@ class Signalling(ControlBase):
                 self._respond(server_key, make_response(request, 487), now)
             if key[1] == "INVITE" and self.txn.client_state(key) is TxnState.PROCEEDING:
                 self.txn.send_cancel(key, now)  # else on_response does at the first 1xx
+        if self._timer_c:
+            relays = set(session.relays)
+            for name in [n for n, key in self._timer_c.items() if key in relays]:
+                del self._timer_c[name]
         session.relays.clear()

@@ -282,3 +282,20 @@ def test_a_key_the_agent_sends_by_sip_info_reaches_the_carrier_in_its_media(
     (session,) = h.switch.control.sessions.values()
     played = h.media.plays[session.a.leg_id][-1][1]
     assert type(played).__name__ == "DtmfTone" and played.digit == "5"
+
+
+def test_a_relayed_re_invite_answered_only_with_1xx_is_cancelled_by_timer_c(
+    tmp_path: Path,
+) -> None:
+    h = FeatureHarness(tmp_path)
+    trunk, phone, _invite, _ok = answered(h, "")
+    in_dialog(trunk, "INVITE", "", sdp_version=5)  # a new offer: the agent is asked
+    (relayed,) = [r for r in requests(h.take(phone.port)) if r.method == "INVITE"]
+    phone.reply(relayed, 180)  # and never answers
+    h.advance(170)
+    assert [r.status for r in responses(h.take(trunk.port)) if r.status >= 200] == []
+    h.advance(15)  # Timer C, 181 s
+    assert "CANCEL" in statuses(h.take(phone.port))
+    finals = {r.status for r in responses(h.take(trunk.port)) if r.status >= 200}
+    assert finals == {408}  # (passed again until the carrier ACKs it)
+    assert h.switch.control.sessions  # the call itself goes on
