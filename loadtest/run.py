@@ -9,8 +9,11 @@ answered it (`loadtest.agents.Correlator`):
   every agent call is one leg with the engine's own offer/answer (PCMU/PCMA +
   telephone-event 101), silence played while up so the node's RTP timeout never fires, RFC
   4733 keys with `send_dtmf`, the first RTP packet from the node seen as `FirstPacket`;
-- a `Caller` (loadtest.caller) per trace row, started at ``offset_s * time_scale``, and
-  `AgentPhone`s that REGISTER (digest) and answer every INVITE after the answer delay.
+- a `Caller` (loadtest.caller) per trace row, started at ``offset_s * time_scale``, and the
+  emulated agents, which REGISTER (digest) and answer every INVITE (an `AgentCall`) after
+  the answer delay.
+
+SIP over UDP is `loadtest.sip_udp`, the progress display `loadtest.progress`.
 
 Every wait is bounded: the pre-flight OPTIONS (2 s), the registrations (10 s), the run
 (`max_seconds`, after which every call is ended), the hang-ups after it (5 s), the
@@ -23,8 +26,6 @@ import asyncio
 import contextlib
 import signal
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,14 @@ import msgspec
 from loadtest import report as rep
 from loadtest.agents import AgentAccount, Correlator, authorization, pick_challenge
 from loadtest.caller import Caller, Command, Event, State
+from loadtest.progress import Progress
 from loadtest.sample import NodeSampler, SampleError
+from loadtest.sip_udp import SipSocket, granted_expires, target_of
 from loadtest.trace import Trace
 from media.engine import FirstPacket, MediaError, MediaEvent, RtpEngine, RtpTimeout
 from media.items import Silence
 from softswitch.sip import message as sipmsg
-from softswitch.sip.build import make_response, new_request_headers, new_tag
+from softswitch.sip.build import new_request_headers, new_tag
 from softswitch.sip.dialog import Dialog
 from softswitch.sip.errors import SipError
 from softswitch.sip.transaction import (
@@ -47,7 +50,6 @@ from softswitch.sip.transaction import (
     RequestReceived,
     ResponseReceived,
     Target,
-    TransactionLayer,
     TransactionTimeout,
     TransportError,
     hostport,
@@ -81,112 +83,6 @@ class RunOptions(msgspec.Struct, frozen=True, kw_only=True):
     expires: int = 3600
     progress: bool = True
     node_pid: int | None = None  # sample this local process's CPU and memory
-
-
-# --- SIP over one UDP socket ------------------------------------------------------------------
-class SipSocket(asyncio.DatagramProtocol):
-    """A UDP socket and its transaction layer; messages and events go to `handler`."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, handler: Callable[..., None]) -> None:
-        self.loop = loop
-        self.handler = handler
-        self.transport: asyncio.DatagramTransport | None = None
-        self.txn: TransactionLayer | None = None
-        self.address = ""
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: float | None = None
-        self.parse_errors = 0
-
-    @classmethod
-    async def open(
-        cls, loop: asyncio.AbstractEventLoop, ip: str, handler: Callable[..., None]
-    ) -> SipSocket:
-        transport, protocol = await loop.create_datagram_endpoint(
-            lambda: cls(loop, handler), local_addr=(ip, 0)
-        )
-        port = transport.get_extra_info("sockname")[1]
-        protocol.address = hostport(ip, port)
-        protocol.txn = TransactionLayer({"UDP": protocol.address})
-        return protocol
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # a datagram transport
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        assert self.txn is not None
-        now = self.loop.time()
-        try:
-            msg = sipmsg.parse_message(data)
-        except SipError:
-            self.parse_errors += 1
-            return
-        source = Target("UDP", str(addr[0]), int(addr[1]))
-        try:
-            if isinstance(msg, sipmsg.Request):
-                events = self.txn.receive_request(msg, source, now)
-            else:
-                events = self.txn.receive_response(msg, now)
-        except SipError:
-            self.parse_errors += 1
-            return
-        for event in events:
-            self.handler(self, event, now)
-        self.flush()
-
-    def error_received(self, exc: Exception) -> None:
-        pass  # ICMP unreachable: the transaction's own timers report the failure
-
-    def flush(self) -> None:
-        """Send what the transaction layer produced and re-arm its timer."""
-        txn, transport = self.txn, self.transport
-        if txn is None or transport is None:
-            return
-        for out in txn.outbox:
-            transport.sendto(out.data, (out.target.host, out.target.port))
-        txn.outbox.clear()
-        when = txn.get_timer()
-        if when != self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = self.loop.call_at(when, self._fire) if when is not None else None
-            self._timer_at = when
-
-    def _fire(self) -> None:
-        assert self.txn is not None
-        self._timer = self._timer_at = None
-        now = self.loop.time()
-        for event in self.txn.handle_timer(now):
-            self.handler(self, event, now)
-        self.flush()
-
-    def respond(self, key: tuple, request: sipmsg.Request, status: int, **kwargs: Any) -> None:
-        assert self.txn is not None
-        with contextlib.suppress(SipError):
-            self.txn.send_response(key, make_response(request, status, **kwargs), self.loop.time())
-
-    def close(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        if self.transport is not None:
-            self.transport.close()
-
-
-def granted_expires(response: sipmsg.Response, asked: int) -> float:
-    """The expiry a 200 to REGISTER granted (RFC 3261 §10.2.4: the Contact's ``expires``,
-    else the Expires header), at least 10 s; `asked` when it says neither."""
-    for contact in response.headers.get_all("contact"):
-        with contextlib.suppress(SipError, ValueError, TypeError):
-            value = sipmsg.parse_name_addr(contact).params.get("expires")
-            if value is not None:
-                return max(10.0, float(value))
-    with contextlib.suppress(ValueError, TypeError):
-        return max(10.0, float(response.headers.get("expires") or asked))
-    return float(asked)
-
-
-def _target_of(dialog: Dialog, default: Target) -> Target:
-    host, port, transport = dialog.next_hop()
-    return Target(transport if transport == "UDP" else default.transport, host, port or 5060)
 
 
 # --- the callers' side -------------------------------------------------------------------------
@@ -521,7 +417,7 @@ class Replay:
                 leg.caller.result.reason = f"SDP answer: {exc}"
                 leg.caller.result.outcome = rep.Outcome.FAILED
         ack = leg.dialog.ack(leg.invite.cseq[0])
-        self.trunk.txn.send_ack(ack, _target_of(leg.dialog, self.target))
+        self.trunk.txn.send_ack(ack, target_of(leg.dialog, self.target))
         if leg.caller.result.outcome is rep.Outcome.FAILED and leg.caller.state in (
             State.IVR,
             State.WAITING,
@@ -564,9 +460,7 @@ class Replay:
             self._apply(leg, leg.caller.handle(Event.BYE_DONE, self.loop.time()))
             return
         bye = leg.dialog.new_request("BYE")
-        key = self.trunk.txn.send_request(
-            bye, _target_of(leg.dialog, self.target), self.loop.time()
-        )
+        key = self.trunk.txn.send_request(bye, target_of(leg.dialog, self.target), self.loop.time())
         self.client[key] = (leg, "bye")
 
     def _do_done(self, leg: CallerLeg, command: Command) -> None:
@@ -760,9 +654,7 @@ class Replay:
         assert self.phones is not None and self.phones.txn is not None
         if call.dialog is not None and call.answered and not call.over:
             bye = call.dialog.new_request("BYE")
-            self.phones.txn.send_request(
-                bye, _target_of(call.dialog, self.target), self.loop.time()
-            )
+            self.phones.txn.send_request(bye, target_of(call.dialog, self.target), self.loop.time())
         self._agent_call_over(call)
 
     def _agent_call_over(self, call: AgentCall) -> None:
@@ -789,47 +681,6 @@ class Replay:
                 leg.caller.result.first_rtp_at = self.loop.time()
         elif isinstance(event, RtpTimeout):
             self.counters["media_timeouts"] += 1
-
-
-# --- progress ---------------------------------------------------------------------------------
-class Progress:
-    """tqdm on a terminal when it is installed, else a plain line every `every` seconds."""
-
-    def __init__(self, total: int, enabled: bool, every: float = 5.0) -> None:
-        self.total = total
-        self.enabled = enabled
-        self.every = every
-        self.counts: dict[str, int] = {}
-        self.done = 0
-        self._last = time.monotonic()
-        self._bar: Any = None
-        if enabled and sys.stderr.isatty():
-            with contextlib.suppress(ImportError):
-                import tqdm  # type: ignore[import-untyped]
-
-                self._bar = tqdm.tqdm(total=total, unit="call", file=sys.stderr)
-
-    def call_ended(self, outcome: rep.Outcome | None) -> None:
-        self.done += 1
-        name = outcome.value if outcome is not None else "not started"
-        self.counts[name] = self.counts.get(name, 0) + 1
-        if self._bar is not None:
-            self._bar.update(1)
-            self._bar.set_postfix(self.counts, refresh=False)
-            return
-        if self.enabled and time.monotonic() - self._last >= self.every:
-            self._last = time.monotonic()
-            self._line()
-
-    def _line(self) -> None:
-        parts = ", ".join(f"{n} {k}" for k, n in sorted(self.counts.items()))
-        print(f"loadtest: {self.done}/{self.total} calls done ({parts})", file=sys.stderr)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-        elif self.enabled and self.done:
-            self._line()
 
 
 # --- entry ----------------------------------------------------------------------------------

@@ -19,8 +19,8 @@ from loadtest.agents import (
 from loadtest.caller import TRANSITIONS, Caller, Event, State
 from loadtest.cli import loadtest_command
 from loadtest.report import CallResult, Outcome
-from loadtest.run import granted_expires
 from loadtest.sample import CLOCK_TICKS, NodeSampler, SampleError, parse_rss, parse_stat
+from loadtest.sip_udp import granted_expires
 from loadtest.trace import KeyPress, Trace, TraceCall
 from softswitch.cli import _parser
 from softswitch.sip.auth import DigestServer, ha1
