@@ -8,7 +8,8 @@ Three ways a key arrives, each from an implementation that is not ours:
 - In-band tones from a carrier without telephone-event: a PCMU capture written here (numpy
   synthesis at -10 dBm0, G.711 μ-law, Ethernet/IPv4/UDP/RTP records) replayed by SIPp.
 - SIP INFO (application/dtmf-relay) from the pjsua2 agent: the node logs the key on the agent
-  leg and relays the INFO to the carrier, a SIPp scenario that checks its body.
+  leg, answers the INFO itself and sends the key to the carrier as RFC 4733 events (the
+  carrier negotiated telephone-event).
 
 The B2BUA writes one line per key: `call=<id> sip=<Call-ID> DTMF <key> on <leg> (<source>)`.
 """
@@ -260,28 +261,33 @@ def test_inband_keys_in_carrier_pcmu_reach_node(
     assert keys[0].sip_call_id == sipp_call_id(caller)
 
 
-def test_sip_info_key_from_agent_reaches_node_and_is_relayed_to_carrier(
+def test_sip_info_key_from_agent_reaches_node_and_the_carrier_as_rfc4733(
     node: Callable[..., HotlineNode], pjagent: Callable[..., PjAgent], sipp: Callable[..., Sipp]
 ) -> None:
+    """The carrier offered telephone-event: the agent's INFO is answered by the node and the
+    key goes to the carrier as RFC 4733 events, not as an INFO it did not ask for (issue 9)."""
     hotline, agent = start_call(node, pjagent, dtmf="7", dtmf_method="info")
-    caller = sipp("uac_call_info", remote=hotline.address, service=SERVICE, timeout=SIPP_TIMEOUT)
+    caller = sipp(
+        "uac_call", remote=hotline.address, service=SERVICE, duration_ms=3000,
+        timeout=SIPP_TIMEOUT,
+    )  # fmt: skip
     caller.start()
 
     sent = agent.wait_for("dtmf_sent", timeout=8)
     assert (sent["digits"], sent["method"]) == ("7", "info")
     hotline.wait_for_log("DTMF 7 on", timeout=5)
-    # The carrier scenario only ends well after an INFO with a dtmf-relay `Signal=` line.
+    line = hotline.wait_for_log("key 7 by SIP INFO", timeout=5)
+    assert "RFC 4733" in line, line
     caller.wait()
     caller.check()
 
     keys = node_keys(hotline.log_text())
     assert [(k.digit, k.leg, k.source) for k in keys] == [("7", f"{keys[0].call}-b1", "info")]
     assert keys[0].sip_call_id == sipp_call_id(caller)
-    assert "INFO Signal=7 (application/dtmf-relay" in caller.log_path.read_text(
-        encoding="utf-8", errors="replace"
-    )
-    # The carrier's 200 to the INFO went back through the node to the agent (pjsip writes its
-    # log file in blocks: stopping the agent flushes it).
+    trace = caller.message_path.read_text(encoding="utf-8", errors="replace")
+    assert "INFO sip:" not in trace  # no INFO reached the carrier
+    # The node's own 200 to the INFO reached the agent (pjsip writes its log file in
+    # blocks: stopping the agent flushes it).
     agent.stop()
     pj_log = agent.pj_log_path.read_text(encoding="utf-8", errors="replace")
     assert re.search(r"Response msg 200/INFO/cseq=", pj_log), pj_log[-3000:]
