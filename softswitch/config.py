@@ -598,6 +598,16 @@ class Trunk(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
             "before the call moves on to the next one.",
         ),
     ] = 4.0
+    early_media: Annotated[
+        bool,
+        Meta(
+            description="The node's prompts to a caller of this trunk (IVR, queue) play in "
+            "early media (183 with SDP) before the call is answered: the 200, which starts "
+            "the carrier's billing, is sent when the first prompt ends, the caller presses a "
+            "key, or the call goes on (queue, agent, transfer, recording). False: the node "
+            "answers at once."
+        ),
+    ] = False
     reliable_provisional: Annotated[
         bool,
         Meta(

@@ -125,6 +125,9 @@ class ControlBase:
     def _refresh_answered(self, session: Session, leg: Leg, event: Any, now: float) -> None:
         raise NotImplementedError  # extensions.py
 
+    def _end_early_media(self, session: Session, now: float) -> None:
+        raise NotImplementedError  # leg_actions.py
+
     def _timer_c_fired(self, session: Session, name: str, now: float) -> None:
         raise NotImplementedError  # signalling.py
 

@@ -101,6 +101,10 @@ SinkFactory = Callable[[str], Any]
 SpeechFactory = Callable[[str, tuple[str, ...]], Any]
 
 
+#: What an application may do while its caller is still in early media (trunk
+#: `early_media`); anything else answers the call first (`_end_early_media`).
+EARLY_MEDIA_ACTIONS = (Play, StopPlay, StartTimer, CancelTimer, SetVariable, Answer, QueueNote)
+
 #: How the log says why a call left its queue without an agent (`QueueTimeout.reason`).
 OVERFLOW_WHY = {
     "full": "full",
@@ -398,6 +402,8 @@ class CallControl(Signalling, LegActions, Features, Extensions, Failover, Forkin
         for action in actions:
             if session.ended or session.app is not app:
                 return  # the call ended, or another application took over
+            if session.early_body is not None and not isinstance(action, EARLY_MEDIA_ACTIONS):
+                self._end_early_media(session, now)  # the call goes on: answer it first
             try:
                 self._carry_out(session, action, now)
             except (MediaError, IllegalLegTransition, TransactionError) as exc:
@@ -786,8 +792,12 @@ class CallControl(Signalling, LegActions, Features, Extensions, Failover, Forkin
             )
             self._release(session, now, "answered" if session.answered else "failed", "system", 408)
         elif kind == "DtmfDigit":
+            if session.early_body is not None and leg is session.a:
+                self._end_early_media(session, now)  # a key: the caller is answered
             self.on_dtmf(session, leg_id, event.digit, event.source, now)
         elif kind == "PlaybackDone":
+            if session.early_body is not None and leg is session.a:
+                self._end_early_media(session, now)  # its first prompt is over
             tag = leg.plays.pop(event.item_id, None)
             if tag is not None:
                 self._deliver(session, ev.PlaybackDone(leg_id, tag, bool(event.stopped)), now)

@@ -242,6 +242,7 @@ class Extensions(ControlBase):
             rel.unacked = None  # a final response ends the retransmissions
         self._respond(a.invite_key, response, now)
         if response.status < 300:
+            session.early_body = None  # answered: no more early media
             self._timer_start(session, a, now)
 
     # --- 100rel as UAC -------------------------------------------------------------------

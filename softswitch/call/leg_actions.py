@@ -56,8 +56,8 @@ class LegActions(ControlBase):
         """Answer the caller with the node's own SDP: for the node itself (IVR, voicemail,
         waiting tone), or as the anchor of a party just bridged to it (`by_node=False`)."""
         a = session.a
-        if a.up:
-            return
+        if a.up or (by_node and session.early_body is not None):
+            return  # answered, or the node's prompts already play in early media
         if a.over:
             raise IllegalLegTransition(a.leg_id, a.state.value, "answer")
         assert a.invite is not None
@@ -67,8 +67,38 @@ class LegActions(ControlBase):
         else:  # a delayed offer: ours goes in the 200, the answer comes in the ACK
             body = media.offer_local(a.leg_id)
         a.anchored = True
+        if by_node and a.invite.body and self._early_media_trunk(session):
+            # The trunk's `early_media`: 183 with our SDP, and the prompts play before the
+            # call is answered (billed); `_end_early_media` sends the 200 later.
+            session.early_body = body
+            if a.state is LegState.NEW:
+                a.to(LegEvent.PROVISIONAL)
+            a.provisional = self._a_response(session, 183, body=body)
+            self._send_provisional(session, a, now)
+            session.log.info("the node's prompts play in early media (183)")
+            return
         a.to(LegEvent.ANSWER)
         self._final_to_caller(session, self._a_response(session, 200, body=body), now)
+        self._answered_by_node(session, now, by_node)
+
+    def _early_media_trunk(self, session: Session) -> bool:
+        trunk = next((t for t in session.config.trunks if t.name == session.trunk), None)
+        return trunk is not None and trunk.early_media
+
+    def _end_early_media(self, session: Session, now: float) -> None:
+        """The caller in early media is answered now (its first prompt ended, it pressed a
+        key, or the call goes on to a queue, an agent, a recording …): 200 with the SDP of
+        the 183. Billing starts here, and so does the CDR's `node_answer`."""
+        body, session.early_body = session.early_body, None
+        a = session.a
+        if body is None or a.up or a.over:
+            return
+        a.to(LegEvent.ANSWER)
+        self._final_to_caller(session, self._a_response(session, 200, body=body), now)
+        self._answered_by_node(session, now, True)
+
+    def _answered_by_node(self, session: Session, now: float, by_node: bool) -> None:
+        a = session.a
         if by_node and session.node_answered is None:
             session.node_answered = now
             self.counters["ivr"] += 1
@@ -399,7 +429,8 @@ class LegActions(ControlBase):
 
     def _play(self, session: Session, action: Play, now: float) -> None:
         leg = session.leg(action.leg_id)
-        if leg is None or not leg.up or not leg.anchored:
+        early = leg is session.a and session.early_body is not None  # prompts in early media
+        if leg is None or not (leg.up or early) or not leg.anchored:
             raise IllegalLegTransition(action.leg_id, leg.state.value if leg else "gone", "play")
         if not action.items:
             self._deliver(session, ev.PlaybackDone(leg.leg_id, action.tag, False), now)

@@ -57,6 +57,7 @@ class Session:
         "supervisor",
         "supervising",
         "direct_agent",
+        "early_body",
         "_leg_seq",
     )
 
@@ -100,6 +101,8 @@ class Session:
         self.supervising: str | None = None  # this is a supervisor's call: the supervised one
         # A call the node placed to an agent reserved in the ACD (a direct call) until it ends
         self.direct_agent: str | None = None
+        # The SDP of the 183 while the node's prompts play in early media (trunk early_media)
+        self.early_body: bytes | None = None
         self._leg_seq = 0
 
     # --- CallView -------------------------------------------------------------------------

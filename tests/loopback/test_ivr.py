@@ -39,6 +39,7 @@ from .ivr_support import (
     lower_keys,
     register,
     rendered_prompt,
+    trunks_override,
     variables,
 )
 
@@ -194,6 +195,30 @@ def test_caller_hears_the_welcome_prompt_as_rendered(
     assert call["route"] == "hotline" and call["node_answer"] is not None
     assert call["hangup_side"] == "caller"
     assert variables(call)["ivr_path"] == "hours>menu"
+
+
+def test_with_early_media_the_welcome_plays_before_the_answer(
+    node: Callable[..., HotlineNode],
+    rtp_caller: Callable[..., RtpCaller],
+    tmp_path: Path,
+) -> None:
+    """A trunk with `early_media`: the welcome prompt reaches the caller after a 183 with SDP
+    and before the 200, which comes when the prompt ends (issue 9: billing starts there)."""
+    hotline = ivr_node(node, trunks=trunks_override(early_media=True))
+    welcome = read_wav(rendered_prompt(hotline, tmp_path / "render", "welcome"))
+    caller = rtp_caller(hotline)
+    answer = caller.call(timeout=welcome.seconds + 6)
+    assert answer.status == 200
+    assert caller.answered_at is not None
+    early = [m for m in caller.messages if m.is_response and m.status == 183]
+    assert early and b"m=audio" in early[0].body
+    before = caller.audio(until=caller.answered_at)
+    assert len(before) >= 8000 * (welcome.seconds - 0.5)  # the prompt came in early media
+    score, _offset = correlation_peak(before, welcome.samples)
+    assert score > 0.8, f"welcome prompt not found before the answer (peak {score:.2f})"
+    assert caller.hang_up() == 200
+    (call,) = ended_calls(hotline)
+    assert call["node_answer"] is not None and call["node_answer"] - call["start"] >= 0.8
 
 
 @pytest.mark.parametrize("method", ["rfc4733", "info"])

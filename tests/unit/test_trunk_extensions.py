@@ -299,3 +299,43 @@ def test_a_relayed_re_invite_answered_only_with_1xx_is_cancelled_by_timer_c(
     finals = {r.status for r in responses(h.take(trunk.port)) if r.status >= 200}
     assert finals == {408}  # (passed again until the carrier ACKs it)
     assert h.switch.control.sessions  # the call itself goes on
+
+
+# --- early media ---------------------------------------------------------------------------
+def early_media_harness(tmp_path: Path) -> FeatureHarness:
+    h = FeatureHarness(tmp_path)
+    path = tmp_path / "config" / "trunks.yaml"
+    path.write_text(
+        path.read_text().replace("name: carrier", "name: carrier\n    early_media: true")
+    )
+    from softswitch.config import load_config
+
+    h.switch.reload(load_config(tmp_path / "config"), h.now)
+    return h
+
+
+def test_with_early_media_the_ivr_greets_before_the_call_is_answered(tmp_path: Path) -> None:
+    h = early_media_harness(tmp_path)
+    trunk = Trunk(h)
+    trunk.invite("12345")
+    got = responses(h.take(trunk.port))
+    assert [r.status for r in got] == [183] and got[0].body  # prompts in early media
+    (session,) = h.switch.control.sessions.values()
+    caller = session.a.leg_id
+    assert h.media.plays[caller]  # the greeting plays already
+    assert h.cdr.get_call(session.call_id)["node_answer"] is None  # not billed yet
+    h.advance(3)
+    h.finish_play(caller)  # the first prompt is over: answered
+    ok = [r for r in responses(h.take(trunk.port)) if r.status == 200]
+    assert ok and ok[0].body == got[0].body
+    assert h.cdr.get_call(session.call_id)["node_answer"] is not None
+
+
+def test_a_key_in_early_media_answers_the_call(tmp_path: Path) -> None:
+    h = early_media_harness(tmp_path)
+    trunk = Trunk(h)
+    trunk.invite("12345")
+    h.take(trunk.port)
+    (session,) = h.switch.control.sessions.values()
+    h.press(session.a.leg_id, "1")
+    assert [r.status for r in responses(h.take(trunk.port))] == [200]
