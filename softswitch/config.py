@@ -250,6 +250,17 @@ class RegistrarConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "(between min_expires and max_expires).",
         ),
     ] = 3600
+    keepalive: Annotated[
+        int,
+        Meta(
+            ge=0,
+            le=3600,
+            description="Seconds between OPTIONS keep-alives to each registered contact (e.g. "
+            "30): a phone that leaves two unanswered (it died without unregistering) loses "
+            "that binding at once, so calls stop ringing it; 0: none (a dead phone is rung "
+            "until its registration expires).",
+        ),
+    ] = 0
 
 
 class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

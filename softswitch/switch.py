@@ -32,6 +32,7 @@ from softswitch.call.session import Session
 from softswitch.call.sipcodec import ALLOW, phone_target, take_sdp_part, uri_user
 from softswitch.cdr import CdrWriter
 from softswitch.config import Config, Trunk
+from softswitch.contact_monitor import ContactMonitor
 from softswitch.dialplan import normalize
 from softswitch.node_calls import NodeCalls
 from softswitch.registrar import AgentReachability, Registrar
@@ -196,6 +197,8 @@ class Switch(AgentRequests, NodeCalls):
         self.control.flow_factory = self._flow_app
         self.trunks = TrunkMonitor(self.txn, self.bus, self.contact_for, self.control.wall)
         self.trunks.configure(config, 0.0)
+        self.phones = ContactMonitor(self.txn, self.location, self.contact_for)
+        self.phones.configure(config.registrar.keepalive)
         self.control.peer_order = self.trunks.order
         self.control.peer_failed = self.trunks.call_failed
         self._cdr = cdr
@@ -351,6 +354,8 @@ class Switch(AgentRequests, NodeCalls):
             elif isinstance(ev, ResponseReceived):
                 if self.trunks.owns(ev.key):
                     self.trunks.on_response(ev.key, ev.response, now)
+                elif self.phones.owns(ev.key):
+                    self.phones.answered(ev.key, ev.response.status)
                 elif self._messages and ev.key in self._messages:
                     self._message_answered(ev.key, ev.response.status, ev.response.reason, now)
                 else:
@@ -358,9 +363,13 @@ class Switch(AgentRequests, NodeCalls):
             elif isinstance(ev, AckReceived):
                 b2bua.on_ack(ev, now)
             elif isinstance(ev, TransactionTimeout | TransportError):
+                why = "no answer" if isinstance(ev, TransactionTimeout) else "transport error"
                 if self.trunks.owns(ev.key):
-                    why = "no answer" if isinstance(ev, TransactionTimeout) else "transport error"
                     self.trunks.on_failure(ev.key, why, now)
+                elif self.phones.owns(ev.key):
+                    gone = self.phones.failed(ev.key, why)
+                    if gone is not None:
+                        self._reachability(self.registrar.expired([gone]), now)
                 elif self._messages and ev.key in self._messages:
                     self._message_answered(ev.key, 408, "Request Timeout", now)
                 else:
@@ -716,6 +725,7 @@ class Switch(AgentRequests, NodeCalls):
         self.config = config
         self.registrar.config = config
         self.trunks.configure(config, now)
+        self.phones.configure(config.registrar.keepalive)
         self._trunk_sources.clear()
         limits = config.limits
         self.txn.max_server_per_source = limits.max_transactions_per_source
@@ -737,6 +747,7 @@ class Switch(AgentRequests, NodeCalls):
             ("registrar", self.registrar.counters),
             ("calls", self.control.counters),
             ("trunks", self.trunks.counters),
+            ("phones", self.phones.counters),
         ):
             for name, value in counters.items():
                 out[f"{prefix}.{name}"] = int(value)
@@ -755,6 +766,7 @@ class Switch(AgentRequests, NodeCalls):
                 self.location.get_timer(),
                 self.callback_timer(),
                 self.trunks.get_timer(),
+                self.phones.get_timer(),
             )
             if t is not None
         ]
@@ -767,6 +779,7 @@ class Switch(AgentRequests, NodeCalls):
         self._reachability(self.registrar.expired(self.location.handle_timer(now)), now)
         self.dial_due_callbacks(now)
         self.trunks.handle_timer(now)
+        self.phones.handle_timer(now)
 
     def restore_bindings(self, bindings: list[Binding], now: float) -> None:
         """At start, before any message: the bindings saved before a restart; their agents

@@ -394,6 +394,18 @@ class LocationService:
             heapq.heappop(heap)
         return heap[0][0] if heap else None
 
+    def drop(self, aor: str, contact: str) -> BindingExpired | None:
+        """Remove one binding before its expiry (its phone stopped answering keep-alives),
+        as if it had expired; None when it is not there (any more)."""
+        bindings = self._aors.get(aor)
+        if not bindings or contact not in bindings:
+            return None
+        binding = bindings.pop(contact)
+        self._count -= 1
+        if not bindings:
+            del self._aors[aor]
+        return BindingExpired(aor, contact, binding, aor_now_empty=not bindings)
+
     def handle_timer(self, now: float) -> list[BindingExpired]:
         """Remove bindings whose expiry is at or before `now`; one event per binding."""
         events: list[BindingExpired] = []
