@@ -135,9 +135,9 @@ class Failover(ControlBase):
         keeping the silent attempt to clean up after."""
         if leg.got_provisional or leg.state is not LegState.CALLING or leg.attempts is None:
             return
-        old_key, old_invite = leg.invite_key, leg.invite
+        old_key, old_invite, old_target = leg.invite_key, leg.invite, leg.target
         if self._redial(session, leg, "no response", now) and old_key is not None:
-            self._clients[old_key] = (session, leg, "stale", (old_invite, False))
+            self._clients[old_key] = (session, leg, "stale", (old_invite, old_target, False))
             leg.attempts.stale.append(old_key)
 
     def _stale_response(
@@ -146,12 +146,12 @@ class Failover(ControlBase):
     ) -> None:  # fmt: skip
         """A late answer to an attempt given up: CANCEL it at its first 1xx, ACK and hang
         up a 2xx (one that crossed the CANCEL too)."""
-        invite, cancelled = extra
+        invite, target, cancelled = extra
         status = response.status
         if status < 200:
             if not cancelled:
                 self.txn.send_cancel(key, now)
-                self._clients[key] = (session, leg, "stale", (invite, True))
+                self._clients[key] = (session, leg, "stale", (invite, target, True))
             return
         self._clients.pop(key, None)
         if status >= 300:
@@ -160,12 +160,6 @@ class Failover(ControlBase):
             dialog = Dialog.as_uac(invite, response)
         except (DialogError, SipParseError):
             return
-        target = Target("UDP", *_host_port(invite))
         self.txn.send_ack(dialog.ack(invite.cseq[0]), target)
         self.txn.send_request(dialog.new_request("BYE"), target, now)
         session.log.info("a late answer to a given-up attempt was hung up")
-
-
-def _host_port(invite: Request) -> tuple[str, int]:
-    host = invite.uri.split("@", 1)[-1].split(";")[0]
-    return parse_host_port(host)

@@ -43,12 +43,6 @@ if TYPE_CHECKING:
     from softswitch.config import Trunk
 
 
-def parse_host_port(text: str) -> tuple[str, int]:
-    from softswitch.config import parse_host_port as parse
-
-    return parse(text)
-
-
 class LegActions(ControlBase):
     def _answer(
         self, session: Session, now: float, prefer: int | None = None, by_node: bool = True

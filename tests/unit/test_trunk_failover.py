@@ -89,8 +89,14 @@ def test_a_503_moves_the_call_to_the_next_address(tmp_path: Path) -> None:
     assert 200 in statuses(h.take(phone.port))
 
 
-def test_silence_moves_the_call_on_and_a_late_answer_there_is_hung_up(tmp_path: Path) -> None:
-    h = with_trunks(tmp_path, {"outbound": ["127.0.0.1:5080", "127.0.0.1:5081"]})
+@pytest.mark.parametrize("scheme", ["sip", "tel"])
+def test_silence_moves_the_call_on_and_a_late_answer_there_is_hung_up(
+    tmp_path: Path, scheme: str
+) -> None:
+    """(With `tel:` Request-URIs too: the late answer is hung up where its attempt went.)"""
+    h = with_trunks(
+        tmp_path, {"outbound": ["127.0.0.1:5080", "127.0.0.1:5081"], "uri_scheme": scheme}
+    )
     dial_out(h)
     (first,) = invites(h, 5080)
     h.advance(4.1)  # failover_timeout: no response at all
