@@ -32,6 +32,7 @@ from .ivr_peers import (
     dominant_frequency,
     tone,
     ulaw_encode,
+    wait_udp_bound,
     write_rtp_pcap,
 )
 from .ivr_support import ivr_node, prompt_samples
@@ -110,6 +111,7 @@ def call_agent(
         local_port=port,
         timeout=SIPP_TIMEOUT,
     ).start()
+    wait_udp_bound(port)  # the phone listens before the call reaches it
     caller = RtpCaller(hotline.address, called="9000", caller=CALLER)
     final = caller.call()
     assert final.status == 200, final.text()
