@@ -11,8 +11,11 @@ For each system under test (SUT) the program starts, on 127.0.0.1 high ports:
   second, replaying the step's seeded calls (caller number, hold time) from an injection file.
 
 Per step it reports attempted/completed/failed calls, the achieved rate and BHCA, p50/p95
-call setup time (INVITE sent → 200 received, SIPp's per-call response times) and the SUT's
-CPU time per call (utime + stime of its process from /proc, all threads). The rated rate of
+call setup time (INVITE sent → 200 received, SIPp's per-call response times), the SUT's
+CPU time per call (utime + stime of its process from /proc, all threads), the datagrams the
+kernel dropped on the SUT's full UDP receive buffers, and its RSS. `--rounds N` runs the
+steps N times with `--idle` seconds after each round and prints the RSS after every pause
+(memory that a round leaves behind shows as growth against the first). The rated rate of
 a system is its highest step with failure rate ≤ 1e-5 and p95 setup ≤ 500 ms: a zero failure
 count alone hides overload, since a B2BUA can complete every call with seconds of delay.
 
@@ -50,6 +53,11 @@ import msgspec.yaml
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from loadtest.sample import SampleError, parse_rss, parse_stat, udp_drops  # noqa: E402
+
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 SCENARIO_DIR = REPO_ROOT / "tests" / "sipp"
 LOOPBACK = "127.0.0.1"
@@ -179,6 +187,7 @@ class StepResult(msgspec.Struct, frozen=True):
     step: int
     target_cps: float
     duration_s: float
+    round: int
     attempted: int
     completed: int
     failed: int
@@ -191,6 +200,8 @@ class StepResult(msgspec.Struct, frozen=True):
     cpu_s: float
     cpu_ms_per_call: float
     rss_mb: float | None
+    # Datagrams dropped on the SUT's full UDP receive buffers during the step (None: unknown).
+    udp_drops: int | None
     retransmissions: int
     sipp_failures: dict[str, int]
 
@@ -214,6 +225,8 @@ class SystemResult(msgspec.Struct, frozen=True):
     agents: int | None
     error: str | None
     uas_failed_calls: int | None
+    # RSS of the SUT after each round's idle pause (--rounds), MiB.
+    idle_rss_mb: tuple[float, ...] = ()
 
 
 def rated_step(steps: Sequence[StepResult]) -> StepResult | None:
@@ -312,22 +325,22 @@ def free_udp_port(span: int = 1) -> int:
     raise BenchError("no free UDP port range found on 127.0.0.1")
 
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (all its threads), seconds, from /proc/PID/stat."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return parse_stat(Path(f"/proc/{pid}/stat").read_text())
 
 
 def rss_mb(pid: int) -> float | None:
     """Resident set size of a process, MiB, or None when /proc does not say."""
     with contextlib.suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+        return parse_rss(Path(f"/proc/{pid}/status").read_text()) or None
+    return None
+
+
+def receive_drops(pid: int) -> int | None:
+    """Datagrams the kernel dropped so far on the process's full UDP receive buffers."""
+    with contextlib.suppress(SampleError):
+        return udp_drops(pid)
     return None
 
 
@@ -435,25 +448,38 @@ class Bench:
         agents: int | None = None
         error: str | None = None
         uas_failed: int | None = None
+        idle_rss: list[float] = []
         uas_dir = directory / "uas"
         uas_dir.mkdir(exist_ok=True)
         uas = None
         try:
             uas, uas_port = self.start_uas(uas_dir)
             sut, sut_address, agents = self.start_sut(system, directory, uas_port)
-            for index in range(len(self.profile.steps)):
-                self.check_deadline()
-                if sut.poll() is not None:
-                    raise BenchError(f"{system} exited with {sut.returncode}, see {directory}")
-                result = self.run_step(system, index, sut.pid, sut_address, directory)
-                steps.append(result)
-                self.log(
-                    f"  {system} step {index + 1}: {result.target_cps:g} cps, "
-                    f"{result.completed}/{result.attempted} completed, "
-                    f"p95 {fmt_ms(result.setup_p95_ms)} ms, "
-                    f"{result.cpu_ms_per_call:.2f} CPU ms/call"
-                )
-                time.sleep(self.profile.settle_s)
+            for round_ in range(1, self.args.rounds + 1):
+                for index in range(len(self.profile.steps)):
+                    self.check_deadline()
+                    if sut.poll() is not None:
+                        raise BenchError(f"{system} exited with {sut.returncode}, see {directory}")
+                    result = self.run_step(system, index, round_, sut.pid, sut_address, directory)
+                    steps.append(result)
+                    self.log(
+                        f"  {system} round {round_} step {index + 1}: {result.target_cps:g} cps, "
+                        f"{result.completed}/{result.attempted} completed, "
+                        f"p95 {fmt_ms(result.setup_p95_ms)} ms, "
+                        f"{result.cpu_ms_per_call:.2f} CPU ms/call, "
+                        f"{result.udp_drops if result.udp_drops is not None else '?'} UDP drops"
+                    )
+                    time.sleep(self.profile.settle_s)
+                if self.args.rounds > 1:
+                    # Idle: every call and transaction of the round ends (Timer K/J at most
+                    # 32 s), then the memory that stays is what the next round starts from.
+                    time.sleep(self.args.idle)
+                    rss = rss_mb(sut.pid)
+                    if rss is not None:
+                        idle_rss.append(round(rss, 1))
+                        self.log(
+                            f"  {system} after round {round_} and {self.args.idle:g} s idle: RSS {rss:.1f} MiB"
+                        )
         except BenchError as failure:
             error = str(failure)
             self.log(f"  {system}: {error}")
@@ -472,6 +498,7 @@ class Bench:
             agents=agents,
             error=error,
             uas_failed_calls=uas_failed,
+            idle_rss_mb=tuple(idle_rss),
         )
 
     def start_uas(self, uas_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
@@ -620,11 +647,12 @@ class Bench:
     # -- one step --
 
     def run_step(
-        self, system: str, index: int, pid: int, address: tuple[str, int], directory: Path
-    ) -> StepResult:
+        self, system: str, index: int, round_: int, pid: int, address: tuple[str, int],
+        directory: Path,
+    ) -> StepResult:  # fmt: skip
         step = self.profile.steps[index]
         calls = step_calls(self.profile, index)
-        step_dir = directory / f"step{index + 1}"
+        step_dir = directory / (f"step{index + 1}" if round_ == 1 else f"r{round_}step{index + 1}")
         step_dir.mkdir(exist_ok=True)
         csv_path = step_dir / "calls.csv"
         with csv_path.open("w", encoding="utf-8") as handle:
@@ -641,6 +669,7 @@ class Bench:
         ]  # fmt: skip
         command = self.sipp_command("uac_bench.xml", free_udp_port(), options)
         cpu_before = cpu_seconds(pid)
+        drops_before = receive_drops(pid)
         process = self.processes.start(
             "trunk UAC", command, log_path=step_dir / "stdout.log", cwd=step_dir
         )
@@ -654,6 +683,7 @@ class Bench:
                 f"step {index + 1}: SIPp trunk caller ended with {process.returncode} "
                 f"({SIPP_FATAL[process.returncode]}), see {step_dir / 'stdout.log'}"
             )
+        drops_after = receive_drops(pid)
         try:
             cpu_used = cpu_seconds(pid) - cpu_before
         except OSError as error:
@@ -680,6 +710,7 @@ class Bench:
             step=index + 1,
             target_cps=step.cps,
             duration_s=step.duration_s,
+            round=round_,
             attempted=attempted,
             completed=completed,
             failed=failed,
@@ -692,6 +723,11 @@ class Bench:
             cpu_s=round(cpu_used, 3),
             cpu_ms_per_call=round(cpu_used * 1000 / attempted, 3),
             rss_mb=rss_mb(pid),
+            udp_drops=(
+                drops_after - drops_before
+                if drops_before is not None and drops_after is not None
+                else None
+            ),
             retransmissions=stat_int(stats, "Retransmissions(C)"),
             sipp_failures={name: count for name, count in failures.items() if count},
         )
@@ -753,14 +789,14 @@ def fmt_ms(value: float | None) -> str:
 COLUMNS = (
     ("system", 8), ("step", 4), ("cps", 6), ("achieved", 8), ("BHCA", 9), ("attempted", 9),
     ("completed", 9), ("failed", 6), ("fail rate", 9), ("p50 ms", 6), ("p95 ms", 6),
-    ("CPU ms/call", 11), ("ratio", 5), ("ok", 3),
+    ("CPU ms/call", 11), ("ratio", 5), ("drops", 5), ("RSS MiB", 7), ("ok", 3),
 )  # fmt: skip
 
 
 def render_table(results: Sequence[SystemResult]) -> str:
     """The per-step table of every system, the CPU ratio hotline/sippy, the rated rates."""
     sippy_cpu = {
-        step.step: step.cpu_ms_per_call
+        (step.round, step.step): step.cpu_ms_per_call
         for result in results
         if result.system == "sippy"
         for step in result.steps
@@ -768,17 +804,21 @@ def render_table(results: Sequence[SystemResult]) -> str:
     lines = ["  ".join(name.rjust(width) for name, width in COLUMNS)]
     for result in results:
         for step in result.steps:
-            reference = sippy_cpu.get(step.step)
+            reference = sippy_cpu.get((step.round, step.step))
             ratio = (
                 f"{step.cpu_ms_per_call / reference:.2f}"
                 if result.system in ("hotline", "baseline") and reference
                 else "-"
             )
             cells = (
-                result.system, str(step.step), f"{step.target_cps:g}", f"{step.achieved_cps:.1f}",
+                result.system,
+                str(step.step) if step.round == 1 else f"{step.round}.{step.step}",
+                f"{step.target_cps:g}", f"{step.achieved_cps:.1f}",
                 f"{step.bhca:,}", str(step.attempted), str(step.completed), str(step.failed),
                 f"{step.failure_rate:.1e}" if step.failed else "0", fmt_ms(step.setup_p50_ms),
                 fmt_ms(step.setup_p95_ms), f"{step.cpu_ms_per_call:.2f}", ratio,
+                "?" if step.udp_drops is None else str(step.udp_drops),
+                "?" if step.rss_mb is None else f"{step.rss_mb:.0f}",
                 "yes" if step.rated_ok else "no",
             )  # fmt: skip
             lines.append(
@@ -812,11 +852,11 @@ def render_table(results: Sequence[SystemResult]) -> str:
         lines.append(f"rated ratio hotline/sippy: {hotline.rated_cps / sippy.rated_cps:.2f}")
     baseline = rated.get("baseline")
     if hotline and baseline:
-        before = {step.step: step.cpu_ms_per_call for step in baseline.steps}
+        before = {(step.round, step.step): step.cpu_ms_per_call for step in baseline.steps}
         ratios = [
-            step.cpu_ms_per_call / before[step.step]
+            step.cpu_ms_per_call / before[step.round, step.step]
             for step in hotline.steps
-            if before.get(step.step)
+            if before.get((step.round, step.step))
         ]
         if ratios:
             ratios.sort()
@@ -824,6 +864,15 @@ def render_table(results: Sequence[SystemResult]) -> str:
                 f"hotline/baseline CPU ms/call: median {ratios[len(ratios) // 2]:.2f} "
                 f"over {len(ratios)} steps; rated {hotline.rated_cps or 0:g} vs "
                 f"{baseline.rated_cps or 0:g} cps"
+            )
+    for result in results:
+        if len(result.idle_rss_mb) >= 2:
+            first = result.idle_rss_mb[0]
+            growth = ", ".join(
+                f"{rss:.1f} ({(rss - first) / first:+.1%})" for rss in result.idle_rss_mb[1:]
+            )
+            lines.append(
+                f"{result.system} RSS after each idle pause: {first:.1f} MiB, then {growth}"
             )
     return "\n".join(lines)
 
@@ -879,6 +928,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--pin", choices=("auto", "yes", "no"), default="auto")
     parser.add_argument("--sut-cpu", type=int, default=0, help="CPU of the system under test")
     parser.add_argument("--sipp-cpu", type=int, default=1, help="CPU of every SIPp")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run the steps this many times (memory check)"
+    )
+    parser.add_argument(
+        "--idle", type=float, default=40.0, help="idle seconds after each round (--rounds > 1)"
+    )
     parser.add_argument("--max-seconds", type=float, default=1800.0, help="bound of the run")
     parser.add_argument("--workdir", help="keep logs and SIPp files here (default: temporary)")
     parser.add_argument(
@@ -919,6 +974,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             profile = msgspec.structs.replace(profile, seed=args.seed)
     except BenchError as error:
         print(f"bhca: {error}", file=sys.stderr)
+        return 2
+    if args.rounds < 1 or args.idle < 0:
+        print("bhca: --rounds must be at least 1 and --idle not negative", file=sys.stderr)
         return 2
     systems = [name.strip() for name in args.systems.split(",") if name.strip()]
     unknown = set(systems) - {"hotline", "sippy", "baseline"}

@@ -4,7 +4,11 @@ A run against a node on the same machine can name its process; the run then read
 ``/proc/PID/stat`` (user + system CPU time, all threads) and ``/proc/PID/status`` (VmRSS) once
 a second and reports the CPU the node used from the first call's start to the end of the run,
 per attempted call, its mean share of one core, and its largest resident memory. Reading
-/proc is the only I/O here; `parse_stat` and `parse_rss` are pure.
+/proc is the only I/O here; `parse_stat`, `parse_rss` and `parse_udp_drops` are pure.
+
+`udp_drops` counts the datagrams the kernel dropped on the process's UDP sockets because
+their receive buffers were full (the `drops` column of /proc/net/udp and udp6, summed over the
+sockets the process holds): the overload a zero failure count can hide, since SIP retransmits.
 """
 
 from __future__ import annotations
@@ -44,6 +48,46 @@ def parse_rss(text: str) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024.0
     return 0.0
+
+
+def parse_udp_drops(table: str, inodes: set[str]) -> int:
+    """Sum of the `drops` column of a /proc/net/udp(6) text over the sockets `inodes`."""
+    total = 0
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        # sl local rem st tx:rx tr:when retrnsmt uid timeout inode ref pointer drops
+        if len(fields) >= 13 and fields[9] in inodes:
+            total += int(fields[12])
+    return total
+
+
+def socket_inodes(pid: int, proc: Path = Path("/proc")) -> set[str]:
+    """The inode numbers of the sockets process `pid` holds open (`SampleError` if unreadable)."""
+    inodes = set()
+    try:
+        entries = list((proc / str(pid) / "fd").iterdir())
+    except OSError as exc:
+        raise SampleError(f"pid {pid}: cannot list its file descriptors: {exc}") from None
+    for entry in entries:
+        try:
+            link = os.readlink(entry)
+        except OSError:
+            continue  # closed since the listing
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    return inodes
+
+
+def udp_drops(pid: int, proc: Path = Path("/proc")) -> int:
+    """Datagrams dropped so far on the receive buffers of process `pid`'s UDP sockets."""
+    inodes = socket_inodes(pid, proc)
+    total = 0
+    for name in ("udp", "udp6"):
+        try:
+            total += parse_udp_drops((proc / "net" / name).read_text(encoding="ascii"), inodes)
+        except OSError:
+            continue  # no IPv6 in this kernel
+    return total
 
 
 class NodeSampler:

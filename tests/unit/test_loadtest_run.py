@@ -19,7 +19,15 @@ from loadtest.agents import (
 from loadtest.caller import TRANSITIONS, Caller, Event, State
 from loadtest.cli import loadtest_command
 from loadtest.report import CallResult, Outcome
-from loadtest.sample import CLOCK_TICKS, NodeSampler, SampleError, parse_rss, parse_stat
+from loadtest.sample import (
+    CLOCK_TICKS,
+    NodeSampler,
+    SampleError,
+    parse_rss,
+    parse_stat,
+    parse_udp_drops,
+    udp_drops,
+)
 from loadtest.sip_udp import granted_expires
 from loadtest.trace import KeyPress, Trace, TraceCall
 from softswitch.cli import _parser
@@ -409,3 +417,34 @@ def test_node_sampler_reads_cpu_and_memory_from_proc(tmp_path: Path) -> None:
     with pytest.raises(SampleError, match="--node-pid 7"):
         NodeSampler(7, proc=tmp_path).read()
     assert NodeSampler(7, proc=tmp_path).usage(1) is None
+
+
+def test_udp_drops_sum_the_drops_column_of_the_process_sockets_only() -> None:
+    table = (
+        "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid"
+        "  timeout inode ref pointer drops\n"
+        "  101: 0100007F:13C4 00000000:0000 07 00000000:00000000 00:00000000 00000000     0"
+        "        0 5001 2 0000000000000000 17\n"
+        "  102: 0100007F:13C5 00000000:0000 07 00000000:00000000 00:00000000 00000000     0"
+        "        0 5002 2 0000000000000000 4\n"
+        "  103: 0100007F:13C6 00000000:0000 07 00000000:00000000 00:00000000 00000000     0"
+        "        0 5003 2 0000000000000000 900\n"
+    )
+    assert parse_udp_drops(table, {"5001", "5002"}) == 21
+    assert parse_udp_drops(table, set()) == 0
+
+
+def test_udp_drops_counts_datagrams_a_full_receive_buffer_of_this_process_lost() -> None:
+    import os
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+        sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the kernel's minimum
+        sink.bind(("127.0.0.1", 0))
+        before = udp_drops(os.getpid())
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as source:
+            for _ in range(200):  # never read: the buffer fills and the rest is dropped
+                source.sendto(b"x" * 1000, sink.getsockname())
+        assert udp_drops(os.getpid()) - before > 100
+    with pytest.raises(SampleError, match="pid 0"):
+        udp_drops(0)
