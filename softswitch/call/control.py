@@ -697,6 +697,7 @@ class CallControl(Signalling, LegActions, Features, Extensions, Failover, Forkin
                 self.apply(self.acd.direct_call_ended(agent_id, session.call_id, now), now)
             except AcdError as exc:  # a reload removed the agent meanwhile
                 session.log.warning("agent %s not taken off its direct call: %s", agent_id, exc)
+        _bury(session)
 
     def _last_words(
         self, session: Session, app: Application, last: ev.AppEvent, now: float
@@ -898,3 +899,18 @@ def _float(text: str) -> float:
         return float(text)
     except ValueError:
         return 0.0
+
+
+def _bury(session: Session) -> None:
+    """An ended session stays reachable for `cleanup_delay` s, so that late responses and
+    retransmitted requests still find its legs and dialogs (to ACK, BYE or answer them).
+    What only a live call uses goes now: its application, queued events, the parsed SDP
+    offers, prompt bookkeeping. At hundreds of calls a second these dead sessions are most
+    of the node's objects, and every full garbage collection walks them all."""
+    session.app = None
+    session.inbox.clear()
+    session.early_body = None
+    for leg in session.legs:
+        leg.offer = None
+        leg.provisional = None
+        leg.plays.clear()

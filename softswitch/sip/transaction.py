@@ -16,6 +16,12 @@ Four machines live here, each with the timers named as in the RFC:
   arrives or 64*T1 passes, which is the UAS core's duty in §13.3.1.4, kept here beside the
   other timers so the B2BUA does not need its own clock.
 - non-INVITE server (§17.2.2): Timer J keeps the last response for request retransmissions.
+
+Memory: a transaction outlives its call by up to 32 s (Timers D, J, L, M), so at hundreds of
+calls a second most live transactions are in a waiting state. Once one only absorbs or
+answers retransmissions, it lets go of its parsed request and keeps the bytes it resends
+(`_settle`): thousands of parsed messages kept for nothing made every full garbage
+collection long (a pause that delays every call behind it).
 """
 
 from __future__ import annotations
@@ -140,7 +146,6 @@ class _Transaction:
         "last_data",
         "interval",
         "deadlines",
-        "response",
         "ack_key",
         "source_host",
         "to_tags",
@@ -148,17 +153,32 @@ class _Transaction:
 
     def __init__(self, key: tuple, request: Request, target: Target, state: State) -> None:
         self.key = key
-        self.request = request
+        # None once only retransmissions can still arrive (`_settle`): nothing reads it then.
+        self.request: Request | None = request
         self.target = target
         self.reliable = target.transport != "UDP"
         self.state = state
         self.last_data = b""
         self.interval = 0.0
         self.deadlines: dict[str, float] = {}
-        self.response: Response | None = None
         self.ack_key: tuple | None = None
         self.source_host = target.host
-        self.to_tags: set[str | None] = set()  # To tags of 2xx seen (INVITE client)
+        self.to_tags: set[str | None] | None = None  # To tags of 2xx seen (INVITE client)
+
+
+def _settle(txn: _Transaction, keep_data: bool) -> None:
+    """`txn` now only waits out a timer: drop its parsed request (and, when nothing will be
+    resent, its last bytes)."""
+    txn.request = None
+    if not keep_data:
+        txn.last_data = b""
+
+
+def _request(txn: _Transaction) -> Request:
+    """The request of a transaction still in progress (its states before `_settle`)."""
+    request = txn.request
+    assert request is not None, f"transaction {txn.key} has settled"
+    return request
 
 
 class TransactionLayer:
@@ -275,7 +295,7 @@ class TransactionLayer:
         key = (invite_key[0], "CANCEL")
         if key in self._client:
             return None  # §9.1: one CANCEL per INVITE; its own transaction retransmits it
-        inv = txn.request
+        inv = _request(txn)
         headers = Headers()
         headers.add("via", inv.headers.get_all("via")[0])
         for name in ("route", "from", "to", "call-id", "max-forwards"):
@@ -306,7 +326,7 @@ class TransactionLayer:
                 State.TRYING,
                 State.PROCEEDING,
             ):
-                events.append(TransportError(txn.key, txn.request))
+                events.append(TransportError(txn.key, _request(txn)))
                 self._terminate_client(txn)
         return events
 
@@ -334,7 +354,7 @@ class TransactionLayer:
             self.counters["stray_responses"] += 1
             return []
         status = response.status
-        if txn.request.method == "INVITE":
+        if key[1] == "INVITE":
             return self._invite_client_response(txn, response, now)
         # non-INVITE client, §17.1.2.2
         if txn.state in (State.COMPLETED, State.TERMINATED):
@@ -347,6 +367,7 @@ class TransactionLayer:
         if txn.reliable:
             self._terminate_client(txn)
         else:
+            _settle(txn, keep_data=False)  # Timer K only absorbs response retransmissions
             self._arm(txn, "timer_k", now + self.timers.T4, True)
         return [ResponseReceived(response, key)]
 
@@ -370,22 +391,26 @@ class TransactionLayer:
                 # RFC 6026 §7.2: Accepted, pass 2xx (also forked ones) up for Timer M.
                 txn.state = State.ACCEPTED
                 txn.to_tags = {response.to.tag}
+                _settle(txn, keep_data=False)  # the TU ACKs 2xx retransmissions itself
                 self._arm(txn, "timer_m", now + 64 * self.timers.T1, True)
                 return [ResponseReceived(response, key)]
             txn.state = State.COMPLETED
-            txn.last_data = self._ack_for(txn.request, response).to_bytes()
+            txn.last_data = self._ack_for(_request(txn), response).to_bytes()
             self.outbox.append(SendMessage(txn.last_data, txn.target))
             if txn.reliable:
                 self._terminate_client(txn)
             else:
+                _settle(txn, keep_data=True)  # the ACK is resent to a retransmitted final
                 self._arm(txn, "timer_d", now + 32.0, True)
             return [ResponseReceived(response, key)]
         if txn.state == State.ACCEPTED and 200 <= status < 300:
             # FIX (helper review): a 2xx with a new To tag comes from another fork (§13.2.2.4,
             # RFC 6026 §7.2) and is not a retransmission; both reach the TU either way.
             to_tag = response.to.tag
-            seen = to_tag in txn.to_tags
-            txn.to_tags.add(to_tag)
+            tags = txn.to_tags
+            assert tags is not None  # set on entering Accepted
+            seen = to_tag in tags
+            tags.add(to_tag)
             return [ResponseReceived(response, key, retransmission=seen)]
         if txn.state == State.COMPLETED and status >= 300:
             self.counters["retransmissions"] += 1
@@ -422,7 +447,7 @@ class TransactionLayer:
 
     def _fire_timer_b(self, txn: _Transaction, now: float, events: list) -> None:
         if txn.state == State.CALLING or txn.state == State.PROCEEDING:
-            events.append(TransactionTimeout(txn.key, txn.request))
+            events.append(TransactionTimeout(txn.key, _request(txn)))
         self._terminate_client(txn)
 
     def _fire_timer_d(self, txn: _Transaction, now: float, events: list) -> None:
@@ -439,7 +464,7 @@ class TransactionLayer:
 
     def _fire_timer_f(self, txn: _Transaction, now: float, events: list) -> None:
         if txn.state in (State.TRYING, State.PROCEEDING):
-            events.append(TransactionTimeout(txn.key, txn.request))
+            events.append(TransactionTimeout(txn.key, _request(txn)))
         self._terminate_client(txn)
 
     def _fire_timer_k(self, txn: _Transaction, now: float, events: list) -> None:
@@ -465,15 +490,7 @@ class TransactionLayer:
         key = (branch_id, f"{via.host}:{via.port}", "INVITE" if method == "ACK" else method)
         txn = self._server.get(key)
         if method == "ACK":
-            if (
-                txn is not None
-                and txn.request.method == "INVITE"
-                and txn.state
-                in (
-                    State.COMPLETED,
-                    State.CONFIRMED,
-                )
-            ):
+            if txn is not None and txn.state in (State.COMPLETED, State.CONFIRMED):
                 if txn.state == State.COMPLETED:
                     txn.state = State.CONFIRMED
                     txn.deadlines.clear()
@@ -487,6 +504,7 @@ class TransactionLayer:
                 accepted.deadlines.pop("timer_2xx", None)
                 accepted.deadlines.pop("timer_2xx_giveup", None)
                 self._accepted.pop((request.call_id, request.cseq[0]), None)
+                _settle(accepted, keep_data=True)  # a retransmitted INVITE still gets the 2xx
             return [AckReceived(request, source)]
         if txn is not None:
             # A retransmission: resend the last response if any (§17.2.1, §17.2.2).
@@ -512,8 +530,7 @@ class TransactionLayer:
         cancelled = None
         if method == "CANCEL":
             inv_key = (branch_id, f"{via.host}:{via.port}", "INVITE")
-            inv = self._server.get(inv_key)
-            if inv is not None and inv.request.method == "INVITE":
+            if inv_key in self._server:
                 cancelled = inv_key  # matched even if already answered (§9.2: then no effect)
         return [RequestReceived(request, source, key, cancelled)]
 
@@ -594,18 +611,19 @@ class TransactionLayer:
                 txn.state = State.PROCEEDING
             return
         T1 = self.timers.T1
-        txn.response = response
-        if txn.request.method != "INVITE":
+        if txn.key[2] != "INVITE":
             txn.state = State.COMPLETED
             if txn.reliable:
                 self._terminate_server(txn)
             else:
+                _settle(txn, keep_data=True)  # Timer J resends the final to retransmissions
                 self._arm(txn, "timer_j", now + 64 * T1, False)
             return
         if status < 300:
             # RFC 6026 §7.1: Accepted; §13.3.1.4: retransmit the 2xx until the ACK.
             txn.state = State.ACCEPTED
-            txn.ack_key = (txn.request.call_id, txn.request.cseq[0])
+            request = _request(txn)
+            txn.ack_key = (request.call_id, request.cseq[0])
             self._accepted[txn.ack_key] = txn
             # armed before Timer L so that, firing at the same instant, it is seen first
             self._arm(txn, "timer_2xx_giveup", now + 64 * T1, False)
@@ -615,6 +633,7 @@ class TransactionLayer:
                 self._arm(txn, "timer_2xx", now + T1, False)
             return
         txn.state = State.COMPLETED
+        _settle(txn, keep_data=True)  # Timer G resends the final until the ACK
         if not txn.reliable:
             txn.interval = T1
             self._arm(txn, "timer_g", now + T1, False)
@@ -644,7 +663,8 @@ class TransactionLayer:
     def _fire_timer_2xx_giveup(self, txn: _Transaction, now: float, events: list) -> None:
         if txn.ack_key is not None and self._accepted.pop(txn.ack_key, None) is not None:
             txn.deadlines.pop("timer_2xx", None)
-            events.append(AckTimeout(txn.key, txn.request))
+            events.append(AckTimeout(txn.key, _request(txn)))
+            _settle(txn, keep_data=True)
 
 
 def _branch_id(request: Request, branch: str | None, top_via: str) -> str:
