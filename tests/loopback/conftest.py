@@ -94,6 +94,8 @@ def pjagent(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable
         return agent.start()
 
     yield make
+    for agent in started:
+        agent.signal_stop()
     for agent in reversed(started):
         agent.stop()
 

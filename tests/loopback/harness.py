@@ -309,6 +309,13 @@ class PjAgent:
             self._eof = True
             self._condition.notify_all()
 
+    def signal_stop(self) -> None:
+        """Ask the agent to end (SIGTERM) without waiting: `stop()` then waits. Several agents
+        asked first end side by side instead of one after the other."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+
     def stop(self, grace: float = 3.0) -> int | None:
         """Terminate the agent (it hangs up and unregisters on SIGTERM), kill after `grace` s."""
         if self.process is None:

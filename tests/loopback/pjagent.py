@@ -558,8 +558,13 @@ class Agent:
         while any(not call.disconnected for call in self.calls) and time.monotonic() < end:
             self.endpoint.libHandleEvents(10)
         if self.account is not None:
-            self.account.shutdown()
-        self.endpoint.libDestroy()
+            self.account.shutdown()  # sends the unregistration (REGISTER, Expires: 0)
+            end = time.monotonic() + 0.2
+            while time.monotonic() < end:  # let it leave and its answer come back
+                self.endpoint.libHandleEvents(10)
+        # NO_NETWORK: without it libDestroy sleeps a second for unregistrations and BYEs,
+        # which are sent already; every test with a phone paid that second at its end.
+        self.endpoint.libDestroy(pj.PJSUA_DESTROY_NO_NETWORK)
         # Python objects that wrap pjsua objects must not outlive the library.
         self.calls.clear()
         self.finished_calls.clear()

@@ -1,5 +1,5 @@
-"""`hotline loadtest run` against the real node: 20 generated calls to the 12345 IVR (key 1 →
-queue general) in ~20 s at time scale 0.1, two emulated agents from the demo's agents.yaml,
+"""`hotline loadtest run` against the real node: 12 generated calls to the 12345 IVR (key 1 →
+queue general) in ~12 s at time scale 0.1, two emulated agents from the demo's agents.yaml,
 more traffic than they can take so that some callers abandon. The report must agree with
 the node's CDR call by call (answered and abandoned, and who answered)."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from .harness import HotlineNode, free_port
 from .ivr_support import hotline_cli
 
-CALLS = 20
+CALLS = 12
 OFFICE_HOURS = "2026-12-07T10:00+08:00"  # a Monday morning: the main menu is open
 
 
