@@ -12,8 +12,9 @@ For each system under test (SUT) the program starts, on 127.0.0.1 high ports:
 
 Per step it reports attempted/completed/failed calls, the achieved rate and BHCA, p50/p95
 call setup time (INVITE sent → 200 received, SIPp's per-call response times), the SUT's
-CPU time per call (utime + stime of its process from /proc, all threads), the datagrams the
-kernel dropped on the SUT's full UDP receive buffers, and its RSS. `--rounds N` runs the
+CPU time per call (utime + stime of its process from /proc, all threads) and the load
+generator's (both SIPps), the datagrams the kernel dropped on the SUT's full UDP receive
+buffers, and its RSS. `--rounds N` runs the
 steps N times with `--idle` seconds after each round and prints the RSS after every pause
 (memory that a round leaves behind shows as growth against the first). The rated rate of
 a system is its highest step with failure rate ≤ 1e-5 and p95 setup ≤ 500 ms: a zero failure
@@ -36,6 +37,7 @@ import math
 import os
 import platform
 import random
+import resource
 import secrets
 import shutil
 import signal
@@ -199,6 +201,9 @@ class StepResult(msgspec.Struct, frozen=True):
     setup_max_ms: float | None
     cpu_s: float
     cpu_ms_per_call: float
+    # CPU of the load generator (SIPp trunk caller + agent UAS) per call: what a machine
+    # running both sides must also find room for.
+    sipp_cpu_ms_per_call: float | None
     rss_mb: float | None
     # Datagrams dropped on the SUT's full UDP receive buffers during the step (None: unknown).
     udp_drops: int | None
@@ -409,6 +414,7 @@ class Bench:
     """Runs the profile against each system; owns the work directory and all children."""
 
     def __init__(self, args: argparse.Namespace, profile: Profile) -> None:
+        self.uas_pid = 0  # the agent UAS of the system being run
         self.args = args
         self.profile = profile
         self.work = Path(args.workdir or tempfile.mkdtemp(prefix="bhca-"))
@@ -454,6 +460,7 @@ class Bench:
         uas = None
         try:
             uas, uas_port = self.start_uas(uas_dir)
+            self.uas_pid = uas.pid
             sut, sut_address, agents = self.start_sut(system, directory, uas_port)
             for round_ in range(1, self.args.rounds + 1):
                 for index in range(len(self.profile.steps)):
@@ -500,6 +507,14 @@ class Bench:
             uas_failed_calls=uas_failed,
             idle_rss_mb=tuple(idle_rss),
         )
+
+    def generator_cpu(self) -> float:
+        """CPU seconds used so far by the agent UAS and by every SIPp already waited for."""
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        uas = 0.0
+        with contextlib.suppress(OSError, AttributeError):
+            uas = cpu_seconds(self.uas_pid)
+        return children.ru_utime + children.ru_stime + uas
 
     def start_uas(self, uas_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
         """The SIPp agent UAS that answers every call, and its port."""
@@ -669,6 +684,7 @@ class Bench:
         ]  # fmt: skip
         command = self.sipp_command("uac_bench.xml", free_udp_port(), options)
         cpu_before = cpu_seconds(pid)
+        generator_before = self.generator_cpu()
         drops_before = receive_drops(pid)
         process = self.processes.start(
             "trunk UAC", command, log_path=step_dir / "stdout.log", cwd=step_dir
@@ -684,6 +700,7 @@ class Bench:
                 f"({SIPP_FATAL[process.returncode]}), see {step_dir / 'stdout.log'}"
             )
         drops_after = receive_drops(pid)
+        generator_used = self.generator_cpu() - generator_before
         try:
             cpu_used = cpu_seconds(pid) - cpu_before
         except OSError as error:
@@ -722,6 +739,7 @@ class Bench:
             setup_max_ms=setup[-1] if setup else None,
             cpu_s=round(cpu_used, 3),
             cpu_ms_per_call=round(cpu_used * 1000 / attempted, 3),
+            sipp_cpu_ms_per_call=round(generator_used * 1000 / attempted, 3),
             rss_mb=rss_mb(pid),
             udp_drops=(
                 drops_after - drops_before
@@ -789,7 +807,8 @@ def fmt_ms(value: float | None) -> str:
 COLUMNS = (
     ("system", 8), ("step", 4), ("cps", 6), ("achieved", 8), ("BHCA", 9), ("attempted", 9),
     ("completed", 9), ("failed", 6), ("fail rate", 9), ("p50 ms", 6), ("p95 ms", 6),
-    ("CPU ms/call", 11), ("ratio", 5), ("drops", 5), ("RSS MiB", 7), ("ok", 3),
+    ("CPU ms/call", 11), ("ratio", 5), ("SIPp ms", 7), ("drops", 5), ("RSS MiB", 7),
+    ("ok", 3),
 )  # fmt: skip
 
 
@@ -817,6 +836,7 @@ def render_table(results: Sequence[SystemResult]) -> str:
                 f"{step.bhca:,}", str(step.attempted), str(step.completed), str(step.failed),
                 f"{step.failure_rate:.1e}" if step.failed else "0", fmt_ms(step.setup_p50_ms),
                 fmt_ms(step.setup_p95_ms), f"{step.cpu_ms_per_call:.2f}", ratio,
+                "?" if step.sipp_cpu_ms_per_call is None else f"{step.sipp_cpu_ms_per_call:.2f}",
                 "?" if step.udp_drops is None else str(step.udp_drops),
                 "?" if step.rss_mb is None else f"{step.rss_mb:.0f}",
                 "yes" if step.rated_ok else "no",

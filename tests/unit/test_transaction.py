@@ -711,3 +711,35 @@ def test_every_response_but_100_is_tagged_even_when_no_tag_is_given() -> None:
     assert make_response(request, 486, to_tag="mine").to.tag == "mine"
     in_dialog = incoming(to_tag="theirs")
     assert make_response(in_dialog, 481).to.tag == "theirs"
+
+
+def test_waiting_transactions_keep_only_the_bytes_they_resend() -> None:
+    """At hundreds of calls a second most transactions wait out Timers J, L, M, D or K: they
+    keep what they may resend, not the parsed request (which every garbage collection would
+    walk), and answer retransmissions exactly as before."""
+    layer = new_layer()
+    (bye,) = layer.receive_request(incoming("BYE", cseq=2, to_tag="t"), PEER_UDP, 0.0)
+    layer.send_response(bye.key, make_response(bye.request, 200), 0.1)
+    (ok,) = sent(layer)
+    assert layer.server_request(bye.key) is None  # settled: nothing reads it any more
+    assert layer.receive_request(incoming("BYE", cseq=2, to_tag="t"), PEER_UDP, 1.0) == []
+    assert [m.to_bytes() for m in sent(layer)] == [ok.to_bytes()]
+
+    (invite,) = layer.receive_request(incoming(call_id="in-2@x"), PEER_UDP, 0.0)
+    sent(layer)
+    layer.send_response(invite.key, make_response(invite.request, 200, to_tag="t"), 0.2)
+    (answered,) = sent(layer)
+    assert layer.server_request(invite.key) is not None  # an AckTimeout would carry it
+    ack = incoming("ACK", branch="z9hG4bKack2", cseq_method="ACK", to_tag="t", call_id="in-2@x")
+    layer.receive_request(ack, PEER_UDP, 0.3)
+    assert layer.server_request(invite.key) is None
+    assert layer.receive_request(incoming(call_id="in-2@x"), PEER_UDP, 0.4) == []
+    assert [m.to_bytes() for m in sent(layer)] == [answered.to_bytes()]
+
+    key = layer.send_request(outgoing("BYE", cseq=3), PEER_UDP, 0.0)
+    (request,) = sent(layer)
+    assert isinstance(request, Request)
+    (got,) = layer.receive_response(answer(request, 200), 0.1)
+    assert isinstance(got, ResponseReceived) and layer.client_state(key) == State.COMPLETED
+    assert layer.receive_response(answer(request, 200), 0.2) == []  # Timer K absorbs it
+    assert len(run_until(layer, 100.0)) >= 1 and len(layer) == 0
