@@ -5,6 +5,7 @@ tests with `LD_PRELOAD=$(gcc -print-file-name=libasan.so)` then).
 """
 
 import os
+import subprocess
 from pathlib import Path
 
 from setuptools import Extension, setup
@@ -20,17 +21,40 @@ if os.environ.get("HOTLINE_SANITIZE") == "1":
     link_args += sanitize
 
 
-def extension(name: str, module_source: str, extra: list[str]) -> Extension | None:
+def pkg_config(package: str) -> tuple[list[str], list[str]]:
+    """(compile flags, link flags) of a system library, from pkg-config, else the plain
+    `-l` name (Debian's libsrtp2-dev ships a .pc file; scripts/test installs it)."""
+    try:
+        cflags = subprocess.run(
+            ["pkg-config", "--cflags", package], check=True, capture_output=True, text=True
+        ).stdout.split()
+        libs = subprocess.run(
+            ["pkg-config", "--libs", package], check=True, capture_output=True, text=True
+        ).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        return [], [f"-l{package.removeprefix('lib')}"]
+    return cflags, libs
+
+
+def extension(
+    name: str, module_source: str, extra: list[str], libraries: tuple[str, ...] = ()
+) -> Extension | None:
     """An extension whose module file exists (media/src/<module_source>)."""
     if not (SRC / module_source).exists():
         return None
     sources = [module_source, *extra, *DSP]
+    cflags: list[str] = []
+    libs: list[str] = []
+    for library in libraries:
+        more_cflags, more_libs = pkg_config(library)
+        cflags += more_cflags
+        libs += more_libs
     return Extension(
         name,
         sources=[str(SRC / s) for s in dict.fromkeys(sources) if (SRC / s).exists()],
         include_dirs=[str(SRC)],
-        extra_compile_args=compile_args,
-        extra_link_args=link_args,
+        extra_compile_args=compile_args + cflags,
+        extra_link_args=link_args + libs,
     )
 
 
@@ -39,7 +63,8 @@ extensions = [
     ext
     for ext in (
         extension("media._dsp", "dsp_module.c", []),
-        extension("media._rtp", "rtp_module.c", rtp_sources),
+        # SRTP (rtp_srtp.c) on libsrtp2
+        extension("media._rtp", "rtp_module.c", rtp_sources, ("libsrtp2",)),
     )
     if ext is not None
 ]

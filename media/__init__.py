@@ -65,9 +65,14 @@ class MediaEngine(Protocol):
         cannot serve, `NotAnchoredError` without an anchor."""
 
     def offer_local(
-        self, leg_id: str, direction: str = "sendrecv", prefer: int | None = None
+        self,
+        leg_id: str,
+        direction: str = "sendrecv",
+        prefer: int | None = None,
+        encryption: str | None = None,
     ) -> bytes:
-        """The node's own offer for `leg_id` (INVITE, or re-INVITE such as hold)."""
+        """The node's own offer for `leg_id` (INVITE, or re-INVITE such as hold);
+        `encryption` ("none", "optional", "srtp", None: as before) asks for SRTP."""
 
     def apply_answer(self, leg_id: str, answer: bytes) -> int:
         """The answer to our `offer_local` on `leg_id` arrived; returns the G.711 payload
@@ -127,7 +132,11 @@ class PassThroughMedia:
         raise NotAnchoredError(f"leg {leg_id!r}: media pass-through cannot answer for the node")
 
     def offer_local(
-        self, leg_id: str, direction: str = "sendrecv", prefer: int | None = None
+        self,
+        leg_id: str,
+        direction: str = "sendrecv",
+        prefer: int | None = None,
+        encryption: str | None = None,
     ) -> bytes:
         raise NotAnchoredError(f"leg {leg_id!r}: media pass-through cannot offer for the node")
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 import os
 import random
 import secrets
@@ -50,9 +51,12 @@ from media._rtp import (
     UnknownLegError,
 )
 from media.items import DtmfTone, PlayItem, Prompt, Silence, Tone
+from media.sdes import Crypto, LegKeys, SdesError, usable
 
 if TYPE_CHECKING:
     from softswitch.sdp import MediaDescription, SessionDescription
+
+log = logging.getLogger("hotline.media")
 
 DIRECTIONS = {
     "sendrecv": _rtp.SENDRECV,
@@ -63,7 +67,16 @@ DIRECTIONS = {
 G711 = {0: "PCMU", 8: "PCMA"}
 # Attributes that describe the far end's own transport; they must not reach the other side
 # once media is anchored here (ICE candidates, RTCP port and multiplexing).
-TRANSPORT_ATTRIBUTES = ("candidate", "ice-", "rtcp", "end-of-candidates", "remote-candidates")
+# SDES keys (a=crypto) belong to one leg too: each leg has its own (media/sdes.py).
+TRANSPORT_ATTRIBUTES = (
+    "candidate", "ice-", "rtcp", "end-of-candidates", "remote-candidates", "crypto",
+)  # fmt: skip
+SRTP_SUITES = {
+    "AES_CM_128_HMAC_SHA1_80": _rtp.SRTP_AES_CM_128_HMAC_SHA1_80,
+    "AES_CM_128_HMAC_SHA1_32": _rtp.SRTP_AES_CM_128_HMAC_SHA1_32,
+    "AES_256_CM_HMAC_SHA1_80": _rtp.SRTP_AES_256_CM_HMAC_SHA1_80,
+}
+SRTP_SUITE_NAMES = {code: name for name, code in SRTP_SUITES.items()}
 RECENT_LEGS = 4096  # released legs whose late events are still named
 # What each direction attribute says about its author: (sends, receives), RFC 3264 §5.1.
 DIRECTION_FLOW = {
@@ -151,6 +164,15 @@ class LegStats(msgspec.Struct, frozen=True):
     latched: tuple[str, int] | None
     dtmf_pending: int
     playing: bool
+    # SRTP (RFC 3711): the suite of each direction (None: plain RTP), packets unprotected
+    # and protected, and those dropped for a wrong tag, a replay or another failure
+    srtp_in_suite: str | None = None
+    srtp_out_suite: str | None = None
+    srtp_in: int = 0
+    srtp_out: int = 0
+    srtp_auth_failed: int = 0
+    srtp_replayed: int = 0
+    srtp_failed: int = 0
 
 
 class RemoteMedia(msgspec.Struct, frozen=True):
@@ -172,6 +194,10 @@ def remote_media_from_sdp(body: bytes) -> RemoteMedia | None:
     """
     sdp = _parse_sdp(body)
     audio = sdp.audio()
+    if audio is not None and audio.proto != "RTP/AVP":
+        # Relayed SDP would carry one party's keys to the other; SRTP legs negotiate their
+        # own (answer_local / offer_local).
+        raise MediaValueError(f"cannot relay {audio.proto} media (plain RTP/AVP only)")
     return None if audio is None else _remote_media(sdp, audio)
 
 
@@ -179,7 +205,7 @@ class Offer:
     """An SDP offer parsed and checked once (`RtpEngine.read_offer`) and answered later
     (`RtpEngine.answer_local`), so that a call's INVITE body is parsed one time."""
 
-    __slots__ = ("body", "sdp", "audio", "media")
+    __slots__ = ("body", "sdp", "audio", "media", "crypto")
 
     def __init__(self, body: bytes) -> None:
         self.body = body
@@ -188,6 +214,12 @@ class Offer:
         self.audio = next((m for m in self.sdp.media if m.media == "audio"), None)
         audio = self.audio
         self.media = None if audio is None or audio.port == 0 else _remote_media(self.sdp, audio)
+        # SDES (RFC 4568): the a=crypto lines; an RTP/SAVP offer needs one we can key
+        self.crypto: list[str] = []
+        if audio is not None and self.media is not None:
+            self.crypto = audio.attributes("crypto")
+            if audio.proto == "RTP/SAVP" and not usable(self.crypto):
+                raise MediaValueError("RTP/SAVP offer without a crypto suite we support")
 
 
 def _parse_sdp(body: bytes) -> SessionDescription:
@@ -218,8 +250,8 @@ def _read_audio(sdp: SessionDescription, audio: MediaDescription) -> RemoteMedia
         raise MediaValueError(f"SDP: {exc}") from exc
     if ip is None:
         raise MediaValueError("SDP audio stream without a connection address")
-    if audio.proto != "RTP/AVP":
-        raise MediaValueError(f"cannot anchor {audio.proto} media (plain RTP/AVP only)")
+    if audio.proto not in ("RTP/AVP", "RTP/SAVP"):
+        raise MediaValueError(f"cannot anchor {audio.proto} media (RTP/AVP or RTP/SAVP only)")
     if not 0 < audio.port < 65536:
         raise MediaValueError(f"bad audio port {audio.port}")
     rtpmap = audio.rtpmap()
@@ -306,7 +338,9 @@ _origin_ids = random.Random(secrets.randbits(64))
 
 
 class _Leg:
-    __slots__ = ("leg_id", "handle", "port", "remote", "partner", "origin", "sent", "offered")
+    __slots__ = (
+        "leg_id", "handle", "port", "remote", "partner", "origin", "sent", "offered", "keys",
+    )  # fmt: skip
 
     def __init__(self, leg_id: str, handle: int, port: int) -> None:
         self.leg_id = leg_id
@@ -319,6 +353,7 @@ class _Leg:
         self.origin = [_origin_ids.getrandbits(62), 0]
         self.sent: list[str] | None = None
         self.offered: tuple[tuple[int, ...], str] | None = None
+        self.keys = LegKeys()  # SDES: its setting and keys (media/sdes.py)
 
 
 class RtpEngine:
@@ -396,6 +431,13 @@ class RtpEngine:
             return
         if leg.partner and leg.partner in self._legs:
             self._legs[leg.partner].partner = None
+        if leg.keys.secure:  # what SRTP did on the leg (never its keys)
+            c = self._rtp.srtp_stats(leg.handle)
+            log.info(
+                "SRTP on leg %s: %d packets in, %d out; dropped %d failing authentication, "
+                "%d replayed, %d other", leg_id, c["srtp_in"], c["srtp_out"],
+                c["srtp_auth_failed"], c["srtp_replayed"], c["srtp_failed"],
+            )  # fmt: skip
         self._rtp.destroy_leg(leg.handle)
         del self._names[leg.handle]
         self._released[leg.handle] = leg_id
@@ -430,14 +472,22 @@ class RtpEngine:
         parsed = offer if isinstance(offer, Offer) else Offer(offer)
         sdp, audio, media = parsed.sdp, parsed.audio, parsed.media
         leg = self._ensure(leg_id)
+        crypto: list[str] = []
         if media is None:
             self._disable(leg)
         else:
+            assert audio is not None
+            try:  # SDES (RFC 4568 §7.1.2): our key for the suite of its first usable line
+                mine, theirs = leg.keys.answer(audio.proto, parsed.crypto)
+            except SdesError as exc:
+                raise MediaValueError(f"leg {leg_id!r}: {exc}") from exc
             if prefer is None and leg.remote is not None:
                 prefer = leg.remote.payload_type
             if prefer in media.payload_types:
                 media = msgspec.structs.replace(media, payload_type=prefer)
+            self._key(leg, audio.proto, mine, theirs)
             self._apply(leg, media)
+            crypto = [mine.attribute()] if mine is not None else []
         streams: list[str] = []
         for m in sdp.media:
             if m is audio and media is not None:
@@ -445,13 +495,19 @@ class RtpEngine:
                 ptime = (media.ptime_ms + 5) // 10 * 10  # what the 10 ms clock generates
                 te = media.telephone_event_pt
                 mirrored = FLOW_DIRECTION[(receives, sends)]
-                streams += self._audio_lines(leg, (media.payload_type,), te, ptime, mirrored)
+                streams += self._audio_lines(
+                    leg, (media.payload_type,), te, ptime, mirrored, m.proto, crypto
+                )
             else:
                 streams.append(f"m={m.media} 0 {m.proto} {' '.join(m.formats)}")
         return self._own_sdp(leg, streams)
 
     def offer_local(
-        self, leg_id: str, direction: str = "sendrecv", prefer: int | None = None
+        self,
+        leg_id: str,
+        direction: str = "sendrecv",
+        prefer: int | None = None,
+        encryption: str | None = None,
     ) -> bytes:
         """Our own offer on `leg_id` (INVITE to an agent, or a re-INVITE we send: hold is
         `direction="sendonly"`/`"inactive"`); answer it with `apply_answer`.
@@ -460,16 +516,26 @@ class RtpEngine:
         PCMU), telephone-event/8000 on PT 101, ptime 20. The leg is created if needed and
         keeps its port; the o= version moves on when the SDP differs from the last we sent
         on this leg and stays when it is the same (RFC 3264 §8: a session refresh).
+
+        `encryption` ("none", "optional", "srtp"; None keeps the leg's, "none" at first)
+        sets whether the offer asks for SRTP with SDES keys (media/sdes.py); a leg already
+        in SRTP re-offers its key in use.
         """
         if direction not in DIRECTIONS:
             raise MediaValueError(f"direction {direction!r}")
         if prefer not in (None, 0, 8):
             raise MediaValueError(f"prefer must be 0 (PCMU) or 8 (PCMA), got {prefer!r}")
         leg = self._ensure(leg_id)
+        if encryption is not None:
+            try:
+                leg.keys.set_encryption(encryption)
+            except SdesError as exc:
+                raise MediaValueError(str(exc)) from exc
         if prefer is None:
             prefer = leg.remote.payload_type if leg.remote is not None else 0
         laws = (prefer, 8 - prefer)
-        streams = self._audio_lines(leg, laws, TELEPHONE_EVENT_PT, 20, direction)
+        proto, crypto = leg.keys.offer()
+        streams = self._audio_lines(leg, laws, TELEPHONE_EVENT_PT, 20, direction, proto, crypto)
         leg.offered = (laws, direction)
         return self._own_sdp(leg, streams)
 
@@ -502,6 +568,11 @@ class RtpEngine:
             raise MediaValueError(
                 f"the answer on leg {leg_id!r} chose a codec we did not offer ({audio.formats})"
             )
+        try:  # SDES: the answer's line with the tag of one of ours (RFC 4568 §7.1.3)
+            mine, theirs = leg.keys.take_answer(audio.proto, audio.attributes("crypto"))
+        except SdesError as exc:
+            raise MediaValueError(f"the answer on leg {leg_id!r}: {exc}") from exc
+        self._key(leg, audio.proto, mine, theirs)
         remote_sends, remote_receives = DIRECTION_FLOW[media.direction]
         we_send, we_receive = DIRECTION_FLOW[direction]
         effective = FLOW_DIRECTION[(remote_sends and we_receive, remote_receives and we_send)]
@@ -689,7 +760,18 @@ class RtpEngine:
 
     # --- counters and events ----------------------------------------------------------------
     def stats(self, leg_id: str) -> LegStats:
-        return msgspec.convert(self._rtp.stats(self._leg(leg_id).handle), LegStats)
+        handle = self._leg(leg_id).handle
+        counters = self._rtp.stats(handle)
+        counters.update(self._rtp.srtp_stats(handle))
+        for name in ("srtp_in_suite", "srtp_out_suite"):
+            counters[name] = SRTP_SUITE_NAMES.get(counters[name])  # type: ignore[call-overload]
+        return msgspec.convert(counters, LegStats)
+
+    def set_srtp(self, leg_id: str, inbound: Crypto | None, outbound: Crypto | None) -> None:
+        """Key the leg's SRTP/SRTCP directly: `inbound` unprotects what its party sends,
+        `outbound` protects what the node sends it; None is plain RTP that way. The same
+        suite and key again keep the running context (replay window, rollover counter)."""
+        self._set_srtp(self._leg(leg_id), inbound, outbound)
 
     def info(self) -> dict[str, int]:
         return self._rtp.info()
@@ -773,10 +855,14 @@ class RtpEngine:
         te_pt: int | None,
         ptime_ms: int,
         direction: str,
+        proto: str = "RTP/AVP",
+        crypto: Sequence[str] = (),
     ) -> list[str]:
-        """Our m=audio section: the laws given, telephone-event when `te_pt` is set."""
+        """Our m=audio section: the laws given, telephone-event when `te_pt` is set, and
+        SDES crypto attributes (RFC 4568) with `proto` RTP/SAVP or RTP/AVP."""
         formats = [str(pt) for pt in laws] + ([] if te_pt is None else [str(te_pt)])
-        lines = [f"m=audio {leg.port} RTP/AVP {' '.join(formats)}"]
+        lines = [f"m=audio {leg.port} {proto} {' '.join(formats)}"]
+        lines += [f"a={value}" for value in crypto]
         lines += [f"a=rtpmap:{pt} {G711[pt]}/8000" for pt in laws]
         if te_pt is not None:
             lines += [
@@ -794,6 +880,17 @@ class RtpEngine:
         session_id, version = leg.origin
         lines = ["v=0", f"o=hotline {session_id} {version} IN IP4 {self.local_ip}", *rest]
         return ("\r\n".join(lines) + "\r\n").encode()
+
+    def _key(self, leg: _Leg, proto: str, mine: Crypto | None, theirs: Crypto | None) -> None:
+        """Key the leg as negotiated and remember it (a refused key changes nothing)."""
+        self._set_srtp(leg, theirs, mine)
+        leg.keys.use(proto, mine, theirs)
+
+    def _set_srtp(self, leg: _Leg, inbound: Crypto | None, outbound: Crypto | None) -> None:
+        def suite(c: Crypto | None) -> tuple[int, bytes]:
+            return (_rtp.SRTP_NONE, b"") if c is None else (SRTP_SUITES[c.suite], c.key)
+
+        self._rtp.set_srtp(leg.handle, *suite(inbound), *suite(outbound))
 
     def _apply(self, leg: _Leg, media: RemoteMedia) -> None:
         te = -1 if media.telephone_event_pt is None else media.telephone_event_pt

@@ -251,6 +251,7 @@ typedef struct rtp_leg {
     uint16_t mix_seq;
     uint32_t mix_ts;
     uint64_t next_rtcp_ns;
+    struct rtp_srtp *srtp;            /* SRTP/SRTCP contexts (rtp_srtp.c); NULL: plain RTP */
 } rtp_leg;
 
 typedef struct rtp_engine {
@@ -381,5 +382,29 @@ void rtp_tap_input(rtp_leg *leg, const int16_t *pcm, size_t n);
 void rtp_tap_sent(rtp_leg *leg, int law, const uint8_t *payload, size_t n);
 void rtp_tap_tick(rtp_engine *e, rtp_tap *t);
 rtp_tap *rtp_tap_lookup(rtp_engine *e, int32_t id);
+
+/* rtp_srtp.c: SRTP/SRTCP per leg (RFC 3711), SDES suites (RFC 4568 §6.2, RFC 6188) */
+enum {
+    RTP_SRTP_NONE = 0,
+    RTP_SRTP_AES_CM_128_HMAC_SHA1_80 = 1,
+    RTP_SRTP_AES_CM_128_HMAC_SHA1_32 = 2,
+    RTP_SRTP_AES_256_CM_HMAC_SHA1_80 = 3,
+};
+#define RTP_SRTP_ROOM 148   /* send buffers keep this behind a packet for libsrtp's trailer */
+#define RTP_SRTP_KEY_MAX 46 /* master key + salt of the longest suite */
+typedef struct {
+    uint64_t in, out;     /* packets unprotected / protected */
+    uint64_t auth_failed; /* dropped: authentication tag wrong (forged, damaged, other key) */
+    uint64_t replayed;    /* dropped: index seen before or too old (RFC 3711 §3.3.2) */
+    uint64_t failed;      /* dropped: any other failure (too short, no room) */
+} rtp_srtp_counters;
+size_t rtp_srtp_key_len(int suite);
+int rtp_srtp_set(rtp_engine *e, int32_t handle, int in_suite, const uint8_t *in_key,
+                 size_t in_len, int out_suite, const uint8_t *out_key, size_t out_len);
+void rtp_srtp_free(rtp_leg *leg);
+int rtp_srtp_unprotect(rtp_leg *leg, uint8_t *buf, size_t *len, int rtcp);
+int rtp_srtp_protect(rtp_leg *leg, uint8_t *buf, size_t *len, size_t cap, int rtcp);
+void rtp_srtp_counters_get(const rtp_leg *leg, rtp_srtp_counters *out, int *in_suite,
+                           int *out_suite);
 
 #endif

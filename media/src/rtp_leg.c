@@ -130,6 +130,7 @@ void rtp_leg_free(rtp_engine *e, rtp_leg *leg)
     leg->te_tx.queued = 0;
     rtp_timed_update(e, leg);
     free(leg->detector);
+    rtp_srtp_free(leg);
     close(leg->rtp_fd); /* closing the only descriptor also leaves the epoll set */
     close(leg->rtcp_fd);
     if (leg->prev)
@@ -267,7 +268,7 @@ int rtp_leg_send(rtp_engine *e, rtp_leg *leg, uint64_t source, int marker, int p
 {
     if (!rtp_leg_may_send(leg) || len > RTP_MAX_PACKET - 12)
         return 0;
-    uint8_t buf[RTP_MAX_PACKET];
+    uint8_t buf[RTP_MAX_PACKET + RTP_SRTP_ROOM];
     uint16_t seq;
     uint32_t ts;
     if (leg->ntaps && pt == leg->pt)
@@ -275,8 +276,11 @@ int rtp_leg_send(rtp_engine *e, rtp_leg *leg, uint64_t source, int marker, int p
     rtp_out_map(&leg->out, source, in_seq, in_ts, e->now_ns, &seq, &ts, &marker);
     size_t off = rtp_header_write(buf, marker, pt, seq, ts, leg->out.ssrc);
     memcpy(buf + off, payload, len);
+    size_t n = off + len;
+    if (leg->srtp && rtp_srtp_protect(leg, buf, &n, sizeof buf, 0) != 0)
+        return 0; /* dropped and counted */
     const struct sockaddr_in *to = leg->latched_ok ? &leg->latched : &leg->remote;
-    ssize_t sent = sendto(leg->rtp_fd, buf, off + len, 0, (const struct sockaddr *)to, sizeof *to);
+    ssize_t sent = sendto(leg->rtp_fd, buf, n, 0, (const struct sockaddr *)to, sizeof *to);
     if (sent < 0) {
         leg->stats.dropped++;
         return 0;

@@ -555,6 +555,43 @@ static PyObject *Engine_stats(EngineObject *self, PyObject *args)
         "dtmf_pending", dtmf_queued, "playing", playing ? Py_True : Py_False);
 }
 
+/* set_srtp(handle, in_suite, in_key, out_suite, out_key): SRTP per direction (rtp_srtp.c). */
+static PyObject *Engine_set_srtp(EngineObject *self, PyObject *args)
+{
+    int handle, in_suite, out_suite;
+    Py_buffer in_key, out_key;
+    if (!PyArg_ParseTuple(args, "iiy*iy*", &handle, &in_suite, &in_key, &out_suite, &out_key))
+        return NULL;
+    rtp_engine *e = acquire(self);
+    int rc = e ? rtp_srtp_set(e, handle, in_suite, in_key.buf, (size_t)in_key.len, out_suite,
+                              out_key.buf, (size_t)out_key.len)
+               : RTP_OK;
+    PyBuffer_Release(&in_key);
+    PyBuffer_Release(&out_key);
+    return e ? done(self, e, rc, "set_srtp") : NULL;
+}
+
+static PyObject *Engine_srtp_stats(EngineObject *self, PyObject *args)
+{
+    int handle, in_suite = 0, out_suite = 0;
+    rtp_srtp_counters c;
+    rtp_engine *e = PyArg_ParseTuple(args, "i", &handle) ? acquire(self) : NULL;
+    if (!e)
+        return NULL;
+    rtp_leg *leg = rtp_leg_lookup(e, handle);
+    if (leg)
+        rtp_srtp_counters_get(leg, &c, &in_suite, &out_suite);
+    rtp_engine_unlock(e);
+    if (!leg)
+        return raise_rc((PyObject *)self, RTP_E_NOLEG, "srtp_stats");
+    return Py_BuildValue("{s:i,s:i,s:K,s:K,s:K,s:K,s:K}", "srtp_in_suite", in_suite,
+                         "srtp_out_suite", out_suite, "srtp_in", (unsigned long long)c.in,
+                         "srtp_out", (unsigned long long)c.out, "srtp_auth_failed",
+                         (unsigned long long)c.auth_failed, "srtp_replayed",
+                         (unsigned long long)c.replayed, "srtp_failed",
+                         (unsigned long long)c.failed);
+}
+
 static PyObject *Engine_info(EngineObject *self, PyObject *unused)
 {
     rtp_engine *e = acquire(self);
@@ -592,6 +629,9 @@ static PyMethodDef Engine_methods[] = {
     {"events", (PyCFunction)Engine_events, METH_NOARGS, "Drain up to 1024 events."},
     {"stats", (PyCFunction)Engine_stats, METH_VARARGS, "(handle) -> dict"},
     {"info", (PyCFunction)Engine_info, METH_NOARGS, "Engine-wide counters."},
+    {"set_srtp", (PyCFunction)Engine_set_srtp, METH_VARARGS,
+     "(handle, in_suite, in_key, out_suite, out_key): SRTP_NONE or an SRTP_* suite each"},
+    {"srtp_stats", (PyCFunction)Engine_srtp_stats, METH_VARARGS, "(handle) -> dict"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -691,6 +731,10 @@ static int module_exec(PyObject *module)
         {"DTMF_INBAND", RTP_DTMF_INBAND}, {"TICK_MS", RTP_TICK_MS},
         {"MIX_MAX", RTP_MIX_MAX}, {"TAP_ONE_LEG", RTP_TAP_ONE_LEG},
         {"TAP_HEARD", RTP_TAP_HEARD}, {"LEG_TAPS", RTP_LEG_TAPS},
+        {"SRTP_NONE", RTP_SRTP_NONE},
+        {"SRTP_AES_CM_128_HMAC_SHA1_80", RTP_SRTP_AES_CM_128_HMAC_SHA1_80},
+        {"SRTP_AES_CM_128_HMAC_SHA1_32", RTP_SRTP_AES_CM_128_HMAC_SHA1_32},
+        {"SRTP_AES_256_CM_HMAC_SHA1_80", RTP_SRTP_AES_256_CM_HMAC_SHA1_80},
     };
     for (size_t i = 0; i < sizeof constants / sizeof constants[0]; i++)
         if (PyModule_AddIntConstant(module, constants[i].name, constants[i].value))

@@ -174,9 +174,12 @@ void rtp_receive_ready(rtp_engine *e, rtp_leg *leg, int rtcp)
             return;
         if (msgs[i].msg_hdr.msg_namelen != sizeof(struct sockaddr_in))
             continue;
+        size_t len = msgs[i].msg_len;
+        if (leg->srtp && rtp_srtp_unprotect(leg, bufs[i], &len, rtcp) != 0)
+            continue; /* SRTP: forged, replayed or damaged; dropped and counted */
         if (rtcp)
-            rtp_rtcp_receive(e, leg, bufs[i], msgs[i].msg_len, &from[i]);
+            rtp_rtcp_receive(e, leg, bufs[i], len, &from[i]);
         else
-            handle_rtp(e, leg, bufs[i], msgs[i].msg_len, &from[i]);
+            handle_rtp(e, leg, bufs[i], len, &from[i]);
     }
 }

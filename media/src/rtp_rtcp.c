@@ -87,7 +87,7 @@ void rtp_rtcp_send_report(rtp_engine *e, rtp_leg *leg)
     } else {
         return;
     }
-    uint8_t buf[256];
+    uint8_t buf[256 + RTP_SRTP_ROOM];
     size_t off = 0;
     int blocks = leg->stats.have_seq ? 1 : 0;
     if (leg->out.packets > 0) {
@@ -136,6 +136,8 @@ void rtp_rtcp_send_report(rtp_engine *e, rtp_leg *leg)
     size_t words = (end - sdes) / 4 - 1;
     buf[sdes + 2] = (uint8_t)(words >> 8);
     buf[sdes + 3] = (uint8_t)words;
+    if (leg->srtp && rtp_srtp_protect(leg, buf, &end, sizeof buf, 1) != 0)
+        return; /* SRTCP (RFC 3711 §3.4): dropped and counted */
     if (sendto(leg->rtcp_fd, buf, end, 0, (struct sockaddr *)&to, sizeof to) > 0)
         leg->stats.rtcp_out++;
 }
