@@ -4,44 +4,22 @@ keys never leaving the leg (relay, logs, reprs). Media runs over 127.0.0.1 where
 negotiated must also work on the wire (the engine's leg against an independent SRTP sender).
 """
 
+# ruff: noqa: F811 (pytest fixtures imported by name and taken as arguments)
 from __future__ import annotations
 
 import base64
-import contextlib
 import logging
-import os
 import secrets
-from collections.abc import Callable, Iterator
 
 import pytest
 from srtp_twin import Context
-from test_media_rtp import LOCAL, Peer, rtp_packet
+from test_media_rtp import LOCAL, rtp_packet
+from test_media_srtp import engine, peers  # noqa: F401 (the fixtures)
 
 from media.engine import MediaValueError, RtpEngine, anchor_sdp
 from media.sdes import Crypto, LegKeys, leg_encryption, parse_crypto, usable
 
 KEY = base64.b64encode(bytes(range(30))).decode()  # 40 characters
-
-
-@pytest.fixture
-def engine() -> Iterator[RtpEngine]:
-    # test_media_rtp's per-process port block, upper half (as test_media_local).
-    base = 20050 + (os.getpid() % 120) * 100
-    e = RtpEngine(LOCAL, base, base + 49, rtp_timeout=5.0)
-    yield e
-    e.close()
-
-
-@pytest.fixture
-def far_end() -> Iterator[Callable[[], Peer]]:
-    with contextlib.ExitStack() as stack:
-
-        def make() -> Peer:
-            peer = Peer()
-            stack.callback(peer.close)
-            return peer
-
-        yield make
 
 
 def phone_sdp(port: int, proto: str = "RTP/SAVP", crypto: tuple[str, ...] = ()) -> bytes:
@@ -104,9 +82,9 @@ def test_auto_is_srtp_for_a_phone_on_tls_only() -> None:
 
 # --- answering an offer ---------------------------------------------------------------------
 def test_an_srtp_offer_is_answered_with_srtp_and_the_keys_work_on_the_wire(
-    engine: RtpEngine, far_end
+    engine: RtpEngine, peers
 ) -> None:
-    phone, carrier = far_end(), far_end()
+    phone, carrier = peers(), peers()
     theirs = f"AES_CM_128_HMAC_SHA1_80 inline:{KEY}"
     answer = engine.answer_local("agent", phone_sdp(phone.port, crypto=(f"5 {theirs}",)))
     assert m_line(answer).split()[2] == "RTP/SAVP"
@@ -186,9 +164,9 @@ def test_an_srtp_offer_has_a_fresh_key_per_suite_and_per_leg(engine: RtpEngine) 
 
 
 def test_the_answer_picks_one_of_our_lines_and_keys_both_directions(
-    engine: RtpEngine, far_end
+    engine: RtpEngine, peers
 ) -> None:
-    phone, other = far_end(), far_end()
+    phone, other = peers(), peers()
     offer = engine.offer_local("agent", encryption="srtp")
     ours = {c.tag: c for c in cryptos(offer)}
     phone_key = secrets.token_bytes(30)
@@ -262,8 +240,8 @@ def test_hold_and_refresh_re_offers_keep_the_key_and_the_context(engine: RtpEngi
     assert cryptos(again) == [in_use]
 
 
-def test_a_changed_key_or_suite_is_a_new_context(engine: RtpEngine, far_end) -> None:
-    phone, other = far_end(), far_end()
+def test_a_changed_key_or_suite_is_a_new_context(engine: RtpEngine, peers) -> None:
+    phone, other = peers(), peers()
     first_key, second_key = secrets.token_bytes(30), secrets.token_bytes(30)
 
     def offer(key: bytes, suite: str = "AES_CM_128_HMAC_SHA1_80") -> bytes:
