@@ -352,6 +352,21 @@ class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "released (MED-3).",
         ),
     ] = 30.0
+    agent_encryption: Annotated[
+        Literal["auto", "none", "optional", "srtp"],
+        Meta(
+            description="SRTP (RFC 3711, SDES keys RFC 4568) towards agents' phones, unless "
+            "an agent sets its own `media_encryption`: `srtp` offers RTP/SAVP only (a phone "
+            "answering without a crypto suite we offered is hung up and the call goes on "
+            "to the next agent; a plain offer from it gets 488); `optional` offers RTP/AVP "
+            "with a=crypto lines (best effort: SRTP when the answer takes one, else plain "
+            "RTP); `none` offers plain RTP; `auto` is `srtp` for a phone registered over "
+            "TLS and `none` otherwise. Any party that offers SRTP (a phone or a carrier) is "
+            "answered with SRTP whatever this says; the carrier leg is otherwise plain RTP. "
+            "Suites: AES_CM_128_HMAC_SHA1_80 and _32 offered, AES_256_CM_HMAC_SHA1_80 also "
+            "accepted; a fresh key per leg and direction. Needs `anchor: true`."
+        ),
+    ] = "auto"
 
 
 class RetentionPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -806,6 +821,13 @@ class Agent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "is on (the phone and the carrier exchange RTP directly)."
         ),
     ] = False
+    media_encryption: Annotated[
+        Literal["auto", "none", "optional", "srtp"] | None,
+        Meta(
+            description="SRTP towards this agent's phone, as `media.agent_encryption` "
+            "describes; null: `media.agent_encryption`."
+        ),
+    ] = None
 
     def ha1(self, algorithm: str, realm: str) -> str | None:
         """The stored credential for ``algorithm`` (RFC 8760 §3: H(username:realm:password)).

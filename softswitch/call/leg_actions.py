@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from media import MediaError, NotAnchoredError
+from media.sdes import leg_encryption
 from softswitch.call import events as ev
 from softswitch.call.actions import (
     Bridge,
@@ -169,9 +170,15 @@ class LegActions(ControlBase):
         # The phone shows who the call is with: the caller, or, for a call the node places
         # to the agent first, whom it is for (the number called back, the agent supervised).
         shown = session.called if action.leg_id == session.a.leg_id else session.caller
+        # SRTP towards the phone (media_encryption): `auto` follows its binding's transport
+        setting = agent.media_encryption if agent is not None else None
+        encryption = leg_encryption(
+            setting or session.config.media.agent_encryption, target.transport
+        )
         leg = self._originate(
             session, action.leg_id, binding.contact, target, f"sip:{agent_id}@{self.realm}",
             shown or "anonymous", direct, now, internal=internal, agent_id=agent_id,
+            encryption=encryption,
         )  # fmt: skip
         if leg is not None:
             if len(bindings) > 1:  # every registered device rings (forking.py)
@@ -244,10 +251,12 @@ class LegActions(ControlBase):
         internal: list[tuple[str, str]] | None = None,
         agent_id: str | None = None,
         trunk: Trunk | None = None,
+        encryption: str = "none",
     ) -> Leg | None:
         """The one request builder for every leg the node originates (agents, external
         numbers). `internal`: headers for the node's own phones (associated data, the
         caller's identity); an external party gets none of them (SPEC OUT-5).
+        `encryption`: whether the anchored offer asks for SRTP (media/sdes.py).
 
         `leg_id` naming the session's own first leg: a call the node places (`originate`),
         whose first party is dialled here, always through the anchor."""
@@ -297,7 +306,7 @@ class LegActions(ControlBase):
             headers.add("supported", "100rel")  # PRACKed (extensions.py)
         try:
             if leg.anchored:
-                body = self.media.offer_local(leg.leg_id) or b""
+                body = self.media.offer_local(leg.leg_id, encryption=encryption) or b""
             else:
                 assert a.invite is not None
                 body = leg.media.offer(a.leg_id, leg.leg_id, a.invite.body or None) or b""

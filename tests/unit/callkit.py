@@ -31,6 +31,7 @@ class FakeMedia:
         self.plays: dict[str, list[tuple[int, Any]]] = {}
         self.taps: dict[str, str] = {}
         self.calls: list[tuple] = []
+        self.encryption: dict[str, str] = {}  # leg -> media_encryption its offer was given
         self._ids = itertools.count(1)
 
     def _sdp(self, leg_id: str, direction: str = "sendrecv") -> bytes:
@@ -49,9 +50,15 @@ class FakeMedia:
         return self._sdp(leg_id, "recvonly" if b"a=sendonly" in offer else "sendrecv")
 
     def offer_local(
-        self, leg_id: str, direction: str = "sendrecv", prefer: int | None = None
+        self,
+        leg_id: str,
+        direction: str = "sendrecv",
+        prefer: int | None = None,
+        encryption: str | None = None,
     ) -> bytes:
         self.calls.append(("offer_local", leg_id, direction))
+        if encryption is not None:
+            self.encryption[leg_id] = encryption
         return self._sdp(leg_id, direction)
 
     def apply_answer(self, leg_id: str, answer: bytes) -> int:
