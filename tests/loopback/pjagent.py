@@ -12,7 +12,8 @@ Protocol with the parent process:
   ``media_active``, ``dtmf_sent``, ``dtmf``, ``held``, ``xfer_status``, ``disconnected``,
   ``error``, ``exit``). With ``--tone HZ`` the phone sends that tone into every call instead
   of its (null) microphone, and with ``--record WAV`` it writes what it hears to a WAV file
-  (complete once the call is over), so a test can tell who hears whom.
+  (complete once the call is over), so a test can tell who hears whom. ``--srtp
+  mandatory|optional`` turns on SRTP with SDES keys (RFC 4568).
   Everything pjsip prints goes to stderr or to ``--log-file``; file descriptor 1 is redirected
   to stderr at start-up so that even C-level prints cannot corrupt the JSON stream.
 - stdin accepts one command per line: ``hangup [CALL_ID]``, ``answer [CODE] [CALL_ID]``,
@@ -70,6 +71,8 @@ DTMF_METHODS = {
 
 # Simultaneous calls one agent process accepts (PJSUA's default, far above what a test needs).
 MAX_CALLS = 32
+# --srtp: pjmedia's SRTP with SDES keys; `mandatory` offers and accepts RTP/SAVP only.
+SRTP_USE = {"optional": pj.PJMEDIA_SRTP_OPTIONAL, "mandatory": pj.PJMEDIA_SRTP_MANDATORY}
 
 
 class Emitter:
@@ -447,6 +450,12 @@ class Agent:
         # A random even RTP base port keeps parallel agents from probing the same ports.
         cfg.mediaConfig.transportConfig.port = args.rtp_port or random.randrange(20000, 40000, 2)
         cfg.mediaConfig.transportConfig.portRange = 2000
+        if args.srtp != "off":  # SDES keys in SDP (RFC 4568), whatever the SIP transport
+            cfg.mediaConfig.srtpUse = SRTP_USE[args.srtp]
+            cfg.mediaConfig.srtpSecureSignaling = 0
+            keyings = pj.IntVector()
+            keyings.append(pj.PJMEDIA_SRTP_KEYING_SDES)
+            cfg.mediaConfig.srtpOpt.keyings = keyings
         return cfg
 
     # -- commands (main thread only) --------------------------------------------------------
@@ -595,6 +604,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtmf", default="", metavar="DIGITS")
     parser.add_argument("--dtmf-method", choices=tuple(DTMF_METHODS), default="rfc4733")
     parser.add_argument("--null-audio", action="store_true")
+    parser.add_argument("--srtp", choices=("off", *SRTP_USE), default="off")
     parser.add_argument("--tone", type=int, default=0, metavar="HZ")
     parser.add_argument("--record", default="", metavar="WAV")
     parser.add_argument("--max-seconds", type=float, default=60.0)
