@@ -12,8 +12,9 @@ import numpy as np
 import yaml
 
 from .harness import HotlineNode, PjAgent, Sipp
-from .ivr_peers import dominant_frequency
+from .ivr_peers import RtpCaller, dominant_frequency
 from .node_runner import CONFIG_DIR
+from .test_agent_features import HOLD_TONE
 
 TONE = 1000  # Hz, the phone's microphone
 
@@ -87,3 +88,37 @@ def test_an_agent_forced_to_srtp_talks_both_ways_with_a_plain_rtp_carrier(
     stored = b"".join(p.read_bytes() for p in hotline.data_dir.rglob("*") if p.is_file())
     for key in keys:
         assert key not in log and key.encode() not in stored
+
+
+def test_hold_and_resume_from_an_srtp_phone_keep_the_media_encrypted(
+    node: Callable[..., HotlineNode],
+    pjagent: Callable[..., PjAgent],
+    rtp_caller: Callable[..., RtpCaller],
+) -> None:
+    # Best effort on both ends: the node offers RTP/AVP with crypto lines, and a phone whose
+    # SRTP is optional takes one. (A phone whose SRTP is mandatory refuses such an offer with
+    # 488: pjsua does; it needs `srtp`.)
+    hotline = node(agents=agents_with("1001", media_encryption="optional"))
+    phone = pjagent(
+        user="1001", registrar=hotline, extra_args=["--srtp", "optional", "--tone", str(TONE)]
+    )
+    assert phone.wait_for("registered", timeout=10)["code"] == 200
+    caller = rtp_caller(hotline, called="9000")
+    caller.call()
+    caller.wait_tone(TONE)  # the phone's SRTP, decrypted by the node, reaches the carrier
+    phone.wait_for("media_active")
+    # Each re-INVITE of the phone (with its crypto line) is answered from the anchor with
+    # the node's key in use; the music and then the phone's tone follow in turn.
+    phone.send("hold")
+    held = caller.wait_tone(HOLD_TONE, since=caller.answered_at, timeout=8)
+    phone.send("unhold")
+    caller.wait_tone(TONE, since=held, timeout=8)
+    assert caller.hang_up() == 200
+    phone.wait_for("disconnected", timeout=5)
+    hotline.wait_for_log("SRTP on leg", timeout=5)
+    found = re.search(
+        r"SRTP on leg \S+: (\d+) packets in, (\d+) out; dropped (\d+) failing", hotline.log_text()
+    )
+    assert found, hotline.log_text()[-2000:]
+    packets_in, packets_out, failed = map(int, found.groups())
+    assert packets_in > 10 and packets_out > 5 and failed == 0
