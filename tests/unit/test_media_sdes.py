@@ -12,6 +12,8 @@ import logging
 import secrets
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from srtp_twin import Context
 from test_media_rtp import LOCAL, rtp_packet
 from test_media_srtp import engine, peers  # noqa: F401 (the fixtures)
@@ -63,6 +65,23 @@ def test_crypto_lines_we_can_key_and_those_we_skip() -> None:
         "",
     ]
     assert [parse_crypto(v) for v in skipped] == [None] * len(skipped)
+
+
+@given(
+    st.one_of(
+        st.text(max_size=120),
+        st.builds(
+            lambda tag, suite, key, tail: f"{tag} {suite} inline:{key}{tail}",
+            st.text("0123456789x", max_size=4),
+            st.sampled_from(["AES_CM_128_HMAC_SHA1_80", "AES_256_CM_HMAC_SHA1_80", "NOPE"]),
+            st.text("ABCDEFabcdef0123456789+/=", max_size=70),
+            st.text("|^:;0123456789 ", max_size=12),
+        ),
+    )
+)
+def test_any_crypto_value_is_keyed_or_skipped_never_raises(value: str) -> None:
+    found = parse_crypto(value)
+    assert found is None or len(found.key) in (30, 46)
 
 
 def test_a_key_never_shows_in_a_repr() -> None:
