@@ -88,8 +88,13 @@ class Registrar:
             # heard; the same 403 as a wrong password (nothing tells users apart).
             self.counters["banned"] += 1
             return make_response(request, 403), []
-        credentials = request.headers.get("authorization")
+        credentials = next(
+            (v for v in request.headers.get_all("authorization") if v[:7].lower() == "digest "),
+            None,
+        )
         if credentials is None:
+            # None, or only schemes the node does not know: those are ignored and the client
+            # gets a Digest challenge (RFC 4475 §3.3.7), not a failure counted against it.
             return self._challenge(request, now, False), []
         result = self.digest.verify(credentials, "REGISTER", now, self._lookup_ha1)
         if result.stale:

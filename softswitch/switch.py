@@ -61,6 +61,13 @@ from softswitch.sip.transaction import (
     TransportError,
 )
 from softswitch.trunk_monitor import TrunkMonitor
+from softswitch.uas_checks import (
+    AOR_SCHEMES,
+    bare_cookie,
+    content_refusal,
+    first_values,
+    unsupported_tags,
+)
 
 log = logging.getLogger("hotline.sip")
 
@@ -285,6 +292,15 @@ class Switch(AgentRequests, NodeCalls):
         ):
             self._refuse_stranger(message, source, now)
             return
+        if bare_cookie(message):
+            # RFC 4475 §3.2.1: the cookie with no identifier names no transaction (keyed by
+            # it, every such request of a host would be the first one's retransmission);
+            # refused statelessly, as the RFC prefers. An ACK is never answered.
+            self.counters["malformed"] += 1
+            if message.method != "ACK":
+                reason = "Bad Request (branch without transaction identifier)"
+                self._reply_stateless(message, source, make_response(message, 400, reason))
+            return
         try:
             events = self.txn.receive_request(message, source, now)
         except SipParseError as exc:
@@ -328,6 +344,7 @@ class Switch(AgentRequests, NodeCalls):
             return
         try:
             reason = f"Bad Request ({exc})"[:120].replace("\r", " ").replace("\n", " ")
+            partial = first_values(partial)  # RFC 4475 §3.3.8: one From, To, Call-ID, CSeq
             response = make_response(partial, exc.status, reason if exc.status == 400 else "")
             self._reply_stateless(partial, source, response)
         except SipParseError:
@@ -393,6 +410,19 @@ class Switch(AgentRequests, NodeCalls):
             if not self.control.in_dialog(ev, now):
                 self._respond(ev, make_response(request, 481), now)
             return
+        # RFC 3261 §8.2.2.3: an option tag in Require we do not support gets 420, for every
+        # method but CANCEL (and ACK). As a UAS the node reads Require only, not
+        # Proxy-Require (RFC 4475 §3.3.5).
+        unsupported = unsupported_tags(request, SUPPORTED_EXTENSIONS)
+        if unsupported:
+            extra = [("unsupported", ", ".join(unsupported))]
+            self._respond(ev, make_response(request, 420, extra=extra), now)
+            return
+        if method == "REGISTER" and request.to.uri.partition(":")[0].lower() not in AOR_SCHEMES:
+            # RFC 3261 §10.2: the AOR in To is a SIP or SIPS URI (RFC 4475 §3.3.4: 400),
+            # refused before any challenge, the same for every name (SIP-8).
+            self._respond(ev, make_response(request, 400, "Bad Request (To is not a SIP AOR)"), now)
+            return
         if method == "REGISTER":
             response, changes = self.registrar.handle(request, ev.source, now)
             if self.registrar.alerts:
@@ -444,22 +474,13 @@ class Switch(AgentRequests, NodeCalls):
 
     def _new_call(self, ev: RequestReceived, now: float) -> None:
         request = ev.request
-        unsupported = [
-            tag
-            for value in request.headers.get_all("require")
-            for tag in (t.strip() for t in value.split(","))
-            if tag and tag not in SUPPORTED_EXTENSIONS
-        ]
-        if unsupported:
-            self._respond(
-                ev,
-                make_response(request, 420, extra=[("unsupported", ", ".join(unsupported))]),
-                now,
-            )
-            return
         max_forwards = request.headers.get("max-forwards")
         if max_forwards is not None and int(max_forwards) == 0:
             self._respond(ev, make_response(request, 483), now)
+            return
+        refused = content_refusal(request)
+        if refused is not None:
+            self._respond(ev, refused, now)
             return
         agent_id = self._phone_of(request, ev.source, now)
         if agent_id is not None:

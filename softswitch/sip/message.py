@@ -423,6 +423,7 @@ REASONS = {
     403: "Forbidden",
     404: "Not Found",
     405: "Method Not Allowed",
+    406: "Not Acceptable",
     407: "Proxy Authentication Required",
     408: "Request Timeout",
     413: "Request Entity Too Large",
@@ -635,12 +636,17 @@ def _request_uri_has_headers(uri: str) -> bool:
     return bool(parse_uri(uri).uri_headers)
 
 
+# Headers a message carries at most once (RFC 3261 §7.3.1; RFC 4475 §3.3.8, §3.3.9: 400).
+SINGLE_VALUED = frozenset(("call-id", "cseq", "from", "to", "max-forwards", "content-length"))
+
+
 def _check_essentials(msg: Request | Response) -> None:
     """Validate the headers every element relies on (RFC 3261 §8.1.1, §8.2.2)."""
     is_request = isinstance(msg, Request)
     first: dict[str, str] = {}
     vias: list[str] = []
     contacts: list[str] = []
+    repeated = ""
     for key, value in msg.headers._items:
         if key == "via":
             vias.append(value)
@@ -648,12 +654,16 @@ def _check_essentials(msg: Request | Response) -> None:
             contacts.append(value)
         elif key not in first:
             first[key] = value
+        elif key in SINGLE_VALUED:
+            repeated = repeated or key
     try:
         if not vias:
             raise SipParseError("missing Via header")
         for name in ("from", "to", "call-id", "cseq"):
             if name not in first:
                 raise SipParseError(f"missing {canonical_name(name)} header")
+        if repeated:
+            raise SipParseError(f"more than one {canonical_name(repeated)} header")
         if not first["call-id"]:
             raise SipParseError("empty Call-ID")
         number, method = parse_cseq(first["cseq"])
@@ -792,4 +802,7 @@ def _content_length_of(buf: bytes | bytearray, head_end: int) -> int:
     value = m.group(1)
     if not value.isdigit() or len(value) > _MAX_DIGITS:  # bytes.isdigit is ASCII-only
         raise SipParseError(f"bad Content-Length {value[:20]!r}")
+    if _CL_RE.search(buf, m.end(), head_end) is not None:
+        # RFC 4475 §3.3.9: two lengths, so no end of this message: the stream is lost
+        raise SipParseError("more than one Content-Length header")
     return int(value)

@@ -115,9 +115,10 @@ def rejection(name: str) -> SipParseError:
 
 
 def test_every_section_3_1_1_and_3_1_2_message_has_a_vector_file() -> None:
+    # §3.2-§3.4 share the directory: tests/unit/test_message_vectors_semantics.py
     names = set(VALID.values()) | set(INVALID.values())
     on_disk = {p.stem for p in VECTORS.glob("*.dat")}
-    assert on_disk == names
+    assert names <= on_disk
     assert set(CHOICES) == set(INVALID.values())
 
 
