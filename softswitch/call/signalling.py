@@ -136,8 +136,11 @@ class Signalling(ControlBase):
                 leg.to(LegEvent.ANSWER)  # -> ending
             self._bye(session, leg, now, dialog)
             return
+        # An answer already taken from a 183 (RFC 3261 §13.2.1: the 2xx repeats it, or has no
+        # SDP at all) is not applied again: the engine holds no offer for it any more.
+        early = leg.sdp if leg.got_provisional else b""
         try:
-            if leg.anchored:
+            if leg.anchored and not (early and response.body in (b"", early)):
                 leg.codec = self.media.apply_answer(leg.leg_id, response.body)
         except (MediaError, ValueError) as exc:
             # The phone answered with SDP we cannot bridge: hang it up, try the next agent.
@@ -149,7 +152,7 @@ class Signalling(ControlBase):
             self._leg_stopped(session, leg, now, "bad_sdp")
             self._deliver(session, ev.LegFailed(leg.leg_id, 488, "sdp"), now)
             return
-        leg.sdp = response.body
+        leg.sdp = response.body or early
         leg.dialog = dialog
         leg.ack = ack
         leg.to(LegEvent.ANSWER)

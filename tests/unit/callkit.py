@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from sipflow import Harness, Trunk
 
-from media.engine import Offer, PlaybackDone, TapBlock
+from media.engine import MediaStateError, Offer, PlaybackDone, TapBlock
 from media.items import Prompt
 from softswitch.sip.message import Response
 from softswitch.switch import CallServices, Switch
@@ -32,6 +32,7 @@ class FakeMedia:
         self.taps: dict[str, str] = {}
         self.calls: list[tuple] = []
         self.encryption: dict[str, str] = {}  # leg -> media_encryption its offer was given
+        self.offered: set[str] = set()  # legs whose offer awaits its answer, as in the engine
         self._ids = itertools.count(1)
 
     def _sdp(self, leg_id: str, direction: str = "sendrecv") -> bytes:
@@ -59,10 +60,14 @@ class FakeMedia:
         self.calls.append(("offer_local", leg_id, direction))
         if encryption is not None:
             self.encryption[leg_id] = encryption
+        self.offered.add(leg_id)
         return self._sdp(leg_id, direction)
 
     def apply_answer(self, leg_id: str, answer: bytes) -> int:
         self.calls.append(("apply_answer", leg_id))
+        if leg_id not in self.offered:  # the engine's rule: one answer per offer
+            raise MediaStateError(f"leg {leg_id!r} has no offer of ours awaiting an answer")
+        self.offered.discard(leg_id)
         return 8 if b"RTP/AVP 8" in answer else 0
 
     def offer(self, from_leg: str, to_leg: str, sdp: bytes | None) -> bytes | None:

@@ -339,3 +339,25 @@ def test_a_key_in_early_media_answers_the_call(tmp_path: Path) -> None:
     (session,) = h.switch.control.sessions.values()
     h.press(session.a.leg_id, "1")
     assert [r.status for r in responses(h.take(trunk.port))] == [200]
+
+
+def test_an_agent_phone_answering_after_183_with_sdp_is_bridged_not_hung_up(
+    tmp_path: Path,
+) -> None:
+    """A desk phone that sends its answer in a 183 and repeats it in the 200 (or leaves the
+    200 without SDP) answered an offer the engine no longer holds: applying it twice got the
+    phone hung up as "unusable SDP" and the next agent rung."""
+    for repeat in (True, False):
+        h = FeatureHarness(tmp_path / str(repeat))
+        trunk, phone, invite = ringing(h, extra="")  # a carrier without 100rel
+        phone.reply(invite, 183, sdp=True)
+        phone.reply(invite, 200, sdp=repeat)
+        assert 200 in [r.status for r in responses(h.take(trunk.port))]
+        session = next(iter(h.switch.control.sessions.values()))
+        agent = session.legs[1]
+        assert (
+            agent.up
+            and agent.sdp
+            and frozenset((session.a.leg_id, agent.leg_id)) in (h.media.bridges)
+        )
+        assert not any(isinstance(r, Request) and r.method == "BYE" for r in h.take(phone.port))
