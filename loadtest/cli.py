@@ -4,11 +4,14 @@
 - ``from-cdr``: a trace of real calls from a node's ``DATA/hotline.db`` (`loadtest.from_cdr`).
 - ``check``: validate a trace and print a summary.
 - ``run``: replay a trace against a SIP target with emulated callers and agents, and report
-  (`loadtest.run`, `loadtest.report`).
+  (`loadtest.run`, `loadtest.report`); ``--plots DIR`` and ``--html FILE`` draw it
+  (`loadtest.plots`, `loadtest.page`; matplotlib).
+- ``report``: the table, plots and page again from a run's ``--json`` file.
 
 Exit status: 0 done; 1 an invalid trace or database, or a run that could not be done (target
-silent, agents not registered: one line), each problem one line on stderr (a trace's as
-``file:line: column: message``); 2 the command line is wrong (one line, ``hotline: …``).
+silent, agents not registered, a saved report unreadable: one line), each problem one line
+on stderr (a trace's as ``file:line: column: message``); 2 the command line is wrong, or
+``--plots``/``--html`` without matplotlib (one line, ``hotline: …``), before any call.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from pathlib import Path
 from loadtest import generate as gen
 from loadtest.agents import AgentAccount, AgentSetupError, load_agents
 from loadtest.from_cdr import DB_NAME, CdrTraceError, trace_from_cdr
-from loadtest.report import format_report
+from loadtest.page import render
+from loadtest.plots import PlotsUnavailableError, plots, require_matplotlib, write_plots
+from loadtest.report import CallResult, Report, ReportFileError, format_report, read_report_json
 from loadtest.run import RunError, RunOptions, run_trace, write_json
 from loadtest.trace import Trace, TraceError, format_seconds, read_trace, write_trace
 from recorder.cli import _TIME_HELP, CliError, parse_time
@@ -80,6 +85,22 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     k = actions.add_parser("check", help="validate a trace and print a summary")
     k.add_argument("trace", metavar="FILE")
     _add_run_parser(actions)
+    p = actions.add_parser(
+        "report",
+        help="print a saved run report (run --json) again, with its plots and HTML page",
+        description="Reads the JSON `hotline loadtest run --json FILE` wrote; see docs/loadtest.md.",
+    )
+    p.add_argument("json_report", metavar="REPORT.json")
+    _add_plot_options(p)
+
+
+def _add_plot_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--plots", metavar="DIR", help="write the plots as DIR/*.png (needs matplotlib)"
+    )
+    parser.add_argument(
+        "--html", metavar="FILE", help="write one self-contained HTML page (needs matplotlib)"
+    )
 
 
 def _add_run_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -127,6 +148,7 @@ def _add_run_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser]
         "--node-pid", type=int, metavar="PID", help="sample this local node's CPU and memory"
     )
     r.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    _add_plot_options(r)
 
 
 def _generator_spec(args: argparse.Namespace) -> gen.GeneratorSpec:
@@ -292,7 +314,44 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
     )
 
 
+def _check_plots(args: argparse.Namespace) -> None:
+    """Refuse --plots/--html at once (exit 2) when matplotlib is missing."""
+    if args.plots or args.html:
+        try:
+            require_matplotlib()
+        except PlotsUnavailableError as exc:
+            raise CliError(str(exc), 2) from None
+
+
+def _draw(args: argparse.Namespace, report: Report, calls: list[CallResult]) -> None:
+    """--plots DIR and --html FILE, each path written named on stdout."""
+    if not (args.plots or args.html):
+        return
+    made = plots(report, calls)
+    if args.plots:
+        for path in write_plots(Path(args.plots), made):
+            print(f"plot: {path}")
+    if args.html:
+        Path(args.html).write_text(render(report, made), encoding="utf-8")
+        print(f"page: {args.html}")
+
+
+def _report(args: argparse.Namespace) -> int:
+    _check_plots(args)
+    path = Path(args.json_report)
+    try:
+        report, calls = read_report_json(path.read_bytes(), str(path))
+    except ReportFileError as exc:
+        print(f"hotline: {exc}", file=sys.stderr)
+        return 1
+    for line in format_report(report):
+        print(line)
+    _draw(args, report, calls)
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
+    _check_plots(args)
     options = _run_options(args)
     if args.limit is not None and args.limit < 0:
         raise CliError("--limit: expected a number >= 0", 2)
@@ -308,6 +367,7 @@ def _run(args: argparse.Namespace) -> int:
         print(line)
     if args.json:
         write_json(args.json, report, calls)
+    _draw(args, report, calls)
     return 130 if report.interrupted else 0
 
 
@@ -316,6 +376,8 @@ def loadtest_command(args: argparse.Namespace) -> int:
     try:
         if args.action == "run":
             return _run(args)
+        if args.action == "report":
+            return _report(args)
         if args.action == "generate":
             trace = gen.generate(_generator_spec(args))
             write_trace(args.out, trace)

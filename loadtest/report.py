@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from enum import Enum
+from typing import Any
 
 import msgspec
 
@@ -293,6 +294,22 @@ def staffing(
     return Staffing(applicable=True, why=why, model=model, verdict=verdict)
 
 
+def setup_ms(call: CallResult) -> float | None:
+    """INVITE → first 1xx or 200 in real milliseconds; None without a response."""
+    if call.first_response_at is None or call.invite_at is None:
+        return None
+    return (call.first_response_at - call.invite_at) * 1000.0
+
+
+def queue_wait_s(call: CallResult, time_scale: float) -> float | None:
+    """IVR done → the agent's 200 in trace seconds, for a call an agent answered."""
+    if call.outcome is not Outcome.ANSWERED or call.agent_answer_at is None:
+        return None
+    if call.waiting_at is None:
+        return None
+    return max(0.0, call.agent_answer_at - call.waiting_at) / time_scale
+
+
 def _replayed(trace: Trace, calls: Sequence[CallResult]) -> list[TraceCall]:
     """The trace calls the run attempted, in arrival order."""
     attempted = {c.call_id for c in calls if c.invite_at is not None}
@@ -326,23 +343,13 @@ def build_report(
     attempts = [c.invite_at for c in calls if c.invite_at is not None]
     attempted = len(attempts)
     hour, extrapolated = bhca(attempts, time_scale)
-    setup = [
-        (c.first_response_at - c.invite_at) * 1000.0
-        for c in calls
-        if c.first_response_at is not None and c.invite_at is not None
-    ]
+    setup = [ms for ms in map(setup_ms, calls) if ms is not None]
     ivr = [  # 0 when the first packet was read before the 200 (same loop turn, or early audio)
         max(0.0, c.first_rtp_at - c.node_answer_at) * 1000.0
         for c in calls
         if c.first_rtp_at is not None and c.node_answer_at is not None
     ]
-    waits = [
-        max(0.0, c.agent_answer_at - c.waiting_at) / time_scale
-        for c in calls
-        if c.outcome is Outcome.ANSWERED
-        and c.agent_answer_at is not None
-        and c.waiting_at is not None
-    ]
+    waits = [w for w in (queue_wait_s(c, time_scale) for c in calls) if w is not None]
     measured = kpis(calls, time_scale)
     return Report(
         trace=trace_name,
@@ -431,6 +438,7 @@ def format_report(report: Report) -> list[str]:
         lines.append(
             f"  node pid {n.pid}: CPU {n.cpu_s:.2f} s ({_num(n.cpu_ms_per_call, 2)} ms per call, "
             f"{n.cpu_share:.0%} of one core), resident memory up to {n.rss_mb_max:.0f} MB"
+            + (f", UDP receive drops {n.udp_drops}" if n.udp_drops is not None else "")
         )
     s = r.staffing
     if not s.applicable or s.model is None:
@@ -468,3 +476,78 @@ def report_json(report: Report, calls: Sequence[CallResult] = ()) -> bytes:
     if calls:
         data["calls"] = msgspec.to_builtins(list(calls))
     return msgspec.json.format(msgspec.json.encode(data), indent=2) + b"\n"
+
+
+class ReportFileError(Exception):
+    """A saved report that cannot be read back: one line naming the file."""
+
+
+# Fields the JSON writes as null when they are infinite (an unstable Erlang C queue): read
+# back as +inf, except the measured − predicted difference, which is then −inf.
+_INFINITE_WHEN_NULL = {
+    "model": ("mean_wait_s", "mean_wait_of_waiting_s"),
+    "verdict": ("predicted_mean_wait_s", "mean_wait_relative_diff"),
+}
+
+
+def _revive_infinities(staffing: Any) -> None:
+    if not isinstance(staffing, dict):
+        return
+    for part, names in _INFINITE_WHEN_NULL.items():
+        values = staffing.get(part)
+        if isinstance(values, dict):
+            for name in names:
+                if name in values and values[name] is None:
+                    values[name] = math.inf
+            if part == "verdict" and values.get("mean_wait_diff_s", 0.0) is None:
+                values["mean_wait_diff_s"] = -math.inf
+
+
+def _convert_staffing(raw: Any) -> Staffing:
+    """`Staffing` from its JSON: the model is ErlangC or ErlangA, untagged there (msgspec
+    cannot decode such a union), so the one with a patience is Erlang A."""
+    if not isinstance(raw, dict):
+        raise msgspec.ValidationError("Expected `object` - at `$.staffing`")
+    raw = dict(raw)
+    model = raw.pop("model", None)
+    erlang: ErlangC | ErlangA | None = None
+    if isinstance(model, dict) and "patience_s" in model:
+        erlang = msgspec.convert(model, ErlangA)
+    elif model is not None:
+        erlang = msgspec.convert(model, ErlangC)
+    verdict = raw.pop("verdict", None)
+    return Staffing(
+        applicable=msgspec.convert(raw.get("applicable"), bool),
+        why=msgspec.convert(raw.get("why"), str),
+        model=erlang,
+        verdict=None if verdict is None else msgspec.convert(verdict, Verdict),
+    )
+
+
+def read_report_json(data: bytes, name: str) -> tuple[Report, list[CallResult]]:
+    """A report written by `report_json` (``--json``), and its calls; `ReportFileError`."""
+    try:
+        raw = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ReportFileError(f"{name}: not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ReportFileError(f"{name}: not a loadtest report (expected a JSON object)")
+    _revive_infinities(raw.get("staffing"))
+    values: dict[str, Any] = {}
+    for field in msgspec.structs.fields(Report):
+        if field.name not in raw:
+            if field.required:
+                raise ReportFileError(f"{name}: not a loadtest report: no {field.name!r}")
+            continue
+        try:
+            if field.name == "staffing":
+                values[field.name] = _convert_staffing(raw[field.name])
+            else:
+                values[field.name] = msgspec.convert(raw[field.name], field.type)
+        except msgspec.ValidationError as exc:
+            raise ReportFileError(f"{name}: {field.name}: {exc}") from None
+    try:
+        calls = msgspec.convert(raw.get("calls", []), list[CallResult])
+    except msgspec.ValidationError as exc:
+        raise ReportFileError(f"{name}: calls: {exc}") from None
+    return Report(**values), calls

@@ -262,6 +262,8 @@ class Replay:
                 caller.handle(Event.CUT, start)  # past --max-seconds: never attempted
         refresh = self.loop.create_task(self._refresh_registrations(deadline))
         sampling = self.loop.create_task(self._sample_node(deadline + END_GRACE_S))
+        if self.sampler is not None:
+            self.sampler.mark_drops()
         if self.open == 0:
             self.finished.set()
         signals = self._catch_signals()
@@ -283,6 +285,7 @@ class Replay:
             self._end_agent_calls()
             if self.sampler is not None:
                 self.sampler.sample(self.loop.time())
+                self.sampler.mark_drops()
         return self.loop.time() - start
 
     def _catch_signals(self) -> list[signal.Signals]:
@@ -720,7 +723,7 @@ def run_trace(
         correlation=correlation,
         queues=max(1, len(run.queues)),
         interrupted=run.interrupted,
-        node=run.sampler.usage(sum(1 for r in results if r.invite_at is not None))
+        node=run.sampler.usage(sum(1 for r in results if r.invite_at is not None), run.started_at)
         if run.sampler is not None
         else None,
     )

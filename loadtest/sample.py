@@ -3,12 +3,16 @@
 A run against a node on the same machine can name its process; the run then reads
 ``/proc/PID/stat`` (user + system CPU time, all threads) and ``/proc/PID/status`` (VmRSS) once
 a second and reports the CPU the node used from the first call's start to the end of the run,
-per attempted call, its mean share of one core, and its largest resident memory. Reading
-/proc is the only I/O here; `parse_stat`, `parse_rss` and `parse_udp_drops` are pure.
+per attempted call, its mean share of one core, and its largest resident memory; every
+sample is kept (`NodeSample`, times in run seconds from the first call's start) for the
+report's plots. Reading /proc is the only I/O here; `parse_stat`, `parse_rss` and
+`parse_udp_drops` are pure.
 
 `udp_drops` counts the datagrams the kernel dropped on the process's UDP sockets because
 their receive buffers were full (the `drops` column of /proc/net/udp and udp6, summed over the
 sockets the process holds): the overload a zero failure count can hide, since SIP retransmits.
+The sampler reads it at the first call's start and at the end of the run (`mark_drops`); the
+report gives the difference.
 """
 
 from __future__ import annotations
@@ -21,6 +25,15 @@ import msgspec
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+class NodeSample(msgspec.Struct, frozen=True, array_like=True):
+    """One reading: run seconds from the first call's start, the CPU seconds used since the
+    first reading, resident memory in MB (a JSON array of three numbers)."""
+
+    at_s: float
+    cpu_s: float
+    rss_mb: float
+
+
 class NodeUsage(msgspec.Struct, frozen=True, kw_only=True):
     pid: int
     cpu_s: float  # user + system over the run
@@ -28,6 +41,8 @@ class NodeUsage(msgspec.Struct, frozen=True, kw_only=True):
     cpu_share: float  # of one core, over the run
     rss_mb_max: float
     samples: int
+    udp_drops: int | None = None  # receive-buffer drops on its UDP sockets during the run
+    series: tuple[NodeSample, ...] = ()  # every sample (reports before the plots: none)
 
 
 class SampleError(Exception):
@@ -100,6 +115,9 @@ class NodeSampler:
         self.last: tuple[float, float] | None = None
         self.rss_max = 0.0
         self.samples = 0
+        self.readings: list[tuple[float, float, float]] = []  # (when, cpu s, rss MB)
+        self.drops: list[int] = []  # udp_drops at the run's start and end (`mark_drops`)
+        self._proc = proc
 
     def read(self) -> tuple[float, float]:
         """(CPU seconds, RSS MB) now; `SampleError` when the process cannot be read."""
@@ -120,10 +138,25 @@ class NodeSampler:
         self.last = (now, cpu)
         self.rss_max = max(self.rss_max, rss)
         self.samples += 1
+        self.readings.append((now, cpu, rss))
 
-    def usage(self, attempted: int) -> NodeUsage | None:
+    def mark_drops(self) -> None:
+        """Read the UDP receive drops so far (at the start and at the end of the run)."""
+        try:
+            self.drops.append(udp_drops(self.pid, self._proc))
+        except SampleError:
+            return  # gone, or its sockets cannot be listed: no drop figure
+
+    def usage(self, attempted: int, origin: float | None = None) -> NodeUsage | None:
+        """The run's figures; the samples' times are taken from `origin` (the first call's
+        start; default the first sample)."""
         if self.first is None or self.last is None:
             return None
+        start = self.first[0] if origin is None else origin
+        series = tuple(
+            NodeSample(at_s=when - start, cpu_s=max(0.0, cpu - self.first[1]), rss_mb=rss)
+            for when, cpu, rss in self.readings
+        )
         cpu = max(0.0, self.last[1] - self.first[1])
         span = self.last[0] - self.first[0]
         return NodeUsage(
@@ -133,4 +166,6 @@ class NodeSampler:
             cpu_share=cpu / span if span > 0 else 0.0,
             rss_mb_max=self.rss_max,
             samples=self.samples,
+            udp_drops=max(0, self.drops[-1] - self.drops[0]) if len(self.drops) > 1 else None,
+            series=series,
         )

@@ -1,7 +1,8 @@
 """`hotline loadtest run` against the real node: 12 generated calls to the 12345 IVR (key 1 →
 queue general) in ~12 s at time scale 0.1, two emulated agents from the demo's agents.yaml,
 more traffic than they can take so that some callers abandon. The report must agree with
-the node's CDR call by call (answered and abandoned, and who answered)."""
+the node's CDR call by call (answered and abandoned, and who answered), and its HTML page
+(`--html`) must hold the plots."""
 
 from __future__ import annotations
 
@@ -30,11 +31,12 @@ def test_loadtest_run_replays_a_trace_and_agrees_with_the_cdr(
     )  # fmt: skip
     assert made.returncode == 0, made.stderr
     report_path = tmp_path / "report.json"
+    page = tmp_path / "report.html"
     run = hotline_cli(
         "loadtest", "run", str(trace), "--limit", str(CALLS), "--target", hotline.address,
         "--time-scale", "0.1", "--agents", "2",
         "--register-agents", str(hotline.config_dir / "agents.yaml"),
-        "--max-seconds", "45", "--json", str(report_path), "--no-progress",
+        "--max-seconds", "45", "--json", str(report_path), "--html", str(page), "--no-progress",
         "--node-pid", str(hotline.process.pid if hotline.process else 0),
         timeout=80.0,
     )  # fmt: skip
@@ -48,6 +50,16 @@ def test_loadtest_run_replays_a_trace_and_agrees_with_the_cdr(
     assert report["correlation"]["unmatched"] == 0
     assert report["keys_sent"] > 0 and report["setup_ms"]["count"] == CALLS
     assert report["node"]["cpu_s"] > 0 and report["node"]["rss_mb_max"] > 0
+    assert report["node"]["udp_drops"] == 0, run.stdout  # 12 calls cannot fill a buffer
+    samples = report["node"]["series"]  # [run s, CPU s, RSS MB] once a second
+    assert len(samples) == report["node"]["samples"] >= 5 and samples[-1][1] > 0
+    # the page: the four plots embedded, nothing fetched from elsewhere
+    html = page.read_text(encoding="utf-8")
+    assert f"page: {page}" in run.stdout
+    for name in ("calls", "waits", "setup", "node"):
+        assert f'<h2 id="{name}">' in html, name
+    assert html.count('src="data:image/png;base64,') == 4 and "http" not in html
+    assert f"answered (carried)</td><td>{report['answered']}</td>" in html
 
     rows = hotline.wait_for_rows(
         "calls", lambda rows: len(rows) == CALLS and all(r["end"] is not None for r in rows)
