@@ -315,12 +315,21 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
 
 
 def _check_plots(args: argparse.Namespace) -> None:
-    """Refuse --plots/--html at once (exit 2) when matplotlib is missing."""
-    if args.plots or args.html:
+    """Refuse --plots/--html at once (exit 2), before a run, when matplotlib is missing or
+    the files could not be written: a long run must not end with nowhere to draw it."""
+    if not (args.plots or args.html):
+        return
+    try:
+        require_matplotlib()
+    except PlotsUnavailableError as exc:
+        raise CliError(str(exc), 2) from None
+    if args.html and not Path(args.html).resolve().parent.is_dir():
+        raise CliError(f"--html {args.html}: its directory does not exist", 2)
+    if args.plots:
         try:
-            require_matplotlib()
-        except PlotsUnavailableError as exc:
-            raise CliError(str(exc), 2) from None
+            Path(args.plots).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CliError(f"--plots {args.plots}: {exc.strerror or exc}", 2) from None
 
 
 def _draw(args: argparse.Namespace, report: Report, calls: list[CallResult]) -> None:

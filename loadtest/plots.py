@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = "pip install 'hotline[plots]'"
 WIDTH_IN, HEIGHT_IN, DPI = 8.0, 3.2, 100
+MARKERS_UP_TO = 120  # buckets; beyond, lines without markers
 COLOURS = {
     "offered": "#b0b7c3",
     "answered": "#1a7f37",
@@ -74,6 +75,10 @@ def _axis(data: Series) -> tuple[list[float], list[float], str]:
     return mids, widths, f"run time ({unit})"
 
 
+def _marker(data: Series, marker: str = "o") -> str:
+    return marker if len(data.buckets) <= MARKERS_UP_TO else ""
+
+
 def _draw(draw: Callable[[Axes], None], label: str) -> bytes:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -108,7 +113,7 @@ def _calls_plot(data: Series) -> Callable[[Axes], None]:
             counts = [getattr(x, name) for x in b]
             if name in ("released", "failed") and not any(counts):
                 continue
-            axes.plot(mids, counts, marker="o", ms=3, color=COLOURS[name], label=label)
+            axes.plot(mids, counts, marker=_marker(data), ms=3, color=COLOURS[name], label=label)
         axes.set_ylabel(f"calls per {data.unit}")
         axes.set_ylim(bottom=0)
         axes.legend(loc="upper left", fontsize="small")
@@ -126,7 +131,7 @@ def _lines(
         for field, label, colour in fields:
             values = _values([getattr(x, field) for x in data.buckets])
             drawn = drawn or not all(math.isnan(v) for v in values)
-            axes.plot(mids, values, marker="o", ms=3, color=COLOURS[colour], label=label)
+            axes.plot(mids, values, marker=_marker(data), ms=3, color=COLOURS[colour], label=label)
         axes.set_ylabel(ylabel)
         axes.set_ylim(bottom=0)
         if drawn:
@@ -142,12 +147,12 @@ def _node_plot(data: Series) -> Callable[[Axes], None]:
 
     def draw(axes: Axes) -> None:
         cpu = _values([x.cpu_share for x in data.buckets], 100.0)
-        axes.plot(mids, cpu, marker="o", ms=3, color=COLOURS["p50"], label="CPU")
+        axes.plot(mids, cpu, marker=_marker(data), ms=3, color=COLOURS["p50"], label="CPU")
         axes.set_ylabel("CPU (% of one core)")
         axes.set_ylim(bottom=0, top=max(100.0, *(v for v in cpu if not math.isnan(v))) * 1.05)
         memory = axes.twinx()
         rss = _values([x.rss_mb for x in data.buckets])
-        memory.plot(mids, rss, marker="s", ms=3, color=COLOURS["rss"], label="RSS")
+        memory.plot(mids, rss, marker=_marker(data, "s"), ms=3, color=COLOURS["rss"], label="RSS")
         memory.set_ylabel("resident memory (MB)")
         memory.set_ylim(bottom=0)
         lines = axes.get_lines() + memory.get_lines()
