@@ -15,7 +15,7 @@ import pytest
 
 from loadtest import report as rep
 from loadtest.cli import loadtest_command
-from loadtest.erlang import erlang_c_model
+from loadtest.erlang import ErlangA, compare, erlang_a_model, erlang_c_model
 from loadtest.page import render, tender_rows
 from loadtest.plots import INSTALL_HINT, plots, write_plots
 from loadtest.report import CallResult, Outcome, ReportFileError, read_report_json
@@ -152,10 +152,19 @@ def test_a_saved_unstable_erlang_c_model_reads_back_with_infinite_waits() -> Non
     model = erlang_c_model(3600.0, 10.0, 5, 15.0)  # 10 erlangs on 5 agents
     assert not model.stable and math.isinf(model.mean_wait_s)
     report = report_of([answered(1.0, 3.0)], run_seconds=5.0)
-    staffing = rep.Staffing(applicable=True, why="Erlang C", model=model)
+    verdict = compare(model, 0.1, 30.0)  # against an infinite predicted wait
+    assert math.isinf(verdict.mean_wait_diff_s) and verdict.mean_wait_diff_s < 0
+    staffing = rep.Staffing(applicable=True, why="Erlang C", model=model, verdict=verdict)
     report = rep.msgspec.structs.replace(report, staffing=staffing)
     again, _ = read_report_json(rep.report_json(report), "r.json")
-    assert again.staffing.model == model
+    assert again.staffing == staffing
+    # Erlang A (with patience) is told from Erlang C by its fields, and the verdict kept
+    patient = erlang_a_model(3600.0, 10.0, 5, 60.0, 15.0)
+    verdict = compare(patient, 0.4, 12.0)
+    staffing = rep.Staffing(applicable=True, why="Erlang A", model=patient, verdict=verdict)
+    report = rep.msgspec.structs.replace(report, staffing=staffing)
+    again, _ = read_report_json(rep.report_json(report), "r.json")
+    assert isinstance(again.staffing.model, ErlangA) and again.staffing == staffing
 
 
 def test_a_file_that_is_no_report_gets_one_line_naming_it() -> None:
