@@ -3,6 +3,8 @@
 Use it through `media.engine.RtpEngine`, which names legs by string and returns structs.
 Handles are small positive ints; events are tuples
 `(kind, handle, digit | None, flag, value, item, ip, port)` with `kind` one of EV_*.
+A leg is IPv4 or IPv6 (`create_leg(family)`, `set_family`); `set_remote` takes an address
+of the leg's family (MediaStateError for the other one).
 """
 
 from collections.abc import Sequence
@@ -52,10 +54,14 @@ class Engine:
         rtp_timeout: float = 30.0,
         max_legs: int = 4096,
         event_capacity: int = 8192,
+        local_ip6: str = "",
     ) -> None: ...
     def close(self) -> None: ...
     def fileno(self) -> int: ...
-    def create_leg(self) -> tuple[int, int]: ...
+    # family 4 binds local_ip, 6 binds local_ip6 (MediaValueError without one)
+    def create_leg(self, family: int = 4, /) -> tuple[int, int]: ...
+    # the leg's sockets re-bound in the other family; returns its (new) RTP port
+    def set_family(self, handle: int, family: int, /) -> int: ...
     def destroy_leg(self, handle: int, /) -> None: ...
     def set_remote(
         self,

@@ -52,6 +52,7 @@ from media._rtp import (
 )
 from media.items import DtmfTone, PlayItem, Prompt, Silence, Tone
 from media.sdes import Crypto, LegKeys, SdesError, usable
+from softswitch.sdp import address_family, unmapped
 
 if TYPE_CHECKING:
     from softswitch.sdp import MediaDescription, SessionDescription
@@ -88,6 +89,7 @@ DIRECTION_FLOW = {
 FLOW_DIRECTION = {flow: name for name, flow in DIRECTION_FLOW.items()}
 TELEPHONE_EVENT_PT = 101  # the payload type of telephone-event in our own offers
 TELEPHONE_EVENTS = "0-16"  # RFC 4733 §3.2: the DTMF digits 0-9 * # A-D and flash
+FAMILIES = {"IP4": 4, "IP6": 6}  # SDP addrtype (RFC 4566 §5.7) -> the engine's family
 
 
 # --- events ---------------------------------------------------------------------------------
@@ -148,6 +150,7 @@ class TapBlock(msgspec.Struct, frozen=True):
 
 class LegStats(msgspec.Struct, frozen=True):
     port: int
+    family: int  # 4 or 6: the family of the leg's sockets
     packets_in: int
     bytes_in: int
     packets_out: int
@@ -250,6 +253,8 @@ def _read_audio(sdp: SessionDescription, audio: MediaDescription) -> RemoteMedia
         raise MediaValueError(f"SDP: {exc}") from exc
     if ip is None:
         raise MediaValueError("SDP audio stream without a connection address")
+    if ":" in ip:
+        ip = unmapped(ip)  # "::ffff:192.0.2.1" is an IPv4 party (an IPv4 leg serves it)
     if audio.proto not in ("RTP/AVP", "RTP/SAVP"):
         raise MediaValueError(f"cannot anchor {audio.proto} media (RTP/AVP or RTP/SAVP only)")
     if not 0 < audio.port < 65536:
@@ -339,13 +344,15 @@ _origin_ids = random.Random(secrets.randbits(64))
 
 class _Leg:
     __slots__ = (
-        "leg_id", "handle", "port", "remote", "partner", "origin", "sent", "offered", "keys",
+        "leg_id", "handle", "port", "family", "remote", "partner", "origin", "sent", "offered",
+        "keys",
     )  # fmt: skip
 
-    def __init__(self, leg_id: str, handle: int, port: int) -> None:
+    def __init__(self, leg_id: str, handle: int, port: int, family: str) -> None:
         self.leg_id = leg_id
         self.handle = handle
         self.port = port
+        self.family = family  # "IP4" or "IP6" (SDP's addrtype): the family of its sockets
         self.remote: RemoteMedia | None = None
         self.partner: str | None = None
         # Our own SDP on this leg (answer_local / offer_local): o= session id and version,
@@ -361,6 +368,14 @@ class RtpEngine:
 
     All methods are called from the event loop's thread; they never block on packet work
     (the engine lock is held by the worker for one batch at most).
+
+    Address families: each leg's sockets are IPv4 (bound to `local_ip`) or IPv6 (bound to
+    `local_ip6`, when given), never both, and the node's SDP on a leg names the address of
+    the leg's family. A leg takes the family of the first SDP it is given (an offer answered
+    with `answer_local`, the SDP of `offer`) or the one asked for in `offer_local(family=)`,
+    and moves to the other family when a later offer names an address of it (the sockets
+    are re-bound, same port number when free). Two legs of different families bridge,
+    mix and record like any others: IPv4 carrier ⇄ IPv6 agent.
     """
 
     anchors = True  # media.MediaEngine: the node terminates RTP and can answer a leg itself
@@ -376,9 +391,13 @@ class RtpEngine:
         event_capacity: int = 8192,
         tap_capacity_ms: int = 10_000,
         tap_block_ms: int = 200,
+        local_ip6: str | None = None,
     ) -> None:
         self.local_ip = local_ip
-        self._rtp = _rtp.Engine(local_ip, port_min, port_max, rtp_timeout, max_legs, event_capacity)
+        self.local_ip6 = local_ip6 or None  # None: IPv4 legs only (IPv6 SDP is refused)
+        self._rtp = _rtp.Engine(
+            local_ip, port_min, port_max, rtp_timeout, max_legs, event_capacity, local_ip6 or ""
+        )
         self._legs: dict[str, _Leg] = {}
         self._names: dict[int, str] = {}
         self._released: collections.OrderedDict[int, str] = collections.OrderedDict()
@@ -401,8 +420,9 @@ class RtpEngine:
             return None
         media = remote_media_from_sdp(sdp)
         if media is not None:
+            self._move(source, address_family(media.ip))
             self._apply(source, media)
-        return anchor_sdp(sdp, self.local_ip, target.port, offer_both_laws=True)
+        return anchor_sdp(sdp, self._address(target), target.port, offer_both_laws=True)
 
     def answer(self, from_leg: str, to_leg: str, sdp: bytes) -> bytes:
         """The answer from `from_leg`'s peer, forwarded to `to_leg` (which made the offer)."""
@@ -412,6 +432,7 @@ class RtpEngine:
         media = remote_media_from_sdp(sdp)
         codec: int | None = None
         if media is not None:
+            self._same_family(source, media)
             self._apply(source, media)
             offered = target.remote
             if offered is not None:
@@ -423,7 +444,7 @@ class RtpEngine:
                     # The answerer took the law only we added: the offerer keeps its own
                     # first choice and the engine transcodes between the legs.
                     codec = offered.payload_type
-        return anchor_sdp(sdp, self.local_ip, target.port, codec=codec)
+        return anchor_sdp(sdp, self._address(target), target.port, codec=codec)
 
     def release(self, leg_id: str) -> None:
         leg = self._legs.pop(leg_id, None)
@@ -448,7 +469,10 @@ class RtpEngine:
     def read_offer(self, offer: bytes) -> Offer:
         """`offer` parsed and checked, for `answer_local` later; raises `MediaValueError`
         when `answer_local` would (the leg can then be refused at once, 488)."""
-        return Offer(offer)
+        parsed = Offer(offer)
+        if parsed.media is not None:
+            self._check_family(address_family(parsed.media.ip))
+        return parsed
 
     def answer_local(self, leg_id: str, offer: bytes | Offer, prefer: int | None = None) -> bytes:
         """Answer the offer that arrived on `leg_id` (INVITE, re-INVITE, UPDATE) with our SDP.
@@ -469,9 +493,12 @@ class RtpEngine:
         """
         if prefer not in (None, 0, 8):
             raise MediaValueError(f"prefer must be 0 (PCMU) or 8 (PCMA), got {prefer!r}")
-        parsed = offer if isinstance(offer, Offer) else Offer(offer)
+        parsed = offer if isinstance(offer, Offer) else self.read_offer(offer)
         sdp, audio, media = parsed.sdp, parsed.audio, parsed.media
-        leg = self._ensure(leg_id)
+        family = None if media is None else address_family(media.ip)
+        if family is not None:
+            self._check_family(family)
+        leg = self._ensure(leg_id, family)
         crypto: list[str] = []
         if media is None:
             self._disable(leg)
@@ -485,6 +512,7 @@ class RtpEngine:
                 prefer = leg.remote.payload_type
             if prefer in media.payload_types:
                 media = msgspec.structs.replace(media, payload_type=prefer)
+            self._move(leg, address_family(media.ip))  # an offer may change family (§8.3.1)
             self._key(leg, audio.proto, mine, theirs)
             self._apply(leg, media)
             crypto = [mine.attribute()] if mine is not None else []
@@ -508,6 +536,8 @@ class RtpEngine:
         direction: str = "sendrecv",
         prefer: int | None = None,
         encryption: str | None = None,
+        *,
+        family: str | None = None,
     ) -> bytes:
         """Our own offer on `leg_id` (INVITE to an agent, or a re-INVITE we send: hold is
         `direction="sendonly"`/`"inactive"`); answer it with `apply_answer`.
@@ -520,17 +550,27 @@ class RtpEngine:
         `encryption` ("none", "optional", "srtp"; None keeps the leg's, "none" at first)
         sets whether the offer asks for SRTP with SDES keys (media/sdes.py); a leg already
         in SRTP re-offers its key in use.
+        `family` ("IP4"/"IP6", e.g. `address_family` of the host the party is reached at)
+        is the address family the offer names: a new leg is created in it, an existing one
+        moves to it; IPv4 when the engine has no IPv6 address. None: the leg's own (a new
+        leg: IPv4). Both apply together: an IPv6 leg may be an SRTP one.
         """
         if direction not in DIRECTIONS:
             raise MediaValueError(f"direction {direction!r}")
         if prefer not in (None, 0, 8):
             raise MediaValueError(f"prefer must be 0 (PCMU) or 8 (PCMA), got {prefer!r}")
-        leg = self._ensure(leg_id)
+        if family is not None and family not in ("IP4", "IP6"):
+            raise MediaValueError(f"family must be 'IP4' or 'IP6', got {family!r}")
+        if family == "IP6" and self.local_ip6 is None:
+            family = "IP4"  # the party may be dual-stack; an IPv6-only one answers 488
+        leg = self._ensure(leg_id, family)
         if encryption is not None:
             try:
                 leg.keys.set_encryption(encryption)
             except SdesError as exc:
                 raise MediaValueError(str(exc)) from exc
+        if family is not None:
+            self._move(leg, family)
         if prefer is None:
             prefer = leg.remote.payload_type if leg.remote is not None else 0
         laws = (prefer, 8 - prefer)
@@ -563,6 +603,7 @@ class RtpEngine:
             self._disable(leg)
             raise MediaValueError(f"the answer on leg {leg_id!r} rejected the audio stream")
         media = _remote_media(sdp, audio)
+        self._same_family(leg, media)
         chosen = next((pt for pt in media.payload_types if pt in laws), None)
         if chosen is None:
             raise MediaValueError(
@@ -585,14 +626,17 @@ class RtpEngine:
         return self._leg(leg_id).remote
 
     # --- legs -------------------------------------------------------------------------------
-    def create_leg(self, leg_id: str) -> tuple[str, int]:
-        """A new leg with its RTP port (RTCP on port + 1); returns (local ip, RTP port)."""
+    def create_leg(self, leg_id: str, family: str = "IP4") -> tuple[str, int]:
+        """A new leg with its RTP port (RTCP on port + 1) in `family` ("IP4", or "IP6" with
+        `local_ip6`); returns (local ip, RTP port)."""
         if leg_id in self._legs:
             raise MediaStateError(f"leg {leg_id!r} exists")
-        handle, port = self._rtp.create_leg()
-        self._legs[leg_id] = _Leg(leg_id, handle, port)
+        self._check_family(family)
+        handle, port = self._rtp.create_leg(FAMILIES[family])
+        leg = _Leg(leg_id, handle, port, family)
+        self._legs[leg_id] = leg
         self._names[handle] = leg_id
-        return self.local_ip, port
+        return self._address(leg), port
 
     def set_remote(
         self,
@@ -603,11 +647,14 @@ class RtpEngine:
         ptime_ms: int = 20,
         telephone_event_pt: int | None = None,
     ) -> None:
-        """Where the leg's RTP goes and in which codec (0 PCMU or 8 PCMA), from its SDP."""
+        """Where the leg's RTP goes and in which codec (0 PCMU or 8 PCMA), from its SDP. An
+        address of the other family moves the leg's sockets to it (`local_address` then
+        says where the party must send)."""
         media = RemoteMedia(
             ip, port, payload_type, ptime_ms, telephone_event_pt, "sendrecv", (payload_type,)
         )
         leg = self._leg(leg_id)
+        self._move(leg, address_family(ip))
         if leg.remote is not None:
             media = msgspec.structs.replace(media, direction=leg.remote.direction)
         self._apply(leg, media)
@@ -832,10 +879,44 @@ class RtpEngine:
         self._names.clear()
 
     # --- helpers ----------------------------------------------------------------------------
-    def _ensure(self, leg_id: str) -> _Leg:
+    def local_address(self, leg_id: str) -> tuple[str, int]:
+        """(local ip, RTP port) of the leg now: where its party sends RTP."""
+        leg = self._leg(leg_id)
+        return self._address(leg), leg.port
+
+    def _ensure(self, leg_id: str, family: str | None = None) -> _Leg:
         if leg_id not in self._legs:
-            self.create_leg(leg_id)
+            self.create_leg(leg_id, family or "IP4")
         return self._legs[leg_id]
+
+    def _address(self, leg: _Leg) -> str:
+        """The node's address in the leg's family (its SDP's c= and o=)."""
+        return self.local_ip6 if leg.family == "IP6" and self.local_ip6 else self.local_ip
+
+    def _check_family(self, family: str) -> None:
+        if family == "IP6" and self.local_ip6 is None:
+            raise MediaValueError(
+                "IPv6 media (c=IN IP6) but the node has no IPv6 media address (media.rtp_ip6)"
+            )
+
+    def _move(self, leg: _Leg, family: str) -> None:
+        """The leg's sockets in `family` (re-bound when it had the other one)."""
+        if family == leg.family:
+            return
+        self._check_family(family)
+        leg.port = self._rtp.set_family(leg.handle, FAMILIES[family])
+        leg.family = family
+        leg.remote = None
+
+    def _same_family(self, leg: _Leg, media: RemoteMedia) -> None:
+        """An answer must name an address of the family we offered: the party sends to
+        the address of our offer, and our sockets are of its family."""
+        family = address_family(media.ip)
+        if family != leg.family:
+            raise MediaValueError(
+                f"the answer on leg {leg.leg_id!r} names an {family} address ({media.ip}); "
+                f"our offer named {leg.family} {self._address(leg)}"
+            )
 
     def _leg(self, leg_id: str) -> _Leg:
         leg = self._legs.get(leg_id)
@@ -873,12 +954,13 @@ class RtpEngine:
 
     def _own_sdp(self, leg: _Leg, streams: list[str]) -> bytes:
         """A whole SDP body of ours for `leg` (RFC 4566 §5), with the leg's o= identity."""
-        rest = ["s=hotline", f"c=IN IP4 {self.local_ip}", "t=0 0", *streams]
+        address = f"{leg.family} {self._address(leg)}"
+        rest = ["s=hotline", f"c=IN {address}", "t=0 0", *streams]
         if rest != leg.sent:  # RFC 3264 §8: changed SDP, next version; the same, same version
             leg.origin[1] += 1
             leg.sent = rest
         session_id, version = leg.origin
-        lines = ["v=0", f"o=hotline {session_id} {version} IN IP4 {self.local_ip}", *rest]
+        lines = ["v=0", f"o=hotline {session_id} {version} IN {address}", *rest]
         return ("\r\n".join(lines) + "\r\n").encode()
 
     def _key(self, leg: _Leg, proto: str, mine: Crypto | None, theirs: Crypto | None) -> None:
@@ -955,6 +1037,7 @@ __all__ = [
     "TapData",
     "Tone",
     "UnknownLegError",
+    "address_family",
     "anchor_sdp",
     "remote_media_from_sdp",
 ]

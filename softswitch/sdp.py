@@ -144,6 +144,29 @@ class SessionDescription:
         return ("\r\n".join(lines) + "\r\n").encode()
 
 
+def address_family(host: str) -> str:
+    """The SDP address type (RFC 4566 §5.7: "IP4" or "IP6") of an IP address or host, as a
+    socket or a URI gives it ("[::1]" tolerated). An IPv4-mapped IPv6 address
+    (``::ffff:192.0.2.1``, a dual-stack socket's view of an IPv4 peer) is IPv4: that peer is
+    reached over IPv4. A name without a colon counts as IPv4."""
+    if ":" not in host:
+        return "IP4"
+    return "IP4" if unmapped(host) != host.strip("[]") else "IP6"
+
+
+def unmapped(host: str) -> str:
+    """``host`` without brackets, and an IPv4-mapped IPv6 address as the IPv4 address."""
+    bare = host.strip("[]")
+    if bare[:7].lower() == "::ffff:" and "." in bare:
+        try:
+            mapped = ipaddress.IPv6Address(bare.split("%", 1)[0]).ipv4_mapped
+        except ValueError:
+            return bare
+        if mapped is not None:
+            return str(mapped)
+    return bare
+
+
 def parse_sdp(body: bytes) -> SessionDescription:
     """Parse an SDP body; raises SdpError when it is not SDP."""
     try:

@@ -169,14 +169,23 @@ int rtp_engine_create(const rtp_config *cfg, rtp_engine **out)
     if (cfg->port_min < 1024 || cfg->port_max <= cfg->port_min || cfg->rtp_timeout <= 0 ||
         cfg->max_legs == 0 || cfg->max_legs > 0x8000 || cfg->event_capacity == 0)
         return RTP_E_INVAL;
-    struct in_addr ip;
-    if (inet_pton(AF_INET, cfg->local_ip, &ip) != 1)
+    /* One local address per family: IPv4 legs bind local_ip, IPv6 legs local_ip6. */
+    rtp_addr local4, local6;
+    if (rtp_addr_parse(&local4, cfg->local_ip, 0) != AF_INET)
+        return RTP_E_INVAL;
+    int has6 = cfg->local_ip6 && cfg->local_ip6[0];
+    if (has6 && rtp_addr_parse(&local6, cfg->local_ip6, 0) != AF_INET6)
         return RTP_E_INVAL;
     rtp_engine *e = calloc(1, sizeof *e);
     if (!e)
         return RTP_E_NOMEM;
     e->epfd = e->timerfd = e->wakefd = e->notifyfd = -1;
-    e->local_ip = ip;
+    e->local4 = local4;
+    e->has_local4 = 1;
+    if (has6) {
+        e->local6 = local6;
+        e->has_local6 = 1;
+    }
     /* RTP on even ports, RTCP on the odd one above (RFC 3550 §11). */
     e->port_min = (uint16_t)((cfg->port_min + 1) & ~1u);
     e->port_max = cfg->port_max;

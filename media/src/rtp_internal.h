@@ -14,6 +14,7 @@
 
 #include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -70,9 +71,17 @@ typedef struct {
     int32_t leg;    /* leg handle (tap id for RTP_EV_TAP_DATA) */
     int32_t value;  /* duration in ms (DTMF), timeout in ms, frames ready (tap) */
     int32_t item;   /* playback item index */
-    uint32_t addr;  /* latched source, network order (RTP_EV_FIRST_PACKET) */
+    uint8_t family; /* 4 or 6: the latched source's family (RTP_EV_FIRST_PACKET) */
+    uint8_t addr[16]; /* its address, network order (4 bytes used for IPv4) */
     uint16_t port;  /* host order */
 } rtp_event;
+
+/* A socket address of either family; sa.sa_family says which (rtp_addr.c). */
+typedef union {
+    struct sockaddr sa;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+} rtp_addr;
 
 /* A parsed RTP packet (RFC 3550 §5.1); payload points into the receive buffer. */
 typedef struct {
@@ -223,13 +232,14 @@ typedef struct rtp_leg {
     struct rtp_leg *tprev, *tnext;    /* legs with timed work (playback, RFC 4733 send) */
     int timed;
     int rtp_fd, rtcp_fd;
+    int family;                       /* AF_INET or AF_INET6: of the sockets and addresses */
     uint16_t port;
-    struct sockaddr_in remote;        /* from SDP */
+    rtp_addr remote;                  /* from SDP */
     int has_remote;
-    struct sockaddr_in latched;       /* symmetric RTP: where the packets come from */
+    rtp_addr latched;                 /* symmetric RTP: where the packets come from */
     int latched_ok;
     uint64_t latched_last_ns;
-    struct sockaddr_in rtcp_latched;
+    rtp_addr rtcp_latched;
     int rtcp_latched_ok;
     int pt, law, ptime_ms, te_pt, direction;
     struct rtp_leg *peer;             /* the bridged leg */
@@ -260,7 +270,8 @@ typedef struct rtp_engine {
     int thread_started;
     volatile int stop;
     int epfd, timerfd, wakefd, notifyfd;
-    struct in_addr local_ip;
+    rtp_addr local4, local6;          /* the sockets' addresses per family (port 0) */
+    int has_local4, has_local6;
     uint16_t port_min, port_max, port_next;
     uint64_t timeout_ns;
     rtp_leg **slots;
@@ -282,7 +293,8 @@ typedef struct rtp_engine {
 } rtp_engine;
 
 typedef struct {
-    const char *local_ip;
+    const char *local_ip;   /* IPv4 address of IPv4 legs */
+    const char *local_ip6;  /* IPv6 address of IPv6 legs; NULL or "": no IPv6 legs */
     uint16_t port_min, port_max;
     double rtp_timeout;
     uint32_t max_legs;
@@ -299,6 +311,15 @@ uint32_t rtp_random32(rtp_engine *e);
 rtp_leg *rtp_leg_lookup(rtp_engine *e, int32_t handle);
 void rtp_timed_update(rtp_engine *e, rtp_leg *leg);
 
+/* rtp_addr.c */
+int rtp_addr_parse(rtp_addr *a, const char *ip, uint16_t port); /* AF_INET/AF_INET6, -1 */
+socklen_t rtp_addr_len(const rtp_addr *a);
+int rtp_addr_equal(const rtp_addr *a, const rtp_addr *b);
+uint16_t rtp_addr_port(const rtp_addr *a);
+void rtp_addr_set_port(rtp_addr *a, uint16_t port);
+void rtp_addr_format(const rtp_addr *a, char *out, size_t size);
+void rtp_addr_to_event(const rtp_addr *a, rtp_event *ev);
+
 /* rtp_event.c */
 void rtp_event_push(rtp_engine *e, const rtp_event *ev);
 uint32_t rtp_event_drain(rtp_engine *e, rtp_event *out, uint32_t max);
@@ -313,7 +334,8 @@ void rtp_out_map(rtp_out *o, uint64_t source, uint16_t in_seq, uint32_t in_ts, u
 uint32_t rtp_out_ts_now(const rtp_out *o, uint64_t now_ns);
 
 /* rtp_leg.c */
-int rtp_leg_create(rtp_engine *e, int32_t *handle, uint16_t *port);
+int rtp_leg_create(rtp_engine *e, int family, int32_t *handle, uint16_t *port);
+int rtp_leg_set_family(rtp_engine *e, int32_t handle, int family, uint16_t *port);
 int rtp_leg_destroy(rtp_engine *e, int32_t handle);
 void rtp_leg_free(rtp_engine *e, rtp_leg *leg);
 int rtp_leg_set_remote(rtp_engine *e, int32_t handle, const char *ip, uint16_t port, int pt,
@@ -339,7 +361,7 @@ uint8_t rtp_stats_fraction_lost(rtp_stats *s);
 
 /* rtp_rtcp.c */
 void rtp_rtcp_receive(rtp_engine *e, rtp_leg *leg, const uint8_t *buf, size_t len,
-                      const struct sockaddr_in *from);
+                      const rtp_addr *from);
 void rtp_rtcp_send_report(rtp_engine *e, rtp_leg *leg);
 
 /* rtp_telephone_event.c */

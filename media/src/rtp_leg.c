@@ -13,15 +13,22 @@
 /* RFC 4594 §4.2: telephony media is marked Expedited Forwarding (DSCP 46). */
 #define TOS_EF 0xb8
 
-static int open_socket(rtp_engine *e, uint16_t port)
+static int open_socket(rtp_engine *e, int family, uint16_t port)
 {
-    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port), .sin_addr = e->local_ip};
-    int tos = TOS_EF;
-    (void)setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof tos); /* best effort: marking only */
-    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    rtp_addr sa = family == AF_INET6 ? e->local6 : e->local4;
+    rtp_addr_set_port(&sa, port);
+    int tos = TOS_EF, on = 1;
+    if (family == AF_INET6) {
+        /* IPv6 only: IPv4 legs have sockets of their own on local_ip. */
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof on);
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof tos); /* best effort */
+    } else {
+        (void)setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof tos); /* best effort: marking only */
+    }
+    if (bind(fd, &sa.sa, rtp_addr_len(&sa)) < 0) {
         int saved = errno;
         close(fd);
         errno = saved;
@@ -30,8 +37,25 @@ static int open_socket(rtp_engine *e, uint16_t port)
     return fd;
 }
 
-/* Bind the next free even/odd pair of the range; RTP_E_PORTS when every pair is taken. */
-static int allocate_ports(rtp_engine *e, rtp_leg *leg)
+/* Bind RTP on `port` and RTCP on port + 1; RTP_E_PORTS when either is taken. */
+static int open_pair(rtp_engine *e, int family, uint16_t port, int *rtp_fd, int *rtcp_fd)
+{
+    *rtp_fd = open_socket(e, family, port);
+    if (*rtp_fd < 0)
+        return errno == EADDRINUSE ? RTP_E_PORTS : RTP_E_SYS;
+    *rtcp_fd = open_socket(e, family, (uint16_t)(port + 1));
+    if (*rtcp_fd < 0) {
+        int saved = errno;
+        close(*rtp_fd);
+        errno = saved;
+        return saved == EADDRINUSE ? RTP_E_PORTS : RTP_E_SYS;
+    }
+    return RTP_OK;
+}
+
+/* Bind the next free even/odd pair of the range in `family` (the leg's port and fds);
+ * RTP_E_PORTS when every pair is taken. */
+static int allocate_ports(rtp_engine *e, int family, int *rtp_fd, int *rtcp_fd, uint16_t *out)
 {
     uint32_t pairs = ((uint32_t)e->port_max - e->port_min + 1) / 2;
     for (uint32_t i = 0; i < pairs; i++) {
@@ -39,27 +63,23 @@ static int allocate_ports(rtp_engine *e, rtp_leg *leg)
         e->port_next = (uint16_t)(port + 2);
         if (e->port_next < e->port_min || (uint32_t)e->port_next + 1 > e->port_max)
             e->port_next = e->port_min;
-        int rtp_fd = open_socket(e, port);
-        if (rtp_fd < 0) {
-            if (errno == EADDRINUSE)
-                continue;
-            return RTP_E_SYS;
-        }
-        int rtcp_fd = open_socket(e, (uint16_t)(port + 1));
-        if (rtcp_fd < 0) {
-            int saved = errno;
-            close(rtp_fd);
-            if (saved == EADDRINUSE)
-                continue;
-            errno = saved;
-            return RTP_E_SYS;
-        }
-        leg->rtp_fd = rtp_fd;
-        leg->rtcp_fd = rtcp_fd;
-        leg->port = port;
-        return RTP_OK;
+        int rc = open_pair(e, family, port, rtp_fd, rtcp_fd);
+        if (rc == RTP_E_PORTS)
+            continue;
+        if (rc == RTP_OK)
+            *out = port;
+        return rc;
     }
     return RTP_E_PORTS;
+}
+
+static int family_of(rtp_engine *e, int family)
+{
+    if (family == 4)
+        return AF_INET;
+    if (family == 6 && e->has_local6)
+        return AF_INET6;
+    return -1;
 }
 
 static int watch(rtp_engine *e, int fd, uint64_t tag)
@@ -68,8 +88,11 @@ static int watch(rtp_engine *e, int fd, uint64_t tag)
     return epoll_ctl(e->epfd, EPOLL_CTL_ADD, fd, &ev);
 }
 
-int rtp_leg_create(rtp_engine *e, int32_t *handle, uint16_t *port)
+int rtp_leg_create(rtp_engine *e, int family, int32_t *handle, uint16_t *port)
 {
+    int af = family_of(e, family);
+    if (af < 0)
+        return RTP_E_INVAL;
     if (e->nlegs >= e->max_legs)
         return RTP_E_PORTS;
     uint32_t slot = 0;
@@ -80,11 +103,12 @@ int rtp_leg_create(rtp_engine *e, int32_t *handle, uint16_t *port)
     rtp_leg *leg = calloc(1, sizeof *leg);
     if (!leg)
         return RTP_E_NOMEM;
-    int rc = allocate_ports(e, leg);
+    int rc = allocate_ports(e, af, &leg->rtp_fd, &leg->rtcp_fd, &leg->port);
     if (rc != RTP_OK) {
         free(leg);
         return rc;
     }
+    leg->family = af;
     e->gens[slot] = (uint16_t)(e->gens[slot] % 0x7fff + 1);
     leg->slot = slot;
     leg->handle = (int32_t)(((uint32_t)e->gens[slot] << 16) | slot);
@@ -144,6 +168,48 @@ void rtp_leg_free(rtp_engine *e, rtp_leg *leg)
     free(leg);
 }
 
+/* Move the leg's sockets to the other family (its party's SDP names an address of that
+ * family): the same port number when it is free there, else the next free pair. Everything
+ * learnt about the old remote goes; bridge, mix, taps and playback stay. */
+int rtp_leg_set_family(rtp_engine *e, int32_t handle, int family, uint16_t *port)
+{
+    rtp_leg *leg = rtp_leg_lookup(e, handle);
+    if (!leg)
+        return RTP_E_NOLEG;
+    int af = family_of(e, family);
+    if (af < 0)
+        return RTP_E_INVAL;
+    if (af == leg->family) {
+        *port = leg->port;
+        return RTP_OK;
+    }
+    int rtp_fd, rtcp_fd;
+    uint16_t new_port = leg->port;
+    int rc = open_pair(e, af, new_port, &rtp_fd, &rtcp_fd);
+    if (rc == RTP_E_PORTS)
+        rc = allocate_ports(e, af, &rtp_fd, &rtcp_fd, &new_port);
+    if (rc != RTP_OK)
+        return rc;
+    if (watch(e, rtp_fd, (uint64_t)leg->handle << 1) < 0 ||
+        watch(e, rtcp_fd, ((uint64_t)leg->handle << 1) | 1) < 0) {
+        int saved = errno;
+        close(rtp_fd); /* closing also leaves the epoll set */
+        close(rtcp_fd);
+        errno = saved;
+        return RTP_E_SYS;
+    }
+    close(leg->rtp_fd);
+    close(leg->rtcp_fd);
+    leg->rtp_fd = rtp_fd;
+    leg->rtcp_fd = rtcp_fd;
+    leg->port = new_port;
+    leg->family = af;
+    leg->has_remote = leg->latched_ok = leg->rtcp_latched_ok = 0;
+    memset(&leg->remote, 0, sizeof leg->remote);
+    *port = new_port;
+    return RTP_OK;
+}
+
 int rtp_leg_destroy(rtp_engine *e, int32_t handle)
 {
     rtp_leg *leg = rtp_leg_lookup(e, handle);
@@ -159,9 +225,12 @@ int rtp_leg_set_remote(rtp_engine *e, int32_t handle, const char *ip, uint16_t p
     rtp_leg *leg = rtp_leg_lookup(e, handle);
     if (!leg)
         return RTP_E_NOLEG;
-    struct in_addr addr;
-    if (inet_pton(AF_INET, ip, &addr) != 1 || port == 0)
+    rtp_addr addr;
+    int af = rtp_addr_parse(&addr, ip, port);
+    if (af < 0 || port == 0)
         return RTP_E_INVAL;
+    if (af != leg->family) /* rtp_leg_set_family first */
+        return RTP_E_STATE;
     if (pt != 0 && pt != 8) /* G.711 only: PCMU 0, PCMA 8 (RFC 3551 §6) */
         return RTP_E_INVAL;
     if (ptime_ms < 10 || ptime_ms > 30)
@@ -169,11 +238,8 @@ int rtp_leg_set_remote(rtp_engine *e, int32_t handle, const char *ip, uint16_t p
     if (te_pt >= 0 && (te_pt > 127 || te_pt == 0 || te_pt == 8))
         return RTP_E_INVAL;
     uint64_t now = rtp_now_ns();
-    int moved = !leg->has_remote || leg->remote.sin_addr.s_addr != addr.s_addr ||
-                leg->remote.sin_port != htons(port);
-    leg->remote.sin_family = AF_INET;
-    leg->remote.sin_addr = addr;
-    leg->remote.sin_port = htons(port);
+    int moved = !leg->has_remote || !rtp_addr_equal(&leg->remote, &addr);
+    leg->remote = addr;
     leg->has_remote = 1;
     if (moved) {
         /* New SDP address: learn the source again (re-INVITE after transfer, NAT). */
@@ -279,8 +345,8 @@ int rtp_leg_send(rtp_engine *e, rtp_leg *leg, uint64_t source, int marker, int p
     size_t n = off + len;
     if (leg->srtp && rtp_srtp_protect(leg, buf, &n, sizeof buf, 0) != 0)
         return 0; /* dropped and counted */
-    const struct sockaddr_in *to = leg->latched_ok ? &leg->latched : &leg->remote;
-    ssize_t sent = sendto(leg->rtp_fd, buf, n, 0, (const struct sockaddr *)to, sizeof *to);
+    const rtp_addr *to = leg->latched_ok ? &leg->latched : &leg->remote;
+    ssize_t sent = sendto(leg->rtp_fd, buf, n, 0, &to->sa, rtp_addr_len(to));
     if (sent < 0) {
         leg->stats.dropped++;
         return 0;

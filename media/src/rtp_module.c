@@ -91,12 +91,14 @@ static PyObject *done(EngineObject *self, rtp_engine *e, int rc, const char *wha
 static PyObject *Engine_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"local_ip", "port_min", "port_max", "rtp_timeout", "max_legs",
-                             "event_capacity", NULL};
-    rtp_config cfg = {.rtp_timeout = 30.0, .max_legs = 4096, .event_capacity = 8192};
+                             "event_capacity", "local_ip6", NULL};
+    rtp_config cfg = {.rtp_timeout = 30.0, .max_legs = 4096, .event_capacity = 8192,
+                      .local_ip6 = ""};
     int port_min, port_max;
     unsigned int max_legs = 4096, event_capacity = 8192;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sii|dII", kwlist, &cfg.local_ip, &port_min,
-                                     &port_max, &cfg.rtp_timeout, &max_legs, &event_capacity))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "sii|dIIs", kwlist, &cfg.local_ip, &port_min,
+                                     &port_max, &cfg.rtp_timeout, &max_legs, &event_capacity,
+                                     &cfg.local_ip6))
         return NULL;
     EngineObject *self = (EngineObject *)type->tp_alloc(type, 0);
     if (!self)
@@ -151,18 +153,37 @@ static PyObject *Engine_fileno(EngineObject *self, PyObject *unused)
     return PyLong_FromLong(self->engine->notifyfd);
 }
 
-static PyObject *Engine_create_leg(EngineObject *self, PyObject *unused)
+static PyObject *Engine_create_leg(EngineObject *self, PyObject *args)
 {
+    int family = 4;
+    if (!PyArg_ParseTuple(args, "|i", &family))
+        return NULL;
     rtp_engine *e = acquire(self);
     if (!e)
         return NULL;
     int32_t handle = 0;
     uint16_t port = 0;
-    int rc = rtp_leg_create(e, &handle, &port);
+    int rc = rtp_leg_create(e, family, &handle, &port);
     rtp_engine_unlock(e);
     if (rc < 0)
         return raise_rc((PyObject *)self, rc, "create_leg");
     return Py_BuildValue("(iH)", handle, port);
+}
+
+static PyObject *Engine_set_family(EngineObject *self, PyObject *args)
+{
+    int handle, family;
+    if (!PyArg_ParseTuple(args, "ii", &handle, &family))
+        return NULL;
+    rtp_engine *e = acquire(self);
+    if (!e)
+        return NULL;
+    uint16_t port = 0;
+    int rc = rtp_leg_set_family(e, handle, family, &port);
+    rtp_engine_unlock(e);
+    if (rc < 0)
+        return raise_rc((PyObject *)self, rc, "set_family");
+    return PyLong_FromLong(port);
 }
 
 static PyObject *Engine_destroy_leg(EngineObject *self, PyObject *args)
@@ -503,9 +524,10 @@ static PyObject *Engine_events(EngineObject *self, PyObject *unused)
     PyObject *list = PyList_New(n);
     for (uint32_t i = 0; list && i < n; i++) {
         rtp_event *ev = &batch[i];
-        char ip[INET_ADDRSTRLEN] = "";
-        if (ev->type == RTP_EV_FIRST_PACKET)
-            inet_ntop(AF_INET, &ev->addr, ip, sizeof ip);
+        char ip[INET6_ADDRSTRLEN] = "";
+        if (ev->type == RTP_EV_FIRST_PACKET &&
+            !inet_ntop(ev->family == 6 ? AF_INET6 : AF_INET, ev->addr, ip, sizeof ip))
+            ip[0] = '\0';
         PyObject *t = Py_BuildValue("(iiNiiisi)", ev->type, ev->leg,
                                     ev->digit ? PyUnicode_FromOrdinal((unsigned char)ev->digit)
                                               : Py_NewRef(Py_None),
@@ -534,16 +556,18 @@ static PyObject *Engine_stats(EngineObject *self, PyObject *args)
     rtp_stats s = leg->stats;
     rtp_out out = leg->out;
     int latched = leg->latched_ok;
-    struct sockaddr_in la = leg->latched;
+    rtp_addr la = leg->latched;
+    int family = leg->family == AF_INET6 ? 6 : 4;
     uint16_t port = leg->port;
     int dtmf_queued = leg->te_tx.queued + leg->te_tx.active;
     int playing = leg->play.active;
     rtp_engine_unlock(e);
-    char ip[INET_ADDRSTRLEN] = "";
+    char ip[INET6_ADDRSTRLEN] = "";
     if (latched)
-        inet_ntop(AF_INET, &la.sin_addr, ip, sizeof ip);
+        rtp_addr_format(&la, ip, sizeof ip);
     return Py_BuildValue(
-        "{s:H,s:K,s:K,s:K,s:K,s:L,s:d,s:K,s:K,s:K,s:k,s:k,s:H,s:k,s:N,s:i,s:O}", "port", port,
+        "{s:H,s:i,s:K,s:K,s:K,s:K,s:L,s:d,s:K,s:K,s:K,s:k,s:k,s:H,s:k,s:N,s:i,s:O}", "port",
+        port, "family", family,
         "packets_in", (unsigned long long)s.packets_in, "bytes_in",
         (unsigned long long)s.bytes_in, "packets_out", (unsigned long long)s.packets_out,
         "bytes_out", (unsigned long long)s.bytes_out, "lost", (long long)rtp_stats_lost(&s),
@@ -551,7 +575,7 @@ static PyObject *Engine_stats(EngineObject *self, PyObject *args)
         (unsigned long long)s.dropped, "rtcp_in", (unsigned long long)s.rtcp_in, "rtcp_out",
         (unsigned long long)s.rtcp_out, "ssrc_in", (unsigned long)s.ssrc, "ssrc_out",
         (unsigned long)out.ssrc, "seq_out", out.seq, "ts_out", (unsigned long)out.ts, "latched",
-        latched ? Py_BuildValue("(sH)", ip, ntohs(la.sin_port)) : Py_NewRef(Py_None),
+        latched ? Py_BuildValue("(sH)", ip, rtp_addr_port(&la)) : Py_NewRef(Py_None),
         "dtmf_pending", dtmf_queued, "playing", playing ? Py_True : Py_False);
 }
 
@@ -607,7 +631,10 @@ static PyObject *Engine_info(EngineObject *self, PyObject *unused)
 static PyMethodDef Engine_methods[] = {
     {"close", (PyCFunction)Engine_close, METH_NOARGS, "Stop the worker and free every leg."},
     {"fileno", (PyCFunction)Engine_fileno, METH_NOARGS, "The eventfd that signals events."},
-    {"create_leg", (PyCFunction)Engine_create_leg, METH_NOARGS, "-> (handle, rtp_port)"},
+    {"create_leg", (PyCFunction)Engine_create_leg, METH_VARARGS,
+     "(family=4) -> (handle, rtp_port); family 6 needs local_ip6"},
+    {"set_family", (PyCFunction)Engine_set_family, METH_VARARGS,
+     "(handle, family) -> rtp_port: the leg's sockets move to IPv4 (4) or IPv6 (6)"},
     {"destroy_leg", (PyCFunction)Engine_destroy_leg, METH_VARARGS, "(handle)"},
     {"set_remote", (PyCFunction)Engine_set_remote, METH_VARARGS,
      "(handle, ip, port, payload_type, ptime_ms, telephone_event_pt or -1)"},

@@ -11,15 +11,10 @@
  * a phone that changed its port); until then packets from elsewhere are dropped. */
 #define RELATCH_NS 1000000000ULL
 
-static int same_addr(const struct sockaddr_in *a, const struct sockaddr_in *b)
-{
-    return a->sin_addr.s_addr == b->sin_addr.s_addr && a->sin_port == b->sin_port;
-}
-
 /* Symmetric RTP (RFC 4961): send to where the packets come from. Returns 0 to drop. */
-static int latch(rtp_engine *e, rtp_leg *leg, const struct sockaddr_in *from)
+static int latch(rtp_engine *e, rtp_leg *leg, const rtp_addr *from)
 {
-    if (leg->latched_ok && same_addr(&leg->latched, from)) {
+    if (leg->latched_ok && rtp_addr_equal(&leg->latched, from)) {
         leg->latched_last_ns = e->now_ns;
         return 1;
     }
@@ -29,8 +24,8 @@ static int latch(rtp_engine *e, rtp_leg *leg, const struct sockaddr_in *from)
     leg->latched = *from;
     leg->latched_ok = 1;
     leg->latched_last_ns = e->now_ns;
-    rtp_event ev = {.type = RTP_EV_FIRST_PACKET, .leg = leg->handle, .flag = (uint8_t)relatch,
-                    .addr = from->sin_addr.s_addr, .port = ntohs(from->sin_port)};
+    rtp_event ev = {.type = RTP_EV_FIRST_PACKET, .leg = leg->handle, .flag = (uint8_t)relatch};
+    rtp_addr_to_event(from, &ev);
     rtp_event_push(e, &ev);
     return 1;
 }
@@ -106,7 +101,7 @@ void rtp_inband_check_stale(rtp_engine *e, rtp_leg *leg)
 }
 
 static void handle_rtp(rtp_engine *e, rtp_leg *leg, const uint8_t *buf, size_t len,
-                       const struct sockaddr_in *from)
+                       const rtp_addr *from)
 {
     if (rtp_is_rtcp(buf, len)) { /* RTCP multiplexed on the RTP port (RFC 5761) */
         rtp_rtcp_receive(e, leg, buf, len, NULL);
@@ -152,7 +147,7 @@ static void handle_rtp(rtp_engine *e, rtp_leg *leg, const uint8_t *buf, size_t l
 void rtp_receive_ready(rtp_engine *e, rtp_leg *leg, int rtcp)
 {
     uint8_t bufs[RECV_BATCH][RTP_MAX_PACKET];
-    struct sockaddr_in from[RECV_BATCH];
+    rtp_addr from[RECV_BATCH];
     struct iovec iov[RECV_BATCH];
     struct mmsghdr msgs[RECV_BATCH];
     memset(msgs, 0, sizeof msgs);
@@ -172,7 +167,9 @@ void rtp_receive_ready(rtp_engine *e, rtp_leg *leg, int rtcp)
          * rather than trust the pointer across callbacks. */
         if (rtp_leg_lookup(e, handle) != leg)
             return;
-        if (msgs[i].msg_hdr.msg_namelen != sizeof(struct sockaddr_in))
+        /* A source of the leg's own family, whole (an IPv6 leg's sockets are V6ONLY). */
+        if (from[i].sa.sa_family != leg->family ||
+            msgs[i].msg_hdr.msg_namelen != rtp_addr_len(&from[i]))
             continue;
         size_t len = msgs[i].msg_len;
         if (leg->srtp && rtp_srtp_unprotect(leg, bufs[i], &len, rtcp) != 0)

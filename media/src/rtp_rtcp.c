@@ -33,7 +33,7 @@ static uint32_t get32(const uint8_t *p)
 }
 
 void rtp_rtcp_receive(rtp_engine *e, rtp_leg *leg, const uint8_t *buf, size_t len,
-                      const struct sockaddr_in *from)
+                      const rtp_addr *from)
 {
     leg->stats.rtcp_in++;
     leg->last_rtcp_ns = e->now_ns; /* a muted phone (no RTP) still reports: not dead */
@@ -78,12 +78,12 @@ static size_t report_block(rtp_engine *e, rtp_leg *leg, uint8_t *p)
 
 void rtp_rtcp_send_report(rtp_engine *e, rtp_leg *leg)
 {
-    struct sockaddr_in to;
+    rtp_addr to;
     if (leg->rtcp_latched_ok) {
         to = leg->rtcp_latched;
     } else if (leg->has_remote) {
         to = leg->remote; /* RFC 3550 §11: RTCP on the next higher (odd) port */
-        to.sin_port = htons((uint16_t)(ntohs(to.sin_port) + 1));
+        rtp_addr_set_port(&to, (uint16_t)(rtp_addr_port(&to) + 1));
     } else {
         return;
     }
@@ -117,10 +117,12 @@ void rtp_rtcp_send_report(rtp_engine *e, rtp_leg *leg)
     if (blocks)
         off += report_block(e, leg, buf + off);
     /* SDES with a CNAME (§6.5.1), required in every compound packet (§6.1). */
-    char cname[64];
-    char ip[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &e->local_ip, ip, sizeof ip);
+    char cname[80]; /* "hotline@" + the longest IPv6 text: at most 8 + 45 octets */
+    char ip[INET6_ADDRSTRLEN];
+    rtp_addr_format(leg->family == AF_INET6 ? &e->local6 : &e->local4, ip, sizeof ip);
     int clen = snprintf(cname, sizeof cname, "hotline@%s", ip);
+    if (clen < 0 || (size_t)clen >= sizeof cname)
+        return;
     size_t sdes = off;
     buf[off] = 0x81; /* V=2, SC=1 */
     buf[off + 1] = RTCP_SDES;
@@ -138,6 +140,6 @@ void rtp_rtcp_send_report(rtp_engine *e, rtp_leg *leg)
     buf[sdes + 3] = (uint8_t)words;
     if (leg->srtp && rtp_srtp_protect(leg, buf, &end, sizeof buf, 1) != 0)
         return; /* SRTCP (RFC 3711 §3.4): dropped and counted */
-    if (sendto(leg->rtcp_fd, buf, end, 0, (struct sockaddr *)&to, sizeof to) > 0)
+    if (sendto(leg->rtcp_fd, buf, end, 0, &to.sa, rtp_addr_len(&to)) > 0)
         leg->stats.rtcp_out++;
 }

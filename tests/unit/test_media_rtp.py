@@ -130,18 +130,21 @@ def rtp_packet(
 
 
 class Peer:
-    """One far end: sends RTP to an engine port, receives what the engine sends it."""
+    """One far end on `host` (127.0.0.1, or ::1 for an IPv6 party): sends RTP to an engine
+    port on the same host, receives what the engine sends it."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = LOCAL) -> None:
+        self.host = host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         # RTP on port p, RTCP on p + 1: the engine sends its reports there (RFC 3550 §11),
         # so the pair must be ours rather than some other program's socket.
         for _ in range(100):
-            self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            self.sock.bind((LOCAL, 0))
+            self.sock = socket.socket(family, socket.SOCK_DGRAM)
+            self.sock.bind((host, 0))
             self.port = self.sock.getsockname()[1]
-            self.rtcp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.rtcp = socket.socket(family, socket.SOCK_DGRAM)
             try:
-                self.rtcp.bind((LOCAL, self.port + 1))
+                self.rtcp.bind((host, self.port + 1))
                 return
             except OSError:
                 self.sock.close()
@@ -151,7 +154,7 @@ class Peer:
     def send(
         self, port: int, pt: int, seq: int, ts: int, ssrc: int, payload: bytes, marker: bool = False
     ) -> None:
-        self.sock.sendto(rtp_packet(pt, seq, ts, ssrc, payload, marker), (LOCAL, port))
+        self.sock.sendto(rtp_packet(pt, seq, ts, ssrc, payload, marker), (self.host, port))
 
     def recv(self, timeout: float = 1.0) -> Rtp:
         self.sock.settimeout(timeout)
