@@ -70,9 +70,12 @@ class MediaEngine(Protocol):
         direction: str = "sendrecv",
         prefer: int | None = None,
         encryption: str | None = None,
+        *,
+        family: str | None = None,
     ) -> bytes:
         """The node's own offer for `leg_id` (INVITE, or re-INVITE such as hold);
-        `encryption` ("none", "optional", "srtp", None: as before) asks for SRTP."""
+        `encryption` ("none", "optional", "srtp", None: as before) asks for SRTP; `family`
+        ("IP4"/"IP6"): the address family the party is reached over, None: the leg's own."""
 
     def apply_answer(self, leg_id: str, answer: bytes) -> int:
         """The answer to our `offer_local` on `leg_id` arrived; returns the G.711 payload
@@ -137,6 +140,8 @@ class PassThroughMedia:
         direction: str = "sendrecv",
         prefer: int | None = None,
         encryption: str | None = None,
+        *,
+        family: str | None = None,
     ) -> bytes:
         raise NotAnchoredError(f"leg {leg_id!r}: media pass-through cannot offer for the node")
 

@@ -333,13 +333,29 @@ class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     anchor: Annotated[
         bool,
         Meta(
-            description="Anchor every call's RTP in the node (SDP rewritten to `rtp_ip`). "
+            description="Anchor every call's RTP in the node (SDP rewritten to `rtp_ip`, or "
+            "`rtp_ip6` for IPv6 parties). "
             "`false`: SDP passes through and RTP flows between the phones directly."
         ),
     ] = True
     rtp_ip: Annotated[
-        str, Meta(description="Local IP address of the RTP sockets, written into SDP.")
+        str,
+        Meta(
+            description="Local IPv4 address of the RTP sockets of IPv4 legs, written into "
+            "their SDP."
+        ),
     ] = "127.0.0.1"
+    rtp_ip6: Annotated[
+        str,
+        Meta(
+            description="Local IPv6 address of the RTP sockets of IPv6 legs: callers whose "
+            "SDP says `c=IN IP6`, agents' phones registered over IPv6 (each leg is offered "
+            "the family its party is reached over, so an IPv4 carrier and an IPv6 agent are "
+            "bridged in the node). Empty: the first IPv6 address the node listens on for SIP "
+            "(`node.sip_listen` or `--sip-listen`; not `::`); without one there is no IPv6 media: IPv6 SDP is refused (488) and phones "
+            "reached over IPv6 are offered IPv4."
+        ),
+    ] = ""
     port_min: Annotated[
         int, Meta(ge=1024, le=65534, description="First RTP port (even; RTCP is +1).")
     ] = 20000
@@ -368,6 +384,17 @@ class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "accepted; a fresh key per leg and direction. Needs `anchor: true`."
         ),
     ] = "auto"
+
+    def ip6(self, listen: Iterable[tuple[str, int]]) -> str | None:
+        """The node's IPv6 media address: `rtp_ip6`, else the first IPv6 address the node
+        listens on for SIP (`listen`: ``node.sip_listen`` or what ``--sip-listen`` gave)
+        that is not ``::``; None when there is none (no IPv6 media)."""
+        if self.rtp_ip6:
+            return self.rtp_ip6
+        for host, _ in listen:
+            if ":" in host and not ipaddress.IPv6Address(host).is_unspecified:
+                return host
+        return None
 
 
 class RetentionPolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -1368,9 +1395,23 @@ def _item_checks(b: StructBuilder) -> dict[type, StructCheck]:
 
     def media(value: MediaConfig, path: KeyPath) -> None:
         try:
-            ipaddress.ip_address(value.rtp_ip)
+            if not isinstance(ipaddress.ip_address(value.rtp_ip), ipaddress.IPv4Address):
+                b.error(
+                    (*path, "rtp_ip"),
+                    f"{value.rtp_ip!r} is not an IPv4 address (IPv6 goes in rtp_ip6)",
+                )
         except ValueError:
             b.error((*path, "rtp_ip"), f"{value.rtp_ip!r} is not an IP address")
+        if value.rtp_ip6:
+            try:
+                address = ipaddress.ip_address(value.rtp_ip6)
+            except ValueError:
+                address = None
+            if not isinstance(address, ipaddress.IPv6Address) or address.is_unspecified:
+                b.error(
+                    (*path, "rtp_ip6"),
+                    f"{value.rtp_ip6!r} is not an IPv6 address of this host (not ::)",
+                )
         if value.port_max - value.port_min < 3:
             b.error((*path, "port_max"), "port_max must be at least port_min + 3 (two legs)")
 

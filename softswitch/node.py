@@ -354,12 +354,18 @@ class Node:
             return None
         from media.engine import RtpEngine
 
+        rtp_ip6 = settings.ip6(self.listen)
         self._media = RtpEngine(
-            settings.rtp_ip, settings.port_min, settings.port_max, settings.rtp_timeout
+            settings.rtp_ip,
+            settings.port_min,
+            settings.port_max,
+            settings.rtp_timeout,
+            local_ip6=rtp_ip6,
         )
         log.info(
-            "anchoring RTP on %s ports %d-%d",
+            "anchoring RTP on %s%s ports %d-%d",
             settings.rtp_ip,
+            f" and {rtp_ip6}" if rtp_ip6 else " (no IPv6 media address)",
             settings.port_min,
             settings.port_max,
         )

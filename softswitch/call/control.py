@@ -85,6 +85,7 @@ from softswitch.sip.transaction import (
     RequestReceived,
     Target,
     TransactionLayer,
+    hostport,
 )
 
 if TYPE_CHECKING:
@@ -296,7 +297,7 @@ class CallControl(Signalling, LegActions, Features, Extensions, Failover, Forkin
                 a.leg_id,
                 "in",
                 request.call_id,
-                f"{event.source.host}:{event.source.port}",
+                hostport(event.source.host, event.source.port),
             )
         )
         session.log.info(

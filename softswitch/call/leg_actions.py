@@ -27,10 +27,12 @@ from softswitch.call.sipcodec import (
     ALLOW,
     phone_target,
 )
+from softswitch.sdp import address_family
 from softswitch.sip.build import new_request_headers
 from softswitch.sip.message import Request
 from softswitch.sip.transaction import (
     Target,
+    hostport,
 )
 
 #: Seconds between provisionals to a caller the node keeps waiting unanswered (a queue's
@@ -60,7 +62,7 @@ class LegActions(ControlBase):
         if a.invite.body:
             body = media.answer_local(a.leg_id, a.offer or a.invite.body, prefer=prefer)
         else:  # a delayed offer: ours goes in the 200, the answer comes in the ACK
-            body = media.offer_local(a.leg_id)
+            body = media.offer_local(a.leg_id, family=address_family(a.target.host))
         a.anchored = True
         if by_node and a.invite.body and self._early_media_trunk(session):
             # The trunk's `early_media`: 183 with our SDP, and the prompts play before the
@@ -306,7 +308,12 @@ class LegActions(ControlBase):
             headers.add("supported", "100rel")  # PRACKed (extensions.py)
         try:
             if leg.anchored:
-                body = self.media.offer_local(leg.leg_id, encryption=encryption) or b""
+                # The family the party is reached over (its registered contact or source):
+                # a phone on ::1 gets `c=IN IP6`, which is all it can use.
+                family = address_family(leg.target.host)
+                body = (
+                    self.media.offer_local(leg.leg_id, encryption=encryption, family=family) or b""
+                )
             else:
                 assert a.invite is not None
                 body = leg.media.offer(a.leg_id, leg.leg_id, a.invite.body or None) or b""
@@ -334,7 +341,7 @@ class LegActions(ControlBase):
                 leg.leg_id,
                 "out",
                 invite.call_id,
-                f"{leg.target.host}:{leg.target.port}",
+                hostport(leg.target.host, leg.target.port),  # [::1]:5060 for IPv6
                 agent_id,
             )  # fmt: skip
         )

@@ -127,8 +127,10 @@ class BaresipAgent:
         max_seconds: int = 60,
         log_dir: Path | None = None,
         ready_timeout: float = 5.0,
+        host: str = LOOPBACK,
     ) -> None:
         self.user = user
+        self.host = host  # its SIP and RTP address: "::1" for a phone on IPv6
         self.password = password if password is not None else f"pw{user}"
         self.registrar = registrar
         self.tone_hz = tone_hz
@@ -162,7 +164,9 @@ class BaresipAgent:
 
     @property
     def address(self) -> str:
-        return f"{LOOPBACK}:{self.sip_port}"
+        return (
+            f"[{self.host}]:{self.sip_port}" if ":" in self.host else f"{self.host}:{self.sip_port}"
+        )
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -171,7 +175,7 @@ class BaresipAgent:
         settings = [
             ("poll_method", "epoll"),
             ("sip_listen", self.address),
-            ("net_interface", LOOPBACK),
+            ("net_interface", self.host),
             ("audio_source", f"ausine,{self.tone_hz}"),
             ("ausrc_srate", str(AUSINE_RATE)),
             ("ausrc_channels", str(AUSINE_CHANNELS)),

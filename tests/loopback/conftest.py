@@ -1,4 +1,5 @@
-"""Fixtures for loopback tests: factories for the hotline node, pjsua2 agents and SIPp runs.
+"""Fixtures for loopback tests: factories for the hotline node, pjsua2 and baresip agents,
+SIPp runs and RTP callers.
 
 Every test under tests/loopback/ is marked `loopback` (select or skip them with
 `-m loopback` / `-m "not loopback"`). Each factory ends what it started when the test ends,
@@ -15,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from .baresip_agent import BaresipAgent, require_baresip
 from .harness import (
     HotlineNode,
     PjAgent,
@@ -140,3 +142,26 @@ def rtp_caller(request: pytest.FixtureRequest) -> Iterator[Callable[..., RtpCall
     yield make
     for caller in reversed(made):
         caller.close()
+
+
+@pytest.fixture
+def baresip(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Factory: `baresip(registrar=node, user="1001", tone_hz=1000)` -> a started
+    BaresipAgent (its account created; wait for REGISTER_OK in the test), stopped at the end.
+    `registrar` may be a HotlineNode (its address is used) or "HOST:PORT" (`[::1]:PORT` with
+    `host="::1"`: a phone on IPv6). Skips (fails under HOTLINE_REQUIRE_PEERS=1) when baresip
+    is not installed."""
+    require_baresip()
+    started: list[BaresipAgent] = []
+
+    def make(*, registrar: HotlineNode | str, **kwargs: Any) -> BaresipAgent:
+        kwargs.setdefault("log_dir", tmp_path / "baresip")
+        address = registrar if isinstance(registrar, str) else registrar.address
+        phone = BaresipAgent(registrar=address, **kwargs)
+        started.append(phone)
+        _register(request, phone)
+        return phone.start()
+
+    yield make
+    for phone in reversed(started):
+        phone.stop()

@@ -141,9 +141,12 @@ class HotlineNode:
         ready_timeout: float = 10.0,
         env: Mapping[str, str] | None = None,
         name: str = "node",
+        ipv6: bool = False,
         **overrides: Mapping[str, Any],
     ) -> None:
         self.name = name
+        # Also listen on [::1] (same port number): its IPv6 media address derives from it.
+        self.ipv6 = ipv6
         self.work_dir = work_dir
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.config_dir = work_dir / "config"
@@ -178,6 +181,13 @@ class HotlineNode:
         return f"{LOOPBACK}:{self.port}"
 
     @property
+    def address6(self) -> str:
+        """`[::1]:PORT`, the node's IPv6 SIP address (a node made with `ipv6=True`)."""
+        if not self.ipv6:
+            raise NodeError(f"{self.name} does not listen on IPv6 (make it with ipv6=True)")
+        return f"[::1]:{self.port}"
+
+    @property
     def db_path(self) -> Path:
         return self.data_dir / "hotline.db"
 
@@ -187,6 +197,7 @@ class HotlineNode:
             sys.executable, "-m", "softswitch.cli", "serve",
             "--config", str(self.config_dir),
             "--sip-listen", self.address,
+            *(["--sip-listen", self.address6] if self.ipv6 else []),
             "--data", str(self.data_dir),
             *self.extra_args,
         ]  # fmt: skip

@@ -14,14 +14,10 @@ only (node.yaml `auth.algorithms`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import pytest
-
-from .baresip_agent import BaresipAgent, require_baresip
-from .conftest import PEERS_KEY
+from .baresip_agent import BaresipAgent
 from .harness import HotlineNode, PjAgent
 from .ivr_peers import RtpCaller, tone_fraction
 
@@ -30,26 +26,6 @@ from .test_agent_features import agents_with, ended, queue_events
 
 BARESIP_TONE, SECOND_TONE, HOLD_TONE = 1000, 1500, 400
 MD5_ONLY = {"auth": {"algorithms": ["MD5"]}}
-
-
-@pytest.fixture
-def baresip(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """Factory: `baresip(registrar=node, user="1001", tone_hz=1000)` -> a started
-    BaresipAgent (its account created; wait for REGISTER_OK in the test), stopped at the end.
-    Skips (fails under HOTLINE_REQUIRE_PEERS=1) when baresip is not installed."""
-    require_baresip()
-    started: list[BaresipAgent] = []
-
-    def make(*, registrar: HotlineNode, **kwargs: Any) -> BaresipAgent:
-        kwargs.setdefault("log_dir", tmp_path / "baresip")
-        phone = BaresipAgent(registrar=registrar.address, **kwargs)
-        started.append(phone)
-        request.node.stash.setdefault(PEERS_KEY, []).append(phone)
-        return phone.start()
-
-    yield make
-    for phone in reversed(started):
-        phone.stop()
 
 
 def registered_baresip(baresip: Callable[..., BaresipAgent], node: HotlineNode) -> BaresipAgent:

@@ -33,6 +33,7 @@ class FakeMedia:
         self.calls: list[tuple] = []
         self.encryption: dict[str, str] = {}  # leg -> media_encryption its offer was given
         self.offered: set[str] = set()  # legs whose offer awaits its answer, as in the engine
+        self.families: dict[str, str] = {}  # the family asked for in offer_local, per leg
         self._ids = itertools.count(1)
 
     def _sdp(self, leg_id: str, direction: str = "sendrecv") -> bytes:
@@ -56,11 +57,15 @@ class FakeMedia:
         direction: str = "sendrecv",
         prefer: int | None = None,
         encryption: str | None = None,
+        *,
+        family: str | None = None,
     ) -> bytes:
         self.calls.append(("offer_local", leg_id, direction))
         if encryption is not None:
             self.encryption[leg_id] = encryption
         self.offered.add(leg_id)
+        if family is not None:
+            self.families[leg_id] = family
         return self._sdp(leg_id, direction)
 
     def apply_answer(self, leg_id: str, answer: bytes) -> int:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from softswitch.cdr import CdrStore
 from softswitch.config import load_config
+from softswitch.sdp import address_family
 from softswitch.sip.message import Request, Response, parse_message
-from softswitch.sip.transaction import Target
+from softswitch.sip.transaction import Target, hostport
 from softswitch.switch import Switch
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,32 +58,41 @@ class Harness:
 class Trunk:
     """The carrier side: sends an INVITE to a number and follows the dialog."""
 
-    def __init__(self, h: Harness, port: int = 5090, call_id: str = "trunk-call-1") -> None:
+    def __init__(
+        self, h: Harness, port: int = 5090, call_id: str = "trunk-call-1", host: str = "127.0.0.1"
+    ) -> None:
         self.h = h
         self.port = port
-        self.source = Target("UDP", "127.0.0.1", port)
+        self.host = host  # "::1": a carrier over IPv6, its SDP `IN IP6`
+        self.hostport = hostport(host, port)
+        self.source = Target("UDP", host, port)
         self.call_id = call_id
         self.to_tag: str | None = None
         self.cseq = 1
 
+    @property
+    def address(self) -> str:
+        """Its SDP address: addrtype and address (RFC 4566 §5.7)."""
+        return f"{address_family(self.host)} {self.host}"
+
     def headers(self, method: str, cseq: int, branch: str, to_tag: str | None = None) -> str:
         to = "<sip:9000@127.0.0.1>" + (f";tag={to_tag}" if to_tag else "")
         return (
-            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch={branch};rport\n"
-            f'From: "Caller" <sip:+8613800000001@127.0.0.1:{self.port}>;tag=trk\n'
+            f"Via: SIP/2.0/UDP {self.hostport};branch={branch};rport\n"
+            f'From: "Caller" <sip:+8613800000001@{self.hostport}>;tag=trk\n'
             f"To: {to}\nCall-ID: {self.call_id}\nCSeq: {cseq} {method}\nMax-Forwards: 70\n"
         )
 
     def invite(self, number: str = "9000", extra: str = "") -> None:
         sdp = (
-            "v=0\no=- 1 1 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n"
+            f"v=0\no=- 1 1 IN {self.address}\ns=-\nc=IN {self.address}\nt=0 0\n"
             "m=audio 6000 RTP/AVP 0 101\na=rtpmap:101 telephone-event/8000\n"
         )
         body = sdp.replace("\n", "\r\n")
         self.h.deliver(
             f"INVITE sip:{number}@127.0.0.1 SIP/2.0\n"
             + self.headers("INVITE", 1, f"z9hG4bKinv{self.call_id}")
-            + f"Contact: <sip:carrier@127.0.0.1:{self.port}>\n{extra}"
+            + f"Contact: <sip:carrier@{self.hostport}>\n{extra}"
             + f"Content-Type: application/sdp\nContent-Length: {len(body)}\n\n"
             + sdp,
             self.source,
@@ -108,13 +118,13 @@ class Trunk:
         """A re-INVITE in the dialog, e.g. hold (`sendonly`, RFC 3264 §8.4)."""
         self.cseq += 1
         sdp = (
-            "v=0\no=- 1 2 IN IP4 127.0.0.1\ns=-\nc=IN IP4 127.0.0.1\nt=0 0\n"
+            f"v=0\no=- 1 2 IN {self.address}\ns=-\nc=IN {self.address}\nt=0 0\n"
             f"m=audio 6000 RTP/AVP 0 101\na=rtpmap:101 telephone-event/8000\na={direction}\n"
         ).replace("\n", "\r\n")
         self.h.deliver(
             "INVITE sip:hotline@127.0.0.1:5060 SIP/2.0\n"
             + self.headers("INVITE", self.cseq, f"z9hG4bKre{self.call_id}{self.cseq}", self.to_tag)
-            + f"Contact: <sip:carrier@127.0.0.1:{self.port}>\n"
+            + f"Contact: <sip:carrier@{self.hostport}>\n"
             + f"Content-Type: application/sdp\nContent-Length: {len(sdp)}\n\n"
             + sdp.replace("\r\n", "\n"),
             self.source,
@@ -149,13 +159,16 @@ class Phone:
         port: int,
         password: str | None = None,
         algorithm: str = "MD5",
+        host: str = "127.0.0.1",
     ) -> None:
         self.h = h
+        self.host = host  # "::1": a phone registered over IPv6
+        self.hostport = hostport(host, port)
         self.agent = agent
         self.port = port
         self.password = password or f"pw{agent}"
         self.algorithm = algorithm  # the challenge it answers: "MD5" or "SHA-256"
-        self.source = Target("UDP", "127.0.0.1", port)
+        self.source = Target("UDP", host, port)
         self.reg_cseq = 0
 
     def register(self, expires: int = 3600) -> Response:
@@ -191,11 +204,11 @@ class Phone:
             auth = f"Authorization: {self.credentials(challenge, 'REGISTER', 'sip:127.0.0.1')}\n"
         self.h.deliver(
             "REGISTER sip:127.0.0.1 SIP/2.0\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bKreg{self.reg_cseq};rport\n"
+            f"Via: SIP/2.0/UDP {self.hostport};branch=z9hG4bKreg{self.reg_cseq};rport\n"
             f"From: <sip:{self.agent}@127.0.0.1>;tag=ph{self.agent}\n"
             f"To: <sip:{self.agent}@127.0.0.1>\nCall-ID: reg-{self.agent}\n"
             f"CSeq: {self.reg_cseq} REGISTER\nMax-Forwards: 70\n"
-            f"Contact: <sip:{self.agent}@127.0.0.1:{self.port}>\nExpires: {expires}\n"
+            f"Contact: <sip:{self.agent}@{self.hostport}>\nExpires: {expires}\n"
             f"{auth}Content-Length: 0\n\n",
             self.source,
         )
@@ -215,12 +228,13 @@ class Phone:
         if status > 100 and ";tag=" not in to:
             to += f";tag={to_tag}"
         lines.append(f"To: {to}")
-        lines.append(f"Contact: <sip:{self.agent}@127.0.0.1:{self.port}>")
+        lines.append(f"Contact: <sip:{self.agent}@{self.hostport}>")
         body = ""
         if sdp:
+            family = address_family(self.host)
             body = (
-                "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-                "m=audio 7000 RTP/AVP 0\r\n"
+                f"v=0\r\no=- 2 2 IN {family} {self.host}\r\ns=-\r\n"
+                f"c=IN {family} {self.host}\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\n"
             )
             lines.append("Content-Type: application/sdp")
         lines.append(f"Content-Length: {len(body)}")
@@ -235,7 +249,7 @@ class Phone:
         to = (invite.headers.get("to") or "") + f";tag={to_tag}"
         self.h.deliver(
             f"BYE sip:hotline@127.0.0.1:5060 SIP/2.0\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bKphbye{invite.call_id[:8]};rport\n"
+            f"Via: SIP/2.0/UDP {self.hostport};branch=z9hG4bKphbye{invite.call_id[:8]};rport\n"
             f"From: {to}\nTo: {frm}\nCall-ID: {invite.call_id}\nCSeq: 1 BYE\n"
             "Max-Forwards: 70\nContent-Length: 0\n\n",
             self.source,
@@ -263,9 +277,9 @@ class Phone:
             headers += "Content-Type: application/sdp\n"
         self.h.deliver(
             f"{method} sip:hotline@127.0.0.1:5060 SIP/2.0\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bKph{method}{cseq};rport\n"
+            f"Via: SIP/2.0/UDP {self.hostport};branch=z9hG4bKph{method}{cseq};rport\n"
             f"From: {to}\nTo: {frm}\nCall-ID: {invite.call_id}\nCSeq: {cseq} {method}\n"
-            f"Contact: <sip:{self.agent}@127.0.0.1:{self.port}>\n"
+            f"Contact: <sip:{self.agent}@{self.hostport}>\n"
             f"Max-Forwards: 70\n{headers}Content-Length: {len(body)}\n\n"
             + body.replace("\r\n", "\n"),
             self.source,
@@ -296,10 +310,10 @@ class Phone:
         for cseq in (1, 2):
             text = (
                 f"{method} {uri} SIP/2.0\n"
-                f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bK{method}{call_id}{cseq};rport\n"
+                f"Via: SIP/2.0/UDP {self.hostport};branch=z9hG4bK{method}{call_id}{cseq};rport\n"
                 f"From: <sip:{self.agent}@127.0.0.1>;tag=d{self.agent}\nTo: <{uri}>\n"
                 f"Call-ID: {call_id}\nCSeq: {cseq} {method}\nMax-Forwards: 70\n"
-                f"Contact: <sip:{self.agent}@127.0.0.1:{self.port}>\n{auth}"
+                f"Contact: <sip:{self.agent}@{self.hostport}>\n{auth}"
                 f"Content-Type: {content_type}\nContent-Length: {length}\n\n" + body
             )
             self.h.deliver(text, self.source)
@@ -333,7 +347,7 @@ class Phone:
         to = f"{invite.headers.get('to')};tag={remote_tag}"
         self.h.deliver(
             f"BYE sip:hotline@127.0.0.1:5060 SIP/2.0\n"
-            f"Via: SIP/2.0/UDP 127.0.0.1:{self.port};branch=z9hG4bKhang{cseq}{remote_tag};rport\n"
+            f"Via: SIP/2.0/UDP {self.hostport};branch=z9hG4bKhang{cseq}{remote_tag};rport\n"
             f"From: {invite.headers.get('from')}\nTo: {to}\nCall-ID: {invite.call_id}\n"
             f"CSeq: {cseq} BYE\nMax-Forwards: 70\nContent-Length: 0\n\n",
             self.source,

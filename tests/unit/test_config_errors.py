@@ -310,6 +310,34 @@ def test_invalid_listen_addresses_are_reported(tmp_path: Path) -> None:
     ]
 
 
+def test_media_addresses_must_be_of_their_family(tmp_path: Path) -> None:
+    errors = errors_of(make_config(tmp_path, node='media: {rtp_ip: "::1", rtp_ip6: "::"}\n'))
+    assert errors == [
+        "node.yaml:1: media.rtp_ip: '::1' is not an IPv4 address (IPv6 goes in rtp_ip6)",
+        "node.yaml:1: media.rtp_ip6: '::' is not an IPv6 address of this host (not ::)",
+    ]
+    errors = errors_of(make_config(tmp_path, node="media: {rtp_ip6: 127.0.0.1}\n"))
+    assert errors == [
+        "node.yaml:1: media.rtp_ip6: '127.0.0.1' is not an IPv6 address of this host (not ::)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("node", "expected"),
+    [
+        ('node: {sip_listen: ["127.0.0.1:5060"]}\n', None),
+        ('node: {sip_listen: ["127.0.0.1:5060", "[::]:5060", "[::1]:5070"]}\n', "::1"),
+        ('node: {sip_listen: ["[::1]:5060"]}\nmedia: {rtp_ip6: "fd00::7"}\n', "fd00::7"),
+    ],
+)
+def test_ipv6_media_address_is_set_or_derived_from_the_listen_addresses(
+    tmp_path: Path, node: str, expected: str | None
+) -> None:
+    config = load_config(make_config(tmp_path, node=node))
+    assert config.media.ip6(config.node.listen_addresses) == expected
+    assert config.media.ip6([("::1", 5060)]) == (expected if "rtp_ip6" in node else "::1")
+
+
 def test_unquoted_ipv6_listen_address_explains_the_type(tmp_path: Path) -> None:
     errors = errors_of(make_config(tmp_path, node="node:\n  sip_listen: [[::1]:5060]\n"))
     assert len(errors) == 1 and errors[0].startswith("node.yaml:2: ")
