@@ -3,12 +3,14 @@
 pjsip (pjagent.py) and baresip (libre) share no code, so a behaviour both accept from the
 node is not one stack's quirk. Debian's baresip 1.0.0 runs headless, one process per agent:
 
-- its config directory (``-f DIR``) is written here: SIP on 127.0.0.1 and a free port, RTP
+- its config directory (``-f DIR``) is written here: SIP on 127.0.0.1 (or ``host``, e.g.
+  ``::1`` for a phone on IPv6: SIP and RTP then use IPv6 only) and a free port, RTP
   ports from a free block, only the modules a test needs (g711; ``ausine``, the phone's
   microphone, a sine of the agent's own frequency so the caller's audio tells who it hears;
   ``menu`` for the commands; ``ctrl_tcp``). No audio player is loaded: what the phone hears
-  is decoded and dropped.
-- Everything listens on 127.0.0.1 except RTP: 1.0.0 binds its RTP/RTCP sockets to the
+  is decoded and dropped, or, with ``record=True``, written by the ``sndfile`` filter to
+  ``dump-<time>-dec.wav`` in the config directory (`heard_wavs`).
+- Everything listens on 127.0.0.1 (``host``; ctrl_tcp always on 127.0.0.1) except RTP: 1.0.0 binds its RTP/RTCP sockets to the
   wildcard address (src/stream.c, ``sa_init(&laddr, af)``; no setting changes it), on ports
   from the block reserved here, and announces 127.0.0.1 in its SDP. libre's DNS client also
   holds two unused wildcard sockets on ephemeral ports (no name is ever looked up).
@@ -128,9 +130,12 @@ class BaresipAgent:
         log_dir: Path | None = None,
         ready_timeout: float = 5.0,
         host: str = LOOPBACK,
+        record: bool = False,
     ) -> None:
         self.user = user
         self.host = host  # its SIP and RTP address: "::1" for a phone on IPv6
+        # sndfile: each call's decoded audio (what the phone hears) goes to a WAV file
+        self.record = record
         self.password = password if password is not None else f"pw{user}"
         self.registrar = registrar
         self.tone_hz = tone_hz
@@ -187,6 +192,8 @@ class BaresipAgent:
             ("module_app", "ctrl_tcp.so"),
             ("ctrl_tcp_listen", f"{LOOPBACK}:{self.ctrl_port}"),
         ]
+        if self.record:
+            settings += [("module", "sndfile.so"), ("snd_path", str(self.config_dir))]
         lines = [f"{key}\t{value}" for key, value in settings]
         (self.config_dir / "config").write_text("\n".join(lines) + "\n", encoding="utf-8")
         # Accounts come from `uanew` once ctrl_tcp is connected (module docstring).
@@ -287,6 +294,11 @@ class BaresipAgent:
     @property
     def returncode(self) -> int | None:
         return None if self.process is None else self.process.poll()
+
+    def heard_wavs(self) -> list[Path]:
+        """With `record=True`: the WAV files of what the phone heard (sndfile's
+        ``dump-<time>-dec.wav``, one per call, complete once the call has ended)."""
+        return sorted(self.config_dir.glob("dump-*-dec.wav"))
 
     # -- interaction ------------------------------------------------------------------------
 

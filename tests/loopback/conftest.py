@@ -10,6 +10,7 @@ limit comes from pytest-timeout (`timeout = 120` in pyproject.toml).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -54,24 +55,41 @@ def _register(request: pytest.FixtureRequest, peer: Any) -> None:
     request.node.stash.setdefault(PEERS_KEY, []).append(peer)
 
 
+def _started(
+    request: pytest.FixtureRequest, build: Callable[..., Any], signal_first: bool = False
+) -> Iterator[Any]:
+    """A factory fixture's body: `make(**kwargs)` builds a peer, registers it for failure
+    reports and starts it; every peer made is stopped, last first, when the test ends.
+    `signal_first`: all are asked to end (`signal_stop`) before the first is waited for, so
+    they end side by side (PjAgent)."""
+    started: list[Any] = []
+
+    def make(**kwargs: Any) -> Any:
+        peer = build(**kwargs)
+        started.append(peer)
+        _register(request, peer)
+        return peer.start()
+
+    yield make
+    for peer in started if signal_first else ():
+        peer.signal_stop()
+    for peer in reversed(started):
+        peer.stop()
+
+
 @pytest.fixture
 def node(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., HotlineNode]]:
     """Factory: `node(queues={...}, agents={...}, extra_args=[...])` -> a started HotlineNode.
 
     Keyword arguments other than HotlineNode's own are per-file config overrides.
     """
-    started: list[HotlineNode] = []
+    names = (f"node{n}" for n in itertools.count(1))
 
-    def make(**kwargs: Any) -> HotlineNode:
-        name = f"node{len(started) + 1}"
-        hotline = HotlineNode(tmp_path / name, name=name, **kwargs)
-        started.append(hotline)
-        _register(request, hotline)
-        return hotline.start()
+    def build(**kwargs: Any) -> HotlineNode:
+        name = next(names)
+        return HotlineNode(tmp_path / name, name=name, **kwargs)
 
-    yield make
-    for hotline in reversed(started):
-        hotline.stop()
+    yield from _started(request, build)
 
 
 @pytest.fixture
@@ -83,23 +101,15 @@ def pjagent(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable
     "registered" in the test.
     """
     require_pjsua2()
-    started: list[PjAgent] = []
 
-    def make(**kwargs: Any) -> PjAgent:
+    def build(**kwargs: Any) -> PjAgent:
         registrar = kwargs.get("registrar")
         if registrar is not None and not isinstance(registrar, str):
             kwargs["registrar"] = registrar.address
         kwargs.setdefault("log_dir", tmp_path / "agents")
-        agent = PjAgent(**kwargs)
-        started.append(agent)
-        _register(request, agent)
-        return agent.start()
+        return PjAgent(**kwargs)
 
-    yield make
-    for agent in started:
-        agent.signal_stop()
-    for agent in reversed(started):
-        agent.stop()
+    yield from _started(request, build, signal_first=True)
 
 
 @pytest.fixture
@@ -152,16 +162,10 @@ def baresip(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable
     `host="::1"`: a phone on IPv6). Skips (fails under HOTLINE_REQUIRE_PEERS=1) when baresip
     is not installed."""
     require_baresip()
-    started: list[BaresipAgent] = []
 
-    def make(*, registrar: HotlineNode | str, **kwargs: Any) -> BaresipAgent:
+    def build(*, registrar: HotlineNode | str, **kwargs: Any) -> BaresipAgent:
         kwargs.setdefault("log_dir", tmp_path / "baresip")
         address = registrar if isinstance(registrar, str) else registrar.address
-        phone = BaresipAgent(registrar=address, **kwargs)
-        started.append(phone)
-        _register(request, phone)
-        return phone.start()
+        return BaresipAgent(registrar=address, **kwargs)
 
-    yield make
-    for phone in reversed(started):
-        phone.stop()
+    yield from _started(request, build)

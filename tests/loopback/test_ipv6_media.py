@@ -4,6 +4,8 @@ The bug: a phone registered from ::1 was offered `c=IN IP4`; baresip answered 48
 node rang it again and again. Now the node offers a phone the family it registered over, and
 its media engine bridges the carrier's IPv4 leg to the phone's IPv6 leg. The caller is the
 Python carrier of ivr_peers.py on 127.0.0.1 (real RTP both ways; it records what it hears).
+Each side sends its own tone and records what it hears (baresip's sndfile module), so each
+direction of the audio is checked by what arrived, not by counters alone.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ import pytest
 
 from .baresip_agent import BaresipAgent
 from .harness import HotlineNode
-from .ivr_peers import RtpCaller
-from .test_agent_features import ended
+from .ivr_peers import RtpCaller, read_wav, tone, tone_fraction
+from .test_agent_features import CALLER_TONE, ended
 from .test_registrar_peers import ipv6_loopback_available
 
 BARESIP_TONE = 1000
@@ -34,12 +36,15 @@ def test_baresip_on_ipv6_answers_a_queue_call_from_an_ipv4_carrier(
     rtp_caller: Callable[..., RtpCaller],
 ) -> None:
     hotline = node(node=MD5_ONLY, ipv6=True)
-    phone = baresip(registrar=hotline.address6, user="1001", tone_hz=BARESIP_TONE, host="::1")
+    phone = baresip(
+        registrar=hotline.address6, user="1001", tone_hz=BARESIP_TONE, host="::1", record=True
+    )
     assert phone.wait_for("REGISTER_OK", timeout=5)["param"].startswith("200"), phone.describe()
     caller = rtp_caller(hotline, called="9000")
     assert caller.call().status == 200, caller.describe()
     call = phone.wait_for("CALL_ESTABLISHED", timeout=5, direction="incoming")
-    caller.wait_tone(BARESIP_TONE, timeout=5)
+    caller.wait_tone(BARESIP_TONE, timeout=5)  # agent -> carrier
+    caller.say(tone(CALLER_TONE, 1.0))  # carrier -> agent
     # Carrier -> agent: baresip reports the RTP it received when the node's first RTCP
     # report reaches it over IPv6 (1..2 s after the answer): audio and RTCP both arrived.
     rtcp = phone.wait_for("CALL_RTCP", timeout=5, id=call["id"])["rtcp_stats"]
@@ -47,6 +52,10 @@ def test_baresip_on_ipv6_answers_a_queue_call_from_an_ipv4_carrier(
     assert phone.events("CALL_RTPESTAB"), phone.describe()
     assert caller.hang_up() == 200
     phone.wait_for("CALL_CLOSED", timeout=5, id=call["id"])
+    (heard,) = phone.heard_wavs()
+    wav = read_wav(heard)
+    heard_share = {hz: tone_fraction(wav.samples, hz) for hz in (CALLER_TONE, BARESIP_TONE)}
+    assert heard_share[CALLER_TONE] > 0.5 and heard_share[BARESIP_TONE] < 0.05, heard_share
     row = ended(hotline)
     assert row["agent"] == "1001" and row["disposition"] == "answered", row
     (binding,) = hotline.cdr_rows("bindings")
