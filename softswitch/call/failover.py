@@ -16,9 +16,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from media import MediaError
 from softswitch.call.base import TIMER_PREFIX, ControlBase
 from softswitch.call.leg import Leg, LegState
 from softswitch.call.session import Session
+from softswitch.sdp import address_family
 from softswitch.sip.dialog import Dialog
 from softswitch.sip.errors import DialogError, SipParseError
 from softswitch.sip.message import Request, Response
@@ -119,7 +121,17 @@ class Failover(ControlBase):
             headers.remove("privacy")
             for name, value in identity_headers(trunk, host):
                 headers.set(name, value)
-        invite = Request("INVITE", uri, headers, leg.invite.body)
+        body = leg.invite.body
+        family = address_family(target.host)
+        if leg.anchored and family != address_family(leg.target.host):
+            # The next address is of the other family (an SBC pair of IPv4 and IPv6): the
+            # offer moves with it, or the SBC would get an address it cannot reach.
+            try:
+                body = self.media.offer_local(leg.leg_id, family=family)
+            except MediaError as exc:
+                session.log.warning("no %s offer for %s: %s", family, attempts.address, exc)
+                return False
+        invite = Request("INVITE", uri, headers, body)
         leg.invite, leg.target, leg.got_provisional = invite, target, False
         leg.invite_key = self.txn.send_request(invite, target, now)
         self._clients[leg.invite_key] = (session, leg, "invite", None)

@@ -89,6 +89,22 @@ def test_a_503_moves_the_call_to_the_next_address(tmp_path: Path) -> None:
     assert 200 in statuses(h.take(phone.port))
 
 
+def test_the_next_address_of_the_other_family_gets_an_offer_in_that_family(
+    tmp_path: Path,
+) -> None:
+    """An SBC pair on IPv4 and IPv6: the INVITE to the IPv6 one is a new offer of the
+    node's IPv6 address (the media leg moves), not the IPv4 offer the first SBC got."""
+    h = with_trunks(tmp_path, {"outbound": ["127.0.0.1:5080", "[::1]:5081"]})
+    dial_out(h)
+    (first,) = invites(h, 5080)
+    (leg_id,) = [c[1] for c in h.media.calls if c[0] == "offer_local" and c[1].endswith("-b1")]
+    assert h.media.families[leg_id] == "IP4"
+    Phone(h, "sbc1", 5080).reply(first, 503)
+    (second,) = invites(h, 5081)
+    assert "@[::1]:5081" in second.uri and h.media.families[leg_id] == "IP6"
+    assert [c[:2] for c in h.media.calls].count(("offer_local", leg_id)) == 2
+
+
 @pytest.mark.parametrize("scheme", ["sip", "tel"])
 def test_silence_moves_the_call_on_and_a_late_answer_there_is_hung_up(
     tmp_path: Path, scheme: str
