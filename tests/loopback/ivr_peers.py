@@ -314,6 +314,7 @@ class RtpCaller:
 
     `offer` is the list of audio payload types offered (0 PCMU, 8 PCMA) in order;
     `telephone_event` the RFC 4733 payload type offered, or None for none (in-band keys only).
+    `host` is its own address: 127.0.0.1, or ::1 for a carrier on IPv6 (SIP and `c=IN IP6`).
     """
 
     T1 = 0.5
@@ -327,24 +328,29 @@ class RtpCaller:
         offer: Sequence[int] = (0,),
         telephone_event: int | None = 101,
         name: str = "caller",
+        host: str = LOOPBACK,
     ) -> None:
         self.name = name
-        host, port = node.rsplit(":", 1)
-        self.node = (host, int(port))
+        self.host = host  # "::1": a carrier on IPv6 (then `node` is "[::1]:PORT")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        node_host, port = node.rsplit(":", 1)
+        self.node_text = node  # host:port as in a URI ([::1]:5060)
+        self.node = (node_host.strip("[]"), int(port))
         self.called = called
         self.caller = caller
         self.offer = tuple(offer)
         self.telephone_event = telephone_event
-        self.sip = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sip.bind((LOOPBACK, 0))
+        self.sip = socket.socket(family, socket.SOCK_DGRAM)
+        self.sip.bind((host, 0))
         self.sip_port = self.sip.getsockname()[1]
-        self.rtp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.local = f"[{host}]:{self.sip_port}" if ":" in host else f"{host}:{self.sip_port}"
+        self.rtp = socket.socket(family, socket.SOCK_DGRAM)
         self.rtp_port = free_port("udp", span=2)
-        self.rtp.bind((LOOPBACK, self.rtp_port))
+        self.rtp.bind((host, self.rtp_port))
         self.call_id = f"{secrets.token_hex(8)}@{LOOPBACK}"
         self.from_tag = secrets.token_hex(4)
         self.to_tag = ""
-        self.remote_target = f"sip:{called}@{host}:{port}"
+        self.remote_target = f"sip:{called}@{node}"
         self.route: list[str] = []
         self.invite_branch = ""
         self.cseq = 1
@@ -371,16 +377,20 @@ class RtpCaller:
 
     @property
     def address(self) -> str:
-        return f"{LOOPBACK}:{self.sip_port}"
+        return self.local
+
+    @property
+    def _addrtype(self) -> str:
+        return "IP6" if ":" in self.host else "IP4"
 
     def _sdp(self) -> bytes:
         pts = [*self.offer, *([self.telephone_event] if self.telephone_event is not None else [])]
         names = {0: "PCMU/8000", 8: "PCMA/8000"}
         lines = [
             "v=0",
-            f"o=caller 4242 {self._sdp_version} IN IP4 {LOOPBACK}",
+            f"o=caller 4242 {self._sdp_version} IN {self._addrtype} {self.host}",
             "s=-",
-            f"c=IN IP4 {LOOPBACK}",
+            f"c=IN {self._addrtype} {self.host}",
             "t=0 0",
             f"m=audio {self.rtp_port} RTP/AVP {' '.join(map(str, pts))}",
             *[f"a=rtpmap:{pt} {names[pt]}" for pt in self.offer],
@@ -395,18 +405,19 @@ class RtpCaller:
 
     def _request(self, method: str, branch: str, cseq: int, body: bytes = b"") -> bytes:
         uri = self.called_uri if method == "INVITE" and not self.to_tag else self.remote_target
-        host, port = self.node
-        to = f"<sip:{self.called}@{host}:{port}>" + (f";tag={self.to_tag}" if self.to_tag else "")
+        to = f"<sip:{self.called}@{self.node_text}>" + (
+            f";tag={self.to_tag}" if self.to_tag else ""
+        )
         lines = [
             f"{method} {uri} SIP/2.0",
-            f"Via: SIP/2.0/UDP {LOOPBACK}:{self.sip_port};branch={branch};rport",
+            f"Via: SIP/2.0/UDP {self.local};branch={branch};rport",
             "Max-Forwards: 70",
-            f"From: <sip:{self.caller}@{LOOPBACK}:{self.sip_port}>;tag={self.from_tag}",
+            f"From: <sip:{self.caller}@{self.local}>;tag={self.from_tag}",
             f"To: {to}",
             f"Call-ID: {self.call_id}",
             f"CSeq: {cseq} {method}",
             *[f"Route: {route}" for route in self.route],
-            f"Contact: <sip:{self.caller}@{LOOPBACK}:{self.sip_port}>",
+            f"Contact: <sip:{self.caller}@{self.local}>",
         ]
         if body:
             lines.append("Content-Type: application/sdp")
@@ -415,8 +426,7 @@ class RtpCaller:
 
     @property
     def called_uri(self) -> str:
-        host, port = self.node
-        return f"sip:{self.called}@{host}:{port}"
+        return f"sip:{self.called}@{self.node_text}"
 
     def _send(self, data: bytes, to: tuple[str, int] | None = None) -> None:
         self.sent.append(data.split(b"\r\n", 1)[0].decode())
@@ -428,13 +438,12 @@ class RtpCaller:
         if 200 <= response.status < 300:
             data = self._request("ACK", "z9hG4bK" + secrets.token_hex(8), 1)
         else:
-            host, port = self.node
             to = response.header("to")
             data = (
                 f"ACK {self.called_uri} SIP/2.0\r\n"
-                f"Via: SIP/2.0/UDP {LOOPBACK}:{self.sip_port};branch={self.invite_branch};rport\r\n"
+                f"Via: SIP/2.0/UDP {self.local};branch={self.invite_branch};rport\r\n"
                 "Max-Forwards: 70\r\n"
-                f"From: <sip:{self.caller}@{LOOPBACK}:{self.sip_port}>;tag={self.from_tag}\r\n"
+                f"From: <sip:{self.caller}@{self.local}>;tag={self.from_tag}\r\n"
                 f"To: {to}\r\nCall-ID: {self.call_id}\r\nCSeq: 1 ACK\r\n"
                 "Content-Length: 0\r\n\r\n"
             ).encode()
@@ -577,7 +586,7 @@ class RtpCaller:
         self.route = list(reversed(response.all("record-route")))
         self.answer = response
         sdp = response.body.decode(errors="replace")
-        connection = re.search(r"^c=IN IP4 (\S+)", sdp, re.MULTILINE)
+        connection = re.search(r"^c=IN IP[46] (\S+)", sdp, re.MULTILINE)
         media = re.search(r"^m=audio (\d+) RTP/AVP ([\d ]+)", sdp, re.MULTILINE)
         if connection and media:
             self.remote_rtp = (connection.group(1), int(media.group(1)))
@@ -606,7 +615,7 @@ class RtpCaller:
             f"To: {to}",
             f"Call-ID: {request.header('call-id')}",
             f"CSeq: {request.header('cseq')}",
-            f"Contact: <sip:{self.caller}@{LOOPBACK}:{self.sip_port}>",
+            f"Contact: <sip:{self.caller}@{self.local}>",
         ]
         if body:
             lines.append("Content-Type: application/sdp")
