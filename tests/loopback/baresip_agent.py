@@ -71,7 +71,7 @@ HARD_KILL_AFTER = 5
 @functools.cache
 def baresip_available() -> bool:
     """baresip on PATH with the modules the driver loads."""
-    modules = ("g711", "ausine", "menu", "ctrl_tcp")
+    modules = ("g711", "ausine", "menu", "ctrl_tcp", "sndfile")
     return shutil.which(BARESIP_BINARY) is not None and all(
         (MODULE_DIR / f"{name}.so").exists() for name in modules
     )
