@@ -110,3 +110,23 @@ def test_without_an_ipv6_media_address_an_ipv6_caller_gets_488(tmp_path: Path) -
         assert row["disposition"] == "failed"
     finally:
         engine.close()
+
+
+def test_in_dialog_requests_follow_an_ipv6_record_route(tmp_path: Path, engine: RtpEngine) -> None:
+    """An SBC on [::1] in front of the carrier record-routes: the node's BYE goes to it,
+    to the bare address for the socket, with the route in brackets in the Route header."""
+    h = harness(tmp_path, engine)
+    phone = Phone(h, "1001", 5101)
+    assert phone.register().status == 200
+    trunk = Trunk(h, host="::1")
+    trunk.invite(extra="Record-Route: <sip:[::1]:5070;lr>\n")
+    (invite,) = [m for m in h.take(phone.port) if isinstance(m, Request)]
+    ok = answer(h, trunk, phone, invite)
+    assert ok.headers.get_all("record-route") == ["<sip:[::1]:5070;lr>"]
+    trunk.to_tag = ok.to.tag
+    trunk.ack()
+    phone.bye(invite)
+    byes = [(t, m) for t, m in h.sent if isinstance(m, Request) and m.method == "BYE"]
+    assert [(t.host, t.port) for t, _ in byes] == [("::1", 5070)]
+    assert byes[0][1].headers.get("route") == "<sip:[::1]:5070;lr>"
+    assert byes[0][1].headers.get("via", "").startswith("SIP/2.0/UDP [::1]:5060;")
