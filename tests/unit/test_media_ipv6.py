@@ -1,6 +1,7 @@
 """IPv6 legs in the RTP engine: a party on ::1 bridged to one on 127.0.0.1 (an IPv6 agent
 and an IPv4 carrier), symmetric RTP latching and RTCP on an IPv6 leg, the node's SDP in the
-leg's family, and the refusals when a family cannot be served.
+leg's family, an IPv6 leg that is also an SRTP leg, and the refusals when a family cannot be
+served.
 
 The far ends are plain sockets (test_media_rtp.Peer) on ::1 and 127.0.0.1; every wait is a
 socket timeout or a bounded select.
@@ -13,10 +14,14 @@ import socket
 import struct
 from collections.abc import Callable, Iterator
 
+import pylibsrtp
 import pytest
-from test_media_rtp import ALAW_TO_ULAW, LOCAL, ULAW_TO_ALAW, Peer, wait_events
+from srtp_twin import Context
+from test_media_rtp import ALAW_TO_ULAW, LOCAL, ULAW_TO_ALAW, Peer, rtp_packet, wait_events
+from test_media_srtp import lib_session
 
 from media.engine import FirstPacket, MediaValueError, RtpEngine
+from media.sdes import Crypto, usable
 from softswitch.sdp import address_family, parse_sdp
 
 LOCAL6 = "::1"
@@ -151,6 +156,75 @@ def test_ipv6_leg_terminates_rtcp_and_reports_with_its_own_cname(engine: RtpEngi
     assert engine.stats("agent").rtcp_in == 1
     carrier.rtcp.settimeout(2.5)
     assert cname(carrier.rtcp.recv(512)) == b"hotline@127.0.0.1"  # the IPv4 leg's own
+
+
+def cryptos(body: bytes) -> list[Crypto]:
+    """The a=crypto lines of an SDP body we can key."""
+    return usable(v[9:] for v in body.decode().split("\r\n") if v.startswith("a=crypto:"))
+
+
+def test_ipv6_srtp_leg_relays_to_an_ipv4_plain_leg_both_ways(engine: RtpEngine, peers) -> None:
+    """An agent's phone on ::1 with mandatory SRTP, a plain carrier on 127.0.0.1: the node's
+    offer is `c=IN IP6` with RTP/SAVP and a=crypto, the carrier's answer is plain IPv4, and
+    the engine decrypts what an independent SRTP stack sends over IPv6 (pylibsrtp), relays
+    it plain over IPv4, and encrypts the way back, RTP and its RTCP reports (SRTCP)."""
+    phone, carrier = peers(LOCAL6), peers(LOCAL)
+    offer = engine.offer_local("agent", encryption="srtp", family="IP6")
+    address, port6 = audio_of(offer)
+    assert address == LOCAL6 and b"IP4" not in offer
+    audio = parse_sdp(offer).audio()
+    assert audio is not None and audio.proto == "RTP/SAVP"
+    ours = cryptos(offer)[0]
+    theirs = Crypto(ours.tag, ours.suite, os.urandom(30))
+    answer = sdp(LOCAL6, phone.port, "0 101").replace(b"RTP/AVP", b"RTP/SAVP")
+    answer += f"a={theirs.attribute()}\r\n".encode()
+    assert engine.apply_answer("agent", answer) == 0
+    plain = engine.answer_local("carrier", sdp(LOCAL, carrier.port, "0 101"))
+    assert audio_of(plain)[0] == LOCAL and b"RTP/AVP" in plain and b"a=crypto" not in plain
+    port4 = audio_of(plain)[1]
+    engine.bridge("agent", "carrier")
+
+    sender = lib_session(theirs.key, outbound=True)
+    for i in range(3):
+        packet = rtp_packet(0, 100 + i, 160 * i, 0xA6, bytes([0x10 + i]) * 160)
+        phone.sock.sendto(sender.protect(packet), (LOCAL6, port6))
+    assert [carrier.recv().payload for _ in range(3)] == [bytes([0x10 + i]) * 160 for i in range(3)]
+    for i in range(3):
+        carrier.send(port4, 0, 200 + i, 160 * i, 0xCA, bytes([0x60 + i]) * 160)
+    phone.sock.settimeout(1.0)
+    wire = [phone.sock.recv(2048) for _ in range(3)]
+    assert all(len(w) == 182 and w[12:172] != bytes([0x60 + i]) * 160 for i, w in enumerate(wire))
+    receiver = lib_session(ours.key, outbound=False)
+    decrypted = [receiver.unprotect(w) for w in wire]
+    assert [d[12:] for d in decrypted] == [bytes([0x60 + i]) * 160 for i in range(3)]
+    assert [Context(ours.key).unprotect(w) for w in wire] == decrypted  # the twin agrees
+
+    phone.rtcp.settimeout(2.5)
+    report, source = phone.rtcp.recvfrom(512)  # 1..2 s after the answer: SRTCP over IPv6
+    assert source[:2] == (LOCAL6, port6 + 1)
+    assert cname(receiver.unprotect_rtcp(report)) == b"hotline@::1"
+    with pytest.raises(pylibsrtp.Error):  # it was protected with our key, not sent plain
+        lib_session(os.urandom(30), outbound=False).unprotect_rtcp(report)
+    stats, other = engine.stats("agent"), engine.stats("carrier")
+    assert (stats.family, stats.srtp_in_suite, stats.srtp_out_suite) == (6, ours.suite, ours.suite)
+    # srtp_out counts SRTCP too: the 3 RTP packets and every report sent
+    assert stats.rtcp_out >= 1 and stats.srtp_out == 3 + stats.rtcp_out
+    assert (stats.srtp_in, stats.srtp_auth_failed) == (3, 0)
+    assert stats.latched == (LOCAL6, phone.port)
+    assert (other.family, other.srtp_in_suite, other.srtp_out) == (4, None, 0)
+
+
+def test_node_answers_an_ipv6_srtp_offer_with_ipv6_srtp(engine: RtpEngine, peers) -> None:
+    phone = peers(LOCAL6)
+    key = Crypto(3, "AES_CM_128_HMAC_SHA1_80", os.urandom(30))
+    offer = sdp(LOCAL6, phone.port).replace(b"RTP/AVP", b"RTP/SAVP")
+    answer = engine.answer_local("a", offer + f"a={key.attribute()}\r\n".encode())
+    assert audio_of(answer)[0] == LOCAL6 and b"m=audio" in answer
+    audio = parse_sdp(answer).audio()
+    assert audio is not None and audio.proto == "RTP/SAVP"
+    (mine,) = cryptos(answer)
+    assert (mine.tag, mine.suite) == (3, key.suite) and mine.key != key.key
+    assert engine.stats("a").srtp_in_suite == key.suite
 
 
 def test_node_answers_an_ipv6_offer_in_ipv6_and_offers_ipv4_to_the_carrier(
