@@ -20,6 +20,13 @@ to another process; rows hold wall-clock epoch seconds, converted with `wall_off
 
 A write that fails (disk full, database locked) is logged and the binding holds in memory
 until the node stops; a row that cannot be read back is logged, deleted and skipped.
+
+The transport a phone registered over (UDP, TCP, TLS) is kept with its row. A TCP or TLS
+binding is reached over the phone's own connection (its flow), which died with the old
+process: a loaded one is reached at its Contact's address instead (`reach_after_restart`:
+where the phone listens, port 5060 or 5061 for TLS when the Contact has none), until it
+registers again over a new connection. A TLS binding stays TLS (never UDP or TCP): the
+node connects out with TLS and checks the phone's certificate (docs/admin.md `tls`).
 """
 
 from __future__ import annotations
@@ -30,9 +37,11 @@ from collections.abc import Iterable
 
 import msgspec
 
+from softswitch.sip.errors import SipParseError
+from softswitch.sip.headers import parse_uri
 from softswitch.sip.location import Binding
 
-__all__ = ["BindingStore"]
+__all__ = ["BindingStore", "reach_after_restart"]
 
 log = logging.getLogger("hotline.registrar")
 
@@ -60,6 +69,22 @@ _INSERT = (
     f"VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
 _params_decoder = msgspec.json.Decoder(dict[str, str | None])
+
+
+def reach_after_restart(binding: Binding) -> Binding:
+    """A saved stream binding (TCP, TLS) with its source moved to the Contact's address, as
+    its old connection is gone; UDP bindings, and Contacts without an address, unchanged."""
+    if binding.transport not in ("TCP", "TLS"):
+        return binding
+    try:
+        uri = parse_uri(binding.contact)
+    except SipParseError:
+        return binding
+    if not uri.is_sip or not uri.host:
+        return binding
+    port = uri.port or (5061 if binding.transport == "TLS" else 5060)
+    host = uri.host[1:-1] if uri.host.startswith("[") else uri.host
+    return msgspec.structs.replace(binding, source=(host, port))
 
 
 class BindingStore:
@@ -124,7 +149,7 @@ class BindingStore:
                 values["source"] = (values.pop("source_host"), values.pop("source_port"))
                 values["expires_at"] -= offset
                 values["registered_at"] -= offset
-                found.append(msgspec.convert(values, Binding))
+                found.append(reach_after_restart(msgspec.convert(values, Binding)))
             except (msgspec.DecodeError, msgspec.ValidationError, TypeError) as exc:
                 log.error(
                     "saved binding of %r to %r unreadable, dropped: %s",

@@ -25,6 +25,7 @@ import msgspec
 from msgspec import Meta
 
 from ivr.nodes import Flow, PromptRef, PromptSpec
+from softswitch.config_tls import TlsConfig, TlsFileError, check_tls, client_context
 from softswitch.config_yaml import (
     ConfigIssue,
     KeyPath,
@@ -77,6 +78,7 @@ __all__ = [
     "Queue",
     "RegistrarConfig",
     "Route",
+    "TlsConfig",
     "RouteResult",
     "Schedule",
     "Trunk",
@@ -537,7 +539,7 @@ class RecordingConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class NodeFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """``node.yaml``: six optional sections."""
+    """``node.yaml``: seven optional sections."""
 
     node: Annotated[NodeConfig, Meta(description="Listening addresses and SIP timers.")] = (
         NodeConfig()
@@ -549,6 +551,7 @@ class NodeFile(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     limits: Annotated[LimitsConfig, Meta(description="Per-source limits.")] = LimitsConfig()
     media: Annotated[MediaConfig, Meta(description="RTP anchoring.")] = MediaConfig()
     recording: Annotated[RecordingConfig, Meta(description="Call recording.")] = RecordingConfig()
+    tls: Annotated[TlsConfig, Meta(description="SIP over TLS.")] = TlsConfig()
 
 
 # --------------------------------------------------------------------------- trunks.yaml
@@ -609,6 +612,34 @@ class Trunk(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
             "dials out; null: no outbound calls on it."
         ),
     ] = None
+    transport: Annotated[
+        Literal["udp", "tcp", "tls"],
+        Meta(
+            description="How requests out to the `outbound` addresses travel (calls, "
+            "keep-alives). `tls`: the carrier's certificate must verify against "
+            "`tls.ca_bundle` of node.yaml (else the system's CAs) and name "
+            "`tls_server_name`; inbound requests are taken on any transport."
+        ),
+    ] = "udp"
+    tls_server_name: Annotated[
+        str | None,
+        Meta(
+            description="With `transport: tls`: the name the carrier's certificate must "
+            "hold (also sent as SNI), e.g. `sbc.carrier.example`; null: the `outbound` IP "
+            "address itself (an IP subjectAltName)."
+        ),
+    ] = None
+    tls_certificate: Annotated[
+        str | None,
+        Meta(
+            description="With `transport: tls`: PEM client certificate presented to the "
+            "carrier (mutual TLS), relative to the configuration directory; null: none."
+        ),
+    ] = None
+    tls_private_key: Annotated[
+        str | None,
+        Meta(description="The private key of `tls_certificate` (PEM, unencrypted)."),
+    ] = None
     dial_rules: Annotated[
         tuple[NumberRule, ...],
         Meta(
@@ -618,9 +649,10 @@ class Trunk(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
         ),
     ] = ()
     uri_scheme: Annotated[
-        Literal["sip", "tel"],
+        Literal["sip", "sips", "tel"],
         Meta(
-            description="Request-URI and To of calls out: `sip:NUMBER@ADDRESS`, or "
+            description="Request-URI and To of calls out: `sip:NUMBER@ADDRESS`, "
+            "`sips:NUMBER@ADDRESS` (TLS all the way, RFC 5630; needs `transport: tls`), or "
             "`tel:NUMBER` (RFC 3966, as IMS trunks take it; the request still goes to the "
             "`outbound` address). P-Asserted-Identity follows: `tel:` + `caller_id`."
         ),
@@ -722,6 +754,11 @@ class Trunk(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
         if self.outbound is None:
             return ()
         return (self.outbound,) if isinstance(self.outbound, str) else self.outbound
+
+    @property
+    def sip_transport(self) -> str:
+        """`transport` as a Via and `Target` name it: UDP, TCP or TLS."""
+        return self.transport.upper()
 
     @property
     def dials_out(self) -> bool:
@@ -1175,6 +1212,7 @@ class Config(msgspec.Struct, frozen=True, dict=True):
     #: The directory the value was loaded from; prompt files are relative to it.
     directory: str = ""
     recording: RecordingConfig = RecordingConfig()
+    tls: TlsConfig = TlsConfig()
 
     @property
     def flows(self) -> dict[str, Flow]:
@@ -1351,6 +1389,7 @@ def load_config(directory: str | Path) -> Config:
         limits=node_file.limits,
         media=node_file.media,
         recording=node_file.recording,
+        tls=node_file.tls,
         trunks=loaded["trunks.yaml"].value.trunks,
         agents=loaded["agents.yaml"].value.agents,
         queues=loaded["queues.yaml"].value.queues,
@@ -1379,17 +1418,20 @@ def _compile(builder: StructBuilder, regex: str, path: KeyPath) -> bool:
 def _item_checks(b: StructBuilder) -> dict[type, StructCheck]:
     """Semantic checks of single values, run as each is built (errors via ``b``)."""
 
-    def node(value: NodeConfig, path: KeyPath) -> None:
+    def listen_addresses(texts: tuple[str, ...], path: KeyPath, key: str) -> None:
         seen: dict[tuple[str, int], int] = {}
-        for i, text in enumerate(value.sip_listen):
+        for i, text in enumerate(texts):
             try:
                 address = parse_host_port(text)
             except ValueError as exc:
-                b.error((*path, "sip_listen", i), str(exc))
+                b.error((*path, key, i), str(exc))
                 continue
             if address in seen:
-                b.error((*path, "sip_listen", i), f"duplicate of sip_listen[{seen[address]}]")
+                b.error((*path, key, i), f"duplicate of {key}[{seen[address]}]")
             seen.setdefault(address, i)
+
+    def node(value: NodeConfig, path: KeyPath) -> None:
+        listen_addresses(value.sip_listen, path, "sip_listen")
         if value.t2 < value.t1:
             b.error((*path, "t2"), f"t2 ({value.t2}) must be >= t1 ({value.t1})")
 
@@ -1459,6 +1501,14 @@ def _item_checks(b: StructBuilder) -> dict[type, StructCheck]:
                 where = (*path, "outbound") if isinstance(value.outbound, str) else (
                     *path, "outbound", i)  # fmt: skip
                 b.error(where, str(exc))
+        if value.uri_scheme == "sips" and value.transport != "tls":
+            b.error((*path, "uri_scheme"), "`sips` needs `transport: tls` (RFC 5630)")
+        for key in ("tls_server_name", "tls_certificate", "tls_private_key"):
+            if getattr(value, key) is not None and value.transport != "tls":
+                b.error((*path, key), "only with `transport: tls`")
+
+    def tls(value: TlsConfig, path: KeyPath) -> None:
+        listen_addresses(value.listen, path, "listen")
 
     def rule(value: NumberRule, path: KeyPath) -> None:
         if _compile(b, value.match, (*path, "match")):
@@ -1495,6 +1545,7 @@ def _item_checks(b: StructBuilder) -> dict[type, StructCheck]:
 
     return {
         NodeConfig: node,
+        TlsConfig: tls,
         MediaConfig: media,
         RecordingConfig: recording,
         AuthConfig: auth,
@@ -1535,6 +1586,49 @@ def _report_duplicates(
             first[value] = index
 
 
+def _tls_checks(node: _Loaded, base: Path) -> None:
+    """The `tls` section's files (they must load) and ports (not a UDP/TCP one)."""
+    value: NodeFile = node.value
+    tls = value.tls
+    plain: set[tuple[str, int]] = set()
+    for text in value.node.sip_listen:
+        try:
+            plain.add(parse_host_port(text))
+        except ValueError:
+            continue  # reported with node.sip_listen
+    bad_listen = False
+    for i, text in enumerate(tls.listen):
+        try:
+            address = parse_host_port(text)
+        except ValueError:
+            bad_listen = True  # reported by the item check
+            continue
+        if address in plain:
+            bad_listen = True
+            node.builder.error(
+                ("tls", "listen", i), f"{text} is also in node.sip_listen (TCP): use another port"
+            )
+
+    def error(key: str, message: str) -> None:
+        node.builder.error(("tls", key), message)
+
+    check_tls(tls, base, error, bad_listen)
+
+
+def _trunk_tls_checks(trunks: _Loaded, tls: TlsConfig, base: Path) -> None:
+    """Each `transport: tls` trunk's context must build: its client certificate and key,
+    and the CAs its carrier is checked against."""
+    for index, trunk in trunks.items("trunks"):
+        if trunk.transport != "tls":
+            continue
+        try:
+            client_context(tls, base, trunk.tls_certificate or "", trunk.tls_private_key or "")
+        except TlsFileError as exc:
+            key = exc.key if exc.key.startswith("tls_") else "transport"
+            prefix = "" if key.startswith("tls_") else "node.yaml tls." + exc.key + ": "
+            trunks.builder.error(("trunks", index, key), prefix + str(exc))
+
+
 def _cross_checks(loaded: dict[str, _Loaded], base: Path) -> None:
     """Checks across items and files: uniqueness and references."""
     queues = loaded.get("queues.yaml")
@@ -1565,6 +1659,11 @@ def _cross_checks(loaded: dict[str, _Loaded], base: Path) -> None:
         _report_duplicates(trunks, trunks.items("trunks"), "trunks", "name", "trunk name")
 
     node = loaded.get("node.yaml")
+    node_tls = node.value.tls if node is not None and node.value is not None else TlsConfig()
+    if node is not None and node.value is not None:
+        _tls_checks(node, base)
+    if trunks is not None and (node is None or node.value is not None):
+        _trunk_tls_checks(trunks, node_tls, base)
     if node is None:
         default_algorithms: tuple[str, ...] | None = AuthConfig().algorithms
     elif node.value is not None:
@@ -1891,6 +1990,51 @@ end excluded, `24:00` allowed as an end; an interval may not cross midnight: spl
 `24:00`), `holidays` (closed all day) and `workdays` (make-up working days on a weekend,
 open during `workday_hours`, by default 08:30-18:00). Dates are `YYYY-MM-DD` or inclusive
 ranges `YYYY-MM-DD..YYYY-MM-DD`. A date is a holiday, else a make-up day, else its weekday.
+
+## SIP over TLS
+
+The `tls` section of node.yaml opens a TLS listener on its own port (5061 beside UDP/TCP
+5060 by convention; RFC 3261 §26, `sips:` as RFC 5630 has it). The shipped demo has TLS off:
+a certificate is the operator's to choose, and a self-signed one only works on phones told
+to trust it. To try TLS with one anyway:
+
+    mkdir -p config/tls
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 365 \\
+        -subj /CN=hotline -addext subjectAltName=IP:127.0.0.1 \\
+        -keyout config/tls/node.key -out config/tls/node.crt
+
+    tls:
+      listen: ["127.0.0.1:5061"]
+      certificate: tls/node.crt      # relative to the configuration directory
+      private_key: tls/node.key
+
+Certificates, keys and CA bundles are checked when the configuration loads: a file that is
+missing, unreadable, not PEM, encrypted, expired or not the key of its certificate is an
+error naming the file and the reason (`hotline check`, start, reload), e.g.
+`node.yaml:70: tls.private_key: /etc/hotline/node.key is not the private key of
+/etc/hotline/node.crt (KEY_VALUES_MISMATCH)`. TLS 1.0 and 1.1 are never accepted. A reload
+(SIGHUP) with renewed files serves the next handshakes; `tls.listen` changes need a restart.
+
+- A phone registered over TLS is reached over the connection it opened (its flow, as for
+  TCP): the binding's transport is `TLS`, kept across restarts. After a restart that
+  connection is gone, and the node connects to the phone's Contact address over TLS (the
+  phone's certificate must then verify against `ca_bundle`) until it registers again.
+- The node's Contact on a TLS dialog is `sips:hotline@HOST:PORT` (RFC 5630 §3.1.3
+  deprecates `;transport=tls`), so in-dialog requests come back over TLS; its Via is
+  `SIP/2.0/TLS`.
+- `sips:` means TLS on every hop (RFC 5630 §3.2): a request with a `sips:` Request-URI
+  arriving over UDP or TCP is answered `416 SIPS Only Over TLS`; a REGISTER of a `sips:`
+  Contact over UDP or TCP gets `400`; a `sips:` Contact is only ever sent to over TLS.
+- TLS connections count against the same `limits` as TCP (`max_tcp_connections`,
+  `max_tcp_connections_per_source`, `fd_reserve`): a connection beyond them is closed
+  before its handshake. A handshake must end within `limits.tcp_header_timeout`; failed
+  handshakes (old TLS versions, a missing or untrusted client certificate when
+  `client_certificates` asks for one, plain SIP on the TLS port) are logged and counted.
+- A trunk with `transport: tls` sends its calls and keep-alives over TLS to its `outbound`
+  addresses: the carrier's certificate must verify against `ca_bundle` (or the system's CAs)
+  and hold `tls_server_name` (or the address's IP); `tls_certificate`/`tls_private_key`
+  are presented when the carrier asks for a client certificate. A trunk's ACL applies to
+  requests over TLS as over UDP and TCP.
 
 ## Caller locality
 

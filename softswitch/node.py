@@ -25,12 +25,14 @@ from softswitch.blacklist import BlacklistStore
 from softswitch.call.events import VoicemailLeft
 from softswitch.call.restart import RESTART_DISPOSITION, DialogRecorder, Recovered, close_unfinished
 from softswitch.cdr import CdrStore
-from softswitch.config import Config, load_config, summary
+from softswitch.config import Config, load_config, parse_host_port, summary
+from softswitch.config_tls import TlsFileError
 from softswitch.control_api import SOCKET_NAME, ControlServer, handle_request
 from softswitch.errors import ConfigError
 from softswitch.switch import CallServices, Switch
 from softswitch.transport import TransportManager, hostport
 from softswitch.transport.descriptors import raise_open_file_limit
+from softswitch.transport.tls import TlsContexts, TlsTransport
 
 if TYPE_CHECKING:
     from media.engine import RtpEngine
@@ -91,6 +93,7 @@ class Node:
         try:
             for host, port in self.listen:
                 await self.transports.listen(host, port)
+            await self._listen_tls()
             sent_by: dict[str, str] = {}
             for transport, host, port in self.transports.bound:
                 family = "6" if ":" in host else ""
@@ -157,6 +160,26 @@ class Node:
                 store.close()
             cdr.close()
             log.info("stopped")
+
+    async def _listen_tls(self) -> None:
+        """The TLS listener (`tls.listen`) and the contexts for TLS connections out; the
+        files were checked when the configuration was loaded."""
+        assert self.transports is not None
+        tls = self.config.tls
+        try:
+            contexts = TlsContexts.from_config(self.config)
+        except TlsFileError as exc:  # changed on disk since the configuration was checked
+            raise OSError(f"node.yaml: tls.{exc.key}: {exc}") from None
+        transport = TlsTransport(self.transports, contexts)
+        for text in tls.listen:
+            await transport.listen(*parse_host_port(text))
+        if tls.enabled:
+            log.info(
+                "TLS: certificate %s, client certificates %s, TLS %s and later",
+                tls.certificate,
+                tls.client_certificates,
+                tls.min_version,
+            )
 
     @staticmethod
     def _close_unfinished(cdr: CdrStore) -> Recovered:
@@ -417,6 +440,11 @@ class Node:
                 "reload refused: %d error(s); the running configuration stays", len(exc.errors)
             )
             return False
+        try:
+            contexts = TlsContexts.from_config(config)
+        except TlsFileError as exc:  # changed on disk since it was checked
+            log.error("reload refused: node.yaml: tls.%s: %s", exc.key, exc)
+            return False
         if self._prompts is not None:
             for problem in await asyncio.to_thread(self._prompts.prepare, config.prompts):
                 log.warning("%s", problem)
@@ -429,6 +457,8 @@ class Node:
         self.config = config
         if self.transports is not None:
             self.transports.configure(config.limits)
+            if self.transports.tls is not None:
+                self.transports.tls.configure(contexts)
         if self._recorder is not None:
             self._recorder.config = config.recording
         log.info(

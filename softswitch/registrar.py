@@ -216,6 +216,9 @@ class Registrar:
             q_param = params.pop("q", None)
             expires = int(expires_param) if expires_param is not None else default
             q = float(q_param) if q_param is not None else None
+            if addr.uri[:5].lower() == "sips:" and source.transport != "TLS" and expires != 0:
+                # RFC 5630 §3.2: a SIPS Contact is reached over TLS only (400).
+                raise RegistrarError(f"sips: Contact registered over {source.transport}: use TLS")
             specs.append(ContactSpec(addr.uri, expires, q, params))
         return self.location.register(
             aor,

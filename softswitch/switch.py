@@ -242,9 +242,15 @@ class Switch(AgentRequests, NodeCalls):
         return self.txn.outbox
 
     def contact_for(self, target: Target) -> str:
-        """Our Contact URI for a dialog with `target` (same transport and address family)."""
+        """Our Contact URI for a dialog with `target` (same transport and address family).
+
+        Over TLS it is a `sips:` URI on the TLS port: in-dialog requests then come back over
+        TLS (RFC 5630 §3.1.3 deprecates `;transport=tls`, and RFC 3261 §12.1.1 asks for a
+        SIPS Contact whenever the dialog's request was sips:)."""
         hostport = self.txn.local_address(target)
         transport = target.transport
+        if transport == "TLS":
+            return f"sips:hotline@{hostport}"
         suffix = "" if transport == "UDP" else f";transport={transport.lower()}"
         return f"sip:hotline@{hostport}{suffix}"
 
@@ -399,8 +405,14 @@ class Switch(AgentRequests, NodeCalls):
         method = request.method
         # RFC 3261 §8.2.2.1: a Request-URI scheme we do not serve gets 416, whatever the
         # method (an ACK never comes here). The parser has checked that the URI has a scheme.
-        if request.uri.partition(":")[0].lower() not in SERVED_SCHEMES:
+        scheme = request.uri.partition(":")[0].lower()
+        if scheme not in SERVED_SCHEMES:
             self._respond(ev, make_response(request, 416), now)
+            return
+        if scheme == "sips" and ev.source.transport != "TLS":
+            # RFC 5630 §3.2: a SIPS request travels over TLS on every hop, the last included;
+            # the node serves sips: over TLS only (and says which, unlike a bare 416).
+            self._respond(ev, make_response(request, 416, "SIPS Only Over TLS"), now)
             return
         if method == "CANCEL":
             self.control.on_cancel(ev, now)
@@ -738,6 +750,7 @@ class Switch(AgentRequests, NodeCalls):
                 ("auth", old.auth, config.auth),
                 ("registrar", old.registrar, config.registrar),
                 ("media", old.media, config.media),
+                ("tls.listen", old.tls.listen, config.tls.listen),
             )
             if before != after
         ]

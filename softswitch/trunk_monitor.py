@@ -41,11 +41,11 @@ class Peer:
 
     __slots__ = ("trunk", "address", "target", "state", "since", "misses", "next_at", "key")
 
-    def __init__(self, trunk: str, address: str, now: float) -> None:
+    def __init__(self, trunk: str, address: str, now: float, transport: str = "UDP") -> None:
         self.trunk = trunk
         self.address = address
         host, port = parse_host_port(address)
-        self.target = Target("UDP", host, port)
+        self.target = Target(transport, host, port)  # the trunk's `transport`
         self.state = "unknown"
         self.since = now
         self.misses = 0
@@ -74,19 +74,21 @@ class TrunkMonitor:
     def configure(self, config: Config, now: float) -> None:
         """Watch the outbound addresses of `config`'s trunks (a reload keeps the state of
         addresses it keeps)."""
-        wanted: dict[tuple[str, str], None] = {}
+        wanted: dict[tuple[str, str], str] = {}  # (trunk, address) -> transport
         self.keepalive = {}
         for trunk in config.trunks:
             self.keepalive[trunk.name] = float(trunk.keepalive)
             for address in trunk.outbound_addresses:
-                wanted[(trunk.name, address)] = None
-        for key in [k for k in self.peers if k not in wanted]:
+                wanted[(trunk.name, address)] = trunk.sip_transport
+        for key in [
+            k for k, p in self.peers.items() if wanted.get(k) != p.target.transport
+        ]:  # gone, or now reached over another transport: a new peer
             peer = self.peers.pop(key)
             if peer.key is not None:
                 self._by_key.pop(peer.key, None)
-        for trunk_name, address in wanted:
+        for (trunk_name, address), transport in wanted.items():
             if (trunk_name, address) not in self.peers:
-                self.peers[(trunk_name, address)] = Peer(trunk_name, address, now)
+                self.peers[(trunk_name, address)] = Peer(trunk_name, address, now, transport)
 
     # --- what calls use ------------------------------------------------------------------
     def order(self, trunk: Trunk) -> list[str]:

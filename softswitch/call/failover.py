@@ -54,16 +54,17 @@ def trunk_uri(trunk: Trunk, number: str, address: str) -> tuple[str, Target]:
     and `uri_scheme`), and where the request goes."""
     host, port = parse_host_port(address)
     dialled = trunk.normalize_dialled(number)
+    target = Target(trunk.sip_transport, host, port)  # `transport`: UDP, TCP or TLS
     if trunk.uri_scheme == "tel":
-        return f"tel:{dialled}", Target("UDP", host, port)
-    return f"sip:{dialled}@{hostport(host, port)}", Target("UDP", host, port)
+        return f"tel:{dialled}", target
+    return f"{trunk.uri_scheme}:{dialled}@{hostport(host, port)}", target
 
 
 def identity_headers(trunk: Trunk, host: str) -> list[tuple[str, str]]:
     """What presents the hotline on a call out through `trunk` (SPEC SIP-4): its
     P-Asserted-Identity (RFC 3325) as the trunk's scheme, and Privacy when configured."""
     cid = trunk.caller_id
-    pai = f"<tel:{cid}>" if trunk.uri_scheme == "tel" else f"<sip:{cid}@{host}>"
+    pai = f"<tel:{cid}>" if trunk.uri_scheme == "tel" else f"<{trunk.uri_scheme}:{cid}@{host}>"
     out = [("p-asserted-identity", pai)]
     if trunk.privacy == "id":
         out.append(("privacy", "id"))

@@ -27,7 +27,11 @@ def origin_of(invite: Request) -> tuple[str, str | None, int]:
 
 def hop_target(dialog: Dialog, transport: str) -> Target:
     host, port, hop_transport = dialog.next_hop()
-    return Target(hop_transport or transport, bare_host(host), port or 5060)
+    hop_transport = hop_transport or transport
+    # RFC 3261 §19.1.2: 5061 is the default port of TLS (sips:), 5060 of the others.
+    return Target(
+        hop_transport, bare_host(host), port or (5061 if hop_transport == "TLS" else 5060)
+    )
 
 
 def dtmf_from_info(request: Request) -> str | None:
@@ -50,12 +54,15 @@ def dtmf_from_info(request: Request) -> str | None:
 def phone_target(contact: str, source: tuple[str, int], transport: str) -> Target:
     """Where to send requests for a registered phone.
 
-    Over TCP the phone's own connection is reused (its listening port may be closed to us).
+    Over TCP and TLS the phone's own connection is reused (its listening port may be closed
+    to us). A `sips:` Contact always goes over TLS.
     Over UDP the Contact is used when its host is the address the REGISTER came from; when
     the two differ the phone sits behind NAT and its private Contact is unreachable, so the
     request goes to the source address of the registration (the NAT binding it keeps open).
     """
     source_host = bare_host(source[0])
+    if transport != "TLS" and contact[:5].lower() == "sips:":
+        return _sips_contact(contact, source_host)
     if transport != "UDP":
         return Target(transport, source_host, source[1])
     try:
@@ -66,6 +73,17 @@ def phone_target(contact: str, source: tuple[str, int], transport: str) -> Targe
     if uri.is_sip and host == source_host:
         return Target(transport, host, uri.port or 5060)
     return Target(transport, source_host, source[1])
+
+
+def _sips_contact(contact: str, source_host: str) -> Target:
+    """A sips: Contact is never reached over UDP or TCP (RFC 5630 §3.2): over TLS to the
+    Contact's own address (the registrar refuses such a Contact on another transport; this
+    covers bindings saved before it did)."""
+    try:
+        uri = parse_uri(contact)
+    except SipParseError:
+        return Target("TLS", source_host, 5061)
+    return Target("TLS", bare_host(uri.host or source_host), uri.port or 5061)
 
 
 def uri_user(uri: str) -> str:

@@ -42,6 +42,7 @@ import asyncio
 import logging
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from softswitch.config import LimitsConfig
 from softswitch.sip.errors import SipParseError
@@ -49,6 +50,9 @@ from softswitch.sip.transaction import SendMessage, Target, bare_host, hostport
 
 from .admission import ConnectionAdmission, Refusal, TimedFramer, WarningThrottle
 from .descriptors import DescriptorCounter
+
+if TYPE_CHECKING:
+    from .tls import TlsTransport
 
 log = logging.getLogger("hotline.transport")
 
@@ -130,6 +134,10 @@ def _udp_socket(host: str, port: int) -> socket.socket:
 
 
 class _TcpConnection(asyncio.Protocol):
+    """A SIP connection: framed by Content-Length (§18.3), counted by the admission."""
+
+    TRANSPORT = "TCP"  # the Target/Via name of messages on it (tls.py: "TLS")
+
     def __init__(self, manager: TransportManager, inbound: bool = False) -> None:
         self.manager = manager
         self.inbound = inbound  # accepted by a listening socket (not opened by the node)
@@ -152,8 +160,13 @@ class _TcpConnection(asyncio.Protocol):
         if not self.inbound:
             self.manager.admission.opened(peer[0])
         self.counted = True
-        self.peer = Target("TCP", peer[0], peer[1])
-        self.manager._connections[(peer[0], peer[1])] = self
+        self._established(transport, peer)
+
+    def _established(self, transport: asyncio.BaseTransport, peer: tuple) -> None:
+        """The connection carries SIP from now on: messages to the peer reuse it."""
+        self.transport = transport  # type: ignore[assignment]
+        self.peer = Target(self.TRANSPORT, peer[0], peer[1])
+        self.manager._streams[self.TRANSPORT][(peer[0], peer[1])] = self
         self.last_activity = self.manager.loop.time()
         if not self.ready.done():
             self.ready.set_result(True)
@@ -171,7 +184,7 @@ class _TcpConnection(asyncio.Protocol):
             messages = self.framer.feed_at(data, self.last_activity)
         except SipParseError as exc:
             # A stream we cannot frame cannot be resynchronised: close it (§18.3).
-            log.warning("closing TCP connection from %s: %s", self.peer, exc)
+            log.warning("closing %s connection from %s: %s", self.TRANSPORT, self.peer, exc)
             assert self.transport is not None
             self.transport.close()
             return
@@ -213,15 +226,20 @@ class _TcpConnection(asyncio.Protocol):
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
+        self._uncount()
+        if self.peer is not None:
+            key = (self.peer.host, self.peer.port)
+            streams = self.manager._streams[self.TRANSPORT]
+            if streams.get(key) is self:
+                del streams[key]
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError("connection lost before it was made"))
+
+    def _uncount(self) -> None:
+        """The admission forgets this connection (once, however it ended)."""
         if self.counted and self.peer is not None:
             self.counted = False
             self.manager.admission.closed(self.peer.host)
-        if self.peer is not None:
-            key = (self.peer.host, self.peer.port)
-            if self.manager._connections.get(key) is self:
-                del self.manager._connections[key]
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError("connection lost before it was made"))
 
 
 class TransportManager:
@@ -251,7 +269,13 @@ class TransportManager:
         self._udp_sockets: list[_Udp] = []
         self._servers: list[asyncio.base_events.Server] = []
         self._connections: dict[tuple[str, int], _TcpConnection] = {}
-        self._pending: dict[tuple[str, int], asyncio.Task] = {}
+        # Stream connections by transport, then remote address: TCP, and TLS (tls.py).
+        self._streams: dict[str, dict[tuple[str, int], _TcpConnection]] = {
+            "TCP": self._connections,
+            "TLS": {},
+        }
+        self._pending: dict[tuple[str, str, int], asyncio.Task] = {}
+        self.tls: TlsTransport | None = None  # set by tls.TlsTransport when configured
         self._reaper: asyncio.Task | None = None
         self.bound: list[tuple[str, str, int]] = []  # (transport, host, port)
         self.admission = ConnectionAdmission(
@@ -272,6 +296,8 @@ class TransportManager:
         out = {"tcp.open": self.admission.total, "tcp.header_timeouts": self.header_timeouts}
         for refusal, count in self.admission.refused.items():
             out[f"tcp.refused.{refusal.value}"] = count
+        if self.tls is not None:
+            out.update(self.tls.stats())
         return out
 
     def _log_capacity(self) -> None:
@@ -354,6 +380,9 @@ class TransportManager:
         self._servers.append(server)
         self.bound.append(("UDP", host, actual_port))
         self.bound.append(("TCP", host, actual_port))
+        self._start_reaper()
+
+    def _start_reaper(self) -> None:
         if self._reaper is None:
             self._reaper = self.loop.create_task(self._reap_idle())
 
@@ -367,20 +396,21 @@ class TransportManager:
                 return
             udp.sendto(message.data, (host, target.port))
             return
-        if target.transport != "TCP":
+        streams = self._streams.get(target.transport)
+        if streams is None:
             log.warning(
                 "transport %s not supported; dropping message to %s", target.transport, host
             )
             return
-        conn = self._connections.get((host, target.port))
+        conn = streams.get((host, target.port))
         if conn is not None and conn.transport is not None and not conn.transport.is_closing():
             conn.last_activity = self.loop.time()
             conn.transport.write(message.data)
             return
-        self._connect_and_send(host, target.port, message.data)
+        self._connect_and_send(target.transport, host, target.port, message.data)
 
-    def _connect_and_send(self, host: str, port: int, data: bytes) -> None:
-        key = (host, port)
+    def _connect_and_send(self, transport: str, host: str, port: int, data: bytes) -> None:
+        key = (transport, host, port)
         pending = self._pending.get(key)
         if pending is not None:
             pending.add_done_callback(lambda _t: self._write_after_connect(key, data))
@@ -388,11 +418,16 @@ class TransportManager:
 
         async def connect() -> None:
             try:
-                await self.loop.create_connection(lambda: _TcpConnection(self), host, port)
-            except OSError as exc:
-                log.warning("TCP connect to %s:%d failed: %s", host, port, exc)
+                if transport == "TLS":
+                    if self.tls is None:
+                        raise OSError("TLS is not configured on this node")
+                    await self.tls.connect(host, port)
+                else:
+                    await self.loop.create_connection(lambda: _TcpConnection(self), host, port)
+            except OSError as exc:  # ssl.SSLError and handshake timeouts are OSErrors
+                log.warning("%s connect to %s failed: %s", transport, hostport(host, port), exc)
                 if self.failed is not None:
-                    self.failed(Target("TCP", host, port))
+                    self.failed(Target(transport, host, port))
             finally:
                 self._pending.pop(key, None)
 
@@ -400,8 +435,8 @@ class TransportManager:
         self._pending[key] = task
         task.add_done_callback(lambda _t: self._write_after_connect(key, data))
 
-    def _write_after_connect(self, key: tuple[str, int], data: bytes) -> None:
-        conn = self._connections.get(key)
+    def _write_after_connect(self, key: tuple[str, str, int], data: bytes) -> None:
+        conn = self._streams[key[0]].get(key[1:])
         if conn is not None and conn.transport is not None and not conn.transport.is_closing():
             conn.transport.write(data)
         # otherwise the transaction's timers report the failure to the TU
@@ -410,16 +445,21 @@ class TransportManager:
         while True:
             await asyncio.sleep(max(1.0, min(30.0, self.idle_timeout / 4)))
             cutoff = self.loop.time() - self.idle_timeout
-            for conn in list(self._connections.values()):
+            for conn in self._stream_connections():
                 if conn.last_activity < cutoff and conn.transport is not None:
                     conn.transport.close()
+
+    def _stream_connections(self) -> list[_TcpConnection]:
+        return [conn for streams in self._streams.values() for conn in streams.values()]
 
     async def close(self) -> None:
         if self._reaper is not None:
             self._reaper.cancel()
         for server in self._servers:
             server.close()
-        for conn in list(self._connections.values()):
+        if self.tls is not None:
+            self.tls.close()
+        for conn in self._stream_connections():
             if conn.transport is not None:
                 conn.transport.close()
         for udp in self._udp_sockets:

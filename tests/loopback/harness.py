@@ -206,7 +206,7 @@ class PjAgent:
         registrar: str | None = None,
         realm: str = "*",
         domain: str | None = None,
-        transport: Literal["udp", "tcp"] = "udp",
+        transport: Literal["udp", "tcp", "tls"] = "udp",
         local_port: int = 0,
         auto_answer: int = 200,
         answer_delay: float = 0.0,

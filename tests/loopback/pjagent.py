@@ -400,7 +400,19 @@ class Agent:
         transport_cfg.port = args.local_port
         transport_cfg.boundAddress = "127.0.0.1"
         transport_cfg.publicAddress = "127.0.0.1"
-        kind = pj.PJSIP_TRANSPORT_TCP if args.transport == "tcp" else pj.PJSIP_TRANSPORT_UDP
+        kind = {
+            "udp": pj.PJSIP_TRANSPORT_UDP,
+            "tcp": pj.PJSIP_TRANSPORT_TCP,
+            "tls": pj.PJSIP_TRANSPORT_TLS,
+        }[args.transport]
+        if args.transport == "tls":
+            tls = transport_cfg.tlsConfig
+            tls.method = pj.PJSIP_TLSV1_2_METHOD
+            tls.CaListFile = args.tls_ca
+            tls.certFile = args.tls_cert
+            tls.privKeyFile = args.tls_key
+            # The node's certificate must verify against --tls-ca and name 127.0.0.1.
+            tls.verifyServer = bool(args.tls_ca)
         self.transport_id = self.endpoint.transportCreate(kind, transport_cfg)
         self.endpoint.libStart()
         if args.null_audio:
@@ -422,7 +434,7 @@ class Agent:
     def account_config(self, sip_port: int) -> pj.AccountConfig:
         args = self.args
         cfg = pj.AccountConfig()
-        transport_param = ";transport=tcp" if args.transport == "tcp" else ""
+        transport_param = "" if args.transport == "udp" else f";transport={args.transport}"
         if args.registrar:
             domain = args.domain or args.registrar
             cfg.idUri = f"sip:{args.user}@{domain}"
@@ -597,7 +609,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--expires", type=int, default=300)
     parser.add_argument("--local-port", type=int, default=0)
     parser.add_argument("--rtp-port", type=int, default=0)
-    parser.add_argument("--transport", choices=("udp", "tcp"), default="udp")
+    parser.add_argument("--transport", choices=("udp", "tcp", "tls"), default="udp")
+    parser.add_argument("--tls-ca", default="", metavar="PEM", help="CAs the node must verify to")
+    parser.add_argument("--tls-cert", default="", metavar="PEM", help="client certificate")
+    parser.add_argument("--tls-key", default="", metavar="PEM", help="its private key")
     parser.add_argument("--auto-answer", type=int, default=200, metavar="CODE")
     parser.add_argument("--answer-delay", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--hangup-after", type=float, default=None, metavar="SECONDS")
