@@ -323,7 +323,7 @@ class TransportManager:
                 descriptors.limit,
             )
 
-    def _admit(self, host: str, port: int) -> bool:
+    def _admit(self, host: str, port: int, transport: str = "TCP") -> bool:
         """Whether a just-accepted connection from host:port may stay (logs a refusal)."""
         now = self.loop.time()
         refusal = self.admission.admit(host, now)
@@ -332,7 +332,8 @@ class TransportManager:
         self._warn(
             refusal,
             now,
-            "refused TCP connection from %s: %s",
+            "refused %s connection from %s: %s",
+            transport,
             hostport(host, port),
             self.admission.explain(refusal, host, now),
         )

@@ -167,7 +167,7 @@ class TlsTransport:
             except OSError as exc:  # EMFILE and the like: fd_reserve should prevent it
                 manager._warn("tls_accept", manager.loop.time(), "TLS accept failed: %s", exc)
                 return
-            if not manager._admit(address[0], address[1]):
+            if not manager._admit(address[0], address[1], "TLS"):
                 sock.close()  # at once: nothing read from it, no handshake
                 continue
             sock.setblocking(False)

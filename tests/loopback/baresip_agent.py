@@ -131,11 +131,17 @@ class BaresipAgent:
         ready_timeout: float = 5.0,
         host: str = LOOPBACK,
         record: bool = False,
+        transport: Literal["udp", "tcp", "tls"] = "udp",
+        extra_config: tuple[tuple[str, str], ...] = (),
     ) -> None:
+        """`transport`: how the account reaches the registrar (`;transport=tls` in its AOR);
+        `extra_config`: more config lines (e.g. ``("sip_cafile", PATH)`` for TLS)."""
         self.user = user
         self.host = host  # its SIP and RTP address: "::1" for a phone on IPv6
         # sndfile: each call's decoded audio (what the phone hears) goes to a WAV file
         self.record = record
+        self.transport = transport
+        self.extra_config = extra_config
         self.password = password if password is not None else f"pw{user}"
         self.registrar = registrar
         self.tone_hz = tone_hz
@@ -165,7 +171,8 @@ class BaresipAgent:
 
     @property
     def aor(self) -> str:
-        return f"sip:{self.user}@{self.registrar}"
+        suffix = "" if self.transport == "udp" else f";transport={self.transport}"
+        return f"sip:{self.user}@{self.registrar}{suffix}"
 
     @property
     def address(self) -> str:
@@ -191,6 +198,7 @@ class BaresipAgent:
             ("module_app", "menu.so"),
             ("module_app", "ctrl_tcp.so"),
             ("ctrl_tcp_listen", f"{LOOPBACK}:{self.ctrl_port}"),
+            *self.extra_config,
         ]
         if self.record:
             settings += [("module", "sndfile.so"), ("snd_path", str(self.config_dir))]

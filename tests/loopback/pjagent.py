@@ -413,6 +413,8 @@ class Agent:
             tls.privKeyFile = args.tls_key
             # The node's certificate must verify against --tls-ca and name 127.0.0.1.
             tls.verifyServer = bool(args.tls_ca)
+            # As a TLS carrier: the node must present a client certificate of --tls-ca.
+            tls.verifyClient = tls.requireClientCert = args.tls_require_client
         self.transport_id = self.endpoint.transportCreate(kind, transport_cfg)
         self.endpoint.libStart()
         if args.null_audio:
@@ -613,6 +615,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tls-ca", default="", metavar="PEM", help="CAs the node must verify to")
     parser.add_argument("--tls-cert", default="", metavar="PEM", help="client certificate")
     parser.add_argument("--tls-key", default="", metavar="PEM", help="its private key")
+    parser.add_argument(
+        "--tls-require-client", action="store_true", help="accept TLS only with a client cert"
+    )
     parser.add_argument("--auto-answer", type=int, default=200, metavar="CODE")
     parser.add_argument("--answer-delay", type=float, default=0.0, metavar="SECONDS")
     parser.add_argument("--hangup-after", type=float, default=None, metavar="SECONDS")

@@ -14,6 +14,17 @@ def sdp_ports(text: str) -> list[int]:
     return [int(p) for p in re.findall(r"m=audio (\d+) ", text)]
 
 
+def echoed_queue_call(sipp: Callable[..., Sipp], address: str) -> Sipp:
+    """A SIPp carrier's call to queue 9000 that reflects every RTP packet it gets (run to its
+    end and checked): what the agent sends comes back to it through the node twice."""
+    caller = sipp(
+        "uac_call_callee_bye", remote=address, service="9000", timeout=20, extra_args=["-rtp_echo"]
+    )
+    caller.run()
+    caller.check()
+    return caller
+
+
 def test_anchored_call_relays_rfc4733_both_ways_through_the_node(
     node: Callable[..., HotlineNode], pjagent: Callable[..., PjAgent], sipp: Callable[..., Sipp]
 ) -> None:
@@ -22,15 +33,7 @@ def test_anchored_call_relays_rfc4733_both_ways_through_the_node(
     assert agent.wait_for("registered", timeout=10)["code"] == 200
     # SIPp reflects every RTP packet it gets: the agent's digits go out through the node to
     # the carrier side and come back through the node again.
-    caller = sipp(
-        "uac_call_callee_bye",
-        remote=hotline.address,
-        service="9000",
-        timeout=20,
-        extra_args=["-rtp_echo"],
-    )
-    caller.run()
-    caller.check()
+    caller = echoed_queue_call(sipp, hotline.address)
 
     agent.wait_for("dtmf_sent", timeout=5, digits="123")
     digits = [agent.wait_for("dtmf", timeout=5)["digit"] for _ in range(3)]
