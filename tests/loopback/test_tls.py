@@ -23,10 +23,12 @@ import pytest
 from unit.tlscerts import Pki, make_pki, openssl_available
 
 from .baresip_agent import BaresipAgent, baresip_available
+from .conftest import PEERS_KEY
 from .harness import LOOPBACK, HotlineNode, PjAgent, Sipp, free_port, require_peer
 from .ivr_peers import RtpCaller
 from .ivr_support import en, trunks_override
 from .test_media_anchor import echoed_queue_call
+from .test_restart import kill_and_restart
 
 STRANGER = "127.0.0.2"  # outside the carrier trunk's ACL: an unknown TLS peer
 # Out of office hours: 12348 goes to the duty lawyer's number through the carrier trunk.
@@ -180,24 +182,8 @@ def test_baresip_registers_over_tls_and_answers_a_queue_call(
     tmp_path: Path,
     request: pytest.FixtureRequest,
 ) -> None:
-    require_peer("baresip", baresip_available(), "apt-get install baresip-core")
     node = tls_node
-    # baresip 1.0 presents `sip_certificate` (certificate and key in one PEM) as its client
-    # certificate and checks the node's against `sip_cafile`.
-    both = tmp_path / "baresip-client.pem"
-    both.write_bytes(pki.client_cert.read_bytes() + pki.client_key.read_bytes())
-    phone = BaresipAgent(
-        user="1002",
-        registrar=tls_address(node),
-        transport="tls",
-        tone_hz=1000,
-        log_dir=tmp_path / "baresip",
-        extra_config=(("sip_certificate", str(both)), ("sip_cafile", str(pki.ca))),
-    )
-    from .conftest import PEERS_KEY
-
-    request.node.stash.setdefault(PEERS_KEY, []).append(phone)
-    with phone:
+    with baresip_tls_phone(node, pki, "1002", tmp_path, request) as phone:
         registered = phone.wait_for("REGISTER_OK", timeout=8)
         assert registered["param"].startswith("200"), phone.describe()
         (binding,) = node.wait_for_rows("bindings", lambda rows: len(rows) == 1, aor="1002")
@@ -314,3 +300,52 @@ def test_a_tls_trunk_calls_out_with_sips_verifying_the_carrier_and_presenting_it
     caller.wait_tone(1500, timeout=8)  # the caller hears the carrier's far end over the bridge
     assert caller.hang_up() == 200
     carrier.wait_for("disconnected", timeout=5, call_id=incoming["call_id"])
+
+
+def baresip_tls_phone(
+    node: HotlineNode, pki: Pki, user: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> BaresipAgent:
+    """A baresip agent on TLS (not started). baresip 1.0 presents `sip_certificate`
+    (certificate and key in one PEM) as its client certificate, and as its TLS listener's
+    (sip_listen port + 1), and checks the node's against `sip_cafile`."""
+    require_peer("baresip", baresip_available(), "apt-get install baresip-core")
+    both = tmp_path / f"baresip-{user}.pem"
+    both.write_bytes(pki.client_cert.read_bytes() + pki.client_key.read_bytes())
+    phone = BaresipAgent(
+        user=user,
+        registrar=tls_address(node),
+        transport="tls",
+        tone_hz=1000,
+        log_dir=tmp_path / "baresip",
+        extra_config=(("sip_certificate", str(both)), ("sip_cafile", str(pki.ca))),
+    )
+    request.node.stash.setdefault(PEERS_KEY, []).append(phone)
+    return phone
+
+
+def test_a_tls_phone_is_reached_after_a_restart_without_registering_again(
+    tls_node: HotlineNode,
+    pki: Pki,
+    sipp: Callable[..., Sipp],
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:
+    # Last in the module: it restarts the shared node. The binding comes back from the
+    # database with its transport, TLS; the phone's connection died with the killed node,
+    # so the restarted node connects to the phone's Contact (baresip's TLS listener) over
+    # TLS, checking its certificate against tls.ca_bundle. (pjsip puts its connection's
+    # ephemeral port in its Contact: a pjsua2 phone is reached again once it re-registers.)
+    node = tls_node
+    with baresip_tls_phone(node, pki, "1003", tmp_path, request) as phone:
+        assert phone.wait_for("REGISTER_OK", timeout=8)["param"].startswith("200")
+        kill_and_restart(node)
+        node.wait_for_log("agent 1003 registered (restored", timeout=5)
+        caller = sipp("uac_call", remote=node.address, service="9000", duration_ms=500)
+        caller.run()
+        caller.check()
+        phone.wait_for("CALL_ESTABLISHED", timeout=5, direction="incoming")
+        assert len(phone.events("REGISTER_OK")) == 1, phone.describe()  # no new REGISTER
+    (row,) = node.wait_for_rows(
+        "calls", lambda rows: len(rows) == 1 and rows[0]["end"] is not None, agent="1003"
+    )
+    assert row["disposition"] == "answered", row
