@@ -2019,6 +2019,8 @@ error naming the file and the reason (`hotline check`, start, reload), e.g.
   TCP): the binding's transport is `TLS`, kept across restarts. After a restart that
   connection is gone, and the node connects to the phone's Contact address over TLS (the
   phone's certificate must then verify against `ca_bundle`) until it registers again.
+- A phone registered over TLS is offered SRTP by default (`media.agent_encryption: auto`):
+  its signalling carries the SDES keys, so they are only sent over TLS.
 - The node's Contact on a TLS dialog is `sips:hotline@HOST:PORT` (RFC 5630 §3.1.3
   deprecates `;transport=tls`), so in-dialog requests come back over TLS; its Via is
   `SIP/2.0/TLS`.

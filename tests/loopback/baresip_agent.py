@@ -133,9 +133,12 @@ class BaresipAgent:
         record: bool = False,
         transport: Literal["udp", "tcp", "tls"] = "udp",
         extra_config: tuple[tuple[str, str], ...] = (),
+        account_params: str = "",
     ) -> None:
         """`transport`: how the account reaches the registrar (`;transport=tls` in its AOR);
-        `extra_config`: more config lines (e.g. ``("sip_cafile", PATH)`` for TLS)."""
+        `extra_config`: more config lines (e.g. ``("sip_cafile", PATH)`` for TLS);
+        `account_params`: more account parameters (e.g. ``;mediaenc=srtp-mand``)."""
+        self.account_params = account_params
         self.user = user
         self.host = host  # its SIP and RTP address: "::1" for a phone on IPv6
         # sndfile: each call's decoded audio (what the phone hears) goes to a WAV file
@@ -232,7 +235,10 @@ class BaresipAgent:
         self._ctrl = self._connect()
         self._reader = threading.Thread(target=self._read, name=self.name, daemon=True)
         self._reader.start()
-        params = f"<{self.aor}>;auth_pass={self.password};answermode={self.answer_mode}"
+        params = (
+            f"<{self.aor}>;auth_pass={self.password};answermode={self.answer_mode}"
+            + self.account_params
+        )
         self.command("uanew", params)
         return self
 

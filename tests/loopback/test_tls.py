@@ -144,7 +144,8 @@ def test_pjsua2_registers_over_tls_and_takes_a_queue_call_with_two_way_audio(
         dtmf="123",
         hangup_after=2.5,
         log_level=5,
-        extra_args=pjsua_tls(pki, pki.client_cert, pki.client_key),
+        # A phone on TLS is offered SRTP (media.agent_encryption `auto`, softswitch/call).
+        extra_args=pjsua_tls(pki, pki.client_cert, pki.client_key, "--srtp", "mandatory"),
     )
     assert agent.wait_for("registered", timeout=10)["code"] == 200, agent.describe()
     (binding,) = node.wait_for_rows("bindings", lambda rows: len(rows) == 1, aor="1001")
@@ -168,6 +169,7 @@ def test_pjsua2_registers_over_tls_and_takes_a_queue_call_with_two_way_audio(
     invite = invite[: invite.index("\n\n") if "\n\n" in invite else 2000]
     assert re.search(rf"Via: SIP/2.0/TLS {re.escape(tls_address(node))};", invite), invite
     assert f"Contact: <sips:hotline@{tls_address(node)}>" in invite, invite
+    assert re.search(r"m=audio \d+ RTP/SAVP", trace)  # the offer: SRTP because of TLS
     (call,) = node.wait_for_rows(
         "calls", lambda rows: any(r["end"] and r["agent"] == "1001" for r in rows), timeout=8
     )
@@ -317,7 +319,14 @@ def baresip_tls_phone(
         transport="tls",
         tone_hz=1000,
         log_dir=tmp_path / "baresip",
-        extra_config=(("sip_certificate", str(both)), ("sip_cafile", str(pki.ca))),
+        # A phone on TLS is offered SRTP (media.agent_encryption `auto`): baresip's srtp
+        # module with SDES keys, mandatory.
+        extra_config=(
+            ("sip_certificate", str(both)),
+            ("sip_cafile", str(pki.ca)),
+            ("module", "srtp.so"),
+        ),
+        account_params=";mediaenc=srtp-mand",
     )
     request.node.stash.setdefault(PEERS_KEY, []).append(phone)
     return phone
