@@ -168,7 +168,7 @@ class EngineRef(asyncio.DatagramProtocol):
                 self.engine.release(call_id)
 
     def media_event(self, event) -> None:  # type: ignore[no-untyped-def]
-        from media.engine import DtmfDigit, PlaybackDone
+        from media.events import DtmfDigit, PlaybackDone
 
         leg = event.leg_id
         if leg not in self.answers:

@@ -497,7 +497,7 @@ async def record_live(
     """The recorder on this loop, fed the events of `calls`: answered from `start_at` on,
     spread over one tap block as real calls are, each ended `seconds` after its answer;
     returns CPU, lag and backlog figures once the encoder is idle."""
-    from media.engine import TapData
+    from media.events import TapData
     from recorder.service import Recorder
     from softswitch.call import events as ev
 

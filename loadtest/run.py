@@ -38,7 +38,8 @@ from loadtest.progress import Progress
 from loadtest.sample import NodeSampler, SampleError
 from loadtest.sip_udp import SipSocket, granted_expires, target_of
 from loadtest.trace import Trace
-from media.engine import FirstPacket, MediaError, MediaEvent, RtpEngine, RtpTimeout
+from media.engine import MediaError, RtpEngine
+from media.events import FirstPacket, MediaEvent, RtpTimeout
 from media.items import Silence
 from softswitch.sip import message as sipmsg
 from softswitch.sip.build import new_request_headers, new_tag

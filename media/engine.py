@@ -4,10 +4,11 @@ The C side (media/src/rtp_*.c) owns the RTP/RTCP sockets in one worker thread an
 per-packet work without the GIL: relay between bridged legs with SSRC/sequence/timestamp
 continuity, G.711 μ-law ⇄ A-law transcoding, RFC 4733 receive/send/relay, in-band DTMF
 detection, playback, mixing, record taps, counters and RTP timeouts (SPEC MED-1..3). This
-module names legs by the B2BUA's `leg_id` strings, turns the engine's events into frozen
-`msgspec.Struct`s delivered on the asyncio loop, loads prompt files once, and implements the
-`MediaEngine` protocol (offer / answer / release) on top of the SDP helpers of
-`softswitch.sdp`.
+module keeps the legs, named by the B2BUA's `leg_id` strings (their family, partner, SDES
+keys and SDP identity), turns the engine's events into the frozen `msgspec.Struct`s of
+media/events.py delivered on the asyncio loop, loads prompt files once, and implements the
+`MediaEngine` protocol (offer / answer / release) with the SDP reading and writing of
+media/offer.py. The names of those two modules stay importable from here.
 
 Protocol semantics (`media.MediaEngine`): `offer(from_leg, to_leg, sdp)` creates both legs
 on first use (an RTP/RTCP port pair each), bridges them, applies `sdp` as `from_leg`'s remote
@@ -31,13 +32,10 @@ import asyncio
 import collections
 import logging
 import os
-import random
-import secrets
 import sys
 import wave
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -50,28 +48,37 @@ from media._rtp import (
     PortsExhaustedError,
     UnknownLegError,
 )
+from media.events import (
+    DtmfDigit,
+    DtmfSent,
+    FirstPacket,
+    LegStats,
+    MediaEvent,
+    PlaybackDone,
+    RtpTimeout,
+    TapBlock,
+    TapData,
+)
 from media.items import DtmfTone, PlayItem, Prompt, Silence, Tone
-from media.sdes import Crypto, LegKeys, SdesError, usable
-from softswitch.sdp import address_family, unmapped
-
-if TYPE_CHECKING:
-    from softswitch.sdp import MediaDescription, SessionDescription
+from media.offer import (
+    DIRECTION_FLOW,
+    DIRECTIONS,
+    FLOW_DIRECTION,
+    TELEPHONE_EVENT_PT,
+    Offer,
+    Origin,
+    RemoteMedia,
+    anchor_sdp,
+    audio_lines,
+    read_media,
+    read_sdp,
+    remote_media_from_sdp,
+)
+from media.sdes import Crypto, LegKeys, SdesError
+from softswitch.sdp import address_family
 
 log = logging.getLogger("hotline.media")
 
-DIRECTIONS = {
-    "sendrecv": _rtp.SENDRECV,
-    "sendonly": _rtp.SENDONLY,
-    "recvonly": _rtp.RECVONLY,
-    "inactive": _rtp.INACTIVE,
-}
-G711 = {0: "PCMU", 8: "PCMA"}
-# Attributes that describe the far end's own transport; they must not reach the other side
-# once media is anchored here (ICE candidates, RTCP port and multiplexing).
-# SDES keys (a=crypto) belong to one leg too: each leg has its own (media/sdes.py).
-TRANSPORT_ATTRIBUTES = (
-    "candidate", "ice-", "rtcp", "end-of-candidates", "remote-candidates", "crypto",
-)  # fmt: skip
 SRTP_SUITES = {
     "AES_CM_128_HMAC_SHA1_80": _rtp.SRTP_AES_CM_128_HMAC_SHA1_80,
     "AES_CM_128_HMAC_SHA1_32": _rtp.SRTP_AES_CM_128_HMAC_SHA1_32,
@@ -79,273 +86,12 @@ SRTP_SUITES = {
 }
 SRTP_SUITE_NAMES = {code: name for name, code in SRTP_SUITES.items()}
 RECENT_LEGS = 4096  # released legs whose late events are still named
-# What each direction attribute says about its author: (sends, receives), RFC 3264 §5.1.
-DIRECTION_FLOW = {
-    "sendrecv": (True, True),
-    "sendonly": (True, False),
-    "recvonly": (False, True),
-    "inactive": (False, False),
-}
-FLOW_DIRECTION = {flow: name for name, flow in DIRECTION_FLOW.items()}
-TELEPHONE_EVENT_PT = 101  # the payload type of telephone-event in our own offers
-TELEPHONE_EVENTS = "0-16"  # RFC 4733 §3.2: the DTMF digits 0-9 * # A-D and flash
 FAMILIES = {"IP4": 4, "IP6": 6}  # SDP addrtype (RFC 4566 §5.7) -> the engine's family
-
-
-# --- events ---------------------------------------------------------------------------------
-class FirstPacket(msgspec.Struct, frozen=True):
-    """The leg latched on a source (symmetric RTP): first packet, or a new source."""
-
-    leg_id: str
-    ip: str
-    port: int
-    relatched: bool
-
-
-class RtpTimeout(msgspec.Struct, frozen=True):
-    """Neither RTP nor RTCP for `rtp_timeout` s while the leg was sendrecv (SPEC MED-3)."""
-
-    leg_id: str
-    silent_ms: int
-
-
-class DtmfDigit(msgspec.Struct, frozen=True):
-    leg_id: str
-    digit: str
-    duration_ms: int
-    source: str  # "rfc4733" or "inband"
-
-
-class DtmfSent(msgspec.Struct, frozen=True):
-    leg_id: str
-    digit: str
-    duration_ms: int
-
-
-class PlaybackDone(msgspec.Struct, frozen=True):
-    leg_id: str
-    item_id: int
-    stopped: bool  # True: stop_play, barge-in or release; False: played to the end
-
-
-class TapData(msgspec.Struct, frozen=True):
-    """A record tap has at least one block waiting: call `tap_read(call_id)`."""
-
-    call_id: str
-    frames_ready: int
-
-
-MediaEvent = FirstPacket | RtpTimeout | DtmfDigit | DtmfSent | PlaybackDone | TapData
-
-
-class TapBlock(msgspec.Struct, frozen=True):
-    """Interleaved native-endian int16 stereo at 8 kHz: channel 0 = leg a, 1 = leg b
-    (silence for a tap of one leg)."""
-
-    call_id: str
-    pcm: bytes
-    frames: int
-    overflow: int  # frames dropped so far because the ring was full
-
-
-class LegStats(msgspec.Struct, frozen=True):
-    port: int
-    family: int  # 4 or 6: the family of the leg's sockets
-    packets_in: int
-    bytes_in: int
-    packets_out: int
-    bytes_out: int
-    lost: int
-    jitter_ms: float
-    dropped: int
-    rtcp_in: int
-    rtcp_out: int
-    ssrc_in: int
-    ssrc_out: int
-    seq_out: int
-    ts_out: int
-    latched: tuple[str, int] | None
-    dtmf_pending: int
-    playing: bool
-    # SRTP (RFC 3711): the suite of each direction (None: plain RTP), packets unprotected
-    # and protected, and those dropped for a wrong tag, a replay or another failure
-    srtp_in_suite: str | None = None
-    srtp_out_suite: str | None = None
-    srtp_in: int = 0
-    srtp_out: int = 0
-    srtp_auth_failed: int = 0
-    srtp_replayed: int = 0
-    srtp_failed: int = 0
-
-
-class RemoteMedia(msgspec.Struct, frozen=True):
-    """What the engine needs from one side's SDP audio stream."""
-
-    ip: str
-    port: int
-    payload_type: int
-    ptime_ms: int
-    telephone_event_pt: int | None
-    direction: str
-    payload_types: tuple[int, ...]  # every G.711 type offered, in preference order
-
-
-def remote_media_from_sdp(body: bytes) -> RemoteMedia | None:
-    """The audio stream of an SDP body, or None when it has no usable audio stream.
-
-    Raises `MediaValueError` when the audio stream is not plain RTP with G.711.
-    """
-    sdp = _parse_sdp(body)
-    audio = sdp.audio()
-    if audio is not None and audio.proto != "RTP/AVP":
-        # Relayed SDP would carry one party's keys to the other; SRTP legs negotiate their
-        # own (answer_local / offer_local).
-        raise MediaValueError(f"cannot relay {audio.proto} media (plain RTP/AVP only)")
-    return None if audio is None else _remote_media(sdp, audio)
-
-
-class Offer:
-    """An SDP offer parsed and checked once (`RtpEngine.read_offer`) and answered later
-    (`RtpEngine.answer_local`), so that a call's INVITE body is parsed one time."""
-
-    __slots__ = ("body", "sdp", "audio", "media", "crypto")
-
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-        self.sdp = _parse_sdp(body)
-        # The first audio stream (RFC 3264: an answer keeps every m= line, in order).
-        self.audio = next((m for m in self.sdp.media if m.media == "audio"), None)
-        audio = self.audio
-        self.media = None if audio is None or audio.port == 0 else _remote_media(self.sdp, audio)
-        # SDES (RFC 4568): the a=crypto lines; an RTP/SAVP offer needs one we can key
-        self.crypto: list[str] = []
-        if audio is not None and self.media is not None:
-            self.crypto = audio.attributes("crypto")
-            if audio.proto == "RTP/SAVP" and not usable(self.crypto):
-                raise MediaValueError("RTP/SAVP offer without a crypto suite we support")
-
-
-def _parse_sdp(body: bytes) -> SessionDescription:
-    from softswitch.sdp import SdpError, parse_sdp
-
-    try:
-        return parse_sdp(body)
-    except SdpError as exc:
-        raise MediaValueError(f"SDP: {exc}") from exc
-
-
-def _remote_media(sdp: SessionDescription, audio: MediaDescription) -> RemoteMedia:
-    """What the engine needs from one audio stream (port not 0) of a parsed SDP."""
-    try:
-        return _read_audio(sdp, audio)
-    except MediaValueError:
-        raise
-    except ValueError as exc:  # a number that is not one (`a=rtpmap:0 PCMU/x`, `²`)
-        raise MediaValueError(f"SDP: {exc}") from exc
-
-
-def _read_audio(sdp: SessionDescription, audio: MediaDescription) -> RemoteMedia:
-    from softswitch.sdp import SdpError
-
-    try:
-        ip = sdp.address_of(audio)
-    except SdpError as exc:
-        raise MediaValueError(f"SDP: {exc}") from exc
-    if ip is None:
-        raise MediaValueError("SDP audio stream without a connection address")
-    if ":" in ip:
-        ip = unmapped(ip)  # "::ffff:192.0.2.1" is an IPv4 party (an IPv4 leg serves it)
-    if audio.proto not in ("RTP/AVP", "RTP/SAVP"):
-        raise MediaValueError(f"cannot anchor {audio.proto} media (RTP/AVP or RTP/SAVP only)")
-    if not 0 < audio.port < 65536:
-        raise MediaValueError(f"bad audio port {audio.port}")
-    rtpmap = audio.rtpmap()
-    offered = tuple(
-        int(f) for f in audio.formats if f.isdecimal() and int(f) in G711 and int(f) in rtpmap
-    )
-    if not offered:
-        raise MediaValueError("SDP audio stream names neither PCMU nor PCMA")
-    direction = audio.direction
-    if direction is None:
-        session = [v for k, v in sdp.session if k == "a" and v in DIRECTIONS]
-        direction = session[0] if session else "sendrecv"
-    if ip in ("0.0.0.0", "::"):
-        # RFC 3264 §8.4: neither RTP nor RTCP may be sent there (the old way to hold);
-        # what the author sends is still welcome.
-        direction = FLOW_DIRECTION[(DIRECTION_FLOW[direction][0], False)]
-    ptime = audio.ptime or 20
-    te = audio.telephone_event()  # a dynamic type outside 0-127 cannot be on the wire
-    return RemoteMedia(
-        ip=ip,
-        port=audio.port,
-        payload_type=offered[0],
-        ptime_ms=min(30, max(10, ptime)),
-        telephone_event_pt=te if te is not None and 0 <= te <= 127 else None,
-        direction=direction,
-        payload_types=offered,
-    )
-
-
-def anchor_sdp(
-    body: bytes, ip: str, port: int, *, offer_both_laws: bool = False, codec: int | None = None
-) -> bytes:
-    """`body` re-pointed at our address and port, without the far end's transport details.
-
-    `offer_both_laws`: an offer we forward also lists the G.711 law its author did not offer,
-    since the engine can transcode μ-law ⇄ A-law (the phone may prefer the other).
-    `codec`: an answer we forward names only this G.711 payload type (plus telephone-event):
-    the one its receiver offered, when the answering side chose a law it did not offer.
-    """
-    from softswitch.sdp import SdpError, parse_sdp
-
-    try:
-        sdp = parse_sdp(body)
-    except SdpError as exc:
-        raise MediaValueError(f"SDP: {exc}") from exc
-    sdp.set_connection(ip)
-    audio = sdp.audio()
-    if audio is not None:
-        audio.port = port
-        audio.lines = [
-            (k, v)
-            for k, v in audio.lines
-            if not (k == "a" and v.split(":", 1)[0].startswith(TRANSPORT_ATTRIBUTES))
-        ]
-        if offer_both_laws:
-            present = [int(f) for f in audio.formats if f.isdecimal() and int(f) in G711]
-            if present:
-                last = audio.formats.index(str(present[-1]))
-                for pt in (0, 8):
-                    if pt not in present:
-                        last += 1
-                        audio.formats.insert(last, str(pt))
-                        audio.lines.insert(0, ("a", f"rtpmap:{pt} {G711[pt]}/8000"))
-        if codec is not None and str(codec) not in audio.formats:
-            te = audio.telephone_event()
-            keep = {str(codec)} | ({str(te)} if te is not None else set())
-            audio.formats = [str(codec)] + ([str(te)] if te is not None else [])
-            audio.lines = [
-                (k, v)
-                for k, v in audio.lines
-                if not (
-                    k == "a"
-                    and v.split(":", 1)[0] in ("rtpmap", "fmtp")
-                    and v.split(":", 1)[1].split(" ", 1)[0] not in keep
-                )
-            ]
-            audio.lines.insert(0, ("a", f"rtpmap:{codec} {G711[codec]}/8000"))
-    return sdp.to_bytes()
-
-
-# o= session ids (RFC 4566 §5.2: unique, not secret): seeded once, not read per leg from
-# the operating system.
-_origin_ids = random.Random(secrets.randbits(64))
 
 
 class _Leg:
     __slots__ = (
-        "leg_id", "handle", "port", "family", "remote", "partner", "origin", "sent", "offered",
-        "keys",
+        "leg_id", "handle", "port", "family", "remote", "partner", "origin", "offered", "keys",
     )  # fmt: skip
 
     def __init__(self, leg_id: str, handle: int, port: int, family: str) -> None:
@@ -355,10 +101,9 @@ class _Leg:
         self.family = family  # "IP4" or "IP6" (SDP's addrtype): the family of its sockets
         self.remote: RemoteMedia | None = None
         self.partner: str | None = None
-        # Our own SDP on this leg (answer_local / offer_local): o= session id and version,
-        # the lines after o= last sent, and our offer awaiting its answer (laws, direction).
-        self.origin = [_origin_ids.getrandbits(62), 0]
-        self.sent: list[str] | None = None
+        # Our own SDP on this leg (answer_local / offer_local): its o= identity and the
+        # lines last sent (media/offer.py), and our offer awaiting its answer (laws, direction).
+        self.origin = Origin()
         self.offered: tuple[tuple[int, ...], str] | None = None
         self.keys = LegKeys()  # SDES: its setting and keys (media/sdes.py)
 
@@ -523,8 +268,8 @@ class RtpEngine:
                 ptime = (media.ptime_ms + 5) // 10 * 10  # what the 10 ms clock generates
                 te = media.telephone_event_pt
                 mirrored = FLOW_DIRECTION[(receives, sends)]
-                streams += self._audio_lines(
-                    leg, (media.payload_type,), te, ptime, mirrored, m.proto, crypto
+                streams += audio_lines(
+                    leg.port, (media.payload_type,), te, ptime, mirrored, m.proto, crypto
                 )
             else:
                 streams.append(f"m={m.media} 0 {m.proto} {' '.join(m.formats)}")
@@ -575,7 +320,7 @@ class RtpEngine:
             prefer = leg.remote.payload_type if leg.remote is not None else 0
         laws = (prefer, 8 - prefer)
         proto, crypto = leg.keys.offer()
-        streams = self._audio_lines(leg, laws, TELEPHONE_EVENT_PT, 20, direction, proto, crypto)
+        streams = audio_lines(leg.port, laws, TELEPHONE_EVENT_PT, 20, direction, proto, crypto)
         leg.offered = (laws, direction)
         return self._own_sdp(leg, streams)
 
@@ -596,13 +341,13 @@ class RtpEngine:
         if leg.offered is None:
             raise MediaStateError(f"leg {leg_id!r} has no offer of ours awaiting an answer")
         laws, direction = leg.offered
-        sdp = _parse_sdp(answer)
+        sdp = read_sdp(answer)
         audio = next((m for m in sdp.media if m.media == "audio"), None)
         if audio is None or audio.port == 0:
             leg.offered = None
             self._disable(leg)
             raise MediaValueError(f"the answer on leg {leg_id!r} rejected the audio stream")
-        media = _remote_media(sdp, audio)
+        media = read_media(sdp, audio)
         self._same_family(leg, media)
         chosen = next((pt for pt in media.payload_types if pt in laws), None)
         if chosen is None:
@@ -929,39 +674,9 @@ class RtpEngine:
         self._rtp.set_direction(leg.handle, _rtp.INACTIVE)
         leg.remote = None
 
-    def _audio_lines(
-        self,
-        leg: _Leg,
-        laws: tuple[int, ...],
-        te_pt: int | None,
-        ptime_ms: int,
-        direction: str,
-        proto: str = "RTP/AVP",
-        crypto: Sequence[str] = (),
-    ) -> list[str]:
-        """Our m=audio section: the laws given, telephone-event when `te_pt` is set, and
-        SDES crypto attributes (RFC 4568) with `proto` RTP/SAVP or RTP/AVP."""
-        formats = [str(pt) for pt in laws] + ([] if te_pt is None else [str(te_pt)])
-        lines = [f"m=audio {leg.port} {proto} {' '.join(formats)}"]
-        lines += [f"a={value}" for value in crypto]
-        lines += [f"a=rtpmap:{pt} {G711[pt]}/8000" for pt in laws]
-        if te_pt is not None:
-            lines += [
-                f"a=rtpmap:{te_pt} telephone-event/8000",
-                f"a=fmtp:{te_pt} {TELEPHONE_EVENTS}",
-            ]
-        return [*lines, f"a=ptime:{ptime_ms}", f"a={direction}"]
-
     def _own_sdp(self, leg: _Leg, streams: list[str]) -> bytes:
-        """A whole SDP body of ours for `leg` (RFC 4566 §5), with the leg's o= identity."""
-        address = f"{leg.family} {self._address(leg)}"
-        rest = ["s=hotline", f"c=IN {address}", "t=0 0", *streams]
-        if rest != leg.sent:  # RFC 3264 §8: changed SDP, next version; the same, same version
-            leg.origin[1] += 1
-            leg.sent = rest
-        session_id, version = leg.origin
-        lines = ["v=0", f"o=hotline {session_id} {version} IN {address}", *rest]
-        return ("\r\n".join(lines) + "\r\n").encode()
+        """A whole SDP body of ours for `leg`, with the leg's o= identity."""
+        return leg.origin.sdp(leg.family, self._address(leg), streams)
 
     def _key(self, leg: _Leg, proto: str, mine: Crypto | None, theirs: Crypto | None) -> None:
         """Key the leg as negotiated and remember it (a refused key changes nothing)."""
@@ -1025,6 +740,7 @@ __all__ = [
     "MediaEvent",
     "MediaStateError",
     "MediaSystemError",
+    "Offer",
     "PlayItem",
     "PlaybackDone",
     "PortsExhaustedError",

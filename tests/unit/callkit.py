@@ -11,8 +11,10 @@ from typing import Any
 import yaml
 from sipflow import Harness, Trunk
 
-from media.engine import MediaStateError, Offer, PlaybackDone, TapBlock
+from media.engine import MediaStateError
+from media.events import PlaybackDone, TapBlock
 from media.items import Prompt
+from media.offer import Offer
 from softswitch.sip.message import Response
 from softswitch.switch import CallServices, Switch
 
@@ -183,7 +185,7 @@ class IvrHarness(Harness):
         return names
 
     def press(self, leg_id: str, digit: str) -> None:
-        from media.engine import DtmfDigit
+        from media.events import DtmfDigit
 
         self.switch.media_event(DtmfDigit(leg_id, digit, 100, "rfc4733"), self.now)
         self._collect()

@@ -14,7 +14,7 @@ import pytest
 from callkit import IvrHarness, answered_by_node, statuses
 from sipflow import Harness, Phone, Trunk
 
-from media.engine import TapData
+from media.events import TapData
 from softswitch.call import events as ev
 from softswitch.call.errors import IllegalLegTransition
 from softswitch.call.leg import (

@@ -20,7 +20,8 @@ from srtp_twin import Context
 from test_media_rtp import ALAW_TO_ULAW, LOCAL, ULAW_TO_ALAW, Peer, rtp_packet, wait_events
 from test_media_srtp import lib_session
 
-from media.engine import FirstPacket, MediaValueError, RtpEngine
+from media.engine import MediaValueError, RtpEngine
+from media.events import FirstPacket
 from media.sdes import Crypto, usable
 from softswitch.sdp import address_family, parse_sdp
 

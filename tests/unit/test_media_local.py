@@ -30,16 +30,8 @@ from test_media_rtp import (
 )
 
 from media import MediaEngine, NotAnchoredError, PassThroughMedia
-from media.engine import (
-    MediaStateError,
-    MediaValueError,
-    PlaybackDone,
-    Prompt,
-    RtpEngine,
-    TapData,
-    Tone,
-    UnknownLegError,
-)
+from media.engine import MediaStateError, MediaValueError, Prompt, RtpEngine, Tone, UnknownLegError
+from media.events import PlaybackDone, TapData
 from media.wavsink import WavSink
 from softswitch.sdp import parse_sdp
 

@@ -23,20 +23,15 @@ import numpy as np
 import pytest
 
 from media import _rtp
-from media.engine import (
+from media.engine import MediaStateError, MediaValueError, Prompt, RtpEngine, Tone, UnknownLegError
+from media.events import (
     DtmfDigit,
     DtmfSent,
     FirstPacket,
     MediaEvent,
-    MediaStateError,
-    MediaValueError,
     PlaybackDone,
-    Prompt,
-    RtpEngine,
     RtpTimeout,
     TapData,
-    Tone,
-    UnknownLegError,
 )
 
 LOCAL = "127.0.0.1"

@@ -18,7 +18,8 @@ from srtp_twin import Context
 from test_media_rtp import LOCAL, rtp_packet
 from test_media_srtp import engine, peers  # noqa: F401 (the fixtures)
 
-from media.engine import MediaValueError, RtpEngine, anchor_sdp
+from media.engine import MediaValueError, RtpEngine
+from media.offer import anchor_sdp
 from media.sdes import Crypto, LegKeys, leg_encryption, parse_crypto, usable
 
 KEY = base64.b64encode(bytes(range(30))).decode()  # 40 characters

@@ -31,7 +31,8 @@ from test_media_rtp import (
     wait_events,
 )
 
-from media.engine import DtmfDigit, FirstPacket, MediaValueError, RtpEngine, Tone
+from media.engine import MediaValueError, RtpEngine, Tone
+from media.events import DtmfDigit, FirstPacket
 from media.sdes import Crypto
 
 SUITE_80 = "AES_CM_128_HMAC_SHA1_80"

@@ -10,7 +10,7 @@ from callkit import IvrHarness, answered_by_node, edited_config
 from sipflow import Phone, Trunk
 from test_call_model import MONDAY_10
 
-from media.engine import PlaybackDone
+from media.events import PlaybackDone
 from softswitch.cli import main as cli_main
 from softswitch.sip.message import Request
 

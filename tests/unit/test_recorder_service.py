@@ -40,7 +40,7 @@ CONFIG = RecordingConfig(min_free_mb=0)
 class Block(NamedTuple):
     pcm: bytes
     frames: int
-    overflow: int = 0  # frames the ring dropped so far, as media.engine.TapBlock
+    overflow: int = 0  # frames the ring dropped so far, as media.events.TapBlock
 
 
 class FakeMedia:

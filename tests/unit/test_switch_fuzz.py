@@ -41,7 +41,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from media import MediaError
-from media.engine import Offer
+from media.offer import Offer
 from softswitch.call.queue_app import QueueApp
 from softswitch.cdr import CdrStore
 from softswitch.config import load_config
