@@ -367,7 +367,9 @@ class MediaConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         Meta(
             ge=1,
             description="Seconds without RTP on an active (not held) leg before the call is "
-            "released (MED-3).",
+            "released (MED-3). RTCP from a party that sends no RTP (muted, no sound device) "
+            "keeps its leg alive while RTP flows toward it; when neither side of a bridge "
+            "sends RTP the media is dead however both report.",
         ),
     ] = 30.0
     agent_encryption: Annotated[

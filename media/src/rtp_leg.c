@@ -361,12 +361,27 @@ int rtp_leg_send(rtp_engine *e, rtp_leg *leg, uint64_t source, int marker, int p
 /* Dead media (SPEC MED-3): neither RTP nor RTCP from the leg's party for the timeout, only
  * while the remote said sendrecv (not on hold). A phone that mutes or has no sound device
  * sends no RTP but keeps sending RTCP: its call is not released for that. */
+/* Whether RTP flows toward `leg` (from its bridged party, or from the node's playback or a
+ * mix): only then does RTCP from a leg that sends no RTP keep it alive. A muted phone talks
+ * to a caller who streams; when neither side sends RTP, the call's media is dead however
+ * faithfully both report. */
+static int rtp_flows_toward(const rtp_engine *e, const rtp_leg *leg)
+{
+    const rtp_leg *peer = leg->peer;
+    if (peer != NULL) {
+        uint64_t heard = peer->last_rx_ns > peer->timeout_base_ns ? peer->last_rx_ns
+                                                                   : peer->timeout_base_ns;
+        return e->now_ns < heard || e->now_ns - heard < e->timeout_ns;
+    }
+    return 1; /* alone: prompts, music or a mix; its own RTCP says the party is there */
+}
+
 void rtp_leg_check_timeouts(rtp_engine *e, rtp_leg *leg)
 {
     if (!leg->has_remote || leg->direction != RTP_SENDRECV || leg->timeout_reported)
         return;
     uint64_t since = leg->last_rx_ns > leg->timeout_base_ns ? leg->last_rx_ns : leg->timeout_base_ns;
-    if (leg->last_rtcp_ns > since)
+    if (leg->last_rtcp_ns > since && rtp_flows_toward(e, leg))
         since = leg->last_rtcp_ns;
     if (e->now_ns < since || e->now_ns - since < e->timeout_ns)
         return;

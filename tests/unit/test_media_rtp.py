@@ -729,3 +729,18 @@ def test_rtcp_from_a_silent_party_keeps_its_leg_alive(engine: RtpEngine, peers) 
     assert [e.leg_id for e in events if isinstance(e, RtpTimeout)] == []
     events = wait_events(engine, lambda ev: any(isinstance(e, RtpTimeout) for e in ev), 2.5)
     assert "a" in [e.leg_id for e in events if isinstance(e, RtpTimeout)]
+
+
+def test_rtcp_alone_both_ways_is_dead_media(engine: RtpEngine, peers) -> None:
+    """RTCP keeps a silent party's leg alive only while RTP flows toward it: when neither
+    side of a bridge sends RTP, both report and the call is still dead (issue 9)."""
+    pa, port_a, pb, port_b = two_legs(engine, peers)  # rtp_timeout=1.0
+    pa.send(port_a, 0, 1, 0, 0x1, b"\xff" * 160)
+    pb.send(port_b, 0, 1, 0, 0x2, b"\xff" * 160)
+    deadline = time.monotonic() + 2.6
+    events: list = []
+    while time.monotonic() < deadline:  # both parties muted: RTCP only, every 0.4 s
+        pa.rtcp.sendto(struct.pack("!BBHI", 0x80, 201, 1, 0xABC), (LOCAL, port_a + 1))
+        pb.rtcp.sendto(struct.pack("!BBHI", 0x80, 201, 1, 0xDEF), (LOCAL, port_b + 1))
+        events += wait_events(engine, lambda ev: False, 0.4)
+    assert sorted(e.leg_id for e in events if isinstance(e, RtpTimeout)) == ["a", "b"]
