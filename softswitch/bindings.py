@@ -25,7 +25,9 @@ The transport a phone registered over (UDP, TCP, TLS) is kept with its row. A TC
 binding is reached over the phone's own connection (its flow), which died with the old
 process: a loaded one is reached at its Contact's address instead (`reach_after_restart`:
 where the phone listens, port 5060 or 5061 for TLS when the Contact has none), until it
-registers again over a new connection. A TLS binding stays TLS (never UDP or TCP): the
+registers again over a new connection. A binding registered through a proxy keeps its Path
+(RFC 3327) in its row, so the phone is reached through that proxy after a restart too. A
+TLS binding stays TLS (never UDP or TCP): the
 node connects out with TLS and checks the phone's certificate (docs/admin.md `tls`).
 """
 
@@ -51,6 +53,7 @@ CREATE TABLE IF NOT EXISTS bindings (
     call_id TEXT NOT NULL, cseq INTEGER NOT NULL, source_host TEXT NOT NULL,
     source_port INTEGER NOT NULL, transport TEXT NOT NULL, instance TEXT, user_agent TEXT,
     registered_at REAL NOT NULL, reg_id TEXT, params TEXT NOT NULL,
+    path TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (aor, contact)
 )
 """
@@ -62,13 +65,14 @@ CREATE TABLE IF NOT EXISTS mobile_logins (
 _queues_decoder = msgspec.json.Decoder(list[str] | None)
 _COLUMNS = (
     "aor", "contact", "expires_at", "q", "call_id", "cseq", "source_host", "source_port",
-    "transport", "instance", "user_agent", "registered_at", "reg_id", "params",
+    "transport", "instance", "user_agent", "registered_at", "reg_id", "params", "path",
 )  # fmt: skip
 _INSERT = (
     f"INSERT OR REPLACE INTO bindings ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(_COLUMNS))})"
 )
 _params_decoder = msgspec.json.Decoder(dict[str, str | None])
+_path_decoder = msgspec.json.Decoder(list[str])
 
 
 def reach_after_restart(binding: Binding) -> Binding:
@@ -95,6 +99,9 @@ class BindingStore:
         self.wall_offset = wall_offset
         db.execute(_SCHEMA)
         db.execute(_MOBILE_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(bindings)").fetchall()}
+        if "path" not in columns:  # a database from before Path (RFC 3327) was kept
+            db.execute("ALTER TABLE bindings ADD COLUMN path TEXT NOT NULL DEFAULT '[]'")
 
     def save(self, bindings: Iterable[Binding]) -> None:
         """Write new or refreshed bindings (a row per AOR and contact URI)."""
@@ -115,6 +122,7 @@ class BindingStore:
                 b.registered_at + offset,
                 b.reg_id,
                 msgspec.json.encode(b.params).decode(),
+                msgspec.json.encode(b.path).decode(),
             )
             for b in bindings
         ]
@@ -146,6 +154,7 @@ class BindingStore:
             values = dict(zip(_COLUMNS, tuple(row), strict=True))
             try:
                 values["params"] = _params_decoder.decode(values["params"])
+                values["path"] = _path_decoder.decode(values["path"])
                 values["source"] = (values.pop("source_host"), values.pop("source_port"))
                 values["expires_at"] -= offset
                 values["registered_at"] -= offset

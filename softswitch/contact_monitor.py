@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from softswitch.call.sipcodec import phone_target
+from softswitch.call.sipcodec import binding_route
 from softswitch.sip.build import new_request_headers
 from softswitch.sip.location import BindingExpired, LocationService
 from softswitch.sip.message import Request
@@ -87,12 +87,14 @@ class ContactMonitor:
                 )
             if binding is None:
                 continue
-            target = phone_target(binding.contact, binding.source, binding.transport)
+            target, route = binding_route(binding)  # through its Path, if any (RFC 3327)
             local = self.contact_for(target)
             host = local.split("@", 1)[1].split(";")[0]
             headers = new_request_headers(
                 "OPTIONS", f"<sip:keepalive@{host}>", f"<sip:{aor}@{host}>", host
             )
+            for value in route:
+                headers.add("route", value)
             headers.add("contact", f"<{local}>")
             watch.key = self.txn.send_request(Request("OPTIONS", contact, headers), target, now)
             self._by_key[watch.key] = (aor, contact)

@@ -5,6 +5,12 @@ verified credentials → the location service → 200 OK listing the AOR's bindi
 and wrong passwords get the same 403 (SIP-8: no extension enumeration); repeated failures from
 one address ban it for a while. An agent becomes available to the ACD when its AOR gets its
 first binding and unavailable when the last one goes.
+
+A REGISTER that came through an edge proxy or SBC carries Path (RFC 3327): the path vector is
+stored with the bindings and echoed in the 200 OK (§5.3), and requests to the phone follow
+it (`softswitch/call/sipcodec.py` `binding_route`). One with Path from a phone that did not
+say `Supported: path` gets 420 with `Unsupported: path`, §5.3's recommended policy: it lets
+the phone notice a proxy that put itself on its path unasked.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from typing import Any
 
 import msgspec
 
+from softswitch.call.extensions import option_tags
 from softswitch.config import Config
 from softswitch.sip.auth import DigestServer
 from softswitch.sip.build import make_response
@@ -88,6 +95,13 @@ class Registrar:
             # heard; the same 403 as a wrong password (nothing tells users apart).
             self.counters["banned"] += 1
             return make_response(request, 403), []
+        try:
+            path = path_vector(request)
+        except (RegistrarError, SipParseError) as exc:
+            return make_response(request, 400, str(exc)), []
+        if path and "path" not in option_tags(request, "supported"):
+            # RFC 3327 §5.3: Path without the phone's support; the same for every user.
+            return make_response(request, 420, extra=[("unsupported", "path")]), []
         credentials = next(
             (v for v in request.headers.get_all("authorization") if v[:7].lower() == "digest "),
             None,
@@ -103,7 +117,7 @@ class Registrar:
             return self._refused(request, source, aor_user, result, now), []
         self.failures.record_success(aor_user, source.host)
         try:
-            outcome = self._apply(request, aor_user, source, now)
+            outcome = self._apply(request, aor_user, source, now, path)
         except IntervalTooBriefError:
             return make_response(
                 request, 423, extra=[("min-expires", str(self.location.min_expires))]
@@ -126,10 +140,15 @@ class Registrar:
             )
             for b in outcome.bindings
         ]
+        # RFC 3327 §5.3: the 200 copies the request's Path, in its order.
+        contacts.extend(("path", value) for value in path)
         changes: list[AgentReachability] = []
         if outcome.aor_was_empty and not outcome.aor_now_empty:
             changes.append(AgentReachability(aor_user, True))
-            log.info("agent %s registered from %s:%d", aor_user, source.host, source.port)
+            log.info(
+                "agent %s registered from %s:%d%s", aor_user, source.host, source.port,
+                f" (Path {', '.join(path)})" if path else "",
+            )  # fmt: skip
         elif outcome.aor_now_empty and not outcome.aor_was_empty:
             changes.append(AgentReachability(aor_user, False))
             log.info("agent %s unregistered", aor_user)
@@ -196,7 +215,9 @@ class Registrar:
             log.info("agent %s registered (restored from before the restart)", aor)
         return [AgentReachability(aor, True) for aor in reached]
 
-    def _apply(self, request: Request, aor: str, source: Target, now: float) -> RegisterOutcome:
+    def _apply(
+        self, request: Request, aor: str, source: Target, now: float, path: list[str]
+    ) -> RegisterOutcome:
         call_id = request.call_id
         cseq = request.cseq[0]
         expires_header = request.headers.get("expires")
@@ -229,6 +250,7 @@ class Registrar:
             (source.host, source.port),
             source.transport,
             request.headers.get("user-agent"),
+            path,
         )
 
     def _lookup_ha1(self, username: str, algorithm: str) -> str | None:
@@ -248,3 +270,15 @@ class Registrar:
         and each phone answers the one it supports (RFC 8760 §2.4)."""
         values = self.digest.challenge(now, stale=stale)
         return make_response(request, 401, extra=[("www-authenticate", v) for v in values])
+
+
+def path_vector(request: Request) -> list[str]:
+    """The REGISTER's Path values in order (RFC 3327 §5.3), each `<uri;params>`; raises
+    `RegistrarError` (400) for one that is not a sip: or sips: name-addr."""
+    vector: list[str] = []
+    for value in request.headers.get_all("path"):
+        uri = parse_uri(parse_name_addr(value).uri)
+        if not uri.is_sip or not uri.host:
+            raise RegistrarError(f"Path {value[:80]!r} is not a SIP URI")
+        vector.append(value.strip())
+    return vector

@@ -29,7 +29,7 @@ from softswitch.call.phone_apps import OutboundApp, PhoneCallError, phone_app
 from softswitch.call.queue_app import QueueApp, survey_flow
 from softswitch.call.restart import RestartByes, SavedDialog
 from softswitch.call.session import Session
-from softswitch.call.sipcodec import ALLOW, phone_target, take_sdp_part, uri_user
+from softswitch.call.sipcodec import ALLOW, binding_route, take_sdp_part, uri_user
 from softswitch.cdr import CdrWriter
 from softswitch.config import Config, Trunk
 from softswitch.contact_monitor import ContactMonitor
@@ -75,6 +75,8 @@ log = logging.getLogger("hotline.sip")
 KNOWN_METHODS = REGISTERED_METHODS
 # Option tags we support in Require (RFC 3261 §8.2.2.3); none yet.
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({"100rel", "timer"})
+# A REGISTER may also require Path (RFC 3327 §5.2: an edge proxy that needs it says so).
+REGISTER_EXTENSIONS: frozenset[str] = SUPPORTED_EXTENSIONS | {"path"}
 # Request-URI schemes the node serves (RFC 3261 §8.2.2.1); others get 416.
 SERVED_SCHEMES = frozenset(("sip", "sips", "tel"))
 #: RFC 3428 §7: a MESSAGE body beyond this needs a congestion-controlled transport (an MSRP
@@ -425,7 +427,9 @@ class Switch(AgentRequests, NodeCalls):
         # RFC 3261 §8.2.2.3: an option tag in Require we do not support gets 420, for every
         # method but CANCEL (and ACK). As a UAS the node reads Require only, not
         # Proxy-Require (RFC 4475 §3.3.5).
-        unsupported = unsupported_tags(request, SUPPORTED_EXTENSIONS)
+        unsupported = unsupported_tags(
+            request, REGISTER_EXTENSIONS if method == "REGISTER" else SUPPORTED_EXTENSIONS
+        )
         if unsupported:
             extra = [("unsupported", ", ".join(unsupported))]
             self._respond(ev, make_response(request, 420, extra=extra), now)
@@ -617,11 +621,13 @@ class Switch(AgentRequests, NodeCalls):
             self._respond(ev, make_response(request, 480, f"Agent {user} is not registered"), now)
             return
         binding = bindings[0]
-        target = phone_target(binding.contact, binding.source, binding.transport)
+        target, route = binding_route(binding)
         realm = self.config.node.realm
         headers = new_request_headers(
             "MESSAGE", f"<sip:{sender}@{realm}>", f"<sip:{user}@{realm}>", realm
         )
+        for hop in route:
+            headers.add("route", hop)
         for name in ("content-type", "date"):
             value = request.headers.get(name)
             if value is not None:

@@ -45,13 +45,22 @@ class Fork:
 
 class Forking(ControlBase):
     def _fork(
-        self, session: Session, leg: Leg, targets: list[tuple[str, Target]], now: float
+        self,
+        session: Session,
+        leg: Leg,
+        targets: list[tuple[str, Target, list[str]]],
+        now: float,
     ) -> None:
-        """Ring `targets` ((contact, where to send)) too, with the leg's INVITE."""
+        """Ring `targets` ((contact, where to send, its Route headers: the binding's Path))
+        too, with the leg's INVITE."""
         assert leg.invite is not None
-        for contact, target in targets[: MAX_FORKS - 1]:
+        for contact, target, route in targets[: MAX_FORKS - 1]:
             headers = leg.invite.headers.copy()
             headers.pop_first("via")
+            while headers.pop_first("route") is not None:
+                pass  # the first device's Path; each device has its own
+            for value in route:
+                headers.add("route", value)
             invite = Request("INVITE", contact, headers, leg.invite.body)
             fork = Fork(target, invite)
             fork.key = self.txn.send_request(invite, target, now)

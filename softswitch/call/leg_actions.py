@@ -25,7 +25,7 @@ from softswitch.call.leg import Leg, LegEvent, LegState
 from softswitch.call.session import Session
 from softswitch.call.sipcodec import (
     ALLOW,
-    phone_target,
+    binding_route,
 )
 from softswitch.sdp import address_family
 from softswitch.sip.build import new_request_headers
@@ -159,7 +159,7 @@ class LegActions(ControlBase):
             self.acd_input(now, self.acd.agent_unavailable, agent_id, now)
             return
         binding = bindings[0]
-        target = phone_target(binding.contact, binding.source, binding.transport)
+        target, route = binding_route(binding)
         direct = self.direct_media(session.trunk, agent_id)
         internal = [("x-hotline-queue", action.queue)] if action.queue else []
         if agent is not None and agent.auto_answer and action.queue:
@@ -180,14 +180,11 @@ class LegActions(ControlBase):
         leg = self._originate(
             session, action.leg_id, binding.contact, target, f"sip:{agent_id}@{self.realm}",
             shown or "anonymous", direct, now, internal=internal, agent_id=agent_id,
-            encryption=encryption,
+            encryption=encryption, route=route,
         )  # fmt: skip
         if leg is not None:
             if len(bindings) > 1:  # every registered device rings (forking.py)
-                others = [
-                    (b.contact, phone_target(b.contact, b.source, b.transport))
-                    for b in bindings[1:]
-                ]
+                others = [(b.contact, *binding_route(b)) for b in bindings[1:]]
                 self._fork(session, leg, others, now)
             self.bus.publish(ev.CallRinging(self.wall(now), session.call_id, agent_id))
             session.log.info("offering to agent %s at %s", agent_id, binding.contact)
@@ -254,11 +251,13 @@ class LegActions(ControlBase):
         agent_id: str | None = None,
         trunk: Trunk | None = None,
         encryption: str = "none",
+        route: list[str] | None = None,
     ) -> Leg | None:
         """The one request builder for every leg the node originates (agents, external
         numbers). `internal`: headers for the node's own phones (associated data, the
         caller's identity); an external party gets none of them (SPEC OUT-5).
-        `encryption`: whether the anchored offer asks for SRTP (media/sdes.py).
+        `encryption`: whether the anchored offer asks for SRTP (media/sdes.py). `route`:
+        preloaded Route headers (a phone's Path, RFC 3327 §5.4), `target` being the first.
 
         `leg_id` naming the session's own first leg: a call the node places (`originate`),
         whose first party is dialled here, always through the anchor."""
@@ -284,6 +283,8 @@ class LegActions(ControlBase):
         )
         if first:
             headers.set("call-id", session.origin[0])
+        for value in route or ():
+            headers.add("route", value)
         headers.add("contact", f"<{self.contact_for(target)}>")
         headers.add("allow", ALLOW)
         if internal is not None:

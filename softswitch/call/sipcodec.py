@@ -6,7 +6,8 @@ from __future__ import annotations
 from softswitch.sdp import SdpError, parse_sdp
 from softswitch.sip.dialog import Dialog
 from softswitch.sip.errors import SipParseError
-from softswitch.sip.message import Request, Response, parse_uri
+from softswitch.sip.location import Binding
+from softswitch.sip.message import Request, Response, parse_name_addr, parse_uri
 from softswitch.sip.transaction import State as TxnState
 from softswitch.sip.transaction import Target, bare_host
 
@@ -73,6 +74,24 @@ def phone_target(contact: str, source: tuple[str, int], transport: str) -> Targe
     if uri.is_sip and host == source_host:
         return Target(transport, host, uri.port or 5060)
     return Target(transport, source_host, source[1])
+
+
+def binding_route(binding: Binding) -> tuple[Target, list[str]]:
+    """Where to send requests for a registered phone, and the Route headers they carry.
+
+    A binding without Path is reached as `phone_target` says, with no Route. One registered
+    through proxies (RFC 3327 §5.4) is reached through them: the request goes to the first
+    Path URI and carries the whole path vector as preloaded Route headers, the Contact
+    staying its Request-URI. The hop's transport is its URI's `transport` parameter (TLS for
+    sips:), else the one the REGISTER came over; its port, the URI's or the default."""
+    if not binding.path:
+        return phone_target(binding.contact, binding.source, binding.transport), []
+    uri = parse_uri(parse_name_addr(binding.path[0]).uri)
+    transport = "TLS" if uri.scheme == "sips" else binding.transport
+    if uri.params.get("transport"):
+        transport = (uri.params["transport"] or "").upper()
+    port = uri.port or (5061 if transport == "TLS" else 5060)
+    return Target(transport, bare_host(uri.host), port), list(binding.path)
 
 
 def _sips_contact(contact: str, source_host: str) -> Target:

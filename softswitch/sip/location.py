@@ -101,6 +101,9 @@ class Binding(msgspec.Struct, frozen=True):
     to use instead of the contact's host when they differ). `instance`: the `+sip.instance`
     value (RFC 5626), which identifies the phone across contact-address changes.
     `registered_at`: time of the last (re-)registration, used to rank equal-q contacts.
+    `path`: the REGISTER's Path header values in order (RFC 3327 §5.3, the path vector),
+    each a name-addr such as ``<sip:sbc.example;lr>``; requests to the contact go to the
+    first and carry all of them as preloaded Route headers (§5.4). Empty: reached directly.
     """
 
     aor: str
@@ -116,6 +119,7 @@ class Binding(msgspec.Struct, frozen=True):
     registered_at: float
     reg_id: str | None = None
     params: dict[str, str | None] = {}
+    path: list[str] = []
 
     def expires_in(self, now: float) -> int:
         """Whole seconds left, for the Contact's expires parameter of a 200 OK (§10.3 step 8).
@@ -205,6 +209,7 @@ class LocationService:
         source: tuple[str, int],
         transport: str,
         user_agent: str | None = None,
+        path: list[str] | None = None,
     ) -> RegisterOutcome:
         """Apply a REGISTER's contacts (RFC 3261 §10.3 steps 7-8); no contacts = a query.
 
@@ -214,7 +219,9 @@ class LocationService:
         with the same Call-ID and a CSeq not lower than `cseq` raises `OutOfOrderRequestError`; a
         different Call-ID simply replaces it. When the AOR would exceed
         `max_contacts_per_aor`, the least recently registered bindings not named in this
-        request are evicted (reported in `removed`).
+        request are evicted (reported in `removed`). `path`: the request's Path values
+        (RFC 3327), stored with each binding it creates or refreshes (a refresh without Path
+        drops an earlier one: the phone is now reached as the new REGISTER came).
         """
         if cseq < 0:
             raise InvalidContactError(f"negative CSeq {cseq}")
@@ -256,6 +263,7 @@ class LocationService:
                 registered_at=now,
                 reg_id=reg_id,
                 params={k: v for k, v in spec.params.items() if k not in ("expires", "q")},
+                path=list(path or ()),
             )
             touched.add(spec.uri)
         if len(work) > self.max_contacts_per_aor:
