@@ -447,6 +447,10 @@ class Agent:
             cfg.regConfig.unregWaitMsec = 1000
             cred = pj.AuthCredInfo("digest", args.realm, args.user, 0, args.password or "")
             cfg.sipConfig.authCreds.append(cred)
+            if args.supported_path:  # RFC 3327 §5.1: it accepts a registration with Path
+                header = pj.SipHeader()
+                header.hName, header.hValue = "Supported", "path"
+                cfg.regConfig.headers.append(header)
         else:
             # No registrar: a local account that only receives calls sent to its port.
             cfg.idUri = f"sip:{args.user}@127.0.0.1:{sip_port}"
@@ -612,6 +616,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--local-port", type=int, default=0)
     parser.add_argument("--rtp-port", type=int, default=0)
     parser.add_argument("--transport", choices=("udp", "tcp", "tls"), default="udp")
+    parser.add_argument(
+        "--supported-path", action="store_true", help="REGISTER says Supported: path (RFC 3327)"
+    )
     parser.add_argument("--tls-ca", default="", metavar="PEM", help="CAs the node must verify to")
     parser.add_argument("--tls-cert", default="", metavar="PEM", help="client certificate")
     parser.add_argument("--tls-key", default="", metavar="PEM", help="its private key")
