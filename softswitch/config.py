@@ -231,7 +231,7 @@ class AuthConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class RegistrarConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """REGISTER expiry limits (RFC 3261 §10.3)."""
+    """REGISTER expiry limits (RFC 3261 §10.3), contact keep-alives, Path (RFC 3327)."""
 
     min_expires: Annotated[
         int,
@@ -263,6 +263,17 @@ class RegistrarConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             "until its registration expires).",
         ),
     ] = 0
+    path_without_support: Annotated[
+        Literal["refuse", "accept"],
+        Meta(
+            description="A REGISTER that came with Path (RFC 3327: through an edge proxy or "
+            "SBC) from a phone whose Supported does not list `path`: `refuse` answers 420 Bad "
+            "Extension with `Unsupported: path` (§5.3's recommended policy: the phone notices "
+            "a proxy that put itself on its path unasked); `accept` stores the Path anyway "
+            "(§5.3 allows it), for proxies that add Path to every REGISTER (Kamailio's "
+            "`add_path()`) in front of phones that do not say `path` (pjsip 2.15 does not).",
+        ),
+    ] = "refuse"
 
 
 class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -10,7 +10,8 @@ A REGISTER that came through an edge proxy or SBC carries Path (RFC 3327): the p
 stored with the bindings and echoed in the 200 OK (§5.3), and requests to the phone follow
 it (`softswitch/call/sipcodec.py` `binding_route`). One with Path from a phone that did not
 say `Supported: path` gets 420 with `Unsupported: path`, §5.3's recommended policy: it lets
-the phone notice a proxy that put itself on its path unasked.
+the phone notice a proxy that put itself on its path unasked (`registrar.path_without_support:
+accept` stores it instead, as §5.3 allows).
 """
 
 from __future__ import annotations
@@ -99,7 +100,11 @@ class Registrar:
             path = path_vector(request)
         except (RegistrarError, SipParseError) as exc:
             return make_response(request, 400, str(exc)), []
-        if path and "path" not in option_tags(request, "supported"):
+        if (
+            path
+            and self.config.registrar.path_without_support == "refuse"
+            and "path" not in option_tags(request, "supported")
+        ):
             # RFC 3327 §5.3: Path without the phone's support; the same for every user.
             return make_response(request, 420, extra=[("unsupported", "path")]), []
         credentials = next(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import msgspec
 import pytest
 from restartkit import restarted, start
 from sipflow import Harness, Phone, Trunk
@@ -94,6 +95,18 @@ def test_path_without_supported_path_gets_420_and_binds_nothing(h: Harness) -> N
     assert refused.headers.get("unsupported") == "path"
     assert refused.to.tag
     assert h.switch.location.lookup("1001", h.now) == []
+
+
+def test_path_without_supported_path_is_stored_when_the_registrar_accepts_it(
+    h: Harness,
+) -> None:
+    config = h.switch.config
+    registrar = msgspec.structs.replace(config.registrar, path_without_support="accept")
+    h.switch.registrar.config = msgspec.structs.replace(config, registrar=registrar)
+    ok = ProxiedPhone(h, [PATH], supported="").register()
+    assert ok.status == 200
+    assert ok.headers.get_all("path") == [PATH]
+    assert ring(h).headers.get_all("route") == [PATH]
 
 
 def test_a_proxy_that_requires_path_is_served(h: Harness) -> None:
