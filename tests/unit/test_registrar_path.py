@@ -45,7 +45,7 @@ class ProxiedPhone(Phone):
             f"Via: SIP/2.0/UDP 127.0.0.2:{PROXY};branch=z9hG4bKprx{self.reg_cseq}\n"
             f"Via: SIP/2.0/UDP 127.0.0.1:5101;branch=z9hG4bKreg{self.reg_cseq};rport\n"
             "From: <sip:1001@127.0.0.1>;tag=ph1001\nTo: <sip:1001@127.0.0.1>\n"
-            f"Call-ID: reg-1001\nCSeq: {self.reg_cseq} REGISTER\nMax-Forwards: 69\n"
+            f"Call-ID: reg-1001-proxied\nCSeq: {self.reg_cseq} REGISTER\nMax-Forwards: 69\n"
             f"Contact: <sip:1001@127.0.0.1:5101>\nExpires: {expires}\n"
             f"{supported}{path}{auth}Content-Length: 0\n\n",
             self.proxy,
@@ -86,6 +86,29 @@ def test_a_call_to_a_phone_behind_the_proxy_goes_to_the_first_path_uri_with_rout
     assert invite.uri == "sip:1001@127.0.0.1:5101"  # the Contact stays the Request-URI
     assert invite.headers.get_all("route") == [PATH, OUTER]  # §5.4: the preloaded route
     assert h.take(5101) == []  # nothing went to the phone directly
+
+
+def test_each_device_of_an_agent_is_rung_along_its_own_path(h: Harness) -> None:
+    """A desk phone registered directly and a softphone behind the proxy: the INVITE to the
+    one behind the proxy carries its Path, the fork to the direct one no Route at all."""
+    desk = Phone(h, "1001", 5102)
+    desk.register()
+    h.advance(1)
+    ProxiedPhone(h, [PATH]).register()  # the most recent: rung by the leg's own INVITE
+    invite = ring(h)
+    assert invite.headers.get_all("route") == [PATH]
+    (fork,) = [m for m in h.take(desk.port) if isinstance(m, Request)]
+    assert fork.method == "INVITE" and fork.uri == "sip:1001@127.0.0.1:5102"
+    assert fork.headers.get_all("route") == []
+
+
+def test_keepalive_options_to_a_phone_behind_the_proxy_follow_its_path(h: Harness) -> None:
+    h.switch.phones.configure(30)
+    ProxiedPhone(h, [PATH]).register()
+    h.advance(31)
+    options = [m for m in h.take(PROXY) if isinstance(m, Request) and m.method == "OPTIONS"]
+    assert options and options[0].uri == "sip:1001@127.0.0.1:5101"
+    assert options[0].headers.get_all("route") == [PATH]
 
 
 def test_path_without_supported_path_gets_420_and_binds_nothing(h: Harness) -> None:
