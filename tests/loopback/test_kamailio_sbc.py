@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from .conftest import _register as register_peer
 from .harness import CONFIG_DIR, HotlineNode, PjAgent, Sipp
 from .kamailio_sbc import SBC_HOST, KamailioSbc, require_kamailio
 
@@ -32,6 +33,7 @@ def sbc_trunks() -> dict[str, object]:
 
 @pytest.fixture(scope="module")
 def hotline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HotlineNode]:
+    require_kamailio()  # before a node is started for nothing
     node = HotlineNode(tmp_path_factory.mktemp("sbc-node"), name="node", trunks=sbc_trunks())
     node.start()
     yield node
@@ -40,11 +42,17 @@ def hotline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HotlineNode]:
 
 @pytest.fixture(scope="module")
 def sbc(hotline: HotlineNode, tmp_path_factory: pytest.TempPathFactory) -> Iterator[KamailioSbc]:
-    require_kamailio()
     proxy = KamailioSbc(hotline.address, tmp_path_factory.mktemp("kamailio"))
     proxy.start()
     yield proxy
     proxy.stop()
+
+
+@pytest.fixture(autouse=True)
+def diagnostics(request: pytest.FixtureRequest, hotline: HotlineNode, sbc: KamailioSbc) -> None:
+    """A failed test's report shows the shared node's and Kamailio's log tails too."""
+    register_peer(request, hotline)
+    register_peer(request, sbc)
 
 
 def register_through(pjagent: Callable[..., PjAgent], sbc: KamailioSbc, **kw: object) -> PjAgent:
