@@ -267,13 +267,15 @@ class RegistrarConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         Literal["refuse", "accept"],
         Meta(
             description="A REGISTER that came with Path (RFC 3327: through an edge proxy or "
-            "SBC) from a phone whose Supported does not list `path`: `refuse` answers 420 Bad "
-            "Extension with `Unsupported: path` (§5.3's recommended policy: the phone notices "
-            "a proxy that put itself on its path unasked); `accept` stores the Path anyway "
-            "(§5.3 allows it), for proxies that add Path to every REGISTER (Kamailio's "
-            "`add_path()`) in front of phones that do not say `path` (pjsip 2.15 does not).",
+            "SBC) from a phone whose Supported does not list `path`: `accept` stores the Path "
+            "and routes calls to the phone through it, without echoing it in the 200 (RFC "
+            "3261 §8.2.4: no extension the phone did not list); this is what an SBC that adds "
+            "Path to every REGISTER (Kamailio's `add_path()`) in front of phones that do not "
+            "say `path` (pjsip 2.15 does not) needs. `refuse` answers 420 Bad Extension with "
+            "`Unsupported: path` instead (§5.3's stricter policy: the phone notices a proxy "
+            "that put itself on its path unasked).",
         ),
-    ] = "refuse"
+    ] = "accept"
 
 
 class LimitsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

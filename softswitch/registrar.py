@@ -7,11 +7,11 @@ one address ban it for a while. An agent becomes available to the ACD when its A
 first binding and unavailable when the last one goes.
 
 A REGISTER that came through an edge proxy or SBC carries Path (RFC 3327): the path vector is
-stored with the bindings and echoed in the 200 OK (§5.3), and requests to the phone follow
-it (`softswitch/call/sipcodec.py` `binding_route`). One with Path from a phone that did not
-say `Supported: path` gets 420 with `Unsupported: path`, §5.3's recommended policy: it lets
-the phone notice a proxy that put itself on its path unasked (`registrar.path_without_support:
-accept` stores it instead, as §5.3 allows).
+stored with the bindings, and requests to the phone follow it (`softswitch/call/sipcodec.py`
+`binding_route`). The 200 OK echoes it (§5.3) to a phone that said `Supported: path`; to one
+that did not, nothing is echoed (RFC 3261 §8.2.4), as SBCs add Path to every REGISTER in
+front of phones that never say it (pjsip 2.15). `registrar.path_without_support: refuse`
+answers those 420 with `Unsupported: path` instead, §5.3's stricter policy.
 """
 
 from __future__ import annotations
@@ -145,8 +145,10 @@ class Registrar:
             )
             for b in outcome.bindings
         ]
-        # RFC 3327 §5.3: the 200 copies the request's Path, in its order.
-        contacts.extend(("path", value) for value in path)
+        # RFC 3327 §5.3: the 200 copies the request's Path, in its order, to a phone that
+        # supports it (RFC 3261 §8.2.4: never an extension the phone did not list).
+        if "path" in option_tags(request, "supported"):
+            contacts.extend(("path", value) for value in path)
         changes: list[AgentReachability] = []
         if outcome.aor_was_empty and not outcome.aor_now_empty:
             changes.append(AgentReachability(aor_user, True))

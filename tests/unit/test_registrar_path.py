@@ -111,7 +111,12 @@ def test_keepalive_options_to_a_phone_behind_the_proxy_follow_its_path(h: Harnes
     assert options[0].headers.get_all("route") == [PATH]
 
 
-def test_path_without_supported_path_gets_420_and_binds_nothing(h: Harness) -> None:
+def test_path_without_supported_path_gets_420_and_binds_nothing_when_refused(
+    h: Harness,
+) -> None:
+    config = h.switch.config
+    registrar = msgspec.structs.replace(config.registrar, path_without_support="refuse")
+    h.switch.registrar.config = msgspec.structs.replace(config, registrar=registrar)
     phone = ProxiedPhone(h, [PATH], supported="replaces")
     refused = phone._register(3600, None)  # refused before any challenge, for every user
     assert refused.status == 420
@@ -120,15 +125,15 @@ def test_path_without_supported_path_gets_420_and_binds_nothing(h: Harness) -> N
     assert h.switch.location.lookup("1001", h.now) == []
 
 
-def test_path_without_supported_path_is_stored_when_the_registrar_accepts_it(
+def test_path_without_supported_path_is_stored_by_default_and_not_echoed(
     h: Harness,
 ) -> None:
-    config = h.switch.config
-    registrar = msgspec.structs.replace(config.registrar, path_without_support="accept")
-    h.switch.registrar.config = msgspec.structs.replace(config, registrar=registrar)
+    """An SBC adds Path in front of phones that never say `path` (pjsip 2.15): the node
+    routes through it all the same, and tells the phone nothing it did not ask for."""
+    assert h.switch.config.registrar.path_without_support == "accept"
     ok = ProxiedPhone(h, [PATH], supported="").register()
     assert ok.status == 200
-    assert ok.headers.get_all("path") == [PATH]
+    assert ok.headers.get_all("path") == []
     assert ring(h).headers.get_all("route") == [PATH]
 
 
