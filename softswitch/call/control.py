@@ -797,6 +797,7 @@ class CallControl(Signalling, LegActions, Features, Extensions, Failover, Forkin
             if session.early_body is not None and leg is session.a:
                 self._end_early_media(session, now)  # a key: the caller is answered
             self.on_dtmf(session, leg_id, event.digit, event.source, now)
+            self._dtmf_to_peer(session, leg, event.digit, event.source)
         elif kind == "PlaybackDone":
             if session.early_body is not None and leg is session.a:
                 self._end_early_media(session, now)  # its first prompt is over

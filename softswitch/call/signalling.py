@@ -291,7 +291,7 @@ class Signalling(ControlBase):
             digit = dtmf_from_info(request)
             if digit is not None:
                 self.on_dtmf(session, leg.leg_id, digit, "info", now)
-                if self._dtmf_to_peer(session, leg, digit):
+                if self._dtmf_to_peer(session, leg, digit, "info"):
                     self._respond(event.key, make_response(request, 200), now)
                     self._drain()
                     return True
@@ -477,17 +477,24 @@ class Signalling(ControlBase):
             self._respond(server_key, make_response(request, 408, "No Final Answer"), now)
         session.log.warning("relayed re-INVITE got no final answer in %.0f s: cancelled", TIMER_C)
 
-    def _dtmf_to_peer(self, session: Session, leg: Leg, digit: str) -> bool:
-        """A key a party sent by SIP INFO reaches the party it talks to in the media: as an
-        RFC 4733 event when that leg negotiated telephone-event, else as an in-band tone
-        (both legs anchored). False: not converted (the INFO is relayed as before)."""
+    def _dtmf_to_peer(self, session: Session, leg: Leg, digit: str, source: str) -> bool:
+        """A key a party sent reaches the party it talks to (both legs anchored and bridged)
+        in the form that party negotiated: an RFC 4733 event when its leg has
+        telephone-event, else an in-band tone. A key by SIP INFO (`source` "info") is always
+        converted; one in the media only where the engine cannot carry it as it came: RFC
+        4733 toward a leg without telephone-event, in-band toward one with it (the tone
+        itself is relayed in the audio as well). False: nothing sent (an INFO is then
+        relayed as before)."""
         other = leg.peer
         if other is None or not (leg.anchored and other.anchored) or other.over:
             return False
         remote_media = getattr(self.media, "remote_media", None)
         remote = remote_media(other.leg_id) if remote_media is not None else None
+        events = remote is not None and remote.telephone_event_pt is not None
+        if (source == "rfc4733" and events) or (source == "inband" and not events):
+            return False  # the engine relays it as it came
         try:
-            if remote is not None and remote.telephone_event_pt is not None:
+            if events:
                 self.media.send_dtmf(other.leg_id, digit)  # type: ignore[attr-defined]
                 how = "RFC 4733"
             else:
@@ -496,7 +503,8 @@ class Signalling(ControlBase):
         except (MediaError, AttributeError) as exc:
             session.log.warning("key %s from %s not converted: %s", digit, leg.leg_id, exc)
             return False
-        session.log.info("key %s by SIP INFO from %s sent to %s %s", digit, leg.leg_id,
+        came = "SIP INFO" if source == "info" else source
+        session.log.info("key %s by %s from %s sent to %s %s", digit, came, leg.leg_id,
                          other.leg_id, how)  # fmt: skip
         return True
 

@@ -233,7 +233,7 @@ def test_inband_keys_in_carrier_pcmu_reach_node(
     sipp: Callable[..., Sipp],
     tmp_path: Path,
 ) -> None:
-    hotline, _agent = start_call(node, pjagent)
+    hotline, agent = start_call(node, pjagent)
     # SIPp loads the capture with the scenario and looks for it next to the scenario: both go
     # into one directory of this test.
     media_dir = tmp_path / "inband"
@@ -259,6 +259,10 @@ def test_inband_keys_in_carrier_pcmu_reach_node(
         ("9", f"{call}-a", "inband"),
     ]
     assert keys[0].sip_call_id == sipp_call_id(caller)
+    # The agent's phone negotiated telephone-event: the carrier's in-band keys reach it as
+    # RFC 4733 events too (pjsua reports RFC 4733 digits only, never tones it hears).
+    agent.wait_for("dtmf", timeout=5, digit="9")
+    assert [event["digit"] for event in agent.events("dtmf")] == ["5", "9"]
 
 
 def test_sip_info_key_from_agent_reaches_node_and_the_carrier_as_rfc4733(

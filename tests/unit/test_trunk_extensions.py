@@ -361,3 +361,38 @@ def test_an_agent_phone_answering_after_183_with_sdp_is_bridged_not_hung_up(
             and frozenset((session.a.leg_id, agent.leg_id)) in (h.media.bridges)
         )
         assert not any(isinstance(r, Request) and r.method == "BYE" for r in h.take(phone.port))
+
+
+def test_keys_in_the_media_reach_the_other_party_in_the_form_its_leg_negotiated(
+    tmp_path: Path,
+) -> None:
+    """RFC 4733 toward a leg without telephone-event becomes an in-band tone, an in-band key
+    toward a leg with telephone-event also goes as an RFC 4733 event; where both sides
+    share the form, the engine's relay carries it and call control sends nothing more."""
+    from types import SimpleNamespace
+
+    from media.events import DtmfDigit
+
+    h = FeatureHarness(tmp_path)
+    trunk, _phone, _invite, _ok = answered(h, "")
+    (session,) = h.switch.control.sessions.values()
+    caller, agent = session.a.leg_id, session.legs[1].leg_id
+    events: dict[str, int | None] = {caller: None, agent: 101}  # only the agent has RFC 4733
+    sent: list[tuple[str, str]] = []
+    h.media.remote_media = lambda leg_id: SimpleNamespace(telephone_event_pt=events[leg_id])
+    h.media.send_dtmf = lambda leg_id, digit: sent.append((leg_id, digit))
+
+    def key(leg_id: str, digit: str, source: str) -> None:
+        h.switch.media_event(DtmfDigit(leg_id, digit, 120, source), h.now)
+
+    def tones(leg_id: str) -> list[str]:
+        return [i.digit for _, i in h.media.plays.get(leg_id, []) if type(i).__name__ == "DtmfTone"]
+
+    key(agent, "4", "rfc4733")  # the agent's event, toward a carrier without telephone-event
+    assert tones(caller) == ["4"] and sent == []
+    key(caller, "8", "inband")  # the carrier's tone, toward an agent with RFC 4733
+    assert sent == [(agent, "8")] and tones(agent) == []
+    events[caller] = 101  # now both negotiated telephone-event: the engine relays
+    key(agent, "2", "rfc4733")
+    assert tones(caller) == ["4"] and sent == [(agent, "8")]
+    trunk.bye()
