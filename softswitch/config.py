@@ -721,9 +721,11 @@ class Trunk(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
         Meta(
             ge=0,
             le=86400,
-            description="Session timer (RFC 4028) the node asks for, in seconds, when the "
-            "carrier supports `timer` but proposes no `Session-Expires` (the carrier then "
-            "refreshes); 0: none. A carrier's own `Session-Expires` is always honoured.",
+            description="Session timer (RFC 4028) the node asks for, in seconds: on a "
+            "carrier's call that supports `timer` but proposes no `Session-Expires` (the "
+            "carrier then refreshes), and on every call the node places through the trunk "
+            "(with `min_se` as `Min-SE`; the carrier's 2xx names who refreshes); 0: none. A "
+            "carrier's own `Session-Expires` is always honoured.",
         ),
     ] = 1800
     min_se: Annotated[

@@ -116,6 +116,9 @@ class ControlBase:
     def _caller_refresh(self, session: Session, leg: Leg, event: Any, now: float) -> bool:
         raise NotImplementedError  # extensions.py
 
+    def _uac_timer(self, session: Session, leg: Leg, response: Any, now: float) -> None:
+        raise NotImplementedError  # extensions.py
+
     def _prack_provisional(self, session: Session, leg: Leg, response: Any, now: float) -> bool:
         raise NotImplementedError  # extensions.py
 

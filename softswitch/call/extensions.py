@@ -13,6 +13,13 @@ response with `Require: 100rel` from any far end is PRACKed once (RAck = its RSe
 INVITE's CSeq), retransmissions of it are only absorbed, and the dialog's CSeq numbering
 goes on from the PRACK's.
 
+**Who refreshes.** A leg's timer keeps who refreshes as `node_refreshes`, apart from the
+`refresher` parameter, whose `uac`/`uas` name the roles in the transaction it is carried in
+(§7.4, §9): in the caller's INVITE and refreshes `uac` is the caller, in a refresh the node
+sends `uac` is the node. (Keeping the parameter as heard made the node read a carrier's
+correct `refresher=uac` answer to the node's own UPDATE as "the carrier refreshes", stop
+refreshing, and release the call one interval later.)
+
 **Session timers, as UAS** (§9). A caller's `Session-Expires` below the trunk's `min_se`
 gets 422 with `Min-SE`. Otherwise the interval is the caller's (or, when the caller supports
 `timer` and proposes none, the trunk's `session_expires`), and the refresher the caller's
@@ -25,6 +32,14 @@ the call is released on every leg: hung up by `system`, SIP cause 408, call vari
 `release` = `session_expired`. A re-INVITE or UPDATE from the caller that changes nothing
 (no SDP, or its SDP's o= version unchanged) is answered by the node from its anchor, not
 relayed to the agent.
+
+**Session timers, as UAC.** The node's INVITEs to trunks say `Supported: timer` and ask for
+the trunk's `session_expires` (with its `min_se` as `Min-SE`). A 2xx with `Session-Expires`
+starts the leg's timer with the refresher it names (`uac`: the node, which then refreshes as
+above, by UPDATE when the far end allows it); a 2xx without one has no session expiration
+(§7.2). The far end's refreshes restart it; a missing one releases the call as above. A 422
+to the node's INVITE is not retried with the larger interval (§7.3): the call fails over as
+for any refusal.
 
 Preconditions (RFC 3312) are not supported: an INVITE that requires `precondition` gets the
 generic 420 with `Unsupported: precondition` (softswitch/switch.py), since the node reserves
@@ -74,16 +89,26 @@ class SessionTimer:
     caller, "uas": the node), and whether the caller supports `timer` (then its responses
     say `Require: timer`)."""
 
-    __slots__ = ("interval", "refresher", "supported", "min_se")
+    __slots__ = ("interval", "node_refreshes", "supported", "min_se", "peer_allow")
 
-    def __init__(self, interval: int, refresher: str, supported: bool, min_se: int) -> None:
+    def __init__(
+        self, interval: int, node_refreshes: bool, supported: bool, min_se: int,
+        peer_allow: str | None = None,
+    ) -> None:  # fmt: skip
         self.interval = interval
-        self.refresher = refresher
+        self.node_refreshes = node_refreshes
         self.supported = supported
         self.min_se = min_se
+        # The far end's Allow, when the leg's INVITE is ours (a trunk the node called).
+        self.peer_allow = peer_allow
 
-    def headers(self) -> list[tuple[str, str]]:
-        out = [("session-expires", f"{self.interval};refresher={self.refresher}")]
+    def param(self, node_sends: bool) -> str:
+        """The `refresher` parameter in a transaction the node is the UAC of (`node_sends`)
+        or the UAS of."""
+        return "uac" if self.node_refreshes == node_sends else "uas"
+
+    def headers(self, node_sends: bool = False) -> list[tuple[str, str]]:
+        out = [("session-expires", f"{self.interval};refresher={self.param(node_sends)}")]
         if self.supported:
             out.append(("require", "timer"))
         return out
@@ -131,16 +156,20 @@ def negotiate_timer(
     floor = max(min_se, MIN_SE_FLOOR)
     if value is None:
         if current is not None:  # a refresh without the header keeps the interval
-            return SessionTimer(current.interval, current.refresher, supported, floor)
+            return SessionTimer(
+                current.interval, current.node_refreshes, supported, floor, current.peer_allow
+            )
         if supported and session_expires > 0:
-            return SessionTimer(max(session_expires, floor), "uac", True, floor)
+            return SessionTimer(max(session_expires, floor), False, True, floor)
         return None
     interval, refresher = parse_session_expires(value)
     if interval < floor:
         raise SessionTooBriefError(floor)
     if refresher is None or not supported:
         refresher = "uac" if supported else "uas"  # §9: a caller without timer cannot
-    return SessionTimer(interval, refresher, supported, floor)
+    # The request's sender is its UAC: `uas` names the node.
+    peer_allow = current.peer_allow if current is not None else None
+    return SessionTimer(interval, refresher == "uas", supported, floor, peer_allow)
 
 
 def sdp_origin(body: bytes) -> bytes | None:
@@ -279,7 +308,7 @@ class Extensions(ControlBase):
         timer = leg.timer
         if timer is None or session.ended:
             return
-        if timer.refresher == "uas":
+        if timer.node_refreshes:
             wait = timer.interval / 2
         else:
             wait = timer.interval - min(32.0, timer.interval / 3)
@@ -289,12 +318,14 @@ class Extensions(ControlBase):
         timer = leg.timer
         if timer is None or not leg.up or leg.dialog is None:
             return
-        if timer.refresher == "uac":
-            self._session_expired(session, now, "no refresh from the caller")
+        if not timer.node_refreshes:
+            self._session_expired(session, now, f"no refresh from {leg.leg_id}")
             return
-        allow = (leg.invite.headers.get("allow") or "") if leg.invite is not None else ""
+        allow = timer.peer_allow
+        if allow is None:  # the caller's leg: its INVITE says what it allows
+            allow = (leg.invite.headers.get("allow") or "") if leg.invite is not None else ""
         extra = [
-            ("session-expires", f"{timer.interval};refresher=uas"),
+            ("session-expires", f"{timer.interval};refresher={timer.param(True)}"),
             ("supported", "timer"),
             ("contact", f"<{self.contact_for(leg.target)}>"),
         ]
@@ -312,7 +343,7 @@ class Extensions(ControlBase):
         request = leg.dialog.new_request(method, body, extra)
         key = self.txn.send_request(request, leg.target, now)
         self._clients[key] = (session, leg, "refresh", None)
-        session.log.info("session refresh (%s) sent to the caller", method)
+        session.log.info("session refresh (%s) sent on %s", method, leg.leg_id)
 
     def _refresh_answered(
         self, session: Session, leg: Leg, event: ResponseReceived, now: float
@@ -335,7 +366,8 @@ class Extensions(ControlBase):
                 try:
                     interval, refresher = parse_session_expires(value)
                     leg.timer.interval = max(interval, leg.timer.min_se)
-                    leg.timer.refresher = refresher or leg.timer.refresher
+                    if refresher is not None:  # the node sent the refresh: `uac` is the node
+                        leg.timer.node_refreshes = refresher == "uac"
                 except ValueError:
                     pass
             self._timer_start(session, leg, now)
@@ -344,6 +376,29 @@ class Extensions(ControlBase):
         else:  # refused (e.g. 491, 405): try again at the next half interval
             session.log.warning("session refresh answered %d; trying again later", status)
             self._timer_start(session, leg, now)
+
+    def _uac_timer(self, session: Session, leg: Leg, response: Response, now: float) -> None:
+        """The 2xx to an INVITE the node sent with `Supported: timer`: its `Session-Expires`
+        (if any) starts the leg's session timer (§7.2)."""
+        invite = leg.invite
+        value = response.headers.get("session-expires")
+        if invite is None or value is None or "timer" not in option_tags(invite, "supported"):
+            return
+        try:
+            interval, refresher = parse_session_expires(value)
+        except ValueError:
+            session.log.warning("unreadable Session-Expires %r from %s", value, leg.leg_id)
+            return
+        floor = MIN_SE_FLOOR
+        min_se = invite.headers.get("min-se")
+        if min_se is not None and min_se.strip().isdigit():
+            floor = max(floor, int(min_se))
+        supported = "timer" in option_tags(response, "require")
+        leg.timer = SessionTimer(
+            max(interval, floor), refresher != "uas", supported, floor,
+            response.headers.get("allow") or "",
+        )  # fmt: skip
+        self._timer_start(session, leg, now)
 
     def _session_expired(self, session: Session, now: float, why: str) -> None:
         session.log.warning("session timer expired (%s): releasing the call", why)

@@ -20,6 +20,7 @@ from softswitch.call.actions import (
 )
 from softswitch.call.base import TIMER_PREFIX, ControlBase
 from softswitch.call.errors import IllegalLegTransition
+from softswitch.call.extensions import MIN_SE_FLOOR
 from softswitch.call.failover import Attempts, identity_headers, trunk_uri
 from softswitch.call.leg import Leg, LegEvent, LegState
 from softswitch.call.session import Session
@@ -306,7 +307,11 @@ class LegActions(ControlBase):
                     headers.add(name, value)
             else:
                 headers.add("p-asserted-identity", f"<sip:{from_user}@{host}>")
-            headers.add("supported", "100rel")  # PRACKed (extensions.py)
+            headers.add("supported", "100rel, timer")  # PRACKed, refreshed (extensions.py)
+            if trunk is not None and trunk.session_expires > 0:
+                floor = max(trunk.min_se, MIN_SE_FLOOR)
+                headers.add("session-expires", str(max(trunk.session_expires, floor)))
+                headers.add("min-se", str(floor))
         try:
             if leg.anchored:
                 # The family the party is reached over (its registered contact or source):

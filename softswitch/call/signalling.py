@@ -155,6 +155,7 @@ class Signalling(ControlBase):
         leg.sdp = response.body or early
         leg.dialog = dialog
         leg.ack = ack
+        self._uac_timer(session, leg, response, now)
         leg.to(LegEvent.ANSWER)
         self._dialogs[dialog.id] = (session, leg)
         if leg.forks:  # the agent's other devices stop ringing
@@ -272,7 +273,8 @@ class Signalling(ControlBase):
             self._on_prack(session, leg, event, now)
             self._drain()
             return True
-        if method in ("INVITE", "UPDATE") and leg is session.a and leg.direction == "in":
+        caller = leg is session.a and leg.direction == "in"
+        if method in ("INVITE", "UPDATE") and (caller or leg.timer is not None):
             if self._caller_refresh(session, leg, event, now):
                 self._drain()
                 return True

@@ -216,8 +216,12 @@ class Phone:
         assert isinstance(response, Response)
         return response
 
-    def reply(self, request: Request, status: int, to_tag: str = "ph", sdp: bool = False) -> None:
-        """Answer `request` (an INVITE/CANCEL/BYE we received) with `status`."""
+    def reply(
+        self, request: Request, status: int, to_tag: str = "ph", sdp: bool = False,
+        extra: tuple[str, ...] = (),
+    ) -> None:  # fmt: skip
+        """Answer `request` (an INVITE/CANCEL/BYE we received) with `status`; `extra`: more
+        header lines ("Name: value")."""
         lines = [f"SIP/2.0 {status} X"]
         for name in ("via", "from", "call-id", "cseq"):
             for value in (
@@ -229,6 +233,7 @@ class Phone:
             to += f";tag={to_tag}"
         lines.append(f"To: {to}")
         lines.append(f"Contact: <sip:{self.agent}@{self.hostport}>")
+        lines.extend(extra)
         body = ""
         if sdp:
             family = address_family(self.host)

@@ -195,8 +195,9 @@ def test_the_node_refreshes_when_the_carrier_cannot(tmp_path: Path) -> None:
     assert ok.headers.get("require") is None
     h.advance(100.1)
     (update,) = requests(h.take(trunk.port))
+    # RFC 4028 §7.4: in a refresh the node sends, `uac` (the sender) names the refresher
     assert (
-        update.method == "UPDATE" and update.headers.get("session-expires") == "200;refresher=uas"
+        update.method == "UPDATE" and update.headers.get("session-expires") == "200;refresher=uac"
     )
     Phone(h, "carrier", trunk.port).reply(update, 200)
     h.advance(100)
@@ -396,3 +397,108 @@ def test_keys_in_the_media_reach_the_other_party_in_the_form_its_leg_negotiated(
     key(agent, "2", "rfc4733")
     assert tones(caller) == ["4"] and sent == [(agent, "8")]
     trunk.bye()
+
+
+def test_the_node_keeps_refreshing_when_the_carrier_answers_its_refresh_per_rfc(
+    tmp_path: Path,
+) -> None:
+    """The carrier supports timer and lets the node refresh. Its answer to the node's UPDATE
+    says `refresher=uac`, which in that transaction names the node (RFC 4028 §7.4): the
+    node goes on refreshing instead of waiting for the carrier and releasing the call."""
+    h = FeatureHarness(tmp_path)
+    extra = (
+        "Supported: timer\nAllow: INVITE, ACK, BYE, UPDATE\nSession-Expires: 120;refresher=uas\n"
+    )
+    trunk, _phone, _invite, ok = answered(h, extra)
+    assert ok.headers.get("session-expires") == "120;refresher=uas"
+    carrier = Phone(h, "carrier", trunk.port)
+    for _round in range(3):
+        h.advance(60.1)
+        (update,) = requests(h.take(trunk.port))
+        assert update.headers.get("session-expires") == "120;refresher=uac"
+        carrier.reply(update, 200, extra=("Session-Expires: 120;refresher=uac", "Require: timer"))
+    assert h.switch.control.sessions  # three intervals later, still up
+
+
+def _dialled(h: FeatureHarness) -> Request:
+    phone = Phone(h, "1001", 5101)
+    phone.register()
+    phone.dial("013912345678", call_id="out-st")
+    (dial,) = requests(h.take(5080))
+    return dial
+
+
+def _answer(h: FeatureHarness, dial: Request, *extra: str) -> None:
+    """The far end answers the node's INVITE with `extra` headers; the agent's phone ACKs
+    the node's 200 (so that only the session timer can end the call)."""
+    Phone(h, "far", 5080).reply(dial, 200, to_tag="far", sdp=True, extra=extra)
+    (ok,) = [r for r in responses(h.take(5101)) if r.status == 200 and r.cseq[1] == "INVITE"]
+    h.deliver(
+        f"ACK sip:hotline@127.0.0.1:5060 SIP/2.0\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5101;branch=z9hG4bKphack1;rport\n"
+        f"From: {ok.headers.get('from')}\nTo: {ok.headers.get('to')}\nCall-ID: {ok.call_id}\n"
+        f"CSeq: {ok.cseq[0]} ACK\nMax-Forwards: 70\nContent-Length: 0\n\n",
+        Phone(h, "1001", 5101).source,
+    )
+
+
+def test_the_nodes_call_through_a_trunk_asks_for_a_session_timer_and_refreshes_it(
+    tmp_path: Path,
+) -> None:
+    h = FeatureHarness(tmp_path, agent_1001={"features": ["outbound"]})
+    dial = _dialled(h)
+    assert "timer" in (dial.headers.get("supported") or "")
+    assert dial.headers.get("session-expires") == "1800" and dial.headers.get("min-se") == "90"
+    far = Phone(h, "far", 5080)
+    _answer(h, dial, "Session-Expires: 100;refresher=uac", "Require: timer",
+            "Allow: INVITE, ACK, BYE, UPDATE")  # fmt: skip
+    assert [r.method for r in requests(h.take(5080))] == ["ACK"]
+    h.advance(50.1)  # the far end named the node (the UAC of its INVITE): half the interval
+    (update,) = requests(h.take(5080))
+    assert update.method == "UPDATE"
+    assert update.headers.get("session-expires") == "100;refresher=uac"
+    far.reply(update, 200, to_tag="far", extra=("Session-Expires: 100;refresher=uac",))
+    h.advance(50.1)
+    assert [r.method for r in requests(h.take(5080))] == ["UPDATE"]
+
+
+def test_a_trunk_that_stops_refreshing_the_nodes_call_is_released(tmp_path: Path) -> None:
+    h = FeatureHarness(tmp_path, agent_1001={"features": ["outbound"]})
+    dial = _dialled(h)
+    far = Phone(h, "far", 5080)
+    _answer(h, dial, "Session-Expires: 90;refresher=uas", "Require: timer")
+    h.take(5080)
+    (session,) = h.switch.control.sessions.values()
+    assert session.legs[1].timer is not None and not session.legs[1].timer.node_refreshes
+    h.advance(50)  # the far end refreshes: the timer starts again
+    frm, to = dial.headers.get("to"), dial.headers.get("from")
+    h.deliver(
+        "UPDATE sip:hotline@127.0.0.1:5060 SIP/2.0\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKfarupd1;rport\n"
+        f"From: {frm};tag=far\nTo: {to}\nCall-ID: {dial.call_id}\nCSeq: 7 UPDATE\n"
+        "Contact: <sip:far@127.0.0.1:5080>\nSupported: timer\n"
+        "Session-Expires: 90;refresher=uac\nMax-Forwards: 70\nContent-Length: 0\n\n",
+        far.source,
+    )
+    (refreshed,) = responses(h.take(5080))
+    assert refreshed.status == 200
+    assert refreshed.headers.get("session-expires") == "90;refresher=uac"
+    h.advance(55)  # 105 s: within 90 - 30 s of the refresh
+    assert h.switch.control.sessions
+    h.advance(10)  # no refresh for 65 s: released on both legs
+    assert "BYE" in statuses(h.take(5080)) and "BYE" in statuses(h.take(5101))
+    row = h.cdr.get_call(session.call_id)
+    assert row is not None and '"release":"session_expired"' in row["variables"].replace(" ", "")
+
+
+def test_a_trunk_answer_without_session_expires_has_no_session_expiration(
+    tmp_path: Path,
+) -> None:
+    h = FeatureHarness(tmp_path, agent_1001={"features": ["outbound"]})
+    dial = _dialled(h)
+    _answer(h, dial)
+    h.take(5080)
+    (session,) = h.switch.control.sessions.values()
+    assert session.legs[1].timer is None
+    h.advance(4000)
+    assert requests(h.take(5080)) == [] and h.switch.control.sessions
