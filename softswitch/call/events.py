@@ -29,11 +29,14 @@ class LegAnswered(msgspec.Struct, frozen=True):
 
 
 class LegFailed(msgspec.Struct, frozen=True):
-    """An outbound leg ended before it was answered (busy, refused, no response …)."""
+    """An outbound leg ended before it was answered (busy, refused, no response …).
+    `redirect`: the agent a phone's 3xx named, when it stays within the node (an
+    application may follow it once; signalling.py)."""
 
     leg_id: str
     status: int
     reason: str
+    redirect: str | None = None
 
 
 class LegEnded(msgspec.Struct, frozen=True):

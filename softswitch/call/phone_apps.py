@@ -197,7 +197,8 @@ class InternalCallApp(PhoneApp):
     phone rings with the caller's identity; while the call lasts the ACD offers neither
     agent a queue call (a direct call). An agent already on a call, e.g. one holding a
     caller to consult, stays on that call in the ACD. The callee on a call, ringing or
-    logged out: 486 Busy Here."""
+    logged out: 486 Busy Here. A 3xx from the callee's phone to another agent of the node
+    (its call forwarding) is followed once; one to an outside address is a refusal."""
 
     name = "internal"
 
@@ -207,6 +208,7 @@ class InternalCallApp(PhoneApp):
         self.callee = callee
         self.leg_id: str | None = None
         self.marked: list[str] = []  # agents on this direct call in the ACD
+        self.redirected = False  # a 3xx from the callee's phone was followed (once only)
 
     def handle(self, call: CallView, event: AppEvent, now: float) -> list[Action]:
         if isinstance(event, Started):
@@ -224,6 +226,9 @@ class InternalCallApp(PhoneApp):
                 assert self.leg_id is not None
                 return [Bridge(call.caller_leg, self.leg_id)]
             if isinstance(event, LegFailed):
+                redirect = event.redirect
+                if redirect is not None and redirect != self.callee and not self.redirected:
+                    return self._follow(call, redirect, now)
                 self._done(call, now)
                 status = event.status if 400 <= event.status < 700 else 480
                 return [Hangup(status=status, disposition="no_answer")]
@@ -233,6 +238,21 @@ class InternalCallApp(PhoneApp):
         if isinstance(event, LegEnded) and event.leg_id == call.caller_leg:
             self._done(call, now)
         return []
+
+    def _follow(self, call: CallView, agent_id: str, now: float) -> list[Action]:
+        """The callee's phone redirected the call (3xx) to another agent of the node: ring
+        that one instead, once (a second redirect is a refusal)."""
+        self.redirected = True
+        if self.callee in self.marked:
+            self.marked.remove(self.callee)
+            self.port.direct_ended(self.callee, call.call_id, now)
+        if agent_id == self.caller or not self.port.direct_started(agent_id, call.call_id, now):
+            self._done(call, now)
+            return [Hangup(status=486, reason="Busy Here", disposition="busy")]
+        self.marked.append(agent_id)
+        self.callee = agent_id
+        self.leg_id = call.new_leg_id()
+        return [CallAgent(agent_id, "", self.leg_id)]
 
     def _done(self, call: CallView, now: float) -> None:
         for agent_id in self.marked:

@@ -14,6 +14,7 @@ from softswitch.call.session import Session, log
 from softswitch.call.sipcodec import (
     PENDING,
     dtmf_from_info,
+    redirect_agent,
     sdp_direction,
 )
 from softswitch.sip.build import make_response
@@ -27,6 +28,7 @@ from softswitch.sip.transaction import (
     ResponseReceived,
     TransactionTimeout,
     TransportError,
+    bare_host,
 )
 from softswitch.sip.transaction import State as TxnState
 
@@ -110,8 +112,23 @@ class Signalling(ControlBase):
         if cancelled or session.ended:
             return
         self._leg_stopped(session, leg, now, "rejected", status)
+        redirect = None
+        if 300 <= status < 400:
+            redirect, why = redirect_agent(
+                event.response, self._own_hosts(session), {a.id for a in session.config.agents}
+            )
+            if redirect is None:
+                session.log.info("redirect (%d) from %s not followed: %s", status, leg.leg_id, why)
         session.log.info("agent %s answered %d; trying the next agent", leg.agent_id, status)
-        self._deliver(session, ev.LegFailed(leg.leg_id, status, str(status)), now)
+        self._deliver(session, ev.LegFailed(leg.leg_id, status, str(status), redirect), now)
+
+    def _own_hosts(self, session: Session) -> set[str]:
+        """The names the node answers to: its SIP addresses and its digest realm."""
+        hosts = {
+            bare_host(hostport.rsplit(":", 1)[0]).lower() for hostport in self.txn.sent_by.values()
+        }
+        hosts.add(session.config.node.realm.lower())
+        return hosts
 
     def _agent_2xx(self, session: Session, leg: Leg, event: ResponseReceived, now: float) -> None:
         response = event.response

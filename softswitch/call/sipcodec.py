@@ -176,3 +176,26 @@ def take_sdp_part(message: Request | Response) -> bool:
             message.headers.set("content-type", "application/sdp")
             return True
     return False
+
+
+def redirect_agent(
+    response: Response, own_hosts: set[str], agents: set[str]
+) -> tuple[str | None, str]:
+    """Where a phone's 3xx sends the call, when the node may follow it: the agent named by
+    its first Contact if that is a sip:/sips: URI of the node's own (one of `own_hosts`)
+    and its user one of `agents`; else None, with why not (for the log). A redirect never
+    leads out of the node: an outside address is a refusal like any other."""
+    value = response.headers.get("contact")
+    if not value:
+        return None, "no Contact"
+    try:
+        uri = parse_uri(parse_name_addr(value.split(",")[0]).uri)
+    except SipParseError:
+        return None, f"unreadable Contact {value!r}"
+    if not uri.is_sip or not uri.user:
+        return None, f"{uri.scheme}: is no address of the node"
+    if bare_host(uri.host or "").lower() not in own_hosts:
+        return None, f"{uri.host} is outside the node"
+    if uri.user not in agents:
+        return None, f"{uri.user} is no agent of the node"
+    return uri.user, ""

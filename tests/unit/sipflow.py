@@ -232,7 +232,8 @@ class Phone:
         if status > 100 and ";tag=" not in to:
             to += f";tag={to_tag}"
         lines.append(f"To: {to}")
-        lines.append(f"Contact: <sip:{self.agent}@{self.hostport}>")
+        if not any(line.lower().startswith("contact:") for line in extra):
+            lines.append(f"Contact: <sip:{self.agent}@{self.hostport}>")
         lines.extend(extra)
         body = ""
         if sdp:
