@@ -1,0 +1,255 @@
+"""An agent on linphone (liblinphone 5.1 as Debian's linphone-daemon), a third SIP stack beside
+pjsua2 and baresip: it registers with digest over UDP, TCP and TLS, answers queue calls from a
+Python carrier caller (which records what it hears), holds and resumes, sends an RFC 4733
+key and hangs up, against one node shared by the module.
+
+The phone sends a tone of its own (1000 Hz, `LinphoneAgent.play`) and the node's hold music
+is 400 Hz, so the caller's audio says what it is connected to. What linphone did is read
+from its own events (call states, ``Status`` of each command) and its log (its SIP trace),
+what the node did from its CDR and log.
+
+The node offers the shipped MD5 + SHA-256 challenge (no override: linphone answers it, with
+MD5, the first), TLS on its own port with the test CA's certificate, and optional client
+certificates (linphone-daemon has no client-certificate setting the test could rely on).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from unit.tlscerts import Pki, make_pki, openssl_available
+
+from .conftest import _started
+from .harness import LOOPBACK, HotlineNode, free_port, require_peer
+from .ivr_peers import RtpCaller, tone_fraction
+from .linphone_agent import LinphoneAgent, require_linphone
+from .test_agent_features import queue_events
+
+PHONE_TONE, HOLD_TONE = 1000, 400
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    require_peer("openssl", openssl_available(), "apt-get install openssl")
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="module")
+def hotline(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[HotlineNode]:
+    require_linphone()
+    tls_port = free_port("tcp")
+    node = HotlineNode(
+        tmp_path_factory.mktemp("linphone-node"),
+        node={
+            "tls": {
+                "listen": [f"{LOOPBACK}:{tls_port}"],
+                "certificate": str(pki.node_cert),
+                "private_key": str(pki.node_key),
+                "ca_bundle": str(pki.ca),
+                "client_certificates": "optional",
+            },
+        },
+    )
+    node.tls_port = tls_port  # type: ignore[attr-defined]
+    node.start()
+    yield node
+    node.stop()
+
+
+@pytest.fixture
+def linphone(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Factory: `linphone(registrar="HOST:PORT", user="1001", transport="udp")` -> a started
+    LinphoneAgent (its REGISTER sent; wait_registered in the test), stopped at the end."""
+
+    def build(**kwargs: Any) -> LinphoneAgent:
+        kwargs.setdefault("log_dir", tmp_path / "linphone")
+        return LinphoneAgent(**kwargs)
+
+    yield from _started(request, build)
+
+
+def registered(node: HotlineNode, phone: LinphoneAgent, transport: str) -> dict[str, Any]:
+    """The phone says it is registered and the node holds its one binding."""
+    assert phone.wait_registered(timeout=8) == "LinphoneRegistrationOk", phone.describe()
+    (binding,) = node.wait_for_rows("bindings", lambda rows: len(rows) == 1, aor=phone.user)
+    assert binding["transport"] == transport.upper(), binding
+    assert binding["instance"].startswith('"<urn:uuid:'), binding  # liblinphone's +sip.instance
+    return binding
+
+
+def answered_call(phone: LinphoneAgent, caller: RtpCaller) -> str:
+    """The caller dials the queue; linphone rings, is told to answer, and the caller hears its
+    tone through the node. Returns the daemon's call id."""
+    outcome: dict[str, Any] = {}
+    dialing = threading.Thread(target=lambda: outcome.setdefault("response", caller.call()))
+    dialing.start()
+    try:
+        incoming = phone.wait_for("LinphoneCallIncomingReceived", timeout=8)
+        assert incoming["From"].endswith("<sip:13800138000@127.0.0.1>") or (
+            "sip:13800138000@" in incoming["From"]
+        ), incoming
+        phone.command(f"answer {incoming['Id']}")
+    finally:
+        dialing.join(timeout=10)
+    assert outcome.get("response") is not None and outcome["response"].status == 200, (
+        caller.describe()
+    )
+    call_id = str(incoming["Id"])
+    phone.wait_for("LinphoneCallStreamsRunning", timeout=5, Id=call_id)
+    phone.play(call_id)
+    caller.wait_tone(PHONE_TONE, timeout=5)
+    return call_id
+
+
+def call_row(node: HotlineNode, caller: RtpCaller) -> dict[str, Any]:
+    (row,) = node.wait_for_rows(
+        "calls",
+        lambda rows: len(rows) == 1 and rows[0]["end"] is not None,
+        timeout=8,
+        sip_call_id=caller.call_id,
+    )
+    return row
+
+
+def caller_hangs_up(node: HotlineNode, phone: LinphoneAgent, caller: RtpCaller) -> None:
+    """The caller's BYE ends the phone's call and an answered CDR names the phone's agent."""
+    assert caller.hang_up() == 200
+    phone.wait_for("LinphoneCallEnd", timeout=5)
+    row = call_row(node, caller)
+    assert row["agent"] == phone.user and row["disposition"] == "answered", row
+    assert row["hangup_side"] == "caller", row
+
+
+def invite_over(phone: LinphoneAgent, transport: str) -> None:
+    """The node's INVITE reached the phone addressed to its Contact with `transport`."""
+    pattern = rf"INVITE sip:{phone.user}@127\.0\.0\.1:\d+;transport={transport} SIP/2\.0"
+    assert re.search(pattern, phone.log_text()), f"no INVITE over {transport}"
+
+
+def unregistered(node: HotlineNode, phone: LinphoneAgent) -> None:
+    """The phone takes its binding away, so the next test's call cannot ring it."""
+    phone.command(f"unregister {phone.register_id}")
+    node.wait_for_rows("bindings", lambda rows: not rows, timeout=5, aor=phone.user)
+
+
+def test_linphone_registers_over_udp_with_md5_from_the_md5_and_sha256_challenge(
+    hotline: HotlineNode, linphone: Callable[..., LinphoneAgent]
+) -> None:
+    """A wrong password is refused (the phone reports it, the node keeps no binding); the
+    right one registers, and linphone's digest answer used MD5, the first challenge."""
+    wrong = linphone(registrar=hotline.address, user="1002", password="not-pw1002")
+    assert wrong.wait_registered(timeout=8) == "LinphoneRegistrationFailed", wrong.describe()
+    assert hotline.cdr_rows("bindings", aor="1002") == []
+    phone = linphone(registrar=hotline.address, user="1001")
+    binding = registered(hotline, phone, "udp")
+    assert binding["source_port"] == phone.sip_port, binding
+    assert binding["contact"] == f"sip:1001@{LOOPBACK}:{phone.sip_port};transport=udp", binding
+    trace = phone.log_text()
+    challenges = re.findall(r"WWW-Authenticate: Digest .*algorithm=([\w-]+)", trace)
+    assert challenges[:2] == ["MD5", "SHA-256"], challenges
+    answers = re.findall(r"Authorization: +Digest .*algorithm=([\w-]+)", trace)
+    assert answers and set(answers) == {"MD5"}, answers
+    unregistered(hotline, phone)
+
+
+def test_linphone_answers_a_queue_call_holds_resumes_sends_dtmf_and_hangs_up(
+    hotline: HotlineNode,
+    linphone: Callable[..., LinphoneAgent],
+    rtp_caller: Callable[..., RtpCaller],
+) -> None:
+    phone = linphone(registrar=hotline.address, user="1003")
+    registered(hotline, phone, "udp")
+    caller = rtp_caller(hotline, called="9000")
+    call_id = answered_call(phone, caller)
+
+    phone.command(f"call-pause {call_id}")
+    phone.wait_for("LinphoneCallPaused", timeout=5, Id=call_id)  # the node accepted the hold
+    held = caller.wait_tone(HOLD_TONE, since=caller.answered_at, timeout=8)
+    assert tone_fraction(caller.audio(held, held + 0.5), PHONE_TONE) < 0.05, "phone heard on hold"
+    phone.command(f"call-resume {call_id}")
+    phone.wait_for("LinphoneCallStreamsRunning", timeout=5, Id=call_id)
+    # liblinphone restarts the call's streams on resume, which ends the file player.
+    phone.play(call_id)
+    caller.wait_tone(PHONE_TONE, since=held, timeout=8)
+
+    phone.command("dtmf 5")
+    hotline.wait_for_log("DTMF 5 on", timeout=5)
+    phone.command(f"terminate {call_id}")
+    phone.wait_for("LinphoneCallEnd", timeout=5, Id=call_id)
+    caller.wait_bye(timeout=5)
+    row = call_row(hotline, caller)
+    assert row["agent"] == "1003" and row["disposition"] == "answered", row
+    assert row["hangup_side"] == "agent", row
+    events = [event for event, _ in queue_events(hotline, row["call_id"])]
+    assert "HOLD" in events and "UNHOLD" in events, events
+    assert events.index("HOLD") < events.index("UNHOLD"), events
+    unregistered(hotline, phone)
+
+
+def test_linphone_over_tcp_registers_and_answers_a_queue_call(
+    hotline: HotlineNode,
+    linphone: Callable[..., LinphoneAgent],
+    rtp_caller: Callable[..., RtpCaller],
+) -> None:
+    phone = linphone(registrar=hotline.address, user="1004", transport="tcp")
+    binding = registered(hotline, phone, "tcp")
+    # Like pjsip, belle-sip puts its connection's local port (not its listener's) in the
+    # Contact: the node can reach it over that connection only.
+    assert binding["contact"].endswith(f":{binding['source_port']};transport=tcp"), binding
+    assert binding["source_port"] != phone.sip_port, binding
+    caller = rtp_caller(hotline, called="9000")
+    answered_call(phone, caller)
+    invite_over(phone, "tcp")
+    caller_hangs_up(hotline, phone, caller)
+    unregistered(hotline, phone)
+
+
+def tls_settings(ca: Path) -> dict[str, dict[str, str]]:
+    """linphonerc for TLS: the node's certificate chain checked against `ca`, but not its
+    name (mbedtls 2.28, which belle-sip uses here, does not read the iPAddress entry of the
+    node's certificate, so 127.0.0.1 is a "CN-mismatch"), and SDES SRTP."""
+    return {
+        "sip": {
+            "root_ca": str(ca),
+            "verify_server_certs": "1",
+            "verify_server_cn": "0",
+            "media_encryption": "srtp",
+        }
+    }
+
+
+def test_linphone_over_tls_registers_and_answers_a_queue_call_with_srtp(
+    hotline: HotlineNode,
+    pki: Pki,
+    linphone: Callable[..., LinphoneAgent],
+    rtp_caller: Callable[..., RtpCaller],
+) -> None:
+    """linphone checks the node's certificate chain: with a CA that did not sign it the
+    handshake fails and nothing registers; with the test CA it registers, and the node's
+    SRTP offer to a phone on TLS is answered with SRTP while the caller stays on plain RTP
+    and hears the phone."""
+    tls = f"{LOOPBACK}:{hotline.tls_port}"  # type: ignore[attr-defined]
+    stranger = linphone(
+        registrar=tls, user="1006", transport="tls", extra_config=tls_settings(pki.rogue_cert)
+    )
+    assert stranger.wait_registered(timeout=8) == "LinphoneRegistrationFailed"
+    assert "SSL handshake failed" in stranger.log_text(), stranger.describe()
+    assert hotline.cdr_rows("bindings", aor="1006") == []
+
+    phone = linphone(registrar=tls, user="1005", transport="tls", extra_config=tls_settings(pki.ca))
+    registered(hotline, phone, "tls")
+    caller = rtp_caller(hotline, called="9000")
+    answered_call(phone, caller)
+    invite_over(phone, "tls")
+    trace = phone.log_text()
+    offer, answer = re.findall(r"m=audio \d+ (\S+)", trace)[:2]
+    assert (offer, answer) == ("RTP/SAVP", "RTP/SAVP"), (offer, answer)
+    assert "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:" in trace
+    assert trace.count("SSL handshake finished") == 1, "a second TLS connection was opened"
+    caller_hangs_up(hotline, phone, caller)
+    unregistered(hotline, phone)
