@@ -32,7 +32,9 @@ Commands used: ``register IDENTITY PROXY PASSWORD`` (answer ``Id: N``), ``regist
 N``, ``answer N``, ``call-pause N``, ``call-resume N``, ``dtmf DIGIT`` (RFC 4733 on the
 current call by default), ``terminate N``, ``incall-player-start FILE N``, ``pop-event``,
 ``quit``. Calls are answered by command (`answer`), not by ``--auto-answer``, so a test sees
-the incoming call before it is taken.
+the incoming call before it is taken. ``call-stats`` is not used: during a call it kills
+5.1.65 here (SIGSEGV). Over TLS, ``[sip] root_ca``, ``verify_server_certs``,
+``verify_server_cn``, ``client_cert_chain`` and ``client_cert_key`` come in `extra_config`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """An agent on linphone (liblinphone 5.1 as Debian's linphone-daemon), a third SIP stack beside
 pjsua2 and baresip: it registers with digest over UDP, TCP and TLS, answers queue calls from a
 Python carrier caller (which records what it hears), holds and resumes, sends an RFC 4733
-key and hangs up, against one node shared by the module.
+key, hangs up and transfers blind (REFER), against one node shared by the module.
 
 The phone sends a tone of its own (1000 Hz, `LinphoneAgent.play`) and the node's hold music
 is 400 Hz, so the caller's audio says what it is connected to. What linphone did is read
@@ -9,8 +9,9 @@ from its own events (call states, ``Status`` of each command) and its log (its S
 what the node did from its CDR and log.
 
 The node offers the shipped MD5 + SHA-256 challenge (no override: linphone answers it, with
-MD5, the first), TLS on its own port with the test CA's certificate, and optional client
-certificates (linphone-daemon has no client-certificate setting the test could rely on).
+MD5, the first), TLS on its own port with the test CA's certificate, and client
+certificates required (linphone presents the test client certificate: `client_cert_chain`,
+`client_cert_key`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .ivr_peers import RtpCaller, tone_fraction
 from .linphone_agent import LinphoneAgent, require_linphone
 from .test_agent_features import queue_events
 
-PHONE_TONE, HOLD_TONE = 1000, 400
+PHONE_TONE, SECOND_TONE, HOLD_TONE = 1000, 1500, 400
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +52,7 @@ def hotline(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Hotl
                 "certificate": str(pki.node_cert),
                 "private_key": str(pki.node_key),
                 "ca_bundle": str(pki.ca),
-                "client_certificates": "optional",
+                "client_certificates": "required",
             },
         },
     )
@@ -191,6 +192,38 @@ def test_linphone_answers_a_queue_call_holds_resumes_sends_dtmf_and_hangs_up(
     unregistered(hotline, phone)
 
 
+def test_blind_transfer_from_linphone_connects_the_caller_to_a_second_linphone(
+    hotline: HotlineNode,
+    linphone: Callable[..., LinphoneAgent],
+    rtp_caller: Callable[..., RtpCaller],
+) -> None:
+    """``call-transfer`` sends REFER; the node answers it itself (202, NOTIFY sipfrag), the
+    first phone ends its call, and the caller hears the second phone's tone."""
+    phone = linphone(registrar=hotline.address, user="1007")
+    registered(hotline, phone, "udp")
+    caller = rtp_caller(hotline, called="9000")
+    call_id = answered_call(phone, caller)
+    # Registered only now, so the queue call cannot have gone to it.
+    second = linphone(registrar=hotline.address, user="1008", tone_hz=SECOND_TONE)
+    registered(hotline, second, "udp")
+    host = hotline.address.rsplit(":", 1)[0]
+    phone.command(f"call-transfer {call_id} sip:1008@{host}")
+    phone.wait_for("LinphoneCallEnd", timeout=8, Id=call_id)
+    incoming = second.wait_for("LinphoneCallIncomingReceived", timeout=8)
+    assert "X-Hotline-Var-Transferred-By: 1007" in second.log_text(), second.describe()
+    second.command(f"answer {incoming['Id']}")
+    second.wait_for("LinphoneCallStreamsRunning", timeout=5, Id=incoming["Id"])
+    second.play(str(incoming["Id"]))
+    caller.wait_tone(SECOND_TONE, timeout=8)
+    assert caller.bye_at is None, caller.describe()
+    assert re.search(r"REFER sip:\S+ SIP/2\.0", phone.log_text()), "no REFER sent"
+    caller_hangs_up(hotline, second, caller)
+    row = call_row(hotline, caller)
+    assert ("TRANSFER", "1007") in queue_events(hotline, row["call_id"])
+    unregistered(hotline, phone)
+    unregistered(hotline, second)
+
+
 def test_linphone_over_tcp_registers_and_answers_a_queue_call(
     hotline: HotlineNode,
     linphone: Callable[..., LinphoneAgent],
@@ -209,18 +242,21 @@ def test_linphone_over_tcp_registers_and_answers_a_queue_call(
     unregistered(hotline, phone)
 
 
-def tls_settings(ca: Path) -> dict[str, dict[str, str]]:
+def tls_settings(ca: Path, pki: Pki, certificate: bool = True) -> dict[str, dict[str, str]]:
     """linphonerc for TLS: the node's certificate chain checked against `ca`, but not its
     name (mbedtls 2.28, which belle-sip uses here, does not read the iPAddress entry of the
-    node's certificate, so 127.0.0.1 is a "CN-mismatch"), and SDES SRTP."""
-    return {
-        "sip": {
-            "root_ca": str(ca),
-            "verify_server_certs": "1",
-            "verify_server_cn": "0",
-            "media_encryption": "srtp",
-        }
+    node's certificate, so 127.0.0.1 is a "CN-mismatch"), the test client certificate unless
+    `certificate` is False, and SDES SRTP."""
+    settings = {
+        "root_ca": str(ca),
+        "verify_server_certs": "1",
+        "verify_server_cn": "0",
+        "media_encryption": "srtp",
     }
+    if certificate:
+        settings["client_cert_chain"] = str(pki.client_cert)
+        settings["client_cert_key"] = str(pki.client_key)
+    return {"sip": settings}
 
 
 def test_linphone_over_tls_registers_and_answers_a_queue_call_with_srtp(
@@ -229,19 +265,30 @@ def test_linphone_over_tls_registers_and_answers_a_queue_call_with_srtp(
     linphone: Callable[..., LinphoneAgent],
     rtp_caller: Callable[..., RtpCaller],
 ) -> None:
-    """linphone checks the node's certificate chain: with a CA that did not sign it the
-    handshake fails and nothing registers; with the test CA it registers, and the node's
+    """linphone checks the node's certificate chain (with a CA that did not sign it the
+    handshake fails) and the node requires linphone's client certificate (without one the
+    handshake fails); with both it registers, and the node's
     SRTP offer to a phone on TLS is answered with SRTP while the caller stays on plain RTP
     and hears the phone."""
     tls = f"{LOOPBACK}:{hotline.tls_port}"  # type: ignore[attr-defined]
     stranger = linphone(
-        registrar=tls, user="1006", transport="tls", extra_config=tls_settings(pki.rogue_cert)
+        registrar=tls, user="1006", transport="tls", extra_config=tls_settings(pki.rogue_cert, pki)
     )
     assert stranger.wait_registered(timeout=8) == "LinphoneRegistrationFailed"
     assert "SSL handshake failed" in stranger.log_text(), stranger.describe()
+    anonymous = linphone(
+        registrar=tls, user="1006", transport="tls", extra_config=tls_settings(pki.ca, pki, False)
+    )
+    assert anonymous.wait_registered(timeout=8) == "LinphoneRegistrationFailed"
+    assert "SSL handshake failed" in anonymous.log_text(), anonymous.describe()
     assert hotline.cdr_rows("bindings", aor="1006") == []
+    failures = hotline.log_text()
+    assert "TLSV1_ALERT_UNKNOWN_CA" in failures, "the foreign CA's phone did not refuse the node"
+    assert "PEER_DID_NOT_RETURN_A_CERTIFICATE" in failures, "the node took a phone without one"
 
-    phone = linphone(registrar=tls, user="1005", transport="tls", extra_config=tls_settings(pki.ca))
+    phone = linphone(
+        registrar=tls, user="1005", transport="tls", extra_config=tls_settings(pki.ca, pki)
+    )
     registered(hotline, phone, "tls")
     caller = rtp_caller(hotline, called="9000")
     answered_call(phone, caller)
