@@ -22,7 +22,7 @@ process per agent:
   ``Reason: …``, then an empty line and ``Key: value`` lines. While a client is connected the
   daemon queues its events (``call-state-changed`` with ``Event: LinphoneCallIncomingReceived``
   … and ``Id: N``, ``receiving-tone``, …) until ``pop-event`` takes them one by one; a thread
-  here pops them every 100 ms. Registration has no event: `wait_registered` polls
+  here pops them every 50 ms. Registration has no event: `wait_registered` polls
   ``register-status``.
 - linphone-daemon runs in its own session under ``timeout -s KILL`` (it quits by itself
   after ``max_seconds`` + 5 s at the latest) and is killed as a process group at the end of
@@ -68,6 +68,8 @@ TONE_RATE = 8000
 # Seconds after its own deadline that linphone-daemon is killed by timeout(1).
 HARD_KILL_AFTER = 5
 SOCKET_PATH_MAX = 100  # sun_path holds 108 bytes
+# How often events (pop-event) and the registration state are asked for.
+POLL_INTERVAL = 0.05
 
 
 @functools.cache
@@ -321,7 +323,7 @@ class LinphoneAgent:
             except AgentError:
                 if self.returncode is not None:
                     break
-                time.sleep(0.1)
+                time.sleep(POLL_INTERVAL)
                 continue
             if "Event-type" in fields or "Event" in fields:
                 fields["time"] = time.monotonic()  # type: ignore[assignment]
@@ -329,7 +331,7 @@ class LinphoneAgent:
                     self._events.append(fields)
                     self._condition.notify_all()
             if fields.get("Size", "0") == "0":
-                time.sleep(0.1)
+                time.sleep(POLL_INTERVAL)
         with self._condition:
             self._closed = True
             self._condition.notify_all()
@@ -343,7 +345,7 @@ class LinphoneAgent:
             state = self.command(f"register-status {self.register_id}").get("State", "")
             if state in ("LinphoneRegistrationOk", "LinphoneRegistrationFailed"):
                 return state
-            time.sleep(0.1)
+            time.sleep(POLL_INTERVAL)
         raise AgentError(f"{self.name}: registration still {state!r}\n{self.describe()}")
 
     def wait_for(self, event: str, timeout: float = 8.0, **match: Any) -> dict[str, Any]:

@@ -158,6 +158,19 @@ def test_linphone_registers_over_udp_with_md5_from_the_md5_and_sha256_challenge(
     unregistered(hotline, phone)
 
 
+def test_linphone_registers_with_sha256_when_the_node_offers_only_that(
+    node: Callable[..., HotlineNode], linphone: Callable[..., LinphoneAgent]
+) -> None:
+    """liblinphone implements RFC 8760 SHA-256 digest too: MD5 above is its choice of the
+    first challenge, not a limit (a node of its own, offering SHA-256 alone)."""
+    require_linphone()
+    sha256_only = node(node={"auth": {"algorithms": ["SHA-256"]}})
+    phone = linphone(registrar=sha256_only.address, user="1001")
+    registered(sha256_only, phone, "udp")
+    answers = re.findall(r"Authorization: +Digest .*algorithm=([\w-]+)", phone.log_text())
+    assert answers and set(answers) == {"SHA-256"}, answers
+
+
 def test_linphone_answers_a_queue_call_holds_resumes_sends_dtmf_and_hangs_up(
     hotline: HotlineNode,
     linphone: Callable[..., LinphoneAgent],
