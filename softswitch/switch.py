@@ -66,6 +66,7 @@ from softswitch.uas_checks import (
     bare_cookie,
     content_refusal,
     first_values,
+    srtp_refusal,
     unsupported_tags,
 )
 
@@ -590,6 +591,13 @@ class Switch(AgentRequests, NodeCalls):
             log.info("call from agent %s to %s refused: %d %s", agent_id, dialled, exc.status,
                      exc.reason)  # fmt: skip
             self._respond(ev, make_response(request, exc.status, exc.reason), now)
+            return
+        agent = config.agent(agent_id)
+        setting = (agent.media_encryption if agent else None) or config.media.agent_encryption
+        refusal = srtp_refusal(request, setting, ev.source.transport)
+        if refusal is not None and self.control.anchors:
+            log.info("call from agent %s refused: plain RTP where SRTP is required", agent_id)
+            self._respond(ev, refusal, now)
             return
         # An outbound call's (or a callback's) called number is the one dialled out.
         called = app.number if isinstance(app, OutboundApp) else dialled

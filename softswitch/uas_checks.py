@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 
+from media.sdes import leg_encryption
+from softswitch.sdp import SdpError, parse_sdp
 from softswitch.sip.build import MAGIC_COOKIE, make_response
 from softswitch.sip.message import SINGLE_VALUED, Headers, Request, Response
 
@@ -71,3 +73,23 @@ def content_refusal(invite: Request) -> Response | None:
     if ranges and not ranges & _SDP_RANGES:
         return make_response(invite, 406, extra=[("accept", "application/sdp")])
     return None
+
+
+def srtp_refusal(invite: Request, setting: str, transport: str) -> Response | None:
+    """488 for a call from an agent's phone whose media must be encrypted (its
+    `media_encryption`, or `media.agent_encryption`; `auto` is `srtp` over TLS) when its
+    offer is plain RTP: answering it would put the call on the wire in clear. None when
+    SRTP is not required, the INVITE has no offer (the node's answer offers SRTP), or the
+    offer is RTP/SAVP with a=crypto."""
+    if not invite.body or leg_encryption(setting, transport) != "srtp":
+        return None
+    try:
+        audio = parse_sdp(invite.body).audio()
+    except (SdpError, ValueError):
+        return None  # not read here: the anchor refuses what it cannot use
+    if audio is not None and audio.proto.upper() == "RTP/SAVP" and audio.attributes("crypto"):
+        return None
+    return make_response(
+        invite, 488, "SRTP Required",
+        extra=[("warning", '399 hotline "media_encryption needs RTP/SAVP with a=crypto"')],
+    )  # fmt: skip
