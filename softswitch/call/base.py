@@ -119,6 +119,9 @@ class ControlBase:
     def _uac_timer(self, session: Session, leg: Leg, response: Any, now: float) -> None:
         raise NotImplementedError  # extensions.py
 
+    def _retry_422(self, session: Session, leg: Leg, response: Any, now: float) -> bool:
+        raise NotImplementedError  # extensions.py
+
     def _prack_provisional(self, session: Session, leg: Leg, response: Any, now: float) -> bool:
         raise NotImplementedError  # extensions.py
 

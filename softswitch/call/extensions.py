@@ -38,8 +38,8 @@ the trunk's `session_expires` (with its `min_se` as `Min-SE`). A 2xx with `Sessi
 starts the leg's timer with the refresher it names (`uac`: the node, which then refreshes as
 above, by UPDATE when the far end allows it); a 2xx without one has no session expiration
 (§7.2). The far end's refreshes restart it; a missing one releases the call as above. A 422
-to the node's INVITE is not retried with the larger interval (§7.3): the call fails over as
-for any refusal.
+to the node's INVITE is answered by sending it again, once, with the far end's `Min-SE` as
+its `Session-Expires` (§7.3).
 
 Preconditions (RFC 3312) are not supported: an INVITE that requires `precondition` gets the
 generic 420 with `Unsupported: precondition` (softswitch/switch.py), since the node reserves
@@ -399,6 +399,31 @@ class Extensions(ControlBase):
             response.headers.get("allow") or "",
         )  # fmt: skip
         self._timer_start(session, leg, now)
+
+    def _retry_422(self, session: Session, leg: Leg, response: Response, now: float) -> bool:
+        """A 422 to the node's INVITE (§7.3): the same INVITE again, with the far end's
+        Min-SE as its Session-Expires; False when that would not be larger (no retry)."""
+        invite = leg.invite
+        if invite is None or session.ended or leg.state is not LegState.CALLING:
+            return False
+        asked = invite.headers.get("session-expires")
+        wanted = (response.headers.get("min-se") or "").split(";")[0].strip()
+        if asked is None or not wanted.isdigit() or not asked.split(";")[0].strip().isdigit():
+            return False
+        if int(wanted) <= int(asked.split(";")[0]) or int(wanted) > 86400:
+            return False
+        headers = invite.headers.copy()
+        headers.pop_first("via")
+        headers.set("cseq", f"{invite.cseq[0] + 1} INVITE")  # a new request (§8.1.3.4)
+        headers.set("session-expires", wanted)
+        headers.set("min-se", wanted)
+        retry = Request("INVITE", invite.uri, headers, invite.body)
+        leg.invite, leg.got_provisional = retry, False
+        leg.invite_key = self.txn.send_request(retry, leg.target, now)
+        self._clients[leg.invite_key] = (session, leg, "invite", None)
+        session.log.info("%s asked for Session-Expires >= %s (422): INVITE sent again",
+                         leg.leg_id, wanted)  # fmt: skip
+        return True
 
     def _session_expired(self, session: Session, now: float, why: str) -> None:
         session.log.warning("session timer expired (%s): releasing the call", why)

@@ -94,6 +94,8 @@ class Signalling(ControlBase):
             return
         # A final failure: the phone refused, is busy, or the CANCEL took effect (487).
         self._clients.pop(event.key, None)
+        if status == 422 and self._retry_422(session, leg, response, now):
+            return  # RFC 4028 §7.3: again with the far end's Min-SE
         if status in (408, 503) and self._redial(session, leg, str(status), now):
             return  # an external number: its next trunk address (failover.py)
         if (

@@ -502,3 +502,18 @@ def test_a_trunk_answer_without_session_expires_has_no_session_expiration(
     assert session.legs[1].timer is None
     h.advance(4000)
     assert requests(h.take(5080)) == [] and h.switch.control.sessions
+
+
+def test_a_422_to_the_nodes_trunk_call_is_retried_once_with_the_far_ends_min_se(
+    tmp_path: Path,
+) -> None:
+    h = FeatureHarness(tmp_path, agent_1001={"features": ["outbound"]})
+    dial = _dialled(h)
+    far = Phone(h, "far", 5080)
+    far.reply(dial, 422, to_tag="far", extra=("Min-SE: 3600",))
+    again = [r for r in requests(h.take(5080)) if r.method == "INVITE"]
+    assert len(again) == 1 and again[0].cseq[0] == dial.cseq[0] + 1
+    assert again[0].headers.get("session-expires") == "3600"
+    assert again[0].call_id == dial.call_id and again[0].from_.tag == dial.from_.tag
+    far.reply(again[0], 422, to_tag="far2", extra=("Min-SE: 3600",))  # no second retry
+    assert [r for r in requests(h.take(5080)) if r.method == "INVITE"] == []
