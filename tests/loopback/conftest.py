@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from unit.tlscerts import Pki, make_pki, openssl_available
 
 from .baresip_agent import BaresipAgent, require_baresip
 from .harness import (
     HotlineNode,
     PjAgent,
     Sipp,
+    require_peer,
     require_pjsua2,
     require_sipp,
 )
@@ -169,3 +171,10 @@ def baresip(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable
         return BaresipAgent(registrar=address, **kwargs)
 
     yield from _started(request, build)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """Throw-away certificates for TLS (tests/unit/tlscerts.py), made once per module."""
+    require_peer("openssl", openssl_available(), "apt-get install openssl")
+    return make_pki(tmp_path_factory.mktemp("pki"))

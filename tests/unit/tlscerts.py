@@ -35,6 +35,17 @@ class Pki:
     rogue_key: Path
     expired_cert: Path
 
+    def node_tls(self, listen: str) -> dict[str, object]:
+        """The node's `tls:` settings (node.yaml) for these certificates on `listen`
+        (HOST:PORT), client certificates from this CA `required`."""
+        return {
+            "listen": [listen],
+            "certificate": str(self.node_cert),
+            "private_key": str(self.node_key),
+            "ca_bundle": str(self.ca),
+            "client_certificates": "required",
+        }
+
 
 def _run(*args: str, cwd: Path) -> None:
     done = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, timeout=30)
