@@ -23,21 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from unit.tlscerts import Pki, make_pki, openssl_available
+from unit.tlscerts import Pki
 
 from .conftest import _started
-from .harness import LOOPBACK, HotlineNode, free_port, require_peer
+from .harness import LOOPBACK, HotlineNode, free_port
 from .ivr_peers import RtpCaller, tone_fraction
 from .linphone_agent import LinphoneAgent, require_linphone
 from .test_agent_features import queue_events
 
 PHONE_TONE, SECOND_TONE, HOLD_TONE = 1000, 1500, 400
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    require_peer("openssl", openssl_available(), "apt-get install openssl")
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +41,7 @@ def hotline(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Hotl
     node = HotlineNode(
         tmp_path_factory.mktemp("linphone-node"),
         node={
-            "tls": {
-                "listen": [f"{LOOPBACK}:{tls_port}"],
-                "certificate": str(pki.node_cert),
-                "private_key": str(pki.node_key),
-                "ca_bundle": str(pki.ca),
-                "client_certificates": "required",
-            },
+            "tls": pki.node_tls(f"{LOOPBACK}:{tls_port}"),
         },
     )
     node.tls_port = tls_port  # type: ignore[attr-defined]

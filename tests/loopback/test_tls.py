@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from unit.tlscerts import Pki, make_pki, openssl_available
+from unit.tlscerts import Pki
 
 from .baresip_agent import BaresipAgent, baresip_available
 from .conftest import PEERS_KEY
@@ -36,12 +36,6 @@ SUNDAY = "2026-12-06T10:00+08:00"
 
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    require_peer("openssl", openssl_available(), "apt-get install openssl")
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
 def tls_node(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[HotlineNode]:
     tls_port = free_port("tcp")
     carrier_port = free_port("tcp")  # the TLS carrier's SBC (a pjsua2 phone in the test)
@@ -51,13 +45,7 @@ def tls_node(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Hot
         node={
             "auth": {"algorithms": ["MD5"]},
             "limits": {"max_tcp_connections_per_source": 3},
-            "tls": {
-                "listen": [f"{LOOPBACK}:{tls_port}"],
-                "certificate": str(pki.node_cert),
-                "private_key": str(pki.node_key),
-                "ca_bundle": str(pki.ca),
-                "client_certificates": "required",
-            },
+            "tls": pki.node_tls(f"{LOOPBACK}:{tls_port}"),
         },
         # The transfer's prompts, short: the test waits for the call beyond them.
         dialplan={"prompts": {"welcome_legal": en("Hi."), "legal_after_hours": en("One.")}},
