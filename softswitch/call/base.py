@@ -122,6 +122,11 @@ class ControlBase:
     def _retry_422(self, session: Session, leg: Leg, response: Any, now: float) -> bool:
         raise NotImplementedError  # extensions.py
 
+    def _invite_again(
+        self, session: Session, leg: Leg, invite: Any, target: Any, now: float
+    ) -> None:
+        raise NotImplementedError  # failover.py
+
     def _prack_provisional(self, session: Session, leg: Leg, response: Any, now: float) -> bool:
         raise NotImplementedError  # extensions.py
 

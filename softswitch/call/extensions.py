@@ -55,6 +55,7 @@ from media import MediaError
 from softswitch.call.base import TIMER_PREFIX, ControlBase
 from softswitch.call.leg import Leg, LegState
 from softswitch.call.session import Session
+from softswitch.call.sipcodec import next_invite_headers
 from softswitch.sip.build import make_response
 from softswitch.sip.dialog import Dialog
 from softswitch.sip.errors import DialogError, SipParseError
@@ -412,15 +413,11 @@ class Extensions(ControlBase):
             return False
         if int(wanted) <= int(asked.split(";")[0]) or int(wanted) > 86400:
             return False
-        headers = invite.headers.copy()
-        headers.pop_first("via")
-        headers.set("cseq", f"{invite.cseq[0] + 1} INVITE")  # a new request (§8.1.3.4)
+        headers = next_invite_headers(invite)
         headers.set("session-expires", wanted)
         headers.set("min-se", wanted)
-        retry = Request("INVITE", invite.uri, headers, invite.body)
-        leg.invite, leg.got_provisional = retry, False
-        leg.invite_key = self.txn.send_request(retry, leg.target, now)
-        self._clients[leg.invite_key] = (session, leg, "invite", None)
+        self._invite_again(session, leg, Request("INVITE", invite.uri, headers, invite.body),
+                           leg.target, now)  # fmt: skip
         session.log.info("%s asked for Session-Expires >= %s (422): INVITE sent again",
                          leg.leg_id, wanted)  # fmt: skip
         return True

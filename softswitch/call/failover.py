@@ -20,6 +20,7 @@ from media import MediaError
 from softswitch.call.base import TIMER_PREFIX, ControlBase
 from softswitch.call.leg import Leg, LegState
 from softswitch.call.session import Session
+from softswitch.call.sipcodec import next_invite_headers
 from softswitch.sdp import address_family
 from softswitch.sip.dialog import Dialog
 from softswitch.sip.errors import DialogError, SipParseError
@@ -92,6 +93,15 @@ class Failover(ControlBase):
         wait = leg.attempts.trunk.failover_timeout
         self._start_timer(session, f"{TIMER_PREFIX}failover:{leg.leg_id}", wait, now)
 
+    def _invite_again(
+        self, session: Session, leg: Leg, invite: Request, target: Target, now: float
+    ) -> None:
+        """Send `invite` (from `next_invite_headers`) as the leg's INVITE, in a new client
+        transaction whose answers reach the leg as its first INVITE's did."""
+        leg.invite, leg.target, leg.got_provisional = invite, target, False
+        leg.invite_key = self.txn.send_request(invite, target, now)
+        self._clients[leg.invite_key] = (session, leg, "invite", None)
+
     def _redial(self, session: Session, leg: Leg, why: str, now: float) -> bool:
         """Send the leg's INVITE to its next route; False when none is left (or the leg
         is past trying: it rang, or the call ended)."""
@@ -110,9 +120,7 @@ class Failover(ControlBase):
         attempts.trunk, attempts.address = attempts.remaining.pop(0)
         trunk = attempts.trunk
         uri, target = trunk_uri(trunk, attempts.number, attempts.address)
-        headers = leg.invite.headers.copy()
-        headers.pop_first("via")
-        headers.set("cseq", f"{leg.invite.cseq[0] + 1} INVITE")  # a new request (§8.1.3.4)
+        headers = next_invite_headers(leg.invite)
         headers.set("to", f"<{uri}>")
         if trunk is not old_trunk and trunk.caller_id is not None:
             host = self.contact_for(target).split("@", 1)[1].split(";")[0]
@@ -132,10 +140,7 @@ class Failover(ControlBase):
             except MediaError as exc:
                 session.log.warning("no %s offer for %s: %s", family, attempts.address, exc)
                 return False
-        invite = Request("INVITE", uri, headers, body)
-        leg.invite, leg.target, leg.got_provisional = invite, target, False
-        leg.invite_key = self.txn.send_request(invite, target, now)
-        self._clients[leg.invite_key] = (session, leg, "invite", None)
+        self._invite_again(session, leg, Request("INVITE", uri, headers, body), target, now)
         self._start_attempt_timer(session, leg, now)
         session.log.warning(
             "trunk %s %s: %s; trying trunk %s %s",

@@ -7,7 +7,14 @@ from softswitch.sdp import SdpError, parse_sdp
 from softswitch.sip.dialog import Dialog
 from softswitch.sip.errors import SipParseError
 from softswitch.sip.location import Binding
-from softswitch.sip.message import Request, Response, parse_name_addr, parse_uri
+from softswitch.sip.message import (
+    Headers,
+    Request,
+    Response,
+    parse_name_addr,
+    parse_uri,
+    split_list,
+)
 from softswitch.sip.transaction import State as TxnState
 from softswitch.sip.transaction import Target, bare_host
 
@@ -189,7 +196,7 @@ def redirect_agent(
     if not value:
         return None, "no Contact"
     try:
-        uri = parse_uri(parse_name_addr(value.split(",")[0]).uri)
+        uri = parse_uri(parse_name_addr(split_list(value)[0]).uri)
     except SipParseError:
         return None, f"unreadable Contact {value!r}"
     if not uri.is_sip or not uri.user:
@@ -199,3 +206,13 @@ def redirect_agent(
     if uri.user not in agents:
         return None, f"{uri.user} is no agent of the node"
     return uri.user, ""
+
+
+def next_invite_headers(invite: Request) -> Headers:
+    """The headers of `invite` sent anew (another route, a larger Session-Expires): a new
+    request in the same dialog attempt, its Via left to the transaction layer and its CSeq
+    the next one (RFC 3261 §8.1.3.4)."""
+    headers = invite.headers.copy()
+    headers.pop_first("via")
+    headers.set("cseq", f"{invite.cseq[0] + 1} INVITE")
+    return headers
