@@ -171,6 +171,7 @@ class BaresipAgent:
         self._tokens = itertools.count(1)
         self._reader: threading.Thread | None = None
         self._log_file: Any = None
+        self._snd_link: Path | None = None  # short path for sndfile (see _write_config)
 
     @property
     def aor(self) -> str:
@@ -204,7 +205,13 @@ class BaresipAgent:
             *self.extra_config,
         ]
         if self.record:
-            settings += [("module", "sndfile.so"), ("snd_path", str(self.config_dir))]
+            # sndfile builds `<snd_path>/dump-<time>-dec.wav` in a 128-byte buffer and cuts
+            # what does not fit (the ".wav" first) without a word: pytest's deep temporary
+            # paths (under xdist one level deeper) overflow it. A short link to the
+            # configuration directory keeps the name whole; the files land in that directory.
+            self._snd_link = Path(tempfile.mkdtemp(prefix="bsnd-")) / "d"
+            self._snd_link.symlink_to(self.config_dir, target_is_directory=True)
+            settings += [("module", "sndfile.so"), ("snd_path", str(self._snd_link))]
         lines = [f"{key}\t{value}" for key, value in settings]
         (self.config_dir / "config").write_text("\n".join(lines) + "\n", encoding="utf-8")
         # Accounts come from `uanew` once ctrl_tcp is connected (module docstring).
@@ -297,6 +304,9 @@ class BaresipAgent:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+        if self._snd_link is not None:
+            shutil.rmtree(self._snd_link.parent, ignore_errors=True)  # the link, not its target
+            self._snd_link = None
         return returncode
 
     def __enter__(self) -> BaresipAgent:
