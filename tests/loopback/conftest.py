@@ -1,5 +1,5 @@
-"""Fixtures for loopback tests: factories for the hotline node, pjsua2 and baresip agents,
-SIPp runs and RTP callers.
+"""Fixtures for loopback tests: factories for the hotline node, pjsua2, baresip and linphone
+agents, SIPp runs and RTP callers.
 
 Every test under tests/loopback/ is marked `loopback` (select or skip them with
 `-m loopback` / `-m "not loopback"`). Each factory ends what it started when the test ends,
@@ -28,6 +28,7 @@ from .harness import (
     require_sipp,
 )
 from .ivr_peers import RtpCaller
+from .linphone_agent import LinphoneAgent, require_linphone
 
 LOOPBACK_DIR = Path(__file__).resolve().parent
 PEERS_KEY = pytest.StashKey[list[Any]]()
@@ -169,6 +170,20 @@ def baresip(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable
         kwargs.setdefault("log_dir", tmp_path / "baresip")
         address = registrar if isinstance(registrar, str) else registrar.address
         return BaresipAgent(registrar=address, **kwargs)
+
+    yield from _started(request, build)
+
+
+@pytest.fixture
+def linphone(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Factory: `linphone(registrar="HOST:PORT", user="1001", transport="udp")` -> a started
+    LinphoneAgent (its REGISTER sent; wait_registered in the test), stopped at the end.
+    Skips (fails under HOTLINE_REQUIRE_PEERS=1) when linphone-daemon is not installed."""
+    require_linphone()
+
+    def build(**kwargs: Any) -> LinphoneAgent:
+        kwargs.setdefault("log_dir", tmp_path / "linphone")
+        return LinphoneAgent(**kwargs)
 
     yield from _started(request, build)
 

@@ -1,7 +1,8 @@
 """An agent on linphone (liblinphone 5.1 as Debian's linphone-daemon), a third SIP stack beside
-pjsua2 and baresip: it registers with digest over UDP, TCP and TLS, answers queue calls from a
+pjsua2 and baresip: it registers with digest over UDP and TLS, answers queue calls from a
 Python carrier caller (which records what it hears), holds and resumes, sends an RFC 4733
-key, hangs up and transfers blind (REFER), against one node shared by the module.
+key, hangs up and transfers blind (REFER), against one node shared by the module. (The same
+row over TCP and TLS, in one call each: test_phones_tcp_tls.py.)
 
 The phone sends a tone of its own (1000 Hz, `LinphoneAgent.play`) and the node's hold music
 is 400 Hz, so the caller's audio says what it is connected to. What linphone did is read
@@ -25,7 +26,6 @@ from typing import Any
 import pytest
 from unit.tlscerts import Pki
 
-from .conftest import _started
 from .harness import LOOPBACK, HotlineNode, free_port
 from .ivr_peers import RtpCaller, tone_fraction
 from .linphone_agent import LinphoneAgent, require_linphone
@@ -48,18 +48,6 @@ def hotline(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Hotl
     node.start()
     yield node
     node.stop()
-
-
-@pytest.fixture
-def linphone(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """Factory: `linphone(registrar="HOST:PORT", user="1001", transport="udp")` -> a started
-    LinphoneAgent (its REGISTER sent; wait_registered in the test), stopped at the end."""
-
-    def build(**kwargs: Any) -> LinphoneAgent:
-        kwargs.setdefault("log_dir", tmp_path / "linphone")
-        return LinphoneAgent(**kwargs)
-
-    yield from _started(request, build)
 
 
 def registered(node: HotlineNode, phone: LinphoneAgent, transport: str) -> dict[str, Any]:
@@ -93,6 +81,20 @@ def answered_call(phone: LinphoneAgent, caller: RtpCaller) -> str:
     phone.play(call_id)
     caller.wait_tone(PHONE_TONE, timeout=5)
     return call_id
+
+
+def held_and_resumed(phone: LinphoneAgent, caller: RtpCaller, call_id: str) -> None:
+    """``call-pause``: the node takes the hold and the caller hears the hold music, not the
+    phone; ``call-resume``: the phone's tone again."""
+    phone.command(f"call-pause {call_id}")
+    phone.wait_for("LinphoneCallPaused", timeout=5, Id=call_id)  # the node accepted the hold
+    held = caller.wait_tone(HOLD_TONE, since=caller.answered_at, timeout=8)
+    assert tone_fraction(caller.audio(held, held + 0.5), PHONE_TONE) < 0.05, "phone heard on hold"
+    phone.command(f"call-resume {call_id}")
+    phone.wait_for("LinphoneCallStreamsRunning", timeout=5, Id=call_id)
+    # liblinphone restarts the call's streams on resume, which ends the file player.
+    phone.play(call_id)
+    caller.wait_tone(PHONE_TONE, since=held, timeout=8)
 
 
 def call_row(node: HotlineNode, caller: RtpCaller) -> dict[str, Any]:
@@ -169,15 +171,7 @@ def test_linphone_answers_a_queue_call_holds_resumes_sends_dtmf_and_hangs_up(
     caller = rtp_caller(hotline, called="9000")
     call_id = answered_call(phone, caller)
 
-    phone.command(f"call-pause {call_id}")
-    phone.wait_for("LinphoneCallPaused", timeout=5, Id=call_id)  # the node accepted the hold
-    held = caller.wait_tone(HOLD_TONE, since=caller.answered_at, timeout=8)
-    assert tone_fraction(caller.audio(held, held + 0.5), PHONE_TONE) < 0.05, "phone heard on hold"
-    phone.command(f"call-resume {call_id}")
-    phone.wait_for("LinphoneCallStreamsRunning", timeout=5, Id=call_id)
-    # liblinphone restarts the call's streams on resume, which ends the file player.
-    phone.play(call_id)
-    caller.wait_tone(PHONE_TONE, since=held, timeout=8)
+    held_and_resumed(phone, caller, call_id)
 
     phone.command("dtmf 5")
     hotline.wait_for_log("DTMF 5 on", timeout=5)
@@ -223,24 +217,6 @@ def test_blind_transfer_from_linphone_connects_the_caller_to_a_second_linphone(
     assert ("TRANSFER", "1007") in queue_events(hotline, row["call_id"])
     unregistered(hotline, phone)
     unregistered(hotline, second)
-
-
-def test_linphone_over_tcp_registers_and_answers_a_queue_call(
-    hotline: HotlineNode,
-    linphone: Callable[..., LinphoneAgent],
-    rtp_caller: Callable[..., RtpCaller],
-) -> None:
-    phone = linphone(registrar=hotline.address, user="1004", transport="tcp")
-    binding = registered(hotline, phone, "tcp")
-    # Like pjsip, belle-sip puts its connection's local port (not its listener's) in the
-    # Contact: the node can reach it over that connection only.
-    assert binding["contact"].endswith(f":{binding['source_port']};transport=tcp"), binding
-    assert binding["source_port"] != phone.sip_port, binding
-    caller = rtp_caller(hotline, called="9000")
-    answered_call(phone, caller)
-    invite_over(phone, "tcp")
-    caller_hangs_up(hotline, phone, caller)
-    unregistered(hotline, phone)
 
 
 def tls_settings(ca: Path, pki: Pki, certificate: bool = True) -> dict[str, dict[str, str]]:

@@ -1,6 +1,8 @@
-"""SIP over TLS with real peers (RFC 3261 §26, RFC 5630): a pjsua2 agent and a baresip agent
-register with digest over TLS and take queue calls from a SIPp carrier on UDP; Python's ssl
-and the openssl command, as raw peers, check what the TLS listener refuses.
+"""SIP over TLS with real peers (RFC 3261 §26, RFC 5630): a pjsua2 agent registers with
+digest over TLS and takes a queue call from a SIPp carrier on UDP, a baresip agent on TLS is
+reached after a node restart (baresip's and linphone's whole row over TLS is
+test_phones_tcp_tls.py); Python's ssl and the openssl command, as raw peers, check what the
+TLS listener refuses.
 
 One node serves the module: TLS on its own port with a certificate of a CA made here
 (tests/unit/tlscerts.py, by the openssl command, into the test's temporary directory), client
@@ -163,27 +165,6 @@ def test_pjsua2_registers_over_tls_and_takes_a_queue_call_with_two_way_audio(
     )
     # The phone's BYE went to the node's sips: Contact, over TLS: the agent hung up.
     assert call["disposition"] == "answered" and call["hangup_side"] == "agent", call
-
-
-def test_baresip_registers_over_tls_and_answers_a_queue_call(
-    tls_node: HotlineNode,
-    pki: Pki,
-    rtp_caller: Callable[..., RtpCaller],
-    tmp_path: Path,
-    request: pytest.FixtureRequest,
-) -> None:
-    node = tls_node
-    with baresip_tls_phone(node, pki, "1002", tmp_path, request) as phone:
-        registered = phone.wait_for("REGISTER_OK", timeout=8)
-        assert registered["param"].startswith("200"), phone.describe()
-        (binding,) = node.wait_for_rows("bindings", lambda rows: len(rows) == 1, aor="1002")
-        assert binding["transport"] == "TLS", binding
-        caller = rtp_caller(node, called="9000")
-        response = caller.call()
-        assert response.status == 200, caller.describe()
-        phone.wait_for("CALL_ESTABLISHED", timeout=5, direction="incoming")
-        caller.wait_tone(1000, timeout=5)  # the caller hears baresip's tone through the node
-        assert caller.hang_up() == 200
 
 
 def test_the_tls_listener_refuses_old_versions_and_bad_client_certificates(
