@@ -1,8 +1,8 @@
 """An agent on baresip, a second SIP stack beside pjsua2: it registers, answers a queue call,
-holds and resumes it and transfers it (REFER) to a pjsua2 agent, against the real node; a
-Python carrier caller records what it hears. Each phone sends its own tone, so the caller's
-audio says whom it is connected to: baresip (1000 Hz), the node's hold tone (400 Hz), the
-pjsua2 agent the call went to (1500 Hz).
+holds and resumes it, sends an RFC 4733 key and transfers it (REFER) to a pjsua2 agent,
+against the real node; a Python carrier caller records what it hears. Each phone sends its
+own tone, so the caller's audio says whom it is connected to: baresip (1000 Hz), the node's
+hold tone (400 Hz), the pjsua2 agent the call went to (1500 Hz).
 
 baresip 1.0.0 (libre 1.1) gives up on a 401 as soon as one of its challenges names an
 algorithm other than MD5 (ENOSYS: "Function not implemented"), and the node offers the
@@ -77,7 +77,7 @@ def test_baresip_registers_with_md5_and_answers_a_queue_call(
     assert row["agent"] == "1001" and row["disposition"] == "answered", row
 
 
-def test_hold_from_baresip_plays_the_hold_tone_and_resume_reconnects(
+def test_hold_from_baresip_plays_the_hold_tone_and_resume_reconnects_then_a_key_reaches_the_node(
     node: Callable[..., HotlineNode],
     baresip: Callable[..., BaresipAgent],
     rtp_caller: Callable[..., RtpCaller],
@@ -93,6 +93,8 @@ def test_hold_from_baresip_plays_the_hold_tone_and_resume_reconnects(
     assert tone_fraction(on_hold, BARESIP_TONE) < 0.05, "baresip still heard while held"
     phone.command("resume")
     caller.wait_tone(BARESIP_TONE, since=held, timeout=8)
+    phone.command("sndcode", "2")  # an RFC 4733 key (telephone-event) from the phone
+    assert hotline.wait_for_log("DTMF 2 on", timeout=5).rstrip().endswith("(rfc4733)")
     assert caller.hang_up() == 200
     phone.wait_for("CALL_CLOSED", timeout=5, id=call["id"])
     row = ended(hotline)
