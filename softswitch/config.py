@@ -2038,9 +2038,11 @@ error naming the file and the reason (`hotline check`, start, reload), e.g.
   phone's certificate must then verify against `ca_bundle`) until it registers again.
 - A phone registered over TLS is offered SRTP by default (`media.agent_encryption: auto`):
   its signalling carries the SDES keys, so they are only sent over TLS.
-- The node's Contact on a TLS dialog is `sips:hotline@HOST:PORT` (RFC 5630 §3.1.3
-  deprecates `;transport=tls`), so in-dialog requests come back over TLS; its Via is
-  `SIP/2.0/TLS`.
+- The node's Contact on a TLS dialog keeps the phone's in-dialog requests on TLS: it is
+  `sips:hotline@HOST:PORT` when the dialog is a SIPS one (its request, or the top Route or
+  Record-Route, was `sips:`; RFC 3261 §12.1.1/§12.1.2), and `sip:hotline@HOST:PORT;transport=tls`
+  when it was `sip:` (a phone that registered `sip:…;transport=tls`, as pjsua2, linphone and
+  baresip do; baresip 1.0 cannot send anything to a `sips:` target). Its Via is `SIP/2.0/TLS`.
 - `sips:` means TLS on every hop (RFC 5630 §3.2): a request with a `sips:` Request-URI
   arriving over UDP or TCP is answered `416 SIPS Only Over TLS`; a REGISTER of a `sips:`
   Contact over UDP or TCP gets `400`; a `sips:` Contact is only ever sent to over TLS.

@@ -244,15 +244,17 @@ class Switch(AgentRequests, NodeCalls):
     def outbox(self) -> list[SendMessage]:
         return self.txn.outbox
 
-    def contact_for(self, target: Target) -> str:
+    def contact_for(self, target: Target, sips: bool = True) -> str:
         """Our Contact URI for a dialog with `target` (same transport and address family).
 
-        Over TLS it is a `sips:` URI on the TLS port: in-dialog requests then come back over
-        TLS (RFC 5630 §3.1.3 deprecates `;transport=tls`, and RFC 3261 §12.1.1 asks for a
-        SIPS Contact whenever the dialog's request was sips:)."""
+        Over TLS, for a SIPS dialog (`sips`, see sipcodec.sips_dialog) it is a `sips:` URI
+        on the TLS port, as RFC 3261 §12.1.1/§12.1.2 require when the dialog's request was
+        sips:; for a dialog whose request was sip: (a phone that registered
+        `sip:…;transport=tls`) it is `sip:…;transport=tls`, which every phone can send its
+        in-dialog requests to (baresip 1.0 sends nothing to a sips: target)."""
         hostport = self.txn.local_address(target)
         transport = target.transport
-        if transport == "TLS":
+        if transport == "TLS" and sips:
             return f"sips:hotline@{hostport}"
         suffix = "" if transport == "UDP" else f";transport={transport.lower()}"
         return f"sip:hotline@{hostport}{suffix}"

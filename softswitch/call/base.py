@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from softswitch.call.leg import Leg
     from softswitch.call.session import Session
     from softswitch.sip.location import LocationService
-    from softswitch.sip.transaction import Target, TransactionLayer
+    from softswitch.sip.transaction import TransactionLayer
 
 
 #: Names of call control's own per-session timers (recording limits, the caller's provisional
@@ -31,7 +31,7 @@ class ControlBase:
     media: MediaEngine
     passthrough: PassThroughMedia
     direct_media: Callable[[str, str], bool]
-    contact_for: Callable[[Target], str]
+    contact_for: Callable[..., str]  # (target, sips=True): switch.py
     realm: str
     wall_offset: float
     sessions: dict[str, Session]

@@ -286,7 +286,11 @@ class LegActions(ControlBase):
             headers.set("call-id", session.origin[0])
         for value in route or ():
             headers.add("route", value)
-        headers.add("contact", f"<{self.contact_for(target)}>")
+        # A SIPS dialog only when the request or its first Route is sips: (§12.1.2).
+        sips = request_uri.lower().startswith("sips:") or any(
+            r.lstrip("<").lower().startswith("sips:") for r in (route or ())[:1]
+        )
+        headers.add("contact", f"<{self.contact_for(target, sips)}>")
         headers.add("allow", ALLOW)
         if internal is not None:
             for name, value in session.identity:

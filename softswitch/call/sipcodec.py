@@ -216,3 +216,21 @@ def next_invite_headers(invite: Request) -> Headers:
     headers.pop_first("via")
     headers.set("cseq", f"{invite.cseq[0] + 1} INVITE")
     return headers
+
+
+def sips_dialog(request: Request | None) -> bool:
+    """Whether the dialog `request` starts (received or sent) is a SIPS one: its
+    Request-URI, its top Route (sent, RFC 3261 §12.1.2) or top Record-Route (received,
+    §12.1.1) is a `sips:` URI. Only then must the node's Contact be `sips:`; a phone that
+    registered `sip:…;transport=tls` gets a `sip:` Contact with `;transport=tls`, which is
+    all some of them (baresip 1.0) can send in-dialog requests to. None (no request yet)
+    counts as SIPS, the stricter form."""
+    if request is None:
+        return True
+    if request.uri.lower().startswith("sips:"):
+        return True
+    for name in ("route", "record-route"):
+        first = request.headers.get(name)
+        if first and split_list(first)[0].strip().lstrip("<").lower().startswith("sips:"):
+            return True
+    return False

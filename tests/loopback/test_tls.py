@@ -158,7 +158,9 @@ def test_pjsua2_registers_over_tls_and_takes_a_queue_call_with_two_way_audio(
     invite = trace[trace.index("INVITE sip:1001@") :]
     invite = invite[: invite.index("\n\n") if "\n\n" in invite else 2000]
     assert re.search(rf"Via: SIP/2.0/TLS {re.escape(tls_address(node))};", invite), invite
-    assert f"Contact: <sips:hotline@{tls_address(node)}>" in invite, invite
+    # The phone registered sip:…;transport=TLS, so the dialog is not a SIPS one (RFC 3261
+    # §12.1.2): the node's Contact keeps TLS with ;transport=tls rather than sips:.
+    assert f"Contact: <sip:hotline@{tls_address(node)};transport=tls>" in invite, invite
     assert re.search(r"m=audio \d+ RTP/SAVP", trace)  # the offer: SRTP because of TLS
     (call,) = node.wait_for_rows(
         "calls", lambda rows: any(r["end"] and r["agent"] == "1001" for r in rows), timeout=8

@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import msgspec
+import pytest
 from sipflow import Harness, Phone, Trunk
 
 from softswitch.bindings import BindingStore, reach_after_restart
@@ -58,12 +59,23 @@ def register(h: Harness, phone: Phone, contact: str, source: Target) -> Response
     return responses[-1]
 
 
-def test_a_phone_registered_over_tls_is_rung_over_its_connection_with_a_sips_contact(
-    tmp_path: Path,
+@pytest.mark.parametrize(
+    ("contact", "ours"),
+    [
+        # A sip: binding over TLS makes a sip: dialog: the node's Contact keeps TLS with
+        # ;transport=tls (baresip 1.0 cannot send in-dialog requests to a sips: one).
+        (CONTACT, f"<sip:hotline@{TLS_NODE};transport=tls>"),
+        # A sips: binding makes a SIPS dialog, whose Contact must be sips: (§12.1.2).
+        ("sips:1001@127.0.0.1:5071", f"<sips:hotline@{TLS_NODE}>"),
+    ],
+    ids=["sip-tls", "sips"],
+)
+def test_a_phone_registered_over_tls_is_rung_over_its_connection_with_a_tls_contact(
+    tmp_path: Path, contact: str, ours: str
 ) -> None:
     h = tls_harness(tmp_path)
     phone = Phone(h, "1001", FLOW.port)
-    assert register(h, phone, CONTACT, FLOW).status == 200
+    assert register(h, phone, contact, FLOW).status == 200
     (binding,) = h.switch.location.lookup("1001", h.now)
     assert binding.transport == "TLS" and binding.source == ("127.0.0.1", FLOW.port)
 
@@ -71,9 +83,9 @@ def test_a_phone_registered_over_tls_is_rung_over_its_connection_with_a_sips_con
     (target, invite) = next((t, m) for t, m in h.sent if isinstance(m, Request))
     assert target == FLOW  # the flow, not the Contact's port 5071
     assert isinstance(invite, Request) and invite.method == "INVITE"
-    assert invite.uri == CONTACT
+    assert invite.uri == contact
     assert invite.headers.get("via").startswith(f"SIP/2.0/TLS {TLS_NODE};branch=")
-    assert invite.headers.get("contact") == f"<sips:hotline@{TLS_NODE}>"
+    assert invite.headers.get("contact") == ours
 
 
 def test_sips_request_uris_are_served_over_tls_only(tmp_path: Path) -> None:
