@@ -18,6 +18,7 @@ from acd import Acd, AgentSpec, QueueSpec
 from ivr.app import IvrApp
 from ivr.resolver import PromptError, PromptResolver
 from media import MediaEngine, PassThroughMedia
+from softswitch.agent_messages import AgentMessages
 from softswitch.agent_requests import AgentRequests
 from softswitch.call.app import Application
 from softswitch.call.blocked import BlockedApp
@@ -29,7 +30,7 @@ from softswitch.call.phone_apps import OutboundApp, PhoneCallError, phone_app
 from softswitch.call.queue_app import QueueApp, survey_flow
 from softswitch.call.restart import RestartByes, SavedDialog
 from softswitch.call.session import Session
-from softswitch.call.sipcodec import ALLOW, binding_route, take_sdp_part, uri_user
+from softswitch.call.sipcodec import ALLOW, take_sdp_part, uri_user
 from softswitch.cdr import CdrWriter
 from softswitch.config import Config, Trunk
 from softswitch.contact_monitor import ContactMonitor
@@ -37,7 +38,7 @@ from softswitch.dialplan import normalize
 from softswitch.node_calls import NodeCalls
 from softswitch.registrar import AgentReachability, Registrar
 from softswitch.sip.auth import DigestServer, ha1
-from softswitch.sip.build import make_response, new_request_headers, new_tag
+from softswitch.sip.build import make_response, new_tag
 from softswitch.sip.errors import SipParseError
 from softswitch.sip.location import Binding, LocationService
 from softswitch.sip.message import (
@@ -80,9 +81,6 @@ SUPPORTED_EXTENSIONS: frozenset[str] = frozenset({"100rel", "timer"})
 REGISTER_EXTENSIONS: frozenset[str] = SUPPORTED_EXTENSIONS | {"path"}
 # Request-URI schemes the node serves (RFC 3261 §8.2.2.1); others get 416.
 SERVED_SCHEMES = frozenset(("sip", "sips", "tel"))
-#: RFC 3428 §7: a MESSAGE body beyond this needs a congestion-controlled transport (an MSRP
-#: session); the node does not relay it.
-MAX_MESSAGE_BODY = 1300
 
 
 def acd_specs(config: Config) -> tuple[list[QueueSpec], list[AgentSpec]]:
@@ -135,7 +133,7 @@ class _NoPrompts:
         raise PromptError("no prompt library on this node")
 
 
-class Switch(AgentRequests, NodeCalls):
+class Switch(AgentRequests, AgentMessages, NodeCalls):
     """Everything of one node between the sockets and the CDR store."""
 
     def __init__(
@@ -607,54 +605,6 @@ class Switch(AgentRequests, NodeCalls):
             ev, "", agent_id, called, config, app, now, route=f"phone:{app.name}",
             variables={"from_agent": agent_id}, needs_anchor=app.needs_anchor,
         )  # fmt: skip
-
-    def _message(self, ev: RequestReceived, now: float) -> None:
-        """A SIP MESSAGE (RFC 3428) from an agent's phone to another agent: checked like the
-        phone's calls, sent on to the other phone's registered contact from the sender's
-        address of record; the far phone's final answer is the sender's."""
-        request = ev.request
-        sender = self._phone_of(request, ev.source, now)
-        if sender is None:
-            self._respond(ev, make_response(request, 403, "Messages only between agents"), now)
-            return
-        if not self._phone_authorized(ev, sender, now):
-            return
-        if len(request.body) > MAX_MESSAGE_BODY:
-            self._respond(ev, make_response(request, 513, "Message Too Large"), now)
-            return
-        user = uri_user(request.uri)
-        if self.config.agent(user) is None:
-            self._respond(ev, make_response(request, 404, f"No agent {user}"), now)
-            return
-        bindings = self.location.lookup(user, now)
-        if not bindings:
-            self._respond(ev, make_response(request, 480, f"Agent {user} is not registered"), now)
-            return
-        binding = bindings[0]
-        target, route = binding_route(binding)
-        realm = self.config.node.realm
-        headers = new_request_headers(
-            "MESSAGE", f"<sip:{sender}@{realm}>", f"<sip:{user}@{realm}>", realm
-        )
-        for hop in route:
-            headers.add("route", hop)
-        for name in ("content-type", "date"):
-            value = request.headers.get(name)
-            if value is not None:
-                headers.add(name, value)
-        key = self.txn.send_request(
-            Request("MESSAGE", binding.contact, headers, request.body), target, now
-        )
-        self._messages[key] = ev.key
-        log.info("MESSAGE from agent %s to agent %s (%d bytes)", sender, user, len(request.body))
-
-    def _message_answered(self, key: tuple, status: int, reason: str, now: float) -> None:
-        if status < 200:
-            return
-        server = self._messages.pop(key)
-        request = self.txn.server_request(server)
-        if request is not None:
-            self.txn.send_response(server, make_response(request, status, reason), now)
 
     def _blocked(self, calling: str, now: float) -> Any:
         store = self.services.blacklist
