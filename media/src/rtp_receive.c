@@ -11,7 +11,10 @@
  * a phone that changed its port); until then packets from elsewhere are dropped. */
 #define RELATCH_NS 1000000000ULL
 
-/* Symmetric RTP (RFC 4961): send to where the packets come from. Returns 0 to drop. */
+/* Symmetric RTP (RFC 4961): send to where the packets come from. Returns 0 to drop.
+ * The address the party's SDP names takes the latch back at once: a stray stream that
+ * reached the port first (the previous owner's peer still sending, a scanner) must not hold
+ * the leg for a second while the real party talks and its prompt or call goes elsewhere. */
 static int latch(rtp_engine *e, rtp_leg *leg, const rtp_addr *from)
 {
     if (leg->latched_ok && rtp_addr_equal(&leg->latched, from)) {
@@ -19,7 +22,8 @@ static int latch(rtp_engine *e, rtp_leg *leg, const rtp_addr *from)
         return 1;
     }
     int relatch = leg->latched_ok;
-    if (relatch && e->now_ns - leg->latched_last_ns < RELATCH_NS)
+    int from_sdp = leg->has_remote && rtp_addr_equal(&leg->remote, from);
+    if (relatch && !from_sdp && e->now_ns - leg->latched_last_ns < RELATCH_NS)
         return 0;
     leg->latched = *from;
     leg->latched_ok = 1;

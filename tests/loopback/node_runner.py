@@ -174,6 +174,30 @@ class HotlineNode:
                 base = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
             merged = deep_merge(base, override)
             path.write_text(yaml.safe_dump(merged, sort_keys=False), encoding="utf-8")
+        self._own_rtp_ports()
+
+    def _own_rtp_ports(self) -> None:
+        """Under pytest-xdist, each test process's nodes anchor RTP in their own slice of
+        the shipped 20000-29999 (a test that set its own range keeps it). Otherwise a node in
+        one process could take a port that a node of the other process freed a moment ago
+        while that call's peer still sends to it, and the new leg would latch onto that
+        stray stream (symmetric RTP) and play its caller's prompt there."""
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+        count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+        path = self.config_dir / "node.yaml"
+        if not worker.startswith("gw") or count < 2 or not path.exists():
+            return
+        config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        media = config.get("media")
+        if not isinstance(media, dict) or (media.get("port_min"), media.get("port_max")) != (
+            20000,
+            29999,
+        ):
+            return
+        size = (10000 // count) & ~1
+        media["port_min"] = 20000 + int(worker[2:]) * size
+        media["port_max"] = media["port_min"] + size - 1
+        path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
 
     @property
     def address(self) -> str:

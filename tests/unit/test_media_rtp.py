@@ -229,6 +229,16 @@ def two_legs(
     return pa, port_a, pb, port_b
 
 
+def bridged(engine: RtpEngine, sdp_port_a: int, pb: Peer) -> tuple[int, int]:
+    """Legs a (its SDP naming LOCAL:`sdp_port_a`) and b (at `pb`), PCMU, bridged: their ports."""
+    _, port_a = engine.create_leg("a")
+    _, port_b = engine.create_leg("b")
+    engine.set_remote("a", LOCAL, sdp_port_a, 0)
+    engine.set_remote("b", LOCAL, pb.port, 0)
+    engine.bridge("a", "b")
+    return port_a, port_b
+
+
 # --- relay ----------------------------------------------------------------------------------
 def test_relay_both_ways_with_each_legs_own_ssrc(engine: RtpEngine, peers) -> None:
     pa, port_a, pb, port_b = two_legs(engine, peers)
@@ -250,11 +260,7 @@ def test_relay_both_ways_with_each_legs_own_ssrc(engine: RtpEngine, peers) -> No
 
 def test_latching_answers_the_packet_source_not_the_sdp_address(engine: RtpEngine, peers) -> None:
     nat, pb, stranger = peers(), peers(), peers()
-    _, port_a = engine.create_leg("a")
-    _, port_b = engine.create_leg("b")
-    engine.set_remote("a", LOCAL, 9, 0)  # the SDP names a port nobody listens on (NAT)
-    engine.set_remote("b", LOCAL, pb.port, 0)
-    engine.bridge("a", "b")
+    port_a, port_b = bridged(engine, 9, pb)  # the SDP names a port nobody listens on (NAT)
     nat.send(port_a, 0, 1, 160, 0x11, b"\xff" * 160)
     pb.recv()
     events = wait_events(engine, lambda ev: any(isinstance(e, FirstPacket) for e in ev), 1.0)
@@ -267,6 +273,29 @@ def test_latching_answers_the_packet_source_not_the_sdp_address(engine: RtpEngin
         pb.recv(0.2)
     assert engine.stats("a").dropped == 1
     assert engine.stats("a").latched == (LOCAL, nat.port)
+
+
+def test_the_sdp_address_takes_the_latch_back_from_a_stray_stream_at_once(
+    engine: RtpEngine, peers
+) -> None:
+    party, pb, stray = peers(), peers(), peers()
+    port_a, port_b = bridged(engine, party.port, pb)  # where the party's SDP says it is
+    # A stream left over from the port's previous call arrives first and is latched onto...
+    stray.send(port_a, 0, 1, 160, 0x77, b"\x01" * 160)
+    pb.recv()
+    assert wait_events(engine, lambda ev: any(isinstance(e, FirstPacket) for e in ev), 1.0)
+    assert engine.stats("a").latched == (LOCAL, stray.port)
+    # ...until the party itself sends, from its SDP address: at once, not a second later.
+    party.send(port_a, 0, 500, 80000, 0x11, b"\x55" * 160)
+    assert pb.recv().payload == b"\x55" * 160
+    assert engine.stats("a").latched == (LOCAL, party.port)
+    pb.send(port_b, 0, 7, 160, 0x22, b"\x66" * 160)
+    assert party.recv().payload == b"\x66" * 160
+    # The stray stream is now the stranger: dropped, not relayed.
+    stray.send(port_a, 0, 2, 320, 0x77, b"\x01" * 160)
+    with pytest.raises(TimeoutError):
+        pb.recv(0.2)
+    assert engine.stats("a").dropped == 1
 
 
 def test_source_change_keeps_sequence_and_timestamp_continuous(engine: RtpEngine, peers) -> None:
