@@ -121,6 +121,17 @@ from acd.spec import AgentSpec, QueueSpec, memberships, validate_specs
 
 _K = QueueEventKind
 
+#: Refusals that say the agent's device cannot take calls as it is, with the busy reason the
+#: agent gets: offering it the next call would fail the same way (and ring the agent's phone
+#: every `retry` seconds when `lock_after` is off). "sdp": the phone answered with media the
+#: node cannot use (no G.711, no SRTP where it must, an address it cannot reach); 488 and
+#: 606: the phone refused the node's offer (RFC 3261 §21.4.26, §21.6.4).
+DEVICE_FAULTS = {
+    "sdp": "phone media unusable",
+    "488": "phone refused the node's media",
+    "606": "phone refused the node's media",
+}
+
 
 class Acd(AgentInputs):
     """Automatic call distribution over a set of queues and agents (see the module docstring
@@ -344,12 +355,14 @@ class Acd(AgentInputs):
         """The agent's phone refused the call (486, 603, another error, unreachable): the agent
         is idle again at the back of the line and is not offered this call again for the queue's
         `retry` seconds; the call goes back to its queue head and the next eligible agent is
-        offered it (unless other agents still ring it: ring-all)."""
+        offered it (unless other agents still ring it: ring-all). A refusal in `DEVICE_FAULTS`
+        makes the agent busy with its reason instead of idle."""
         self._tick(now)
         call, agent = self._offer_pair(call_id, agent_id, CallEvent.REJECT)
         data = {"reason": reason, "ring": now - call.rings[agent_id][0]}
         out: list[Command] = [self._event(_K.REJECT, call, now, data, agent_id)]
-        self._offer_failed(call, agent, CallEvent.REJECT, AgentEvent.REJECT, now, out)
+        fault = DEVICE_FAULTS.get(reason, "")
+        self._offer_failed(call, agent, CallEvent.REJECT, AgentEvent.REJECT, now, out, fault)
         return out
 
     def call_ended(self, call_id: str, agent_id: str, now: float) -> list[Command]:

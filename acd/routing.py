@@ -486,12 +486,15 @@ class Router:
         agent_event: AgentEvent,
         now: float,
         out: list[Command],
+        fault: str = "",
     ) -> None:
         """No answer or reject: the agent goes idle at the back of the line, the call back to
         its queue head (when no other agent still rings it), and the agent's retry window for
         the call opens (a timer at its end re-dispatches the call if it is still open); the
         call is offered to the next eligible agent first, then the agent may take a call it is
-        eligible for."""
+        eligible for. `fault`: the agent's device cannot take calls as it is (its phone
+        answered with media the node cannot use): the agent goes busy with that reason
+        instead, whatever `lock_after` says, until it makes itself ready again."""
         self._agent_to(agent, agent_event, now, out, call_id=call.call_id)
         agent.call_id = None
         del call.rings[agent.agent_id]
@@ -502,6 +505,12 @@ class Router:
             agent.pending = None
             reason = f"missed {agent.missed} calls in a row"
             self._agent_to(agent, AgentEvent.LOCK, now, out, call_id=call.call_id, reason=reason)
+        elif fault and not agent.leaving:
+            agent.pending = None
+            self._agent_to(
+                agent, AgentEvent.NOT_READY, now, out, call_id=call.call_id, reason=fault
+            )
+            locked = True  # not made ready below
         last = not call.rings
         if last:
             self._requeue(call, call_event)

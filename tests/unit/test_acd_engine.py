@@ -216,6 +216,27 @@ def test_reject_offers_next_agent_and_not_the_rejecting_one_within_its_window() 
     assert (snap.waiting, snap.ringing) == (1, 0)
 
 
+@pytest.mark.parametrize("reason", ["sdp", "488", "606"])
+def test_a_phone_that_cannot_take_the_media_makes_its_agent_busy_not_rung_again(
+    reason: str,
+) -> None:
+    acd = make_acd(("a1", "a2"), retry=5.0)  # lock_after off, as in the demo
+    login(acd, "a1", "a2")
+    acd.enqueue("c1", "general", 10.0)
+    out = acd.agent_rejected("c1", "a1", 11.0, reason)
+    assert offers(out) == [("c1", "a2")]
+    assert acd.agent_state("a1") is AgentState.BUSY
+    states = [e for e in out if isinstance(e, QueueEvent) and e.kind == "AGENT_STATE"]
+    assert any(e.agent_id == "a1" and "media" in str(e.data) for e in states), states
+    # Past its retry window the call is not offered to a1 again: a1 waits for its agent.
+    acd.agent_rejected("c1", "a2", 12.0, "486")
+    out = acd.handle_timer(20.0)
+    assert offers(out) == [("c1", "a2")]
+    assert acd.agent_state("a1") is AgentState.BUSY
+    acd.agent_ready("a1", 21.0)  # the phone fixed, the agent makes itself ready
+    assert acd.agent_state("a1") is AgentState.IDLE
+
+
 def test_reject_from_an_agent_not_ringing_raises() -> None:
     acd = make_acd(("a1", "a2"))
     login(acd, "a1", "a2")
