@@ -40,6 +40,7 @@ from softswitch.registrar import AgentReachability, Registrar
 from softswitch.sip.auth import DigestServer, ha1
 from softswitch.sip.build import make_response, new_tag
 from softswitch.sip.errors import SipParseError
+from softswitch.sip.headers import parse_uri
 from softswitch.sip.location import Binding, LocationService
 from softswitch.sip.message import (
     REGISTERED_METHODS,
@@ -552,7 +553,10 @@ class Switch(AgentRequests, AgentMessages, NodeCalls):
     def _phone_of(self, request: Request, source: Target, now: float) -> str | None:
         """The agent whose registered phone sent `request`: its From user is an agent with a
         binding registered from this very address, port and transport (a carrier shares the
-        host of a phone at most, never its registered flow)."""
+        host of a phone at most, never its registered flow). Through an edge proxy (a
+        binding with a Path) the phones and the carrier share the proxy's flow, so the
+        request's Contact must also be the phone's registered contact: a carrier's caller
+        whose number is an agent id is not taken for that agent's phone."""
         if self._phone_hosts.get(source.host, 0.0) <= now:
             return None  # no phone registered from this host: a carrier's call, unparsed
         try:
@@ -563,7 +567,9 @@ class Switch(AgentRequests, AgentMessages, NodeCalls):
             return None
         flow = (source.host, source.port)
         for binding in self.location.lookup(user, now):
-            if binding.source == flow and binding.transport == source.transport:
+            if binding.source != flow or binding.transport != source.transport:
+                continue
+            if not binding.path or _same_contact(request, binding.contact):
                 return user
         return None
 
@@ -802,3 +808,15 @@ class Switch(AgentRequests, AgentMessages, NodeCalls):
 
     def shutdown(self, now: float) -> None:
         self.control.shutdown(now)
+
+
+def _same_contact(request: Request, registered: str) -> bool:
+    """Whether the request's Contact names the host and port of the `registered` one."""
+    contact = request.headers.get("contact")
+    if not contact:
+        return False
+    try:
+        sent, bound = parse_uri(parse_name_addr(contact).uri), parse_uri(registered)
+    except SipParseError:
+        return False
+    return (sent.host or "").lower() == (bound.host or "").lower() and sent.port == bound.port

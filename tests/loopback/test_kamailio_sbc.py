@@ -18,6 +18,7 @@ import yaml
 
 from .conftest import _register as register_peer
 from .harness import CONFIG_DIR, HotlineNode, PjAgent, Sipp
+from .ivr_peers import RtpCaller
 from .kamailio_sbc import SBC_HOST, KamailioSbc, require_kamailio
 
 SIPP_TIMEOUT = 20.0
@@ -143,3 +144,35 @@ def test_the_nodes_bye_to_the_carrier_follows_kamailios_record_route(
         "calls", lambda rows: len(rows) == 2 and all(r["end"] is not None for r in rows)
     )
     assert sorted(r["hangup_side"] for r in rows) == ["agent", "caller"]
+
+
+def test_behind_the_sbc_a_carrier_caller_numbered_like_an_agent_is_the_carriers_call(
+    hotline: HotlineNode,
+    sbc: KamailioSbc,
+    pjagent: Callable[..., PjAgent],
+    rtp_caller: Callable[..., RtpCaller],
+) -> None:
+    """Phones and the carrier share Kamailio's address and port, so the node tells a phone's
+    own request by its Contact (the phone's registered one) as well as its From: a carrier
+    caller whose number is the agent id 1001 reaches the queue (before: challenged with 407
+    as if it were 1001's phone), and 1001's phone itself still calls as a phone."""
+    agent = register_through(pjagent, sbc)
+    before = len(hotline.cdr_rows("calls"))
+    caller = rtp_caller(sbc.address, called="9000", caller="1001")
+    assert caller.call().status == 200, caller.describe()
+    incoming = agent.wait_for("incoming", timeout=5)
+    assert incoming["from"].startswith('"1001"') or "sip:1001@" in incoming["from"]
+    assert caller.hang_up() == 200
+    agent.wait_for("disconnected", timeout=5, call_id=incoming["call_id"])
+    # The phone dials agent 1002 (not registered) through the SBC: a phone call (its
+    # digest answered), routed as the phone's, refused as 1002 is not reachable.
+    agent.send(f"call sip:1002@{SBC_HOST}:{sbc.port}")
+    rows = hotline.wait_for_rows(
+        "calls",
+        lambda rows: len(rows) == before + 2 and all(r["end"] is not None for r in rows),
+        timeout=8,
+    )
+    carrier, phone = sorted(rows[before:], key=lambda r: r["start"])
+    assert carrier["trunk"] == "carrier" and carrier["caller"] == "1001", carrier
+    assert carrier["agent"] == "1001" and carrier["disposition"] == "answered", carrier
+    assert (phone["route"] or "").startswith("phone:") and phone["caller"] == "1001", phone
