@@ -30,7 +30,7 @@ from softswitch.call.phone_apps import OutboundApp, PhoneCallError, phone_app
 from softswitch.call.queue_app import QueueApp, survey_flow
 from softswitch.call.restart import RestartByes, SavedDialog
 from softswitch.call.session import Session
-from softswitch.call.sipcodec import ALLOW, take_sdp_part, uri_user
+from softswitch.call.sipcodec import ALLOW, same_contact, take_sdp_part, uri_user
 from softswitch.cdr import CdrWriter
 from softswitch.config import Config, Trunk
 from softswitch.contact_monitor import ContactMonitor
@@ -40,7 +40,6 @@ from softswitch.registrar import AgentReachability, Registrar
 from softswitch.sip.auth import DigestServer, ha1
 from softswitch.sip.build import make_response, new_tag
 from softswitch.sip.errors import SipParseError
-from softswitch.sip.headers import parse_uri
 from softswitch.sip.location import Binding, LocationService
 from softswitch.sip.message import (
     REGISTERED_METHODS,
@@ -569,7 +568,7 @@ class Switch(AgentRequests, AgentMessages, NodeCalls):
         for binding in self.location.lookup(user, now):
             if binding.source != flow or binding.transport != source.transport:
                 continue
-            if not binding.path or _same_contact(request, binding.contact):
+            if not binding.path or same_contact(request, binding.contact):
                 return user
         return None
 
@@ -808,15 +807,3 @@ class Switch(AgentRequests, AgentMessages, NodeCalls):
 
     def shutdown(self, now: float) -> None:
         self.control.shutdown(now)
-
-
-def _same_contact(request: Request, registered: str) -> bool:
-    """Whether the request's Contact names the host and port of the `registered` one."""
-    contact = request.headers.get("contact")
-    if not contact:
-        return False
-    try:
-        sent, bound = parse_uri(parse_name_addr(contact).uri), parse_uri(registered)
-    except SipParseError:
-        return False
-    return (sent.host or "").lower() == (bound.host or "").lower() and sent.port == bound.port

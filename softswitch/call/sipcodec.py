@@ -234,3 +234,15 @@ def sips_dialog(request: Request | None) -> bool:
         if first and split_list(first)[0].strip().lstrip("<").lower().startswith("sips:"):
             return True
     return False
+
+
+def same_contact(request: Request, registered: str) -> bool:
+    """Whether the request's Contact names the host and port of the `registered` one."""
+    contact = request.headers.get("contact")
+    if not contact:
+        return False
+    try:
+        sent, bound = parse_uri(parse_name_addr(contact).uri), parse_uri(registered)
+    except SipParseError:
+        return False
+    return (sent.host or "").lower() == (bound.host or "").lower() and sent.port == bound.port
