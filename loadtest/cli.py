@@ -148,6 +148,18 @@ def _add_run_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser]
         "--node-pid", type=int, metavar="PID", help="sample this local node's CPU and memory"
     )
     r.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    r.add_argument(
+        "--engine", choices=("python", "sipp"), default="python",
+        help="who plays the callers: the project's own SIP core (python, the default) or SIPp",
+    )  # fmt: skip
+    sipp_help = "--engine sipp: split the calls across N SIPp processes (1)"
+    r.add_argument("--generators", type=int, default=1, metavar="N", help=sipp_help)
+    r.add_argument("--sipp-binary", default="sipp", metavar="PATH", help="the sipp to run (sipp)")
+    r.add_argument(
+        "--sipp-dir",
+        metavar="DIR",
+        help="--engine sipp: keep SIPp's files here (default: a temp dir)",
+    )
     _add_plot_options(r)
 
 
@@ -283,6 +295,10 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         raise CliError("--node-pid: expected a process id", 2)
     if args.agents is not None and args.agents < 0:
         raise CliError("--agents: expected a number >= 0", 2)
+    if args.generators < 1:
+        raise CliError("--generators: expected a number >= 1", 2)
+    if args.engine != "sipp" and (args.generators != 1 or args.sipp_dir):
+        raise CliError("--generators and --sipp-dir need --engine sipp", 2)
     low, _, high = args.rtp_ports.partition("-")
     if not (low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) <= 65535):
         raise CliError(f"--rtp-ports {args.rtp_ports!r}: expected MIN-MAX within 1024-65535", 2)
@@ -311,6 +327,10 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         rtp_ports=(int(low), int(high)),
         progress=not args.no_progress,
         node_pid=args.node_pid,
+        engine=args.engine,
+        generators=args.generators,
+        sipp_binary=args.sipp_binary,
+        sipp_dir=args.sipp_dir,
     )
 
 
@@ -367,8 +387,14 @@ def _run(args: argparse.Namespace) -> int:
     trace = read_trace(args.trace)
     if args.limit is not None:
         trace = Trace(trace.calls[: args.limit], trace.metadata)
+    problems: list[str] = []
     try:
-        report, calls = run_trace(trace, args.trace, options)
+        if options.engine == "sipp":
+            from loadtest.sipp_run import run_sipp_trace
+
+            report, calls, problems = run_sipp_trace(trace, args.trace, options)
+        else:
+            report, calls = run_trace(trace, args.trace, options)
     except RunError as exc:
         print(f"hotline: {exc}", file=sys.stderr)
         return 1
@@ -377,7 +403,11 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, report, calls)
     _draw(args, report, calls)
-    return 130 if report.interrupted else 0
+    for problem in problems:  # after the report of what was measured
+        print(f"hotline: {problem}", file=sys.stderr)
+    if report.interrupted:
+        return 130
+    return 1 if problems else 0
 
 
 def loadtest_command(args: argparse.Namespace) -> int:

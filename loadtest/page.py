@@ -157,7 +157,9 @@ def render(report: Report, made: Sequence[Plot]) -> str:
     counts += [[_e(f"failed: {why}"), str(n)] for why, n in sorted(r.failures.items())]
     latencies = [
         _percentile_row("setup (INVITE → 1xx/200)", r.setup_ms, "ms"),
-        _percentile_row("IVR response (200 → RTP)", r.ivr_response_ms, "ms"),
+        _percentile_row("IVR response (200 → RTP)", r.ivr_response_ms, "ms")
+        if "ivr_response_ms" not in r.not_measured
+        else [_e("IVR response (200 → RTP)"), _verdict(None), "", "", "", "", ""],
         _percentile_row("queue wait (IVR done → agent)", r.queue_wait_s, "s (trace)"),
     ]
     kpis = [

@@ -133,6 +133,10 @@ class Report(msgspec.Struct, frozen=True, kw_only=True):
     keys_sent: int
     keys_skipped: int
     node: NodeUsage | None = None  # --node-pid: the node's CPU and memory
+    engine: str = "python"  # who played the callers: "python" (the project's) or "sipp"
+    generators: int = 1  # caller processes (SIPp engine)
+    not_measured: tuple[str, ...] = ()  # figures this engine cannot measure (field names)
+    start_lateness_ms: Percentiles | None = None  # INVITE after its trace time (SIPp engine)
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -331,6 +335,10 @@ def build_report(
     queues: int = 1,
     interrupted: bool = False,
     node: NodeUsage | None = None,
+    engine: str = "python",
+    generators: int = 1,
+    not_measured: tuple[str, ...] = (),
+    start_lateness_ms: Percentiles | None = None,
 ) -> Report:
     """Every figure of the run from its calls (see the module docstring)."""
     counts = {o: 0 for o in Outcome}
@@ -379,6 +387,10 @@ def build_report(
         answer_delay_s=answer_delay_s,
         interrupted=interrupted,
         node=node,
+        engine=engine,
+        generators=generators,
+        not_measured=not_measured,
+        start_lateness_ms=start_lateness_ms,
         correlation=dict(correlation or {}),
         failures=failures,
         bye_failures=sum(1 for c in calls if c.bye_failed),
@@ -408,9 +420,14 @@ def format_report(report: Report) -> list[str]:
     r = report
     k = r.kpis
     bhca_note = " (rate over a run shorter than one trace hour)" if r.bhca_extrapolated else ""
+    engine = (
+        f", callers: {r.generators} SIPp process{'es' if r.generators > 1 else ''}"
+        if r.engine == "sipp"
+        else ""
+    )
     lines = [
         f"trace {r.trace} → {r.target}, time scale {r.time_scale:g}, {r.agents} emulated "
-        f"agents, {r.run_seconds:.1f} s",
+        f"agents, {r.run_seconds:.1f} s{engine}",
         f"  calls offered {r.offered}, attempted {r.attempted}, answered {r.answered}, "
         f"abandoned {r.abandoned}, released by the node {r.released}, failed {r.failed}, "
         f"cut {r.cut}" + (f" (and {r.cut_short} answered calls cut short)" if r.cut_short else ""),
@@ -422,7 +439,9 @@ def format_report(report: Report) -> list[str]:
         ),  # fmt: skip
         f"  BHCA {_num(r.bhca, 0)} per trace hour{bhca_note}; {_num(r.bhca_run, 0)} per real hour",
         _row("setup (INVITE → 1xx/200)", r.setup_ms, "ms", 1),
-        _row("IVR response (200 → RTP)", r.ivr_response_ms, "ms", 1),
+        _row("IVR response (200 → RTP)", r.ivr_response_ms, "ms", 1)
+        if "ivr_response_ms" not in r.not_measured
+        else f"  {'IVR response (200 → RTP)':<28} not measured ({r.engine} engine)",
         _row("queue wait (IVR done → agent)", r.queue_wait_s, "s (trace)", 1),
         f"  queued {k.queued}: answered {k.answered} ({k.answered_in_time} within "
         f"{SERVICE_LEVEL_S:g} s), abandoned {k.abandoned} ({k.abandoned_short} within "
@@ -433,6 +452,8 @@ def format_report(report: Report) -> list[str]:
         f"{r.bye_failures}; agent INVITEs "
         + ", ".join(f"{n} {what}" for what, n in sorted(r.correlation.items())),
     ]
+    if r.start_lateness_ms is not None:
+        lines.append(_row("INVITE after its trace time", r.start_lateness_ms, "ms", 1))
     if r.node is not None:
         n = r.node
         lines.append(

@@ -84,6 +84,10 @@ class RunOptions(msgspec.Struct, frozen=True, kw_only=True):
     expires: int = 3600
     progress: bool = True
     node_pid: int | None = None  # sample this local process's CPU and memory
+    engine: str = "python"  # the callers: the project's own ("python") or SIPp ("sipp")
+    generators: int = 1  # SIPp processes (--engine sipp)
+    sipp_binary: str = "sipp"
+    sipp_dir: str | None = None  # SIPp's files (default: a new temporary directory)
 
 
 # --- the callers' side -------------------------------------------------------------------------
@@ -111,6 +115,7 @@ class AgentCall:
         self.leg_id = leg_id
         self.to_tag = new_tag()
         self.caller: Caller | None = None
+        self.party: object | None = None  # what the correlator matched (a Caller here)
         self.answer_timer: asyncio.TimerHandle | None = None
         self.answered = False
         self.over = False
@@ -277,17 +282,24 @@ class Replay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.finished.wait(), END_GRACE_S)
         finally:
-            for number in signals:
-                self.loop.remove_signal_handler(number)
-            for task in (refresh, sampling):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            self._end_agent_calls()
-            if self.sampler is not None:
-                self.sampler.sample(self.loop.time())
-                self.sampler.mark_drops()
+            await self._wind_down(signals, (refresh, sampling))
         return self.loop.time() - start
+
+    async def _wind_down(
+        self, signals: list[signal.Signals], tasks: tuple[asyncio.Task[None], ...]
+    ) -> None:
+        """The end of a run, however it ended: signal handlers and the refresh and sampling
+        tasks gone, agent calls still up hung up, the node's last sample taken."""
+        for number in signals:
+            self.loop.remove_signal_handler(number)
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._end_agent_calls()
+        if self.sampler is not None:
+            self.sampler.sample(self.loop.time())
+            self.sampler.mark_drops()
 
     def _catch_signals(self) -> list[signal.Signals]:
         """SIGINT and SIGTERM end the run as --max-seconds does (calls hung up, agents
@@ -611,6 +623,7 @@ class Replay:
         if queue:
             self.queues.add(queue)
         found = self.correlator.match(caller_number, request.headers.get("x-hotline-called"))
+        call.party = found
         call.caller = found if isinstance(found, Caller) else None
         try:
             call.dialog = Dialog.as_uas(request, call.to_tag)
@@ -645,13 +658,17 @@ class Replay:
         sock.respond(call.key, call.request, 200, to_tag=call.to_tag, body=body, extra=extra)
         call.answered = True
         self._play_silence(call.leg_id)
+        self._agent_answered(call)
+        self._flush()
+
+    def _agent_answered(self, call: AgentCall) -> None:
+        """Tell the caller of `call` that its agent answered (the SIPp engine overrides it)."""
         caller = call.caller
         if caller is not None and caller.waiting_for_agent:
             caller.result.agent = call.agent_id
             leg = self.by_leg_id.get(self._leg_id(caller))
             if leg is not None:
                 self._apply(leg, caller.handle(Event.AGENT_ANSWERED, self.loop.time()))
-        self._flush()
 
     def _agent_hangup(self, call: AgentCall) -> None:
         """Our BYE to an agent call still up when the run ends (the node did not end it)."""
@@ -707,11 +724,26 @@ def run_trace(
     """Replay `trace` against the target: the report and every call's result (`RunError`
     if the run cannot be done)."""
     results, run, seconds = asyncio.run(replay(trace, options))
-    correlation = dict(run.correlator.counts)
-    correlation.update(run.counters)
     if run.interrupted:
         print("hotline: interrupted: calls hung up, agents unregistered", file=sys.stderr)
-    report = rep.build_report(
+    return report_of(run, results, seconds, trace, trace_name), results
+
+
+def report_of(
+    run: Replay,
+    results: list[rep.CallResult],
+    seconds: float,
+    trace: Trace,
+    trace_name: str,
+    **engine: Any,
+) -> rep.Report:
+    """The report of a finished run (either engine; `engine`: its own fields of
+    `rep.build_report`)."""
+    options = run.options
+    correlation = dict(run.correlator.counts)
+    correlation.update(run.counters)
+    attempted = sum(1 for r in results if r.invite_at is not None)
+    return rep.build_report(
         results,
         trace=trace,
         trace_name=trace_name,
@@ -724,11 +756,9 @@ def run_trace(
         correlation=correlation,
         queues=max(1, len(run.queues)),
         interrupted=run.interrupted,
-        node=run.sampler.usage(sum(1 for r in results if r.invite_at is not None), run.started_at)
-        if run.sampler is not None
-        else None,
+        node=run.sampler.usage(attempted, run.started_at) if run.sampler is not None else None,
+        **engine,
     )
-    return report, results
 
 
 def write_json(path: str, report: rep.Report, calls: list[rep.CallResult]) -> None:
