@@ -172,11 +172,14 @@ def call_result(
     r.ended_at = first.get("end")
     r.bye_failed = "bye_failed" in first
     r.status = statuses[0] if statuses else None
+    cut = cut or "cut" in first
     if talked:
         r.outcome = Outcome.ANSWERED
-        r.cut_short = r.ended_at is None and cut
+        r.cut_short = cut and ("cut" in first or r.ended_at is None)
     elif "abandon" in first:
         r.outcome = Outcome.ABANDONED
+    elif "cut" in first:
+        r.outcome = Outcome.CUT
     elif statuses:
         status = statuses[0]
         failed = status >= 500 or status == 408

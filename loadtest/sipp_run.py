@@ -53,6 +53,7 @@ from softswitch.sip.transaction import Target, hostport
 LEAD_S = 2.0  # from launching SIPp to the trace's t0
 STARTUP_S = 1.0  # of which SIPp may take this long to load its captures and start
 STOP_GRACE_S = 3.0
+LINGER_S = 2.0  # an ended SIPp call stays this long for retransmissions
 POLL_S = 0.2
 PCAP_DIR = Path("/usr/share/sip-tester")
 SIPP_EXIT = {
@@ -121,6 +122,7 @@ class SippReplay(Replay):
         self.binary = shutil.which(options.sipp_binary) or ""
         self.work = Path(options.sipp_dir or tempfile.mkdtemp(prefix="hotline-sipp-"))
         self.generators: list[Generator] = []
+        self.generators_by_index: dict[int, Generator] = {}
         self.parties: dict[str, SippParty] = {}
         self.errors: list[str] = []
         self.cut = False
@@ -142,7 +144,8 @@ class SippReplay(Replay):
             raise RunError(f"{PCAP_DIR}: no RFC 4733 capture for {', '.join(missing)}")
         try:
             self.work.mkdir(parents=True, exist_ok=True)
-            (self.work / "caller.xml").write_text(caller_scenario(), encoding="utf-8")
+            scenario = caller_scenario(linger_ms=int(LINGER_S * 1000))
+            (self.work / "caller.xml").write_text(scenario, encoding="utf-8")
             for name in KEY_NAMES.values():
                 link = self.work / f"dtmf_2833_{name}.pcap"
                 if not link.exists():
@@ -157,6 +160,7 @@ class SippReplay(Replay):
                     sipp.injection_file(calls, o.time_scale, forever), encoding="utf-8"
                 )
                 self.generators.append(g)
+                self.generators_by_index[index] = g
         except (OSError, ValueError) as exc:
             raise RunError(f"SIPp work directory {self.work}: {exc}") from None
 
@@ -212,17 +216,22 @@ class SippReplay(Replay):
         if not isinstance(party, SippParty) or not party.waiting_for_agent:
             return
         party.answer = sipp.AgentAnswer(call.agent_id, self.loop.time() - self.started_at)
-        g = next(x for x in self.generators if x.index == party.generator)
+        self._tell(party, "agent-answered", call.agent_id)
+
+    def _tell(self, party: SippParty, what: str, sender: str = "loadtest") -> None:
+        """An INFO with ``X-Loadtest: what`` to the SIPp call of `party` (by its Call-ID)."""
+        g = self.generators_by_index[party.generator]
         assert self.phones is not None and self.phones.txn is not None
         o = self.options
         host = self.phones.address
         sipp_at = hostport(o.local_ip, g.port)
+        caller = party.call.caller
         headers = new_request_headers(
-            "INFO", f"<sip:{call.agent_id}@{host}>", f"<sip:{party.call.caller}@{sipp_at}>", host
+            "INFO", f"<sip:{sender}@{host}>", f"<sip:{caller}@{sipp_at}>", host
         )
         headers.set("call-id", sipp.call_id_of(party.number, g.pid, o.local_ip))
-        headers.add("x-loadtest", "agent-answered")
-        request = sipmsg.Request("INFO", f"sip:{party.call.caller}@{sipp_at}", headers)
+        headers.add("x-loadtest", what)
+        request = sipmsg.Request("INFO", f"sip:{caller}@{sipp_at}", headers)
         self.phones.txn.send_request(request, Target("UDP", o.local_ip, g.port), self.loop.time())
 
     # --- the run -----------------------------------------------------------------------
@@ -240,6 +249,7 @@ class SippReplay(Replay):
             while any(g.process is not None and g.process.poll() is None for g in self.generators):
                 if self.interrupted or self.loop.time() >= deadline:
                     self.cut = True
+                    await self._hang_up()
                     break
                 await asyncio.sleep(POLL_S)
         finally:
@@ -247,6 +257,32 @@ class SippReplay(Replay):
             await self._wind_down(signals, (refresh, sampling))
         self._check_exits()
         return self.loop.time() - start
+
+    async def _hang_up(self) -> None:
+        """The run is cut: no more new calls (SIGUSR1, SIPp's soft exit), every call SIPp
+        may hold is told to end (CANCEL, BYE, or not start), then up to END_GRACE_S and the
+        scenario's linger for the processes to finish."""
+        running = [g for g in self.generators if g.process is not None and g.process.poll() is None]
+        for g in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(g.pid, signal.SIGUSR1)
+        now = self.loop.time()
+        for g in running:
+            try:
+                with g.log.open(encoding="utf-8", errors="replace") as lines:
+                    seen = sipp.parse_log(lines)
+            except (OSError, sipp.SippLogError):
+                seen = {}
+            for call in g.calls:
+                events = {e.name for e in seen.get(call.call_id, ())}
+                party = self.parties[call.call_id]
+                if "end" not in events and ("created" in events or party.due <= now):
+                    self._tell(party, "hangup")
+        if self.phones is not None:
+            self.phones.flush()
+        until = now + END_GRACE_S + LINGER_S
+        while self.loop.time() < until and any(g.process.poll() is None for g in running):  # type: ignore[union-attr]
+            await asyncio.sleep(0.05)
 
     async def _stop_all(self) -> None:
         """SIGTERM every SIPp still running, SIGKILL after STOP_GRACE_S."""

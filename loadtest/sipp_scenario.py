@@ -41,7 +41,7 @@ BYE_FAILURES = (400, 403, 404, 405, 408, 480, 481, 486, 487, 488, 500, 501, 503,
 KEY_NAMES = {"*": "star", "#": "pound", **{str(d): str(d) for d in range(10)}}
 
 # Call phases (the ``phase`` variable): what an out-of-place message means depends on them.
-CALLING, IVR, WAITING, TALKING, ENDING, CANCELLING, ENDED = 1, 2, 3, 4, 5, 6, 7
+NEW, CALLING, IVR, WAITING, TALKING, ENDING, CANCELLING, ENDED = 0, 1, 2, 3, 4, 5, 6, 7
 
 _INVITE = """
       INVITE sip:[field3]@[remote_ip]:[remote_port] SIP/2.0
@@ -172,6 +172,11 @@ _CONTACT = (
     '<ereg regexp="sips?:[^&gt;]*" search_in="hdr" header="Contact:" assign_to="remote_target"/>'
 )
 _AGENT = '<assign assign_to="agent" value="1"/>'
+# an INFO from the run: "X-Loadtest: agent-answered" or "X-Loadtest: hangup" (the run ends)
+_INFO_ACTIONS = (
+    _AGENT,
+    '<ereg regexp="hangup" search_in="hdr" header="X-Loadtest:" assign_to="cut"/>',
+)
 _NOW_MS = (
     '<gettimeofday assign_to="now_s,now_us"/>',
     '<multiply assign_to="now_s" value="1000"/>',
@@ -209,14 +214,15 @@ def caller_scenario(linger_ms: int = 2000, poll_ms: int = 100) -> str:
             '<todouble assign_to="talk_ms" variable="talk_text"/>',
             '<assignstr assign_to="keys" value="[field4]"/>',
             '<assign assign_to="agent" value="0"/>',
-            _phase(CALLING),
+            _phase(NEW),
         )
     )
     out.append('  <nop next="due" test="late"/>\n')
     out.append('  <pause variable="wait_ms"/>\n')
     out.append('  <label id="due"/>\n')
     out.append(
-        _nop(_log("invite"), *_NOW_MS, '<assign assign_to="deadline" value="0"/>',
+        _nop(_log("invite"), _phase(CALLING), *_NOW_MS,
+             '<assign assign_to="deadline" value="0"/>',
              '<add assign_to="deadline" variable="now_s"/>',
              '<add assign_to="deadline" variable="patience_ms"/>')
     )  # fmt: skip
@@ -239,7 +245,7 @@ def caller_scenario(linger_ms: int = 2000, poll_ms: int = 100) -> str:
         )
     for code in FINAL_CODES:
         out.append(_recv(code, ' optional="true" next="rejected"', (_log(f"status:{code}"),)))
-    out.append(_recv("INFO", ' optional="true" next="info_calling"', (_AGENT,)))
+    out.append(_recv("INFO", ' optional="true" next="info_calling"', _INFO_ACTIONS))
     out.append(_recv("BYE", ' optional="true" next="remote_bye"'))
     out.append(_recv(200, poll, (_CONTACT, _log("answered"))))
     # the 200's ACK right after its recv: SIPp then ACKs a retransmitted 200 by itself
@@ -266,11 +272,16 @@ def caller_scenario(linger_ms: int = 2000, poll_ms: int = 100) -> str:
     # an agent answered before the node's 200 (a queue route): remember it for the 200
     out.append('  <label id="info_calling"/>\n')
     out.append(_send(_OK_TO_REQUEST))
+    out.append('  <nop next="cut_calling" test="cut"/>\n')
     out.append('  <nop next="poll"/>\n')
+    out.append('  <label id="cut_calling"/>\n')
+    out.append(_nop(_log("cut"), attrs=' next="cancel_now"'))
 
     # 3. the caller's patience ran out before any answer: CANCEL (RFC 3261 §9.1)
     out.append('  <label id="cancel"/>\n')
-    out.append(_nop(_log("abandon"), _phase(CANCELLING)))
+    out.append(_nop(_log("abandon")))
+    out.append('  <label id="cancel_now"/>\n')
+    out.append(_nop(_phase(CANCELLING), '<assign assign_to="_unexp.retaddr" value="0"/>'))
     out.append(_send(_CANCEL, ' retrans="500"'))
     # the CANCEL's 200 and the INVITE's final response, in either order; a 200 to the
     # INVITE that crossed the CANCEL is ACKed and ended with BYE
@@ -334,7 +345,9 @@ def caller_scenario(linger_ms: int = 2000, poll_ms: int = 100) -> str:
 
     # 6. talking: an agent answered
     out.append('  <label id="talk"/>\n')
-    out.append(_nop(_log("agent"), _phase(TALKING)))
+    out.append(
+        _nop(_log("agent"), _phase(TALKING), '<assign assign_to="_unexp.retaddr" value="0"/>')
+    )
     out.append('  <pause variable="talk_ms"/>\n')
     out.append('  <label id="hangup"/>\n')
     out.append(_nop(_log("bye"), _phase(ENDING)))
@@ -374,7 +387,7 @@ def _handler() -> str:
     linger), and responses out of place. Each path is short: a second message arriving
     while the handler runs aborts the call (SIPp allows no nesting)."""
     out = ['  <label id="_unexp.main"/>\n']
-    out.append(_recv("INFO", ' optional="true" next="h_info"', (_AGENT,)))
+    out.append(_recv("INFO", ' optional="true" next="h_info"', _INFO_ACTIONS))
     out.append(_recv("BYE", ' optional="true" next="h_bye"'))
     for code in (100, 180, 181, 182, 183):
         out.append(_recv(code, ' optional="true" next="h_return"', (_log("provisional"),)))
@@ -415,10 +428,26 @@ def _handler() -> str:
     out.append('  <nop next="h_return"/>\n')
     out.append('  <label id="h_info"/>\n')
     out.append(_send(_OK_TO_REQUEST))
-    out.append(_nop(_is_phase("in_ivr", IVR), _is_phase("in_wait", WAITING)))
+    out.append(
+        _nop(_is_phase("in_ivr", IVR), _is_phase("in_wait", WAITING),
+             _is_phase("in_talk", TALKING), _is_phase("in_new", NEW),
+             _is_phase("in_calling", CALLING))
+    )  # fmt: skip
+    out.append('  <nop next="h_cut" test="cut"/>\n')
     out.append('  <nop next="talk" test="in_ivr"/>\n')
     out.append('  <nop next="talk" test="in_wait"/>\n')
     out.append('  <nop next="h_return"/>\n')
+    # the run ends (--max-seconds, a signal): end the call as the project's caller does
+    out.append('  <label id="h_cut"/>\n')
+    for name, target in (("in_new", "new"), ("in_calling", "calling")):
+        out.append(f'  <nop next="h_cut_{target}" test="{name}"/>\n')
+    for name in ("in_ivr", "in_wait", "in_talk"):
+        out.append(f'  <nop next="h_cut_up" test="{name}"/>\n')
+    out.append('  <nop next="h_return"/>\n')
+    up = '<assign assign_to="_unexp.retaddr" value="0"/>'
+    for label, target in (("new", "end"), ("calling", "cancel_now"), ("up", "hangup")):
+        out.append(f'  <label id="h_cut_{label}"/>\n')
+        out.append(_nop(_log("cut"), up, attrs=f' next="{target}"'))
     out.append('  <label id="h_bye"/>\n')
     out.append(_nop(_is_phase("after_end", ENDED)))
     out.append('  <nop next="h_bye_again" test="after_end"/>\n')
