@@ -148,10 +148,10 @@ def call_result(
             except ValueError:
                 raise SippLogError(f"SIPp log: {call.call_id}: bad {event.name!r}") from None
     r.keys_sent = keys
-    r.keys_skipped = max(0, len(call.keys) - keys)
     r.invite_at = first.get("invite")
     if r.invite_at is None:
         return r  # never attempted
+    r.keys_skipped = max(0, len(call.keys) - keys)
     responses = [first[n] for n in ("provisional", "answered") if n in first]
     if statuses:
         responses.append(min(first[n] for n in first if n.startswith("status:")))

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -44,7 +45,7 @@ from loadtest import report as rep
 from loadtest import sipp
 from loadtest.progress import Progress
 from loadtest.run import END_GRACE_S, AgentCall, Replay, RunError, RunOptions, report_of
-from loadtest.sipp_scenario import KEY_NAMES, caller_scenario
+from loadtest.sipp_scenario import KEY_NAMES, SILENCE_FILE, caller_scenario
 from loadtest.trace import Trace, TraceCall
 from softswitch.sip import message as sipmsg
 from softswitch.sip.build import new_request_headers
@@ -146,6 +147,7 @@ class SippReplay(Replay):
             self.work.mkdir(parents=True, exist_ok=True)
             scenario = caller_scenario(linger_ms=int(LINGER_S * 1000))
             (self.work / "caller.xml").write_text(scenario, encoding="utf-8")
+            (self.work / SILENCE_FILE).write_bytes(b"\xff" * 8000)  # 1 s, looped
             for name in KEY_NAMES.values():
                 link = self.work / f"dtmf_2833_{name}.pcap"
                 if not link.exists():
@@ -344,23 +346,20 @@ class SippReplay(Replay):
                     cut=cut and not died,
                     sip_call_id=sipp.call_id_of(number, g.pid, self.options.local_ip),
                 )  # fmt: skip
-                if died and result.outcome is rep.Outcome.FAILED and result.ended_at is None:
-                    result.reason = f"SIPp generator {g.index + 1} exited"
+                ended = any(e.name == "end" for e in events.get(call.call_id, ()))
+                if died and result.outcome is rep.Outcome.FAILED and not ended:
+                    result.reason = f"SIPp generator {g.index + 1} exited during the call"
                 out[call.call_id] = result
         return [out[c.call_id] for c in self.trace.calls if c.call_id in out]
 
 
 def _last_error(g: Generator) -> str:
-    """The last line of SIPp's own complaint (its error log, else its output)."""
-    for path in (g.errors, g.dir / "stdout.log"):
-        with contextlib.suppress(OSError):
-            lines = [
-                line.strip()
-                for line in path.read_text(encoding="utf-8", errors="replace").splitlines()
-                if line.strip() and not line.startswith(("-", " ", "|"))
-            ]
-            if lines:
-                return lines[-1][-200:]
+    """The last complaint in SIPp's error log (``date time epoch: message`` lines)."""
+    with contextlib.suppress(OSError):
+        text = g.errors.read_text(encoding="utf-8", errors="replace")
+        found = re.findall(r"^\S+\t\S+\t[0-9.]+: (.+)$", text, flags=re.MULTILINE)
+        if found:
+            return found[-1].strip()[:200]
     return ""
 
 

@@ -38,6 +38,7 @@ FINAL_CODES = (
     502, 503, 504, 505, 513, 580, 600, 603, 604, 606, 607, 608,
 )  # fmt: skip
 BYE_FAILURES = (400, 403, 404, 405, 408, 480, 481, 486, 487, 488, 500, 501, 503, 504)
+SILENCE_FILE = "silence.ulaw"  # raw G.711 mu-law silence (0xFF), looped by SIPp's RTP stream
 KEY_NAMES = {"*": "star", "#": "pound", **{str(d): str(d) for d in range(10)}}
 
 # Call phases (the ``phase`` variable): what an out-of-place message means depends on them.
@@ -254,6 +255,8 @@ def caller_scenario(linger_ms: int = 2000, poll_ms: int = 100) -> str:
     out.append(
         _nop(
             '<test assign_to="agent_first" variable="agent" compare="equal" value="1"/>',
+            # RTP silence while the call is up, so the node's RTP timeout never ends it
+            f'<exec rtp_stream="{SILENCE_FILE},-1,0"/>',
             _phase(IVR),
             '<assign assign_to="_unexp.retaddr" value="0"/>',  # when the handler came here
         )
@@ -373,7 +376,9 @@ def caller_scenario(linger_ms: int = 2000, poll_ms: int = 100) -> str:
 
     # 9. the end: linger for retransmissions, then past the handler to the finish
     out.append('  <label id="end"/>\n')
-    out.append(_nop(_log("end"), _phase(ENDED), '<assign assign_to="_unexp.retaddr" value="0"/>'))
+    out.append(
+        _nop(_log("end"), _phase(ENDED), '<assign assign_to="_unexp.retaddr" value="0"/>')
+    )  # the call's RTP stream ends with the call
     out.append(f'  <pause milliseconds="{linger_ms}"/>\n')
     out.append('  <nop next="finish"/>\n')
     out.append(_handler())

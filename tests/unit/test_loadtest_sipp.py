@@ -85,7 +85,8 @@ def test_scenario_is_well_formed_and_covers_every_key_and_final_code() -> None:
     jumps |= {e.get("ontimeout") for e in root.iter() if e.get("ontimeout")}
     assert jumps <= labels, jumps - labels  # every jump lands on a label
     assert "_unexp.main" in labels
-    plays = {e.get("play_pcap_audio") for e in root.iter("exec")}
+    plays = {e.get("play_pcap_audio") for e in root.iter("exec")} - {None}
+    assert {e.get("rtp_stream") for e in root.iter("exec")} - {None} == {"silence.ulaw,-1,0"}
     assert plays == {f"dtmf_2833_{name}.pcap" for name in KEY_NAMES.values()}
     for code in FINAL_CODES:
         assert f'response="{code}"' in xml
