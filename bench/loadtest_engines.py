@@ -8,7 +8,7 @@ replayed by ``hotline loadtest run`` against a SIPp UAS (``sipp -sn uas -aa``: i
 INVITE, BYE and the run's OPTIONS at once). The target is not the limit (a SIPp UAS carries
 thousands of calls per second), so the table measures the load generator.
 
-A step is ``ok`` when no call failed and the engine offered the rate: the INVITEs of the
+A step is ``ok`` when no call failed, every BYE got its 200, and the engine offered the rate: the INVITEs of the
 step spread over no more than 5 % longer than the trace (``offered cps`` ≥ 95 % of the
 rate). The generator's CPU (the run's process and its SIPp children) is per call.
 
@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from loadtest.trace import Trace, TraceCall, write_trace  # noqa: E402
 
-DEFAULT_RATES = {"python": "100,200,300,400,600", "sipp": "200,400,600,800,1200"}
+DEFAULT_RATES = {"python": "200,400,600,800,1000,1200", "sipp": "400,800,1200,1600,2000,2500"}
 
 
 def free_port() -> int:
@@ -75,7 +75,32 @@ class Uas:
              "-timeout", f"{int(timeout)}s", "-max_recv_loops", "10000"],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-        time.sleep(0.5)
+        self._wait_ready()
+
+    def _wait_ready(self, within: float = 10.0) -> None:
+        """Until the UAS answers an OPTIONS (SIPp takes a moment to start on a busy box)."""
+        deadline = time.monotonic() + within
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            s.settimeout(0.2)
+            port = s.getsockname()[1]
+            for n in range(1, 1000):
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    break
+                probe = (
+                    f"OPTIONS sip:127.0.0.1:{self.port} SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK-ready{n}\r\n"
+                    f"From: <sip:bench@127.0.0.1>;tag=b{n}\r\nTo: <sip:127.0.0.1>\r\n"
+                    f"Call-ID: ready-{n}-{port}@127.0.0.1\r\nCSeq: 1 OPTIONS\r\n"
+                    "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+                )
+                s.sendto(probe.encode(), ("127.0.0.1", self.port))
+                try:
+                    s.recvfrom(4096)
+                    return
+                except TimeoutError:
+                    continue
+        raise RuntimeError(f"SIPp UAS on port {self.port} did not answer OPTIONS in {within} s")
 
     def cpu_s(self) -> float:
         """The UAS's CPU so far (user + system), to take out of the generator's."""
@@ -114,6 +139,7 @@ def step(engine: str, generators: int, rate: float, args: argparse.Namespace, wo
     ]  # fmt: skip
     if engine == "sipp":
         command += ["--generators", str(generators), "--sipp-dir", str(trace_path.with_suffix(""))]
+        command += ["--sipp-rtp", args.sipp_rtp]
     before = children_cpu()
     try:
         done = subprocess.run(
@@ -140,7 +166,11 @@ def step(engine: str, generators: int, rate: float, args: argparse.Namespace, wo
         lateness_p95_ms=(report.get("start_lateness_ms") or {}).get("p95"),
         failures=report["failures"],
     )  # fmt: skip
-    row["ok"] = report["failed"] == 0 and report["cut"] == 0 and offered >= 0.95 * rate
+    row["bye_failures"] = report["bye_failures"]
+    row["ok"] = (
+        report["failed"] == 0 and report["cut"] == 0 and report["bye_failures"] == 0
+        and offered >= 0.95 * rate
+    )  # fmt: skip
     return row
 
 
@@ -151,6 +181,7 @@ def main() -> int:
     parser.add_argument("--rates", help="calls per second, for every engine (default per engine)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each step (10)")
     parser.add_argument("--hold", type=float, default=1.0, help="seconds each call holds (1)")
+    parser.add_argument("--sipp-rtp", choices=("silence", "none"), default="silence")
     parser.add_argument("--json", metavar="PATH")
     args = parser.parse_args()
     if shutil.which("sipp") is None:
@@ -169,7 +200,7 @@ def main() -> int:
                     status = 1
                 print(json.dumps(row), flush=True)
     print(f"\n{'engine':>8} {'gen':>3} {'cps':>6} {'offered':>8} {'calls':>6} {'failed':>6} "
-          f"{'p50 ms':>7} {'p95 ms':>7} {'CPU ms/call':>11}  ok")  # fmt: skip
+          f"{'p50 ms':>7} {'p95 ms':>7} {'BYE fail':>8} {'CPU ms/call':>11}  ok")  # fmt: skip
     for r in rows:
         if "error" in r:
             print(f"{r['engine']:>8} {r['generators']:>3} {r['cps']:>6g}  error: {r['error']}")
@@ -178,7 +209,8 @@ def main() -> int:
         print(
             f"{r['engine']:>8} {r['generators']:>3} {r['cps']:>6g} {r['offered_cps']:>8} "
             f"{r['attempted']:>6} {r['failed']:>6} {r['setup_p50_ms'] or 0:>7.1f} "
-            f"{r['setup_p95_ms'] or 0:>7.1f} {per_call:>11.2f}  {'yes' if r['ok'] else 'no'}"
+            f"{r['setup_p95_ms'] or 0:>7.1f} {r['bye_failures']:>8} {per_call:>11.2f}  "
+            f"{'yes' if r['ok'] else 'no'}"
         )
     for engine in args.engines.split(","):
         for generators in sorted({r["generators"] for r in rows if r["engine"] == engine}):

@@ -156,6 +156,10 @@ def _add_run_parser(actions: argparse._SubParsersAction[argparse.ArgumentParser]
     r.add_argument("--generators", type=int, default=1, metavar="N", help=sipp_help)
     r.add_argument("--sipp-binary", default="sipp", metavar="PATH", help="the sipp to run (sipp)")
     r.add_argument(
+        "--sipp-rtp", choices=("silence", "none"), default="silence",
+        help="--engine sipp: RTP silence while a call is up (silence), or none",
+    )  # fmt: skip
+    r.add_argument(
         "--sipp-dir",
         metavar="DIR",
         help="--engine sipp: keep SIPp's files here (default: a temp dir)",
@@ -297,8 +301,10 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         raise CliError("--agents: expected a number >= 0", 2)
     if args.generators < 1:
         raise CliError("--generators: expected a number >= 1", 2)
-    if args.engine != "sipp" and (args.generators != 1 or args.sipp_dir):
-        raise CliError("--generators and --sipp-dir need --engine sipp", 2)
+    if args.engine != "sipp" and (
+        args.generators != 1 or args.sipp_dir or args.sipp_rtp != "silence"
+    ):
+        raise CliError("--generators, --sipp-dir and --sipp-rtp need --engine sipp", 2)
     low, _, high = args.rtp_ports.partition("-")
     if not (low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) <= 65535):
         raise CliError(f"--rtp-ports {args.rtp_ports!r}: expected MIN-MAX within 1024-65535", 2)
@@ -331,6 +337,7 @@ def _run_options(args: argparse.Namespace) -> RunOptions:
         generators=args.generators,
         sipp_binary=args.sipp_binary,
         sipp_dir=args.sipp_dir,
+        sipp_rtp=args.sipp_rtp == "silence",
     )
 
 

@@ -88,6 +88,7 @@ class RunOptions(msgspec.Struct, frozen=True, kw_only=True):
     generators: int = 1  # SIPp processes (--engine sipp)
     sipp_binary: str = "sipp"
     sipp_dir: str | None = None  # SIPp's files (default: a new temporary directory)
+    sipp_rtp: bool = True  # SIPp callers send RTP silence while a call is up
 
 
 # --- the callers' side -------------------------------------------------------------------------

@@ -170,7 +170,8 @@ def call_result(
         r.agent_answer_at = agent.at if agent is not None else first["agent"]
         r.agent = agent.agent if agent is not None else ""
     r.ended_at = first.get("end")
-    r.bye_failed = "bye_failed" in first
+    # no 2xx to our BYE: its own timeout, or SIPp gave up retransmitting it (or was stopped)
+    r.bye_failed = "bye_failed" in first or ("bye" in first and "bye_ok" not in first)
     r.status = statuses[0] if statuses else None
     cut = cut or "cut" in first
     if talked:

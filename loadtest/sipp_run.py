@@ -145,7 +145,7 @@ class SippReplay(Replay):
             raise RunError(f"{PCAP_DIR}: no RFC 4733 capture for {', '.join(missing)}")
         try:
             self.work.mkdir(parents=True, exist_ok=True)
-            scenario = caller_scenario(linger_ms=int(LINGER_S * 1000))
+            scenario = caller_scenario(linger_ms=int(LINGER_S * 1000), rtp=o.sipp_rtp)
             (self.work / "caller.xml").write_text(scenario, encoding="utf-8")
             (self.work / SILENCE_FILE).write_bytes(b"\xff" * 8000)  # 1 s, looped
             for name in KEY_NAMES.values():

@@ -186,10 +186,11 @@ _NOW_MS = (
 )
 
 
-def caller_scenario(linger_ms: int = 2000, poll_ms: int = 100) -> str:
+def caller_scenario(linger_ms: int = 2000, poll_ms: int = 100, rtp: bool = True) -> str:
     """The scenario XML. Every key gets a branch that plays ``dtmf_2833_<name>.pcap`` (SIPp
     loads captures with the scenario, so they are files next to it, not per-call values);
-    `linger_ms` is how long an ended call stays to answer retransmissions; `poll_ms` how
+    `linger_ms` is how long an ended call stays to answer retransmissions; `rtp`: RTP
+    silence while the call is up (SIPp's RTP stream); `poll_ms` how
     often a caller whose INVITE is unanswered checks its patience."""
     out = [
         '<?xml version="1.0" encoding="UTF-8" ?>\n',
@@ -256,7 +257,7 @@ def caller_scenario(linger_ms: int = 2000, poll_ms: int = 100) -> str:
         _nop(
             '<test assign_to="agent_first" variable="agent" compare="equal" value="1"/>',
             # RTP silence while the call is up, so the node's RTP timeout never ends it
-            f'<exec rtp_stream="{SILENCE_FILE},-1,0"/>',
+            *([f'<exec rtp_stream="{SILENCE_FILE},-1,0"/>'] if rtp else []),
             _phase(IVR),
             '<assign assign_to="_unexp.retaddr" value="0"/>',  # when the handler came here
         )

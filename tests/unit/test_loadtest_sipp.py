@@ -148,6 +148,10 @@ def test_abandon_rejection_release_failure_and_cut() -> None:
     bye = log("c002", ("invite", 0.0), ("answered", 0.01), ("remote_bye", 0.5), ("end", 0.5))
     r = result_of(c, bye)
     assert r.outcome is Outcome.RELEASED and r.reason == "BYE from the node"
+    no_ok = log("c002", ("invite", 0.0), ("answered", 0.01), ("waiting", 0.2), ("abandon", 0.7),
+                ("bye", 0.7))  # SIPp gave up retransmitting the BYE  # fmt: skip
+    r = result_of(c, no_ok)
+    assert r.outcome is Outcome.ABANDONED and r.bye_failed
     aborted = log("c002", ("invite", 0.0), ("provisional", 0.01))
     assert result_of(c, aborted).outcome is Outcome.FAILED
     assert result_of(c, aborted, cut=True).outcome is Outcome.CUT
@@ -196,7 +200,7 @@ def test_engine_options_are_checked_and_a_missing_sipp_stops_before_any_call(
 
     assert run("--generators", "2") == (
         2,
-        "hotline: --generators and --sipp-dir need --engine sipp\n",
+        "hotline: --generators, --sipp-dir and --sipp-rtp need --engine sipp\n",
     )
     assert run("--engine", "sipp", "--generators", "0")[0] == 2
     missing = str(tmp_path / "no-sipp")
