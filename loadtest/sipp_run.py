@@ -14,7 +14,8 @@ the run's own UAs (`loadtest.run.Replay`, unchanged).
   ``lt-<call number>-<pid>@<ip>``): the caller stops waiting and talks. The node sends the
   caller nothing when an agent answers a call its IVR answered, so this is how the SIPp
   caller "hears" the agent, as the project's caller does in-process.
-- Results come from the scenario's log lines (``-trace_logs``), one `CallResult` per call
+- Results come from the scenario's log lines (``-trace_logs``, also read during the run for
+  the progress display), one `CallResult` per call
   (`loadtest.sipp.call_result`); SIPp's own error log (``-trace_err``) stays in the work
   directory. The IVR response time (the IVR's 200 → its first RTP packet) is not measured:
   SIPp does not report received RTP per call.
@@ -108,6 +109,23 @@ class Generator:
         self.process: subprocess.Popen[bytes] | None = None
         self.stdout: IO[bytes] | None = None
         self.stopped_by_run = False
+        self.read_to = 0  # how far the progress display has read calls.log
+        self.partial = ""
+        self.seen: dict[str, list[sipp.Event]] = {}
+
+    def new_lines(self) -> list[str]:
+        """The whole lines SIPp appended to calls.log since the last call."""
+        try:
+            with self.log.open("rb") as f:
+                f.seek(self.read_to)
+                data = f.read()
+        except OSError:
+            return []
+        self.read_to += len(data)
+        text = self.partial + data.decode("utf-8", errors="replace")
+        lines = text.split("\n")
+        self.partial = lines.pop()
+        return lines
 
     @property
     def pid(self) -> int:
@@ -163,8 +181,10 @@ class SippReplay(Replay):
                 )
                 self.generators.append(g)
                 self.generators_by_index[index] = g
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             raise RunError(f"SIPp work directory {self.work}: {exc}") from None
+        except ValueError as exc:  # a trace field SIPp's injection file cannot hold
+            raise RunError(str(exc)) from None
 
     def _command(self, g: Generator, t0_ms: float) -> list[str]:
         o = self.options
@@ -254,11 +274,30 @@ class SippReplay(Replay):
                     await self._hang_up()
                     break
                 await asyncio.sleep(POLL_S)
+                self._progress()
         finally:
             await self._stop_all()
             await self._wind_down(signals, (refresh, sampling))
         self._check_exits()
         return self.loop.time() - start
+
+    def _progress(self) -> None:
+        """Count the calls SIPp has finished (its log), for the progress display."""
+        if not self.progress.enabled:
+            return
+        for g in self.generators:
+            try:
+                fresh = sipp.parse_log(g.new_lines())
+            except sipp.SippLogError:
+                continue
+            for call_id, events in fresh.items():
+                seen = g.seen.setdefault(call_id, [])
+                seen += events
+                if any(e.name == "end" for e in events):
+                    call = self.parties[call_id].call
+                    result = sipp.call_result(call, seen, self.t0_epoch)
+                    if result.invite_at is not None:
+                        self.progress.call_ended(result.outcome)
 
     async def _hang_up(self) -> None:
         """The run is cut: no more new calls (SIGUSR1, SIPp's soft exit), every call SIPp
@@ -366,13 +405,14 @@ def _last_error(g: Generator) -> str:
 async def replay_sipp(
     trace: Trace, options: RunOptions
 ) -> tuple[list[rep.CallResult], SippReplay, float]:
-    progress = Progress(len(trace.calls), False)
+    progress = Progress(len(trace.calls), options.progress)
     run = SippReplay(trace, options, progress)
     run.prepare()
     try:
         await run.setup()
         seconds = await run.run()
     finally:
+        progress.close()
         await run.close()
     return run.results(), run, seconds
 
