@@ -182,6 +182,21 @@ def hotline_cli(*args: str, timeout: float = 20.0) -> subprocess.CompletedProces
     )
 
 
+def generated_ivr_trace(directory: Path, calls_per_hour: int, talk: str, patience: str) -> Path:
+    """`hotline loadtest generate` of a flat hour of calls to the 12345 IVR, each caller
+    pressing 1 after 1 s (the general queue); the trace's path."""
+    keys = directory / "keys.yaml"
+    keys.write_text('think: fixed:1\nsequences:\n  - {keys: "1", weight: 1}\n', encoding="utf-8")
+    trace = directory / "trace.csv"
+    made = hotline_cli(
+        "loadtest", "generate", "--out", str(trace), "--seed", "5", "--profile", "flat",
+        "--hours", "08-09", "--calls-per-hour", str(calls_per_hour), "--talk", talk,
+        "--patience", patience, "--keys", str(keys), "--called", "12345",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    return trace
+
+
 def trunks_override(**fields: Any) -> dict[str, Any]:
     """trunks.yaml as shipped with the settings of trunk `carrier` changed by `fields`."""
     shipped = yaml.safe_load((CONFIG_DIR / "trunks.yaml").read_text(encoding="utf-8"))

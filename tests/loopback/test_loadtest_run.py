@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .harness import HotlineNode, free_port
-from .ivr_support import hotline_cli
+from .ivr_support import generated_ivr_trace, hotline_cli
 
 CALLS = 12
 OFFICE_HOURS = "2026-12-07T10:00+08:00"  # a Monday morning: the main menu is open
@@ -21,15 +21,7 @@ def test_loadtest_run_replays_a_trace_and_agrees_with_the_cdr(
     node: Callable[..., HotlineNode], tmp_path: Path
 ) -> None:
     hotline = node(extra_args=["--clock", OFFICE_HOURS])
-    keys = tmp_path / "keys.yaml"
-    keys.write_text('think: fixed:1\nsequences:\n  - {keys: "1", weight: 1}\n', encoding="utf-8")
-    trace = tmp_path / "trace.csv"
-    made = hotline_cli(
-        "loadtest", "generate", "--out", str(trace), "--seed", "5", "--profile", "flat",
-        "--hours", "08-09", "--calls-per-hour", "360", "--talk", "exp:30", "--patience", "60",
-        "--keys", str(keys), "--called", "12345",
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
+    trace = generated_ivr_trace(tmp_path, 360, "exp:30", "60")
     report_path = tmp_path / "report.json"
     page = tmp_path / "report.html"
     run = hotline_cli(

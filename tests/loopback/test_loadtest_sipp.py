@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .harness import HotlineNode, require_peer, sipp_available
-from .ivr_support import hotline_cli
+from .ivr_support import generated_ivr_trace, hotline_cli
 
 CALLS = 10
 OFFICE_HOURS = "2026-12-07T10:00+08:00"  # a Monday morning: the main menu is open
@@ -24,15 +24,7 @@ def test_sipp_engine_replays_a_trace_with_two_generators_and_agrees_with_the_cdr
 ) -> None:
     require_peer("sipp", sipp_available(), "apt-get install sip-tester")
     hotline = node(extra_args=["--clock", OFFICE_HOURS])
-    keys = tmp_path / "keys.yaml"
-    keys.write_text('think: fixed:1\nsequences:\n  - {keys: "1", weight: 1}\n', encoding="utf-8")
-    trace = tmp_path / "trace.csv"
-    made = hotline_cli(
-        "loadtest", "generate", "--out", str(trace), "--seed", "5", "--profile", "flat",
-        "--hours", "08-09", "--calls-per-hour", "1200", "--talk", "exp:20", "--patience", "40",
-        "--keys", str(keys), "--called", "12345",
-    )  # fmt: skip
-    assert made.returncode == 0, made.stderr
+    trace = generated_ivr_trace(tmp_path, 1200, "exp:20", "40")
     report_path = tmp_path / "report.json"
     work = tmp_path / "sipp"
     run = hotline_cli(
