@@ -205,6 +205,7 @@ class Caller:
         elif event is E.REMOTE_BYE:
             if r.outcome is None:
                 answered = r.agent_answer_at is not None
+                r.premature = answered  # talking, and neither the caller nor an agent hung up
                 self._end(
                     now,
                     Outcome.ANSWERED if answered else Outcome.RELEASED,

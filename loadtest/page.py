@@ -23,6 +23,7 @@ GOAL_BHCA = 1_000_000.0
 TENDER_FAILURE = 4e-4
 GOAL_FAILURE = 1e-5
 TENDER_RELEASE_FAILURE = 2e-5
+TENDER_PREMATURE = 2e-5  # premature release probability, per answered call
 TENDER_COMPLETION = 0.9996
 GOAL_COMPLETION = 0.99999
 
@@ -97,10 +98,19 @@ def tender_rows(report: Report) -> list[list[str]]:
         ],
         [
             "premature release probability",
-            "-",
+            "-"
+            if r.premature_releases is None
+            else _e(
+                f"{_sci(r.premature_release_rate)} ({r.premature_releases} of {r.answered} "
+                "answered calls ended by the node first)"
+            ),
             "≤ 2 × 10⁻⁵",
             "0 observed",
-            _verdict(None),
+            _verdict(
+                None
+                if r.premature_release_rate is None
+                else r.premature_release_rate <= TENDER_PREMATURE
+            ),
         ],
         [
             "release failure probability",

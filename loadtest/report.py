@@ -20,6 +20,9 @@ answered: a 4xx/6xx final response such as 404 or the queue's 480, or its BYE), 
 final response, 5xx, 408, a transport error, an unusable answer) and cut (not answered by an
 agent and still up when `--max-seconds` ended the run; an answered call still talking then
 stays answered, flagged `cut_short`). The call processing failure rate is failed / attempted.
+An answered call the node ends with its BYE before either party hung up (the caller hangs up
+first in a replay; emulated agents never do) is flagged `premature`: the tender's premature
+release, counted per answered call.
 """
 
 from __future__ import annotations
@@ -69,6 +72,9 @@ class CallResult(msgspec.Struct, kw_only=True):
     keys_skipped: int = 0  # keys of the trace never pressed (no IVR answered)
     bye_failed: bool = False  # our BYE got no 2xx
     cut_short: bool = False  # answered, and still talking when --max-seconds ended the run
+    # answered, then ended by the node's BYE before either party hung up (the caller hangs
+    # up first in a replay, emulated agents never do): the tender's premature release
+    premature: bool = False
 
 
 class Percentiles(msgspec.Struct, frozen=True, kw_only=True):
@@ -137,6 +143,10 @@ class Report(msgspec.Struct, frozen=True, kw_only=True):
     generators: int = 1  # caller processes (SIPp engine)
     not_measured: tuple[str, ...] = ()  # figures this engine cannot measure (field names)
     start_lateness_ms: Percentiles | None = None  # INVITE after its trace time (SIPp engine)
+    # answered calls the node ended before either party did, and their share of the answered
+    # (None in a report saved before they were counted)
+    premature_releases: int | None = None
+    premature_release_rate: float | None = None
 
 
 # --- figures ----------------------------------------------------------------------------------
@@ -348,6 +358,7 @@ def build_report(
             counts[call.outcome] += 1
         if call.outcome is Outcome.FAILED:
             failures[call.reason or "failed"] = failures.get(call.reason or "failed", 0) + 1
+    premature = sum(1 for c in calls if c.premature and c.outcome is Outcome.ANSWERED)
     attempts = [c.invite_at for c in calls if c.invite_at is not None]
     attempted = len(attempts)
     hour, extrapolated = bhca(attempts, time_scale)
@@ -394,6 +405,10 @@ def build_report(
         correlation=dict(correlation or {}),
         failures=failures,
         bye_failures=sum(1 for c in calls if c.bye_failed),
+        premature_releases=premature,
+        premature_release_rate=premature / counts[Outcome.ANSWERED]
+        if counts[Outcome.ANSWERED]
+        else None,
         keys_sent=sum(c.keys_sent for c in calls),
         keys_skipped=sum(c.keys_skipped for c in calls),
     )
@@ -448,6 +463,9 @@ def format_report(report: Report) -> list[str]:
         f"{SHORT_ABANDON_S:g} s)",
         f"  service level ({SERVICE_LEVEL_S:g} s) {_share(k.service_level)}, human answer rate "
         f"{_share(k.human_answer_rate)}, mean wait {_num(k.mean_wait_s)} s",
+        f"  premature releases {'-' if r.premature_releases is None else r.premature_releases}"
+        f" of {r.answered} answered calls ({_num(r.premature_release_rate, 6)}): ended by the "
+        "node before either party hung up",
         f"  keys pressed {r.keys_sent}, not pressed {r.keys_skipped}; BYEs unanswered "
         f"{r.bye_failures}; agent INVITEs "
         + ", ".join(f"{n} {what}" for what, n in sorted(r.correlation.items())),

@@ -177,6 +177,7 @@ def call_result(
     if talked:
         r.outcome = Outcome.ANSWERED
         r.cut_short = cut and ("cut" in first or r.ended_at is None)
+        r.premature = "remote_bye" in first and "bye" not in first  # the node hung up first
     elif "abandon" in first:
         r.outcome = Outcome.ABANDONED
     elif "cut" in first:

@@ -240,7 +240,24 @@ def test_the_html_page_is_self_contained_with_its_figures_and_tender_figures() -
     rows = {row[0]: row for row in tender_rows(report)}
     assert "1 of 87" in rows["call processing failure rate"][1]
     assert "no" in rows["call processing failure rate"][4]  # 1/87 > 4e-4
-    assert "not measured" in rows["premature release probability"][4]
+    premature = rows["premature release probability"]
+    assert "0 of" in premature[1] and "yes" in premature[4]
+
+
+def test_premature_releases_are_counted_per_answered_call_and_saved_reports_without_them_read() -> (
+    None
+):
+    first, second = answered(1.0, 1.0), answered(2.0, 1.0)
+    second.premature = True
+    report = report_of([first, second], run_seconds=40.0)
+    assert (report.premature_releases, report.premature_release_rate) == (1, 0.5)
+    assert any("premature releases 1 of 2" in line for line in rep.format_report(report))
+    assert "no" in {r[0]: r for r in tender_rows(report)}["premature release probability"][4]
+    saved = rep.msgspec.json.decode(rep.report_json(report))
+    del saved["premature_releases"], saved["premature_release_rate"]  # a report of before
+    old, _calls = read_report_json(rep.msgspec.json.encode(saved), "old.json")
+    assert old.premature_releases is None
+    assert "not measured" in {r[0]: r for r in tender_rows(old)}["premature release probability"][4]
 
 
 def test_report_text_is_escaped_in_the_page() -> None:

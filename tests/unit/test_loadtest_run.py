@@ -255,11 +255,19 @@ def test_bye_from_the_node_ends_the_call_as_answered_or_released() -> None:
     talking.handle(Event.AGENT_ANSWERED, 1.0)
     assert kinds(talking.handle(Event.REMOTE_BYE, 5.0)) == ["done"]
     assert talking.result.outcome is Outcome.ANSWERED
+    assert talking.result.premature  # 55 s of talk left: the node released it first
     waiting = Caller(call(), 1.0)
     waiting.handle(Event.START, 0)
     waiting.handle(Event.ANSWERED, 0.1)
     waiting.handle(Event.REMOTE_BYE, 300.0)
-    assert waiting.result.outcome is Outcome.RELEASED
+    assert waiting.result.outcome is Outcome.RELEASED and not waiting.result.premature
+    done = Caller(call(talk_s=2), 1.0)  # the caller's own BYE: not premature
+    done.handle(Event.START, 0)
+    done.handle(Event.ANSWERED, 0.1)
+    done.handle(Event.AGENT_ANSWERED, 1.0)
+    assert kinds(done.handle(Event.TALK_OVER, 3.0)) == ["bye"]
+    done.handle(Event.BYE_DONE, 3.1)
+    assert done.result.outcome is Outcome.ANSWERED and not done.result.premature
 
 
 def test_cut_ends_whatever_is_up_and_leaves_unstarted_calls_unattempted() -> None:

@@ -126,7 +126,12 @@ def test_an_ivr_call_answered_by_an_agent() -> None:
     assert r.first_response_at == pytest.approx(0.105)
     assert r.node_answer_at == pytest.approx(0.110)
     assert (r.keys_sent, r.keys_skipped, r.bye_failed) == (1, 0, False)
-    assert r.first_rtp_at is None and r.sip_call_id == "lt-1-9@x"
+    assert r.first_rtp_at is None and r.sip_call_id == "lt-1-9@x" and not r.premature
+    # The node's BYE in the middle of the talk: answered, and released prematurely.
+    cut_off = [line for line in lines if ";bye" not in line and ";end" not in line]
+    cut_off += log("c001", ("remote_bye", 4.0), ("end", 4.0))
+    r = result_of(c, cut_off, agent=sipp.AgentAnswer("1001", 3.49))
+    assert r.outcome is Outcome.ANSWERED and r.premature
 
 
 def test_abandon_rejection_release_failure_and_cut() -> None:
