@@ -65,6 +65,9 @@ def test_loadtest_run_replays_a_trace_and_agrees_with_the_cdr(
         assert row["disposition"] == call["outcome"], (call, row)
         if call["outcome"] == "answered":
             assert row["agent"] == call["agent"], (call, row)
+            # every answered call was hung up by its caller: none released prematurely
+            assert row["hangup_side"] == "caller" and not call["premature"], (call, row)
+    assert report["premature_releases"] == 0 and report["premature_release_rate"] == 0
     kpis = report["kpis"]
     assert kpis["queued"] == CALLS and kpis["answered"] == report["answered"]
     # the two agents are unregistered at the end of the run
