@@ -112,6 +112,7 @@ class Node:
                 services=services,
             )
             self.switch.control.sink_factory = WavSink
+            self.switch.control.send_now = self._flush
             self.switch.control.speech_factory = self._speech_factory(loop)
             self.switch.bus.subscribe(self._voicemail_left, (VoicemailLeft,))
             self._start_recorder(loop, media)

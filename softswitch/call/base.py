@@ -37,6 +37,7 @@ class ControlBase:
     sessions: dict[str, Session]
     counters: dict[str, int]
     sink_factory: Callable[[str], Any] | None
+    send_now: Callable[[], None] | None  # the node's commit-then-send (node.py); None: tests
     speech_factory: Callable[[str, tuple[str, ...]], Any] | None
     _by_invite: dict[tuple, Session]
     _by_origin: dict[tuple, Session]

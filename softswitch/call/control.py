@@ -146,6 +146,9 @@ class CallControl(Signalling, LegActions, Features, Extensions, Failover, Forkin
         self.node_id = node_id
         self.flow_factory: FlowFactory | None = None
         self.sink_factory: SinkFactory | None = None
+        # The node's commit-then-send of everything so far, for a 200 that must be on the wire
+        # before the media that follows it starts (leg_actions._answered_by_node).
+        self.send_now: Callable[[], None] | None = None
         self.speech_factory: SpeechFactory | None = None
         # (caller, queue, since epoch) -> the agent who answered the caller's latest call
         # there (sticky agent; the node's CDR store), or None to have no sticky agents.

@@ -74,6 +74,8 @@ class LegActions(ControlBase):
             a.provisional = self._a_response(session, 183, body=body)
             self._send_provisional(session, a, now)
             session.log.info("the node's prompts play in early media (183)")
+            if self.send_now is not None:
+                self.send_now()  # the 183 before the prompt's first packet, as the 200 below
             return
         a.to(LegEvent.ANSWER)
         self._final_to_caller(session, self._a_response(session, 200, body=body), now)
@@ -102,6 +104,12 @@ class LegActions(ControlBase):
             self.counters["ivr"] += 1
             self.bus.publish(ev.CallAnsweredByNode(self.wall(now), session.call_id, a.leg_id))
             session.log.info("answered by the node")
+            # The application's next action is usually a prompt, which the engine's thread
+            # starts at once: commit and send now, so that the 200 is on the wire before the
+            # prompt's first packet (RFC 3264 §6: media after the answer) instead of after
+            # this input's CDR commit.
+            if self.send_now is not None:
+                self.send_now()
 
     def _ring(self, session: Session, action: Ring, now: float) -> None:
         a = session.a
