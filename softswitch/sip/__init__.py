@@ -4,8 +4,9 @@ Nothing here imports asyncio, socket, time or uvloop (a test walks the AST to ke
 bytes and `now` go in, parsed messages, events and `SendMessage` commands come out.
 
 Exports:
-- `message`: `Request`, `Response`, `Headers`, `parse_message`, `StreamFramer`, `parse_uri`,
+- `message`: `Request`, `Response`, `Headers`, `parse_message`, `parse_uri`,
   `parse_name_addr`, `parse_via`
+- `framing`: `StreamFramer` (messages on TCP/TLS byte streams)
 - `build`: `make_response`, `new_branch`, `new_tag`, `new_call_id`
 - `transaction`: `TransactionLayer`, `Target`, `SendMessage` and the events it returns
 - `dialog`: `Dialog`

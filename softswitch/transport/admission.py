@@ -13,7 +13,7 @@ import enum
 from collections.abc import Callable, Hashable
 
 from softswitch.config import LimitsConfig
-from softswitch.sip.message import StreamFramer
+from softswitch.sip.framing import StreamFramer
 
 from .descriptors import DescriptorCounter
 

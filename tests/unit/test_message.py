@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from softswitch.sip.errors import SipParseError
+from softswitch.sip.framing import StreamFramer
 from softswitch.sip.message import (
     Headers,
     NameAddr,
     Request,
     Response,
-    StreamFramer,
     parse_cseq,
     parse_hostport,
     parse_message,

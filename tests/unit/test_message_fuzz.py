@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from softswitch.sip.errors import SipParseError
+from softswitch.sip.framing import StreamFramer
 from softswitch.sip.headers import _SIP_URI_FAST_RE, _parse_uri_general
 from softswitch.sip.message import (
     Request,
     Response,
-    StreamFramer,
     parse_message,
     parse_name_addr,
     parse_uri,

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from softswitch.sip.errors import SipParseError
+from softswitch.sip.framing import StreamFramer
 from softswitch.sip.message import (
     Request,
     Response,
-    StreamFramer,
     parse_message,
     parse_name_addr,
     parse_uri,

@@ -17,10 +17,10 @@ from sipflow import Harness, Phone
 from test_message_vectors import INVALID, VALID
 
 from softswitch.sip.errors import SipParseError
+from softswitch.sip.framing import StreamFramer
 from softswitch.sip.message import (
     Request,
     Response,
-    StreamFramer,
     parse_message,
     parse_name_addr,
     parse_uri,
