@@ -53,10 +53,10 @@ from .harness import (
     LOOPBACK,
     AgentError,
     _kill_process_group,
-    _matches,
     free_port,
     read_tail,
     require_peer,
+    take_event,
 )
 
 BARESIP_BINARY = "baresip"
@@ -359,19 +359,12 @@ class BaresipAgent:
         """The first not yet returned event of type `type_` (REGISTER_OK, CALL_ESTABLISHED …)
         whose fields match `match` (values or predicates). Raises AgentError after `timeout`
         seconds, or at once when the control connection has closed."""
-        deadline = time.monotonic() + timeout
-        with self._condition:
-            while True:
-                for index, candidate in enumerate(self._events):
-                    if index in self._consumed or candidate.get("type") != type_:
-                        continue
-                    if _matches(candidate, match):
-                        self._consumed.add(index)
-                        return dict(candidate)
-                remaining = deadline - time.monotonic()
-                if self._closed or remaining <= 0:
-                    break
-                self._condition.wait(timeout=min(remaining, 0.5))
+        found = take_event(
+            self._condition, self._events, self._consumed, lambda e: e.get("type") == type_,
+            match, timeout, lambda: self._closed,
+        )  # fmt: skip
+        if found is not None:
+            return found
         why = "closed ctrl_tcp" if self._closed else f"timed out after {timeout:.1f} s"
         raise AgentError(
             f"{self.name}: {why} waiting for {type_!r} matching {match!r}\n{self.describe()}"

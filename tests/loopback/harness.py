@@ -27,7 +27,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -184,6 +184,35 @@ def _matches(event: Mapping[str, Any], expected: Mapping[str, Any]) -> bool:
         elif have != want:
             return False
     return True
+
+
+def take_event(
+    condition: threading.Condition,
+    events: list[dict[str, Any]],
+    consumed: set[int],
+    kind: Callable[[dict[str, Any]], bool],
+    match: Mapping[str, Any],
+    timeout: float,
+    ended: Callable[[], bool],
+) -> dict[str, Any] | None:
+    """The first event of a phone runner's `events` (appended under `condition`, which is
+    notified on each) not yet in `consumed`, of the `kind` asked and matching `match` (values
+    or predicates, `_matches`); it is marked consumed and a copy returned, so two waits never
+    get the same event. None after `timeout` s, or at once when `ended()` (the peer exited or
+    its control connection closed) and nothing matched."""
+    deadline = time.monotonic() + timeout
+    with condition:
+        while True:
+            for index, candidate in enumerate(events):
+                if index in consumed or not kind(candidate):
+                    continue
+                if _matches(candidate, match):
+                    consumed.add(index)
+                    return dict(candidate)
+            remaining = deadline - time.monotonic()
+            if ended() or remaining <= 0:
+                return None
+            condition.wait(timeout=min(remaining, 0.5))
 
 
 # -- pjsua2 agent ---------------------------------------------------------------------------
@@ -366,19 +395,12 @@ class PjAgent:
         A match value may be a callable taking the field's value (`code=lambda c: c >= 400`).
         Raises AgentError after `timeout` seconds, or at once if the agent has exited.
         """
-        deadline = time.monotonic() + timeout
-        with self._condition:
-            while True:
-                for index, candidate in enumerate(self._events):
-                    if index in self._consumed or candidate["event"] != event:
-                        continue
-                    if _matches(candidate, match):
-                        self._consumed.add(index)
-                        return dict(candidate)
-                remaining = deadline - time.monotonic()
-                if self._eof or remaining <= 0:
-                    break
-                self._condition.wait(timeout=min(remaining, 0.5))
+        found = take_event(
+            self._condition, self._events, self._consumed, lambda e: e["event"] == event,
+            match, timeout, lambda: self._eof,
+        )  # fmt: skip
+        if found is not None:
+            return found
         why = "exited" if self._eof else f"timed out after {timeout:.1f} s"
         raise AgentError(
             f"{self.name}: {why} waiting for {event!r} matching {match!r}\n{self.describe()}"

@@ -57,10 +57,10 @@ import numpy as np
 from .harness import (
     AgentError,
     _kill_process_group,
-    _matches,
     free_port,
     read_tail,
     require_peer,
+    take_event,
 )
 
 LINPHONE_BINARY = "linphone-daemon"
@@ -352,21 +352,13 @@ class LinphoneAgent:
         """The first not yet returned event whose ``Event`` is `event` (a call state such as
         ``LinphoneCallIncomingReceived``) or whose ``Event-type`` is `event` (e.g.
         ``receiving-tone``), with fields matching `match`. AgentError after `timeout` s."""
-        deadline = time.monotonic() + timeout
-        with self._condition:
-            while True:
-                for index, candidate in enumerate(self._events):
-                    if index in self._consumed:
-                        continue
-                    if event not in (candidate.get("Event"), candidate.get("Event-type")):
-                        continue
-                    if _matches(candidate, match):
-                        self._consumed.add(index)
-                        return dict(candidate)
-                remaining = deadline - time.monotonic()
-                if self._closed or remaining <= 0:
-                    break
-                self._condition.wait(timeout=min(remaining, 0.5))
+        found = take_event(
+            self._condition, self._events, self._consumed,
+            lambda e: event in (e.get("Event"), e.get("Event-type")),
+            match, timeout, lambda: self._closed,
+        )  # fmt: skip
+        if found is not None:
+            return found
         why = "stopped" if self._closed else f"timed out after {timeout:.1f} s"
         raise AgentError(f"{self.name}: {why} waiting for {event!r} {match!r}\n{self.describe()}")
 
