@@ -174,6 +174,16 @@ class Replay:
         await self._preflight()
         await self._register_all(o.expires)
 
+    async def drive(self) -> float:
+        """Set up, run and close, whatever happens (the progress display too): the run's
+        seconds, or `RunError`."""
+        try:
+            await self.setup()
+            return await self.run()
+        finally:
+            self.progress.close()
+            await self.close()
+
     async def close(self) -> None:
         if self.registered and self.phones is not None:
             with contextlib.suppress(RunError, TimeoutError):
@@ -708,14 +718,8 @@ class Replay:
 # --- entry ----------------------------------------------------------------------------------
 async def replay(trace: Trace, options: RunOptions) -> tuple[list[rep.CallResult], Replay, float]:
     """Run the replay; (every call's result, the run, seconds) or `RunError`."""
-    progress = Progress(len(trace.calls), options.progress)
-    run = Replay(trace, options, progress)
-    try:
-        await run.setup()
-        seconds = await run.run()
-    finally:
-        progress.close()
-        await run.close()
+    run = Replay(trace, options, Progress(len(trace.calls), options.progress))
+    seconds = await run.drive()
     return [c.result for c in run.callers], run, seconds
 
 

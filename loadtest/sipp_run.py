@@ -405,15 +405,9 @@ def _last_error(g: Generator) -> str:
 async def replay_sipp(
     trace: Trace, options: RunOptions
 ) -> tuple[list[rep.CallResult], SippReplay, float]:
-    progress = Progress(len(trace.calls), options.progress)
-    run = SippReplay(trace, options, progress)
+    run = SippReplay(trace, options, Progress(len(trace.calls), options.progress))
     run.prepare()
-    try:
-        await run.setup()
-        seconds = await run.run()
-    finally:
-        progress.close()
-        await run.close()
+    seconds = await run.drive()
     return run.results(), run, seconds
 
 
