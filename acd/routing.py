@@ -493,24 +493,25 @@ class Router:
         the call opens (a timer at its end re-dispatches the call if it is still open); the
         call is offered to the next eligible agent first, then the agent may take a call it is
         eligible for. `fault`: the agent's device cannot take calls as it is (its phone
-        answered with media the node cannot use): the agent goes busy with that reason
-        instead, whatever `lock_after` says, until it makes itself ready again."""
+        answered with media the node cannot use): the agent goes busy with that reason even
+        with `lock_after` off, until it makes itself ready again (a lock that `lock_after`
+        asks for comes first)."""
         self._agent_to(agent, agent_event, now, out, call_id=call.call_id)
         agent.call_id = None
         del call.rings[agent.agent_id]
         agent.missed += 1
         lock_after = call.spec.lock_after
         locked = bool(lock_after) and agent.missed >= lock_after and not agent.leaving
+        busy = bool(fault) and not locked and not agent.leaving
         if locked:
             agent.pending = None
             reason = f"missed {agent.missed} calls in a row"
             self._agent_to(agent, AgentEvent.LOCK, now, out, call_id=call.call_id, reason=reason)
-        elif fault and not agent.leaving:
+        elif busy:
             agent.pending = None
             self._agent_to(
                 agent, AgentEvent.NOT_READY, now, out, call_id=call.call_id, reason=fault
             )
-            locked = True  # not made ready below
         last = not call.rings
         if last:
             self._requeue(call, call_event)
@@ -519,7 +520,7 @@ class Router:
         self._push_timer(until, TIMER_RETRY, call.call_id, call.serial)
         if last:
             self._dispatch_call(call, now, out)
-        if not locked:
+        if not (locked or busy):
             self._agent_ready(agent, now, out, fresh=False)
 
     def _leave_queue(self, call: CallRecord) -> None:
