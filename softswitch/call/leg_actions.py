@@ -27,6 +27,7 @@ from softswitch.call.session import Session
 from softswitch.call.sipcodec import (
     ALLOW,
     binding_route,
+    is_sips,
 )
 from softswitch.sdp import address_family
 from softswitch.sip.build import new_request_headers
@@ -295,9 +296,7 @@ class LegActions(ControlBase):
         for value in route or ():
             headers.add("route", value)
         # A SIPS dialog only when the request or its first Route is sips: (§12.1.2).
-        sips = request_uri.lower().startswith("sips:") or any(
-            r.lstrip("<").lower().startswith("sips:") for r in (route or ())[:1]
-        )
+        sips = is_sips(request_uri) or bool(route and is_sips(route[0]))
         headers.add("contact", f"<{self.contact_for(target, sips)}>")
         headers.add("allow", ALLOW)
         if internal is not None:

@@ -225,15 +225,18 @@ def sips_dialog(request: Request | None) -> bool:
     registered `sip:…;transport=tls` gets a `sip:` Contact with `;transport=tls`, which is
     all some of them (baresip 1.0) can send in-dialog requests to. None (no request yet)
     counts as SIPS, the stricter form."""
-    if request is None:
-        return True
-    if request.uri.lower().startswith("sips:"):
+    if request is None or is_sips(request.uri):
         return True
     for name in ("route", "record-route"):
         first = request.headers.get(name)
-        if first and split_list(first)[0].strip().lstrip("<").lower().startswith("sips:"):
+        if first and is_sips(split_list(first)[0]):
             return True
     return False
+
+
+def is_sips(value: str) -> bool:
+    """Whether a URI or name-addr (`<sips:…;lr>`) is a `sips:` one."""
+    return value.strip().lstrip("<").lower().startswith("sips:")
 
 
 def same_contact(request: Request, registered: str) -> bool:
