@@ -8,6 +8,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from softswitch.call.sipcodec import sips_dialog
+
 if TYPE_CHECKING:
     from acd import Acd
     from media import MediaEngine, PassThroughMedia
@@ -51,6 +53,11 @@ class ControlBase:
     _graveyard: deque[tuple[float, list[tuple], list[tuple]]]
     cleanup_delay: float
     _adopted: dict[str, Session]  # leg id -> the call a picked-up leg moved to
+
+    def _contact(self, leg: Leg) -> str:
+        """The node's Contact header value in `leg`'s dialog, `<…>`: on TLS `sips:` only in
+        a SIPS dialog (sipcodec.sips_dialog)."""
+        return f"<{self.contact_for(leg.target, sips_dialog(leg.invite))}>"
 
     # Implemented by the parts (each names where); declared here so that one part may call
     # another's.

@@ -55,7 +55,7 @@ from media import MediaError
 from softswitch.call.base import TIMER_PREFIX, ControlBase
 from softswitch.call.leg import Leg, LegState
 from softswitch.call.session import Session
-from softswitch.call.sipcodec import next_invite_headers, sips_dialog
+from softswitch.call.sipcodec import next_invite_headers
 from softswitch.sip.build import make_response
 from softswitch.sip.dialog import Dialog
 from softswitch.sip.errors import DialogError, SipParseError
@@ -328,7 +328,7 @@ class Extensions(ControlBase):
         extra = [
             ("session-expires", f"{timer.interval};refresher={timer.param(True)}"),
             ("supported", "timer"),
-            ("contact", f"<{self.contact_for(leg.target, sips_dialog(leg.invite))}>"),
+            ("contact", self._contact(leg)),
         ]
         body = b""
         method = "UPDATE"
@@ -465,7 +465,7 @@ class Extensions(ControlBase):
                 session.log.warning("refresh offer refused by media: %s", exc)
                 self._respond(event.key, make_response(request, 488), now)
                 return True
-        extra = [("contact", f"<{self.contact_for(leg.target, sips_dialog(leg.invite))}>")]
+        extra = [("contact", self._contact(leg))]
         if answer:
             extra.append(("content-type", "application/sdp"))
         if timer is not None:

@@ -22,7 +22,7 @@ from softswitch.call.actions import AddParty, AgentCommand, PickUp, Supervise
 from softswitch.call.base import ControlBase
 from softswitch.call.leg import Leg, LegEvent, LegState
 from softswitch.call.session import Session
-from softswitch.call.sipcodec import sdp_direction, sips_dialog
+from softswitch.call.sipcodec import sdp_direction
 from softswitch.sip.build import make_response
 from softswitch.sip.errors import SipParseError
 from softswitch.sip.headers import parse_uri, unescape
@@ -182,7 +182,7 @@ class Features(ControlBase):
             return True
         self._hold_state(leg, request.body)
         extra = [
-            ("contact", f"<{self.contact_for(leg.target, sips_dialog(leg.invite))}>"),
+            ("contact", self._contact(leg)),
             ("content-type", "application/sdp"),
         ]
         self._respond(event.key, make_response(request, 200, body=body, extra=extra), now)
@@ -231,7 +231,7 @@ class Features(ControlBase):
     ) -> None:
         """A REFER the node carries out: 202, the first NOTIFY (RFC 3515 §2.4.4) and the
         queue log's TRANSFER line with `data`."""
-        contact = [("contact", f"<{self.contact_for(leg.target, sips_dialog(leg.invite))}>")]
+        contact = [("contact", self._contact(leg))]
         self._respond(event.key, make_response(event.request, 202, extra=contact), now)
         self._notify(session, leg, "SIP/2.0 100 Trying", final=False, now=now)
         self.bus.publish(
@@ -345,7 +345,7 @@ class Features(ControlBase):
             f"{frag}\r\n".encode(),
             [("event", "refer"), ("subscription-state", state), ("content-type", SIPFRAG)],
         )
-        request.headers.add("contact", f"<{self.contact_for(leg.target, sips_dialog(leg.invite))}>")
+        request.headers.add("contact", self._contact(leg))
         key = self.txn.send_request(request, leg.target, now)
         self._clients[key] = (session, leg, "notify", None)
 
@@ -551,7 +551,7 @@ class Features(ControlBase):
         picker.agent_id = action.agent_id
         picker.to(LegEvent.ANSWER)
         extra = [
-            ("contact", f"<{self.contact_for(picker.target, sips_dialog(picker.invite))}>"),
+            ("contact", self._contact(picker)),
             ("content-type", "application/sdp"),
         ]
         ok = make_response(

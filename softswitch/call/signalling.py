@@ -16,7 +16,6 @@ from softswitch.call.sipcodec import (
     dtmf_from_info,
     redirect_agent,
     sdp_direction,
-    sips_dialog,
 )
 from softswitch.sip.build import make_response
 from softswitch.sip.dialog import Dialog
@@ -360,9 +359,7 @@ class Signalling(ControlBase):
             extra.append(("content-type", "application/sdp"))
         relayed = other.dialog.new_request(method, body, extra)
         if method in ("INVITE", "UPDATE"):
-            relayed.headers.add(
-                "contact", f"<{self.contact_for(other.target, sips_dialog(other.invite))}>"
-            )
+            relayed.headers.add("contact", self._contact(other))
         key = self.txn.send_request(relayed, other.target, now)
         self._clients[key] = (session, other, "relay", (event.key, leg, offer))
         session.relays.append(key)
@@ -395,7 +392,7 @@ class Signalling(ControlBase):
                 return
             self._hold_state(leg, request.body)
             extra = [
-                ("contact", f"<{self.contact_for(leg.target, sips_dialog(leg.invite))}>"),
+                ("contact", self._contact(leg)),
                 ("content-type", "application/sdp"),
             ]
             self._respond(event.key, make_response(request, 200, body=body, extra=extra), now)
@@ -455,9 +452,7 @@ class Signalling(ControlBase):
         if body and not extra_headers:
             extra_headers.append(("content-type", "application/sdp"))
         if method in ("INVITE", "UPDATE") and status < 300:
-            extra_headers.append(
-                ("contact", f"<{self.contact_for(origin.target, sips_dialog(origin.invite))}>")
-            )
+            extra_headers.append(("contact", self._contact(origin)))
             if status >= 200 and origin is session.a and origin.timer is not None:
                 extra_headers += origin.timer.headers()  # the caller's refresh is answered
                 self._timer_start(session, origin, now)
@@ -575,7 +570,7 @@ class Signalling(ControlBase):
         a = session.a
         assert a.invite is not None and a.dialog is not None
         headers = [
-            ("contact", f"<{self.contact_for(a.target, sips_dialog(a.invite))}>"),
+            ("contact", self._contact(a)),
             *(extra or ()),
         ]
         if body:
